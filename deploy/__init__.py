@@ -1,0 +1,1 @@
+"""Bringing swarmlet clusters up and down, chaos, and the swarmlet command line."""

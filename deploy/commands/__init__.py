@@ -1,0 +1,1 @@
+"""Subcommands of the swarmlet command line, one module each."""

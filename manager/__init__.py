@@ -1,0 +1,1 @@
+"""swarmlet manager components: Raft, the replicated store, orchestration, control API."""

@@ -1,0 +1,1 @@
+"""swarmlet node agent: what every node runs (gossip, agent session, runtime, metrics)."""
