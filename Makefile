@@ -12,6 +12,7 @@ down: setup
 	.venv/bin/swarmlet down
 
 lint: setup
+	bash proto/generate.sh --check
 	.venv/bin/ruff check .
 	.venv/bin/mypy nodeagent manager deploy
 
