@@ -1,0 +1,216 @@
+"""Per-kind rules an object must keep, checked when a batch is applied (and by ``Store.check``).
+
+These run inside ``apply`` on every manager, so they may look only at the command and the
+committed state: no clock, no randomness, no configuration that could differ between managers.
+Messages are Swarm's (swarmkit's controlapi and moby's daemon) where Swarm has one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from manager.store.errors import InvalidObject
+from manager.store.objects import TASK_STATES, StoredObject
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "check_create",
+    "check_update",
+    "name_conflict_message",
+    "payload_size",
+]
+
+MAX_PAYLOAD_BYTES = 500 * 1024  # swarmkit's MaxSecretSize / MaxConfigSize: data must be smaller
+
+NODE_ROLES = ("worker", "manager")
+NODE_AVAILABILITIES = ("active", "pause", "drain")
+NODE_STATES = ("unknown", "down", "ready", "disconnected")
+REACHABILITIES = ("unknown", "unreachable", "reachable")
+SERVICE_MODES = ("Replicated", "Global", "ReplicatedJob", "GlobalJob")
+
+# swarmkit controlapi: service and network names are DNS name components...
+_DNS_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+# ...while configs and secrets allow dots and must start and end alphanumerically.
+_PAYLOAD_NAME = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
+
+
+def _labels(spec: Mapping[str, Any], where: str = "Labels") -> None:
+    labels = spec.get("Labels")
+    if labels is None:
+        return
+    if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidObject(f"{where} must map strings to strings")
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], message: str) -> None:
+    if value not in allowed:
+        raise InvalidObject(message)
+
+
+def _dns_name(spec: Mapping[str, Any]) -> None:
+    name = spec.get("Name")
+    if not isinstance(name, str) or not name:
+        raise InvalidObject("meta: name must be provided")
+    if not _DNS_NAME.match(name):
+        raise InvalidObject("name must be valid as a DNS name component")
+    if len(name) > 63:
+        raise InvalidObject("name must be 63 characters or fewer")
+
+
+def payload_size(spec: Mapping[str, Any]) -> int:
+    """Length in bytes of a secret's or config's Data (base64 in the spec); InvalidObject if not base64."""
+    data = spec.get("Data", "")
+    if not isinstance(data, str):
+        raise InvalidObject("Data must be a base64 string")
+    try:
+        return len(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        raise InvalidObject("Data must be a base64 string") from None
+
+
+def _payload(kind: str, spec: Mapping[str, Any]) -> None:
+    name = spec.get("Name")
+    if not isinstance(name, str) or not name:
+        raise InvalidObject("name must be provided")
+    if len(name) > 64 or not _PAYLOAD_NAME.match(name):
+        raise InvalidObject(
+            "invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, "
+            "and the start and end character must be [a-zA-Z0-9]"
+        )
+    size = payload_size(spec)
+    if size < 1 or size >= MAX_PAYLOAD_BYTES:
+        raise InvalidObject(f"{kind} data must be larger than 0 and less than {MAX_PAYLOAD_BYTES} bytes")
+    _labels(spec)
+
+
+def _node(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    # moby's daemon words (convert.NodeSpecToGRPC), since that is where the CLI's values land.
+    _one_of(spec.get("Role"), NODE_ROLES, f"invalid Role: {_quote(spec.get('Role'))}")
+    _one_of(
+        spec.get("Availability"),
+        NODE_AVAILABILITIES,
+        f"invalid Availability: {_quote(spec.get('Availability'))}",
+    )
+    _labels(spec)
+    if "State" in status:
+        _one_of(status["State"], NODE_STATES, f"invalid node state {_quote(status['State'])}")
+    manager = extra.get("ManagerStatus")
+    if manager is not None:
+        if not isinstance(manager, Mapping):
+            raise InvalidObject("ManagerStatus must be a JSON object")
+        if "Reachability" in manager:
+            reach = manager["Reachability"]
+            _one_of(reach, REACHABILITIES, f"invalid Reachability: {_quote(reach)}")
+
+
+def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    _dns_name(spec)
+    _labels(spec)
+    mode = spec.get("Mode")
+    if mode is None:
+        return
+    if not isinstance(mode, Mapping) or len(mode) != 1 or next(iter(mode)) not in SERVICE_MODES:
+        raise InvalidObject("Mode must be exactly one of Replicated, Global, ReplicatedJob, GlobalJob")
+    replicated = mode.get("Replicated")
+    if isinstance(replicated, Mapping) and "Replicas" in replicated:
+        replicas = replicated["Replicas"]
+        if isinstance(replicas, bool) or not isinstance(replicas, int):
+            raise InvalidObject("Replicas must be an integer")
+        if replicas < 0:
+            raise InvalidObject("Number of replicas must be non-negative")
+
+
+def _task(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    if "State" in status:
+        _one_of(status["State"], TASK_STATES, f"invalid task state {_quote(status['State'])}")
+    if "DesiredState" in extra:
+        _one_of(extra["DesiredState"], TASK_STATES, f"invalid task state {_quote(extra['DesiredState'])}")
+    slot = extra.get("Slot")
+    if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0):
+        raise InvalidObject("Slot must be a non-negative integer")
+
+
+def _network(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    _dns_name(spec)
+    _labels(spec)
+
+
+def _secret(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    _payload("secret", spec)
+
+
+def _config(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    _payload("config", spec)
+
+
+def _cluster(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+    _labels(spec)
+
+
+_RULES: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], None]] = {
+    "cluster": _cluster,
+    "node": _node,
+    "service": _service,
+    "task": _task,
+    "network": _network,
+    "secret": _secret,
+    "config": _config,
+}
+
+
+def _quote(value: Any) -> str:
+    # Go's %q of a string; other JSON values as JSON would show them.
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '""' if value is None else repr(value)
+
+
+def check_create(
+    kind: str, spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]
+) -> None:
+    """Raise InvalidObject if a new object of ``kind`` breaks its kind's rules."""
+    _RULES[kind](spec, status, extra)
+
+
+def check_update(
+    current: StoredObject,
+    spec: Mapping[str, Any] | None,
+    status: Mapping[str, Any] | None,
+    extra: Mapping[str, Any] | None,
+) -> Mapping[str, Any] | None:
+    """Check an update of ``current``; returns the Spec to store (None: keep the current one).
+
+    Secrets and configs are immutable except their labels, so for them the stored Spec is the
+    current one with the new Labels, as swarmkit does; renaming services and networks is refused.
+    """
+    kind = current.kind
+    new_spec = spec
+    if spec is not None:
+        if kind in ("secret", "config"):
+            same_name = spec.get("Name") == current.spec.get("Name")
+            if not same_name or ("Data" in spec and spec["Data"] != current.spec.get("Data")):
+                raise InvalidObject("only updates to Labels are allowed")
+            _labels(spec)
+            new_spec = dict(current.spec)
+            new_spec["Labels"] = spec.get("Labels") or {}
+        elif kind in ("service", "network") and spec.get("Name") != current.spec.get("Name"):
+            raise InvalidObject(f"renaming {kind}s is not supported")
+    _RULES[kind](
+        new_spec if new_spec is not None else current.spec,
+        status if status is not None else current.status,
+        extra if extra is not None else current.extra,
+    )
+    return new_spec
+
+
+def name_conflict_message(kind: str, name: str) -> str:
+    """What Swarm says when the name is taken (swarmkit controlapi, moby for networks)."""
+    if kind == "service":
+        return f"name conflicts with an existing object: service {name} already exists"
+    if kind == "network":
+        return f"network with name {name} already exists"
+    return f"{kind} {name} already exists"
