@@ -1,0 +1,165 @@
+"""The agent's Prometheus metrics: one registry per process, served on ``/metrics`` (port 9323).
+
+The HTTP server is a few lines on the agent's own asyncio loop rather than prometheus_client's
+threaded one: a scrape then never runs beside the loop that owns the protocol state, and
+SIGTERM closes it at once (the threaded server's shutdown polls every half second).
+
+Names follow ``swarmlet_<subsystem>_<name>_<unit>``. The gossip metrics are updated by the gossip
+shell at the point of change; the cores never see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["FaultMetrics", "GossipMetrics", "MetricsServer", "new_registry", "node_info"]
+
+log = logging.getLogger(__name__)
+
+# A request line and headers larger than this are not a Prometheus scrape.
+_MAX_REQUEST_BYTES = 16 * 1024
+_READ_TIMEOUT_SECONDS = 5.0
+
+
+def new_registry() -> CollectorRegistry:
+    """The process's registry (no default process/platform collectors: one name space, ours)."""
+    return CollectorRegistry(auto_describe=True)
+
+
+def node_info(registry: CollectorRegistry, *, node_id: str, hostname: str, role: str, version: str) -> None:
+    """Publish ``swarmlet_node_info`` (always 1) so every series can be joined to a hostname."""
+    info = Gauge("swarmlet_node_info", "This node: its id, hostname, role and agent version.",
+                 ["node_id", "hostname", "role", "version"], registry=registry)
+    info.labels(node_id=node_id, hostname=hostname, role=role, version=version).set(1)
+
+
+class GossipMetrics:
+    """Gossip membership and transport metrics; also a transport observer."""
+
+    STATES = ("alive", "suspect", "dead", "left")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register every gossip metric in ``registry``."""
+        self.members = Gauge("swarmlet_gossip_members", "Members this node knows, by state.",
+                             ["state"], registry=registry)
+        for state in self.STATES:
+            self.members.labels(state=state).set(0)
+        self.probes = Counter("swarmlet_gossip_probes", "Probes (direct pings) this node sent.",
+                              registry=registry)
+        self.probes_failed = Counter(
+            "swarmlet_gossip_probes_failed", "Probes that got no ack, directly or through a relay.",
+            registry=registry)
+        self.probe_rtt = Histogram(
+            "swarmlet_gossip_probe_rtt_seconds", "Round-trip time of acknowledged probes.", registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.suspicions_raised = Counter("swarmlet_gossip_suspicions_raised",
+                                         "Members this node started to suspect.", registry=registry)
+        self.suspicions_refuted = Counter(
+            "swarmlet_gossip_suspicions_refuted",
+            "Suspicions of this node that it refuted by raising its incarnation.", registry=registry)
+        self.messages = Counter("swarmlet_gossip_messages", "Gossip messages in and out.",
+                                ["direction", "transport"], registry=registry)
+        self.bytes = Counter("swarmlet_gossip_bytes", "Gossip bytes in and out, envelopes included.",
+                             ["direction", "transport"], registry=registry)
+        self.dropped_messages = Counter(
+            "swarmlet_gossip_messages_dropped",
+            "Messages dropped: oversized, malformed, invalid, unreachable, or by an injected fault.",
+            ["reason"], registry=registry)
+        for reason in ("oversized", "malformed", "invalid", "unreachable", "fault"):
+            self.dropped_messages.labels(reason=reason)
+        self.health = Gauge("swarmlet_gossip_health_score",
+                            "Local health (Lifeguard): 0 is healthy, higher means this node is slow.",
+                            registry=registry)
+
+    # TransportObserver -----------------------------------------------------------------------
+    def message_in(self, kind: str, size: int) -> None:
+        """Count one incoming message of ``size`` bytes."""
+        self.messages.labels(direction="in", transport=kind).inc()
+        self.bytes.labels(direction="in", transport=kind).inc(size)
+
+    def message_out(self, kind: str, size: int) -> None:
+        """Count one outgoing message of ``size`` bytes."""
+        self.messages.labels(direction="out", transport=kind).inc()
+        self.bytes.labels(direction="out", transport=kind).inc(size)
+
+    def dropped(self, reason: str) -> None:
+        """Count one dropped message."""
+        self.dropped_messages.labels(reason=reason).inc()
+
+
+class FaultMetrics:
+    """``swarmlet_faults_injected_total{kind}``: every time an injected link fault acts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register the metric in ``registry``."""
+        self.injected = Counter("swarmlet_faults_injected", "Injected link faults that acted, by kind.",
+                                ["kind"], registry=registry)
+        self.rules = Gauge("swarmlet_faults_rules", "Link fault rules in force on this node.",
+                           registry=registry)
+
+    def acted(self, kind: str) -> None:
+        """Count one fault of ``kind`` (drop, delay, duplicate, partition)."""
+        self.injected.labels(kind=kind).inc()
+
+
+class MetricsServer:
+    """``GET /metrics`` over HTTP/1.1 (one request per connection) on the running loop."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        """Configure; :meth:`start` binds."""
+        self.registry = registry
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Bind and serve; ``port`` 0 picks a free port (then :attr:`port` tells which)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                self._server.close_clients()  # type: ignore[attr-defined]  # Python 3.13+
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_SECONDS)
+            status, ctype, body = self._respond(head)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            status, ctype, body = "400 Bad Request", "text/plain; charset=utf-8", b"bad request\n"
+        try:
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    def _respond(self, head: bytes) -> tuple[str, str, bytes]:
+        if len(head) > _MAX_REQUEST_BYTES:
+            return "431 Request Header Fields Too Large", "text/plain; charset=utf-8", b"too large\n"
+        parts = head.split(b"\r\n", 1)[0].split()
+        if len(parts) != 3:
+            return "400 Bad Request", "text/plain; charset=utf-8", b"bad request\n"
+        method, target = parts[0], parts[1].split(b"?", 1)[0]
+        if method not in (b"GET", b"HEAD"):
+            return "405 Method Not Allowed", "text/plain; charset=utf-8", b"method not allowed\n"
+        if target == b"/metrics":
+            body = generate_latest(self.registry)
+            return "200 OK", CONTENT_TYPE_LATEST, b"" if method == b"HEAD" else body
+        if target in (b"/", b"/health"):
+            return "200 OK", "text/plain; charset=utf-8", b"ok\n"
+        return "404 Not Found", "text/plain; charset=utf-8", b"not found\n"

@@ -1,0 +1,309 @@
+"""The node agent's configuration: command-line flags, each also readable from the environment.
+
+Every flag ``--some-flag`` can come from ``SWARMLET_SOME_FLAG`` instead; a flag given on the
+command line wins over the environment. Bad values raise :class:`OptionsError` whose message
+names the flag (or the environment variable, when that is where the value came from), and the
+process exits 2 with it, before anything is started or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ENV_PREFIX",
+    "AgentOptions",
+    "OptionsError",
+    "parse_options",
+]
+
+#: Environment variables that configure the agent start with this.
+ENV_PREFIX = "SWARMLET_"
+
+ROLES = ("manager", "worker")
+DISCOVER_METHODS = ("mdns",)
+GOSSIP_CONFIGS = ("default", "lan")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# A hostname as Docker accepts one: letters, digits, dots, dashes, underscores; at most 253 chars.
+_HOSTNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+class OptionsError(ValueError):
+    """A configuration value is missing or invalid; ``str(e)`` names the flag or variable."""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Everything the node agent is told at start. Field names follow the flags."""
+
+    role: str
+    """``manager`` or ``worker``."""
+    hostname: str
+    """The node's hostname as Swarm shows it (``docker node ls``)."""
+    advertise_addr: str
+    """The address other nodes reach this one at (an IP or a resolvable name)."""
+    listen_addr: str
+    """The address every server of the agent binds to."""
+    gossip_port: int
+    """Gossip: UDP datagrams and gRPC streams, both on this port (Swarm's 7946)."""
+    cluster_port: int
+    """Managers: Raft, control API and dispatcher over gRPC (Swarm's 2377)."""
+    metrics_port: int
+    """Prometheus ``/metrics`` over HTTP (Docker's 9323)."""
+    data_dir: str
+    """Where the node id, the join state and (on managers) Raft's files are kept."""
+    bootstrap: bool
+    """This manager creates the cluster (the first manager only)."""
+    join: tuple[str, ...]
+    """Manager cluster addresses ``host:port`` to join through."""
+    discover: str | None
+    """``mdns`` to find managers by zeroconf, or None to use :attr:`join`."""
+    token_file: str | None
+    """The file holding the join token this node presents (``SWMTKN-1-...``)."""
+    manager_token_file: str | None
+    """Managers: the file holding the manager join token the cluster accepts."""
+    worker_token_file: str | None
+    """Managers: the file holding the worker join token the cluster accepts."""
+    gossip_config: str
+    """The gossip timing preset: ``default`` or ``lan``."""
+    time_scale: float
+    """Every protocol timer is multiplied by this (2.0 = slow motion, 0.2 = fast tests)."""
+    log_level: str
+    """Python logging level name, lower case."""
+    gossip_join: tuple[str, ...] = ()
+    """Gossip seed addresses ``host:port``; when empty they are derived from :attr:`join`
+    (the managers' hosts at this node's gossip port) or from mDNS."""
+
+    @property
+    def gossip_address(self) -> str:
+        """The gossip address other nodes use for this one (``advertise_addr:gossip_port``)."""
+        return join_host_port(self.advertise_addr, self.gossip_port)
+
+    @property
+    def cluster_address(self) -> str:
+        """The cluster address other nodes use for this manager (``advertise_addr:cluster_port``)."""
+        return join_host_port(self.advertise_addr, self.cluster_port)
+
+    def gossip_seeds(self) -> tuple[str, ...]:
+        """The gossip addresses to join through: :attr:`gossip_join`, else the --join hosts."""
+        if self.gossip_join:
+            return self.gossip_join
+        return tuple(join_host_port(split_host_port(a)[0], self.gossip_port) for a in self.join)
+
+
+def join_host_port(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """Split ``host:port`` (or ``[v6]:port``); raise ValueError if it is not one."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{address!r} is not HOST:PORT (port {port_text!r} is not a number)") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{address!r}: port must be 1-65535")
+    return host, port
+
+
+# (flag, dest, kind, default, help). The kind picks the parser and the validation.
+_FLAGS: list[tuple[str, str, str, object, str]] = [
+    ("--role", "role", "choice", None, "manager or worker (required)"),
+    ("--hostname", "hostname", "hostname", None, "the node's hostname (default: this machine's)"),
+    ("--advertise-addr", "advertise_addr", "host", None,
+     "the address other nodes reach this one at (default: what the hostname resolves to)"),
+    ("--listen-addr", "listen_addr", "ip", "0.0.0.0", "the address the agent's servers bind to"),
+    ("--gossip-port", "gossip_port", "port", 7946, "gossip port: UDP datagrams and gRPC streams"),
+    ("--cluster-port", "cluster_port", "port", 2377, "managers: Raft, control API, dispatcher (gRPC)"),
+    ("--metrics-port", "metrics_port", "port", 9323, "Prometheus /metrics over HTTP"),
+    ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
+    ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
+    ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
+    ("--gossip-join", "gossip_join", "addresses", (),
+     "gossip seeds HOST:PORT[,...] (default: the --join hosts at the gossip port)"),
+    ("--discover", "discover", "choice", None, "mdns: find managers by zeroconf instead of --join"),
+    ("--token-file", "token_file", "file", None, "the file with the join token this node presents"),
+    ("--manager-token-file", "manager_token_file", "file", None, "managers: the manager join token file"),
+    ("--worker-token-file", "worker_token_file", "file", None, "managers: the worker join token file"),
+    ("--gossip-config", "gossip_config", "choice", "default", "gossip timing preset: default or lan"),
+    ("--time-scale", "time_scale", "scale", 1.0, "multiply every protocol timer by this"),
+    ("--log-level", "log_level", "choice", "info", "debug, info, warning, error or critical"),
+]
+_CHOICES = {
+    "role": ROLES, "discover": DISCOVER_METHODS, "gossip_config": GOSSIP_CONFIGS, "log_level": LOG_LEVELS,
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting, so the caller decides (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise OptionsError(message)
+
+
+def _env_name(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="python -m nodeagent", description="The swarmlet node agent.",
+                     epilog="Every flag can also be set as SWARMLET_<FLAG> in the environment; flags win.")
+    for flag, dest, kind, _default, help_text in _FLAGS:
+        if kind == "bool":
+            parser.add_argument(flag, dest=dest, action="store_const", const="true", default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=dest, default=None, help=f"{help_text} [{_env_name(flag)}]")
+    return parser
+
+
+def parse_options(argv: Sequence[str], environ: Mapping[str, str]) -> AgentOptions:
+    """Build the options from flags and environment; raise :class:`OptionsError` naming the culprit.
+
+    Nothing is touched on disk or the network except name resolution of the hostname when
+    ``--advertise-addr`` is not given.
+    """
+    parser = _build_parser()
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    namespace = parser.parse_args(list(argv))
+    values: dict[str, Any] = {}
+    for flag, dest, kind, default, _help in _FLAGS:
+        raw = getattr(namespace, dest)
+        source = flag
+        if raw is None and _env_name(flag) in environ:
+            raw = environ[_env_name(flag)]
+            source = _env_name(flag)
+        if raw is None:
+            values[dest] = default
+            continue
+        try:
+            values[dest] = _convert(kind, dest, str(raw))
+        except ValueError as exc:
+            raise OptionsError(f"invalid value for {source}: {exc}") from None
+    return _finish(values)
+
+
+def _convert(kind: str, dest: str, raw: str) -> object:
+    value = raw.strip()
+    if kind == "choice":
+        choices = _CHOICES[dest]
+        if value.lower() not in choices:
+            raise ValueError(f"{raw!r} is not one of {', '.join(choices)}")
+        return value.lower()
+    if kind == "bool":
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ValueError(f"{raw!r} is not a boolean (true or false)")
+    if kind == "port":
+        try:
+            port = int(value)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a port number") from None
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{port} is not a port number (1-65535)")
+        return port
+    if kind == "scale":
+        try:
+            scale = float(value)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        # Below 0.01 the timers fall under the loop's own scheduling jitter; above 100 nothing
+        # would happen within a human's patience.
+        if not 0.01 <= scale <= 100.0:
+            raise ValueError(f"{scale} is outside 0.01..100")
+        return scale
+    if kind == "addresses":
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts:
+            raise ValueError(f"{raw!r} names no address")
+        for part in parts:
+            split_host_port(part)
+        return tuple(parts)
+    if kind == "ip":
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an IP address") from None
+    if kind in ("hostname", "host"):
+        if not value or len(value) > 253 or not set(value) <= _HOSTNAME_CHARS | {":"}:
+            raise ValueError(f"{raw!r} is not a valid host name")
+        if kind == "hostname" and ":" in value:
+            raise ValueError(f"{raw!r} is not a valid host name")
+        return value
+    if kind == "path":
+        if not value or "\0" in value:
+            raise ValueError(f"{raw!r} is not a path")
+        return value
+    if kind == "file":
+        if not os.path.isfile(value):
+            raise ValueError(f"{raw!r}: no such file")
+        return value
+    raise AssertionError(f"unknown option kind {kind}")
+
+
+def _finish(values: dict[str, Any]) -> AgentOptions:
+    if values["role"] is None:
+        raise OptionsError(f"--role is required (manager or worker; or set {_env_name('--role')})")
+    role = str(values["role"])
+    hostname = values["hostname"] or socket.gethostname()
+    advertise = values["advertise_addr"]
+    if advertise is None:
+        try:
+            advertise = socket.gethostbyname(str(hostname))
+        except OSError as exc:
+            raise OptionsError(
+                f"--advertise-addr is needed: the hostname {hostname!r} does not resolve ({exc})"
+            ) from None
+    if values["discover"] is not None and values["join"]:
+        raise OptionsError("--discover and --join exclude each other: give one way to find managers")
+    if role == "worker":
+        for flag, dest in (("--bootstrap", "bootstrap"), ("--manager-token-file", "manager_token_file"),
+                           ("--worker-token-file", "worker_token_file")):
+            if values[dest]:
+                raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
+    ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"]}
+    if role == "manager":
+        ports["--cluster-port"] = values["cluster_port"]
+    seen: dict[object, str] = {}
+    for flag, port in ports.items():
+        if port in seen:
+            raise OptionsError(f"{flag} {port} is already taken by {seen[port]}")
+        seen[port] = flag
+    return AgentOptions(
+        role=role,
+        hostname=str(hostname),
+        advertise_addr=str(advertise),
+        listen_addr=str(values["listen_addr"]),
+        gossip_port=int(values["gossip_port"]),
+        cluster_port=int(values["cluster_port"]),
+        metrics_port=int(values["metrics_port"]),
+        data_dir=str(values["data_dir"]),
+        bootstrap=bool(values["bootstrap"]),
+        join=tuple(values["join"]),
+        discover=values["discover"],
+        token_file=values["token_file"],
+        manager_token_file=values["manager_token_file"],
+        worker_token_file=values["worker_token_file"],
+        gossip_config=str(values["gossip_config"]),
+        time_scale=float(values["time_scale"]),
+        log_level=str(values["log_level"]),
+        gossip_join=tuple(values["gossip_join"]),
+    )

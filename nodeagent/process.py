@@ -1,0 +1,382 @@
+"""The node agent process: everything ``python -m nodeagent`` starts, in order, and stops.
+
+options -> node id -> metrics on 9323 -> gossip on 7946 -> (managers) the manager role on 2377
+-> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop everything in < 1 s.
+
+Every failure a user can cause ends the process with a message and an exit code:
+2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be
+bound is configuration too (another process has it), named by its flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.metadata
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from prometheus_client import disable_created_metrics
+
+from nodeagent.faults import LinkFaults
+from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
+from nodeagent.gossip.config import GossipConfig
+from nodeagent.gossip.messages import NodeMeta
+from nodeagent.gossip_shell import AgentAdminServicer, GossipShell
+from nodeagent.grpc_transport import GrpcTransport
+from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
+from nodeagent.options import AgentOptions, split_host_port
+from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_JOIN_REFUSED",
+    "EXIT_OK",
+    "AgentError",
+    "load_node_id",
+    "new_node_id",
+    "run_agent",
+]
+
+log = logging.getLogger("nodeagent")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_JOIN_REFUSED = 3
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_NODE_ID_LENGTH = 25
+# The shutdown budget (the whole process must be gone within a second of SIGTERM).
+_LEAVE_SECONDS = 0.25
+_STOP_GRACE_SECONDS = 0.1
+_STOP_BUDGET_SECONDS = 0.8
+# How often a node that knows no live peer tries its seeds again (workers may start before
+# the managers they join through), before the time scale.
+_REJOIN_SECONDS = 1.0
+
+
+class AgentError(Exception):
+    """Startup failed for a reason the user can fix; ``exit_code`` says which kind."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_CONFIG) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def new_node_id(rng: random.Random | None = None) -> str:
+    """A fresh node id: 25 lowercase base-36 characters, as Swarm's."""
+    if rng is None:
+        return "".join(secrets.choice(_BASE36) for _ in range(_NODE_ID_LENGTH))
+    return "".join(rng.choice(_BASE36) for _ in range(_NODE_ID_LENGTH))
+
+
+def load_node_id(data_dir: str) -> str:
+    """The node id kept in ``DATA_DIR/node_id``, made (and written durably) at first start."""
+    path = os.path.join(data_dir, "node_id")
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as exc:
+        raise AgentError(f"--data-dir {data_dir}: cannot create it ({exc.strerror})") from None
+    try:
+        with open(path) as f:
+            node_id = f.read().strip()
+    except FileNotFoundError:
+        node_id = new_node_id()
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(node_id + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise AgentError(f"--data-dir {data_dir}: cannot write the node id ({exc.strerror})") from None
+        return node_id
+    except OSError as exc:
+        raise AgentError(f"--data-dir {data_dir}: cannot read {path} ({exc.strerror})") from None
+    if len(node_id) != _NODE_ID_LENGTH or not set(node_id) <= set(_BASE36):
+        raise AgentError(f"--data-dir {data_dir}: {path} does not hold a node id (25 base-36 characters)")
+    return node_id
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("swarmlet")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def _session_module() -> ModuleType | None:
+    """nodeagent.session if it exists (it is written in parallel); any other import error is a bug."""
+    try:
+        return importlib.import_module("nodeagent.session")
+    except ModuleNotFoundError as exc:
+        if exc.name == "nodeagent.session":
+            return None
+        raise
+
+
+@dataclass
+class _Running:
+    """What has been started, so that shutdown stops exactly that, in reverse."""
+
+    metrics: MetricsServer | None = None
+    transport: GrpcTransport | None = None
+    shell: GossipShell | None = None
+    role: RoleExtension | None = None
+    session: Any = None
+    announcer: Any = None
+    browser: Any = None
+    tasks: list[asyncio.Task[None]] | None = None
+
+
+async def _resolve(addresses: list[str]) -> list[str]:
+    """Gossip seeds as ``ip:port`` (the UDP half needs addresses, and DNS must not block the loop)."""
+    loop = asyncio.get_running_loop()
+    resolved: list[str] = []
+    for address in addresses:
+        try:
+            host, port = split_host_port(address)
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM), 2.0)
+        except (OSError, ValueError, TimeoutError) as exc:
+            # In compose a manager's name resolves only once its container runs: try again later.
+            log.debug("seed %s does not resolve yet: %s", address, exc)
+            continue
+        ip = str(infos[0][4][0])
+        resolved.append(f"{ip}:{port}")
+    return resolved
+
+
+async def _keep_joined(shell: GossipShell, seeds: Callable[[], list[str]], interval: float,
+                       found: asyncio.Event | None = None) -> None:
+    """Join through the seeds now, and again whenever this node knows no live peer.
+
+    ``found`` (set by mDNS when a manager appears) cuts the wait short.
+    """
+    attempts = 0
+    while True:
+        if shell.alone():
+            wanted = seeds()
+            if wanted:
+                resolved = await _resolve(wanted)
+                if resolved:
+                    # Said once at info level; the retries while the seeds are down are debug noise.
+                    log.log(logging.INFO if attempts == 0 else logging.DEBUG,
+                            "joining gossip through %s", ", ".join(resolved))
+                    attempts += 1
+                    shell.join(resolved)
+        else:
+            attempts = 0
+        if found is None:
+            await asyncio.sleep(interval)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(found.wait(), interval)
+            found.clear()
+
+
+async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None) -> int:
+    """Run the node agent until SIGTERM/SIGINT (or ``stop`` is set); return the exit code."""
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    running = _Running(tasks=[])
+    failure: list[BaseException] = []
+    try:
+        await _start(options, running, stop, failure)
+        log.info("node agent ready")
+        await stop.wait()
+    except AgentError as exc:
+        print(f"swarmlet: {exc}", file=sys.stderr)
+        await _shutdown(running, leave=False)
+        return exc.exit_code
+    except Exception:
+        log.exception("the node agent failed to start")
+        await _shutdown(running, leave=False)
+        return EXIT_FAILED
+    began = time.monotonic()
+    await _shutdown(running, leave=True)
+    log.info("stopped in %.3f s", time.monotonic() - began)
+    if failure:
+        first = failure[0]
+        print(f"swarmlet: {first}", file=sys.stderr)
+        return first.exit_code if isinstance(first, AgentError) else EXIT_FAILED
+    return EXIT_OK
+
+
+async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
+                 failure: list[BaseException]) -> None:
+    node_id = load_node_id(options.data_dir)
+    log.info("node %s (%s), role %s", node_id, options.hostname, options.role)
+    version = _version()
+    # The *_created series double every counter on the page and say nothing a scrape needs.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    registry = new_registry()
+    node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
+
+    running.metrics = MetricsServer(registry, options.listen_addr, options.metrics_port)
+    try:
+        await running.metrics.start()
+    except OSError as exc:
+        running.metrics = None
+        raise AgentError(f"--metrics-port {options.metrics_port}: cannot listen ({exc.strerror})") from None
+
+    base = GossipConfig.lan() if options.gossip_config == "lan" else GossipConfig.default()
+    config = base.scaled(options.time_scale)
+    gossip_metrics = GossipMetrics(registry)
+    fault_metrics = FaultMetrics(registry)
+    faults = LinkFaults(on_fault=fault_metrics.acted)
+    transport = GrpcTransport(
+        listen_host=options.listen_addr, port=options.gossip_port, advertise_host=options.advertise_addr,
+        codec=GossipCodec(), stream_codec=GossipCodec(max_bytes=MAX_STREAM_BYTES), faults=faults,
+        observer=gossip_metrics, max_stream_bytes=MAX_STREAM_BYTES,
+    )
+    labels = (("hostname", options.hostname),)
+    addr = options.cluster_address if options.role == "manager" else options.advertise_addr
+    meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
+    admin = AgentAdminServicer(None, faults, fault_metrics)
+    transport.add_servicer(admin.register)
+    try:
+        await transport.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AgentError(f"--gossip-port {options.gossip_port}: cannot listen ({reason})") from None
+    running.transport = transport
+    # Built after the bind: the member's address is the port really bound.
+    shell = GossipShell(config=config, name=node_id, meta=meta, transport=transport,
+                        rng=random.Random(), metrics=gossip_metrics)
+    admin.shell = shell
+    await shell.start()
+    running.shell = shell
+
+    if options.discover == "mdns":
+        from nodeagent.discovery import ManagerBrowser, cluster_digest
+
+        running.browser = ManagerBrowser(cluster=cluster_digest(options.token_file))
+        await running.browser.start()
+    if options.role == "manager":
+        from nodeagent.discovery import ManagerAnnouncer, cluster_digest
+
+        running.announcer = ManagerAnnouncer(
+            hostname=options.hostname, node_id=node_id, address=options.advertise_addr,
+            cluster_port=options.cluster_port, gossip_port=options.gossip_port,
+            cluster=cluster_digest(options.manager_token_file or options.token_file))
+        await running.announcer.start()
+
+    browser = running.browser
+
+    def gossip_seeds() -> list[str]:
+        seeds = list(options.gossip_seeds())
+        if browser is not None:
+            seeds += browser.gossip_seeds()
+        return seeds
+
+    def managers() -> list[str]:
+        found = list(options.join)
+        if browser is not None:
+            found += browser.managers()
+        if options.role == "manager" and options.cluster_address not in found:
+            found.append(options.cluster_address)
+        return found
+
+    assert running.tasks is not None
+    rejoin = _keep_joined(shell, gossip_seeds, _REJOIN_SECONDS * options.time_scale,
+                          browser.changed if browser is not None else None)
+    running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
+
+    context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
+                          gossip=shell)
+    if options.role == "manager":
+        try:
+            role_class = load_role("manager")
+        except RoleNotFound as exc:
+            raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
+        role = role_class(context)  # type: ignore[call-arg]  # the Protocol has no __init__
+        await role.start()
+        running.role = role
+
+    session_module = _session_module()
+    if session_module is None:
+        log.info("no agent session in this build: running gossip and metrics only")
+    elif not (options.join or options.discover or options.role == "manager"):
+        log.info("no --join or --discover: not starting an agent session (gossip and metrics only)")
+    else:
+        running.session = session_module.AgentSession(context, managers)
+        join_refused = session_module.JoinRefused
+        running.tasks.append(loop_task(_run_session(running.session, join_refused), "session", stop, failure))
+
+
+async def _run_session(session: Any, join_refused: type[Exception]) -> None:
+    try:
+        await session.run()
+    except join_refused as exc:
+        raise AgentError(str(exc), EXIT_JOIN_REFUSED) from None
+
+
+def loop_task(coro: Any, name: str, stop: asyncio.Event, failure: list[BaseException]) -> asyncio.Task[None]:
+    """Run ``coro`` as a task; if it fails, record why and stop the process."""
+    task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)
+
+    def done(t: asyncio.Task[None]) -> None:
+        if t.cancelled():
+            return
+        exc = t.exception()
+        if exc is not None:
+            if not isinstance(exc, AgentError):
+                log.error("%s failed", name, exc_info=exc)
+            failure.append(exc)
+            stop.set()
+
+    task.add_done_callback(done)
+    return task
+
+
+async def _shutdown(running: _Running, *, leave: bool) -> None:
+    """Stop what runs, newest first, within the one-second budget."""
+
+    async def steps() -> None:
+        for task in running.tasks or []:
+            task.cancel()
+        if running.session is not None:
+            with contextlib.suppress(Exception):
+                await running.session.stop()
+        if running.role is not None:
+            try:
+                await running.role.stop()
+            except Exception:
+                log.exception("the manager role did not stop cleanly")
+        if running.shell is not None and leave:
+            await running.shell.leave(_LEAVE_SECONDS)
+        if running.shell is not None:
+            await running.shell.stop()
+        closers: list[Any] = []
+        if running.announcer is not None:
+            closers.append(running.announcer.stop())
+        if running.browser is not None:
+            closers.append(running.browser.stop())
+        if running.transport is not None:
+            closers.append(running.transport.stop(_STOP_GRACE_SECONDS))
+        if running.metrics is not None:
+            closers.append(running.metrics.stop())
+        await asyncio.gather(*closers, return_exceptions=True)
+
+    try:
+        await asyncio.wait_for(steps(), _STOP_BUDGET_SECONDS)
+    except TimeoutError:
+        log.warning("shutdown took longer than %.1f s; exiting anyway", _STOP_BUDGET_SECONDS)

@@ -1,0 +1,259 @@
+"""Node agents as real processes on 127.0.0.x: crash detection, clean shutdown, bad input, link faults."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from nodeagent.faults import LinkFaultRule, set_link_faults
+from tests.local.conftest import Agent, AgentFactory, agent_env, free_port, loopback_block, wait_for
+
+
+def converged(agents: list[Agent], ids: set[str]) -> bool:
+    """Every agent sees exactly ``ids``, all alive."""
+    return all(a.members() == dict.fromkeys(ids, "alive") for a in agents)
+
+
+def test_five_agents_a_sigkilled_one_is_marked_dead_by_the_other_four(agents: AgentFactory) -> None:
+    nodes = agents(5)
+    ids = {a.node_id for a in nodes}
+    wait_for(lambda: converged(nodes, ids), 20, "five agents to see each other alive")
+
+    victim, survivors = nodes[2], [a for a in nodes if a is not nodes[2]]
+    victim.kill()
+    killed_at = time.monotonic()
+    wait_for(
+        lambda: all(a.members()[victim.node_id] == "dead" for a in survivors),
+        15,
+        "the four survivors to mark the killed agent dead",
+    )
+    detection = time.monotonic() - killed_at
+    for agent in survivors:
+        seen = agent.members()
+        assert {n: s for n, s in seen.items() if n != victim.node_id} == dict.fromkeys(
+            ids - {victim.node_id}, "alive"
+        )
+        assert agent.metric("swarmlet_gossip_members", state="dead") == 1
+        assert agent.metric("swarmlet_gossip_members", state="alive") == 3
+    print(f"crash detected as dead by all 4 survivors after {detection:.2f} s")
+    # The default timing promises detection within a few seconds on loopback, even on a busy machine.
+    assert detection < 10, detection
+
+
+def test_sigterm_exits_0_within_a_second_and_the_others_see_it_leave(agents: AgentFactory) -> None:
+    nodes = agents(3)
+    ids = {a.node_id for a in nodes}
+    wait_for(lambda: converged(nodes, ids), 20, "three agents to converge")
+    leaver = nodes[1]
+    assert leaver.proc is not None
+    began = time.monotonic()
+    leaver.proc.send_signal(signal.SIGTERM)
+    code = leaver.proc.wait(5)
+    took = time.monotonic() - began
+    print(f"SIGTERM to exit: {took:.3f} s")
+    assert code == 0, leaver.log()
+    assert took < 1.0, f"SIGTERM took {took:.3f} s"
+    wait_for(
+        lambda: all(a.members()[leaver.node_id] == "left" for a in (nodes[0], nodes[2])),
+        10,
+        "the others to see the agent leave",
+    )
+
+
+def test_a_restarted_agent_keeps_its_id_and_comes_back_alive(agents: AgentFactory) -> None:
+    nodes = agents(3)
+    ids = {a.node_id for a in nodes}
+    wait_for(lambda: converged(nodes, ids), 20, "three agents to converge")
+    target = nodes[2]
+    old_id = target.node_id
+    target.kill()
+    wait_for(lambda: nodes[0].members()[old_id] == "dead", 15, "the crash to be noticed")
+    target.start()
+    wait_for(lambda: converged(nodes, ids), 20, "the restarted agent to be alive everywhere")
+    assert target.node_id == old_id
+
+
+def test_garbage_from_the_network_is_counted_and_dropped(agents: AgentFactory) -> None:
+    nodes = agents(2)
+    ids = {a.node_id for a in nodes}
+    wait_for(lambda: converged(nodes, ids), 20, "two agents to converge")
+    target = nodes[0]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        for payload in (b"\x00garbage", b"\x0a\x0b127.0.0.1:1\x12\x05\xff\xff\xff\xff\xff", b"z" * 65000):
+            raw.sendto(payload, (target.ip, target.gossip_port))
+    wait_for(
+        lambda: (
+            target.metric("swarmlet_gossip_messages_dropped_total", reason="malformed")
+            + target.metric("swarmlet_gossip_messages_dropped_total", reason="oversized")
+            >= 3
+        ),
+        10,
+        "the bad datagrams to be counted",
+    )
+    assert target.alive()
+    time.sleep(0.5)
+    assert converged(nodes, ids), "membership must survive bad input"
+
+
+def test_a_partition_injected_through_the_admin_service_isolates_and_heals(agents: AgentFactory) -> None:
+    nodes = agents(3)
+    ids = {a.node_id for a in nodes}
+    wait_for(lambda: converged(nodes, ids), 20, "three agents to converge")
+    cut = nodes[2]
+    # Named by hostname, as people and the chaos command name nodes; the agent adds their addresses.
+    others = tuple(a.hostname for a in nodes[:2])
+    [answer] = set_link_faults(cut.gossip_address, [LinkFaultRule(peers=others, partition=True)])
+    assert answer.partition
+    assert set(answer.peers) == set(others) | {a.gossip_address for a in nodes[:2]}
+    wait_for(
+        lambda: all(a.members()[cut.node_id] == "dead" for a in nodes[:2]),
+        15,
+        "the cut-off agent to be marked dead by the others",
+    )
+    assert cut.metric("swarmlet_faults_injected_total", kind="partition") > 0
+    assert set_link_faults(cut.gossip_address, []) == []
+    # Push-pull with dead members (every reconnect interval) brings the two sides together again.
+    wait_for(lambda: converged(nodes, ids), 30, "the partition to heal")
+
+
+def test_bad_configuration_exits_2_naming_the_flag(tmp_path: pathlib.Path) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "nodeagent",
+        "--role",
+        "worker",
+        "--advertise-addr",
+        "127.0.0.1",
+        "--data-dir",
+        str(tmp_path),
+    ]
+    bad = subprocess.run(
+        [*base, "--gossip-port", "99999"], capture_output=True, text=True, env=agent_env(), timeout=30
+    )
+    assert bad.returncode == 2 and "--gossip-port" in bad.stderr, bad.stderr
+    env = {**agent_env(), "SWARMLET_TIME_SCALE": "-1"}
+    bad_env = subprocess.run(base, capture_output=True, text=True, env=env, timeout=30)
+    assert bad_env.returncode == 2 and "SWARMLET_TIME_SCALE" in bad_env.stderr, bad_env.stderr
+
+
+def test_a_taken_metrics_port_exits_2_naming_the_flag(tmp_path: pathlib.Path) -> None:
+    ip = loopback_block(1)[0]
+    with socket.socket() as squatter:
+        squatter.bind((ip, 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nodeagent",
+                "--role",
+                "worker",
+                "--advertise-addr",
+                ip,
+                "--listen-addr",
+                ip,
+                "--gossip-port",
+                str(free_port(ip)),
+                "--metrics-port",
+                str(taken),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=agent_env(),
+            timeout=30,
+        )
+    assert run.returncode == 2 and "--metrics-port" in run.stderr, run.stderr
+
+
+def test_mdns_browsers_keep_the_managers_of_their_own_cluster_only() -> None:
+    from nodeagent.discovery import ManagerAnnouncer, ManagerBrowser
+
+    hostname = f"mgr-{os.getpid()}-{time.time_ns() % 100000}"
+
+    async def body() -> tuple[list[str], list[str]]:
+        announcer = ManagerAnnouncer(hostname=hostname, node_id="a" * 25, address="127.0.0.1",
+                                     cluster_port=2377, gossip_port=7946, cluster="digest-a",
+                                     interfaces=["127.0.0.1"])
+        ours = ManagerBrowser(cluster="digest-a", interfaces=["127.0.0.1"])
+        theirs = ManagerBrowser(cluster="digest-b", interfaces=["127.0.0.1"])
+        await announcer.start()
+        await ours.start()
+        await theirs.start()
+        try:
+            deadline = time.monotonic() + 10
+            while "127.0.0.1:2377" not in ours.managers() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # the other browser has heard the same announcement by now
+            return ours.managers() + ours.gossip_seeds(), theirs.managers()
+        finally:
+            await theirs.stop()
+            await ours.stop()
+            await announcer.stop()
+
+    found, other_cluster = asyncio.run(body())
+    assert "127.0.0.1:2377" in found and "127.0.0.1:7946" in found
+    assert "127.0.0.1:2377" not in other_cluster
+
+
+def test_a_worker_without_a_join_token_exits_3_with_swarms_message(tmp_path: pathlib.Path) -> None:
+    ip = loopback_block(1)[0]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nodeagent",
+            "--role",
+            "worker",
+            "--advertise-addr",
+            ip,
+            "--listen-addr",
+            ip,
+            "--gossip-port",
+            str(free_port(ip)),
+            "--metrics-port",
+            str(free_port(ip)),
+            "--data-dir",
+            str(tmp_path),
+            "--join",
+            f"{ip}:{free_port(ip)}",
+        ],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        timeout=30,
+    )
+    assert run.returncode == 3, run.stderr
+    assert "A valid join token is necessary to join this cluster" in run.stderr
+
+
+def test_a_worker_finds_its_manager_by_mdns_joins_and_gossips(
+    agents: AgentFactory, tmp_path: pathlib.Path
+) -> None:
+    from manager.ca.tokens import ClusterCredentials
+    from manager.controlapi.client import list_nodes
+
+    creds = tmp_path / "creds"
+    ClusterCredentials.create().write(creds)
+    manager_token, worker_token = str(creds / "manager_token"), str(creds / "worker_token")
+    [manager] = agents(1, "--bootstrap", "--token-file", manager_token, "--manager-token-file", manager_token,
+                       "--worker-token-file", worker_token, role="manager", seeds=0)
+    [worker] = agents(1, "--discover", "mdns", "--token-file", worker_token, seeds=0)
+    target = f"{manager.ip}:{manager.cluster_port}"
+
+    def worker_ready() -> bool:
+        rows = {r.hostname: r.status for r in list_nodes(target)}
+        return rows.get(worker.hostname) == "Ready"
+
+    wait_for(worker_ready, 30, "the worker to join through the manager it found on mDNS")
+    ids = {manager.node_id, worker.node_id}
+    wait_for(lambda: converged([manager, worker], ids), 15, "the worker to gossip with the manager")

@@ -1,0 +1,80 @@
+"""The node agent's flags and environment: defaults, precedence, and errors that name the culprit."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from nodeagent.options import OptionsError, parse_options
+
+BASE = ["--role", "worker", "--hostname", "node1", "--advertise-addr", "127.0.0.5"]
+
+
+def test_defaults_are_swarms_ports() -> None:
+    opts = parse_options(BASE, {})
+    assert (opts.gossip_port, opts.cluster_port, opts.metrics_port) == (7946, 2377, 9323)
+    assert opts.listen_addr == "0.0.0.0"
+    assert opts.data_dir == "/var/lib/swarmlet"
+    assert opts.gossip_config == "default" and opts.time_scale == 1.0 and opts.log_level == "info"
+    assert opts.join == () and opts.discover is None and not opts.bootstrap
+    assert opts.gossip_address == "127.0.0.5:7946"
+
+
+def test_environment_fills_in_and_flags_win() -> None:
+    env = {"SWARMLET_ROLE": "manager", "SWARMLET_GOSSIP_PORT": "8000", "SWARMLET_BOOTSTRAP": "true",
+           "SWARMLET_JOIN": "m1:2377, m2:2377", "SWARMLET_HOSTNAME": "fromenv",
+           "SWARMLET_ADVERTISE_ADDR": "10.0.0.1"}
+    opts = parse_options(["--gossip-port", "9000"], env)
+    assert opts.role == "manager"
+    assert opts.gossip_port == 9000
+    assert opts.bootstrap is True
+    assert opts.join == ("m1:2377", "m2:2377")
+    assert opts.hostname == "fromenv"
+    assert opts.cluster_address == "10.0.0.1:2377"
+
+
+def test_gossip_seeds_default_to_the_join_hosts_at_the_gossip_port() -> None:
+    opts = parse_options([*BASE, "--join", "manager1:2377,manager2:2377", "--gossip-port", "7000"], {})
+    assert opts.gossip_seeds() == ("manager1:7000", "manager2:7000")
+    explicit = parse_options([*BASE, "--gossip-join", "127.0.0.9:1234"], {})
+    assert explicit.gossip_seeds() == ("127.0.0.9:1234",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        ([], {}, "--role"),
+        (["--role", "boss"], {}, "--role"),
+        ([], {"SWARMLET_ROLE": "boss"}, "SWARMLET_ROLE"),
+        ([*BASE, "--gossip-port", "70000"], {}, "--gossip-port"),
+        ([*BASE, "--metrics-port", "http"], {}, "--metrics-port"),
+        (BASE, {"SWARMLET_METRICS_PORT": "0"}, "SWARMLET_METRICS_PORT"),
+        ([*BASE, "--time-scale", "0"], {}, "--time-scale"),
+        ([*BASE, "--time-scale", "fast"], {}, "--time-scale"),
+        ([*BASE, "--join", "manager1"], {}, "--join"),
+        ([*BASE, "--join", "manager1:notaport"], {}, "--join"),
+        ([*BASE, "--listen-addr", "not-an-ip"], {}, "--listen-addr"),
+        ([*BASE, "--gossip-config", "wan"], {}, "--gossip-config"),
+        ([*BASE, "--discover", "dns"], {}, "--discover"),
+        ([*BASE, "--log-level", "loud"], {}, "--log-level"),
+        ([*BASE, "--token-file", "/nonexistent/token"], {}, "--token-file"),
+        (BASE, {"SWARMLET_BOOTSTRAP": "maybe"}, "SWARMLET_BOOTSTRAP"),
+        ([*BASE, "--bootstrap"], {}, "--bootstrap"),
+        ([*BASE, "--discover", "mdns", "--join", "m:2377"], {}, "--discover"),
+        ([*BASE, "--metrics-port", "7946"], {}, "--metrics-port"),
+        ([*BASE, "--hostname", "bad name"], {}, "--hostname"),
+        ([*BASE, "--no-such-flag"], {}, "--no-such-flag"),
+    ],
+)
+def test_bad_values_name_the_flag_or_variable(argv: list[str], env: dict[str, str], named: str) -> None:
+    with pytest.raises(OptionsError) as info:
+        parse_options(argv, env)
+    assert named in str(info.value)
+
+
+def test_token_files_must_exist(tmp_path: pathlib.Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("SWMTKN-1-x-y")
+    opts = parse_options([*BASE, "--token-file", str(token)], {})
+    assert opts.token_file == str(token)
