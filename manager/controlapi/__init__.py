@@ -1,0 +1,12 @@
+"""The managers' control API: a gRPC service on the cluster port and a synchronous client."""
+
+from manager.controlapi.client import (
+    ControlError,
+    NodeRow,
+    cluster_info,
+    inspect_node,
+    list_nodes,
+    update_node,
+)
+
+__all__ = ["ControlError", "NodeRow", "cluster_info", "inspect_node", "list_nodes", "update_node"]

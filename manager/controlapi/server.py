@@ -1,0 +1,266 @@
+"""The control API service: node listing and cluster info from the local store, writes via Raft.
+
+Reads that ``docker node ls`` makes come from the answering manager's own store, so they work
+without quorum. ``InspectNode`` is linearizable by default: the leader confirms its leadership
+(ReadIndex) and waits until it has applied everything committed before answering; a follower
+forwards it. Writes go to the leader: a follower forwards them once, and without a leader they
+fail with Swarm's message. Errors carry, as their details, what Docker prints after
+"Error response from daemon: ".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+import grpc
+from swarmlet.v1 import control_pb2, control_pb2_grpc
+
+from manager.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
+from manager.store.commands import Update
+from manager.store.errors import StoreError, UpdateOutOfSequence
+
+__all__ = ["AVAILABILITIES", "ControlServer", "find_node", "node_info"]
+
+log = logging.getLogger(__name__)
+
+AVAILABILITIES = ("active", "pause", "drain")
+"""A node's Spec.Availability values, as Swarm spells them."""
+
+_CODES = {
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "conflict": grpc.StatusCode.ALREADY_EXISTS,
+    "out_of_sequence": grpc.StatusCode.ABORTED,
+    "invalid": grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+def find_node(store: Any, ref: str) -> Any:
+    """The node whose id, hostname or unique id prefix is ``ref``, as ``docker node`` resolves it.
+
+    Raises NotFound ("node X not found") or Ambiguous, in Swarm's words.
+    """
+    return store.lookup("node", ref)
+
+
+def _hostname(node: Any) -> str:
+    desc = node.extra.get("Description") or {}
+    return str(desc.get("Hostname") or "")
+
+
+def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_pb2.NodeInfo:
+    """A Node object as the control API's NodeInfo.
+
+    ``leader_id`` is the leader as the answering manager sees it now; when given, it decides which
+    manager shows "leader", since the stored flag lags a failover (and no one else writes it
+    while there is no leader).
+    """
+    desc = node.extra.get("Description") or {}
+    engine = desc.get("Engine") or {}
+    ms = node.extra.get("ManagerStatus")
+    manager_status = ""
+    if isinstance(ms, dict):
+        leads = bool(ms.get("Leader")) if leader_id is None else node.id == leader_id
+        reachability = str(ms.get("Reachability") or "unknown")
+        if reachability == "leader":
+            reachability = "reachable"
+        manager_status = "leader" if leads else reachability
+    return control_pb2.NodeInfo(
+        id=node.id,
+        hostname=str(desc.get("Hostname") or ""),
+        role=str(node.spec.get("Role") or "worker"),
+        status=str(node.status.get("State") or "unknown"),
+        availability=str(node.spec.get("Availability") or "active"),
+        manager_status=manager_status,
+        engine_version=str(engine.get("EngineVersion") or ""),
+        addr=str(node.status.get("Addr") or ""),
+        is_self=node.id == self_id,
+        labels={str(k): str(v) for k, v in (node.spec.get("Labels") or {}).items()},
+        version=int(node.version),
+        status_message=str(node.status.get("Message") or ""),
+    )
+
+
+class ControlServer(control_pb2_grpc.ControlServicer):
+    """The Control service of one manager."""
+
+    def __init__(self, runtime: Any) -> None:
+        """``runtime`` gives the store, the Raft shell, this node's id and ``write``."""
+        self.runtime = runtime
+
+    # ------------------------------------------------------------------ reads
+
+    async def ListNodes(
+        self, request: control_pb2.ListNodesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.ListNodesResponse:
+        """Every node, from this manager's store."""
+        nodes = sorted(self.runtime.store.find("node"), key=lambda n: (_hostname(n), n.id))
+        leader = self.runtime.shell.leader_id
+        rows = [node_info(n, self.runtime.node_id, leader) for n in nodes]
+        return control_pb2.ListNodesResponse(nodes=rows)
+
+    async def GetClusterInfo(
+        self, request: control_pb2.ClusterInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.ClusterInfoResponse:
+        """This manager's view: cluster id, leader, term, quorum."""
+        shell = self.runtime.shell
+        cluster = self.runtime.cluster()
+        leader_id = shell.leader_id
+        leader_name = ""
+        managers = 0
+        for node in self.runtime.store.find("node"):
+            if node.spec.get("Role") == "manager":
+                managers += 1
+            if node.id == leader_id:
+                leader_name = _hostname(node)
+        if leader_id and not leader_name and leader_id == self.runtime.node_id:
+            leader_name = self.runtime.hostname
+        node = shell.node
+        return control_pb2.ClusterInfoResponse(
+            cluster_id=cluster.id if cluster is not None else "",
+            node_id=self.runtime.node_id,
+            hostname=self.runtime.hostname,
+            leader=leader_name or (leader_id or ""),
+            term=int(node.term),
+            managers=managers,
+            quorum=bool(leader_id),
+            raft_role=shell.role(),
+            leader_addr=shell.leader_address,
+            commit_index=int(node.commit),
+            applied_index=int(shell.applied),
+            raft_voters=len(node.conf.voters),
+            raft_learners=len(node.conf.learners),
+        )
+
+    async def InspectNode(
+        self, request: control_pb2.InspectNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.NodeInfo:
+        """One node; linearizable unless ``local`` is set."""
+        if not request.local:
+            try:
+                await self.runtime.shell.read_barrier(timeout=3.0 * self.runtime.time_scale)
+            except NotLeaderError as exc:
+                if not exc.leader_addr:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                info: control_pb2.NodeInfo = await self._forward(
+                    exc.leader_addr, "InspectNode", request, context
+                )
+                return info
+            except (NoLeaderError, TimeoutError, ProposalDropped):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+        try:
+            node = find_node(self.runtime.store, request.node)
+        except StoreError as exc:
+            await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+            raise AssertionError("unreachable") from None
+        return node_info(node, self.runtime.node_id, self.runtime.shell.leader_id)
+
+    # ------------------------------------------------------------------ writes
+
+    async def UpdateNode(
+        self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.UpdateNodeResponse:
+        """Change a node's Spec (labels, availability); returns once committed and applied."""
+        availability = request.availability.lower()
+        if availability and availability not in AVAILABILITIES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid availability {request.availability!r}: want one of active, pause, drain",
+            )
+        if request.role and request.role not in ("manager", "worker"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid role {request.role!r}")
+        for key in list(request.labels_add) + list(request.labels_rm):
+            if not key:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid label '': empty key")
+        # Read-modify-write under the store's version check; a concurrent writer makes the
+        # proposal fail with "update out of sequence", and then we read again.
+        for _attempt in range(5):
+            try:
+                node = find_node(self.runtime.store, request.node)
+            except StoreError as exc:
+                shell = self.runtime.shell
+                if not shell.is_leader and shell.leader_address and not request.forwarded:
+                    # A follower may not have applied the node yet: let the leader decide.
+                    return await self._forward_write(request, context)
+                await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+                raise AssertionError("unreachable") from None
+            spec = copy.deepcopy(node.spec)
+            labels = dict(spec.get("Labels") or {})
+            labels.update(dict(request.labels_add))
+            for key in request.labels_rm:
+                labels.pop(key, None)
+            spec["Labels"] = labels
+            if availability:
+                spec["Availability"] = availability
+            try:
+                await self.runtime.write(
+                    [Update("node", node.id, node.version, spec=spec)], timeout=5.0 * self.runtime.time_scale
+                )
+            except UpdateOutOfSequence:
+                continue
+            except NotLeaderError as exc:
+                if request.forwarded or not exc.leader_addr:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                return await self._forward_write(request, context)
+            except NoLeaderError:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            except ProposalDropped as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"{NO_LEADER_MESSAGE} ({exc})")
+            except ConnectionAbortedError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            except TimeoutError:
+                # Indeterminate: the write may still commit. Say so rather than guess.
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "context deadline exceeded: the update may or may not apply",
+                )
+            except StoreError as exc:
+                await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+            try:
+                version = int(self.runtime.store.get("node", node.id).version)
+            except StoreError:
+                version = 0
+            return control_pb2.UpdateNodeResponse(version=version)
+        await context.abort(grpc.StatusCode.ABORTED, "update out of sequence")
+        raise AssertionError("unreachable")
+
+    async def _forward_write(
+        self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.UpdateNodeResponse:
+        forwarded = control_pb2.UpdateNodeRequest()
+        forwarded.CopyFrom(request)
+        forwarded.forwarded = True
+        result: control_pb2.UpdateNodeResponse = await self._forward(
+            self.runtime.shell.leader_address, "UpdateNode", forwarded, context
+        )
+        return result
+
+    async def _forward(
+        self, leader_addr: str, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """Ask the leader the same question and relay its answer (or its error) unchanged."""
+        remaining = context.time_remaining()
+        timeout = 5.0 if remaining is None else max(0.1, remaining - 0.05)
+        async with grpc.aio.insecure_channel(leader_addr) as channel:
+            # A leader this manager cannot reach within an election timeout is as good as none
+            # (this manager will stop believing in it by then); the request never left, so
+            # saying so is exact. This also bounds the wait for a host that is gone.
+            try:
+                await asyncio.wait_for(
+                    channel.channel_ready(), min(timeout, self.runtime.shell.election_seconds())
+                )
+            except (TimeoutError, grpc.aio.AioRpcError):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            stub = control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                return await asyncio.wait_for(getattr(stub, method)(request), timeout)
+            except grpc.aio.AioRpcError as exc:
+                # Only a refused connection means the leader never saw the request.
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (exc.details() or ""):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                await context.abort(exc.code(), exc.details() or "")
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
+        raise AssertionError("unreachable")

@@ -1,0 +1,356 @@
+"""The dispatcher: joins, agent sessions and heartbeats, and the Node objects they keep true.
+
+Every node, managers included, joins once with a token and then keeps a session: a gRPC stream of
+heartbeats to the leader. The leader alone writes what it observes:
+
+* Join: the token's secret must be the Cluster object's worker or manager token; the role it
+  grants is the node's role. A new Node object is created (or the existing one refreshed on a
+  rejoin). A joining manager is added to Raft as a learner and promoted to voter once its log
+  has caught up with the leader's, so a slow joiner never counts towards a quorum it cannot serve.
+* Heartbeats: a node whose session beats is ``ready``; one that misses them for
+  ``down_after`` seconds (about three periods), or that gossip declares dead, is marked ``down``.
+* ManagerStatus: ``Leader`` on the leader's own node; ``reachable``/``unreachable`` for the other
+  managers as the leader sees them (a Raft message within an election timeout, or a heartbeat).
+
+A manager that is not the leader answers Join and Session with the leader's address, so agents
+reconnect there; with no leader at all it says so in Swarm's words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import prometheus_client
+from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+from manager.ca.tokens import InvalidToken, parse_token
+from manager.raft.core import NotLeader
+from manager.raft.messages import ConfChange, ConfChangeType
+from manager.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
+from manager.store.commands import Create, Op, Update
+from manager.store.errors import StoreError
+
+__all__ = ["JOIN_REFUSED_MESSAGE", "Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+JOIN_REFUSED_MESSAGE = "A valid join token is necessary to join this cluster"
+"""Swarm's words for a join token that is well formed but not this cluster's."""
+
+HEARTBEAT_PERIOD = 0.5
+"""Seconds between an agent's heartbeats (before the time scale)."""
+DOWN_AFTER = 1.5
+"""Seconds without a heartbeat after which the leader marks a node down (before the time scale)."""
+MONITOR_EVERY = 0.2
+"""Seconds between the leader's passes over node states (before the time scale)."""
+
+
+class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
+    """Serves Join and Session, and on the leader keeps Node status and ManagerStatus current."""
+
+    def __init__(self, runtime: Any) -> None:
+        """``runtime`` is the ManagerRuntime: its shell, store, tokens and ``write``."""
+        self.runtime = runtime
+        scale = runtime.time_scale
+        self.period = HEARTBEAT_PERIOD * scale
+        self.down_after = DOWN_AFTER * scale
+        self.monitor_every = MONITOR_EVERY * scale
+        self.last_seen: dict[str, float] = {}
+        self._leader_since: float | None = None
+        self._dead_by_gossip: set[str] = set()
+        self._join_lock = asyncio.Lock()
+        registry = getattr(runtime.context, "registry", None)
+        if registry is None:
+            registry = prometheus_client.CollectorRegistry()
+        self._nodes_gauge = prometheus_client.Gauge(
+            "swarmlet_dispatcher_nodes", "Nodes by Status.State, as this manager's store has them", ["state"],
+            registry=registry,
+        )  # fmt: skip
+        self._heartbeats = prometheus_client.Counter(
+            "swarmlet_dispatcher_heartbeats",
+            "Heartbeats this manager answered as the leader",
+            registry=registry,
+        )
+        self._joins = prometheus_client.Counter(
+            "swarmlet_dispatcher_joins", "Join requests by outcome", ["outcome"], registry=registry
+        )
+        gossip = getattr(runtime.context, "gossip", None)
+        if gossip is not None and hasattr(gossip, "subscribe"):
+            try:
+                gossip.subscribe(self._on_gossip)
+            except Exception:  # gossip is an optimisation here; heartbeats alone still work
+                log.exception("dispatcher: cannot subscribe to gossip")
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def shell(self) -> Any:
+        return self.runtime.shell
+
+    def _managers(self) -> list[str]:
+        addrs = self.shell.addresses()
+        leader = self.shell.leader_address
+        out = [leader] if leader else []
+        voters = set(addrs)
+        for node in self.runtime.store.find("node"):
+            ms = node.extra.get("ManagerStatus")
+            if isinstance(ms, dict) and ms.get("Addr"):
+                voters.add(node.id)
+                addrs.setdefault(node.id, str(ms["Addr"]))
+        out.extend(a for _, a in sorted(addrs.items()) if a and a not in out)
+        return out
+
+    def _lookup(self, node_id: str) -> Any:
+        try:
+            return self.runtime.store.get("node", node_id)
+        except StoreError:
+            return None
+
+    async def _redirect(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The leader's address if this manager is a follower; aborts without a leader."""
+        try:
+            await self.shell._await_leader()
+        except NoLeaderError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+        if self.shell.is_leader:
+            return ""
+        return str(self.shell.leader_address)
+
+    def _on_gossip(self, event: Any) -> None:
+        member = getattr(event, "member", event)
+        state = str(getattr(getattr(member, "state", ""), "name", getattr(member, "state", ""))).lower()
+        name = str(getattr(member, "node_id", "") or getattr(member, "name", ""))
+        if not name:
+            return
+        if state in ("dead", "left"):
+            self._dead_by_gossip.add(name)
+        elif state == "alive":
+            self._dead_by_gossip.discard(name)
+
+    # ------------------------------------------------------------------ Join
+
+    async def Join(
+        self, request: dispatcher_pb2.JoinRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> dispatcher_pb2.JoinResponse:
+        """Check the token, then register the node (and add a manager to Raft)."""
+        try:
+            token = parse_token(request.token)
+        except InvalidToken as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from None
+        if not request.node_id or not request.hostname:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a join needs a node id and a hostname")
+        leader_addr = await self._redirect(context)
+        if leader_addr:
+            return dispatcher_pb2.JoinResponse(leader_addr=leader_addr, managers=self._managers())
+        cluster = self.runtime.cluster()
+        if cluster is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the swarm is still being created; try again")
+        tokens = cluster.extra.get("JoinTokens") or {}
+        role = ""
+        for name, key in (("manager", "Manager"), ("worker", "Worker")):
+            mine = str(tokens.get(key) or "")
+            if mine and mine.strip() == str(token):
+                role = name
+        if not role:
+            log.info("dispatcher: refused %s (%s): wrong join token", request.hostname, request.node_id)
+            self._joins.labels("refused").inc()
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, JOIN_REFUSED_MESSAGE)
+        if role == "manager" and request.role != "manager":
+            # Only a node started as a manager runs Raft; a worker process with the manager
+            # token joins as a worker rather than as a manager that could never vote.
+            role = "worker"
+        async with self._join_lock:
+            try:
+                await self._register(request, role)
+            except (NotLeaderError, NoLeaderError):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            except StoreError as exc:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        self.last_seen[request.node_id] = time.monotonic()
+        self._joins.labels(role).inc()
+        return dispatcher_pb2.JoinResponse(cluster_id=cluster.id, role=role, managers=self._managers())
+
+    async def _register(self, request: dispatcher_pb2.JoinRequest, role: str) -> None:
+        existing = self._lookup(request.node_id)
+        description = {"Hostname": request.hostname, "Engine": {"EngineVersion": request.engine_version}}
+        status = {"State": "ready", "Message": "", "Addr": request.addr}
+        extra: dict[str, Any] = {"Description": description}
+        if role == "manager":
+            cluster_addr = request.cluster_addr or f"{request.addr}:2377"
+            leader = request.node_id == self.runtime.node_id
+            extra["ManagerStatus"] = {"Leader": leader, "Reachability": "reachable", "Addr": cluster_addr}
+            self.shell.set_peer_address(request.node_id, cluster_addr)
+        op: Op
+        if existing is None:
+            spec = {"Name": "", "Role": role, "Availability": "active", "Labels": {}}
+            op = Create("node", request.node_id, spec, status, extra)
+        else:
+            spec = copy.deepcopy(existing.spec)
+            spec["Role"] = role
+            merged = copy.deepcopy(existing.extra)
+            merged.update(extra)
+            op = Update("node", request.node_id, existing.version, spec=spec, status=status, extra=merged)
+        await self.runtime.write([op])
+        if role == "manager":
+            self._add_to_raft(request.node_id)
+
+    def _add_to_raft(self, node_id: str) -> bool:
+        """Propose adding a manager as a learner; False if it must wait for a pending change."""
+        conf = _conf_state(self.shell.node)
+        if node_id in conf.voters or node_id in conf.learners:
+            return True
+        log.info("dispatcher: adding manager %s to Raft as a learner", node_id)
+        try:
+            self.shell.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node_id))
+        except (ValueError, NotLeader) as exc:  # a change is pending, or leadership moved: retry later
+            log.info("dispatcher: adding %s deferred: %s", node_id, exc)
+            return False
+        return True
+
+    def _promote_learners(self) -> None:
+        """Ask the shell to promote every learner that is a manager node (once it has caught up)."""
+        conf = _conf_state(self.shell.node)
+        for learner in conf.learners:
+            node = self._lookup(learner)
+            if node is not None and node.spec.get("Role") == "manager":
+                self.shell.promote(learner)
+
+    # ------------------------------------------------------------------ Session
+
+    async def Session(
+        self,
+        request_iterator: AsyncIterator[dispatcher_pb2.Heartbeat],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[dispatcher_pb2.SessionMessage]:
+        """Answer each heartbeat with the period and the managers; followers redirect."""
+        period_ms = int(self.period * 1000)
+        async for beat in request_iterator:
+            leader_addr = await self._redirect(context)
+            if leader_addr:
+                yield dispatcher_pb2.SessionMessage(
+                    heartbeat_period_ms=period_ms, managers=self._managers(), leader_addr=leader_addr
+                )
+                return
+            node = self._lookup(beat.node_id)
+            if node is None:
+                yield dispatcher_pb2.SessionMessage(error="node not found: join the swarm first")
+                return
+            self.last_seen[beat.node_id] = time.monotonic()
+            self._heartbeats.inc()
+            self._dead_by_gossip.discard(beat.node_id)
+            if _stale(node, beat):
+                await self._refresh(beat)
+            yield dispatcher_pb2.SessionMessage(heartbeat_period_ms=period_ms, managers=self._managers())
+
+    async def _refresh(self, beat: dispatcher_pb2.Heartbeat) -> None:
+        """Mark the node ready and record the addresses it now reports (a restarted container
+        may come back on another address)."""
+        for _ in range(3):
+            node = self._lookup(beat.node_id)
+            if node is None or not _stale(node, beat):
+                return
+            status = copy.deepcopy(node.status)
+            status.update({"State": "ready", "Message": ""})
+            if beat.addr:
+                status["Addr"] = beat.addr
+            extra = None
+            if beat.cluster_addr and isinstance(node.extra.get("ManagerStatus"), dict):
+                extra = copy.deepcopy(node.extra)
+                extra["ManagerStatus"]["Addr"] = beat.cluster_addr
+                self.shell.set_peer_address(node.id, beat.cluster_addr)
+            try:
+                await self.runtime.write([Update("node", node.id, node.version, status=status, extra=extra)])
+                return
+            except StoreError:
+                continue  # someone wrote in between: read again
+            except Exception as exc:
+                log.debug("dispatcher: cannot mark %s ready: %s", beat.node_id, exc)
+                return
+
+    # ------------------------------------------------------------------ the leader's monitor
+
+    async def run(self) -> None:
+        """On the leader, every ``monitor_every`` seconds: mark silent nodes down, keep ManagerStatus true."""
+        while True:
+            await asyncio.sleep(self.monitor_every)
+            try:
+                await self._monitor_once()
+            except asyncio.CancelledError:
+                raise
+            except (NotLeaderError, NoLeaderError, StoreError, TimeoutError) as exc:
+                log.debug("dispatcher: monitor pass skipped: %s", exc)
+            except Exception:
+                log.exception("dispatcher: monitor pass failed")
+
+    def _count_states(self) -> None:
+        counts = {"ready": 0, "down": 0, "unknown": 0, "disconnected": 0}
+        for node in self.runtime.store.find("node"):
+            state = str(node.status.get("State") or "unknown")
+            counts[state] = counts.get(state, 0) + 1
+        for state, n in counts.items():
+            self._nodes_gauge.labels(state).set(n)
+
+    async def _monitor_once(self) -> None:
+        shell = self.shell
+        if shell is not None:
+            self._count_states()
+        if shell is None or not shell.is_leader:
+            self._leader_since = None
+            return
+        now = time.monotonic()
+        if self._leader_since is None:
+            # Sessions move to a new leader after it is elected: give every node a fresh period.
+            self._leader_since = now
+        self._promote_learners()
+        conf = _conf_state(shell.node)
+        members = set(conf.voters) | set(conf.learners)
+        for node in self.runtime.store.find("node"):
+            missing = node.spec.get("Role") == "manager" and node.id not in members
+            if missing and not self._add_to_raft(node.id):
+                break
+        reach_window = self.runtime.shell.election_seconds()
+        ops: list[Op] = []
+        for node in self.runtime.store.find("node"):
+            seen = max(self.last_seen.get(node.id, 0.0), self._leader_since)
+            if node.id == self.runtime.node_id:
+                seen = now  # the leader is alive by definition
+            alive = now - seen < self.down_after and node.id not in self._dead_by_gossip
+            status: dict[str, Any] | None = None
+            if node.status.get("State") == "ready" and not alive:
+                status = copy.deepcopy(node.status)
+                status.update({"State": "down", "Message": "heartbeat failure"})
+            extra: dict[str, Any] | None = None
+            ms = node.extra.get("ManagerStatus")
+            if isinstance(ms, dict):
+                is_self = node.id == self.runtime.node_id
+                contact = shell.last_contact.get(node.id, 0.0)
+                reachable = is_self or now - contact < reach_window or alive
+                want = {"Leader": is_self, "Reachability": "reachable" if reachable else "unreachable"}
+                if any(ms.get(k) != v for k, v in want.items()):
+                    extra = copy.deepcopy(node.extra)
+                    extra["ManagerStatus"].update(want)
+            if status is not None or extra is not None:
+                ops.append(Update("node", node.id, node.version, status=status, extra=extra))
+        if ops:
+            await self.runtime.write(ops, timeout=2.0 * self.runtime.time_scale)
+
+
+def _conf_state(node: Any) -> Any:
+    return node.conf
+
+
+def _stale(node: Any, beat: dispatcher_pb2.Heartbeat) -> bool:
+    """Whether the Node object disagrees with a heartbeat: not ready, or at other addresses."""
+    if node.status.get("State") != "ready":
+        return True
+    if beat.addr and node.status.get("Addr") != beat.addr:
+        return True
+    ms = node.extra.get("ManagerStatus")
+    return bool(beat.cluster_addr) and isinstance(ms, dict) and ms.get("Addr") != beat.cluster_addr

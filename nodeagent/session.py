@@ -1,0 +1,251 @@
+"""The agent's side of the dispatcher: join once with a token, then heartbeat to the leader.
+
+Every node runs one :class:`AgentSession`, managers too (a manager is also a node of the swarm).
+The join is done once per data directory: a node that has joined remembers it in
+``DATA_DIR/session.json`` and, after a restart, goes straight to its session; that is how a
+restarted manager rejoins as a follower instead of asking to join again.
+
+The session is a gRPC stream of heartbeats. Any manager may be asked; one that is not the leader
+answers with the leader's address and the agent reconnects there. When the stream breaks, the
+agent tries the next manager it knows of (from ``managers()`` and from what managers told it).
+
+This module imports only nodeagent and the generated protos, never manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import logging
+import os
+import pathlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+__all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused"]
+
+log = logging.getLogger(__name__)
+
+JOIN_REFUSED_MESSAGE = "A valid join token is necessary to join this cluster"
+"""Swarm's words when a node has no join token or a wrong one."""
+
+_SESSION_FILE = "session.json"
+_REFUSING = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class JoinRefused(Exception):
+    """The managers refused this node's join; ``str(e)`` is their message. The process exits 3."""
+
+
+def _engine_version() -> str:
+    try:
+        return importlib.metadata.version("swarmlet")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+class AgentSession:
+    """Join the swarm (once), then keep a heartbeat session with the leader until stopped."""
+
+    def __init__(self, context: Any, managers: Callable[[], list[str]]) -> None:
+        """``context`` is the NodeContext; ``managers()`` gives cluster addresses to try."""
+        self.context = context
+        self.options = context.options
+        self._managers = managers
+        self._learned: list[str] = []
+        self._stopping = asyncio.Event()
+        self._call: Any = None
+        self.joined = False
+        """Whether this node has joined (now or in an earlier run)."""
+        self.connected_to = ""
+        """The manager the session is open with, "" while reconnecting."""
+        self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _state_file(self) -> pathlib.Path:
+        return pathlib.Path(self.options.data_dir) / _SESSION_FILE
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self._state_file().read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        path = self._state_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _token(self) -> str:
+        path = getattr(self.options, "token_file", None)
+        if not path and getattr(self.options, "role", "") == "manager":
+            # The bootstrap manager joins its own cluster with the manager token it created it with.
+            path = getattr(self.options, "manager_token_file", None)
+        if not path:
+            return ""
+        try:
+            return pathlib.Path(path).read_text().strip()
+        except OSError as exc:
+            raise JoinRefused(f"cannot read the join token file {path}: {exc.strerror}") from None
+
+    def _candidates(self, prefer: str = "") -> list[str]:
+        out: list[str] = []
+        for addr in [prefer, *self._learned, *self._managers()]:
+            if addr and addr not in out:
+                out.append(addr)
+        return out
+
+    def _learn(self, managers: list[str]) -> None:
+        if managers:
+            self._learned = [m for m in managers if m]
+
+    def _cluster_addr(self) -> str:
+        if getattr(self.options, "role", "") != "manager":
+            return ""
+        return f"{self.options.advertise_addr}:{self.options.cluster_port}"
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds * self.time_scale)
+
+    # ------------------------------------------------------------------ join
+
+    async def join(self) -> None:
+        """Join with the token unless this data directory has joined before; raises JoinRefused."""
+        state = self._load_state()
+        if state.get("joined"):
+            self.joined = True
+            self._learn(list(state.get("managers") or []))
+            return
+        token = self._token()
+        if not token:
+            raise JoinRefused(JOIN_REFUSED_MESSAGE)
+        request = dispatcher_pb2.JoinRequest(
+            node_id=self.context.node_id,
+            hostname=self.context.hostname,
+            role=self.options.role,
+            token=token,
+            addr=self.options.advertise_addr,
+            cluster_addr=self._cluster_addr(),
+            engine_version=_engine_version(),
+        )
+        prefer = ""
+        while not self._stopping.is_set():
+            for target in self._candidates(prefer):
+                prefer = ""
+                try:
+                    async with grpc.aio.insecure_channel(target) as channel:
+                        stub = dispatcher_pb2_grpc.DispatcherStub(channel)  # type: ignore[no-untyped-call]
+                        reply = await stub.Join(request, timeout=5.0 * self.time_scale)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in _REFUSING:
+                        raise JoinRefused(exc.details() or JOIN_REFUSED_MESSAGE) from None
+                    log.info("join via %s: %s", target, exc.details() or exc.code())
+                    continue
+                self._learn(list(reply.managers))
+                if reply.leader_addr:
+                    prefer = reply.leader_addr
+                    break
+                self.joined = True
+                self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned})
+                log.info("joined cluster %s as a %s", reply.cluster_id, reply.role)
+                return
+            if not prefer:
+                await self._pause(0.2)
+        raise asyncio.CancelledError()
+
+    # ------------------------------------------------------------------ session
+
+    async def run(self) -> None:
+        """Join (once), then heartbeat to the leader forever, reconnecting on failure."""
+        await self.join()
+        prefer = ""
+        while not self._stopping.is_set():
+            progressed = False
+            for target in self._candidates(prefer):
+                if self._stopping.is_set():
+                    return
+                prefer = ""
+                redirect = await self._session(target)
+                if redirect is None:
+                    continue
+                progressed = True
+                prefer = redirect
+                break
+            if not progressed:
+                await self._pause(0.1)
+
+    async def _session(self, target: str) -> str | None:
+        """One session with ``target``; returns where to go next ("" any), None if it failed at once."""
+        period = 0.5 * self.time_scale
+        period_box = [period]
+        beats = 0
+
+        async def heartbeats() -> AsyncIterator[dispatcher_pb2.Heartbeat]:
+            seq = 0
+            while not self._stopping.is_set():
+                seq += 1
+                yield dispatcher_pb2.Heartbeat(
+                    node_id=self.context.node_id,
+                    hostname=self.context.hostname,
+                    addr=self.options.advertise_addr,
+                    cluster_addr=self._cluster_addr(),
+                    engine_version=_engine_version(),
+                    sequence=seq,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), period_box[0])
+
+        try:
+            async with grpc.aio.insecure_channel(target) as channel:
+                stub = dispatcher_pb2_grpc.DispatcherStub(channel)  # type: ignore[no-untyped-call]
+                call = stub.Session(heartbeats())
+                self._call = call
+                # A silent manager (paused, cut off) must not hold the session: give up after
+                # three periods without an answer.
+                while True:
+                    try:
+                        msg = await asyncio.wait_for(call.read(), 3 * period_box[0] + 0.5)
+                    except TimeoutError:
+                        call.cancel()
+                        return "" if beats else None
+                    if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        return "" if beats else None
+                    self._learn(list(msg.managers))
+                    if msg.error:
+                        # e.g. a new leader that has not applied this node's join yet: retry.
+                        log.warning("session with %s refused: %s", target, msg.error)
+                        return None
+                    if msg.leader_addr:
+                        return str(msg.leader_addr)
+                    if msg.heartbeat_period_ms:
+                        period_box[0] = msg.heartbeat_period_ms / 1000.0
+                    beats += 1
+                    self.connected_to = target
+        except grpc.aio.AioRpcError as exc:
+            log.debug("session with %s ended: %s", target, exc.details() or exc.code())
+            return "" if beats else None
+        except asyncio.CancelledError:
+            raise
+        finally:
+            self._call = None
+            self.connected_to = ""
+
+    async def stop(self) -> None:
+        """End the session at once (the process must exit within a second)."""
+        self._stopping.set()
+        call = self._call
+        if call is not None:
+            call.cancel()

@@ -1,0 +1,195 @@
+"""Starting managers and workers as processes on 127.0.0.x for the manager runtime's local tests.
+
+Each node runs on its own loopback address, with its data directory and log file under the test's
+tmp_path, as either the full node agent (``python -m nodeagent``: gossip, metrics, the manager
+role through its entry point) or ``python -m manager.runtime`` (the same flags; no gossip and no
+metrics server, for tests about Raft alone).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from manager.ca.tokens import ClusterCredentials
+
+__all__ = ["Cluster", "NodeProc", "free_port", "loopback_hosts", "wait_until"]
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def loopback_hosts(count: int) -> list[str]:
+    """``count`` distinct 127.x.y.z addresses, random enough that parallel test runs do not meet."""
+    base = random.Random(os.getpid() ^ time.time_ns()).randrange(1, 250)
+    third = random.Random(time.time_ns()).randrange(1, 250)
+    return [f"127.{base}.{third}.{i + 10}" for i in range(count)]
+
+
+def free_port(host: str) -> int:
+    """A TCP port nothing listens on at ``host`` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Call ``check`` until it returns something truthy (returned) or ``timeout`` passes (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # not ready yet
+            last_error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}: {last_error!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class NodeProc:
+    """One node process; ``start`` again after a kill restarts it with the same data."""
+
+    name: str
+    host: str
+    port: int
+    role: str
+    args: list[str]
+    workdir: pathlib.Path
+    module: str = "manager.runtime"
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def target(self) -> str:
+        """The node's cluster address (managers)."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, extra: Sequence[str] = ()) -> None:
+        self.starts += 1
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "proto"), env.get("PYTHONPATH", "")])
+        env.pop("SWARMLET_ROLE", None)
+        with open(self.log_path, "ab") as out:
+            out.write(f"---- start {self.starts}\n".encode())
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args, *extra],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass
+class Cluster:
+    """Managers and workers of one test, with the cluster's tokens."""
+
+    workdir: pathlib.Path
+    time_scale: float = 1.0
+    agent: bool = False  #: run ``python -m nodeagent`` instead of ``python -m manager.runtime``
+    nodes: dict[str, NodeProc] = field(default_factory=dict)
+    credentials: ClusterCredentials = field(default_factory=ClusterCredentials.create)
+
+    def __post_init__(self) -> None:
+        self.secrets = self.workdir / "secrets"
+        self.secrets.mkdir(parents=True, exist_ok=True)
+        (self.secrets / "manager_token").write_text(self.credentials.manager_token + "\n")
+        (self.secrets / "worker_token").write_text(self.credentials.worker_token + "\n")
+
+    def add_managers(self, count: int) -> list[NodeProc]:
+        hosts = loopback_hosts(count)
+        ports = [free_port(h) for h in hosts]
+        join = ",".join(f"{h}:{p}" for h, p in zip(hosts, ports, strict=True))
+        made = []
+        for i, (host, port) in enumerate(zip(hosts, ports, strict=True)):
+            name = f"manager{i + 1}"
+            args = [
+                *self._common(name, host, "manager"),
+                "--cluster-port", str(port),
+                "--join", join,
+                "--token-file", str(self.secrets / "manager_token"),
+                "--manager-token-file", str(self.secrets / "manager_token"),
+                "--worker-token-file", str(self.secrets / "worker_token"),
+            ]  # fmt: skip
+            if i == 0:
+                args.append("--bootstrap")
+            node = NodeProc(name, host, port, "manager", args, self.workdir, self._module)
+            self.nodes[name] = node
+            made.append(node)
+        return made
+
+    def add_worker(self, name: str, token: str | None = "worker") -> NodeProc:
+        host = loopback_hosts(1)[0]
+        join = ",".join(n.target for n in self.managers())
+        args = [*self._common(name, host, "worker"), "--join", join]
+        if token is not None:
+            path = self.secrets / f"{name}_token"
+            path.write_text((self.credentials.worker_token if token == "worker" else token) + "\n")
+            args += ["--token-file", str(path)]
+        node = NodeProc(name, host, 0, "worker", args, self.workdir, self._module)
+        self.nodes[name] = node
+        return node
+
+    @property
+    def _module(self) -> str:
+        return "nodeagent" if self.agent else "manager.runtime"
+
+    def _common(self, name: str, host: str, role: str) -> list[str]:
+        ports = []
+        if self.agent:
+            ports = ["--gossip-port", str(free_port(host)), "--metrics-port", str(free_port(host))]
+        return [
+            *ports,
+            "--role", role,
+            "--hostname", name,
+            "--advertise-addr", host,
+            "--listen-addr", host,
+            "--data-dir", str(self.workdir / name),
+            "--time-scale", str(self.time_scale),
+            "--log-level", "info",
+        ]  # fmt: skip
+
+    def managers(self) -> list[NodeProc]:
+        return [n for n in self.nodes.values() if n.role == "manager"]
+
+    def start_all(self) -> None:
+        for node in self.nodes.values():
+            node.start()
+
+    def stop_all(self) -> None:
+        for node in self.nodes.values():
+            node.kill(signal.SIGKILL)
+
+    def logs(self) -> str:
+        return "\n".join(f"==== {n.name}\n{n.tail()}" for n in self.nodes.values())

@@ -1,0 +1,273 @@
+"""The control API (server + synchronous client) against a real store and a stand-in for Raft.
+
+The server runs on 127.0.0.1 in a thread with its own event loop; the client is the one
+`swarmlet status` uses. Raft is replaced by a shell that applies writes at once (when it "leads"),
+refuses them with Swarm's no-leader error, or names another manager as the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from swarmlet.v1 import control_pb2_grpc
+
+from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, update_node
+from manager.controlapi.server import ControlServer
+from manager.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
+from manager.store import Create, Store, encode_batch, format_timestamp
+
+NO_LEADER = (
+    "The swarm does not have a leader. It's possible that too few managers are online. "
+    "Make sure more than half of the managers are online."
+)
+
+
+class _Conf:
+    voters = ("a" * 25, "b" * 25)
+    learners = ()
+
+
+class _Node:
+    term = 3
+    commit = 0
+    conf = _Conf()
+
+
+class FakeShell:
+    """Leads, follows (naming a leader) or has no leader, as a test sets it."""
+
+    def __init__(self) -> None:
+        self.mode = "leader"
+        self.leader_addr = ""
+        self.node = _Node()
+        self.applied = 0
+
+    @property
+    def is_leader(self) -> bool:
+        return self.mode == "leader"
+
+    @property
+    def leader_id(self) -> str:
+        return {"leader": "a" * 25, "follower": "b" * 25, "none": ""}[self.mode]
+
+    @property
+    def leader_address(self) -> str:
+        return self.leader_addr if self.mode == "follower" else ""
+
+    def role(self) -> str:
+        return "leader" if self.mode == "leader" else "follower"
+
+    def check(self) -> None:
+        if self.mode == "none":
+            raise NoLeaderError()
+        if self.mode == "follower":
+            raise NotLeaderError("b" * 25, self.leader_addr)
+
+    async def read_barrier(self, timeout: float | None = None) -> None:
+        self.check()
+
+    def election_seconds(self) -> float:
+        return 0.8
+
+
+class FakeRuntime:
+    """What ControlServer needs of a ManagerRuntime, with writes applied straight to the store."""
+
+    def __init__(self, node_id: str, hostname: str) -> None:
+        self.node_id = node_id
+        self.hostname = hostname
+        self.time_scale = 1.0
+        self.store = Store()
+        self.shell = FakeShell()
+        self._index = itertools.count(1)
+
+    async def write(self, ops: list[Any], timeout: float = 5.0) -> Any:
+        self.shell.check()
+        index = next(self._index)
+        result = self.store.apply(index, encode_batch(ops, now=format_timestamp(time.time())))
+        self.shell.node.commit = self.shell.applied = index
+        if not result.ok:
+            assert result.error is not None
+            raise result.error
+        return result
+
+    def cluster(self) -> Any:
+        found = self.store.find("cluster")
+        return found[0] if found else None
+
+    def seed(self) -> None:
+        """A cluster object, two managers and a worker, as the dispatcher would have written them."""
+        ops: list[Any] = [Create("cluster", "c" * 25, {"Name": "default"}, {}, {})]
+        for nid, host, role, leader in (
+            ("a" * 25, "manager1", "manager", True),
+            ("b" * 25, "manager2", "manager", False),
+            ("w" * 25, "worker1", "worker", False),
+        ):
+            extra: dict[str, Any] = {"Description": {"Hostname": host, "Engine": {"EngineVersion": "0.1.0"}}}
+            if role == "manager":
+                extra["ManagerStatus"] = {
+                    "Leader": leader,
+                    "Reachability": "reachable",
+                    "Addr": f"127.0.0.1:{2377}",
+                }
+            spec = {"Name": "", "Role": role, "Availability": "active", "Labels": {}}
+            ops.append(Create("node", nid, spec, {"State": "ready", "Addr": "127.0.0.1"}, extra))
+        asyncio.run(self.write(ops))
+
+
+class ServerThread:
+    """A grpc.aio server for one FakeRuntime, on its own loop in a thread."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.runtime = runtime
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+        assert self._ready.wait(10), "server did not start"
+
+    def _main(self) -> None:
+        self.loop.run_until_complete(self._serve())
+        self.loop.close()
+
+    async def _serve(self) -> None:
+        server = grpc.aio.server()
+        control_pb2_grpc.add_ControlServicer_to_server(ControlServer(self.runtime), server)  # type: ignore[no-untyped-call]
+        self.port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await server.stop(None)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def manager() -> Iterator[tuple[FakeRuntime, ServerThread]]:
+    runtime = FakeRuntime("a" * 25, "manager1")
+    runtime.seed()
+    server = ServerThread(runtime)
+    yield runtime, server
+    server.close()
+
+
+def test_node_list_uses_swarms_words(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    _, server = manager
+    rows = {r.hostname: r for r in list_nodes(server.target)}
+    assert set(rows) == {"manager1", "manager2", "worker1"}
+    assert (rows["manager1"].status, rows["manager1"].availability, rows["manager1"].manager_status) == (
+        "Ready",
+        "Active",
+        "Leader",
+    )
+    assert rows["manager2"].manager_status == "Reachable"
+    assert rows["worker1"].manager_status == ""
+    assert rows["worker1"].role == "worker"
+    assert [h for h, r in rows.items() if r.is_self] == ["manager1"]
+    assert rows["worker1"].engine_version == "0.1.0"
+
+
+def test_label_added_by_hostname_is_read_back(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    _runtime, server = manager
+    before = inspect_node(server.target, "worker1")
+    update_node(server.target, "worker1", labels_add={"zone": "east"})
+    after = inspect_node(server.target, "worker1")
+    assert after.labels == {"zone": "east"}
+    assert after.version > before.version
+    # By id prefix too, and availability in Swarm's spelling.
+    update_node(server.target, "www", availability="Drain")
+    assert inspect_node(server.target, "w" * 25).availability == "Drain"
+
+
+def test_bad_availability_is_refused_and_changes_nothing(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    runtime, server = manager
+    before = runtime.store.get("node", "w" * 25)
+    with pytest.raises(ControlError, match="invalid availability"):
+        update_node(server.target, "worker1", availability="sleepy", labels_add={"a": "b"})
+    assert runtime.store.get("node", "w" * 25) == before
+
+
+def test_unknown_node_says_not_found(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    _, server = manager
+    with pytest.raises(ControlError) as err:
+        update_node(server.target, "nosuchnode", labels_add={"a": "b"})
+    assert str(err.value) == "node nosuchnode not found"
+
+
+def test_without_a_leader_writes_fail_with_swarms_message_but_reads_work(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    runtime, server = manager
+    runtime.shell.mode = "none"
+    before = runtime.store.get("node", "w" * 25)
+    with pytest.raises(ControlError) as err:
+        update_node(server.target, "worker1", labels_add={"a": "b"})
+    assert str(err.value) == NO_LEADER == NO_LEADER_MESSAGE
+    assert runtime.store.get("node", "w" * 25) == before
+    rows = list_nodes(server.target)  # node ls still answers, from the local store
+    assert len(rows) == 3
+    # The stored Leader flag of a leader that is gone is not shown as if it still led.
+    assert [r.manager_status for r in rows if r.role == "manager"] == ["Reachable", "Reachable"]
+    info = cluster_info(server.target)
+    assert info["quorum"] is False and info["leader"] is None
+
+
+def test_follower_forwards_writes_to_the_leader(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    leader_runtime, leader = manager
+    follower_runtime = FakeRuntime("b" * 25, "manager2")
+    follower_runtime.seed()
+    follower_runtime.shell.mode = "follower"
+    follower_runtime.shell.leader_addr = leader.target
+    follower = ServerThread(follower_runtime)
+    try:
+        update_node(follower.target, "worker1", labels_add={"via": "follower"})
+        assert dict(leader_runtime.store.get("node", "w" * 25).spec["Labels"]) == {"via": "follower"}
+        # A linearizable read on the follower is answered by the leader too.
+        assert inspect_node(follower.target, "worker1").labels == {"via": "follower"}
+        assert inspect_node(follower.target, "worker1", local=True).labels == {}
+    finally:
+        follower.close()
+
+
+def test_follower_whose_leader_is_gone_answers_with_swarms_message(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    runtime, server = manager
+    runtime.shell.mode = "follower"
+    runtime.shell.leader_addr = "127.0.0.1:1"  # nothing listens there
+    before = runtime.store.get("node", "w" * 25)
+    with pytest.raises(ControlError) as err:
+        update_node(server.target, "worker1", labels_add={"a": "b"})
+    assert str(err.value) == NO_LEADER
+    assert runtime.store.get("node", "w" * 25) == before
+
+
+def test_cluster_info_names_the_leader(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    _, server = manager
+    info = cluster_info(server.target)
+    assert info["cluster_id"] == "c" * 25
+    assert info["leader"] == "manager1" and info["quorum"] is True
+    assert info["managers"] == 2 and info["raft_role"] == "leader"
+    assert (info["raft_voters"], info["raft_learners"]) == (2, 0)
+
+
+def test_unreachable_manager_is_reported_with_its_address() -> None:
+    with pytest.raises(ControlError, match=r"127\.0\.0\.1:1"):
+        list_nodes("127.0.0.1:1", timeout=1.0)
