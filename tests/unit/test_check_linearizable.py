@@ -1,0 +1,286 @@
+"""The linearizability checker on hand-built histories, random small ones against brute force,
+and a 10,000-operation kv history within its time budget."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import pytest
+
+from manager.check import HistoryError, check_history, parse_operations
+from manager.check.synth import SynthConfig, generate, inject_stale_read
+
+Event = dict[str, Any]
+
+
+def inv(p: int, f: str, value: Any = None, key: str | None = None) -> Event:
+    event: Event = {"process": p, "type": "invoke", "f": f, "value": value}
+    if key is not None:
+        event["key"] = key
+    return event
+
+
+def end(kind: str, p: int, f: str, value: Any = None, key: str | None = None) -> Event:
+    event: Event = {"process": p, "type": kind, "f": f, "value": value}
+    if key is not None:
+        event["key"] = key
+    return event
+
+
+def ok(p: int, f: str, value: Any = None, key: str | None = None) -> Event:
+    return end("ok", p, f, value, key)
+
+
+def write(p: int, value: Any, key: str | None = None, kind: str = "ok") -> list[Event]:
+    return [inv(p, "write", value, key), end(kind, p, "write", value, key)]
+
+
+def read(p: int, value: Any, key: str | None = None) -> list[Event]:
+    return [inv(p, "read", None, key), ok(p, "read", value, key)]
+
+
+def cas(p: int, expected: Any, new: Any, kind: str = "ok") -> list[Event]:
+    return [inv(p, "cas", [expected, new]), end(kind, p, "cas", [expected, new])]
+
+
+def linearizable(events: list[Event], model: str = "register") -> bool:
+    return check_history(events, model).ok
+
+
+def test_sequential_write_then_read_is_linearizable() -> None:
+    assert linearizable([*write(1, 5), *read(2, 5)])
+
+
+def test_read_of_never_written_register_is_null() -> None:
+    assert linearizable(read(1, None))
+    assert not linearizable(read(1, 0))
+
+
+def test_stale_read_after_write_returned_is_not_linearizable() -> None:
+    events = [*write(1, 1), *write(1, 2), *read(2, 1)]
+    result = check_history(events, "register")
+    assert not result.ok
+    blocking = [op for op in result.unorderable if op["blocking"]]
+    assert blocking == [
+        {
+            "process": 2,
+            "type": "ok",
+            "f": "read",
+            "value": 1,
+            "invoke_line": 5,
+            "complete_line": 6,
+            "blocking": True,
+        }
+    ]
+    assert "lines 5-6" in result.explanation
+
+
+def test_read_concurrent_with_write_may_see_either_value() -> None:
+    # write 1 ... | read -> old | read -> new | ... write returns
+    for seen in (None, 1):
+        events = [inv(1, "write", 1), *read(2, seen), ok(1, "write", 1)]
+        assert linearizable(events), seen
+
+
+def test_new_value_then_old_value_is_not_linearizable() -> None:
+    # Both reads overlap the write, but once one has seen 1, a later read cannot see null.
+    events = [inv(1, "write", 1), *read(2, 1), *read(3, None), ok(1, "write", 1)]
+    assert not linearizable(events)
+
+
+def test_failed_write_did_not_happen() -> None:
+    assert linearizable([*write(1, 7, kind="fail"), *read(2, None)])
+    assert not linearizable([*write(1, 7, kind="fail"), *read(2, 7)])
+
+
+def test_failed_read_is_dropped() -> None:
+    events = [*write(1, 3), inv(2, "read"), end("fail", 2, "read"), *read(2, 3)]
+    assert linearizable(events)
+
+
+def test_failed_cas_means_the_register_held_another_value() -> None:
+    assert linearizable([*write(1, 1), *cas(2, 9, 2, kind="fail"), *read(1, 1)])
+    # The register certainly held 1, so a cas expecting 1 cannot have failed.
+    assert not linearizable([*write(1, 1), *cas(2, 1, 2, kind="fail")])
+    # A failed cas changes nothing.
+    assert not linearizable([*write(1, 1), *cas(2, 9, 2, kind="fail"), *read(1, 2)])
+
+
+def test_failed_cas_is_ordered_at_a_point_where_the_value_differed() -> None:
+    # Concurrent with a write of 1 over 0, a failed cas expecting 0 must be ordered after the write.
+    events = [*write(1, 0), inv(1, "write", 1), *cas(2, 0, 5, kind="fail"), ok(1, "write", 1), *read(3, 1)]
+    assert linearizable(events)
+    # ...which is impossible if a read after the cas returned still saw 0 before the write.
+    events = [*write(1, 0), inv(1, "write", 1), *cas(2, 0, 5, kind="fail"), *read(3, 0), ok(1, "write", 1)]
+    assert not linearizable(events)
+
+
+def test_concurrent_cas_only_one_can_win() -> None:
+    both_ok = [
+        *write(1, 0),
+        inv(2, "cas", [0, 1]),
+        inv(3, "cas", [0, 2]),
+        ok(2, "cas", [0, 1]),
+        ok(3, "cas", [0, 2]),
+    ]
+    assert not linearizable(both_ok)
+    one_fails = [
+        *write(1, 0),
+        inv(2, "cas", [0, 1]),
+        inv(3, "cas", [0, 2]),
+        ok(2, "cas", [0, 1]),
+        end("fail", 3, "cas", [0, 2]),
+        *read(1, 1),
+    ]
+    assert linearizable(one_fails)
+    # The loser's failure must come after the winner: had the register still held 0, it would match.
+    chained = [
+        *write(1, 0),
+        inv(2, "cas", [0, 1]),
+        inv(3, "cas", [1, 2]),
+        ok(2, "cas", [0, 1]),
+        ok(3, "cas", [1, 2]),
+        *read(1, 2),
+    ]
+    assert linearizable(chained)
+
+
+def test_info_write_may_or_may_not_have_happened() -> None:
+    maybe = write(1, 4, kind="info")
+    assert linearizable([*maybe, *read(2, 4)])
+    assert linearizable([*maybe, *read(2, None)])
+    assert not linearizable([*maybe, *read(2, 4), *read(2, None)])
+
+
+def test_info_write_can_take_effect_long_after_it_was_invoked() -> None:
+    events = [*write(1, 4, kind="info"), *write(2, 1), *read(2, 1), *read(2, 4), *read(2, 4)]
+    assert linearizable(events)
+    # ...but only once: the value it wrote cannot come back after being overwritten.
+    events = [*write(1, 4, kind="info"), *read(2, 4), *write(2, 1), *read(2, 4)]
+    assert not linearizable(events)
+
+
+def test_info_write_cannot_explain_a_read_that_returned_before_it_was_invoked() -> None:
+    assert not linearizable([*read(2, 4), *write(1, 4, kind="info")])
+    assert not linearizable([*read(2, 4), *write(1, 4, kind="info"), *read(2, 4)])
+
+
+def test_info_cas_applies_only_when_it_matches() -> None:
+    assert linearizable([*write(1, 0), *cas(2, 0, 1, kind="info"), *read(1, 1)])
+    assert linearizable([*write(1, 0), *cas(2, 0, 1, kind="info"), *read(1, 0)])
+    assert not linearizable([*write(1, 3), *cas(2, 0, 1, kind="info"), *read(1, 1)])
+
+
+def test_operation_open_at_the_end_counts_as_info() -> None:
+    assert linearizable([inv(1, "write", 8), *read(2, 8)])
+    assert linearizable([inv(1, "write", 8), *read(2, None)])
+
+
+def test_process_may_invoke_again_after_info() -> None:
+    events = [*write(1, 1, kind="info"), *write(1, 2), *read(1, 2)]
+    assert linearizable(events)
+
+
+def test_kv_checks_each_key_on_its_own() -> None:
+    events = [*write(1, 1, key="a"), *write(1, 2, key="b"), *read(2, 1, key="a"), *read(2, 2, key="b")]
+    result = check_history(events, "kv")
+    assert result.ok and result.keys_checked == 2 and result.ops == 4
+    crossed = [*write(1, 1, key="a"), *read(2, 1, key="b")]
+    result = check_history(crossed, "kv")
+    assert not result.ok
+    assert [op["key"] for op in result.unorderable] == ["b"]
+    assert "key 'b'" in result.explanation
+
+
+def test_register_model_refuses_several_keys() -> None:
+    events = [*write(1, 1, key="a"), *read(2, 1, key="b")]
+    with pytest.raises(HistoryError) as info:
+        check_history(events, "register")
+    assert info.value.line == 3
+    assert "--model kv" in str(info.value)
+
+
+def test_unknown_model_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown model"):
+        check_history(read(1, None), "queue")
+
+
+def _brute_force(events: list[Event]) -> bool:
+    """Linearizable by enumerating orders: the definition, with no search cleverness."""
+    ops = parse_operations(events)
+    must = [op for op in ops if op.outcome == "ok" or (op.f == "cas" and op.outcome == "fail")]
+    maybe = [op for op in ops if op.outcome == "info" and op.f != "read"]
+    for size in range(len(maybe) + 1):
+        for chosen in itertools.combinations(maybe, size):
+            for order in itertools.permutations(must + list(chosen)):
+                if _legal(order):
+                    return True
+    return False
+
+
+def _legal(order: tuple[Any, ...]) -> bool:
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            if b.ret is not None and b.ret < a.call:
+                return False  # b returned before a was invoked, yet comes after it
+    value = None
+    for op in order:
+        if op.f == "read":
+            if op.result != value:
+                return False
+        elif op.f == "write":
+            value = op.value
+        elif op.outcome == "fail":
+            if value == op.value[0]:
+                return False
+        else:  # an ok cas, or an info cas taken to have happened
+            if value != op.value[0]:
+                return False
+            value = op.value[1]
+    return True
+
+
+def _mutate(events: list[Event], rng: random.Random) -> list[Event]:
+    changed = [dict(e) for e in events]
+    for _ in range(rng.randint(0, 2)):
+        event = rng.choice(changed)
+        if event["f"] == "read" and event["type"] == "ok":
+            event["value"] = rng.choice([None, 1, 2, 3])
+        elif event["f"] == "cas" and event["type"] in ("ok", "fail"):
+            event["type"] = "fail" if event["type"] == "ok" else "ok"
+    return changed
+
+
+def test_agrees_with_brute_force_on_small_random_histories() -> None:
+    config = SynthConfig(operations=6, processes=3, keys=1, latency=1.0, think=0.3, p_info=0.2, p_fail=0.1)
+    verdicts = set()
+    for seed in range(250):
+        rng = random.Random(seed)
+        events = _mutate(generate(rng, config), rng)
+        # Small values so that different writes can write the same value.
+        for event in events:
+            if event["f"] == "write" and event["value"] is not None:
+                event["value"] = event["value"] % 3
+        expected = _brute_force(events)
+        assert check_history(events, "kv").ok == expected, (seed, events)
+        verdicts.add(expected)
+    assert verdicts == {True, False}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ten_thousand_operation_kv_history_within_ten_seconds(seed: int) -> None:
+    events = generate(random.Random(seed), SynthConfig(operations=10_000, processes=10, keys=10))
+    assert sum(e["type"] == "invoke" for e in events) == 10_000
+    assert any(e["type"] == "info" for e in events) and any(e["type"] == "fail" for e in events)
+    started = time.perf_counter()
+    result = check_history(events, "kv")
+    assert result.ok, result.explanation
+    bad, changed = inject_stale_read(events, random.Random(seed))
+    verdict = check_history(bad, "kv")
+    elapsed = time.perf_counter() - started
+    assert not verdict.ok
+    assert any(op["blocking"] and op["complete_line"] == changed + 1 for op in verdict.unorderable)
+    assert elapsed < 10.0
