@@ -1,6 +1,7 @@
 # The two commands of the README: `make up` brings a cluster up, `make test` runs the tests.
-# Both do every set-up step they need on a fresh machine.
-.PHONY: up test setup lint down
+# Both do every set-up step they need on a fresh machine (virtual environment, Compose v2 plugin,
+# images built from Debian packages: no registry is ever used).
+.PHONY: up test setup lint down images status
 
 setup:
 	@bash deploy/bootstrap.sh
@@ -10,6 +11,14 @@ up: setup
 
 down: setup
 	.venv/bin/swarmlet down
+
+status: setup
+	.venv/bin/swarmlet status
+
+# The base image (mmdebstrap + docker import) and the node image (offline wheels), each rebuilt
+# only when its inputs changed.
+images: setup
+	.venv/bin/python -m deploy.images
 
 lint: setup
 	bash proto/generate.sh --check

@@ -9,7 +9,17 @@ py=${PYTHON:-python3}
 
 if [ ! -x .venv/bin/python ]; then
   echo "swarmlet: creating the virtual environment in .venv"
-  "$py" -m venv .venv
+  if ! "$py" -m venv .venv; then
+    # Debian's python3 keeps venv (ensurepip) in a separate package.
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      rm -rf .venv
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+      "$py" -m venv .venv
+    else
+      echo "swarmlet: cannot create a virtual environment: install python3-venv" >&2
+      exit 1
+    fi
+  fi
 fi
 stamp=.venv/.swarmlet-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
@@ -26,5 +36,8 @@ if [ "$(readlink -f "$plugins/docker-compose" 2>/dev/null)" != "$(readlink -f "$
   chmod +x "$compose_bin"
   ln -sf "$compose_bin" "$plugins/docker-compose"
   echo "swarmlet: linked Compose v2 as a docker cli-plugin ($plugins/docker-compose)"
+fi
+if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
+  echo "swarmlet: warning: \`docker compose\` does not answer although $plugins/docker-compose is linked" >&2
 fi
 echo "swarmlet: host set-up done in $root"

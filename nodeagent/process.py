@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import importlib.metadata
+import ipaddress
 import logging
 import os
 import random
@@ -189,6 +190,16 @@ async def _keep_joined(shell: GossipShell, seeds: Callable[[], list[str]], inter
             found.clear()
 
 
+def _mdns_interfaces(advertise_addr: str) -> list[str] | None:
+    """The one interface mDNS may use: the advertise address's, or None (no mDNS) if it is no IP."""
+    try:
+        ipaddress.ip_address(advertise_addr)
+    except ValueError:
+        log.warning("mDNS off: advertise address %r is not an IP address", advertise_addr)
+        return None
+    return [advertise_addr]
+
+
 async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None) -> int:
     """Run the node agent until SIGTERM/SIGINT (or ``stop`` is set); return the exit code."""
     stop = stop if stop is not None else asyncio.Event()
@@ -265,18 +276,23 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     await shell.start()
     running.shell = shell
 
-    if options.discover == "mdns":
+    # mDNS stays on the interface of the advertise address: the project's network in a
+    # container, loopback for local processes. Never every interface of the host.
+    mdns_interfaces = _mdns_interfaces(options.advertise_addr)
+    if options.discover == "mdns" and mdns_interfaces is not None:
         from nodeagent.discovery import ManagerBrowser, cluster_digest
 
-        running.browser = ManagerBrowser(cluster=cluster_digest(options.token_file))
+        running.browser = ManagerBrowser(cluster=cluster_digest(options.token_file),
+                                         interfaces=mdns_interfaces)
         await running.browser.start()
-    if options.role == "manager":
+    if options.role == "manager" and mdns_interfaces is not None:
         from nodeagent.discovery import ManagerAnnouncer, cluster_digest
 
         running.announcer = ManagerAnnouncer(
             hostname=options.hostname, node_id=node_id, address=options.advertise_addr,
             cluster_port=options.cluster_port, gossip_port=options.gossip_port,
-            cluster=cluster_digest(options.manager_token_file or options.token_file))
+            cluster=cluster_digest(options.manager_token_file or options.token_file),
+            interfaces=mdns_interfaces)
         await running.announcer.start()
 
     browser = running.browser

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused"]
 log = logging.getLogger(__name__)
 
 JOIN_REFUSED_MESSAGE = "A valid join token is necessary to join this cluster"
+_TOKEN_SHAPE = re.compile(r"SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}")
 """Swarm's words when a node has no join token or a wrong one."""
 
 _SESSION_FILE = "session.json"
@@ -132,6 +134,10 @@ class AgentSession:
         token = self._token()
         if not token:
             raise JoinRefused(JOIN_REFUSED_MESSAGE)
+        if not _TOKEN_SHAPE.fullmatch(token):
+            # Refused here, before any manager is asked: a malformed token can never succeed,
+            # so retrying while no manager answers would only hide the mistake.
+            raise JoinRefused("invalid join token")
         request = dispatcher_pb2.JoinRequest(
             node_id=self.context.node_id,
             hostname=self.context.hostname,

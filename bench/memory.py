@@ -1,0 +1,91 @@
+"""Memory per node container, as `docker stats` reports it, against the 60 MiB budget.
+
+    python bench/memory.py                 # measure the compose cluster that is up
+    python bench/memory.py --up --keep     # bring one up first (swarmlet up), leave it up
+    python bench/memory.py --up --workers 5 --samples 5 --settle 10
+
+Prints one line per container (the largest of its samples) and the mean and maximum over all;
+exits 1 when a container is over the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+BUDGET_MIB = 60.0
+_UNITS = {"b": 1 / 2**20, "kib": 1 / 2**10, "mib": 1.0, "gib": 2**10, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20,
+          "gb": 1e9 / 2**20}
+
+
+def mib(text: str) -> float:
+    """'28.5MiB' -> 28.5; Docker writes binary units (MiB), older clients decimal (MB)."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", text)
+    if not match:
+        raise ValueError(f"cannot read a memory figure from {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+def sample() -> dict[str, float]:
+    """Container name -> memory in MiB, for the swarmlet project's running containers."""
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=swarmlet"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    if not ids:
+        return {}
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{json .}}", *ids],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    figures = {}
+    for line in out.splitlines():
+        row = json.loads(line)
+        figures[row["Name"]] = mib(row["MemUsage"].split("/")[0])
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--up", action="store_true", help="run `swarmlet up` first")
+    parser.add_argument("--keep", action="store_true", help="with --up: leave the cluster up afterwards")
+    parser.add_argument("--workers", type=int, default=2, help="with --up: workers (default 2)")
+    parser.add_argument("--samples", type=int, default=3, help="samples per container (default 3)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after up before measuring")
+    args = parser.parse_args()
+    swarmlet = [sys.executable, "-m", "deploy.cli"]
+    if args.up:
+        subprocess.run([*swarmlet, "up", "--workers", str(args.workers)], check=True)
+        time.sleep(args.settle)
+    try:
+        peaks: dict[str, float] = {}
+        for i in range(args.samples):
+            for name, value in sample().items():
+                peaks[name] = max(value, peaks.get(name, 0.0))
+            if i + 1 < args.samples:
+                time.sleep(args.interval)
+    finally:
+        if args.up and not args.keep:
+            subprocess.run([*swarmlet, "down"], check=False)
+    if not peaks:
+        print("no swarmlet containers are running: bring a cluster up (swarmlet up) or pass --up")
+        return 1
+    for name in sorted(peaks):
+        flag = "  OVER BUDGET" if peaks[name] > BUDGET_MIB else ""
+        print(f"{name:28s} {peaks[name]:6.1f} MiB{flag}")
+    values = list(peaks.values())
+    print(f"containers: {len(values)}  mean: {statistics.mean(values):.1f} MiB  max: {max(values):.1f} MiB  "
+          f"budget: {BUDGET_MIB:.0f} MiB  (largest of {args.samples} samples each)")
+    return 0 if max(values) <= BUDGET_MIB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""Images without a registry: a Debian base image from mmdebstrap, and the node image on top.
+
+Nothing is ever pulled. The base image is a root file system that mmdebstrap builds from Debian
+packages into a tarball, loaded with ``docker import``; it is tagged with a hash of its inputs
+(suite, mirrors, package list, recipe version), so it is rebuilt only when one of them changes.
+The node image is built from deploy/Dockerfile.node with the classic builder (this engine has no
+BuildKit) on top of it: the project's wheel is built on the host from the current tree and its
+runtime dependencies are downloaded on the host (``docker build`` steps cannot verify TLS to
+PyPI), then pip installs them offline (``--no-index``), for the image's Python and glibc, into a
+folder that the build copies in as one layer. The node image is tagged with a hash of
+the tree's sources, the Dockerfile, the dependency list and the base image, and also as
+``swarmlet/node:latest``, which compose.yml names.
+
+Run ``python -m deploy.images`` to build what is missing and print the times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+
+__all__ = [
+    "BASE_PACKAGES",
+    "BASE_REPO",
+    "NODE_IMAGE",
+    "NODE_REPO",
+    "BuildError",
+    "BuiltImage",
+    "base_image_key",
+    "ensure_base_image",
+    "ensure_images",
+    "ensure_node_image",
+    "image_exists",
+    "node_image_key",
+    "repo_root",
+]
+
+BASE_REPO = "swarmlet/base"
+"""Repository name of the base image; the tag is the hash of its inputs."""
+NODE_REPO = "swarmlet/node"
+"""Repository name of the node image; tagged with its input hash and ``latest``."""
+NODE_IMAGE = f"{NODE_REPO}:latest"
+"""The tag compose.yml uses."""
+
+SUITE = "bookworm"
+"""Debian suite of the base image: its python3 is 3.11, as the host's wheels are built for."""
+MIRRORS = (
+    f"deb http://deb.debian.org/debian {SUITE} main",
+    f"deb http://deb.debian.org/debian {SUITE}-updates main",
+    f"deb http://deb.debian.org/debian-security {SUITE}-security main",
+)
+"""Package sources for mmdebstrap."""
+BASE_PACKAGES = ("python3", "libstdc++6", "ca-certificates", "iproute2", "iptables", "procps")
+"""Added to mmdebstrap's essential set: grpcio needs libstdc++6; iproute2, iptables and procps
+are there for looking inside a node (``ip addr``, ``ps``)."""
+# Documentation, manual pages and translations are left out: nobody reads them in a node.
+_DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/locale/*",
+    "path-exclude=/usr/share/info/*",
+)
+# mmdebstrap's own merged-/usr set-up: without it, bookworm's usrmerge package drags in perl (50 MB).
+_HOOKS = ("/usr/share/mmdebstrap/hooks/merged-usr",)
+# Bump when the recipe changes in a way the other inputs do not show.
+_BASE_RECIPE_VERSION = 1
+_HASH_CHARS = 12
+
+
+class BuildError(RuntimeError):
+    """An image could not be built; the message says which step failed and where its log is."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltImage:
+    """An image that is now present, and whether this call had to build it."""
+
+    tag: str
+    """The image's content-keyed tag."""
+    built: bool
+    """False when an image with the same inputs was already there and was reused."""
+    seconds: float
+    """Wall time this call spent on the image (near zero when reused)."""
+    size_bytes: int
+    """The image's size as ``docker image inspect`` reports it."""
+
+
+Progress = Callable[[str], None]
+
+
+def repo_root() -> pathlib.Path:
+    """The source tree this module was loaded from (compose.yml and pyproject.toml sit there)."""
+    return pathlib.Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> pathlib.Path:
+    """Where tarballs, wheels and build logs are kept (git-ignored)."""
+    path = pathlib.Path(os.environ.get("SWARMLET_CACHE", repo_root() / ".cache" / "images"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _digest(parts: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:_HASH_CHARS]
+
+
+def _run(cmd: list[str], log: pathlib.Path, step: str, env: dict[str, str] | None = None) -> None:
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, check=False)
+        except FileNotFoundError as e:
+            raise BuildError(f"{step}: {e.filename} is not installed") from None
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise BuildError(f"{step} failed (exit {proc.returncode}); log: {log}\n" + "\n".join(tail))
+
+
+def image_exists(tag: str) -> bool:
+    """Whether the local engine has an image with this tag."""
+    proc = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
+    return proc.returncode == 0
+
+
+def _image_size(tag: str) -> int:
+    out = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
+        capture_output=True, text=True, check=False,
+    )
+    return int(out.stdout.strip() or 0)
+
+
+def base_image_key() -> str:
+    """The base image's tag: a hash of everything that goes into it."""
+    recipe = {
+        "version": _BASE_RECIPE_VERSION,
+        "suite": SUITE,
+        "mirrors": MIRRORS,
+        "packages": BASE_PACKAGES,
+        "dpkg": _DPKG_EXCLUDES,
+        "hooks": _HOOKS,
+    }
+    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+
+
+def _ensure_mmdebstrap(log: pathlib.Path, progress: Progress) -> None:
+    if shutil.which("mmdebstrap"):
+        return
+    if os.geteuid() != 0:
+        raise BuildError("mmdebstrap is missing: install it (apt-get install mmdebstrap) or run as root")
+    progress("installing mmdebstrap (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _run(["apt-get", "update"], log, "apt-get update", env)
+    _run(["apt-get", "install", "-y", "--no-install-recommends", "mmdebstrap"],
+         log, "installing mmdebstrap", env)
+
+
+def ensure_base_image(progress: Progress | None = None) -> BuiltImage:
+    """Build the base image unless one with the same inputs exists."""
+    say = progress or (lambda _msg: None)
+    tag = f"{BASE_REPO}:{base_image_key()}"
+    if image_exists(tag):
+        return BuiltImage(tag, False, 0.0, _image_size(tag))
+    start = time.monotonic()
+    log = cache_dir() / "base-build.log"
+    log.write_text("")
+    _ensure_mmdebstrap(log, say)
+    with tempfile.TemporaryDirectory(prefix="swarmlet-base-", dir=cache_dir()) as tmp:
+        tarball = pathlib.Path(tmp) / "rootfs.tar"
+        say(f"debootstrapping Debian {SUITE} (mmdebstrap)")
+        cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(BASE_PACKAGES)]
+        cmd += [f"--dpkgopt={opt}" for opt in _DPKG_EXCLUDES]
+        cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
+        cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
+        _run(cmd, log, "mmdebstrap")
+        say("importing the root file system (docker import)")
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8",
+            'CMD ["python3"]',
+            f"LABEL org.swarmlet.base-key={tag.split(':')[1]}",
+        ]
+        cmd = ["docker", "import"]
+        for change in changes:
+            cmd += ["--change", change]
+        _run([*cmd, str(tarball), tag], log, "docker import")
+    _remove_older(BASE_REPO, keep={tag.split(":")[1]})
+    return BuiltImage(tag, True, time.monotonic() - start, _image_size(tag))
+
+
+# What goes into the project wheel, hence into the node image.
+_SOURCE_GLOBS = ("nodeagent/**/*", "manager/**/*", "deploy/**/*.py", "proto/swarmlet/**/*")
+_SOURCE_FILES = ("pyproject.toml", "deploy/Dockerfile.node")
+
+
+def _source_files(root: pathlib.Path) -> list[pathlib.Path]:
+    files = {root / name for name in _SOURCE_FILES}
+    for pattern in _SOURCE_GLOBS:
+        for path in root.glob(pattern):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                files.add(path)
+    return sorted(files)
+
+
+def _runtime_dependencies(root: pathlib.Path) -> list[str]:
+    with (root / "pyproject.toml").open("rb") as f:
+        return list(tomllib.load(f)["project"]["dependencies"])
+
+
+def node_image_key(base_tag: str) -> str:
+    """The node image's tag: a hash of the base image, the Dockerfile and the tree's sources."""
+    root = repo_root()
+    parts = [base_tag.encode()]
+    for path in _source_files(root):
+        parts.append(str(path.relative_to(root)).encode())
+        parts.append(path.read_bytes())
+    return _digest(parts)
+
+
+# Every manylinux level that glibc 2.36 (bookworm's) runs, newest first, and pure wheels.
+_PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)),
+              "manylinux2014_x86_64", "linux_x86_64", "any")
+# The image runs Debian bookworm's CPython 3.11 (glibc 2.36): pip is asked for exactly that,
+# whatever the host's own Python is.
+_TARGET_FLAGS = ("--only-binary=:all:", "--implementation", "cp", "--python-version", "3.11",
+                 "--abi", "cp311", "--abi", "abi3", "--abi", "none",
+                 *(flag for p in _PLATFORMS for flag in ("--platform", p)))
+
+
+def _download_dependencies(root: pathlib.Path, log: pathlib.Path, say: Progress) -> pathlib.Path:
+    """Runtime dependency wheels (and pip's own), kept while the dependency list is unchanged."""
+    deps = _runtime_dependencies(root)
+    folder = cache_dir() / "wheels" / _digest([json.dumps(sorted(deps)).encode()])
+    stamp = folder / ".complete"
+    if stamp.exists():
+        return folder
+    say("downloading wheels on the host (pip download)")
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
+           *_TARGET_FLAGS, "--dest", str(folder), *deps]
+    _run(cmd, log, "pip download")
+    stamp.touch()
+    return folder
+
+
+def _remove_older(repo: str, keep: set[str]) -> None:
+    """Untag earlier builds of ``repo`` so that they do not pile up; ones still in use stay."""
+    listed = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Tag}}", repo], capture_output=True, text=True, check=False
+    )
+    old = [f"{repo}:{t}" for t in listed.stdout.split() if t not in keep and t != "<none>"]
+    if old:
+        subprocess.run(["docker", "image", "rm", *old], capture_output=True, check=False)
+
+
+# Packages the node needs from the project wheel; a wheel without one would build an image
+# whose agent cannot start, so the build stops here instead.
+_REQUIRED_PACKAGES = ("nodeagent/__main__.py", "manager/__init__.py", "swarmlet/v1/__init__.py")
+
+
+def _check_wheel(folder: pathlib.Path) -> None:
+    import zipfile
+
+    wheel = next(folder.glob("swarmlet-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = [p for p in _REQUIRED_PACKAGES if p not in names]
+    if missing:
+        raise BuildError(
+            f"the project wheel lacks {', '.join(missing)}: pyproject.toml's package list must include "
+            'them (for swarmlet/: [tool.setuptools.packages.find] where = [".", "proto"], '
+            'include "swarmlet*")'
+        )
+
+
+def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltImage:
+    """Build the node image on ``base_tag`` unless one with the same inputs exists; tag it latest."""
+    say = progress or (lambda _msg: None)
+    root = repo_root()
+    key = node_image_key(base_tag)
+    tag = f"{NODE_REPO}:{key}"
+    start = time.monotonic()
+    built = False
+    if not image_exists(tag):
+        built = True
+        log = cache_dir() / "node-build.log"
+        log.write_text("")
+        deps = _download_dependencies(root, log, say)
+        with tempfile.TemporaryDirectory(prefix="swarmlet-node-", dir=cache_dir()) as tmp:
+            context = pathlib.Path(tmp) / "context"
+            context.mkdir()
+            project = pathlib.Path(tmp) / "project"
+            say("building the swarmlet wheel from the tree")
+            _run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet",
+                  "--no-deps", "--no-build-isolation", "--wheel-dir", str(project), str(root)],
+                 log, "pip wheel")
+            _check_wheel(project)
+            say("installing the wheels offline (pip install --no-index)")
+            _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+                  "--no-index", "--find-links", str(project), "--find-links", str(deps),
+                  *_TARGET_FLAGS, "--target", str(context / "site"), "swarmlet"],
+                 log, "pip install")
+            shutil.rmtree(context / "site" / "bin", ignore_errors=True)  # console scripts: unused
+            shutil.copy(root / "deploy" / "Dockerfile.node", context / "Dockerfile")
+            say("building the node image (docker build)")
+            env = dict(os.environ, DOCKER_BUILDKIT="0")
+            _run(["docker", "build", "--quiet", "--build-arg", f"BASE={base_tag}",
+                  "--label", f"org.swarmlet.node-key={key}", "-t", tag, str(context)],
+                 log, "docker build", env)
+        # The wheels' ABI must suit the image's python: importing the compiled ones proves it.
+        say("checking the node image")
+        _run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", tag, "-c",
+              "import grpc, cryptography.x509, google.protobuf, zeroconf, prometheus_client, rich, "
+              "nodeagent"],
+             log, "node image check")
+    subprocess.run(["docker", "tag", tag, NODE_IMAGE], capture_output=True, check=True)
+    if built:
+        _remove_older(NODE_REPO, keep={key, "latest"})
+    return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
+
+
+def ensure_images(progress: Progress | None = None) -> list[BuiltImage]:
+    """Build whatever is missing: the base image, then the node image. Returns both."""
+    base = ensure_base_image(progress)
+    node = ensure_node_image(base.tag, progress)
+    return [base, node]
+
+
+def main() -> int:
+    """Build what is missing and print what was built or reused, with times and sizes."""
+    start = time.monotonic()
+    try:
+        images = ensure_images(
+            lambda msg: print(f"  {time.monotonic() - start:5.1f} s  {msg}...", flush=True)
+        )
+    except BuildError as e:
+        print(f"swarmlet: {e}", file=sys.stderr)
+        return 1
+    for image in images:
+        what = f"built in {image.seconds:.1f} s" if image.built else "reused"
+        print(f"{image.tag}: {what}, {image.size_bytes / 1e6:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The local backend: one node agent process per node, each on its own loopback address.
+
+For machines without Docker. Managers listen on 127.0.1.N, workers on 127.0.2.N, all with the
+standard ports (Linux routes the whole of 127.0.0.0/8 to the loopback interface, so every node can
+bind 2377, 7946 and 9323 on its own address). Pid files, logs and data folders live under the
+state folder (``local/``). Chaos is done with signals: stop is SIGTERM, kill SIGKILL, pause
+SIGSTOP, unpause SIGCONT; disconnect and connect need a network per node, which processes on one
+loopback interface do not have, so they are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from deploy.backend import BackendError, ClusterState, NodeHandle, natural_key, read_state, state_dir
+
+__all__ = ["LocalBackend", "NodeSpec", "node_specs"]
+
+_CLUSTER_PORT = 2377
+_GOSSIP_PORT = 7946
+_METRICS_PORT = 9323
+_ENGINE_PORT = 2375
+_MAX_NODES = 254
+_STOP_WAIT = 3.0  # seconds a node has to exit after SIGTERM before it is killed
+
+
+def _addr(role: str, index: int) -> str:
+    return f"127.0.{1 if role == 'manager' else 2}.{index}"
+
+
+NodeSpec = dict[str, Any]
+"""A node's record in the state file: hostname, role, addr, argv."""
+
+
+def node_specs(
+    managers: int, workers: int, creds: pathlib.Path, data: pathlib.Path, discover: str = "names"
+) -> list[NodeSpec]:
+    """The command line of every node of a cluster with this many managers and workers."""
+    if not 1 <= managers <= _MAX_NODES or not 0 <= workers <= _MAX_NODES:
+        raise BackendError(f"the local backend runs 1 to {_MAX_NODES} managers and 0 to {_MAX_NODES} workers")
+    join = ",".join(f"{_addr('manager', i)}:{_CLUSTER_PORT}" for i in range(1, managers + 1))
+    specs = []
+    for role, count in (("manager", managers), ("worker", workers)):
+        for i in range(1, count + 1):
+            hostname, addr = f"{role}{i}", _addr(role, i)
+            if discover != "names":
+                raise BackendError("the local backend's workers find the managers by name only")
+            argv = [sys.executable, "-m", "nodeagent", f"--role={role}", f"--hostname={hostname}",
+                    f"--advertise-addr={addr}", f"--listen-addr={addr}", f"--join={join}",
+                    f"--data-dir={data / hostname}"]
+            if role == "manager":
+                argv += [f"--token-file={creds / 'manager_token'}",
+                         f"--manager-token-file={creds / 'manager_token'}",
+                         f"--worker-token-file={creds / 'worker_token'}"]
+                if i == 1:
+                    argv.append("--bootstrap")
+            else:
+                argv.append(f"--token-file={creds / 'worker_token'}")
+            specs.append({"hostname": hostname, "role": role, "addr": addr, "argv": argv})
+    return specs
+
+
+def _port_in_use(addr: str, port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        if kind == socket.SOCK_STREAM:
+            # As the agent's servers do: connections of a stopped node in TIME_WAIT do not block
+            # the port, a listening socket does.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((addr, port))
+        except OSError as e:
+            return e.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def _proc_state(pid: int) -> str:
+    """"running", "paused" or "exited" for a pid, reaping it if it is our own exited child."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return "exited"
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "exited"
+    if b"nodeagent" not in cmdline:
+        return "exited"  # the pid was reused by something else
+    code = stat.rsplit(")", 1)[1].split()[0]
+    return {"T": "paused", "t": "paused", "Z": "exited", "X": "exited"}.get(code, "running")
+
+
+class LocalBackend:
+    """Nodes as processes on 127.0.x.y."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.home = state_dir() / "local"
+
+    def _specs(self) -> list[NodeSpec]:
+        state = read_state()
+        if state is None or state.backend != self.name:
+            return []
+        nodes = state.extra.get("nodes")
+        return [dict(n) for n in nodes] if isinstance(nodes, list) else []
+
+    def _pid(self, hostname: str) -> int | None:
+        try:
+            return int((self.home / f"{hostname}.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def check(self, managers: int = 0, workers: int = 0) -> None:
+        """Refuse, naming the port, when an address:port a node needs is taken (by another program)."""
+        ours = {s["hostname"] for s in self._specs() if self._state(s["hostname"]) != "exited"}
+        for spec in node_specs(max(managers, 1), workers, state_dir(), self.home):
+            if spec["hostname"] in ours:
+                continue  # this cluster's own node, still running: `up` leaves it be
+            ports = [(_GOSSIP_PORT, socket.SOCK_STREAM, "gossip"),
+                     (_GOSSIP_PORT, socket.SOCK_DGRAM, "gossip"),
+                     (_METRICS_PORT, socket.SOCK_STREAM, "metrics")]
+            if spec["role"] == "manager":
+                ports.append((_CLUSTER_PORT, socket.SOCK_STREAM, "cluster"))
+            for port, kind, what in ports:
+                if _port_in_use(spec["addr"], port, kind):
+                    proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+                    raise BackendError(
+                        f"port {spec['addr']}:{port}/{proto} ({what} port of {spec['hostname']}) is already "
+                        "in use: stop what uses it (`swarmlet down` if it is an earlier cluster)"
+                    )
+
+    def prepare(self, progress: Callable[[str], None]) -> None:
+        """Nothing to build: the nodes run from this virtual environment."""
+        progress("local processes need no images")
+
+    def _spawn(self, spec: NodeSpec) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = (self.home / f"{spec['hostname']}.log").open("ab")
+        with log:
+            proc = subprocess.Popen(
+                spec["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self.home,
+            )
+        (self.home / f"{spec['hostname']}.pid").write_text(f"{proc.pid}\n")
+
+    def start_cluster(self, managers: int, workers: int, discover: str = "names") -> None:
+        """Start every node's process; the state file lists them so later commands find them."""
+        specs = node_specs(managers, workers, state_dir(), self.home, discover)
+        wanted = {s["hostname"] for s in specs}
+        running = set()
+        for old in self._specs():
+            if self._state(old["hostname"]) == "exited":
+                continue
+            if old["hostname"] in wanted:
+                running.add(old["hostname"])
+            else:
+                self._stop(old["hostname"])  # the cluster shrank: this node is no longer wanted
+        from deploy.backend import write_state
+
+        write_state(ClusterState(self.name, managers, workers, {"nodes": specs}))
+        for spec in specs:
+            if spec["hostname"] not in running:
+                self._spawn(spec)
+
+    def _state(self, hostname: str) -> str:
+        pid = self._pid(hostname)
+        return "exited" if pid is None else _proc_state(pid)
+
+    def nodes(self) -> list[NodeHandle]:
+        """The recorded processes, managers first."""
+        found = []
+        for spec in self._specs():
+            addr = spec["addr"]
+            manager = spec["role"] == "manager"
+            found.append(NodeHandle(
+                hostname=spec["hostname"], role=spec["role"], state=self._state(spec["hostname"]),
+                ref=spec["hostname"], aliases=(addr,),
+                control_addr=f"{addr}:{_CLUSTER_PORT}" if manager else None,
+                metrics_url=f"http://{addr}:{_METRICS_PORT}/metrics",
+                docker_host=f"tcp://{addr}:{_ENGINE_PORT}" if manager else None,
+            ))
+        found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
+        return found
+
+    def _signal(self, hostname: str, sig: signal.Signals) -> None:
+        pid = self._pid(hostname)
+        if pid is None or _proc_state(pid) == "exited":
+            raise BackendError(f"{hostname} is not running")
+        os.kill(pid, sig)
+
+    def _stop(self, hostname: str) -> None:
+        pid = self._pid(hostname)
+        if pid is None or _proc_state(pid) == "exited":
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_WAIT
+        while time.monotonic() < deadline and _proc_state(pid) != "exited":
+            time.sleep(0.05)
+        if _proc_state(pid) != "exited":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while _proc_state(pid) != "exited" and time.monotonic() < deadline + 2:
+                time.sleep(0.05)
+
+    def chaos(self, action: str, node: NodeHandle) -> str:
+        """Signals to the node's process; disconnect and connect are not possible here."""
+        spec = next(s for s in self._specs() if s["hostname"] == node.hostname)
+        if action == "stop":
+            self._stop(node.hostname)
+        elif action == "kill":
+            self._signal(node.hostname, signal.SIGKILL)
+        elif action == "pause":
+            self._signal(node.hostname, signal.SIGSTOP)
+        elif action == "unpause":
+            self._signal(node.hostname, signal.SIGCONT)
+        elif action in ("start", "restart"):
+            if action == "restart":
+                self._stop(node.hostname)
+            if self._state(node.hostname) != "exited":
+                raise BackendError(f"{node.hostname} is already running")
+            self._spawn(spec)
+        elif action in ("disconnect", "connect"):
+            raise BackendError(
+                f"{action} is not supported by the local backend: its nodes share one loopback "
+                "interface. Use --backend compose for network faults."
+            )
+        else:
+            raise BackendError(f"unknown chaos action {action!r}")
+        return f"{action} {node.hostname} (pid {self._pid(node.hostname)})"
+
+    def logs(self, node: NodeHandle, follow: bool, tail: int | None) -> Iterator[str]:
+        """The node's log file, then (with follow) what is appended to it."""
+        path = self.home / f"{node.hostname}.log"
+        if not path.exists():
+            return
+        with path.open("rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+            yield from (lines[-tail:] if tail else lines) if tail != 0 else []
+            while follow:
+                chunk = f.readline()
+                if chunk:
+                    yield chunk.decode(errors="replace").rstrip("\n")
+                else:
+                    time.sleep(0.2)
+
+    def down(self) -> list[str]:
+        """Stop every process and remove the data folders, logs and pid files."""
+        removed = []
+        for spec in self._specs():
+            self._stop(spec["hostname"])
+            removed.append(spec["hostname"])
+        shutil.rmtree(self.home, ignore_errors=True)
+        return removed

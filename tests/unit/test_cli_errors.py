@@ -1,0 +1,189 @@
+"""Bad input to the `swarmlet` commands: a clear message, exit 1, and nothing changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+
+import pytest
+
+from deploy import cli
+from deploy.backend import ClusterState, NodeHandle, UnknownNode, read_state, resolve_node, write_state
+from deploy.local_backend import node_specs
+
+
+@pytest.fixture
+def state(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """An empty state folder of our own, so no test sees or touches a real cluster's."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("SWARMLET_STATE", str(folder))
+    return folder
+
+
+def local_cluster_on_record(folder: pathlib.Path, managers: int = 3, workers: int = 2) -> None:
+    """A local cluster in the state file whose processes are not running (no pid files)."""
+    specs = node_specs(managers, workers, folder, folder / "local")
+    write_state(ClusterState("local", managers, workers, {"nodes": specs}))
+
+
+NODES = [
+    NodeHandle("manager1", "manager", "running", "c1", aliases=("swarmlet-manager1-1",)),
+    NodeHandle("manager2", "manager", "running", "c2"),
+    NodeHandle("3f2a9c0d1e7b", "worker", "running", "c3", aliases=("swarmlet-worker-1",)),
+    NodeHandle("3f2bb1c2d3e4", "worker", "running", "c4", aliases=("swarmlet-worker-2",)),
+]
+
+
+def test_resolve_by_hostname_alias_and_unique_prefix() -> None:
+    assert resolve_node("manager2", NODES).ref == "c2"
+    assert resolve_node("swarmlet-worker-2", NODES).ref == "c4"
+    assert resolve_node("3f2a", NODES).ref == "c3"
+
+
+def test_ambiguous_or_unknown_name_lists_the_nodes() -> None:
+    for name in ("3f2", "manager", "nope"):
+        with pytest.raises(UnknownNode) as err:
+            resolve_node(name, NODES)
+        assert str(err.value) == (
+            f"No such node: {name}. The nodes are: 3f2a9c0d1e7b, 3f2bb1c2d3e4, manager1, manager2"
+        )
+
+
+@pytest.mark.parametrize("command", [["chaos", "stop", "manager7"], ["logs", "manager7"]])
+def test_unknown_node_lists_the_nodes_there_are(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    local_cluster_on_record(state)
+    before = (state / "state.json").read_text()
+    assert cli.main(command) == 1
+    err = capsys.readouterr().err
+    assert "No such node: manager7. The nodes are: manager1, manager2, manager3, worker1, worker2" in err
+    assert (state / "state.json").read_text() == before
+
+
+def test_chaos_rejects_an_unknown_action(state: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["chaos", "explode", "manager1"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'explode'" in capsys.readouterr().err
+
+
+def test_local_backend_refuses_disconnect_with_a_reason(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local_cluster_on_record(state)
+    assert cli.main(["chaos", "disconnect", "worker1"]) == 1
+    assert "disconnect is not supported by the local backend" in capsys.readouterr().err
+
+
+def test_pausing_a_stopped_local_node_says_it_is_not_running(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local_cluster_on_record(state)
+    assert cli.main(["chaos", "pause", "manager2"]) == 1
+    assert "manager2 is not running" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["up", "--managers", "0"], "--managers must be at least 1 (got 0)"),
+        (["up", "--workers", "-1"], "--workers cannot be negative (got -1)"),
+        (["up", "--timeout", "0"], "--timeout must be positive"),
+        (["up", "--backend", "local", "--managers", "300"], "1 to 254 managers"),
+        (["up", "--backend", "local", "--discover", "mdns"], "--discover mdns needs the compose backend"),
+    ],
+)
+def test_bad_counts_are_refused_before_anything_happens(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert cli.main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not state.exists()
+
+
+def test_no_docker_engine_says_so_and_suggests_local(
+    state: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    assert cli.main(["up"]) == 1
+    err = capsys.readouterr().err
+    assert "No Docker engine is reachable" in err
+    assert "--backend local" in err
+    assert not state.exists()  # no tokens, no state file: nothing was made
+
+
+def test_local_port_in_use_is_named(state: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            taken.bind(("127.0.1.2", 2377))
+        except OSError as e:
+            pytest.skip(f"cannot bind 127.0.1.2:2377 for the test: {e}")
+        taken.listen()
+        assert cli.main(["up", "--backend", "local"]) == 1
+    err = capsys.readouterr().err
+    assert "port 127.0.1.2:2377/tcp (cluster port of manager2) is already in use" in err
+    assert not state.exists()
+
+
+def test_up_refuses_a_second_backend_while_one_runs(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A live process whose command line names nodeagent stands in for a running local manager1.
+    local_cluster_on_record(state)
+    sleeper = os.spawnlp(os.P_NOWAIT, "python3", "python3", "-c",
+                         "import time; time.sleep(30)  # nodeagent stand-in")
+    try:
+        (state / "local").mkdir(parents=True, exist_ok=True)
+        (state / "local" / "manager1.pid").write_text(f"{sleeper}\n")
+        assert cli.main(["up", "--backend", "compose"]) == 1
+        assert "a cluster with the local backend is up: `swarmlet down` first" in capsys.readouterr().err
+        assert read_state() is not None and read_state().backend == "local"  # type: ignore[union-attr]
+    finally:
+        os.kill(sleeper, 9)
+        os.waitpid(sleeper, 0)
+
+
+def test_damaged_tokens_are_reported_not_replaced(state: pathlib.Path) -> None:
+    from deploy.backend import BackendError
+    from deploy.commands.up import ensure_credentials
+    from manager.ca import ClusterCredentials
+
+    assert "new root CA" in ensure_credentials()
+    creds = ClusterCredentials.load(state)
+    assert "reused" in ensure_credentials()
+    (state / "worker_token").write_text("SWMTKN-1-garbage\n")
+    with pytest.raises(BackendError, match="damaged"):
+        ensure_credentials()
+    assert (state / "manager_token").read_text().strip() == creds.manager_token
+
+
+def test_compose_override_adds_managers_beyond_three(state: pathlib.Path) -> None:
+    from deploy.compose_backend import ComposeBackend
+
+    backend = ComposeBackend()
+    backend._write_override(5)
+    override = json.loads((state / "compose.managers.json").read_text())
+    assert sorted(override["services"]) == ["manager4", "manager5"]
+    assert override["services"]["manager5"]["hostname"] == "manager5"
+    assert "manager5-data" in override["volumes"]
+    backend._write_override(3)
+    assert not (state / "compose.managers.json").exists()
+
+
+def test_compose_port_conflict_is_named() -> None:
+    from deploy.compose_backend import _explain
+
+    daemon = RuntimeError(
+        "Error response from daemon: driver failed programming external connectivity on endpoint "
+        "swarmlet-manager1-1 (0f3c): Bind for 127.0.0.1:2377 failed: port is already allocated"
+    )
+    assert _explain(daemon) == (
+        "port 127.0.0.1:2377 is already in use: stop what uses it, then run `swarmlet up` again"
+    )
+    other = RuntimeError("line one\nno such image: swarmlet/node:latest")
+    assert _explain(other) == "docker compose failed: line one\nno such image: swarmlet/node:latest"

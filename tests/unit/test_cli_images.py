@@ -1,0 +1,111 @@
+"""Image builds are keyed by their inputs: reused while unchanged, rebuilt when one changes."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from deploy import images
+
+
+@pytest.fixture
+def tree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """A small stand-in for the source tree."""
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "nodeagent" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["grpcio>=1.60"]\n')
+    (tmp_path / "deploy" / "Dockerfile.node").write_text("FROM scratch\n")
+    (tmp_path / "deploy" / "images.py").write_text("# builder\n")
+    (tmp_path / "nodeagent" / "agent.py").write_text("x = 1\n")
+    monkeypatch.setattr(images, "repo_root", lambda: tmp_path)
+    return tmp_path
+
+
+def test_node_key_follows_sources_not_bytecode(tree: pathlib.Path) -> None:
+    key = images.node_image_key("swarmlet/base:abc")
+    assert key == images.node_image_key("swarmlet/base:abc")
+    (tree / "nodeagent" / "__pycache__" / "agent.cpython-311.pyc").write_bytes(b"\0junk")
+    (tree / "README.md").write_text("docs do not go into the image\n")
+    assert images.node_image_key("swarmlet/base:abc") == key
+    (tree / "nodeagent" / "agent.py").write_text("x = 2\n")
+    changed = images.node_image_key("swarmlet/base:abc")
+    assert changed != key
+    assert images.node_image_key("swarmlet/base:def") != changed
+    (tree / "deploy" / "Dockerfile.node").write_text("FROM scratch\nENV A=1\n")
+    assert images.node_image_key("swarmlet/base:def") != changed
+
+
+def test_base_key_follows_the_package_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = images.base_image_key()
+    assert len(key) == 12 and key == images.base_image_key()
+    monkeypatch.setattr(images, "BASE_PACKAGES", (*images.BASE_PACKAGES, "curl"))
+    assert images.base_image_key() != key
+
+
+def test_existing_base_image_is_reused_without_building(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(images, "image_exists", lambda tag: True)
+    monkeypatch.setattr(images, "_image_size", lambda tag: 156_000_000)
+    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: calls.append(cmd))
+    built = images.ensure_base_image()
+    assert not built.built and built.tag == f"swarmlet/base:{images.base_image_key()}"
+    assert calls == []
+
+
+def test_missing_mmdebstrap_without_root_is_explained(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    monkeypatch.setattr("deploy.images.shutil.which", lambda name: None)
+    monkeypatch.setattr("deploy.images.os.geteuid", lambda: 1000)
+    with pytest.raises(images.BuildError, match=r"mmdebstrap is missing: install it \(apt-get install"):
+        images._ensure_mmdebstrap(tmp_path / "log", lambda msg: None)
+
+
+def test_failed_step_names_itself_and_its_log(tmp_path: pathlib.Path) -> None:
+    log = tmp_path / "build.log"
+    with pytest.raises(images.BuildError) as err:
+        images._run(["sh", "-c", "echo the reason; exit 7"], log, "docker import")
+    text = str(err.value)
+    assert text.startswith("docker import failed (exit 7); log: ") and "the reason" in text
+
+
+def test_wheels_are_asked_for_bookworms_python_and_glibc() -> None:
+    # The image runs CPython 3.11 on glibc 2.36: every manylinux level up to 2.36 fits, none above.
+    assert "manylinux_2_36_x86_64" in images._PLATFORMS
+    assert "manylinux_2_17_x86_64" in images._PLATFORMS and "manylinux2014_x86_64" in images._PLATFORMS
+    assert not any(p.startswith("manylinux_2_37") for p in images._PLATFORMS)
+
+
+def test_compose_file_never_pulls_and_binds_loopback_only() -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("the docker command is not installed here")
+    config = subprocess.run(
+        ["docker", "compose", "-f", str(images.repo_root() / "compose.yml"), "config", "--format", "json"],
+        capture_output=True, text=True, check=False,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(pathlib.Path.home()),
+             "SWARMLET_STATE": "/nonexistent"},
+    )
+    if config.returncode != 0 and "is not a docker command" in config.stderr:
+        pytest.skip("docker compose is not installed here")
+    import json
+
+    assert config.returncode == 0, config.stderr
+    project = json.loads(config.stdout)
+    services = project["services"]
+    assert sorted(services) == ["manager1", "manager2", "manager3", "worker"]
+    for name, svc in services.items():
+        assert svc["image"] == images.NODE_IMAGE and svc["pull_policy"] == "never", name
+        assert svc["init"] is True, name
+        assert all(p["host_ip"] == "127.0.0.1" for p in svc["ports"]), name
+        assert not any("TOKEN" in key.upper() for key in svc.get("environment", {})), name
+        assert svc.get("secrets"), name
+    assert services["manager1"]["hostname"] == "manager1" and "--bootstrap" in services["manager1"]["command"]
+    assert "--bootstrap" not in services["manager2"]["command"]
+    assert services["worker"]["deploy"]["replicas"] == 2 and "hostname" not in services["worker"]
+    assert {v["source"] for s in services.values() for v in s.get("volumes", [])} == {
+        "manager1-data", "manager2-data", "manager3-data"
+    }
+    assert list(project["networks"]) == ["cluster"]
