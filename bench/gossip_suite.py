@@ -1,6 +1,7 @@
 """The gossip benchmarks of docs/gossip.md: prints one JSON line of figures per scenario.
 
     .venv/bin/python bench/gossip_suite.py [SCENARIO ...]     # default: every scenario, in order
+    .venv/bin/python bench/gossip_suite.py lan-1000-loss10-independent   # memberlist's probing
 
 Each scenario is a `swarmlet sim gossip` campaign (the same code path as the command); wall_s is
 this machine's wall-clock time for the whole campaign, so it depends on the load.
@@ -8,6 +9,7 @@ this machine's wall-clock time for the whole campaign, so it depends on the load
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -38,13 +40,21 @@ SCENARIOS: dict[str, RunParams] = {
     "lan-10000": RunParams(nodes=10000, seeds=1, kill=2, duration=30.0, config="lan", broadcasts=3),
 }
 
+# memberlist's independent probing, for comparison with the staggered schedule (docs/gossip.md's
+# "before" column). Run by name only: they are not part of the default run.
+COMPARISONS: dict[str, RunParams] = {
+    f"{name}-independent": dataclasses.replace(params, probe_schedule="independent")
+    for name, params in SCENARIOS.items()
+}
+
 
 def main(argv: list[str]) -> int:
     """Run the named scenarios (all by default) and print their figures."""
+    known = {**SCENARIOS, **COMPARISONS}
     names = argv or list(SCENARIOS)
-    unknown = [n for n in names if n not in SCENARIOS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        print(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     for name in names:
         started = time.perf_counter()
@@ -52,7 +62,7 @@ def main(argv: list[str]) -> int:
         def progress(seed: int, figures: dict[str, object], name: str = name) -> None:
             print(json.dumps({"scenario": name, "seed": seed, **figures}), file=sys.stderr, flush=True)
 
-        result = measure(SCENARIOS[name], on_seed=progress)
+        result = measure(known[name], on_seed=progress)
         result["wall_s"] = round(time.perf_counter() - started, 3)
         print(json.dumps({"scenario": name, **result}), flush=True)
     return 0

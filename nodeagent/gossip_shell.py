@@ -65,7 +65,11 @@ class GossipShell:
         self.transport = transport
         self.metrics = metrics
         self._clock = clock
-        self.swim = Swim(config, name, transport.address, meta, rng, clock(), incarnation)
+        now = clock()
+        # The staggered probe schedule needs a clock every node shares: wall time, carried as an
+        # offset so the core keeps running on the monotonic clock.
+        offset = (time.time() - now) if clock is time.monotonic else 0.0
+        self.swim = Swim(config, name, transport.address, meta, rng, now, incarnation, clock_offset=offset)
         self._inbox: list[tuple[str, Any, bool]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

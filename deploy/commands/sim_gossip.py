@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="user broadcasts timed per seed (default 3)")
     parser.add_argument("--start", choices=("converged", "join"), default="converged",
                         help="start as a long-converged cluster (default) or join through one seed")
+    parser.add_argument("--probe-schedule", choices=("staggered", "independent"), default="staggered",
+                        help="staggered: one prober per member per interval; independent: memberlist's")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             nodes=args.nodes, seeds=args.seeds, loss=args.loss, latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms, kill=args.kill,
             duration=args.duration, config=args.config, broadcasts=args.broadcasts, start=args.start,
-            first_seed=args.first_seed,
+            first_seed=args.first_seed, probe_schedule=args.probe_schedule,
         )
     except ValueError as exc:
         print(f"swarmlet sim gossip: {exc}", file=sys.stderr)

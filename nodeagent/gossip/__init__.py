@@ -4,6 +4,7 @@
 * :mod:`nodeagent.gossip.core` the state machine (:class:`Swim`);
 * :mod:`nodeagent.gossip.messages` the messages, :mod:`nodeagent.gossip.codec` their protobuf form;
 * :mod:`nodeagent.gossip.timing` the timeout arithmetic;
+* :mod:`nodeagent.gossip.schedule` the staggered probe schedule's shared member order;
 * :mod:`nodeagent.gossip.simcluster` a cluster of cores on the deterministic simulator.
 """
 

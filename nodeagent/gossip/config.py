@@ -56,6 +56,9 @@ class GossipConfig:
     """Bytes of piggybacked gossip a packet may carry (a UDP datagram that is not fragmented)."""
     max_user_payload: int = 1024
     """The largest payload a user broadcast may carry, in bytes."""
+    probe_schedule: str = "staggered"
+    """"staggered": nodes share one probe order, so each member is probed once per interval
+    (not in memberlist; docs/gossip.md); "independent": memberlist's own shuffled round robin."""
 
     def __post_init__(self) -> None:
         for name in _TIME_FIELDS:
@@ -76,6 +79,11 @@ class GossipConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"GossipConfig.{name} must be an integer >= {least}, got {value!r}")
+        if self.probe_schedule not in ("staggered", "independent"):
+            raise ValueError(
+                "GossipConfig.probe_schedule must be 'staggered' or 'independent', "
+                f"got {self.probe_schedule!r}"
+            )
         if self.probe_timeout >= self.probe_interval:
             raise ValueError(
                 f"GossipConfig.probe_timeout ({self.probe_timeout}) must be shorter than "
@@ -84,7 +92,11 @@ class GossipConfig:
 
     @classmethod
     def lan(cls) -> GossipConfig:
-        """memberlist's DefaultLANConfig timing: probe 1 s, gossip 200 ms to 3 nodes, push-pull 30 s."""
+        """memberlist's DefaultLANConfig timing: probe 1 s, gossip 200 ms to 3 nodes, push-pull 30 s.
+
+        Every memberlist value is kept; the probe schedule (which memberlist does not have) is
+        "staggered", which bounds the time until a crashed member is first probed.
+        """
         return cls()
 
     @classmethod

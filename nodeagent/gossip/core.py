@@ -3,7 +3,10 @@
 Every rule of the protocol lives in this file, read top to bottom:
 
 * **Probing** (SWIM): every ``probe_interval`` the node pings the next member of a shuffled
-  round-robin list. No ack within ``probe_timeout``: it asks ``indirect_checks`` members to ping
+  round-robin list. With the "staggered" schedule (the default) every node derives the same order
+  and probes, in each slot of a clock the nodes share, the member a slot-dependent distance ahead of
+  itself, so each member is probed by exactly one node per interval (:mod:`.schedule`).
+  No ack within ``probe_timeout``: it asks ``indirect_checks`` members to ping
   the target for it and, as memberlist does, sends a ping over the reliable half too. No ack by
   the end of the interval: the target becomes *suspect*.
 * **Suspicion** (Lifeguard): a suspect is declared *dead* when its timer runs out. The timer
@@ -56,6 +59,7 @@ from nodeagent.gossip.messages import (
     UserMsg,
     WireState,
 )
+from nodeagent.gossip.schedule import ProbeOrder, order_key, slot_offset
 from nodeagent.gossip.timing import (
     push_pull_scale,
     remaining_suspicion_time,
@@ -193,6 +197,8 @@ class Swim:
         rng: random.Random,
         now: float,
         incarnation: int = 0,
+        *,
+        clock_offset: float = 0.0,
     ) -> None:
         if not name:
             raise ValueError("Swim name must not be empty")
@@ -200,7 +206,12 @@ class Swim:
             raise ValueError("Swim address must not be empty")
         if incarnation < 0:
             raise ValueError(f"Swim incarnation must be >= 0, got {incarnation}")
+        if not math.isfinite(clock_offset):
+            raise ValueError(f"Swim clock_offset must be a finite number of seconds, got {clock_offset}")
         self.config = config
+        # now + clock_offset is a clock every node shares (wall-clock seconds for a real shell; the
+        # virtual clock in the simulator): the staggered schedule aligns probe slots on it.
+        self.clock_offset = clock_offset
         self.name = name
         self.address = address
         self.meta = meta
@@ -234,6 +245,15 @@ class Swim:
         self._events: list[MemberEvent | UserMessage] = []
         # Staggered start, as memberlist's tickers: nodes started together do not probe in lockstep.
         self._next_probe = now + rng.random() * config.probe_interval
+        # Staggered schedule: the live members in the order every node derives, and the slot of
+        # the next probe tick (None with the independent schedule).
+        self._self_key = order_key(name)
+        self._order: ProbeOrder | None = None
+        self._probe_slot = 0
+        if config.probe_schedule == "staggered":
+            self._order = ProbeOrder()
+            self._order.add(name)
+            self._probe_slot = math.floor((self._next_probe + clock_offset) / config.probe_interval)
         self._gossip_phase = now + rng.random() * config.gossip_interval
         self._next_gossip = _INF
         self._next_push_pull = now + rng.random() * config.push_pull_interval
@@ -270,6 +290,12 @@ class Swim:
         self._members = table
         self._n_live = view.live + (0 if self.name in view.members else 1)
         self._dead = set(view.dead)
+        if self._order is not None:
+            self._order = ProbeOrder(view.probe_base(), view.not_live)
+            self._order.add(self.name)
+            # Long converged: tick at this node's place in the stagger from the first slot on.
+            slot = math.floor((now + self.clock_offset) / self.config.probe_interval)
+            self._probe_slot, self._next_probe = self._slot_time(slot, now)
         self._queue = BroadcastQueue()
         self._next_gossip = _INF
         # A converged cluster's push-pull timers are spread over the whole (stretched) interval.
@@ -285,6 +311,7 @@ class Swim:
         self._self.state = MemberState.LEFT
         self._self.state_change = now
         self._n_live -= 1
+        self._order_remove(self.name)
         self._probe = None
         self._emit_member(self._self)
         self._enqueue(("n", self.name), Dead(self.incarnation, self.name, self.name))
@@ -434,15 +461,21 @@ class Swim:
     def _probe_tick(self, now: float) -> None:
         cfg = self.config
         interval = scale_timeout(cfg.probe_interval, self._health)
-        self._next_probe = now + interval
-        if self._left:
-            return
-        target = self._next_target()
+        end = now + interval
+        if self._order is None:
+            self._next_probe = end
+            target = None if self._left else self._next_target()
+        else:
+            slot = self._probe_slot
+            target = None if self._left else self._slot_target(slot)
+            # A degraded node (health h) sits out h slots; the probe keeps its whole interval.
+            self._probe_slot, self._next_probe = self._slot_time(slot + self._health + 1, end)
+            end = min(end, self._next_probe)
         if target is None:
             return
         self._seq += 1
         timeout = scale_timeout(cfg.probe_timeout, self._health)
-        self._probe = _Probe(target.name, self._seq, now, now + timeout, now + interval)
+        self._probe = _Probe(target.name, self._seq, now, now + timeout, end)
         self.stats.probes_sent += 1
         ping = Ping(self._seq, target.name, self.name)
         if target.state is MemberState.SUSPECT:
@@ -450,6 +483,49 @@ class Swim:
             self._send_packet(target.address, [ping, Suspect(target.incarnation, target.name, self.name)])
         else:
             self._send_packet(target.address, [ping])
+
+    def _slot_target(self, slot: int) -> Member | None:
+        """The staggered schedule's target in ``slot``: ``slot_offset`` places ahead in the order."""
+        order = self._order
+        assert order is not None
+        n = len(order)
+        if n < 2:
+            return None
+        position = (order.rank(self._self_key) + slot_offset(slot, n)) % n
+        member = self._members.get(order.select(position))
+        if member is None or member.state not in _LIVE or member.name == self.name:
+            return None  # cannot happen while the order follows the table; never probe oneself
+        return member
+
+    def _slot_time(self, slot: int, not_before: float) -> tuple[int, float]:
+        """The first slot from ``slot`` whose tick, at this node's phase, is not before ``not_before``.
+
+        The phase ``interval * (n - 1 - q) / n`` spreads the n nodes evenly over the slot, in the
+        reverse of the probe order, so that a member's successive probers tick about one interval
+        apart. When the view changes the phase moves; if it moves earlier than the end of the
+        probe in flight, the node sits out one slot rather than cut its probe short.
+        """
+        order = self._order
+        assert order is not None
+        interval = self.config.probe_interval
+        n = len(order)
+        phase = 0.0
+        if n > 1 and not self._left:
+            phase = interval * (n - 1 - order.rank(self._self_key)) / n
+        when = slot * interval + phase - self.clock_offset
+        # Tolerance: floating-point noise must not cost a slot when the phase did not move.
+        while when < not_before - 1e-6 * interval:
+            slot += 1
+            when += interval
+        return slot, when
+
+    def _order_add(self, name: str) -> None:
+        if self._order is not None:
+            self._order.add(name)
+
+    def _order_remove(self, name: str) -> None:
+        if self._order is not None:
+            self._order.remove(name)
 
     def _next_target(self) -> Member | None:
         members = self._members
@@ -635,6 +711,7 @@ class Swim:
             member = Member(msg.node, msg.address, msg.meta, MemberState.ALIVE, msg.incarnation, now)
             self._members.add(member)
             self._n_live += 1
+            self._order_add(msg.node)
             self._emit_member(member)
             self._enqueue(("n", msg.node), msg)
             return
@@ -652,6 +729,7 @@ class Swim:
             self._suspicions.pop(msg.node, None)
             if old not in _LIVE:
                 self._n_live += 1
+                self._order_add(msg.node)
                 self._dead.discard(msg.node)
             changed = True
         if changed:
@@ -701,6 +779,7 @@ class Swim:
             return
         self._suspicions.pop(msg.node, None)
         self._n_live -= 1
+        self._order_remove(msg.node)
         member = self._members.writable(msg.node)
         left = msg.source == msg.node
         member.state = MemberState.LEFT if left else MemberState.DEAD

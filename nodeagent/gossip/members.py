@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.gossip.messages import Broadcastable, NodeMeta, PushPullEntry
+from nodeagent.gossip.schedule import BaseOrder
 
 __all__ = ["BroadcastQueue", "ConvergedView", "Member", "MemberState", "MemberTable"]
 
@@ -49,7 +50,7 @@ class Member:
 class ConvergedView:
     """A member list every node of a benchmark starts from; never modified once built."""
 
-    __slots__ = ("dead", "entries", "live", "members", "names")
+    __slots__ = ("_probe_base", "dead", "entries", "live", "members", "names", "not_live")
 
     def __init__(self, entries: Iterable[PushPullEntry], now: float) -> None:
         self.members: dict[str, Member] = {}
@@ -62,6 +63,14 @@ class ConvergedView:
         self.dead = [m.name for m in self.members.values() if m.state is MemberState.DEAD]
         live = (MemberState.ALIVE, MemberState.SUSPECT)
         self.live = sum(1 for m in self.members.values() if m.state in live)
+        self.not_live = [m.name for m in self.members.values() if m.state not in live]
+        self._probe_base: BaseOrder | None = None
+
+    def probe_base(self) -> BaseOrder:
+        """Every member's name in probe order, built once and shared by every node of the view."""
+        if self._probe_base is None:
+            self._probe_base = BaseOrder(self.names)
+        return self._probe_base
 
 
 class MemberTable:

@@ -9,6 +9,7 @@ simulator's seed, so the same seed gives the same trace, event for event.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ __all__ = ["GossipCluster", "RunParams", "measure", "percentiles"]
 
 #: ``observer(now, node_name, event)``: called for every event any node's core emits.
 EventObserver = Callable[[float, str, MemberEvent | UserMessage], None]
+#: ``observer(now, sender_address, receiver_name, message, reliable)``: every delivered message.
+DeliveryObserver = Callable[[float, str, str, Any, bool], None]
 
 
 class _Node:
@@ -62,6 +65,7 @@ class GossipCluster:
         self._trace_messages = trace_messages and trace
         self.net = SimNetwork(self.sim, link, codec=codec, tracer=self._trace if trace else None)
         self.observers: list[EventObserver] = []
+        self.delivery_observers: list[DeliveryObserver] = []
         self.nodes: dict[str, _Node] = {}
         self._by_address: dict[str, _Node] = {}
         self._rng = self.sim.fork_rng("cluster")
@@ -114,6 +118,8 @@ class GossipCluster:
             return
         if self._trace_messages:
             self._trace(f"{self.sim.now:.6f} {self._name(sender)} -> {node.name} {_describe(message)}")
+        for observer in self.delivery_observers:
+            observer(self.sim.now, sender, node.name, message, reliable)
         swim.handle(self.sim.now, sender, message, reliable)
         self._flush(node)
 
@@ -267,6 +273,7 @@ class RunParams:
     broadcasts: int = 3  # user broadcasts timed per seed
     start: str = "converged"  # "converged" (as after a long run) or "join" (through one seed)
     first_seed: int = 1
+    probe_schedule: str = "staggered"  # GossipConfig.probe_schedule: "staggered" or "independent"
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -289,10 +296,15 @@ class RunParams:
             raise ValueError(f"--broadcasts must be >= 0, got {self.broadcasts}")
         if self.start not in ("converged", "join"):
             raise ValueError(f"--start must be 'converged' or 'join', got {self.start!r}")
+        if self.probe_schedule not in ("staggered", "independent"):
+            raise ValueError(
+                f"--probe-schedule must be 'staggered' or 'independent', got {self.probe_schedule!r}"
+            )
 
     def gossip_config(self) -> GossipConfig:
         """The configuration the campaign runs."""
-        return GossipConfig.lan() if self.config == "lan" else GossipConfig.default()
+        base = GossipConfig.lan() if self.config == "lan" else GossipConfig.default()
+        return dataclasses.replace(base, probe_schedule=self.probe_schedule)
 
 
 @dataclass

@@ -50,6 +50,7 @@ def test_scaled_multiplies_every_timer_and_nothing_else() -> None:
         ("retransmit_mult", 0),
         ("awareness_max_multiplier", 0),
         ("packet_budget", 10),
+        ("probe_schedule", "round-robin"),
     ],
 )
 def test_invalid_value_names_the_field(field: str, value: Any) -> None:
@@ -66,3 +67,11 @@ def test_config_is_frozen() -> None:
     cfg = GossipConfig.lan()
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.probe_interval = 5.0  # type: ignore[misc]
+
+
+def test_both_configurations_stagger_probes_and_keep_the_independent_schedule_available() -> None:
+    assert GossipConfig.lan().probe_schedule == "staggered"
+    assert GossipConfig.default().probe_schedule == "staggered"
+    assert GossipConfig.default().scaled(2.0).probe_schedule == "staggered"
+    independent = dataclasses.replace(GossipConfig.lan(), probe_schedule="independent")
+    assert independent.probe_schedule == "independent"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import random
 
 import pytest
@@ -178,15 +180,16 @@ def test_nacks_from_relays_keep_our_health() -> None:
     assert swim.health == 0  # the relays could not reach it either: the target is the problem
 
 
-def test_poor_health_stretches_the_probe_interval() -> None:
-    cfg = GossipConfig.lan()
+@pytest.mark.parametrize("schedule", ["staggered", "independent"])
+def test_poor_health_stretches_the_probe_interval(schedule: str) -> None:
+    cfg = dataclasses.replace(GossipConfig.lan(), probe_schedule=schedule)
     swim = _node(cfg)
     _add(swim, "b", "c", "d", "e")
     swim.handle(0.0, "b:7946", Suspect(0, "a", "b"), False)
     swim.handle(0.0, "b:7946", Suspect(1, "a", "b"), False)
     assert swim.health == 2
     probe_times: list[float] = []
-    while len(probe_times) < 3:
+    while len(probe_times) < 4:
         when = swim.next_deadline()
         swim.tick(when)
         for to, m, rel in _parts(swim.take_outbox()):
@@ -194,8 +197,15 @@ def test_poor_health_stretches_the_probe_interval() -> None:
                 probe_times.append(when)
                 swim.handle(when + 0.001, to, Ack(m.seq), False)  # every probe answered at once
     # Health 2 stretches the interval to 3x; each success earns one point back.
-    assert probe_times[1] - probe_times[0] == pytest.approx(cfg.probe_interval * 3)
-    assert probe_times[2] - probe_times[1] == pytest.approx(cfg.probe_interval * 2)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(probe_times)]
+    if schedule == "independent":
+        assert gaps[0] == pytest.approx(cfg.probe_interval * 3)
+    else:
+        # The first tick was placed before the node knew its peers; it then moves to its place in
+        # the stagger (a phase shift under one interval) while sitting out two slots.
+        assert 2 * cfg.probe_interval < gaps[0] < 4 * cfg.probe_interval
+    assert gaps[1] == pytest.approx(cfg.probe_interval * 2)
+    assert gaps[2] == pytest.approx(cfg.probe_interval)
     assert swim.health == 0
 
 
@@ -354,3 +364,5 @@ def test_constructor_rejects_bad_identity() -> None:
         Swim(GossipConfig.lan(), "", "a:1", _meta("a"), random.Random(1), 0.0)
     with pytest.raises(ValueError, match="incarnation"):
         Swim(GossipConfig.lan(), "a", "a:1", _meta("a"), random.Random(1), 0.0, incarnation=-1)
+    with pytest.raises(ValueError, match="clock_offset"):
+        Swim(GossipConfig.lan(), "a", "a:1", _meta("a"), random.Random(1), 0.0, clock_offset=math.nan)
