@@ -29,6 +29,7 @@ import grpc
 import prometheus_client
 
 from manager.raft.config import RaftConfig
+from manager.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.raft.shell import RaftShell, ShellConfig, raft_transport_handler
 from manager.store import Store
 from manager.store.commands import Op, encode_batch
@@ -152,7 +153,7 @@ class ManagerRuntime:
         )
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]

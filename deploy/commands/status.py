@@ -12,7 +12,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -81,7 +80,8 @@ def sorted_rows(rows: Sequence[NodeLike]) -> list[NodeLike]:
 
 def node_table(rows: Sequence[NodeLike], title: str | None = None) -> Table:
     """A rich table with ``docker node ls``'s columns; ``*`` follows the answering node's ID."""
-    table = Table(box=box.SIMPLE_HEAD, title=title, header_style="bold", pad_edge=False)
+    # Docker prints a tabwriter table: no rules, columns three spaces apart.
+    table = Table(box=None, title=title, header_style="bold", pad_edge=False, padding=(0, 3, 0, 0))
     for column in COLUMNS:
         # Never wrapped or cut: an ID is copied from here into other commands.
         table.add_column(column, no_wrap=True, overflow="ignore")

@@ -139,8 +139,7 @@ def _endpoints(nodes: Sequence[NodeHandle]) -> list[str]:
         if node.role != "manager":
             continue
         parts = [f"control API {node.control_addr}"] if node.control_addr else []
-        if node.docker_host:
-            parts.append(f"DOCKER_HOST={node.docker_host}")
+        # DOCKER_HOST is not printed until the Engine API front end serves on it.
         if node.metrics_url:
             parts.append(f"metrics {node.metrics_url}")
         lines.append(f"  {node.hostname}: " + ", ".join(parts))

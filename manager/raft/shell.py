@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_LEADER_MESSAGE",
+    "SERVER_OPTIONS",
     "NoLeaderError",
     "NotLeaderError",
     "ProposalDropped",
@@ -70,7 +71,22 @@ _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),
     ("grpc.max_reconnect_backoff_ms", 250),
+    # A peer whose container is killed vanishes without a reset: its connections stay open on
+    # our side while TCP retransmits for minutes, and Raft messages sent on them go nowhere.
+    # Keepalive pings (and the TCP user timeout gRPC derives from them) find such a connection
+    # dead within about two seconds.
+    ("grpc.keepalive_time_ms", 1000),
+    ("grpc.keepalive_timeout_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
 )
+SERVER_OPTIONS = (
+    # Let peers ping as often as _CHANNEL_OPTIONS asks without being told to go away.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+_FRESH_STREAM_S = 1.0  # an outbound stream younger than this is not reset when the peer reconnects
 _PROMOTION_HOLD = 0.5  # seconds new proposals may wait for a learner to catch up before promotion
 _FRAME_BYTES = 1 << 20  # stop adding queued messages to a frame beyond this many bytes
 _SERVICE = "swarmlet.v1.RaftTransport"
@@ -176,6 +192,7 @@ class _Peer:
     address: str
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(4096))
     task: asyncio.Task[None] | None = None
+    opened: float = 0.0  # time.monotonic() when the current outbound stream task started
 
 
 class RaftShell:
@@ -233,6 +250,7 @@ class RaftShell:
         self._promotion_hold_until = 0.0
         self._on_apply = on_apply
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Future[None]] = set()
         self.last_contact: dict[str, float] = {}
         """Monotonic time each peer last sent us a message (the leader's view of reachability)."""
 
@@ -674,10 +692,27 @@ class RaftShell:
             peer = _Peer(address, asyncio.Queue(self.config.peer_queue))
             self._peers[to] = peer
         if peer.task is None or peer.task.done():
+            peer.opened = time.monotonic()
             peer.task = asyncio.create_task(self._stream_to(to, peer), name=f"raft-send-{to}")
         # A peer that cannot keep up loses messages; Raft resends what matters.
         with contextlib.suppress(asyncio.QueueFull):
             peer.queue.put_nowait(self._codec.encode(message))
+
+    def _reconnect(self, peer_id: str) -> None:
+        """Drop our outbound stream and channel to ``peer_id``; the next send opens new ones."""
+        peer = self._peers.get(peer_id)
+        # A stream we opened within the last second is fresh: leaving it alone also keeps two
+        # peers from resetting each other's new streams back and forth.
+        if peer is None or time.monotonic() - peer.opened < _FRESH_STREAM_S:
+            return
+        if peer.task is not None and not peer.task.done():
+            peer.task.cancel()
+        peer.task = None
+        channel = self._channels.pop(peer.address, None)
+        if channel is not None:
+            task = asyncio.ensure_future(channel.close(None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _stream_to(self, to: str, peer: _Peer) -> None:
         metadata = ((_MD_FROM, self.node_id), (_MD_ADDR, self.address))
@@ -721,6 +756,11 @@ class RaftShell:
         address = str(md.get(_MD_ADDR, ""))
         if sender and address:
             self.set_peer_address(sender, address)
+        if sender:
+            # A peer opens a stream to us when it starts or after its connection broke: either
+            # way our own connection to it may be a dead one (a restarted container never resets
+            # the connections of its former self), so open a fresh one.
+            self._reconnect(sender)
         try:
             await self._read_frames(frames, sender)
         finally:
