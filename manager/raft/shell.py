@@ -69,7 +69,10 @@ log = logging.getLogger(__name__)
 # leader within an election timeout, or it campaigns needlessly.
 _CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
+    # gRPC takes this as the time one connection attempt may take, not only as a backoff: at
+    # 50 ms a handshake on a busy machine timed out again and again, and a new stream to a peer
+    # took seconds to open (seen in compose failovers).
+    ("grpc.min_reconnect_backoff_ms", 1000),
     ("grpc.max_reconnect_backoff_ms", 250),
     # A peer whose container is killed vanishes without a reset: its connections stay open on
     # our side while TCP retransmits for minutes, and Raft messages sent on them go nowhere.
@@ -79,12 +82,18 @@ _CHANNEL_OPTIONS = (
     ("grpc.keepalive_timeout_ms", 1000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # By default channels to the same address share one global connection, so a "new" channel
+    # would inherit the dead connection it was made to replace. Each channel gets its own.
+    ("grpc.use_local_subchannel_pool", 1),
 )
 SERVER_OPTIONS = (
     # Let peers ping as often as _CHANNEL_OPTIONS asks without being told to go away.
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 500),
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+)
+_ELECTION_MESSAGES = frozenset(
+    {MessageType.VOTE, MessageType.VOTE_RESP, MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESP}
 )
 _FRESH_STREAM_S = 1.0  # an outbound stream younger than this is not reset when the peer reconnects
 _PROMOTION_HOLD = 0.5  # seconds new proposals may wait for a learner to catch up before promotion
@@ -251,6 +260,7 @@ class RaftShell:
         self._on_apply = on_apply
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._closing: set[asyncio.Future[None]] = set()
+        self._last_role = ""
         self.last_contact: dict[str, float] = {}
         """Monotonic time each peer last sent us a message (the leader's view of reachability)."""
 
@@ -639,6 +649,9 @@ class RaftShell:
         leader = str(node.leader or "")
         self.metrics.term.set(node.term)
         role = _role_name(node)
+        if role != self._last_role:
+            log.debug("raft: %s in term %d", role, node.term)
+            self._last_role = role
         for name in ("leader", "follower", "candidate", "pre-candidate"):
             self.metrics.role.labels(name).set(1 if name == role else 0)
         self.metrics.is_leader.set(1 if role == "leader" else 0)
@@ -681,6 +694,9 @@ class RaftShell:
 
     def _send(self, message: Any) -> None:
         to = str(message.to)
+        if message.type in _ELECTION_MESSAGES:
+            log.debug("raft: send %s to %s term %d reject=%s", message.type.name, to, message.term,
+                      message.reject)
         if to == self.node_id:
             self.receive(message)
             return
@@ -705,6 +721,7 @@ class RaftShell:
         # peers from resetting each other's new streams back and forth.
         if peer is None or time.monotonic() - peer.opened < _FRESH_STREAM_S:
             return
+        log.debug("raft: opening a new stream to %s at %s", peer_id, peer.address)
         if peer.task is not None and not peer.task.done():
             peer.task.cancel()
         peer.task = None
@@ -756,6 +773,7 @@ class RaftShell:
         address = str(md.get(_MD_ADDR, ""))
         if sender and address:
             self.set_peer_address(sender, address)
+        log.debug("raft: stream from %s (%s) opened", sender or "?", address or "?")
         if sender:
             # A peer opens a stream to us when it starts or after its connection broke: either
             # way our own connection to it may be a dead one (a restarted container never resets
@@ -782,6 +800,9 @@ class RaftShell:
                 except ValueError:
                     log.warning("raft: dropped a malformed message from %s", sender or "?")
                     continue
+                if message.type in _ELECTION_MESSAGES:
+                    log.debug("raft: got %s from %s term %d reject=%s", message.type.name, message.sender,
+                              message.term, message.reject)
                 self._inbox.append(message)
             if sender:
                 self.last_contact[sender] = time.monotonic()
