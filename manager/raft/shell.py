@@ -199,7 +199,11 @@ class _Proposal:
 @dataclass
 class _Peer:
     address: str
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(4096))
+    limit: int = 4096  # messages waiting for this peer before new ones are dropped
+    # What waits to go out on the current stream. Each stream has its own queue, closed with a
+    # None when the stream ends: gRPC keeps consuming a failed call's request generator, and a
+    # generator shared between calls handed messages to dead calls, which lost them.
+    outbox: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     opened: float = 0.0  # time.monotonic() when the current outbound stream task started
 
@@ -705,14 +709,14 @@ class RaftShell:
             address = self._addresses.get(to)
             if not address:
                 return  # unknown address: Raft retries once we learn it
-            peer = _Peer(address, asyncio.Queue(self.config.peer_queue))
+            peer = _Peer(address, self.config.peer_queue)
             self._peers[to] = peer
         if peer.task is None or peer.task.done():
             peer.opened = time.monotonic()
             peer.task = asyncio.create_task(self._stream_to(to, peer), name=f"raft-send-{to}")
         # A peer that cannot keep up loses messages; Raft resends what matters.
-        with contextlib.suppress(asyncio.QueueFull):
-            peer.queue.put_nowait(self._codec.encode(message))
+        if peer.outbox.qsize() < peer.limit:
+            peer.outbox.put_nowait(self._codec.encode(message))
 
     def _reconnect(self, peer_id: str) -> None:
         """Drop our outbound stream and channel to ``peer_id``; the next send opens new ones."""
@@ -740,31 +744,26 @@ class RaftShell:
                 channel = grpc.aio.insecure_channel(peer.address, options=_CHANNEL_OPTIONS)
                 self._channels[peer.address] = channel
             call = channel.stream_unary(_METHOD, request_serializer=None, response_deserializer=None)
-
-            async def frames() -> Any:
-                while True:
-                    # Everything queued for this peer goes out as one frame: a gRPC write costs
-                    # far more than the bytes in it, and under load many messages are waiting.
-                    batch = [await peer.queue.get()]
-                    size = len(batch[0])
-                    while not peer.queue.empty() and size < _FRAME_BYTES:
-                        batch.append(peer.queue.get_nowait())
-                        size += len(batch[-1])
-                    yield pack_frame(batch)
-
+            outbox = peer.outbox
+            stale = True  # messages left when a stream fails are stale by the time the peer returns
             try:
-                await call(frames(), metadata=metadata, wait_for_ready=False)
+                await call(_frames(outbox, to), metadata=metadata, wait_for_ready=False)
                 backoff = 0.05
             except asyncio.CancelledError:
+                stale = False  # a reconnect: what waits goes out on the next stream
                 raise
             except Exception as exc:
                 log.debug("raft: stream to %s at %s ended: %s", to, peer.address, exc)
                 self._peer_gone(to)
-                # Messages queued for a dead peer are stale by the time it returns.
-                while not peer.queue.empty():
-                    peer.queue.get_nowait()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 0.25)
+            finally:
+                peer.outbox = asyncio.Queue()
+                while not outbox.empty():
+                    item = outbox.get_nowait()
+                    if item is not None and not stale:
+                        peer.outbox.put_nowait(item)
+                outbox.put_nowait(None)  # ends this stream's generator, wherever gRPC left it
 
     async def serve_stream(self, frames: Any, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Server side of a peer's stream: decode each frame and queue it for the loop."""
@@ -794,6 +793,7 @@ class RaftShell:
             except ValueError:
                 log.warning("raft: dropped a malformed frame from %s", sender or "?")
                 continue
+            log.debug("raft: frame of %d messages from %s", len(parts), sender or "?")
             for data in parts:
                 try:
                     message = self._codec.decode(data)
@@ -890,6 +890,30 @@ def raft_transport_handler(shell_for: Callable[[], RaftShell | None]) -> grpc.Ge
         _SERVICE,
         {"Stream": grpc.stream_unary_rpc_method_handler(stream)},
     )
+
+
+async def _frames(outbox: asyncio.Queue[bytes | None], to: str) -> Any:
+    """The request stream of one call: frames of queued messages until a None arrives."""
+    while True:
+        first = await outbox.get()
+        if first is None:
+            return
+        # Everything queued for this peer goes out as one frame: a gRPC write costs far more
+        # than the bytes in it, and under load many messages are waiting.
+        batch = [first]
+        size = len(first)
+        end = False
+        while not outbox.empty() and size < _FRAME_BYTES:
+            item = outbox.get_nowait()
+            if item is None:
+                end = True
+                break
+            batch.append(item)
+            size += len(item)
+        log.debug("raft: writing %d messages to %s", len(batch), to)
+        yield pack_frame(batch)
+        if end:
+            return
 
 
 def pack_frame(messages: list[bytes]) -> bytes:

@@ -345,3 +345,33 @@ async def _snapshot_scenario(tmp_path: Any) -> None:
     finally:
         for name in list(shells):
             await down(name)
+
+
+def test_every_failover_is_fast_when_leaders_are_killed_and_restarted_in_turn(cluster: Cluster) -> None:
+    """Kill the leader, restart it, kill the next leader, and so on: each new leader within 1 s.
+
+    Regression: after a peer had been down, messages to it went to the request generators of the
+    streams that failed meanwhile (gRPC keeps consuming them), so the first elections after a
+    restart took 2 to 20 s. Found on compose by bench/compose_failover.py.
+    """
+    c = cluster
+    _start_and_form(c)
+    managers = c.managers()
+    took = []
+    for _ in range(3):
+        old = wait_until(lambda: _leader(managers), 10, 0.05, "one leader")
+        survivors = [m for m in managers if m is not old]
+        time.sleep(1.0)  # let the followers' streams to each other go idle, as between elections
+        old.kill(signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def new_leader(survivors: list[NodeProc] = survivors, old: NodeProc = old) -> NodeProc | None:
+            leader = _leader(survivors)
+            return leader if leader is not None and leader is not old else None
+
+        wait_until(new_leader, 10, 0.01, "a new leader")
+        took.append(time.monotonic() - killed_at)
+        old.start()
+        wait_until(lambda: _formed(c), 30, 0.1, "the killed manager back as a follower")
+    print("failovers:", ", ".join(f"{t:.3f} s" for t in took))
+    assert max(took) < 1.0, f"a failover took more than 1 s: {took}\n{c.logs()}"
