@@ -284,3 +284,34 @@ def test_ten_thousand_operation_kv_history_within_ten_seconds(seed: int) -> None
     assert not verdict.ok
     assert any(op["blocking"] and op["complete_line"] == changed + 1 for op in verdict.unorderable)
     assert elapsed < 10.0
+
+
+def test_search_past_its_memory_budget_says_unknown_not_a_verdict() -> None:
+    events = write(1, 1) + write(2, 2) + read(3, 2)
+    assert check_history(events, "register").ok
+    tight = check_history(events, "register", memory_budget=1)
+    assert not tight.ok and tight.unknown
+    assert tight.explanation.startswith("unknown:") and tight.unorderable == []
+
+
+def test_cli_exit_code_3_when_the_budget_runs_out(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import deploy.commands.check as command
+    from deploy.cli import main
+
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in write(1, 1) + write(2, 2) + read(3, 2)))
+    budgets: list[int] = []
+
+    def tiny_budget(*args: Any, memory_budget: int, **kwargs: Any) -> Any:
+        budgets.append(memory_budget)
+        return check_history(*args, memory_budget=1, **kwargs)  # far below what the search needs
+
+    monkeypatch.setattr(command, "check_history", tiny_budget)
+    assert main(["check", "linearizable", str(path), "--model", "register", "--max-memory-mb", "5"]) == 3
+    assert budgets == [5 << 20]
+    assert "unknown:" in capsys.readouterr().out
+    assert main(["check", "linearizable", str(path), "--max-memory-mb", "0"]) == 2
