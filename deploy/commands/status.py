@@ -24,6 +24,7 @@ __all__ = [
     "add_arguments",
     "console",
     "error",
+    "leader_warning",
     "node_table",
     "nodes_json",
     "query_nodes",
@@ -131,6 +132,16 @@ def query_nodes(nodes: Sequence[NodeHandle], timeout: float = 3.0) -> tuple[list
     raise BackendError("no manager answered:\n  " + "\n  ".join(failures))
 
 
+def leader_warning(rows: Sequence[NodeLike]) -> str | None:
+    """Swarm's no-leader message when no row shows a Leader (the rows then come from one
+    manager's own copy of the store, which a cluster without quorum cannot update)."""
+    if any(row.manager_status == "Leader" for row in rows):
+        return None
+    from manager.raft.core import NO_LEADER_MESSAGE
+
+    return f"Warning: {NO_LEADER_MESSAGE}"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``swarmlet status``."""
     parser.add_argument("--json", action="store_true", help="print a JSON list of node objects")
@@ -151,4 +162,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         console().print(node_table(rows))
+    warning = leader_warning(rows)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0

@@ -157,3 +157,13 @@ def test_status_without_cluster_says_so(
 def test_query_without_managers_is_an_error() -> None:
     with pytest.raises(BackendError, match="no manager is running"):
         status.query_nodes([NodeHandle("worker1", "worker", "running", "w")])
+
+
+def test_without_a_leader_status_warns_in_swarms_words() -> None:
+    assert status.leader_warning(ROWS) is None
+    leaderless = [r for r in ROWS if r.manager_status != "Leader"]
+    warning = status.leader_warning(leaderless)
+    assert warning == (
+        "Warning: The swarm does not have a leader. It's possible that too few managers are online. "
+        "Make sure more than half of the managers are online."
+    )
