@@ -92,6 +92,8 @@ class Simulator:
 
         ``stop``, when given, is checked after each event and ends the run early when true.
         """
+        # The body of step(), inlined: this loop is the hot path of every simulation (a
+        # 10,000-node run fires millions of events), and a call per event shows in its wall time.
         queue = self._queue
         pop = heapq.heappop
         while queue and queue[0][0] <= deadline:
