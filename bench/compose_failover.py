@@ -17,7 +17,7 @@ import argparse
 import statistics
 import time
 
-from deploy.backend import NodeHandle, load_backend
+from deploy.backends.base import NodeHandle, load_backend
 from manager.controlapi.client import cluster_info, list_nodes
 
 

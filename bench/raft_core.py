@@ -18,9 +18,9 @@ import time
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(_ROOT), str(_ROOT / "proto")]
 
-from manager.raft.config import RaftConfig  # noqa: E402
-from manager.raft.core import RaftNode  # noqa: E402
-from manager.raft.messages import Message  # noqa: E402
+from manager.state.raft.config import RaftConfig  # noqa: E402
+from manager.state.raft.core import RaftNode  # noqa: E402
+from manager.state.raft.messages import Message  # noqa: E402
 
 
 def main() -> int:

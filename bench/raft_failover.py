@@ -17,8 +17,8 @@ import sys
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(_ROOT), str(_ROOT / "proto")]
 
-from manager.raft.campaign import run_campaign  # noqa: E402
-from manager.raft.simcluster import SimOptions  # noqa: E402
+from manager.state.raft.campaign import run_campaign  # noqa: E402
+from manager.state.raft.simcluster import SimOptions  # noqa: E402
 
 
 def main() -> int:

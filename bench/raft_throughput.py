@@ -6,7 +6,7 @@ each write a small value (``--size`` bytes) to a replicated key-value map and wa
 write is committed and applied, then write the next one, for ``--seconds`` seconds. Counted:
 writes acknowledged (committed on a majority and applied on the leader) per second.
 
-* swarmlet: :class:`manager.raft.shell.RaftShell` (core + storage + gRPC streams), with a
+* swarmlet: :class:`manager.state.raft.shell.RaftShell` (core + storage + gRPC streams), with a
   plain dict as the state machine, so the figure is Raft's and not the store's.
   ``--fsync`` (default on) makes every batch of entries durable before it is acknowledged.
 * PySyncObj: ``SyncObj`` with a ``@replicated`` set on a dict, called with ``sync=True``
@@ -69,8 +69,8 @@ async def _swarmlet_node(args: argparse.Namespace) -> None:
     sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
     import grpc
 
-    from manager.raft.config import RaftConfig
-    from manager.raft.shell import RaftShell, ShellConfig, raft_transport_handler
+    from manager.state.raft.config import RaftConfig
+    from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
 
     ids = [f"n{i}" for i in range(len(args.addrs))]
     peers = dict(zip(ids, args.addrs, strict=True))

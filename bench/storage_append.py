@@ -15,8 +15,8 @@ import shutil
 import tempfile
 import time
 
-from manager.raft.storage import RaftStorage
-from manager.raft.types import Entry, HardState
+from manager.state.raft.storage import RaftStorage
+from manager.state.raft.types import Entry, HardState
 
 
 def _run(directory: pathlib.Path, seconds: float, size: int, batch: int, fsync: bool) -> tuple[float, float]:

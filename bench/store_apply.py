@@ -9,7 +9,7 @@ import argparse
 import random
 import time
 
-from manager.store import Create, Store, Update, encode_batch, new_id
+from manager.state.store import Create, Store, Update, encode_batch, new_id
 
 NOW = "2026-11-22T10:00:00Z"
 TEMPLATE = {

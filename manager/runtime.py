@@ -4,8 +4,8 @@ The node agent process finds this class through the ``swarmlet.roles`` entry poi
 :meth:`ManagerRuntime.start` then :meth:`ManagerRuntime.stop`. Everything a manager serves goes
 through one ``grpc.aio`` server on ``listen_addr:cluster_port``:
 
-* ``/swarmlet.v1.RaftTransport/Stream``: Raft messages between managers (:mod:`manager.raft.shell`);
-* ``swarmlet.v1.Dispatcher``: joins and agent sessions (:mod:`manager.dispatcher`);
+* ``/swarmlet.v1.RaftTransport/Stream``: Raft messages between managers (:mod:`manager.state.raft.shell`);
+* ``swarmlet.v1.Dispatcher``: joins and agent sessions (:mod:`manager.dispatcher.server`);
 * ``swarmlet.v1.Control``: what ``swarmlet status`` and the tests ask (:mod:`manager.controlapi.server`).
 
 The store is the Raft state machine: every write is a batch proposed by the leader, and every
@@ -28,13 +28,13 @@ from typing import Any, Protocol
 import grpc
 import prometheus_client
 
-from manager.raft.config import RaftConfig
-from manager.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
-from manager.raft.shell import RaftShell, ShellConfig, raft_transport_handler
-from manager.store import Store
-from manager.store.commands import Op, encode_batch
-from manager.store.errors import StoreError
-from manager.store.objects import format_timestamp
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
+from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
+from manager.state.store import Store
+from manager.state.store.commands import Op, encode_batch
+from manager.state.store.errors import StoreError
+from manager.state.store.objects import format_timestamp
 
 __all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine"]
 
@@ -134,7 +134,7 @@ class ManagerRuntime:
         from swarmlet.v1 import control_pb2_grpc, dispatcher_pb2_grpc
 
         from manager.controlapi.server import ControlServer
-        from manager.dispatcher import Dispatcher
+        from manager.dispatcher.server import Dispatcher
 
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -220,8 +220,8 @@ class ManagerRuntime:
 
     async def _ensure_cluster(self) -> None:
         """The bootstrap manager writes the Cluster object (with the join tokens) once it leads."""
-        from manager.store.commands import Create
-        from manager.store.objects import default_cluster_spec, new_id
+        from manager.state.store.commands import Create
+        from manager.state.store.objects import default_cluster_spec, new_id
 
         assert self.shell is not None
         while True:
@@ -272,7 +272,7 @@ def _node_id(data_dir: str) -> str:
         existing = ""
     if len(existing) == 25:
         return existing
-    from manager.store.objects import new_id
+    from manager.state.store.objects import new_id
 
     node_id = new_id(random.Random(int.from_bytes(os.urandom(16), "big")))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +283,7 @@ def _node_id(data_dir: str) -> str:
 async def _serve_node(options: Any) -> int:
     import signal
 
-    from nodeagent.session import AgentSession, JoinRefused
+    from nodeagent.agent.session import AgentSession, JoinRefused
 
     context = _Context(options, _node_id(options.data_dir), prometheus_client.CollectorRegistry())
     runtime = ManagerRuntime(context) if options.role == "manager" else None

@@ -1,4 +1,4 @@
-"""``python -m nodeagent``: the node agent every swarmlet node runs (see nodeagent.process)."""
+"""``python -m nodeagent``: the node agent every swarmlet node runs (see nodeagent.node)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # log that is noise next to the agent's own lines. Set before grpc is first imported.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     # Imported after the options are good, so that `--help` and bad flags answer at once.
-    from nodeagent.process import run_agent
+    from nodeagent.node import run_agent
 
     return asyncio.run(run_agent(options))
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from deploy.backend import CHAOS_ACTIONS, BackendError, load_backend, resolve_node
+from deploy.backends import load_backend
+from deploy.backends.base import CHAOS_ACTIONS, BackendError, resolve_node
 from deploy.commands.status import console, error
 
 __all__ = ["add_arguments", "run"]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from deploy.backend import BackendError, load_backend, read_state, remove_state
+from deploy.backends import load_backend
+from deploy.backends.base import BackendError, read_state, remove_state
 from deploy.commands.status import console, error
 
 __all__ = ["add_arguments", "run"]
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     state = read_state()
     try:
         if state is None:
-            from deploy.compose_backend import docker_engine_error
+            from deploy.backends.compose import docker_engine_error
 
             # Nothing recorded: clean up a compose project if an engine answers, else nothing to do.
             if docker_engine_error(timeout=5.0) is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deploy.backend import BackendError, load_backend, resolve_node
+from deploy.backends import load_backend
+from deploy.backends.base import BackendError, resolve_node
 from deploy.commands.status import error
 
 __all__ = ["add_arguments", "run"]

@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the campaign and print its figures; exit 2 on invalid flags, 1 on violations."""
-    from manager.raft.campaign import run_campaign
-    from manager.raft.config import RaftConfig
-    from manager.raft.simcluster import SimOptions
+    from manager.state.raft.campaign import run_campaign
+    from manager.state.raft.config import RaftConfig
+    from manager.state.raft.simcluster import SimOptions
 
     names = [f.strip() for f in args.faults.split(",") if f.strip()]
     faults = () if names == ["none"] else tuple(names)

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from deploy.backend import BackendError, NodeHandle, load_backend, natural_key
+from deploy.backends import load_backend
+from deploy.backends.base import BackendError, NodeHandle, natural_key
 
 __all__ = [
     "COLUMNS",
@@ -137,7 +138,7 @@ def leader_warning(rows: Sequence[NodeLike]) -> str | None:
     manager's own copy of the store, which a cluster without quorum cannot update)."""
     if any(row.manager_status == "Leader" for row in rows):
         return None
-    from manager.raft.core import NO_LEADER_MESSAGE
+    from manager.state.raft.core import NO_LEADER_MESSAGE
 
     return f"Warning: {NO_LEADER_MESSAGE}"
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from deploy.backend import (
+from deploy.backends import load_backend
+from deploy.backends.base import (
     BACKENDS,
     DISCOVERY,
     Backend,
@@ -21,7 +22,6 @@ from deploy.backend import (
     ClusterState,
     NodeHandle,
     credentials_dir,
-    load_backend,
     read_state,
     write_state,
 )

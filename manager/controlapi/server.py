@@ -18,9 +18,9 @@ from typing import Any
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
-from manager.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
-from manager.store.commands import Update
-from manager.store.errors import StoreError, UpdateOutOfSequence
+from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
+from manager.state.store.commands import Update
+from manager.state.store.errors import StoreError, UpdateOutOfSequence
 
 __all__ = ["AVAILABILITIES", "ControlServer", "find_node", "node_info"]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from deploy import images
-from deploy.compose_backend import docker_engine_error
+from deploy.backends.compose import docker_engine_error
 from tests.compose.helpers import swarmlet
 
 UP_TIMEOUT = 90

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.backend import NodeHandle
-from deploy.compose_backend import ComposeBackend
+from deploy.backends.base import NodeHandle
+from deploy.backends.compose import ComposeBackend
 from manager.controlapi.client import NodeRow
 from tests.compose.helpers import status_json, swarmlet, wait_for
 

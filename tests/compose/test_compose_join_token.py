@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from deploy.compose_backend import NETWORK
+from deploy.backends.compose import NETWORK
 from deploy.images import NODE_IMAGE
 from manager.ca import ClusterCredentials
 from tests.compose.helpers import status_json

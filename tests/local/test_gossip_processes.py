@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from nodeagent.faults import LinkFaultRule, set_link_faults
+from nodeagent.transport.faults import LinkFaultRule, set_link_faults
 from tests.local.conftest import Agent, AgentFactory, agent_env, free_port, loopback_block, wait_for
 
 

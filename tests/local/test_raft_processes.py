@@ -265,8 +265,8 @@ def test_a_manager_that_fell_behind_the_compacted_log_catches_up_from_a_snapshot
 async def _snapshot_scenario(tmp_path: Any) -> None:
     import grpc
 
-    from manager.raft.config import RaftConfig
-    from manager.raft.shell import NotLeaderError, RaftShell, raft_transport_handler
+    from manager.state.raft.config import RaftConfig
+    from manager.state.raft.shell import NotLeaderError, RaftShell, raft_transport_handler
 
     hosts = loopback_hosts(3)
     addrs = {f"n{i}": f"{h}:{free_port(h)}" for i, h in enumerate(hosts)}

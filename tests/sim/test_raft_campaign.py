@@ -8,10 +8,10 @@ import pathlib
 
 import pytest
 
-from manager.raft import core
-from manager.raft.campaign import run_campaign
-from manager.raft.config import RaftConfig
-from manager.raft.simcluster import FAULTS, RaftSimCluster, SimOptions
+from manager.state.raft import core
+from manager.state.raft.campaign import run_campaign
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.simcluster import FAULTS, RaftSimCluster, SimOptions
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "raft"
 ALL_FAULTS = tuple(FAULTS)
@@ -87,7 +87,7 @@ def test_the_checks_catch_a_read_path_that_skips_the_quorum(monkeypatch: pytest.
 
 
 def test_the_checks_catch_a_voter_that_ignores_log_freshness(monkeypatch: pytest.MonkeyPatch) -> None:
-    from manager.raft.log import RaftLog
+    from manager.state.raft.log import RaftLog
 
     monkeypatch.setattr(RaftLog, "is_up_to_date", lambda self, index, term: True)
     faults = ("crash", "restart", "pause", "partition", "loss", "duplicate", "reorder")

@@ -10,8 +10,8 @@ import socket
 import pytest
 
 from deploy import cli
-from deploy.backend import ClusterState, NodeHandle, UnknownNode, read_state, resolve_node, write_state
-from deploy.local_backend import node_specs
+from deploy.backends.base import ClusterState, NodeHandle, UnknownNode, read_state, resolve_node, write_state
+from deploy.backends.local import node_specs
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_up_refuses_a_second_backend_while_one_runs(
 
 
 def test_damaged_tokens_are_reported_not_replaced(state: pathlib.Path) -> None:
-    from deploy.backend import BackendError
+    from deploy.backends.base import BackendError
     from deploy.commands.up import ensure_credentials
     from manager.ca import ClusterCredentials
 
@@ -163,7 +163,7 @@ def test_damaged_tokens_are_reported_not_replaced(state: pathlib.Path) -> None:
 
 
 def test_compose_override_adds_managers_beyond_three(state: pathlib.Path) -> None:
-    from deploy.compose_backend import ComposeBackend
+    from deploy.backends.compose import ComposeBackend
 
     backend = ComposeBackend()
     backend._write_override(5)
@@ -176,7 +176,7 @@ def test_compose_override_adds_managers_beyond_three(state: pathlib.Path) -> Non
 
 
 def test_compose_port_conflict_is_named() -> None:
-    from deploy.compose_backend import _explain
+    from deploy.backends.compose import _explain
 
     daemon = RuntimeError(
         "Error response from daemon: driver failed programming external connectivity on endpoint "

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from deploy import cli
-from deploy.backend import BackendError, NodeHandle
+from deploy.backends.base import BackendError, NodeHandle
 from deploy.commands import status
 
 

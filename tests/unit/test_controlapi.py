@@ -20,8 +20,8 @@ from swarmlet.v1 import control_pb2_grpc
 
 from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, update_node
 from manager.controlapi.server import ControlServer
-from manager.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
-from manager.store import Create, Store, encode_batch, format_timestamp
+from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
+from manager.state.store import Create, Store, encode_batch, format_timestamp
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "

@@ -14,11 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from manager.raft.codec import RaftCodec
-from manager.raft.messages import Message, MessageType
-from manager.raft.shell import pack_frame, unpack_frame
-from manager.raft.types import Entry
-from nodeagent.session import AgentSession, JoinRefused
+from manager.state.raft.codec import RaftCodec
+from manager.state.raft.messages import Message, MessageType
+from manager.state.raft.shell import pack_frame, unpack_frame
+from manager.state.raft.types import Entry
+from nodeagent.agent.session import AgentSession, JoinRefused
 
 
 def test_frames_carry_many_messages_and_survive_the_codec() -> None:

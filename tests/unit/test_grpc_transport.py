@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from nodeagent.faults import LinkFaultRule, LinkFaults
-from nodeagent.grpc_transport import GrpcTransport
+from nodeagent.transport.faults import LinkFaultRule, LinkFaults
+from nodeagent.transport.grpc_transport import GrpcTransport
 
 
 class JsonCodec:

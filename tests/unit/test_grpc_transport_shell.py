@@ -13,14 +13,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
-from nodeagent.faults import LinkFaults
 from nodeagent.gossip.codec import GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.core import MemberEvent, UserMessage
 from nodeagent.gossip.messages import NodeMeta
-from nodeagent.gossip_shell import AgentAdminServicer, GossipShell
-from nodeagent.grpc_transport import GrpcTransport
+from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry
+from nodeagent.transport.faults import LinkFaults
+from nodeagent.transport.grpc_transport import GrpcTransport
 
 _stubs: Any = transport_pb2_grpc
 

@@ -7,9 +7,9 @@ from typing import cast
 import pytest
 from swarmlet.v1 import raft_pb2
 
-from manager.raft.codec import RaftCodec
-from manager.raft.messages import Message, MessageType
-from manager.raft.types import ConfState, Entry, EntryType, SnapshotMeta
+from manager.state.raft.codec import RaftCodec
+from manager.state.raft.messages import Message, MessageType
+from manager.state.raft.types import ConfState, Entry, EntryType, SnapshotMeta
 
 CODEC = RaftCodec()
 

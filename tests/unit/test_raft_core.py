@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from manager.raft.config import RaftConfig
-from manager.raft.core import NO_LEADER_MESSAGE, NotLeader, RaftNode
-from manager.raft.messages import ConfChange, ConfChangeType, Message, MessageType, Role
-from manager.raft.types import Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.core import NO_LEADER_MESSAGE, NotLeader, RaftNode
+from manager.state.raft.messages import ConfChange, ConfChangeType, Message, MessageType, Role
+from manager.state.raft.types import Entry, EntryType, HardState, SnapshotMeta
 
 CFG = RaftConfig.default()
 

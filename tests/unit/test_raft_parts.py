@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from manager.raft.config import RaftConfig
-from manager.raft.log import LogError, RaftLog
-from manager.raft.messages import ConfChange, ConfChangeType
-from manager.raft.quorum import VoteResult, committed_index, majority, vote_result
-from manager.raft.tracker import Progress, ProgressState
-from manager.raft.types import ConfState, Entry, SnapshotMeta
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.log import LogError, RaftLog
+from manager.state.raft.messages import ConfChange, ConfChangeType
+from manager.state.raft.quorum import VoteResult, committed_index, majority, vote_result
+from manager.state.raft.tracker import Progress, ProgressState
+from manager.state.raft.types import ConfState, Entry, SnapshotMeta
 
 
 @pytest.mark.parametrize(("voters", "need"), [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)])

@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from manager.raft.storage import CorruptLogError, RaftStorage
-from manager.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.storage import CorruptLogError, RaftStorage
+from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_torn_tail_is_truncated_with_a_warning(
     last = _record_offsets(segment)[-1]
     with open(segment, "r+b") as handle:  # the crash came in the middle of the last record
         handle.truncate(segment.stat().st_size - 3)
-    with caplog.at_level(logging.WARNING, logger="manager.raft.storage"):
+    with caplog.at_level(logging.WARNING, logger="manager.state.raft.storage"):
         storage = RaftStorage.open(tmp_path)
     assert f"{segment}: torn record at byte offset {last}" in caplog.text
     # The hard state was the last record of that save; the entries before it are whole.
@@ -114,7 +114,10 @@ def test_bad_crc_on_the_last_record_is_a_torn_tail(
     (segment,) = _segments(tmp_path)
     last = _record_offsets(segment)[-1]
     _flip(segment, segment.stat().st_size - 1)
-    with caplog.at_level(logging.WARNING, logger="manager.raft.storage"), RaftStorage.open(tmp_path) as again:
+    with (
+        caplog.at_level(logging.WARNING, logger="manager.state.raft.storage"),
+        RaftStorage.open(tmp_path) as again,
+    ):
         assert again.entries() == _entries(1, 2)
     assert f"byte offset {last}" in caplog.text
 
@@ -127,7 +130,10 @@ def test_zero_filled_tail_is_a_torn_tail(tmp_path: pathlib.Path, caplog: pytest.
     size = segment.stat().st_size
     with open(segment, "ab") as handle:
         handle.write(bytes(64 * 1024))
-    with caplog.at_level(logging.WARNING, logger="manager.raft.storage"), RaftStorage.open(tmp_path) as again:
+    with (
+        caplog.at_level(logging.WARNING, logger="manager.state.raft.storage"),
+        RaftStorage.open(tmp_path) as again,
+    ):
         assert again.entries() == _entries(1, 3) and again.hard_state == HardState(term=3)
     assert f"torn record at byte offset {size}" in caplog.text
     assert segment.stat().st_size == size
@@ -226,8 +232,8 @@ def test_two_openers_are_refused(tmp_path: pathlib.Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from manager.raft.storage import RaftStorage
-    from manager.raft.types import Entry, HardState
+    from manager.state.raft.storage import RaftStorage
+    from manager.state.raft.types import Entry, HardState
     storage = RaftStorage.open(sys.argv[1], segment_bytes=4096)
     i = storage.last_index()
     while True:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nodeagent.session import AgentSession, JoinRefused
+from nodeagent.agent.session import AgentSession, JoinRefused
 
 
 def _session(tmp_path: pathlib.Path, token: str) -> AgentSession:

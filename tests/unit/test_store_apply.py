@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from manager.store import (
+from manager.state.store import (
     MAX_PAYLOAD_BYTES,
     Ambiguous,
     Create,

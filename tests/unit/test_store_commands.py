@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manager.store import (
+from manager.state.store import (
     Create,
     Delete,
     InvalidObject,

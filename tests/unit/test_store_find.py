@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from manager.store import Create, Delete, Op, Store, StoredObject, Update, encode_batch
+from manager.state.store import Create, Delete, Op, Store, StoredObject, Update, encode_batch
 
 SERVICES = ("svc1", "svc2", "svc3")
 NODES = ("n1", "n2", "n3", "")

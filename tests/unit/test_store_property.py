@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from manager.store import Create, Delete, Op, Store, Update, encode_batch
+from manager.state.store import Create, Delete, Op, Store, Update, encode_batch
 
 IDS = tuple(f"s{i}" for i in range(8))
 NAMES = ("web", "api", "db")

@@ -7,7 +7,16 @@ import json
 
 import pytest
 
-from manager.store import Create, Delete, InvalidObject, Op, Store, Update, default_cluster_spec, encode_batch
+from manager.state.store import (
+    Create,
+    Delete,
+    InvalidObject,
+    Op,
+    Store,
+    Update,
+    default_cluster_spec,
+    encode_batch,
+)
 
 NODE = {"Role": "worker", "Availability": "active", "Labels": {}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from manager.store import Change, Create, Delete, InvalidObject, Op, Store, Update, encode_batch
+from manager.state.store import Change, Create, Delete, InvalidObject, Op, Store, Update, encode_batch
 
 T0 = "2026-11-22T10:44:27Z"
 NODE = {"Role": "worker", "Availability": "active"}

@@ -30,11 +30,11 @@ import prometheus_client
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.ca.tokens import InvalidToken, parse_token
-from manager.raft.core import NotLeader
-from manager.raft.messages import ConfChange, ConfChangeType
-from manager.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
-from manager.store.commands import Create, Op, Update
-from manager.store.errors import StoreError
+from manager.state.raft.core import NotLeader
+from manager.state.raft.messages import ConfChange, ConfChangeType
+from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
+from manager.state.store.commands import Create, Op, Update
+from manager.state.store.errors import StoreError
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "Dispatcher"]
 

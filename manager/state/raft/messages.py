@@ -1,7 +1,7 @@
 """What the Raft core exchanges with its peers and hands to its shell.
 
 Messages are immutable values; the core never sends them itself. The shell takes them out of a
-:class:`Ready` and puts them on the wire (protobuf through :mod:`manager.raft.codec`, or as they are
+:class:`Ready` and puts them on the wire (protobuf through :mod:`manager.state.raft.codec`, or as they are
 on the simulated network).
 """
 
@@ -11,7 +11,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 
-from manager.raft.types import ConfState, Entry, HardState, SnapshotMeta
+from manager.state.raft.types import ConfState, Entry, HardState, SnapshotMeta
 
 __all__ = [
     "TRANSFER_CONTEXT",

@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from manager.raft.config import RaftConfig
-from manager.raft.core import NotLeader
-from manager.raft.messages import ConfChange, ConfChangeType, Role
-from manager.raft.simmanager import SimManager, SimRequest, SimStorage
-from manager.raft.types import Entry, EntryType, SnapshotMeta
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.core import NotLeader
+from manager.state.raft.messages import ConfChange, ConfChangeType, Role
+from manager.state.raft.simmanager import SimManager, SimRequest, SimStorage
+from manager.state.raft.types import Entry, EntryType, SnapshotMeta
 from nodeagent.sim import LinkProfile, SimNetwork, Simulator
 
 __all__ = ["FAULTS", "RaftSimCluster", "RunResult", "SimOptions"]
@@ -112,7 +112,7 @@ class RaftSimCluster:
         tracer = self.trace.append if opts.trace else None
         codec = None
         if opts.codec:
-            from manager.raft.codec import RaftCodec  # only when asked: it needs the generated modules
+            from manager.state.raft.codec import RaftCodec  # only when asked: it needs the generated modules
 
             codec = RaftCodec()
         self.net = SimNetwork(self.sim, LinkProfile(latency=0.0005, jitter=0.001), codec=codec, tracer=tracer)

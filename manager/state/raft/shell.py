@@ -1,6 +1,6 @@
 """The Raft shell: the asyncio loop around the pure core, with durable storage and gRPC.
 
-The core (:class:`manager.raft.core.RaftNode`) never does I/O. This shell does it, one step at a
+The core (:class:`manager.state.raft.core.RaftNode`) never does I/O. This shell does it, one step at a
 time and always in the same order, which is what makes an acknowledgement mean something:
 
     tick -> receive -> step -> persist (storage.save, fsync) -> send -> apply -> advance
@@ -15,7 +15,7 @@ time and always in the same order, which is what makes an acknowledgement mean s
 
 Peers talk over one gRPC client stream per direction (``/swarmlet.v1.RaftTransport/Stream``).
 Each frame carries every message queued for that peer at the time, each encoded by
-:class:`manager.raft.codec.RaftCodec` and preceded by its length as a varint (:func:`pack_frame`):
+:class:`manager.state.raft.codec.RaftCodec` and preceded by its length as a varint (:func:`pack_frame`):
 under load one gRPC write then carries many messages, which is most of the throughput. The
 sender's id and cluster address travel as call metadata, which is how a node learns where a new
 peer lives.
@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import grpc
 import prometheus_client
 
-from manager.raft.config import RaftConfig
-from manager.raft.core import NO_LEADER_MESSAGE, NotLeader, RaftNode
-from manager.raft.messages import ConfChange, ConfChangeType, Message, MessageType, Ready
-from manager.raft.types import Entry, EntryType, SnapshotMeta
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.core import NO_LEADER_MESSAGE, NotLeader, RaftNode
+from manager.state.raft.messages import ConfChange, ConfChangeType, Message, MessageType, Ready
+from manager.state.raft.types import Entry, EntryType, SnapshotMeta
 
 if TYPE_CHECKING:
-    from manager.raft.storage import RaftStorage
+    from manager.state.raft.storage import RaftStorage
 
 __all__ = [
     "NO_LEADER_MESSAGE",
@@ -273,8 +273,8 @@ class RaftShell:
     async def start(self) -> None:
         """Open storage, rebuild the core from it and start the loop."""
         # Imported here so that the errors above can be used by the control API without them.
-        from manager.raft.codec import RaftCodec
-        from manager.raft.storage import RaftStorage
+        from manager.state.raft.codec import RaftCodec
+        from manager.state.raft.storage import RaftStorage
 
         self._codec = RaftCodec()
         raft_dir = self.data_dir / "raft"

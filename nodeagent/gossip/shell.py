@@ -28,12 +28,12 @@ from typing import Any
 import grpc
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
-from nodeagent.faults import LinkFaults, faults_from_proto, faults_to_proto
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.core import Member, MemberEvent, Swim, UserMessage
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.metrics import FaultMetrics, GossipMetrics
 from nodeagent.transport import Transport
+from nodeagent.transport.faults import LinkFaults, faults_from_proto, faults_to_proto
 
 __all__ = ["AgentAdminServicer", "GossipShell"]
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from deploy import images
-from deploy.backend import BackendError, NodeHandle, natural_key, state_dir
+from deploy.backends.base import BackendError, NodeHandle, natural_key, state_dir
 
 __all__ = ["NETWORK", "PROJECT", "ComposeBackend", "docker_engine_error"]
 

@@ -2,7 +2,7 @@
 
 Every run's history goes through the linearizability checker; every run also checks election
 safety, log matching, leader completeness, state machine safety and liveness after healing
-(see :mod:`manager.raft.simcluster`). A violation names its seed, so ``--first-seed S --seeds 1``
+(see :mod:`manager.state.raft.simcluster`). A violation names its seed, so ``--first-seed S --seeds 1``
 replays it exactly.
 """
 
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from manager.raft.simcluster import RaftSimCluster, RunResult, SimOptions
+from manager.state.raft.simcluster import RaftSimCluster, RunResult, SimOptions
 
 __all__ = ["percentile", "run_campaign"]
 

@@ -11,8 +11,8 @@ from typing import cast
 from google.protobuf.message import DecodeError
 from swarmlet.v1 import raft_pb2
 
-from manager.raft.messages import Message, MessageType
-from manager.raft.types import ConfState, Entry, EntryType, SnapshotMeta
+from manager.state.raft.messages import Message, MessageType
+from manager.state.raft.types import ConfState, Entry, EntryType, SnapshotMeta
 
 __all__ = ["RaftCodec"]
 

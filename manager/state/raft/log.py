@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from manager.raft.types import Entry, SnapshotMeta
+from manager.state.raft.types import Entry, SnapshotMeta
 
 __all__ = ["LogError", "RaftLog"]
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from manager.store.errors import InvalidObject
-from manager.store.objects import KINDS, FrozenDict, freeze
+from manager.state.store.errors import InvalidObject
+from manager.state.store.objects import KINDS, FrozenDict, freeze
 
 __all__ = [
     "FORMAT_VERSION",

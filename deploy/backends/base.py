@@ -1,7 +1,7 @@
 """What the `swarmlet` commands need from a way of running nodes, and which one a cluster uses.
 
-Two backends implement :class:`Backend`: compose (a container per node, deploy.compose_backend)
-and local (a process per node on its own 127.0.0.x address, deploy.local_backend). `swarmlet up`
+Two backends implement :class:`Backend`: compose (a container per node, deploy.backends.compose)
+and local (a process per node on its own 127.0.0.x address, deploy.backends.local). `swarmlet up`
 records the backend it used in a state file, so that status, chaos, logs and down act on the
 cluster that is there without being told again.
 """
@@ -26,7 +26,6 @@ __all__ = [
     "NodeHandle",
     "UnknownNode",
     "credentials_dir",
-    "load_backend",
     "natural_key",
     "read_state",
     "remove_state",
@@ -184,19 +183,3 @@ def read_state() -> ClusterState | None:
 def remove_state() -> None:
     """Forget the cluster (after down)."""
     (state_dir() / _STATE_FILE).unlink(missing_ok=True)
-
-
-def load_backend(name: str | None = None) -> Backend:
-    """The backend called ``name``; without a name, the one the running cluster uses (compose if none)."""
-    if name is None:
-        state = read_state()
-        name = state.backend if state else "compose"
-    if name == "compose":
-        from deploy.compose_backend import ComposeBackend
-
-        return ComposeBackend()
-    if name == "local":
-        from deploy.local_backend import LocalBackend
-
-        return LocalBackend()
-    raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")

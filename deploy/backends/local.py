@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from deploy.backend import BackendError, ClusterState, NodeHandle, natural_key, read_state, state_dir
+from deploy.backends.base import BackendError, ClusterState, NodeHandle, natural_key, read_state, state_dir
 
 __all__ = ["LocalBackend", "NodeSpec", "node_specs"]
 
@@ -166,7 +166,7 @@ class LocalBackend:
                 running.add(old["hostname"])
             else:
                 self._stop(old["hostname"])  # the cluster shrank: this node is no longer wanted
-        from deploy.backend import write_state
+        from deploy.backends.base import write_state
 
         write_state(ClusterState(self.name, managers, workers, {"nodes": specs}))
         for spec in specs:

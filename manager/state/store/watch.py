@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
-from manager.store.objects import StoredObject
+from manager.state.store.objects import StoredObject
 
 __all__ = ["ACTIONS", "Change", "Watch"]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from manager.store.commands import (
+from manager.state.store.commands import (
     Create,
     Delete,
     Op,
@@ -29,7 +29,7 @@ from manager.store.commands import (
     decode_batch,
     loads_strict,
 )
-from manager.store.errors import (
+from manager.state.store.errors import (
     Ambiguous,
     InUse,
     InvalidObject,
@@ -38,9 +38,9 @@ from manager.store.errors import (
     StoreError,
     UpdateOutOfSequence,
 )
-from manager.store.objects import KINDS, NAMED_KINDS, TASK_STATES, StoredObject, freeze
-from manager.store.validate import check_create, check_update, name_conflict_message
-from manager.store.watch import Change, Watch
+from manager.state.store.objects import KINDS, NAMED_KINDS, TASK_STATES, StoredObject, freeze
+from manager.state.store.validate import check_create, check_update, name_conflict_message
+from manager.state.store.watch import Change, Watch
 
 __all__ = ["ApplyResult", "Store"]
 

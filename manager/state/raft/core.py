@@ -17,9 +17,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from manager.raft.config import RaftConfig
-from manager.raft.log import RaftLog
-from manager.raft.messages import (
+from manager.state.raft.config import RaftConfig
+from manager.state.raft.log import RaftLog
+from manager.state.raft.messages import (
     TRANSFER_CONTEXT,
     ConfChange,
     ConfChangeType,
@@ -30,9 +30,9 @@ from manager.raft.messages import (
     Role,
     SoftState,
 )
-from manager.raft.quorum import VoteResult, committed_index, majority, vote_result
-from manager.raft.tracker import Progress, ProgressState
-from manager.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.quorum import VoteResult, committed_index, majority, vote_result
+from manager.state.raft.tracker import Progress, ProgressState
+from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
 __all__ = ["NO_LEADER_MESSAGE", "NotLeader", "RaftNode"]
 

@@ -1,4 +1,4 @@
-"""One simulated manager for :mod:`manager.raft.simcluster`: the core, storage, a kv state machine.
+"""One simulated manager for :mod:`manager.state.raft.simcluster`: the core, storage, a kv state machine.
 
 :class:`SimStorage` is what survives a crash; :class:`SimManager` is one incarnation of a manager:
 a :class:`RaftNode` on a simulated host that ticks, persists every Ready to its storage, applies
@@ -11,13 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from manager.raft.core import NotLeader, RaftNode
-from manager.raft.messages import Message, Ready
-from manager.raft.types import Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.core import NotLeader, RaftNode
+from manager.state.raft.messages import Message, Ready
+from manager.state.raft.types import Entry, EntryType, HardState, SnapshotMeta
 from nodeagent.sim import SimHost
 
 if TYPE_CHECKING:
-    from manager.raft.simcluster import RaftSimCluster
+    from manager.state.raft.simcluster import RaftSimCluster
 
 __all__ = ["SimManager", "SimRequest", "SimStorage"]
 

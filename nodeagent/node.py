@@ -30,15 +30,15 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
-from nodeagent.faults import LinkFaults
 from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
-from nodeagent.gossip_shell import AgentAdminServicer, GossipShell
-from nodeagent.grpc_transport import GrpcTransport
+from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
+from nodeagent.transport.faults import LinkFaults
+from nodeagent.transport.grpc_transport import GrpcTransport
 
 __all__ = [
     "EXIT_CONFIG",
@@ -121,11 +121,11 @@ def _version() -> str:
 
 
 def _session_module() -> ModuleType | None:
-    """nodeagent.session if it exists (it is written in parallel); any other import error is a bug."""
+    """nodeagent.agent.session if it exists (it is written in parallel); any other import error is a bug."""
     try:
-        return importlib.import_module("nodeagent.session")
+        return importlib.import_module("nodeagent.agent.session")
     except ModuleNotFoundError as exc:
-        if exc.name == "nodeagent.session":
+        if exc.name == "nodeagent.agent.session":
             return None
         raise
 

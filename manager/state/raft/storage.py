@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from manager.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "CorruptLogError", "RaftStorage"]
 

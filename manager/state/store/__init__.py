@@ -6,8 +6,8 @@ operations, checks them (``Store.check``), encodes them with the proposer's time
 and reaches the same state. See docs/store.md.
 """
 
-from manager.store.commands import Create, Delete, Op, Update, decode_batch, encode_batch
-from manager.store.errors import (
+from manager.state.store.commands import Create, Delete, Op, Update, decode_batch, encode_batch
+from manager.state.store.errors import (
     Ambiguous,
     InUse,
     InvalidObject,
@@ -16,7 +16,7 @@ from manager.store.errors import (
     StoreError,
     UpdateOutOfSequence,
 )
-from manager.store.objects import (
+from manager.state.store.objects import (
     KINDS,
     NAMED_KINDS,
     TASK_STATES,
@@ -25,9 +25,9 @@ from manager.store.objects import (
     format_timestamp,
     new_id,
 )
-from manager.store.store import ApplyResult, Store
-from manager.store.validate import MAX_PAYLOAD_BYTES
-from manager.store.watch import Change, Watch
+from manager.state.store.store import ApplyResult, Store
+from manager.state.store.validate import MAX_PAYLOAD_BYTES
+from manager.state.store.watch import Change, Watch
 
 __all__ = [
     "KINDS",

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from manager.store.errors import InvalidObject
-from manager.store.objects import TASK_STATES, StoredObject
+from manager.state.store.errors import InvalidObject
+from manager.state.store.objects import TASK_STATES, StoredObject
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

@@ -32,9 +32,9 @@ import grpc
 from google.protobuf.message import DecodeError
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
-from nodeagent.faults import LinkFaults
 from nodeagent.options import join_host_port, split_host_port
 from nodeagent.transport import Codec, MessageHandler
+from nodeagent.transport.faults import LinkFaults
 
 __all__ = [
     "MAX_DATAGRAM_BYTES",

@@ -1,0 +1,1 @@
+"""The dispatcher: agents' sessions, joins and heartbeats, and node liveness."""
