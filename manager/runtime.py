@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 import os
 import pathlib
@@ -35,20 +34,14 @@ from manager.state.store import Store
 from manager.state.store.commands import Op, encode_batch
 from manager.state.store.errors import StoreError
 from manager.state.store.objects import format_timestamp
+from nodeagent.identity import VERSION, load_node_id
 
 __all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine"]
 
 log = logging.getLogger(__name__)
 
 
-def _engine_version() -> str:
-    try:
-        return importlib.metadata.version("swarmlet")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-ENGINE_VERSION = _engine_version()
+ENGINE_VERSION = VERSION
 """What ``docker node ls`` shows as ENGINE VERSION: swarmlet's own version."""
 
 
@@ -264,28 +257,12 @@ class _Context:
         self.gossip = _NoGossip()
 
 
-def _node_id(data_dir: str) -> str:
-    path = pathlib.Path(data_dir) / "node_id"
-    try:
-        existing = path.read_text().strip()
-    except OSError:
-        existing = ""
-    if len(existing) == 25:
-        return existing
-    from manager.state.store.objects import new_id
-
-    node_id = new_id(random.Random(int.from_bytes(os.urandom(16), "big")))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(node_id + "\n")
-    return node_id
-
-
 async def _serve_node(options: Any) -> int:
     import signal
 
     from nodeagent.agent.session import AgentSession, JoinRefused
 
-    context = _Context(options, _node_id(options.data_dir), prometheus_client.CollectorRegistry())
+    context = _Context(options, load_node_id(options.data_dir), prometheus_client.CollectorRegistry())
     runtime = ManagerRuntime(context) if options.role == "manager" else None
     if runtime is not None:
         await runtime.start()

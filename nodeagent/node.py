@@ -16,9 +16,7 @@ import importlib
 import importlib.metadata
 import ipaddress
 import logging
-import os
 import random
-import secrets
 import signal
 import socket
 import sys
@@ -34,6 +32,7 @@ from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
+from nodeagent.identity import VERSION, IdentityError, load_node_id
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
@@ -46,8 +45,6 @@ __all__ = [
     "EXIT_JOIN_REFUSED",
     "EXIT_OK",
     "AgentError",
-    "load_node_id",
-    "new_node_id",
     "run_agent",
 ]
 
@@ -58,8 +55,6 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_JOIN_REFUSED = 3
 
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-_NODE_ID_LENGTH = 25
 # The shutdown budget (the whole process must be gone within a second of SIGTERM).
 _LEAVE_SECONDS = 0.25
 _STOP_GRACE_SECONDS = 0.1
@@ -75,49 +70,6 @@ class AgentError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_CONFIG) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def new_node_id(rng: random.Random | None = None) -> str:
-    """A fresh node id: 25 lowercase base-36 characters, as Swarm's."""
-    if rng is None:
-        return "".join(secrets.choice(_BASE36) for _ in range(_NODE_ID_LENGTH))
-    return "".join(rng.choice(_BASE36) for _ in range(_NODE_ID_LENGTH))
-
-
-def load_node_id(data_dir: str) -> str:
-    """The node id kept in ``DATA_DIR/node_id``, made (and written durably) at first start."""
-    path = os.path.join(data_dir, "node_id")
-    try:
-        os.makedirs(data_dir, exist_ok=True)
-    except OSError as exc:
-        raise AgentError(f"--data-dir {data_dir}: cannot create it ({exc.strerror})") from None
-    try:
-        with open(path) as f:
-            node_id = f.read().strip()
-    except FileNotFoundError:
-        node_id = new_node_id()
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, "w") as f:
-                f.write(node_id + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise AgentError(f"--data-dir {data_dir}: cannot write the node id ({exc.strerror})") from None
-        return node_id
-    except OSError as exc:
-        raise AgentError(f"--data-dir {data_dir}: cannot read {path} ({exc.strerror})") from None
-    if len(node_id) != _NODE_ID_LENGTH or not set(node_id) <= set(_BASE36):
-        raise AgentError(f"--data-dir {data_dir}: {path} does not hold a node id (25 base-36 characters)")
-    return node_id
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("swarmlet")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _session_module() -> ModuleType | None:
@@ -233,9 +185,12 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None)
 
 async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                  failure: list[BaseException]) -> None:
-    node_id = load_node_id(options.data_dir)
+    try:
+        node_id = load_node_id(options.data_dir)
+    except IdentityError as exc:
+        raise AgentError(str(exc)) from None
     log.info("node %s (%s), role %s", node_id, options.hostname, options.role)
-    version = _version()
+    version = VERSION
     # The *_created series double every counter on the page and say nothing a scrape needs.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = new_registry()

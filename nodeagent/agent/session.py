@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -27,6 +26,8 @@ from typing import Any
 
 import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+from nodeagent.identity import VERSION
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused"]
 
@@ -42,13 +43,6 @@ _REFUSING = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT
 
 class JoinRefused(Exception):
     """The managers refused this node's join; ``str(e)`` is their message. The process exits 3."""
-
-
-def _engine_version() -> str:
-    try:
-        return importlib.metadata.version("swarmlet")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 class AgentSession:
@@ -145,7 +139,7 @@ class AgentSession:
             token=token,
             addr=self.options.advertise_addr,
             cluster_addr=self._cluster_addr(),
-            engine_version=_engine_version(),
+            engine_version=VERSION,
         )
         prefer = ""
         while not self._stopping.is_set():
@@ -208,7 +202,7 @@ class AgentSession:
                     hostname=self.context.hostname,
                     addr=self.options.advertise_addr,
                     cluster_addr=self._cluster_addr(),
-                    engine_version=_engine_version(),
+                    engine_version=VERSION,
                     sequence=seq,
                 )
                 with contextlib.suppress(TimeoutError):

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import base64
 import datetime
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
+
+from nodeagent.identity import new_id
 
 __all__ = [
     "KINDS",
@@ -45,8 +46,6 @@ TASK_STATES: tuple[str, ...] = (
     "complete", "shutdown", "failed", "rejected", "remove", "orphaned",
 )  # fmt: skip
 
-_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-_ID_LENGTH = 25  # swarmkit's identity.NewID: 128 random bits in base 36, zero-padded to 25
 
 
 def _frozen(*_args: Any, **_kwargs: Any) -> NoReturn:
@@ -241,16 +240,6 @@ def default_cluster_spec() -> dict[str, Any]:
         "TaskDefaults": {},
         "EncryptionConfig": {"AutoLockManagers": False},
     }
-
-
-def new_id(rng: random.Random) -> str:
-    """A new object ID in swarmkit's form (25 base-36 characters), drawn by the proposer."""
-    n = rng.getrandbits(128)
-    digits = []
-    for _ in range(_ID_LENGTH):
-        n, d = divmod(n, 36)
-        digits.append(_ID_ALPHABET[d])
-    return "".join(reversed(digits))
 
 
 def format_timestamp(seconds: float) -> str:

@@ -1,0 +1,78 @@
+"""Who a node is: its ID and the version it runs, each made in one place.
+
+IDs have swarmkit's form, 25 lowercase base-36 characters drawn from 128 random bits; a node
+keeps its ID in ``DATA_DIR/node_id`` across restarts. Object IDs (clusters, services, tasks)
+use the same form, drawn by the proposer from a seeded ``random.Random`` so that simulated runs
+replay.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import random
+import secrets
+
+__all__ = ["ID_ALPHABET", "ID_LENGTH", "VERSION", "IdentityError", "is_id", "load_node_id", "new_id"]
+
+ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+ID_LENGTH = 25
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("swarmlet")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+VERSION = _version()
+"""swarmlet's version: what ``docker node ls`` shows as ENGINE VERSION and /version reports."""
+
+
+class IdentityError(Exception):
+    """The node's ID cannot be read or written; the message names the data directory."""
+
+
+def new_id(rng: random.Random | None = None) -> str:
+    """A new ID: 128 random bits in base 36, 25 characters (from ``rng`` when given, else the OS)."""
+    n = rng.getrandbits(128) if rng is not None else secrets.randbits(128)
+    digits = []
+    for _ in range(ID_LENGTH):
+        n, d = divmod(n, 36)
+        digits.append(ID_ALPHABET[d])
+    return "".join(reversed(digits))
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` has the form of an ID."""
+    return len(text) == ID_LENGTH and set(text) <= set(ID_ALPHABET)
+
+
+def load_node_id(data_dir: str) -> str:
+    """The node ID kept in ``DATA_DIR/node_id``, made (and written durably) at first start."""
+    path = os.path.join(data_dir, "node_id")
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as exc:
+        raise IdentityError(f"--data-dir {data_dir}: cannot create it ({exc.strerror})") from None
+    try:
+        with open(path) as f:
+            node_id = f.read().strip()
+    except FileNotFoundError:
+        node_id = new_id()
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                f.write(node_id + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise IdentityError(f"--data-dir {data_dir}: cannot write the node id ({exc.strerror})") from None
+        return node_id
+    except OSError as exc:
+        raise IdentityError(f"--data-dir {data_dir}: cannot read {path} ({exc.strerror})") from None
+    if not is_id(node_id):
+        raise IdentityError(f"--data-dir {data_dir}: {path} does not hold a node id (25 base-36 characters)")
+    return node_id
