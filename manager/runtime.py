@@ -34,7 +34,7 @@ from manager.state.store import Store
 from manager.state.store.commands import Op, encode_batch
 from manager.state.store.errors import StoreError
 from manager.state.store.objects import format_timestamp
-from nodeagent.identity import VERSION, load_node_id
+from nodeagent.identity import VERSION
 
 __all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine"]
 
@@ -233,92 +233,3 @@ class ManagerRuntime:
 
 
 # ---------------------------------------------------------------------- a node without gossip
-
-
-class _NoGossip:
-    """Stands in for gossip where a node runs without it (tests and benchmarks)."""
-
-    def members(self) -> list[Any]:
-        return []
-
-    def subscribe(self, callback: Any) -> None:
-        return None
-
-    def set_meta(self, **changes: Any) -> None:
-        return None
-
-
-class _Context:
-    def __init__(self, options: Any, node_id: str, registry: prometheus_client.CollectorRegistry) -> None:
-        self.options = options
-        self.node_id = node_id
-        self.hostname = options.hostname
-        self.registry = registry
-        self.gossip = _NoGossip()
-
-
-async def _serve_node(options: Any) -> int:
-    import signal
-
-    from nodeagent.agent.session import AgentSession, JoinRefused
-
-    context = _Context(options, load_node_id(options.data_dir), prometheus_client.CollectorRegistry())
-    runtime = ManagerRuntime(context) if options.role == "manager" else None
-    if runtime is not None:
-        await runtime.start()
-    session = AgentSession(context, lambda: list(options.join))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    session_task = asyncio.create_task(session.run())
-    stopper = asyncio.create_task(stop.wait())
-    code = 0
-    done, _ = await asyncio.wait({session_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    if session_task in done and session_task.exception() is not None:
-        exc = session_task.exception()
-        if isinstance(exc, JoinRefused):
-            print(f"Error response from daemon: {exc}", flush=True)
-            code = 3
-        else:
-            log.error("session failed: %r", exc)
-            code = 1
-    await session.stop()
-    session_task.cancel()
-    stopper.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await session_task
-    if runtime is not None:
-        await runtime.stop()
-    return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m manager.runtime [node agent flags]``: a node with no gossip and no metrics server.
-
-    Takes the node agent's flags (see ``python -m nodeagent --help``); a manager serves Raft, the
-    dispatcher and the control API and keeps its own agent session, a worker keeps only its
-    session. For local tests and benchmarks that need managers without the rest of the agent.
-    """
-    import sys
-
-    from nodeagent.options import OptionsError, parse_options
-
-    try:
-        options = parse_options(list(sys.argv[1:] if argv is None else argv), os.environ)
-    except OptionsError as exc:
-        print(f"swarmlet: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format=f"%(asctime)s {options.hostname} %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return asyncio.run(_serve_node(options))
-    except RuntimeError as exc:
-        print(f"swarmlet: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

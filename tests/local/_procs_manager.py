@@ -1,9 +1,8 @@
 """Starting managers and workers as processes on 127.0.0.x for the manager runtime's local tests.
 
 Each node runs on its own loopback address, with its data directory and log file under the test's
-tmp_path, as either the full node agent (``python -m nodeagent``: gossip, metrics, the manager
-role through its entry point) or ``python -m manager.runtime`` (the same flags; no gossip and no
-metrics server, for tests about Raft alone).
+tmp_path, through the one node entry point, ``python -m nodeagent`` (gossip, metrics, and the
+manager role through its entry point), as in containers.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ class NodeProc:
     role: str
     args: list[str]
     workdir: pathlib.Path
-    module: str = "manager.runtime"
+    module: str = "nodeagent"
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -117,7 +116,6 @@ class Cluster:
 
     workdir: pathlib.Path
     time_scale: float = 1.0
-    agent: bool = False  #: run ``python -m nodeagent`` instead of ``python -m manager.runtime``
     nodes: dict[str, NodeProc] = field(default_factory=dict)
     credentials: ClusterCredentials = field(default_factory=ClusterCredentials.create)
 
@@ -144,7 +142,7 @@ class Cluster:
             ]  # fmt: skip
             if i == 0:
                 args.append("--bootstrap")
-            node = NodeProc(name, host, port, "manager", args, self.workdir, self._module)
+            node = NodeProc(name, host, port, "manager", args, self.workdir)
             self.nodes[name] = node
             made.append(node)
         return made
@@ -157,20 +155,14 @@ class Cluster:
             path = self.secrets / f"{name}_token"
             path.write_text((self.credentials.worker_token if token == "worker" else token) + "\n")
             args += ["--token-file", str(path)]
-        node = NodeProc(name, host, 0, "worker", args, self.workdir, self._module)
+        node = NodeProc(name, host, 0, "worker", args, self.workdir)
         self.nodes[name] = node
         return node
 
-    @property
-    def _module(self) -> str:
-        return "nodeagent" if self.agent else "manager.runtime"
-
     def _common(self, name: str, host: str, role: str) -> list[str]:
-        ports = []
-        if self.agent:
-            ports = ["--gossip-port", str(free_port(host)), "--metrics-port", str(free_port(host))]
         return [
-            *ports,
+            "--gossip-port", str(free_port(host)),
+            "--metrics-port", str(free_port(host)),
             "--role", role,
             "--hostname", name,
             "--advertise-addr", host,

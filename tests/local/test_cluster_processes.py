@@ -28,7 +28,7 @@ NO_LEADER = (
 
 @pytest.fixture
 def cluster(tmp_path: Any) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, agent=True)
+    c = Cluster(tmp_path)
     c.add_managers(3)
     c.add_worker("worker1")
     c.add_worker("worker2")
@@ -153,7 +153,7 @@ def test_node_status_follows_failures_and_quorum(cluster: Cluster) -> None:
 
 @pytest.mark.slow
 def test_wrong_or_missing_token_is_refused_and_changes_nothing(tmp_path: Any) -> None:
-    c = Cluster(tmp_path, agent=True)
+    c = Cluster(tmp_path)
     (m,) = c.add_managers(1)
     try:
         m.start()
