@@ -363,7 +363,7 @@ class Store:
                 failed += 1
                 self.watch_errors += 1
                 if self.on_watch_error is not None:
-                    with contextlib.suppress(Exception):  # the hook is the shell's logger: no one else to tell
+                    with contextlib.suppress(Exception):  # the hook is the shell's logger: nothing to tell
                         self.on_watch_error(w, exc)
         return failed
 
