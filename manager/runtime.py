@@ -27,16 +27,19 @@ from typing import Any, Protocol
 import grpc
 import prometheus_client
 
+from manager.component import ComponentMetrics
+from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD
 from manager.state.raft.config import RaftConfig
 from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
 from manager.state.store import Store
 from manager.state.store.commands import Op, encode_batch
 from manager.state.store.errors import StoreError
-from manager.state.store.objects import format_timestamp
+from manager.state.store.objects import default_cluster_spec, format_timestamp
+from manager.state.store.watch import Watch
 from nodeagent.identity import VERSION
 
-__all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine"]
+__all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine", "running_cluster_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +71,56 @@ class ManagerContext(Protocol):
     gossip: Any
 
 
-class StoreMachine:
-    """Adapts the store to the Raft shell's state machine interface."""
+def running_cluster_spec(raft: RaftConfig, heartbeat_period: float) -> dict[str, Any]:
+    """The Cluster spec the bootstrap manager writes: Docker's defaults, with the timing running.
 
-    def __init__(self, store: Store) -> None:
+    Spec.Raft's ticks and log sizes are the RaftConfig every manager runs, and
+    Spec.Dispatcher.HeartbeatPeriod (nanoseconds, as Docker) is the period agents beat at, both
+    after the time scale: what the store shows is what runs. The dispatcher reads the period (and
+    from it the grace before a node is marked down) back from the spec, so a write to the Cluster
+    object changes both; Raft's ticks are fixed when the cluster is created.
+    """
+    spec = default_cluster_spec()
+    spec["Raft"].update(
+        {
+            "ElectionTick": raft.election_ticks,
+            "HeartbeatTick": raft.heartbeat_ticks,
+            "SnapshotInterval": raft.snapshot_every,
+            "LogEntriesForSlowFollowers": raft.keep_after_snapshot,
+        }
+    )
+    spec["Dispatcher"]["HeartbeatPeriod"] = round(heartbeat_period * 1e9)
+    return spec
+
+
+class StoreMachine:
+    """Adapts the store to the Raft shell's state machine interface.
+
+    Watches are told after each apply (or restore) has returned; a watcher that raises is logged
+    and counted in ``swarmlet_store_watch_errors_total``, and the entry's result still goes back
+    to its proposer: a committed write never turns into an error because of a watcher.
+    """
+
+    def __init__(self, store: Store, registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self.store = store
+        self.watch_errors = prometheus_client.Counter(
+            "swarmlet_store_watch_errors",
+            "Store watch callbacks that raised (logged; the write they followed still committed)",
+            registry=registry if registry is not None else prometheus_client.CollectorRegistry(),
+        )
+        store.on_watch_error = self._watch_failed
+
+    def _watch_failed(self, watch: Watch, exc: Exception) -> None:
+        self.watch_errors.inc()
+        log.error(
+            "store: a watcher of %s failed: %r", sorted(watch.kinds or ("every kind",)), exc, exc_info=exc
+        )
 
     def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed batch; the store's ApplyResult goes back to the proposer."""
-        return self.store.apply(index, data)
+        """Apply one committed batch, then tell the watches; the ApplyResult goes back to the proposer."""
+        result = self.store.apply(index, data)
+        self.store.notify_watches()
+        return result
 
     def snapshot(self) -> bytes:
         """The store's snapshot bytes."""
@@ -84,8 +128,9 @@ class StoreMachine:
         return data if isinstance(data, bytes) else bytes(data)
 
     def restore(self, data: bytes, index: int) -> None:
-        """Replace the store's contents with a snapshot's, taken at ``index``."""
+        """Replace the store's contents with a snapshot's, taken at ``index``, then tell the watches."""
         self.store.restore(data, index)
+        self.store.notify_watches()
 
 
 def _read_token(path: str | None) -> str:
@@ -119,6 +164,10 @@ class ManagerRuntime:
         self.manager_token = _read_token(getattr(self.options, "manager_token_file", None))
         self.worker_token = _read_token(getattr(self.options, "worker_token_file", None))
         self._known_managers: dict[str, str] = {}
+        self._node_watch: Watch | None = None
+        self.raft_config = RaftConfig.default().scaled(self.time_scale)
+        self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD * self.time_scale
+        self.component_metrics = ComponentMetrics(context.registry)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -131,19 +180,19 @@ class ManagerRuntime:
 
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
         data_dir.mkdir(parents=True, exist_ok=True)
-        raft_config = RaftConfig.default().scaled(self.time_scale)
         self.shell = RaftShell(
             self.node_id,
             self.cluster_address,
             data_dir,
-            StoreMachine(self.store),
+            StoreMachine(self.store, self.context.registry),
             bootstrap=bool(self.options.bootstrap),
             config=ShellConfig(),
-            raft_config=raft_config,
+            raft_config=self.raft_config,
             registry=self.context.registry,
             rng=self.rng,
-            on_apply=self._on_apply,
         )
+        # Before the log is replayed, so that every Node object it holds is seen.
+        self._node_watch = self.store.watch(["node"], on_change=self._on_node_change)
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS])
@@ -156,7 +205,6 @@ class ManagerRuntime:
         await self.shell.start()
         await server.start()
         self.server = server
-        self._on_apply(self.shell.applied)
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         if self.options.bootstrap:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
@@ -175,6 +223,9 @@ class ManagerRuntime:
             self.server = None
         if self.shell is not None:
             await self.shell.stop()
+        if self._node_watch is not None:
+            self._node_watch.close()
+            self._node_watch = None
 
     # ------------------------------------------------------------------ store access
 
@@ -198,14 +249,18 @@ class ManagerRuntime:
         found = self.store.find("cluster")
         return found[0] if found else None
 
-    def _on_apply(self, _index: int) -> None:
+    def _on_node_change(self) -> None:
         # Managers learn each other's cluster addresses from the Node objects, so that any two
-        # of them can reach each other after the one that introduced them is gone.
-        if self.shell is None:
+        # of them can reach each other after the one that introduced them is gone. Only the
+        # nodes a committed entry changed are looked at (a store watch), not every node.
+        if self.shell is None or self._node_watch is None:
             return
-        for node in self.store.find("node"):
+        for change in self._node_watch.poll():
+            node = change.object
             ms = node.extra.get("ManagerStatus")
-            if isinstance(ms, dict) and ms.get("Addr") and node.id != self.node_id:
+            if change.action == "remove" or node.id == self.node_id:
+                continue
+            if isinstance(ms, dict) and ms.get("Addr"):
                 addr = str(ms["Addr"])
                 if self._known_managers.get(node.id) != addr:
                     self._known_managers[node.id] = addr
@@ -214,7 +269,7 @@ class ManagerRuntime:
     async def _ensure_cluster(self) -> None:
         """The bootstrap manager writes the Cluster object (with the join tokens) once it leads."""
         from manager.state.store.commands import Create
-        from manager.state.store.objects import default_cluster_spec, new_id
+        from manager.state.store.objects import new_id
 
         assert self.shell is not None
         while True:
@@ -222,7 +277,8 @@ class ManagerRuntime:
                 return
             if self.shell.is_leader:
                 tokens = {"Worker": self.worker_token, "Manager": self.manager_token}
-                op = Create("cluster", new_id(self.rng), default_cluster_spec(), {}, {"JoinTokens": tokens})
+                spec = running_cluster_spec(self.raft_config, self.heartbeat_period)
+                op = Create("cluster", new_id(self.rng), spec, {}, {"JoinTokens": tokens})
                 try:
                     await self.write([op])
                     log.info("created the cluster")

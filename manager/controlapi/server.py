@@ -22,12 +22,31 @@ from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeader
 from manager.state.store.commands import Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
 
-__all__ = ["AVAILABILITIES", "ControlServer", "find_node", "node_info"]
+__all__ = [
+    "AVAILABILITIES",
+    "DEMOTE_LAST_MANAGER_MESSAGE",
+    "ROLE_CHANGE_UNSUPPORTED",
+    "ControlServer",
+    "find_node",
+    "node_info",
+]
 
 log = logging.getLogger(__name__)
 
 AVAILABILITIES = ("active", "pause", "drain")
 """A node's Spec.Availability values, as Swarm spells them."""
+
+DEMOTE_LAST_MANAGER_MESSAGE = (
+    "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm"
+)
+"""What Docker prints after "Error response from daemon: " for demoting the only manager."""
+
+ROLE_CHANGE_UNSUPPORTED = (
+    "changing a node's role is not supported by swarmlet: {node} joined as a {role} and stays one "
+    "(promote and demote, a Raft membership change, are not implemented); to change it, leave the "
+    "swarm and join again with the other join token"
+)
+"""The error for ``--role`` with another role than the node has (never ignored silently)."""
 
 _CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
@@ -162,7 +181,12 @@ class ControlServer(control_pb2_grpc.ControlServicer):
     async def UpdateNode(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> control_pb2.UpdateNodeResponse:
-        """Change a node's Spec (labels, availability); returns once committed and applied."""
+        """Change a node's Spec (labels, availability); returns once committed and applied.
+
+        ``role`` may only restate the node's role: demoting the last manager is refused with
+        Swarm's words, and any other role change is refused as not supported (a manager's role
+        is its Raft membership, which promote and demote would have to change, and they do not).
+        """
         availability = request.availability.lower()
         if availability and availability not in AVAILABILITIES:
             await context.abort(
@@ -186,6 +210,9 @@ class ControlServer(control_pb2_grpc.ControlServicer):
                     return await self._forward_write(request, context)
                 await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
                 raise AssertionError("unreachable") from None
+            refusal = self._role_change_refusal(node, request.role)
+            if refusal is not None:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
             spec = copy.deepcopy(node.spec)
             labels = dict(spec.get("Labels") or {})
             labels.update(dict(request.labels_add))
@@ -225,6 +252,18 @@ class ControlServer(control_pb2_grpc.ControlServicer):
             return control_pb2.UpdateNodeResponse(version=version)
         await context.abort(grpc.StatusCode.ABORTED, "update out of sequence")
         raise AssertionError("unreachable")
+
+    def _role_change_refusal(self, node: Any, role: str) -> str | None:
+        """Why this role change cannot be made, or None if it changes nothing."""
+        current = str(node.spec.get("Role") or "worker")
+        if not role or role == current:
+            return None
+        if current == "manager":
+            managers = self.runtime.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")
+            if len(managers) <= 1:
+                return DEMOTE_LAST_MANAGER_MESSAGE
+        hostname = _hostname(node) or node.id
+        return ROLE_CHANGE_UNSUPPORTED.format(node=hostname, role=current)
 
     async def _forward_write(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -7,10 +7,16 @@ heartbeats to the leader. The leader alone writes what it observes:
   grants is the node's role. A new Node object is created (or the existing one refreshed on a
   rejoin). A joining manager is added to Raft as a learner and promoted to voter once its log
   has caught up with the leader's, so a slow joiner never counts towards a quorum it cannot serve.
-* Heartbeats: a node whose session beats is ``ready``; one that misses them for
-  ``down_after`` seconds (about three periods), or that gossip declares dead, is marked ``down``.
+* Heartbeats: the servicer only records them, in memory on the leader; the liveness component
+  (:mod:`manager.dispatcher.liveness`, run by a :class:`manager.component.ManagerHarness`) marks
+  a node ``ready`` when it beats and ``down`` once it has been silent for the Cluster spec's
+  HeartbeatPeriod times the grace multiplier, or gossip declares it dead. The period agents are
+  told is the same spec value.
 * ManagerStatus: ``Leader`` on the leader's own node; ``reachable``/``unreachable`` for the other
-  managers as the leader sees them (a Raft message within an election timeout, or a heartbeat).
+  managers as the leader sees them (a Raft message within an election timeout, or a heartbeat);
+  the liveness component writes it too.
+* Raft membership: managers are added as learners and promoted once caught up; the leader looks
+  whenever a Node object changes (a store watch) and every ``MONITOR_EVERY`` seconds.
 
 A manager that is not the leader answers Join and Session with the leader's address, so agents
 reconnect there; with no leader at all it says so in Swarm's words.
@@ -19,6 +25,7 @@ reconnect there; with no leader at all it says so in Swarm's words.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -30,6 +37,8 @@ import prometheus_client
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.ca.tokens import InvalidToken, parse_token
+from manager.component import ComponentMetrics, ManagerHarness, StoreView
+from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD, NodeLiveness
 from manager.state.raft.core import NotLeader
 from manager.state.raft.messages import ConfChange, ConfChangeType
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
@@ -43,12 +52,11 @@ log = logging.getLogger(__name__)
 JOIN_REFUSED_MESSAGE = "A valid join token is necessary to join this cluster"
 """Swarm's words for a join token that is well formed but not this cluster's."""
 
-HEARTBEAT_PERIOD = 0.5
-"""Seconds between an agent's heartbeats (before the time scale)."""
-DOWN_AFTER = 1.5
-"""Seconds without a heartbeat after which the leader marks a node down (before the time scale)."""
+HEARTBEAT_PERIOD = DEFAULT_HEARTBEAT_PERIOD
+"""Seconds between an agent's heartbeats before the Cluster spec says (before the time scale);
+the bootstrap manager writes it, scaled, into Spec.Dispatcher.HeartbeatPeriod."""
 MONITOR_EVERY = 0.2
-"""Seconds between the leader's passes over node states (before the time scale)."""
+"""Seconds between the leader's looks at Raft membership (before the time scale)."""
 
 
 class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
@@ -58,13 +66,11 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         """``runtime`` is the ManagerRuntime: its shell, store, tokens and ``write``."""
         self.runtime = runtime
         scale = runtime.time_scale
-        self.period = HEARTBEAT_PERIOD * scale
-        self.down_after = DOWN_AFTER * scale
+        self.default_period = HEARTBEAT_PERIOD * scale
         self.monitor_every = MONITOR_EVERY * scale
-        self.last_seen: dict[str, float] = {}
-        self._leader_since: float | None = None
-        self._dead_by_gossip: set[str] = set()
+        self.clock = time.monotonic  # the liveness harness's clock; heartbeats are stamped with it
         self._join_lock = asyncio.Lock()
+        self._membership_wake = asyncio.Event()
         registry = getattr(runtime.context, "registry", None)
         if registry is None:
             registry = prometheus_client.CollectorRegistry()
@@ -80,6 +86,23 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         self._joins = prometheus_client.Counter(
             "swarmlet_dispatcher_joins", "Join requests by outcome", ["outcome"], registry=registry
         )
+        self.liveness = NodeLiveness(
+            runtime.node_id,
+            default_period=self.default_period,
+            contacts=self._contacts,
+            reach_window=self._reach_window(),
+        )
+        metrics = getattr(runtime, "component_metrics", None)
+        self.harness = ManagerHarness(
+            self.liveness,
+            runtime.store,
+            lambda ops: runtime.write(ops, timeout=2.0 * scale),
+            is_leader=self._is_leader,
+            clock=self.clock,
+            check_every=0.1 * scale,
+            retry_after=0.1 * scale,
+            metrics=metrics if isinstance(metrics, ComponentMetrics) else None,
+        )
         gossip = getattr(runtime.context, "gossip", None)
         if gossip is not None and hasattr(gossip, "subscribe"):
             try:
@@ -92,6 +115,24 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
     @property
     def shell(self) -> Any:
         return self.runtime.shell
+
+    def _is_leader(self) -> bool:
+        shell = self.shell
+        return shell is not None and bool(shell.is_leader)
+
+    def _contacts(self) -> dict[str, float]:
+        shell = self.shell
+        return dict(getattr(shell, "last_contact", {}) or {}) if shell is not None else {}
+
+    def _reach_window(self) -> float:
+        shell = self.shell
+        if shell is None or not hasattr(shell, "election_seconds"):
+            return 0.8 * float(self.runtime.time_scale)
+        return float(shell.election_seconds())
+
+    def period(self) -> float:
+        """The heartbeat period in force (seconds): the Cluster spec's, as agents are told."""
+        return self.liveness.period(StoreView(self.runtime.store))
 
     def _managers(self) -> list[str]:
         addrs = self.shell.addresses()
@@ -129,9 +170,9 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         if not name:
             return
         if state in ("dead", "left"):
-            self._dead_by_gossip.add(name)
+            self.liveness.gossip_state(name, dead=True)
         elif state == "alive":
-            self._dead_by_gossip.discard(name)
+            self.liveness.gossip_state(name, dead=False)
 
     # ------------------------------------------------------------------ Join
 
@@ -173,7 +214,9 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
             except StoreError as exc:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        self.last_seen[request.node_id] = time.monotonic()
+        self.liveness.heartbeat(
+            request.node_id, self.clock(), request.addr, request.cluster_addr if role == "manager" else ""
+        )
         self._joins.labels(role).inc()
         return dispatcher_pb2.JoinResponse(cluster_id=cluster.id, role=role, managers=self._managers())
 
@@ -229,9 +272,14 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         request_iterator: AsyncIterator[dispatcher_pb2.Heartbeat],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[dispatcher_pb2.SessionMessage]:
-        """Answer each heartbeat with the period and the managers; followers redirect."""
-        period_ms = int(self.period * 1000)
+        """Answer each heartbeat with the period and the managers; followers redirect.
+
+        The leader only records the heartbeat: the liveness component decides what it means
+        for the Node object (ready again, new addresses) and writes that.
+        """
         async for beat in request_iterator:
+            period = self.period()
+            period_ms = round(period * 1000)
             leader_addr = await self._redirect(context)
             if leader_addr:
                 yield dispatcher_pb2.SessionMessage(
@@ -242,52 +290,39 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             if node is None:
                 yield dispatcher_pb2.SessionMessage(error="node not found: join the swarm first")
                 return
-            self.last_seen[beat.node_id] = time.monotonic()
             self._heartbeats.inc()
-            self._dead_by_gossip.discard(beat.node_id)
-            if _stale(node, beat):
-                await self._refresh(beat)
+            cluster_addr = beat.cluster_addr if isinstance(node.extra.get("ManagerStatus"), dict) else ""
+            self.liveness.heartbeat(beat.node_id, self.clock(), beat.addr, cluster_addr, period=period)
             yield dispatcher_pb2.SessionMessage(heartbeat_period_ms=period_ms, managers=self._managers())
 
-    async def _refresh(self, beat: dispatcher_pb2.Heartbeat) -> None:
-        """Mark the node ready and record the addresses it now reports (a restarted container
-        may come back on another address)."""
-        for _ in range(3):
-            node = self._lookup(beat.node_id)
-            if node is None or not _stale(node, beat):
-                return
-            status = copy.deepcopy(node.status)
-            status.update({"State": "ready", "Message": ""})
-            if beat.addr:
-                status["Addr"] = beat.addr
-            extra = None
-            if beat.cluster_addr and isinstance(node.extra.get("ManagerStatus"), dict):
-                extra = copy.deepcopy(node.extra)
-                extra["ManagerStatus"]["Addr"] = beat.cluster_addr
-                self.shell.set_peer_address(node.id, beat.cluster_addr)
-            try:
-                await self.runtime.write([Update("node", node.id, node.version, status=status, extra=extra)])
-                return
-            except StoreError:
-                continue  # someone wrote in between: read again
-            except Exception as exc:
-                log.debug("dispatcher: cannot mark %s ready: %s", beat.node_id, exc)
-                return
-
-    # ------------------------------------------------------------------ the leader's monitor
+    # ------------------------------------------------------------------ the leader's loops
 
     async def run(self) -> None:
-        """On the leader, every ``monitor_every`` seconds: mark silent nodes down, keep ManagerStatus true."""
-        while True:
-            await asyncio.sleep(self.monitor_every)
-            try:
-                await self._monitor_once()
-            except asyncio.CancelledError:
-                raise
-            except (NotLeaderError, NoLeaderError, StoreError, TimeoutError) as exc:
-                log.debug("dispatcher: monitor pass skipped: %s", exc)
-            except Exception:
-                log.exception("dispatcher: monitor pass failed")
+        """Run the liveness component (on the leader) and keep Raft membership and the gauge current."""
+        liveness = asyncio.create_task(self.harness.run(), name="dispatcher-liveness")
+        try:
+            await self._membership_loop()
+        finally:
+            self.harness.stop()
+            liveness.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await liveness
+
+    async def _membership_loop(self) -> None:
+        """On a Node change (a store watch) or every ``monitor_every``: count states; as leader,
+        add managers missing from Raft and promote caught-up learners."""
+        with self.runtime.store.watch(["node"], on_change=self._membership_wake.set) as watch:
+            while True:
+                self._membership_wake.clear()
+                watch.poll()  # what changed does not matter: the pass looks at every node
+                try:
+                    self._membership_once()
+                except (NotLeaderError, NoLeaderError, StoreError) as exc:
+                    log.debug("dispatcher: membership pass skipped: %s", exc)
+                except Exception:
+                    log.exception("dispatcher: membership pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._membership_wake.wait(), self.monitor_every)
 
     def _count_states(self) -> None:
         counts = {"ready": 0, "down": 0, "unknown": 0, "disconnected": 0}
@@ -297,17 +332,13 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         for state, n in counts.items():
             self._nodes_gauge.labels(state).set(n)
 
-    async def _monitor_once(self) -> None:
+    def _membership_once(self) -> None:
         shell = self.shell
-        if shell is not None:
-            self._count_states()
-        if shell is None or not shell.is_leader:
-            self._leader_since = None
+        if shell is None:
             return
-        now = time.monotonic()
-        if self._leader_since is None:
-            # Sessions move to a new leader after it is elected: give every node a fresh period.
-            self._leader_since = now
+        self._count_states()
+        if not shell.is_leader:
+            return
         self._promote_learners()
         conf = _conf_state(shell.node)
         members = set(conf.voters) | set(conf.learners)
@@ -315,42 +346,7 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             missing = node.spec.get("Role") == "manager" and node.id not in members
             if missing and not self._add_to_raft(node.id):
                 break
-        reach_window = self.runtime.shell.election_seconds()
-        ops: list[Op] = []
-        for node in self.runtime.store.find("node"):
-            seen = max(self.last_seen.get(node.id, 0.0), self._leader_since)
-            if node.id == self.runtime.node_id:
-                seen = now  # the leader is alive by definition
-            alive = now - seen < self.down_after and node.id not in self._dead_by_gossip
-            status: dict[str, Any] | None = None
-            if node.status.get("State") == "ready" and not alive:
-                status = copy.deepcopy(node.status)
-                status.update({"State": "down", "Message": "heartbeat failure"})
-            extra: dict[str, Any] | None = None
-            ms = node.extra.get("ManagerStatus")
-            if isinstance(ms, dict):
-                is_self = node.id == self.runtime.node_id
-                contact = shell.last_contact.get(node.id, 0.0)
-                reachable = is_self or now - contact < reach_window or alive
-                want = {"Leader": is_self, "Reachability": "reachable" if reachable else "unreachable"}
-                if any(ms.get(k) != v for k, v in want.items()):
-                    extra = copy.deepcopy(node.extra)
-                    extra["ManagerStatus"].update(want)
-            if status is not None or extra is not None:
-                ops.append(Update("node", node.id, node.version, status=status, extra=extra))
-        if ops:
-            await self.runtime.write(ops, timeout=2.0 * self.runtime.time_scale)
 
 
 def _conf_state(node: Any) -> Any:
     return node.conf
-
-
-def _stale(node: Any, beat: dispatcher_pb2.Heartbeat) -> bool:
-    """Whether the Node object disagrees with a heartbeat: not ready, or at other addresses."""
-    if node.status.get("State") != "ready":
-        return True
-    if beat.addr and node.status.get("Addr") != beat.addr:
-        return True
-    ms = node.extra.get("ManagerStatus")
-    return bool(beat.cluster_addr) and isinstance(ms, dict) and ms.get("Addr") != beat.cluster_addr

@@ -21,7 +21,7 @@ from swarmlet.v1 import control_pb2_grpc
 from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, update_node
 from manager.controlapi.server import ControlServer
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
-from manager.state.store import Create, Store, encode_batch, format_timestamp
+from manager.state.store import Create, Store, Update, encode_batch, format_timestamp
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -271,3 +271,44 @@ def test_cluster_info_names_the_leader(manager: tuple[FakeRuntime, ServerThread]
 def test_unreachable_manager_is_reported_with_its_address() -> None:
     with pytest.raises(ControlError, match=r"127\.0\.0\.1:1"):
         list_nodes("127.0.0.1:1", timeout=1.0)
+
+
+def _update_role(target: str, node: str, role: str) -> None:
+    from swarmlet.v1 import control_pb2
+
+    with grpc.insecure_channel(target) as channel:
+        stub = control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
+        stub.UpdateNode(control_pb2.UpdateNodeRequest(node=node, role=role), timeout=5)
+
+
+def test_role_change_is_refused_by_name_never_ignored(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    runtime, server = manager
+    before = {n.id: n for n in runtime.store.find("node")}
+    _update_role(server.target, "worker1", "worker")  # restating the role changes nothing: fine
+    _update_role(server.target, "manager2", "manager")
+    for node, role in (("worker1", "manager"), ("manager2", "worker")):
+        with pytest.raises(grpc.RpcError) as err:
+            _update_role(server.target, node, role)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "changing a node's role is not supported by swarmlet" in str(err.value.details())
+        assert node in str(err.value.details())
+    assert {n.id: n.spec for n in runtime.store.find("node")} == {i: n.spec for i, n in before.items()}
+
+
+def test_demoting_the_last_manager_says_so_in_swarms_words() -> None:
+    runtime = FakeRuntime("a" * 25, "manager1")
+    runtime.seed()
+    other = runtime.store.get("node", "b" * 25)
+    spec = {**other.spec, "Role": "worker"}
+    asyncio.run(runtime.write([Update("node", other.id, other.version, spec=spec)]))
+    server = ServerThread(runtime)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            _update_role(server.target, "manager1", "worker")
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.value.details() == (
+            "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm"
+        )
+        assert runtime.store.get("node", "a" * 25).spec["Role"] == "manager"
+    finally:
+        server.close()

@@ -48,7 +48,7 @@ def test_kinds_filter_and_close() -> None:
         store.watch(["widget"])
 
 
-def test_on_change_fires_once_per_batch_after_it_is_committed() -> None:
+def test_on_change_fires_once_per_batch_after_apply_returned() -> None:
     store = Store()
     seen: list[tuple[int, int]] = []
 
@@ -58,12 +58,34 @@ def test_on_change_fires_once_per_batch_after_it_is_committed() -> None:
 
     with store.watch(["node"], on_change=woken) as w:
         run(store, [Create("node", "n1", NODE), Create("node", "n2", NODE)])
+        assert seen == []  # apply only queues; the applier tells the watches afterwards
+        store.notify_watches()
         run(store, [Create("task", "t1", {})])  # not watched: no wake-up
         assert not run(store, [Create("node", "n1", NODE)])  # rejected: no wake-up
+        store.notify_watches()
         assert seen == [(1, 2)]
         assert w.pending == 2
     run(store, [Create("node", "n3", NODE)])
+    store.notify_watches()
     assert seen == [(1, 2)]
+
+
+def test_a_failing_watcher_is_counted_and_never_fails_the_write() -> None:
+    failures: list[str] = []
+    store = Store(on_watch_error=lambda w, exc: failures.append(str(exc)))
+    later: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("watcher bug")
+
+    store.watch(["node"], on_change=broken)
+    good = store.watch(["node"], on_change=lambda: later.append(store.applied_index))
+    assert run(store, [Create("node", "n1", NODE)])  # committed, whatever the watchers do
+    assert store.notify_watches() == 1
+    assert failures == ["watcher bug"] and store.watch_errors == 1
+    assert later == [1]  # the watcher after the broken one was still told
+    assert [c.object.id for c in good.poll()] == ["n1"]
+    assert store.get("node", "n1").version == 1
 
 
 def test_from_index_replays_kept_history() -> None:

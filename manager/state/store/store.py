@@ -7,6 +7,11 @@ becomes Version.Index of what it writes. A batch is all or nothing: the first fa
 rejects it whole, and a rejected batch changes nothing (but its index still counts as applied,
 since every manager rejects it the same way).
 
+Watches are told after ``apply`` returns, not inside it: ``apply`` only queues each watch's
+changes, and the caller (the shell that applies committed entries) then calls
+``notify_watches()``, which runs the ``on_change`` callbacks. A callback that raises is handed to
+``on_watch_error`` and counted in ``watch_errors``; it never turns a committed entry into an error.
+
 Rules of a batch: each object is written at most once in it (its version is the entry's index,
 which a second write in the same batch could not have read); Update and a versioned Delete must
 carry the object's current version, else "update out of sequence".
@@ -14,6 +19,7 @@ carry the object's current version, else "update out of sequence".
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -222,9 +228,21 @@ def _by_id(obj: StoredObject) -> str:
 class Store:
     """The state machine: objects by kind and ID, the applied index, and the open watches."""
 
-    def __init__(self, *, history: int = 10_000) -> None:
-        """``history``: how many recent changes to keep for watches that start in the past."""
+    def __init__(
+        self,
+        *,
+        history: int = 10_000,
+        on_watch_error: Callable[[Watch, Exception], None] | None = None,
+    ) -> None:
+        """``history``: how many recent changes to keep for watches that start in the past.
+
+        ``on_watch_error(watch, exc)`` hears of every ``on_change`` callback that raised (the
+        shell logs it and counts it in a metric); it must not raise itself.
+        """
         self.applied_index = 0
+        self.on_watch_error = on_watch_error
+        self.watch_errors = 0  # on_change callbacks that raised, since this store was made
+        self._to_notify: list[Watch] = []  # watches with changes queued since notify_watches()
         self._objects: dict[str, dict[str, StoredObject]] = {k: {} for k in KINDS}
         self._names: dict[str, dict[str, str]] = {k: {} for k in KINDS}  # lower name -> id, named kinds
         self._watches: list[Watch] = []
@@ -320,16 +338,34 @@ class Store:
             last = self._history[dropped - 1] if dropped <= held else changes[dropped - 1 - held]
             self._history_floor = max(self._history_floor, last.index + 1)
         self._history.extend(changes)
-        woken = [w for w in list(self._watches) if w._deliver(changes)]
-        # Notify only once every watch has its changes: a callback may read the store or poll.
-        first_error: Exception | None = None
+        self._queue_notifications(changes)
+
+    def _queue_notifications(self, changes: Sequence[Change]) -> None:
+        for w in list(self._watches):
+            if w._deliver(changes) and w not in self._to_notify:
+                self._to_notify.append(w)
+
+    def notify_watches(self) -> int:
+        """Tell every watch that has received changes since the last call; returns how many failed.
+
+        Called by whoever applies entries, once ``apply`` (or ``restore``) has returned, so every
+        callback sees the whole batch committed and may read the store or poll. A callback that
+        raises does not stop the others: it goes to ``on_watch_error`` and ``watch_errors``.
+        """
+        woken, self._to_notify = self._to_notify, []
+        failed = 0
         for w in woken:
+            if w.closed:
+                continue
             try:
                 w._notify()
-            except Exception as exc:  # a broken callback must not starve the other watches
-                first_error = first_error or exc
-        if first_error is not None:
-            raise first_error
+            except Exception as exc:  # a broken watcher must not fail the write or starve the others
+                failed += 1
+                self.watch_errors += 1
+                if self.on_watch_error is not None:
+                    with contextlib.suppress(Exception):  # the hook is the shell's logger: nothing to tell
+                        self.on_watch_error(w, exc)
+        return failed
 
     # ---- reads ----------------------------------------------------------------------------------
 
@@ -423,7 +459,8 @@ class Store:
 
         ``from_index``: also replay kept changes with index >= from_index (InvalidObject if
         they are no longer kept); None: only changes committed from now on. ``on_change`` is
-        called (with no arguments, after the batch is committed) whenever changes were queued.
+        called (with no arguments) by ``notify_watches()``, after ``apply`` has returned,
+        whenever changes were queued for this watch.
         """
         wanted: frozenset[str] | None = None
         if kinds is not None:
@@ -457,7 +494,8 @@ class Store:
         """Replace the state with a snapshot taken at or before ``index``; InvalidObject, unchanged, if bad.
 
         Open watches receive the difference (creates, updates, removes) at ``index``, so an
-        orchestrator that was watching stays in step without re-reading everything.
+        orchestrator that was watching stays in step without re-reading everything; as after
+        ``apply``, their callbacks run at the next ``notify_watches()``.
         """
         objects, names = _parse_snapshot(data, index)
         changes: list[Change] = []
@@ -478,9 +516,7 @@ class Store:
         self.applied_index = index
         self._history.clear()
         self._history_floor = index + 1
-        woken = [w for w in list(self._watches) if w._deliver(changes)]
-        for w in woken:
-            w._notify()
+        self._queue_notifications(changes)
 
 
 def _parse_snapshot(

@@ -3,7 +3,9 @@
 A watch is a queue the store appends to after each batch it commits; the owner drains it with
 ``poll()``. Nothing of a rejected batch ever reaches a watch. The store is single-threaded (its
 shell applies entries on one event loop), so an asyncio shell waits by passing ``on_change``
-(e.g. ``event.set``) and polling when woken.
+(e.g. ``event.set``) and polling when woken. ``on_change`` runs when the applier calls
+``Store.notify_watches()`` after ``apply`` returned, never inside ``apply``: a watcher that
+raises cannot fail a committed write.
 """
 
 from __future__ import annotations
