@@ -25,6 +25,7 @@ from typing import Any
 from manager.check.history import HistoryError, Operation, parse_operations
 from manager.check.models import (
     CAS,
+    CAS_FAILED,
     CAS_MAYBE,
     NULL,
     READ,
@@ -91,7 +92,9 @@ def _prepare(steps: list[Step]) -> list[Step]:
     - a written value that no operation reads or compares against becomes :data:`UNREAD`, so paths
       that differ only in which such value the register holds share memo entries;
     - an info write or cas whose value is the only source of a value that an ok read or ok cas
-      observes must take effect before the first such observer returns: that becomes its response.
+      observes must take effect before the first such observer returns: that becomes its response,
+      and an info cas so bound becomes an ok cas (it must have found its expected value, or the
+      observer could never see the new one).
     """
     writers: dict[int, int] = {}
     observed: set[int] = set()
@@ -117,7 +120,7 @@ def _prepare(steps: list[Step]) -> list[Step]:
             and writers[target] == 1
             and first_observer.get(target, -1) > s.call  # an observer before the invoke: no order fits anyway
         ):
-            s = replace(s, ret=first_observer[target])
+            s = replace(s, kind=CAS if s.kind == CAS_MAYBE else s.kind, ret=first_observer[target])
         prepared.append(s)
     return prepared
 
@@ -133,7 +136,9 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
     # What one memo entry costs: the set slot and the tuple (about 100 bytes) and the bitset.
     entry_cost = 100 + count // 8
     max_entries = max(1, memory_budget // entry_cost)
-    beyond = max((s.ret for s in steps if s.ret is not None), default=0) + 1
+    # "Infinity" must lie after every event, calls included: an info operation invoked after the
+    # last return would otherwise get its return sorted before its own call.
+    beyond = max(max(s.call, -1 if s.ret is None else s.ret) for s in steps) + 1
     # Nodes 1..2n are events; node 0 is the head. Sorting by (time, op) puts calls and returns in
     # history order, and returns at infinity after everything, in operation order.
     order = sorted(
@@ -161,6 +166,12 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
     first = [s.a for s in steps]
     second = [s.b for s in steps]
     maybe = [s.ret is None for s in steps]
+    # Operations that leave the register as they found it in every state where they apply. Only
+    # these may be placed as soon as they fit without exploring alternatives (see below). Whether
+    # an operation changed the value *here* is not enough: a write of the value the register
+    # already holds changes nothing now, yet placed later (after a cas that moved the value on) it
+    # is what brings the value back, so the order where it comes later must stay explorable.
+    read_only = [s.kind in (READ, CAS_FAILED) or (s.kind == CAS and s.a == s.b) for s in steps]
     # Info writes of unread values are interchangeable: only ever place the earliest-invoked one
     # still pending, so k of them cost k+1 choices instead of 2^k subsets.
     unread_writes = sorted(
@@ -226,10 +237,11 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
                 if len(seen) >= max_entries:
                     raise _OutOfBudget
                 seen.add((grown, after))
-                # A read (or failed cas) that fits now is best placed now: it changes nothing, and
-                # nothing still pending returned before it was invoked, so any order that places it
-                # later stays valid with it moved here. Its alternatives need no exploring.
-                choices.append((entry, state, after == state, dead))
+                # A read-only operation (read, failed cas, cas [x, x]) that fits now is best placed
+                # now: it changes nothing wherever it goes, and nothing still pending returned
+                # before it was invoked, so any order that places it later stays valid with it
+                # moved here. Its alternatives need no exploring.
+                choices.append((entry, state, read_only[index], dead))
                 state = after
                 linearized = grown
                 if index in unread_rank:
@@ -239,7 +251,7 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
                     lift(call_node[j])
                 entry = nxt[0]
                 continue
-            if after != state:
+            if not read_only[index]:
                 entry = nxt[entry]
                 continue
             # The best move from here is already known to fail: so does everything else here.

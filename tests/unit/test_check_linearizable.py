@@ -184,6 +184,54 @@ def test_process_may_invoke_again_after_info() -> None:
     assert linearizable(events)
 
 
+REGRESSION_HISTORY: list[Event] = [
+    # From the issue "Honest verdicts": linearizable (cas [null,0], write 0, cas [0,2], write 0,
+    # cas [0,0], cas [0,0]) but once reported as not, because the second write of 0, invoked before
+    # the cas [0,2] and finding 0 already there, was taken to be a read and placed first for good.
+    inv(0, "cas", [3, 3]),
+    end("fail", 0, "cas", [3, 3]),
+    inv(0, "cas", [None, 0]),
+    ok(0, "cas", [None, 0]),
+    inv(2, "write", 0),
+    ok(2, "write", 0),
+    inv(2, "write", 0),
+    inv(1, "cas", [0, 2]),
+    ok(2, "write", 0),
+    ok(1, "cas", [0, 2]),
+    inv(1, "cas", [0, 0]),
+    inv(0, "cas", [0, 0]),
+    ok(0, "cas", [0, 0]),
+    ok(1, "cas", [0, 0]),
+]
+
+
+def test_regression_write_of_the_current_value_is_not_a_read() -> None:
+    result = check_history(REGRESSION_HISTORY, "register")
+    assert result.ok, result.explanation
+
+
+def test_operation_invoked_first_may_take_effect_second() -> None:
+    # Writing the value the register already holds changes nothing *now*, but placed later it
+    # undoes the cas: the write invoked first must come second for the final read of 0.
+    events = [*write(1, 0), inv(2, "write", 0), inv(1, "cas", [0, 2])]
+    events += [ok(2, "write", 0), ok(1, "cas", [0, 2])]
+    assert linearizable([*events, *read(3, 0)])
+    assert linearizable([*events, *read(3, 2)])
+    # Two cas where the one invoked first can only apply second.
+    events = [*write(1, 0), inv(2, "cas", [2, 0]), inv(1, "cas", [0, 2])]
+    events += [ok(2, "cas", [2, 0]), ok(1, "cas", [0, 2])]
+    assert linearizable([*events, *read(3, 0)])
+    assert not linearizable([*events, *read(3, 2)])
+
+
+def test_info_operation_invoked_after_every_return() -> None:
+    # Its response at infinity must sort after its own call: it once sorted before it, which
+    # corrupted the event list and turned this linearizable history into a failure.
+    assert linearizable([*write(1, 0), *write(2, 1), *read(2, 1), inv(3, "cas", [0, 2])])
+    assert linearizable([*write(1, 0), *read(2, 0), inv(3, "write", 1)])
+    assert not linearizable([*write(1, 0), *read(2, 1), inv(3, "write", 1)])
+
+
 def test_kv_checks_each_key_on_its_own() -> None:
     events = [*write(1, 1, key="a"), *write(1, 2, key="b"), *read(2, 1, key="a"), *read(2, 2, key="b")]
     result = check_history(events, "kv")
