@@ -18,8 +18,9 @@ the pending ones, none of which could come next although one of them had already
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from manager.check.history import HistoryError, Operation, parse_operations
@@ -56,7 +57,13 @@ class CheckResult:
     ops: int
     """How many operations the history holds (pairs of invoke and completion)."""
     unknown: bool = False
-    """True when the search ran out of its memory budget before a verdict (``ok`` is then False)."""
+    """True when the search ran out of its memory or time budget before a verdict (``ok`` False)."""
+    order: list[Operation] = field(default_factory=list)
+    """When ok: a legal order, key by key (each key's operations in the order they take effect).
+
+    Operations that did not take effect are not in it: failed reads and writes, info reads, and
+    info writes and cas that the order does without. Empty when not ok.
+    """
 
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
@@ -68,8 +75,20 @@ to 23 GB before it was stopped. A verdict of "unknown" is honest; taking the mac
 """
 
 
+POLL_EVERY = 1024
+"""Search steps between two calls of the time-limit predicate (and one call before the first).
+
+A step is cheap (well under a microsecond of work with Python's overheads): asking the clock at
+every one would cost more than the search; every 1024 keeps an overrun within milliseconds.
+"""
+
+
 class _OutOfBudget(Exception):
     """The memo reached its memory budget."""
+
+
+class _OutOfTime(Exception):
+    """The caller's time-limit predicate said stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +144,24 @@ def _prepare(steps: list[Step]) -> list[Step]:
     return prepared
 
 
-def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> _Stuck | None:
-    """Wing and Gong's search over one register's operations; None when an order exists.
+def _search(
+    steps: Sequence[Step],
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    out_of_time: Callable[[], bool] | None = None,
+) -> _Stuck | list[int]:
+    """Wing and Gong's search over one register's operations.
 
-    Raises :class:`_OutOfBudget` when the memo would take more than ``memory_budget`` bytes.
+    Returns a legal order when one exists, as indices into ``steps`` of the operations that take
+    effect (info operations left out, or placed as no-ops, are not in it), else where it got stuck.
+    Raises :class:`_OutOfBudget` when the memo would take more than ``memory_budget`` bytes, and
+    :class:`_OutOfTime` when ``out_of_time()`` returns True. The search never reads a clock itself:
+    it calls ``out_of_time`` before its first step and every :data:`POLL_EVERY` steps, so given a
+    predicate that answers the same way on the same calls, it does the same work and gives the same
+    answer, which is what makes the time limit testable.
     """
     count = len(steps)
     if count == 0:
-        return None
+        return []
     # What one memo entry costs: the set slot and the tuple (about 100 bytes) and the bitset.
     entry_cost = 100 + count // 8
     max_entries = max(1, memory_budget // entry_cost)
@@ -216,7 +245,13 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
     seen: set[tuple[int, int]] = set()
     best: _Stuck | None = None
     entry = nxt[0]
+    countdown = 1
     while nxt[0] != -1:
+        countdown -= 1
+        if not countdown:
+            countdown = POLL_EVERY
+            if out_of_time is not None and out_of_time():
+                raise _OutOfTime
         if is_call[entry]:
             index = node_op[entry]
             after = step(state, kinds[index], first[index], second[index])
@@ -258,7 +293,7 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
         else:
             if maybe[node_op[entry]]:
                 # Only operations that may never have happened are left: leave them out.
-                return None
+                break
             # A return whose call is still listed: that operation had to take effect by now.
             if best is None or len(choices) > best.depth:
                 pending = []
@@ -271,6 +306,7 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
         forced = True
         while forced:
             if not choices:
+                assert best is not None  # backtracking starts at a blocking return, which sets it
                 return best
             entry, state, forced, dead = choices.pop()
             linearized &= ~(1 << node_op[entry])
@@ -281,7 +317,7 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
                 unlift(call_node[j])
             unlift(entry)
         entry = nxt[entry]
-    return None
+    return [node_op[placed] for placed, _, _, _ in choices]
 
 
 def _describe_key(key: str | int | None, stuck: _Stuck, values: ValueTable) -> str:
@@ -301,38 +337,61 @@ def _describe_key(key: str | int | None, stuck: _Stuck, values: ValueTable) -> s
 
 
 def check_operations(
-    ops: Sequence[Operation], model: str = "kv", *, memory_budget: int = DEFAULT_MEMORY_BUDGET
+    ops: Sequence[Operation],
+    model: str = "kv",
+    *,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CheckResult:
     """Check operations already paired by :func:`parse_operations`.
 
     Each key's search may use about ``memory_budget`` bytes; past that the verdict is unknown.
+    With ``timeout`` (seconds, read on ``clock``), a check still searching that long after it
+    started also ends with "unknown". The clock is the caller's to choose so that tests can run the
+    limit on a clock of their own; the search only ever sees a "time is up?" predicate.
     """
     parts = split(ops, model)
     values = ValueTable()
     failures: list[str] = []
     unorderable: list[dict[str, Any]] = []
+    order: list[Operation] = []
     noun = "key" if model == "kv" else "register"
+    out_of_time: Callable[[], bool] | None = None
+    if timeout is not None:
+        deadline = clock() + timeout
+
+        def out_of_time() -> bool:
+            return clock() >= deadline
+
     for key, part in parts.items():
         steps = _prepare([s for s in (encode(op, values) for op in part) if s is not None])
+        where = f"key {key!r}" if model == "kv" else "the register"
         try:
-            stuck = _search(steps, memory_budget)
+            found = _search(steps, memory_budget, out_of_time)
         except _OutOfBudget:
-            where = f"key {key!r}" if model == "kv" else "the register"
             text = (
                 f"unknown: the search for {where} ({len(steps)} operations) needed more than "
                 f"{memory_budget >> 20} MiB of memory; no verdict"
             )
             return CheckResult(False, text, [], len(parts), len(ops), unknown=True)
-        if stuck is None:
+        except _OutOfTime:
+            text = (
+                f"unknown: the check ran past its time limit of {timeout:g} s while searching {where}"
+                f" ({len(steps)} operations); no verdict"
+            )
+            return CheckResult(False, text, [], len(parts), len(ops), unknown=True)
+        if isinstance(found, list):
+            order.extend(steps[index].op for index in found)
             continue
-        failures.append(_describe_key(key, stuck, values))
-        for op in stuck.pending:
+        failures.append(_describe_key(key, found, values))
+        for op in found.pending:
             shown = op.describe()
-            shown["blocking"] = op is stuck.blocking
+            shown["blocking"] = op is found.blocking
             unorderable.append(shown)
     checked = f"{len(ops)} operation(s) on {len(parts)} {noun}(s)"
     if not failures:
-        return CheckResult(True, f"linearizable: {checked}", [], len(parts), len(ops))
+        return CheckResult(True, f"linearizable: {checked}", [], len(parts), len(ops), order=order)
     text = f"not linearizable: {checked}, {len(failures)} failing\n" + "\n".join(failures)
     return CheckResult(False, text, unorderable, len(parts), len(ops))
 
@@ -343,11 +402,17 @@ def check_history(
     *,
     lines: Sequence[int] | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CheckResult:
     """Check a history of events (dicts as in the JSON-lines format) against ``model``.
 
     ``model`` is "kv" (one register per key, checked per key) or "register" (a single register).
-    ``lines`` gives each event's file line for error messages. Raises :class:`HistoryError`
-    (a ValueError, with ``.line``) when the history is malformed.
+    ``lines`` gives each event's file line for error messages. ``memory_budget`` (bytes per key)
+    and ``timeout`` (seconds on ``clock`` for the whole check) bound the search: past either the
+    verdict is "unknown". Raises :class:`HistoryError` (a ValueError, with ``.line``) when the
+    history is malformed.
     """
-    return check_operations(parse_operations(events, lines), model, memory_budget=memory_budget)
+    return check_operations(
+        parse_operations(events, lines), model, memory_budget=memory_budget, timeout=timeout, clock=clock
+    )

@@ -245,12 +245,44 @@ def _perturb(events: list[Event], rng: random.Random) -> None:
             events[i], events[i + 1] = events[i + 1], events[i]
 
 
+def legal_order(events: list[Event], placed_calls: list[int]) -> bool:
+    """Is the checker's order (operations named by their invoke's position) a legal one?
+
+    Checked with the oracle's own rules: every operation that must happen is in it once, none that
+    cannot happen is, and on each key (the checker orders key by key, which locality allows) the
+    order respects real time and is a legal run of a register starting at null.
+    """
+    by_call = {op.call: op for op in _pair(events)}
+    if len(set(placed_calls)) != len(placed_calls) or not set(placed_calls) <= set(by_call):
+        return False
+    order = [by_call[call] for call in placed_calls]
+    for op in by_call.values():
+        must = op.outcome == "ok" or (op.outcome == "fail" and op.f == "cas")
+        never = (op.outcome, op.f) in {("fail", "read"), ("fail", "write"), ("info", "read")}
+        if (must and op not in order) or (never and op in order):
+            return False
+    held: dict[str, Any] = {}
+    for i, op in enumerate(order):
+        later_same_key = [later for later in order[i + 1 :] if later.key == op.key]
+        if any(later.ret is not None and later.ret < op.call for later in later_same_key):
+            return False
+        fits, held[repr(op.key)] = _apply(op, held.get(repr(op.key)))
+        if not fits:
+            return False
+    return True
+
+
 def compare(seed: int) -> tuple[bool, bool]:
-    """(checker's verdict, oracle's verdict) on the history drawn from ``seed``; model by parity."""
+    """(checker's verdict, oracle's verdict) on the history drawn from ``seed``; model by parity.
+
+    A linearizable verdict counts only with a legal order: a wrong order reads as "not".
+    """
     rng = random.Random(seed)
     model = "register" if seed % 2 == 0 else "kv"
     events = random_history(rng, model)
-    return check_history(events, model).ok, brute_force(events)
+    result = check_history(events, model)
+    checked = result.ok and legal_order(events, [op.call for op in result.order])
+    return checked, brute_force(events)
 
 
 def test_oracle_agrees_with_plain_permutations_on_tiny_histories() -> None:
@@ -262,6 +294,25 @@ def test_oracle_agrees_with_plain_permutations_on_tiny_histories() -> None:
         assert verdict == permutations_oracle(events), (seed, events)
         verdicts.add(verdict)
     assert verdicts == {True, False}
+
+
+def test_order_check_rejects_what_it_should() -> None:
+    # write 1 | read 1, one after the other; an info write of 2 invoked last.
+    events: list[Event] = [
+        {"process": 0, "type": "invoke", "f": "write", "value": 1},
+        {"process": 0, "type": "ok", "f": "write", "value": 1},
+        {"process": 1, "type": "invoke", "f": "read", "value": None},
+        {"process": 1, "type": "ok", "f": "read", "value": 1},
+        {"process": 2, "type": "invoke", "f": "write", "value": 2},
+    ]
+    assert legal_order(events, [0, 2])
+    assert legal_order(events, [0, 2, 4])  # the info write may happen, after its invoke
+    assert not legal_order(events, [2, 0])  # against real time, and reads null
+    assert not legal_order(events, [0])  # the ok read is missing
+    assert not legal_order(events, [0, 4, 2])  # the read would see 2
+    assert not legal_order(events, [0, 2, 2])
+    result = check_history(events, "register")
+    assert result.ok and legal_order(events, [op.call for op in result.order])
 
 
 def test_checker_agrees_with_brute_force_on_5000_random_histories() -> None:
