@@ -11,8 +11,11 @@ operations and left the model in the same state have the same future, so a (set,
 set a bitset held in a Python int, is explored once.
 
 Keys of the kv model are independent and checked one by one, which keeps each search small.
+When an order exists, the result carries it (the proof, for a reader who doubts the verdict).
 When no order exists, the result names the operations at the deepest point the search reached:
 the pending ones, none of which could come next although one of them had already returned.
+Memory and time budgets turn a search that would run away into an honest "unknown"; the time
+budget reaches the search only as a predicate, so the search itself stays deterministic.
 """
 
 from __future__ import annotations
