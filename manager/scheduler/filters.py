@@ -52,6 +52,10 @@ def _nodes(count: int) -> str:
     return "1 node" if count == 1 else f"{count} nodes"
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def format_cpus(nano: int) -> str:
     """NanoCPUs as docker shows CPUs: ``0.5``, ``2``, ``64``."""
     return f"{nano / 1e9:.2f}".rstrip("0").rstrip(".")
@@ -129,11 +133,11 @@ class _Resources(Filter):
         parts, fixes = [], []
         if needs.nano_cpus:
             parts.append(
-                f"reserves {format_cpus(needs.nano_cpus)} CPUs, "
+                f"reserves {format_cpus(needs.nano_cpus)} CPU, "
                 f"{format_cpus(node.cpu_free)} of {format_cpus(node.cpu_total)} free"
             )
             if needs.nano_cpus > node.cpu_free:
-                fixes.append(f"{format_cpus(needs.nano_cpus - node.cpu_free)} more CPUs")
+                fixes.append(f"{format_cpus(needs.nano_cpus - node.cpu_free)} more CPU")
         if needs.memory_bytes:
             parts.append(
                 f"reserves {format_memory(needs.memory_bytes)} memory, "
@@ -251,7 +255,7 @@ class _MaxReplicas(Filter):
 
     def diagnose(self, needs: TaskNeeds, node: NodeInfo) -> tuple[str, str]:
         have = node.by_service.get(needs.service_id, 0)
-        reason = f"{have} tasks of the service on this node, at most {needs.max_replicas} allowed"
+        reason = f"{_plural(have, 'task')} of the service on this node, at most {needs.max_replicas} allowed"
         if have < needs.max_replicas:
             return reason, ""
         return reason, "raise --replicas-max-per-node, or add nodes that pass the other filters"
