@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "OPERATORS",
     "Constraint",
     "ConstraintError",
+    "NodeFacts",
     "node_matches",
     "parse_constraints",
 ]
@@ -57,6 +58,35 @@ class ConstraintError(ValueError):
         return f"rpc error: code = Unknown desc = {self}"
 
 
+_FIELDS = ("node.id", "node.hostname", "node.ip", "node.role", "node.platform.os", "node.platform.arch")
+_FIELD, _LABEL, _ENGINE, _UNKNOWN = range(4)
+
+
+class NodeFacts:
+    """A node's values as constraints read them, taken once from its Engine API JSON.
+
+    The scheduler matches every constraint of a service against every node; reading the nested
+    JSON once per node instead of once per check is most of what makes that cheap.
+    """
+
+    __slots__ = ("engine_labels", "fields", "labels")
+
+    def __init__(self, node: Mapping[str, Any]) -> None:
+        spec = node.get("Spec") or {}
+        desc = node.get("Description") or {}
+        platform = desc.get("Platform") or {}
+        self.fields: dict[str, str] = {
+            "node.id": str(node.get("ID") or ""),
+            "node.hostname": str(desc.get("Hostname") or ""),  # no description: "" (swarmkit)
+            "node.ip": str((node.get("Status") or {}).get("Addr") or ""),
+            "node.role": str(spec.get("Role") or ""),
+            "node.platform.os": str(platform.get("OS") or ""),
+            "node.platform.arch": str(platform.get("Architecture") or ""),
+        }
+        self.labels: Mapping[str, Any] = spec.get("Labels") or {}
+        self.engine_labels: Mapping[str, Any] = (desc.get("Engine") or {}).get("Labels") or {}
+
+
 @dataclass(frozen=True, slots=True)
 class Constraint:
     """One parsed expression: ``key`` as written (stripped), ``equal`` for ``==``, ``value``."""
@@ -64,49 +94,60 @@ class Constraint:
     key: str
     equal: bool
     value: str
+    # Derived once: where the key looks (a field, a node label, an engine label, nowhere), the
+    # field or label name, and the value folded for comparison.
+    _where: int = field(init=False, repr=False, compare=False)
+    _name: str = field(init=False, repr=False, compare=False)
+    _folded: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        lowered = self.key.lower()
+        where, name = _UNKNOWN, ""
+        if lowered in _FIELDS:
+            where, name = _FIELD, lowered
+        elif len(lowered) > len(NODE_LABEL_PREFIX) and lowered.startswith(NODE_LABEL_PREFIX):
+            where, name = _LABEL, self.key[len(NODE_LABEL_PREFIX) :]  # the label name keeps its case
+        elif len(lowered) > len(ENGINE_LABEL_PREFIX) and lowered.startswith(ENGINE_LABEL_PREFIX):
+            where, name = _ENGINE, self.key[len(ENGINE_LABEL_PREFIX) :]
+        object.__setattr__(self, "_where", where)
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_folded", self.value.casefold())
 
     def __str__(self) -> str:
         return f"{self.key} {'==' if self.equal else '!='} {self.value}"
 
     def match(self, *candidates: str) -> bool:
         """Does the expression hold when the node's value is one of ``candidates``?"""
-        wanted = self.value.casefold()
-        found = any(c.casefold() == wanted for c in candidates)
+        found = any(c.casefold() == self._folded for c in candidates)
         return found if self.equal else not found
 
-    def node_value(self, node: Mapping[str, Any]) -> str | None:
+    def value_in(self, facts: NodeFacts) -> str | None:
         """The node's value for this key (``""`` when unset); None for a key Swarm does not know."""
-        lowered = self.key.lower()
-        spec = node.get("Spec") or {}
-        desc = node.get("Description") or {}
-        if lowered == "node.id":
-            return str(node.get("ID") or "")
-        if lowered == "node.hostname":
-            return str(desc.get("Hostname") or "")
-        if lowered == "node.ip":
-            return str((node.get("Status") or {}).get("Addr") or "")
-        if lowered == "node.role":
-            return str(spec.get("Role") or "")
-        if lowered == "node.platform.os":
-            return str((desc.get("Platform") or {}).get("OS") or "")
-        if lowered == "node.platform.arch":
-            return str((desc.get("Platform") or {}).get("Architecture") or "")
-        if len(lowered) > len(NODE_LABEL_PREFIX) and lowered.startswith(NODE_LABEL_PREFIX):
-            labels = spec.get("Labels") or {}
-            return str(labels.get(self.key[len(NODE_LABEL_PREFIX) :]) or "")
-        if len(lowered) > len(ENGINE_LABEL_PREFIX) and lowered.startswith(ENGINE_LABEL_PREFIX):
-            labels = (desc.get("Engine") or {}).get("Labels") or {}
-            return str(labels.get(self.key[len(ENGINE_LABEL_PREFIX) :]) or "")
+        if self._where == _FIELD:
+            return facts.fields[self._name]
+        if self._where == _LABEL:
+            return str(facts.labels.get(self._name) or "")
+        if self._where == _ENGINE:
+            return str(facts.engine_labels.get(self._name) or "")
         return None
+
+    def node_value(self, node: Mapping[str, Any]) -> str | None:
+        """:meth:`value_in` for a node given as Engine API JSON."""
+        return self.value_in(NodeFacts(node))
+
+    def holds_facts(self, facts: NodeFacts) -> bool:
+        """Does the node these facts describe satisfy the expression?"""
+        value = self.value_in(facts)
+        if value is None:
+            return False  # a key outside Swarm's syntax matches no node
+        if self._name == "node.ip" and self._where == _FIELD:
+            return self._ip_holds(value)
+        found = value.casefold() == self._folded
+        return found if self.equal else not found
 
     def holds(self, node: Mapping[str, Any]) -> bool:
         """Does ``node`` (Engine API JSON: ID, Spec, Description, Status) satisfy the expression?"""
-        value = self.node_value(node)
-        if value is None:
-            return False  # a key outside Swarm's syntax matches no node
-        if self.key.lower() == "node.ip":
-            return self._ip_holds(value)
-        return self.match(value)
+        return self.holds_facts(NodeFacts(node))
 
     def _ip_holds(self, addr: str) -> bool:
         # swarmkit: an address compares as an address, a CIDR as containment; anything else fails.
@@ -148,4 +189,5 @@ def parse_constraints(expressions: Iterable[str]) -> list[Constraint]:
 
 def node_matches(constraints: Iterable[Constraint], node: Mapping[str, Any]) -> bool:
     """True when ``node`` satisfies every constraint (an empty list matches every node)."""
-    return all(c.holds(node) for c in constraints)
+    facts = NodeFacts(node)
+    return all(c.holds_facts(facts) for c in constraints)

@@ -159,15 +159,15 @@ class _Constraints(Filter):
         return bool(needs.constraints)
 
     def check(self, needs: TaskNeeds, node: NodeInfo) -> bool:
-        api = node.api
-        return all(c.holds(api) for c in needs.constraints)
+        facts = node.facts
+        return all(c.holds_facts(facts) for c in needs.constraints)
 
     def diagnose(self, needs: TaskNeeds, node: NodeInfo) -> tuple[str, str]:
         failed, fixes = [], []
         for c in needs.constraints:
-            if c.holds(node.api):
+            if c.holds_facts(node.facts):
                 continue
-            value = c.node_value(node.api)
+            value = c.value_in(node.facts)
             if value is None:
                 failed.append(f"{c}: Swarm knows no such key, no node can match it")
                 fixes.append("use node.id, node.hostname, node.role, node.platform.os, node.platform.arch, "

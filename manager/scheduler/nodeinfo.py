@@ -18,7 +18,6 @@ parse of their constraints.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from manager.scheduler.constraint import (
     NODE_LABEL_PREFIX,
     Constraint,
     ConstraintError,
+    NodeFacts,
     parse_constraints,
 )
 from manager.state.store.objects import TASK_STATES, StoredObject
@@ -36,10 +36,10 @@ __all__ = [
     "NodeInfo",
     "TaskNeeds",
     "build_nodes",
-    "group_key",
     "holds_node",
     "host_ports",
     "normalise_arch",
+    "spec_identity",
     "spread_value",
     "task_needs",
 ]
@@ -76,9 +76,9 @@ def host_ports(task: StoredObject, service: StoredObject | None) -> frozenset[tu
     and never conflicts.
     """
     endpoint = task.extra.get("Endpoint")
-    if not isinstance(endpoint, Mapping) and service is not None:
+    if not isinstance(endpoint, dict) and service is not None:  # stored JSON objects are dicts
         endpoint = service.spec.get("EndpointSpec")
-    ports = endpoint.get("Ports") if isinstance(endpoint, Mapping) else None
+    ports = endpoint.get("Ports") if isinstance(endpoint, dict) else None
     found: set[tuple[str, int]] = set()
     for port in ports or ():
         if port.get("PublishMode") == "host" and int(port.get("PublishedPort") or 0):
@@ -144,23 +144,23 @@ def task_needs(task: StoredObject, service: StoredObject | None = None) -> TaskN
     )
 
 
-def group_key(task: StoredObject) -> tuple[str, str]:
-    """Tasks with the same key ask the same of a node: the service and its spec version.
+def spec_identity(task: StoredObject) -> object:
+    """What makes two tasks of one service ask the same of a node: the spec version, else the spec.
 
-    swarmkit groups by (ServiceID, SpecVersion); a task without SpecVersion is grouped by the
-    canonical JSON of its Spec instead, which says the same thing.
+    swarmkit groups by (ServiceID, SpecVersion). A task without SpecVersion is grouped by its
+    Spec compared for equality (a C-level dict comparison, far cheaper than serialising it).
     """
     version = task.extra.get("SpecVersion")
     if isinstance(version, Mapping) and "Index" in version:
-        return str(task.extra.get("ServiceID") or ""), f"v{version['Index']}"
-    return str(task.extra.get("ServiceID") or ""), json.dumps(task.spec, sort_keys=True)
+        return ("version", version["Index"])
+    return task.spec
 
 
 class NodeInfo:
     """One node as the filters see it, with the accounting a batch updates as it places tasks."""
 
     __slots__ = (
-        "api", "arch", "availability", "by_service", "cpu_free", "cpu_total", "hostname", "id",
+        "api", "arch", "availability", "by_service", "cpu_free", "cpu_total", "facts", "hostname", "id",
         "mem_free", "mem_total", "os", "ports", "ready", "state", "total",
     )  # fmt: skip
 
@@ -173,6 +173,7 @@ class NodeInfo:
         self.api: dict[str, Any] = {
             "ID": node.id, "Spec": node.spec, "Description": desc, "Status": node.status,
         }  # fmt: skip
+        self.facts = NodeFacts(self.api)
         self.hostname = str(desc.get("Hostname") or "")
         self.state = str(node.status.get("State") or "unknown")
         self.availability = str(node.spec.get("Availability") or "active")
@@ -231,14 +232,27 @@ def build_nodes(
     "would it fit if it were placed again").
     """
     infos = {n.id: NodeInfo(n) for n in sorted(nodes, key=lambda n: n.id)}
+    # This loop reads every task of the cluster on every call, so it avoids repeated work: the
+    # holds_node and counts_as_active rules are inlined, and the ports of a service's tasks come
+    # from its EndpointSpec (read once) unless a task has its own Endpoint.
+    service_ports: dict[str, frozenset[tuple[str, int]]] = {}
+    state_index: dict[Any, int] = _STATE  # read with raw JSON values: a non-string is just absent
+    assigned, running, complete = _ASSIGNED, _RUNNING, _COMPLETE
     for task in tasks:
-        if task.id in exclude or not holds_node(task):
+        extra = task.extra
+        node_id = extra.get("NodeID")
+        if not node_id or not assigned <= state_index.get(task.status.get("State"), -1) <= running:
             continue
-        info = infos.get(str(task.extra["NodeID"]))
-        if info is None:
+        info = infos.get(node_id)
+        if info is None or task.id in exclude:
             continue
-        service_id = str(task.extra.get("ServiceID") or "")
+        service_id = str(extra.get("ServiceID") or "")
+        ports = None if "Endpoint" in extra else service_ports.get(service_id)
+        if ports is None:
+            ports = host_ports(task, services.get(service_id))
+            if "Endpoint" not in extra:
+                service_ports[service_id] = ports
         cpus, memory = _reservations(task.spec)
-        ports = host_ports(task, services.get(service_id))
-        info.add_task(task.id, service_id, cpus, memory, ports, active=counts_as_active(task))
+        active = state_index.get(extra.get("DesiredState"), 99) <= complete
+        info.add_task(task.id, service_id, cpus, memory, ports, active=active)
     return infos

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from manager.scheduler.filters import (
+    READY,
     Filter,
     enabled_filters,
     explanation,
@@ -60,7 +61,7 @@ from manager.scheduler.nodeinfo import (
     TaskNeeds,
     build_nodes,
     counts_as_active,
-    group_key,
+    spec_identity,
     spread_value,
     task_needs,
 )
@@ -175,6 +176,10 @@ class _Batch:
         self.services = services
         self.on_decision = on_decision
         self.decisions = Decisions({}, {})
+        # Static filters (ready, constraints, platform) give the same answer all batch long, so
+        # services that ask the same of a node share one pass over the nodes.
+        self._eligible: dict[tuple[object, ...], tuple[list[NodeInfo], frozenset[str]]] = {}
+        self._spread: dict[str, dict[str, str]] = {}  # descriptor -> node ID -> label value
 
     def _assign(self, task: StoredObject, needs: TaskNeeds, node: NodeInfo) -> None:
         node.add_task(
@@ -223,17 +228,44 @@ class _Batch:
         for task in tasks[placed:]:
             self._leave_pending(task, err)
 
+    def _passing(self, needs: TaskNeeds, static: tuple[Filter, ...]) -> tuple[list[NodeInfo], frozenset[str]]:
+        """The nodes (in ID order, and as a set of IDs) that pass the static filters."""
+        key = (needs.constraints, needs.platforms, tuple(f.name for f in static))
+        found = self._eligible.get(key)
+        if found is None:
+            others = tuple(f.check for f in static if f is not READY)  # readiness is read inline
+            nodes = [
+                node
+                for node in self.nodes.values()
+                if node.ready and (not others or all(check(needs, node) for check in others))
+            ]
+            found = self._eligible[key] = (nodes, frozenset(n.id for n in nodes))
+        return found
+
+    def _spread_values(self, descriptor: str) -> dict[str, str]:
+        values = self._spread.get(descriptor)
+        if values is None:
+            values = self._spread[descriptor] = {
+                node.id: spread_value(node, descriptor) for node in self.nodes.values()
+            }
+        return values
+
     def _tree(self, needs: TaskNeeds, static: tuple[Filter, ...]) -> _Branch:
         root = _Branch()
         service_id = needs.service_id
+        passing, eligible = self._passing(needs, static)
+        if not needs.spread:  # the common case: one leaf, no branch counts to keep
+            root.nodes = [(node.by_service.get(service_id, 0), node.total, node.id, node) for node in passing]
+            return root
+        levels = [self._spread_values(descriptor) for descriptor in needs.spread]
         for node in self.nodes.values():
             count = node.by_service.get(service_id, 0)
             branch = root
-            for descriptor in needs.spread:
+            for values in levels:
                 branch.tasks += count
-                branch = branch.child(spread_value(node, descriptor))
+                branch = branch.child(values[node.id])
             branch.tasks += count
-            if all(f.check(needs, node) for f in static):
+            if node.id in eligible:
                 branch.nodes.append((count, node.total, node.id, node))
         return root
 
@@ -294,12 +326,21 @@ def schedule(
         cluster = Cluster.from_view(cluster)
     todo = sorted({t.id: t for t in pending if schedulable(t)}.values(), key=_slot_order)
     batch = _Batch(build_nodes(cluster.nodes, cluster.tasks, cluster.services), cluster.services, on_decision)
-    groups: dict[tuple[str, str], list[StoredObject]] = {}
+    # service ID -> [(spec identity, tasks)], specs in order of first appearance (slot order)
+    groups: dict[str, list[tuple[object, list[StoredObject]]]] = {}
     for task in todo:
         if task.extra.get("NodeID"):
             batch.confirm(task)
+            continue
+        ident = spec_identity(task)
+        versions = groups.setdefault(str(task.extra.get("ServiceID") or ""), [])
+        for known, members in versions:
+            if known == ident:
+                members.append(task)
+                break
         else:
-            groups.setdefault(group_key(task), []).append(task)
-    for key in sorted(groups):
-        batch.place_group(groups[key])
+            versions.append((ident, [task]))
+    for service_id in sorted(groups):
+        for _, members in groups[service_id]:
+            batch.place_group(members)
     return batch.decisions
