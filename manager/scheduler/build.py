@@ -12,7 +12,7 @@ from typing import Any
 
 from manager.state.store.objects import StoredObject, freeze
 
-__all__ = ["GIB", "make_node", "make_service", "make_task"]
+__all__ = ["GIB", "make_node", "make_service", "make_task", "task_template"]
 
 GIB = 1024**3
 _WHEN = "2026-11-28T00:00:00Z"
