@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
+from manager.component import StoreView
 from manager.scheduler import (
     ASSIGNED_MESSAGE,
     PREASSIGNED_MESSAGE,
@@ -240,8 +241,9 @@ def test_schedule_reads_a_store_view_and_returns_ops() -> None:
         *(create(t) for t in tasks),
     ]
     assert store.apply(1, encode_batch(ops, now="2026-11-28T00:00:00Z")).ok
-    stored = store.find("task")
-    decisions = schedule(store, stored)
+    view = StoreView(store)  # what the component template hands a reconcile
+    stored = view.find("task")
+    decisions = schedule(view, stored)
     assert decisions.assignments == {"t001": "n0"}
     updates = decision_ops(stored, decisions, "2026-11-28T00:00:01Z")
     assert [(u.id, u.version) for u in updates] == [("t001", 1), ("t002", 1)]
@@ -253,8 +255,8 @@ def test_schedule_reads_a_store_view_and_returns_ops() -> None:
     assert updates[1].status["Err"] == "no suitable node (max replicas per node limit exceed)"
     assert store.apply(2, encode_batch(updates, now="2026-11-28T00:00:01Z")).ok
     # Nothing changed: the still-pending task already shows its Err, so no write at all.
-    again = store.find("task")
-    assert decision_ops(again, schedule(store, again), "2026-11-28T00:00:02Z") == []
+    again = view.find("task")
+    assert decision_ops(again, schedule(view, again), "2026-11-28T00:00:02Z") == []
 
 
 def test_confirmed_preassigned_task_gets_swarmkits_message() -> None:
