@@ -319,8 +319,9 @@ def schedule(
 
     ``pending`` are the tasks to place (typically the dirty tasks for which :func:`schedulable`
     holds); ``cluster`` gives every node and the tasks already on them. Tasks in ``pending`` that
-    are not schedulable are ignored. Groups are placed in (service ID, spec) order and tasks in
-    slot order, so the result depends on nothing but the input.
+    are not schedulable are ignored. Pre-assigned tasks are confirmed first; then groups are
+    placed in service ID order (a service's spec versions in slot order) and tasks in slot
+    order, so the result depends on nothing but the input, whatever order it comes in.
     """
     if not isinstance(cluster, Cluster):
         cluster = Cluster.from_view(cluster)
