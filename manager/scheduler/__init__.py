@@ -6,7 +6,7 @@ See docs/scheduler.md. The component that watches the store and writes the decis
 """
 
 from manager.scheduler.constraint import Constraint, ConstraintError, node_matches, parse_constraints
-from manager.scheduler.explain import Check, Explanation, NodeReport, explain
+from manager.scheduler.explain import Check, Explanation, NodeReport, explain, explain_service
 from manager.scheduler.filters import FILTERS, Filter, no_suitable_node
 from manager.scheduler.nodeinfo import NodeInfo, TaskNeeds, build_nodes, task_needs
 from manager.scheduler.ops import decision_ops
@@ -44,6 +44,7 @@ __all__ = [
     "build_nodes",
     "decision_ops",
     "explain",
+    "explain_service",
     "no_suitable_node",
     "node_matches",
     "parse_constraints",

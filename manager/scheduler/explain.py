@@ -25,9 +25,9 @@ from manager.scheduler.filters import (
     no_suitable_node,
 )
 from manager.scheduler.nodeinfo import build_nodes, task_needs
-from manager.state.store.objects import StoredObject
+from manager.state.store.objects import StoredObject, freeze
 
-__all__ = ["Check", "Explanation", "NodeReport", "explain"]
+__all__ = ["Check", "Explanation", "NodeReport", "explain", "explain_service"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +121,25 @@ def explain(
     fits_somewhere = any(r.fits for r in reports)
     err = "" if fits_somewhere else no_suitable_node(explanation(failures))
     return Explanation(task.id, service_id, tuple(reports), err, tuple(notes))
+
+
+def explain_service(
+    service: StoredObject,
+    nodes: Iterable[StoredObject],
+    tasks: Iterable[StoredObject],
+    services: Mapping[str, StoredObject] | None = None,
+) -> Explanation:
+    """:func:`explain` for one more task of ``service``: where could a new replica go, and why not.
+
+    For ``swarmlet explain SERVICE``: a service whose tasks all run still has an answer (where a
+    replica added by ``docker service scale`` would land), and the nodes it counts already hold
+    every existing task of the service.
+    """
+    probe = StoredObject(
+        "task", f"{service.id}.explain", 0, service.created_at, service.updated_at,
+        freeze(service.spec.get("TaskTemplate") or {}), freeze({"State": "pending"}),
+        freeze({"ServiceID": service.id, "Slot": 0, "NodeID": "", "DesiredState": "running"}),
+    )  # fmt: skip
+    known = dict(services or {})
+    known.setdefault(service.id, service)
+    return explain(probe, nodes, tasks, known)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from manager.scheduler import Cluster, NodeReport, explain, schedule
+from manager.scheduler import Cluster, NodeReport, explain, explain_service, schedule
 from manager.scheduler.build import GIB, make_node, make_service, make_task, task_template
 
 
@@ -97,3 +97,13 @@ def test_unparsable_constraints_are_noted() -> None:
         "constraints do not parse (constraint expected one operator from ==, !=); the scheduler ignores them",
     )
     assert result.fitting == ("n1",)
+
+
+def test_explain_a_service_asks_where_one_more_replica_would_go() -> None:
+    nodes = [make_node("n1", hostname="w1"), make_node("n2", hostname="w2")]
+    service = make_service("web", task_template(max_replicas=1), replicas=2)
+    running = [make_task(f"web.{i}", service, slot=i, node_id=f"n{i}", state="running") for i in (1, 2)]
+    result = explain_service(service, nodes, running)
+    assert result.err == "no suitable node (max replicas per node limit exceed)"
+    assert result.task_id == "web.explain" and result.service_id == "web"
+    assert explain_service(service, nodes, running[:1]).fitting == ("n2",)
