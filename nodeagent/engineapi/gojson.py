@@ -242,6 +242,14 @@ def _syntax_message(text: str, exc: json.JSONDecodeError) -> str:
         return f"invalid character {where} after top-level value"
     if exc.msg.startswith("Invalid control character"):
         return f"invalid character {where} in string literal"
+    for literal in ("true", "false", "null"):
+        if text[pos] == literal[0]:
+            for offset, expected in enumerate(literal[1:], 1):
+                if pos + offset >= len(text):
+                    return "unexpected EOF"
+                if text[pos + offset] != expected:
+                    return (f"invalid character {_char(text, pos + offset)} in literal {literal} "
+                            f"(expecting '{expected}')")
     return f"invalid character {where} looking for beginning of value"
 
 
