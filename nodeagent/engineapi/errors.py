@@ -95,8 +95,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
         # Docker's router answers both an unknown path and a wrong method this way.
         return json_response({"message": "page not found"}, 404)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (a body over the size limit...) in Docker's shape too.
+        return json_response({"message": exc.text or exc.reason}, exc.status)
     except Exception as exc:
         log.exception("%s %s failed", request.method, request.path)
         return json_response({"message": f"internal error: {exc}"}, 500)

@@ -8,6 +8,7 @@ engineapi_ref/) and from asking a Docker 20.10 engine the same requests.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import pathlib
 from collections.abc import Awaitable, Callable
@@ -322,3 +323,24 @@ def test_rfc3339_nano_prints_as_go_does() -> None:
     assert rfc3339_nano(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
     assert rfc3339_nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
     assert rfc3339_nano(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+
+
+def test_aiohttps_own_refusals_are_json_too() -> None:
+    class Reader(FakeCluster):
+        async def update(self, request: web.Request) -> web.StreamResponse:
+            await request.read()
+            return web.Response()
+
+        def routes(self) -> list[Route]:
+            return [("POST", "/nodes/{id}/update", self.update)]
+
+    server = node_server("active")
+    server.attach(Reader())
+
+    async def check(client: TestClient[web.Request, web.Application]) -> None:
+        resp = await client.post("/nodes/x/update?version=1", data=io.BytesIO(b"{" + b" " * (2 << 20) + b"}"))
+        assert resp.status == 413
+        assert resp.headers["Content-Type"] == "application/json"
+        assert (await resp.json())["message"] == "Maximum request body size 1048576 exceeded."
+
+    serve(server, check)
