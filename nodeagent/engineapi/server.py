@@ -38,7 +38,14 @@ from nodeagent.engineapi.system import (
     version_body,
 )
 
-__all__ = ["CLUSTER_ROUTES", "ClusterApi", "EngineApiServer", "Route", "check_api_version"]
+__all__ = [
+    "ALREADY_IN_SWARM",
+    "CLUSTER_ROUTES",
+    "ClusterApi",
+    "EngineApiServer",
+    "Route",
+    "check_api_version",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,11 @@ CLUSTER_ROUTES: tuple[tuple[str, str], ...] = (
     ("DELETE", "/configs/{id}"),
 )
 """Swarm's routes: answered by managers only (Docker answers them 503 elsewhere)."""
+
+ALREADY_IN_SWARM = (
+    'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.'
+)
+"""Docker's 503 for swarm init or join on a node in a swarm (api/err-swarm-init-again.json)."""
 
 _VERSION_PREFIX = "/v{version:[0-9][0-9.]*}"
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
@@ -179,6 +191,9 @@ class EngineApiServer:
             ("HEAD", "/_ping", self._ping),
             ("GET", "/version", self._version),
             ("GET", "/info", self._info),
+            ("POST", "/swarm/init", self._swarm_init_or_join),
+            ("POST", "/swarm/join", self._swarm_init_or_join),
+            ("POST", "/swarm/leave", self._swarm_leave),
         ]
         node_routes += [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
         for method, path, handler in node_routes:
@@ -212,12 +227,27 @@ class EngineApiServer:
             "Pragma": "no-cache",
             "Swarm": self.swarm_info().ping_header(),
         }
-        body = "" if request.method == "HEAD" else "OK"
-        return web.Response(text=body, content_type="text/plain", charset="utf-8", headers=headers)
+        if request.method == "HEAD":
+            headers["Content-Length"] = "0"
+            return web.Response(content_type="text/plain", charset="utf-8", headers=headers)
+        return web.Response(text="OK", content_type="text/plain", charset="utf-8", headers=headers)
 
     async def _version(self, request: web.Request) -> web.StreamResponse:
         return json_response(version_body(self.facts))
 
     async def _info(self, request: web.Request) -> web.StreamResponse:
         return json_response(info_body(self.facts, self.swarm_info()))
+
+    async def _swarm_init_or_join(self, request: web.Request) -> web.StreamResponse:
+        if self.swarm_info().local_node_state != "inactive":
+            raise ApiError.unavailable(ALREADY_IN_SWARM)
+        raise ApiError.not_implemented(
+            "swarmlet nodes join their swarm when they start (--bootstrap, --join): "
+            f"{request.path.rsplit('/', 1)[-1]} over the Engine API is not supported yet")
+
+    async def _swarm_leave(self, request: web.Request) -> web.StreamResponse:
+        if self.swarm_info().local_node_state == "inactive":
+            raise ApiError.unavailable("This node is not part of a swarm")
+        raise ApiError.not_implemented(
+            "swarmlet does not support swarm leave over the Engine API yet: stop the node instead")
 

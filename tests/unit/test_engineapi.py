@@ -31,7 +31,7 @@ from nodeagent.engineapi import (
     rfc3339_nano,
 )
 from nodeagent.engineapi.gojson import BOOL, INT64, STRING, UINT64, GoJSONError, map_of, slice_of, struct
-from nodeagent.engineapi.server import check_api_version
+from nodeagent.engineapi.server import ALREADY_IN_SWARM, check_api_version
 
 REF = pathlib.Path(__file__).parent / "engineapi_ref"
 FACTS = NodeFacts(node_id="n" * 25, hostname="manager1", engine_version="0.1.0")
@@ -344,3 +344,20 @@ def test_aiohttps_own_refusals_are_json_too() -> None:
         assert (await resp.json())["message"] == "Maximum request body size 1048576 exceeded."
 
     serve(server, check)
+
+
+def test_swarm_init_join_leave_say_where_the_node_stands() -> None:
+    async def in_swarm(client: TestClient[web.Request, web.Application]) -> None:
+        for path in ("/v1.47/swarm/init", "/swarm/join"):
+            resp = await client.post(path, json={})
+            assert (resp.status, await resp.json()) == (503, {"message": ALREADY_IN_SWARM})
+        assert (await client.post("/swarm/leave")).status == 501
+
+    async def no_swarm(client: TestClient[web.Request, web.Application]) -> None:
+        resp = await client.post("/swarm/leave")
+        assert (resp.status, await resp.json()) == (503, {"message": "This node is not part of a swarm"})
+        assert (await client.post("/swarm/init", json={})).status == 501
+
+    serve(node_server("active"), in_swarm)
+    serve(node_server("inactive"), no_swarm)
+    assert json.loads((REF / "err-swarm-init-again.json").read_text()) == {"message": ALREADY_IN_SWARM}

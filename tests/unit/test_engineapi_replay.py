@@ -37,7 +37,6 @@ NOT_YET = {
     "/services": "services are not served yet",
     "/secrets": "secrets are not served yet",
     "/configs": "configs are not served yet",
-    "/swarm/leave": "swarm leave is not served yet",
     "/swarm/unlockkey": "autolock is not served yet",
     "/networks": "networks are not served yet",
 }
@@ -86,6 +85,9 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
         url = urlsplit(ex.target)
         if _skipped(url.path):
             continue
+        if manager is not None and url.path.endswith("/swarm/leave"):
+            continue  # a manager leaving (Swarm's quorum warnings) is not served yet
+
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         body = None
         if ex.method == "POST" and url.path.endswith("/update") and manager is not None:
