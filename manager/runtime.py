@@ -159,6 +159,7 @@ class ManagerRuntime:
         self.server: grpc.aio.Server | None = None
         self.dispatcher: Any = None
         self.control: Any = None
+        self.engine_api: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
         self.manager_token = _read_token(getattr(self.options, "manager_token_file", None))
@@ -199,6 +200,10 @@ class ManagerRuntime:
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
+        # The Engine API's cluster routes on the node's port 2375, and forwarded writes on 2377.
+        from manager.engineapi import install as install_engine_api
+
+        self.engine_api = install_engine_api(self, server)
         bind = f"{self.options.listen_addr}:{self.options.cluster_port}"
         if server.add_insecure_port(bind) == 0:
             raise RuntimeError(f"cannot listen on {bind} (--cluster-port)")
@@ -218,6 +223,9 @@ class ManagerRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        engine = getattr(self.context, "engine_api", None)
+        if engine is not None:
+            engine.detach()
         if self.server is not None:
             await self.server.stop(0.2)
             self.server = None
