@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import grpc
 import prometheus_client
 
+from manager.state.machine import StoreMachine
 from manager.state.raft.config import RaftConfig
 from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
@@ -73,26 +74,6 @@ class ManagerContext(Protocol):
     hostname: str
     registry: prometheus_client.CollectorRegistry
     gossip: Any
-
-
-class StoreMachine:
-    """Adapts the store to the Raft shell's state machine interface."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed batch; the store's ApplyResult goes back to the proposer."""
-        return self.store.apply(index, data)
-
-    def snapshot(self) -> bytes:
-        """The store's snapshot bytes."""
-        data = self.store.snapshot()
-        return data if isinstance(data, bytes) else bytes(data)
-
-    def restore(self, data: bytes, index: int) -> None:
-        """Replace the store's contents with a snapshot's, taken at ``index``."""
-        self.store.restore(data, index)
 
 
 def _read_token(path: str | None) -> str:
