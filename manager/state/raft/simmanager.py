@@ -327,7 +327,13 @@ class SimManager:
     def _now(self) -> str:
         return format_timestamp(_EPOCH_S + self.host.now())
 
+    def _must_lead(self) -> None:
+        """Raise what ``propose`` would on a follower, before any batch is built for nothing."""
+        if self.node.role != Role.LEADER:
+            raise NotLeader(self.node.leader)
+
     def _propose(self, req: SimRequest, ops: list[Op], on_applied: Callable[[ApplyResult], None]) -> None:
+        self._must_lead()
         index = self.node.propose(encode_batch(ops, now=self._now()))
         self.proposals[index] = (self.node.term, req, on_applied)
 
@@ -346,6 +352,7 @@ class SimManager:
         self.cluster.respond(req, "ok", key_value(self.store, req.key)[0])
 
     def _write(self, req: SimRequest, attempt: int) -> None:
+        self._must_lead()
         version = key_value(self.store, req.key)[1]
         ops = key_ops(req.key, req.value, version)
         self._propose(req, ops, lambda result: self._written(req, result, attempt, None))
