@@ -29,6 +29,7 @@ import prometheus_client
 
 from manager.component import ComponentMetrics
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD
+from manager.state.machine import StoreMachine
 from manager.state.raft.config import RaftConfig
 from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
@@ -91,46 +92,6 @@ def running_cluster_spec(raft: RaftConfig, heartbeat_period: float) -> dict[str,
     )
     spec["Dispatcher"]["HeartbeatPeriod"] = round(heartbeat_period * 1e9)
     return spec
-
-
-class StoreMachine:
-    """Adapts the store to the Raft shell's state machine interface.
-
-    Watches are told after each apply (or restore) has returned; a watcher that raises is logged
-    and counted in ``swarmlet_store_watch_errors_total``, and the entry's result still goes back
-    to its proposer: a committed write never turns into an error because of a watcher.
-    """
-
-    def __init__(self, store: Store, registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        self.store = store
-        self.watch_errors = prometheus_client.Counter(
-            "swarmlet_store_watch_errors",
-            "Store watch callbacks that raised (logged; the write they followed still committed)",
-            registry=registry if registry is not None else prometheus_client.CollectorRegistry(),
-        )
-        store.on_watch_error = self._watch_failed
-
-    def _watch_failed(self, watch: Watch, exc: Exception) -> None:
-        self.watch_errors.inc()
-        log.error(
-            "store: a watcher of %s failed: %r", sorted(watch.kinds or ("every kind",)), exc, exc_info=exc
-        )
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed batch, then tell the watches; the ApplyResult goes back to the proposer."""
-        result = self.store.apply(index, data)
-        self.store.notify_watches()
-        return result
-
-    def snapshot(self) -> bytes:
-        """The store's snapshot bytes."""
-        data = self.store.snapshot()
-        return data if isinstance(data, bytes) else bytes(data)
-
-    def restore(self, data: bytes, index: int) -> None:
-        """Replace the store's contents with a snapshot's, taken at ``index``, then tell the watches."""
-        self.store.restore(data, index)
-        self.store.notify_watches()
 
 
 def _read_token(path: str | None) -> str:
