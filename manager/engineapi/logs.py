@@ -135,7 +135,8 @@ def parse_log_query(request: web.Request) -> LogQuery:
         details=_flag(request, "details"), stdout=_flag(request, "stdout"), stderr=_flag(request, "stderr"),
     )
     if not (query.stdout or query.stderr):
-        raise ApiError.bad_request("Bad parameters: you must choose at least one stream")
+        # moby's router returns a plain error here (no errdefs kind): Docker answers it 500.
+        raise ApiError(500, "Bad parameters: you must choose at least one stream")
     return query
 
 

@@ -33,8 +33,6 @@ REF = pathlib.Path(__file__).parent / "engineapi_ref"
 NODE_ID = "mtf9fxg3e8rd2d0hazmk6yj01"
 
 NOT_YET = {
-    "/tasks": "tasks are not served yet",
-    "/services": "services are not served yet",
     "/secrets": "secrets are not served yet",
     "/configs": "configs are not served yet",
     "/swarm/unlockkey": "autolock is not served yet",
