@@ -21,7 +21,8 @@ from manager.engineapi.logs import LogTarget, TaskLogSource, parse_log_query, st
 from manager.engineapi.nodes import labels_match, parse_version, query_bool
 from manager.engineapi.render_services import service_status, service_to_api
 from manager.engineapi.servicespec import SERVICE_SPEC, check_spec, with_defaults
-from manager.state.store import Create, Delete, StoredObject, Update, format_timestamp, new_id
+from manager.state.store import Create, Delete, NameConflict, StoredObject, Update, format_timestamp, new_id
+from manager.state.store.validate import name_conflict_message
 from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
 from nodeagent.engineapi.gojson import GoJSONError
 
@@ -113,9 +114,11 @@ class ServiceRoutes:
         given = await _read_spec(request)
         check_spec(given)
         spec = with_defaults(given)
+        if self.manager.store.find("service", name=str(spec["Name"])):
+            raise NameConflict(name_conflict_message("service", str(spec["Name"])))
         service_id = new_id()
-        # The name's uniqueness is the store's rule: checked when the write applies, so two
-        # managers creating "web" at once cannot both succeed.
+        # The check above answers early; the store's rule, checked when the write applies, is
+        # the one that holds when two managers create "web" at once.
         await self.manager.write([Create("service", service_id, spec, {}, {})])
         # Warnings stay null: a daemon of API >= 1.30 resolves no image; the CLI warns itself
         # when /distribution could not give it a digest (nodeagent/engineapi/images.py).

@@ -130,8 +130,7 @@ def test_create_refusals_write_nothing(manager: FakeManager, raw: str, status: i
         assert (resp.status, (await resp.json())["message"]) == (status, message)
         assert resp.content_type == "application/json"
         assert [s.id for s in manager.store.find("service")] == before
-        # The name conflict is the store's refusal at apply time: attempted, nothing committed.
-        assert len(manager.writes) == writes + (1 if status == 409 else 0)
+        assert len(manager.writes) == writes
 
     serve(manager, check)
 
