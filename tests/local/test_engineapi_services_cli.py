@@ -6,19 +6,32 @@ objects and the CLI's output): ``create`` (no digest warning for an image the em
 knows, Swarm's warning for one it does not), ``ls`` with Swarm's columns, ``inspect``,
 ``update --replicas``, ``rm``, and Swarm's refusals (name exists, bad constraint, unknown
 service) in Docker's words. Skipped when no docker binary is installed.
+
+The CLI's progress bars (``service create`` without ``--detach``) need tasks that move: the
+second test serves the routes from a bare store in this process and plays the orchestrator's,
+scheduler's and agent's part by writing the tasks' states, as those components will.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import os
 import pathlib
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 from _procs_manager import Cluster, wait_until
+from aiohttp.test_utils import TestServer
 from test_engineapi_cli import DOCKER, _rows, docker
+
+from manager.engineapi import HostFacts, ManagerEngineApi
+from manager.state.store import Create, Op, Store, StoredObject, Update, encode_batch, format_timestamp
+from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
 
@@ -115,3 +128,90 @@ def test_docker_service_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
     assert (removed.returncode, removed.stdout.split()) == (0, ["web", "other"]), removed.stderr
     empty = run("service", "ls", "-q")
     assert (empty.returncode, empty.stdout.strip()) == (0, "")
+
+
+class _StoreManager:
+    """A ManagerView over a bare store, writes applied at once: the routes without Raft."""
+
+    def __init__(self) -> None:
+        self.store = Store()
+        self.node_id = NODE
+        self.host = HostFacts()
+        self._index = itertools.count(1)
+
+    def leader_id(self) -> str:
+        return NODE
+
+    def cluster(self) -> StoredObject | None:
+        return None
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        batch = encode_batch(list(ops), now=format_timestamp(time.time()))
+        result = self.store.apply(next(self._index), batch)
+        if not result.ok:
+            assert result.error is not None
+            raise result.error
+
+
+NODE = "n" * 25
+
+
+async def _play_orchestrator(manager: _StoreManager) -> None:
+    """What the orchestrator, scheduler and agent will do: tasks made, assigned, then running."""
+    while not manager.store.find("service"):
+        await asyncio.sleep(0.05)
+    service = manager.store.find("service")[0]
+    template = dict(service.spec["TaskTemplate"])
+    ids = [f"task{slot}".ljust(25, "x") for slot in (1, 2)]
+    await manager.write([
+        Create("task", tid, template, {"State": "new", "Message": "created"},
+               {"ServiceID": service.id, "Slot": slot, "DesiredState": "running",
+                "ServiceAnnotations": {"Name": service.name}})
+        for slot, tid in enumerate(ids, 1)
+    ])
+    for state in ("pending", "assigned", "accepted", "preparing", "starting", "running"):
+        await asyncio.sleep(0.3)
+        ops: list[Op] = []
+        for tid in ids:
+            task = manager.store.get("task", tid)
+            extra = dict(task.extra) | {"NodeID": NODE}
+            status = {"State": state, "Message": state}
+            ops.append(Update("task", tid, task.version, status=status, extra=extra))
+        await manager.write(ops)
+
+
+@pytest.mark.slow
+def test_create_without_detach_shows_progress_until_converged(tmp_path: pathlib.Path) -> None:
+    """The CLI's progress bars read Slot, NodeID, DesiredState, Status and the nodes as Docker's."""
+    manager = _StoreManager()
+    description = {"Hostname": "node1", "Engine": {"EngineVersion": "0.1.0"}}
+    spec = {"Role": "manager", "Availability": "active", "Labels": {}}
+    status = {"State": "ready", "Addr": "127.0.0.1"}
+    asyncio.run(manager.write([Create("node", NODE, spec, status, {"Description": description})]))
+    server = EngineApiServer(NodeFacts(node_id=NODE, hostname="node1", engine_version="0.1.0"),
+                             lambda: SwarmInfo("active", NODE, "127.0.0.1"), "127.0.0.1", 0)
+    server.attach(ManagerEngineApi(manager))
+
+    async def main() -> tuple[int, str, str]:
+        async with TestServer(server.app, host="127.0.0.1") as http:
+            env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp_path / "cfg"),
+                   "HOME": str(tmp_path)}
+            assert DOCKER is not None
+            cli = await asyncio.create_subprocess_exec(
+                DOCKER, "-H", f"tcp://127.0.0.1:{http.port}", "service", "create", "--name", "web",
+                "--replicas", "2", "--update-monitor", "1s", "nginx:1.25",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            player = asyncio.create_task(_play_orchestrator(manager))
+            out, err = await asyncio.wait_for(cli.communicate(), timeout=60)
+            await player
+            return cli.returncode or 0, out.decode(), err.decode()
+
+    code, out, err = asyncio.run(main())
+    print(out, err)
+    assert code == 0, err
+    service_id = manager.store.find("service")[0].id
+    lines = out.splitlines()
+    assert lines[0] == service_id
+    assert "overall progress: 0 out of 2 tasks" in lines
+    assert "overall progress: 2 out of 2 tasks" in lines
+    assert lines[-1] == f"verify: Service {service_id} converged"
