@@ -4,8 +4,9 @@ Three managers and a worker run as ``python -m nodeagent``; the CLI asks manager
 write is forwarded to the leader. Only what needs no running task is checked here (the service
 objects and the CLI's output): ``create`` (no digest warning for an image the emulated runtime
 knows, Swarm's warning for one it does not), ``ls`` with Swarm's columns, ``inspect``,
-``update --replicas``, ``rm``, and Swarm's refusals (name exists, bad constraint, unknown
-service) in Docker's words. Skipped when no docker binary is installed.
+``update --replicas``, ``inspect --pretty``, ``scale``, ``rollback``, ``logs``, ``rm``, and
+Swarm's refusals (name exists, bad constraint, unknown service) in Docker's words. Skipped
+when no docker binary is installed.
 
 The CLI's progress bars (``service create`` without ``--detach``) need tasks that move: the
 second test serves the routes from a bare store in this process and plays the orchestrator's,
@@ -99,6 +100,20 @@ def test_docker_service_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
     assert after["Spec"]["Mode"] == {"Replicated": {"Replicas": 3}}
     assert after["PreviousSpec"]["Mode"] == {"Replicated": {"Replicas": 2}}
     assert after["Version"]["Index"] > service["Version"]["Index"]
+
+    pretty = run("service", "inspect", "--pretty", "web")
+    assert pretty.returncode == 0, pretty.stderr
+    assert "Service Mode:\tReplicated\n Replicas:\t3" in pretty.stdout
+    assert " Update order:      stop-first" in pretty.stdout and "Endpoint Mode:\tvip" in pretty.stdout
+    scaled = run("service", "scale", "--detach", "web=4")
+    assert (scaled.returncode, scaled.stdout.strip()) == (0, "web scaled to 4"), scaled.stderr
+    rolled = run("service", "rollback", "--detach", "web")
+    assert (rolled.returncode, rolled.stdout.strip()) == (0, "web"), rolled.stderr
+    back = json.loads(run("service", "inspect", "web").stdout)[0]
+    assert back["Spec"]["Mode"] == {"Replicated": {"Replicas": 3}}
+    assert back["UpdateStatus"]["State"] == "rollback_started"
+    logs = run("service", "logs", "web")  # no task has run: nothing to print
+    assert (logs.returncode, logs.stdout, logs.stderr) == (0, "", ""), logs.stderr
 
     exists = run("service", "create", "--detach", "--name", "web", "nginx:1.25")
     assert exists.returncode == 1

@@ -429,3 +429,22 @@ def test_image_routes_answer_for_the_emulated_images(manager: FakeManager) -> No
             404, "no such image: nosuch: No such image: nosuch:latest")
 
     serve(manager, check)
+
+
+def test_a_pending_task_shows_the_schedulers_error(manager: FakeManager) -> None:
+    """The CLI's progress prints Status.Err for a slot ("no suitable node ..."): it must be there."""
+    async def check(client: Client) -> None:
+        sid = await create(client, WEB_BODY)
+        status = {"State": "pending", "Message": "pending task scheduling",
+                  "Err": "no suitable node (scheduling constraints not satisfied on 4 nodes)"}
+        await manager.write([Create("task", "p" * 25, {}, status,
+                                    {"ServiceID": sid, "Slot": 1, "DesiredState": "running"})])
+        task = await (await client.get("/v1.47/tasks/" + "p" * 25)).json()
+        assert task["Status"]["Err"] == status["Err"]
+        want = ref("task-pending-constraint.json")
+        want = want[0] if isinstance(want, list) else want
+        assert list(task["Status"]) == list(want["Status"])
+        # Not assigned yet: no NodeID (Docker's omitempty); no networks allocated yet either.
+        assert list(task) == [k for k in want if k != "NetworksAttachments"]
+
+    serve(manager, check)
