@@ -1,0 +1,110 @@
+"""The task path between real processes: store -> dispatcher -> worker agent -> emulated task -> store.
+
+One manager and one worker run as ``python -m nodeagent`` processes on 127.x addresses. Tasks
+are written as the scheduler would leave them (state assigned, NodeID the worker) through the
+leader's write path; the worker's agent must run them and its reports must reach the store:
+an nginx task reaches running and serves a page naming it, its log is read back through the
+node's task service, it shuts down when its DesiredState says so; a ``sh -c "exit 3"`` task ends
+failed with Docker's "task: non-zero exit (3)".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _procs_manager import Cluster, NodeProc, wait_until
+from _store_writes import assigned_task, node_tasks, service, set_desired_state, write_ops
+
+from manager.controlapi import list_nodes
+from nodeagent.agent.taskservice import list_tasks, task_logs
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.add_managers(1)
+    c.add_worker("worker1")
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+def _gossip_addr(node: NodeProc) -> str:
+    args = node.args
+    return f"{node.host}:{args[args.index('--gossip-port') + 1]}"
+
+
+def _state(target: str, task_id: str) -> dict[str, Any]:
+    return dict(node_tasks(target).get(task_id, {}).get("Status") or {})
+
+
+@pytest.mark.slow
+def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(cluster: Cluster) -> None:
+    c = cluster
+    c.start_all()
+    manager = c.nodes["manager1"]
+    worker = c.nodes["worker1"]
+    try:
+        rows = wait_until(
+            lambda: {r.hostname: r for r in list_nodes(manager.target, timeout=1.0)
+                     if r.status == "Ready" and r.hostname == "worker1"},
+            40, 0.1, "worker1 Ready",
+        )  # fmt: skip
+        worker_id = rows["worker1"].id
+        web = service("svcweb0000000000000000001", "web", {"Image": "nginx:1.25", "StopGracePeriod": 10**9})
+        job = service("svcfail000000000000000001", "fails", {"Image": "busybox", "Command": ["sh", "-c", "exit 3"]})
+        write_ops(manager.target, [web, job])
+        write_ops(manager.target, [
+            assigned_task("taskweb0000000000000000001", web, 1, worker_id),
+            assigned_task("taskfail000000000000000001", job, 1, worker_id),
+        ])  # fmt: skip
+
+        running = wait_until(
+            lambda: (s := _state(manager.target, "taskweb0000000000000000001")).get("State") == "running" and s,
+            20, 0.1, "the nginx task running in the store",
+        )
+        assert running["Message"] == "started"
+        (listener,) = running["Listeners"]
+        assert listener["Addr"] == worker.host and listener["TargetPort"] == 80
+        page = urllib.request.urlopen(f"http://{listener['Addr']}:{listener['Port']}/", timeout=5).read().decode()
+        assert "web.1.taskweb0000000000000000001" in page
+        assert "nginx:1.25" in page and "node worker1" in page
+
+        failed = wait_until(
+            lambda: (s := _state(manager.target, "taskfail000000000000000001")).get("State") == "failed" and s,
+            20, 0.1, "the exit 3 task failed in the store",
+        )
+        assert failed["Err"] == "task: non-zero exit (3)"
+        assert failed["Message"] == "started"
+        assert failed["ContainerStatus"]["ExitCode"] == 3
+
+        # The node's task service: what runs there, and the nginx task's access log line.
+        rows_on_node = asyncio.run(list_tasks(_gossip_addr(worker)))
+        assert {r["task_id"]: r["state"] for r in rows_on_node}["taskweb0000000000000000001"] == "running"
+
+        async def read_logs() -> list[str]:
+            return [line.render() async for line in task_logs(
+                _gossip_addr(worker), "taskweb0000000000000000001", follow=False, tail=10, timestamps=True)]
+
+        lines = asyncio.run(read_logs())
+        assert any('"GET / HTTP/1.1" 200' in line for line in lines), lines
+        assert lines[-1][:4].isdigit() and "Z " in lines[-1]  # "2026-...Z text"
+
+        task = node_tasks(manager.target)["taskweb0000000000000000001"]
+        set_desired_state(manager.target, task, "shutdown")
+        stopped = wait_until(
+            lambda: (s := _state(manager.target, "taskweb0000000000000000001")).get("State") == "shutdown" and s,
+            20, 0.1, "the nginx task shut down in the store",
+        )
+        assert stopped["Message"] == "shutdown"
+        assert stopped["ContainerStatus"]["ExitCode"] == 0
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://{listener['Addr']}:{listener['Port']}/", timeout=2)
+    except BaseException:
+        print(c.logs())
+        raise
