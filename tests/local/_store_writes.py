@@ -76,6 +76,7 @@ def assigned_task(task_id: str, svc: Create, slot: int, node_id: str, index: int
 
 def set_desired_state(target: str, task: dict[str, Any], desired: str) -> int:
     """Ask for a task's DesiredState, as the orchestrator does to stop one."""
-    extra = {k: v for k, v in task.items() if k not in ("ID", "Version", "CreatedAt", "UpdatedAt", "Spec", "Status")}
+    meta = ("ID", "Version", "CreatedAt", "UpdatedAt", "Spec", "Status")
+    extra = {k: v for k, v in task.items() if k not in meta}
     extra["DesiredState"] = desired
     return write_ops(target, [Update("task", task["ID"], task["Version"]["Index"], extra=extra)])

@@ -34,6 +34,10 @@ def cluster(tmp_path: Any) -> Iterator[Cluster]:
         c.stop_all()
 
 
+WEB = "taskweb0000000000000000001"
+FAIL = "taskfail000000000000000001"
+
+
 def _gossip_addr(node: NodeProc) -> str:
     args = node.args
     return f"{node.host}:{args[args.index('--gossip-port') + 1]}"
@@ -57,26 +61,28 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
         )  # fmt: skip
         worker_id = rows["worker1"].id
         web = service("svcweb0000000000000000001", "web", {"Image": "nginx:1.25", "StopGracePeriod": 10**9})
-        job = service("svcfail000000000000000001", "fails", {"Image": "busybox", "Command": ["sh", "-c", "exit 3"]})
+        job = service("svcfail000000000000000001", "fails",
+                      {"Image": "busybox", "Command": ["sh", "-c", "exit 3"]})  # fmt: skip
         write_ops(manager.target, [web, job])
         write_ops(manager.target, [
-            assigned_task("taskweb0000000000000000001", web, 1, worker_id),
-            assigned_task("taskfail000000000000000001", job, 1, worker_id),
+            assigned_task(WEB, web, 1, worker_id),
+            assigned_task(FAIL, job, 1, worker_id),
         ])  # fmt: skip
 
         running = wait_until(
-            lambda: (s := _state(manager.target, "taskweb0000000000000000001")).get("State") == "running" and s,
+            lambda: (s := _state(manager.target, WEB)).get("State") == "running" and s,
             20, 0.1, "the nginx task running in the store",
         )
         assert running["Message"] == "started"
         (listener,) = running["Listeners"]
         assert listener["Addr"] == worker.host and listener["TargetPort"] == 80
-        page = urllib.request.urlopen(f"http://{listener['Addr']}:{listener['Port']}/", timeout=5).read().decode()
+        url = f"http://{listener['Addr']}:{listener['Port']}/"
+        page = urllib.request.urlopen(url, timeout=5).read().decode()
         assert "web.1.taskweb0000000000000000001" in page
         assert "nginx:1.25" in page and "node worker1" in page
 
         failed = wait_until(
-            lambda: (s := _state(manager.target, "taskfail000000000000000001")).get("State") == "failed" and s,
+            lambda: (s := _state(manager.target, FAIL)).get("State") == "failed" and s,
             20, 0.1, "the exit 3 task failed in the store",
         )
         assert failed["Err"] == "task: non-zero exit (3)"
@@ -85,26 +91,26 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
 
         # The node's task service: what runs there, and the nginx task's access log line.
         rows_on_node = asyncio.run(list_tasks(_gossip_addr(worker)))
-        assert {r["task_id"]: r["state"] for r in rows_on_node}["taskweb0000000000000000001"] == "running"
+        assert {r["task_id"]: r["state"] for r in rows_on_node}[WEB] == "running"
 
         async def read_logs() -> list[str]:
             return [line.render() async for line in task_logs(
-                _gossip_addr(worker), "taskweb0000000000000000001", follow=False, tail=10, timestamps=True)]
+                _gossip_addr(worker), WEB, follow=False, tail=10, timestamps=True)]
 
         lines = asyncio.run(read_logs())
         assert any('"GET / HTTP/1.1" 200' in line for line in lines), lines
         assert lines[-1][:4].isdigit() and "Z " in lines[-1]  # "2026-...Z text"
 
-        task = node_tasks(manager.target)["taskweb0000000000000000001"]
+        task = node_tasks(manager.target)[WEB]
         set_desired_state(manager.target, task, "shutdown")
         stopped = wait_until(
-            lambda: (s := _state(manager.target, "taskweb0000000000000000001")).get("State") == "shutdown" and s,
+            lambda: (s := _state(manager.target, WEB)).get("State") == "shutdown" and s,
             20, 0.1, "the nginx task shut down in the store",
         )
         assert stopped["Message"] == "shutdown"
         assert stopped["ContainerStatus"]["ExitCode"] == 0
         with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://{listener['Addr']}:{listener['Port']}/", timeout=2)
+            urllib.request.urlopen(url, timeout=2)
     except BaseException:
         print(c.logs())
         raise
