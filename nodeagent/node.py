@@ -288,7 +288,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
-                          gossip=shell, engine_api=engine_api)
+                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime)
     if options.role == "manager":
         try:
             role_class = load_role("manager")

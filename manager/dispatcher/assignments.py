@@ -80,14 +80,17 @@ class NodeAssignments:
 
     node_id: str
     sent: dict[tuple[str, str], int] = field(default_factory=dict)
+    _objects: dict[tuple[str, str], StoredObject] = field(default_factory=dict, repr=False)
 
     def complete(self, tasks: Iterable[StoredObject]) -> list[AssignmentChange]:
         """The whole set from the node's tasks (as ``Store.find("task", node_id=...)`` gives)."""
         self.sent.clear()
+        self._objects.clear()
         out: list[AssignmentChange] = []
         for task in tasks:
             if is_assigned_to(task, self.node_id):
                 self.sent[("task", task.id)] = task.version
+                self._objects[("task", task.id)] = task
                 out.append(AssignmentChange("update", "task", task.id, task))
         out.extend(self._dependencies())
         return out
@@ -104,10 +107,14 @@ class NodeAssignments:
             was_sent = key in self.sent
             if change.action != "remove" and is_assigned_to(task, self.node_id):
                 if self.sent.get(key) != task.version:
+                    before = self._objects.get(key)
                     self.sent[key] = task.version
-                    out.append(AssignmentChange("update", "task", task.id, task))
+                    self._objects[key] = task
+                    if not _only_status_moved(before, task):
+                        out.append(AssignmentChange("update", "task", task.id, task))
             elif was_sent:
                 del self.sent[key]
+                self._objects.pop(key, None)
                 out.append(AssignmentChange("remove", "task", task.id))
         out.extend(self._dependencies())
         return out
@@ -121,6 +128,17 @@ class NodeAssignments:
         their kind. Callers already pass every change through here, so nothing else changes.
         """
         return []
+
+
+def _only_status_moved(before: StoredObject | None, after: StoredObject) -> bool:
+    """Whether only Status changed, past assigned: the agent's own report coming back (swarmkit
+    skips those too; the agent already knows what it reported)."""
+    return (
+        before is not None
+        and before.spec == after.spec
+        and before.extra == after.extra
+        and state_position(after.status.get("State")) > ASSIGNED
+    )
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ class EmulatedController:
         self._main: asyncio.Task[int] | None = None
         self._started_at = 0.0
         self._removed = False
+        self._stopping: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the seam
 
@@ -99,7 +100,9 @@ class EmulatedController:
                 waiters.add(checker)
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if checker is not None and checker.done() and not self._main.done():
-                await self.shutdown(grace=0.0)  # moby kills an unhealthy task's container
+                # The task fails now, as moby's Wait returns at the health event; the container
+                # is stopped after (SIGTERM, then the kill at the end of the grace period).
+                self._stopping = asyncio.get_running_loop().create_task(self.shutdown())
                 raise UnhealthyError(self.exit_code)
             await self._finish()
         finally:
