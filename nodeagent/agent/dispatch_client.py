@@ -37,6 +37,7 @@ class DispatchClient:
         self.time_scale = time_scale
         self.redirect = ""
         self.messages = 0  # assignments messages received, for tests and logs
+        self._channel: tuple[str, grpc.aio.Channel] | None = None  # reports reuse one connection
 
     def target(self) -> str:
         """Where to send: the address a manager redirected us to, else the session's manager."""
@@ -72,6 +73,19 @@ class DispatchClient:
                 self.messages += 1
                 self._deliver(msg)
 
+    async def _channel_to(self, target: str) -> grpc.aio.Channel:
+        if self._channel is not None and self._channel[0] != target:
+            await self.close()
+        if self._channel is None:
+            self._channel = (target, grpc.aio.insecure_channel(target))
+        return self._channel[1]
+
+    async def close(self) -> None:
+        """Close the reports' connection (a new one is opened by the next send)."""
+        held, self._channel = self._channel, None
+        if held is not None:
+            await held[1].close(None)
+
     def _deliver(self, msg: Any) -> None:
         updates, removals = [], []
         for change in msg.changes:
@@ -95,10 +109,10 @@ class DispatchClient:
         ]
         request = dispatcher_pb2.UpdateTaskStatusRequest(node_id=self.node_id, updates=updates)
         try:
-            async with grpc.aio.insecure_channel(target) as channel:
-                stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
-                reply = await stub.UpdateTaskStatus(request, timeout=5.0 * self.time_scale)
+            stub = dispatcher_pb2_grpc.AssignmentsStub(await self._channel_to(target))  # type: ignore[no-untyped-call]
+            reply = await stub.UpdateTaskStatus(request, timeout=5.0 * self.time_scale)
         except grpc.aio.AioRpcError as exc:
+            await self.close()
             raise ConnectionError(exc.details() or str(exc.code())) from None
         if reply.leader_addr:
             self.redirect = str(reply.leader_addr)

@@ -76,6 +76,9 @@ class TaskRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await job
         self._jobs.clear()
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.close()
 
     def images(self) -> list[ImageInfo]:
         """The node's images for ``GET /images/json``: every emulated one, and those its tasks used."""
