@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -157,5 +158,67 @@ def test_reports_from_many_agents_are_written_in_one_batch_and_a_conflict_is_ret
         run(store, [Delete("task", "t8")])
         assert await batcher.submit([Report("n2", "t8", {"State": "complete"})], 2.0) == (0, 1)
         job.cancel()
+
+    asyncio.run(main())
+
+
+class FakeShell:
+    def __init__(self, leader: bool, leader_address: str = "") -> None:
+        self.is_leader = leader
+        self.leader_address = leader_address
+
+
+def test_the_assignments_stream_sends_the_set_then_only_changes_and_followers_redirect() -> None:
+    import grpc
+    from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+    from manager.dispatcher.tasks import TaskDispatcher
+
+    UPDATE, REMOVE = dispatcher_pb2.AssignmentChange.UPDATE, dispatcher_pb2.AssignmentChange.REMOVE
+
+    async def main() -> None:
+        store = Store()
+        node = Create("node", "n1", {"Role": "worker", "Availability": "active"})
+        run(store, [node, mk("t1", "n1", "assigned"), mk("t2", "n2", "assigned")])
+        runtime = FakeRuntime(store)
+        runtime.shell = FakeShell(True)  # type: ignore[attr-defined]
+        dispatcher = TaskDispatcher(runtime)
+        server = grpc.aio.server()
+        dispatcher_pb2_grpc.add_AssignmentsServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        job = asyncio.create_task(dispatcher.run())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
+                call = stub.Assignments(dispatcher_pb2.AssignmentsRequest(node_id="n1"))
+                first = await call.read()
+                assert first.type == dispatcher_pb2.AssignmentsMessage.COMPLETE
+                assert [c.id for c in first.changes] == ["t1"]
+                run(store, [mk("t3", "n1", "assigned"), mk("t4", "n2", "assigned")])
+                second = await asyncio.wait_for(call.read(), 2)
+                assert second.type == dispatcher_pb2.AssignmentsMessage.INCREMENTAL
+                assert [(c.action, c.id) for c in second.changes] == [(UPDATE, "t3")]
+                # The agent reports: one call, written in one batch; the report does not come back.
+                updates = [
+                    dispatcher_pb2.TaskStatusUpdate(task_id="t3", status=b'{"State":"running","Message":"started"}'),
+                    dispatcher_pb2.TaskStatusUpdate(task_id="t4", status=b'{"State": "running"}'),
+                ]
+                request = dispatcher_pb2.UpdateTaskStatusRequest(node_id="n1", updates=updates)
+                reply = await stub.UpdateTaskStatus(request, timeout=2)
+                assert (reply.written, reply.ignored) == (1, 1)  # t4 is another node's
+                run(store, [Delete("task", "t1")])
+                third = await asyncio.wait_for(call.read(), 2)
+                assert [(c.action, c.id) for c in third.changes] == [(REMOVE, "t1")]
+                call.cancel()
+                # A follower sends the agent to the leader.
+                runtime.shell = FakeShell(False, "10.0.0.1:2377")  # type: ignore[attr-defined]
+                redirect = await stub.Assignments(dispatcher_pb2.AssignmentsRequest(node_id="n1")).read()
+                assert redirect.leader_addr == "10.0.0.1:2377" and not redirect.changes
+                tasks = await stub.NodeTasks(dispatcher_pb2.NodeTasksRequest(node_id="n1"), timeout=2)
+                assert sorted(json.loads(t)["ID"] for t in tasks.tasks) == ["t3"]
+        finally:
+            job.cancel()
+            await server.stop(0)
 
     asyncio.run(main())
