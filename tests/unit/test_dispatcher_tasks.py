@@ -201,7 +201,7 @@ def test_the_assignments_stream_sends_the_set_then_only_changes_and_followers_re
                 assert [(c.action, c.id) for c in second.changes] == [(UPDATE, "t3")]
                 # The agent reports: one call, written in one batch; the report does not come back.
                 updates = [
-                    dispatcher_pb2.TaskStatusUpdate(task_id="t3", status=b'{"State":"running","Message":"started"}'),
+                    dispatcher_pb2.TaskStatusUpdate(task_id="t3", status=b'{"State":"running"}'),
                     dispatcher_pb2.TaskStatusUpdate(task_id="t4", status=b'{"State": "running"}'),
                 ]
                 request = dispatcher_pb2.UpdateTaskStatusRequest(node_id="n1", updates=updates)
