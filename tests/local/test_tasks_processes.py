@@ -1,11 +1,14 @@
 """The task path between real processes: store -> dispatcher -> worker agent -> emulated task -> store.
 
-One manager and one worker run as ``python -m nodeagent`` processes on 127.x addresses. Tasks
+One manager and one worker run as ``python -m nodeagent`` processes on 127.x addresses (three
+managers in the leader-change test). Tasks
 are written as the scheduler would leave them (state assigned, NodeID the worker) through the
 leader's write path; the worker's agent must run them and its reports must reach the store:
 an nginx task reaches running and serves a page naming it, its log is read back through the
 node's task service, it shuts down when its DesiredState says so; a ``sh -c "exit 3"`` task ends
-failed with Docker's "task: non-zero exit (3)".
+failed with Docker's "task: non-zero exit (3)". When the leader is killed, a running task keeps
+serving, and a shutdown written through the new leader reaches the worker and its report the
+new leader's store.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 from _procs_manager import Cluster, NodeProc, wait_until
 from _store_writes import assigned_task, node_tasks, service, set_desired_state, write_ops
 
-from manager.controlapi import list_nodes
+from manager.controlapi import cluster_info, list_nodes
 from nodeagent.agent.taskservice import list_tasks, task_logs
 
 
@@ -36,6 +39,7 @@ def cluster(tmp_path: Any) -> Iterator[Cluster]:
 
 WEB = "taskweb0000000000000000001"
 FAIL = "taskfail000000000000000001"
+WEB2 = "taskweb0000000000000000002"
 
 
 def _gossip_addr(node: NodeProc) -> str:
@@ -114,3 +118,59 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
     except BaseException:
         print(c.logs())
         raise
+
+
+@pytest.mark.slow
+def test_tasks_keep_running_across_a_leader_change_and_answer_the_new_leader(tmp_path: Any) -> None:
+    c = Cluster(tmp_path)
+    c.add_managers(3)
+    c.add_worker("worker1")
+    c.start_all()
+    try:
+        first = c.nodes["manager1"]
+        rows = wait_until(
+            lambda: {r.hostname: r for r in list_nodes(first.target, timeout=1.0) if r.status == "Ready"}
+            if cluster_info(first.target, timeout=1.0)["raft_voters"] == 3 else None,
+            40, 0.1, "4 nodes Ready, 3 voters",
+        )  # fmt: skip
+        leader = c.nodes[str(cluster_info(first.target, timeout=1.0)["leader"])]
+        web = service("svcweb0000000000000000002", "web", {"Image": "httpd:2.4", "StopGracePeriod": 10**9})
+        write_ops(leader.target, [web])
+        write_ops(leader.target, [assigned_task(WEB2, web, 1, rows["worker1"].id)])
+        running = wait_until(
+            lambda: (s := _state(leader.target, WEB2)).get("State") == "running" and s,
+            20, 0.1, "the httpd task running",
+        )
+        (listener,) = running["Listeners"]
+        url = f"http://{listener['Addr']}:{listener['Port']}/"
+
+        leader.kill()
+        survivors = [m for m in c.managers() if m is not leader]
+        new_name = wait_until(
+            lambda: (name := cluster_info(survivors[0].target, timeout=1.0)["leader"])
+            not in (None, leader.name) and name,
+            10, 0.05, "a new leader",
+        )
+        new = c.nodes[str(new_name)]
+        assert "It works!" in urllib.request.urlopen(url, timeout=5).read().decode()  # still serving
+        task = node_tasks(new.target)[WEB2]
+        stop = lambda: set_desired_state(new.target, task, "shutdown")  # noqa: E731
+        wait_until(lambda: _try(stop), 10, 0.2, "the write to the new leader")
+        stopped = wait_until(
+            lambda: (s := _state(new.target, WEB2)).get("State") == "shutdown" and s,
+            20, 0.1, "the task shut down, reported to the new leader",
+        )
+        assert stopped["Message"] == "shutdown"
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.stop_all()
+
+
+def _try(write: Any) -> bool:
+    try:
+        write()
+    except RuntimeError:
+        return False  # e.g. the new leader has not settled yet
+    return True
