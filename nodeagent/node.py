@@ -231,7 +231,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
-    running.task_runtime = _task_runtime(options, node_id)
+    running.task_runtime = _task_runtime(options, node_id, registry)
     if running.task_runtime is not None:
         transport.add_servicer(running.task_runtime.register)
     try:
@@ -312,13 +312,13 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
             running.task_runtime.start(lambda: str(getattr(session, "connected_to", "") or ""))
 
 
-def _task_runtime(options: AgentOptions, node_id: str) -> Any:
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any) -> Any:
     """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
     from nodeagent.agent.tasks import TaskRuntime
 
     host = options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
     return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=host,
-                       time_scale=options.time_scale)  # fmt: skip
+                       time_scale=options.time_scale, registry=registry)  # fmt: skip
 
 
 async def _run_session(session: Any, join_refused: type[Exception]) -> None:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+import prometheus_client
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.dispatcher.assignments import (
@@ -131,6 +132,19 @@ class StatusBatcher:
         self._waiting: list[_Waiting] = []
         self._wake = asyncio.Event()
         self.batches = 0  # batches written, for tests and metrics
+        registry = getattr(getattr(runtime, "context", None), "registry", None)
+        if not isinstance(registry, prometheus_client.CollectorRegistry):
+            registry = prometheus_client.CollectorRegistry()
+        self._batches = prometheus_client.Counter(
+            "swarmlet_dispatcher_status_batches", "Store batches of task status reports written",
+            registry=registry,
+        )  # fmt: skip
+        self._reports = prometheus_client.Counter(
+            "swarmlet_dispatcher_status_reports",
+            "Task status reports by outcome: written, or why ignored "
+            "(stale, unchanged, deleted, foreign, invalid)",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
 
     async def submit(self, reports: Sequence[Report], timeout: float) -> tuple[int, int]:
         """Queue ``reports``; return (written, ignored) once their batch committed."""
@@ -180,14 +194,23 @@ class StatusBatcher:
             if decision.ignored:
                 log.debug("status reports ignored: %s", decision.ignored)
             if not decision.ops:
+                self._count(decision.written, decision.ignored)
                 return set(), set(decision.ignored)
             try:
                 await self.runtime.write(decision.ops, timeout=2.0 * self.runtime.time_scale)
             except UpdateOutOfSequence:
                 continue  # another writer touched one of these tasks: decide again on what committed
             self.batches += 1
+            self._batches.inc()
+            self._count(decision.written, decision.ignored)
             return set(decision.written), set(decision.ignored)
         raise UpdateOutOfSequence()
+
+    def _count(self, written: list[str], ignored: dict[str, str]) -> None:
+        if written:
+            self._reports.labels("written").inc(len(written))
+        for reason in ignored.values():
+            self._reports.labels(reason).inc()
 
 
 def _task_json(task: StoredObject) -> bytes:

@@ -14,6 +14,7 @@ unhealthy, and the task then fails with moby's words, "unhealthy container".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -163,8 +164,13 @@ HEALTH_COMMANDS: dict[str, Command] = {"curl": _curl, "wget": _wget, "redis-cli"
 
 
 async def run_check(config: HealthConfig, env: TaskEnv) -> bool:
-    """Run the test once: True if it exited 0 within the timeout."""
+    """Run the test once: True if it exited 0 within the timeout.
+
+    What the test prints goes to the check's own output, never to the task's log (as Docker
+    keeps it in the container's health log).
+    """
     quiet: list[str] = []
+    env = dataclasses.replace(env, stdout=quiet.append, stderr=quiet.append)  # same files and ports
     try:
         if config.test[0] == "CMD-SHELL":
             coro = run_script(config.test[1], env, extra=HEALTH_COMMANDS, stdout=quiet.append)

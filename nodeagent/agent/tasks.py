@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import prometheus_client
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from nodeagent.agent.dispatch_client import DispatchClient
 from nodeagent.agent.emulated import EmulatedExecutor
@@ -23,6 +26,24 @@ from nodeagent.agent.worker import REPORT_INTERVAL, StatusReporter, Worker
 from nodeagent.images import ImageInfo, known_images
 
 __all__ = ["TaskRuntime", "rfc3339_now"]
+
+
+class _TaskStates(Collector):
+    """``swarmlet_agent_tasks{state}``: the node's tasks by the state their runner is in, read
+    from the runners when scraped (they are the one place that state lives)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("swarmlet_agent_tasks", "Tasks this node holds, by state",
+                                   labels=["state"])  # fmt: skip
+        counts: dict[str, int] = {}
+        for runner in self.worker.runners.values():
+            counts[runner.state] = counts.get(runner.state, 0) + 1
+        for state, n in sorted(counts.items()):
+            family.add_metric([state], n)
+        yield family
 
 
 def rfc3339_now() -> str:
@@ -35,8 +56,9 @@ def rfc3339_now() -> str:
 class TaskRuntime:
     """Everything that runs tasks on this node."""
 
-    def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0) -> None:
-        """Nothing runs until :meth:`start`."""
+    def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0,
+                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one)."""
         self.logs = LogStore(time.time_ns)
         self.executor = EmulatedExecutor(node_id=node_id, hostname=hostname, listen_host=listen_host,
                                          logs=self.logs, time_scale=time_scale)  # fmt: skip
@@ -44,6 +66,8 @@ class TaskRuntime:
         self.client: DispatchClient | None = None
         self.reporter = StatusReporter(self._send, REPORT_INTERVAL * time_scale)
         self.worker = Worker(self.executor, self.reporter, rfc3339_now)
+        if registry is not None:
+            registry.register(_TaskStates(self.worker))
         self.node_id = node_id
         self.time_scale = time_scale
         self.service = NodeTasksServicer(self.worker.rows, self.logs)

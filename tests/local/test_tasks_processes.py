@@ -85,6 +85,14 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
         assert "web.1.taskweb0000000000000000001" in page
         assert "nginx:1.25" in page and "node worker1" in page
 
+        # The worker counts its tasks by state; the leader counts the reports it wrote.
+        def metrics(node: NodeProc) -> str:
+            port = node.args[node.args.index("--metrics-port") + 1]
+            return str(urllib.request.urlopen(f"http://{node.host}:{port}/metrics", timeout=5).read().decode())
+
+        assert 'swarmlet_agent_tasks{state="running"} 1.0' in metrics(worker)
+        assert 'swarmlet_dispatcher_status_reports_total{outcome="written"}' in metrics(manager)
+
         failed = wait_until(
             lambda: (s := _state(manager.target, FAIL)).get("State") == "failed" and s,
             20, 0.1, "the exit 3 task failed in the store",
