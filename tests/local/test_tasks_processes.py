@@ -88,7 +88,8 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
         # The worker counts its tasks by state; the leader counts the reports it wrote.
         def metrics(node: NodeProc) -> str:
             port = node.args[node.args.index("--metrics-port") + 1]
-            return str(urllib.request.urlopen(f"http://{node.host}:{port}/metrics", timeout=5).read().decode())
+            page = urllib.request.urlopen(f"http://{node.host}:{port}/metrics", timeout=5).read()
+            return str(page.decode())
 
         assert 'swarmlet_agent_tasks{state="running"} 1.0' in metrics(worker)
         assert 'swarmlet_dispatcher_status_reports_total{outcome="written"}' in metrics(manager)
