@@ -119,6 +119,7 @@ class ManagerRuntime:
         self.shell: RaftShell | None = None
         self.server: grpc.aio.Server | None = None
         self.dispatcher: Any = None
+        self.task_dispatcher: Any = None
         self.control: Any = None
         self.engine_api: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,6 +140,7 @@ class ManagerRuntime:
 
         from manager.controlapi.server import ControlServer
         from manager.dispatcher.server import Dispatcher
+        from manager.dispatcher.tasks import TaskDispatcher
 
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -157,10 +159,12 @@ class ManagerRuntime:
         self._node_watch = self.store.watch(["node"], on_change=self._on_node_change)
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
+        self.task_dispatcher = TaskDispatcher(self)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
+        dispatcher_pb2_grpc.add_AssignmentsServicer_to_server(self.task_dispatcher, server)  # type: ignore[no-untyped-call]
         # The Engine API's cluster routes on the node's port 2375, and forwarded writes on 2377.
         from manager.engineapi import install as install_engine_api
 
@@ -172,6 +176,7 @@ class ManagerRuntime:
         await server.start()
         self.server = server
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self.task_dispatcher.run(), name="task-dispatcher"))
         if self.options.bootstrap:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
         log.info("manager %s serving on %s", self.node_id, bind)
