@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.backend import NodeHandle
-from deploy.compose_backend import ComposeBackend
 from manager.controlapi.client import NodeRow
-from tests.compose.helpers import status_json, swarmlet, wait_for
+from tests.compose.helpers import PROJECT, backend, status_json, swarmlet, wait_for
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -19,7 +18,7 @@ NO_LEADER = (
 
 
 def nodes() -> list[NodeHandle]:
-    return ComposeBackend().nodes()
+    return backend().nodes()
 
 
 def node(hostname: str) -> NodeHandle:
@@ -139,7 +138,7 @@ def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
         assert "5 nodes Ready" in up.stdout
         running = [n for n in nodes() if n.role == "worker" and n.state == "running"]
         assert len(running) == 2
-        assert all(n.aliases[0].startswith("swarmlet-worker-mdns-") for n in running)
+        assert all(n.aliases[0].startswith(f"{PROJECT}-worker-mdns-") for n in running)
         ready = {r["hostname"] for r in status_json() if r["role"] == "worker" and r["status"] == "Ready"}
         assert ready == {n.hostname for n in running}
     finally:
