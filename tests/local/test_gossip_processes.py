@@ -43,6 +43,8 @@ def test_five_agents_a_sigkilled_one_is_marked_dead_by_the_other_four(agents: Ag
         assert agent.metric("swarmlet_gossip_members", state="alive") == 3
     print(f"crash detected as dead by all 4 survivors after {detection:.2f} s")
     # The default timing promises detection within a few seconds on loopback, even on a busy machine.
+    # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop):
+    # min 0.66 s, median 0.74 s, max 0.97 s; the bound is 10 times that worst.
     assert detection < 10, detection
 
 
@@ -58,6 +60,8 @@ def test_sigterm_exits_0_within_a_second_and_the_others_see_it_leave(agents: Age
     took = time.monotonic() - began
     print(f"SIGTERM to exit: {took:.3f} s")
     assert code == 0, leaver.log()
+    # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop):
+    # min 0.216 s, median 0.220 s, max 0.268 s; the bound is 3.7 times that worst.
     assert took < 1.0, f"SIGTERM took {took:.3f} s"
     wait_for(
         lambda: all(a.members()[leaver.node_id] == "left" for a in (nodes[0], nodes[2])),
