@@ -34,7 +34,7 @@ def compose_requirements() -> str | None:
     """None if the compose tests can run here, else why not (one line); builds missing images."""
     problem = docker_engine_error()
     if problem:
-        return f"no Docker engine answers: {_first_line(problem)}"
+        return _first_line(problem)  # "No Docker engine is reachable: <docker's reason>"
     problem = compose_missing()
     if problem:
         return _first_line(problem)
