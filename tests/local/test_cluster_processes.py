@@ -83,8 +83,9 @@ def test_node_status_follows_failures_and_quorum(cluster: Cluster) -> None:
         took = time.monotonic() - stopped
         print(f"worker2 Down at every manager {took:.3f} s after SIGKILL")
         # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy
-        # loop): min 1.30 s, median 1.39 s, max 1.54 s. The bound is twice the worst of those (it
-        # was 2.0 s, 1.3 times the worst: too tight).
+        # loop): min 1.30 s, median 1.39 s, max 1.54 s; 5 later runs at load average 7 to 10: 1.22
+        # to 1.56 s. The bound is twice the worst of those (it was 2.0 s, 1.3 times the worst: too
+        # tight; bench/loaded_test_timings.py measures again).
         assert took < 3.0, f"worker2 shown Down only after {took:.2f} s"
 
         # The leader is killed: a new leader; the old one is shown Unreachable; back as a follower.
@@ -107,7 +108,8 @@ def test_node_status_follows_failures_and_quorum(cluster: Cluster) -> None:
         # Followers notice a dead leader after their election timeout (0.4 to 0.8 s) at worst
         # (a refused connection tells them sooner); the election after that must take under 1 s.
         # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy
-        # loop): min 0.042 s, median 0.078 s, max 0.131 s; the bound is 14 times that worst.
+        # loop): min 0.042 s, median 0.078 s, max 0.131 s (5 later runs at load average 7 to 10:
+        # max 0.072 s); the bound is 14 times that worst.
         assert failover < 1.8, f"new leader after {failover:.2f} s"
         wait_until(
             lambda: _rows(survivors[0])[old_name].manager_status == "Unreachable",
