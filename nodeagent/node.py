@@ -35,6 +35,7 @@ from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.identity import VERSION, IdentityError, load_node_id
+from nodeagent.images import RuntimeImages
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
@@ -209,7 +210,10 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     facts = NodeFacts(node_id=node_id, hostname=options.hostname, engine_version=version)
     swarm_info = session_swarm_info(lambda: running.session, node_id, options.advertise_addr)
-    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port)
+    # /images/json lists the emulated images and the tags this node's tasks ran (the task runtime
+    # starts later, hence the late lookup).
+    images = RuntimeImages(lambda: running.task_runtime.worker.images_used if running.task_runtime else [])
+    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port, images=images)
     try:
         await engine_api.start()
     except OSError as exc:

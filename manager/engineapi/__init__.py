@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from manager.engineapi.base import ManagerView, api_error
-from manager.engineapi.logs import LogLine, NoLogSource, TaskLogSource
+from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
 from manager.engineapi.services import ServiceRoutes
@@ -117,7 +117,7 @@ def install(runtime: Any, grpc_server: grpc.aio.Server) -> ManagerEngineApi:
     """
     view = RuntimeManager(runtime)
     grpc_server.add_generic_rpc_handlers((view.write_handler(),))
-    api = ManagerEngineApi(view)
+    api = ManagerEngineApi(view, AgentLogSource(runtime.context.gossip))
     engine = getattr(runtime.context, "engine_api", None)
     if engine is not None:
         engine.attach(api)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nodeagent.images.base import ImageInfo, ImageProvider, Process, TaskEnv, WaitingProcess
@@ -28,6 +29,7 @@ __all__ = [
     "ImageInfo",
     "ImageProvider",
     "Process",
+    "RuntimeImages",
     "TaskEnv",
     "WaitingProcess",
     "known_images",
@@ -107,3 +109,29 @@ def known_images(used: list[str] | None = None) -> list[ImageInfo]:
         provider, repository, tag = resolve(ref)
         seen.setdefault((repository, tag), provider.describe(repository, tag))
     return [seen[k] for k in sorted(seen)]
+
+
+class RuntimeImages:
+    """The node's image catalog for the Engine API: what the emulated runtime really runs.
+
+    A repository with an image of its own (nginx, busybox, redis, an entry point's...) is known
+    at every tag, as if each were pulled; any other reference still runs (as the generic web
+    server) but is not "known", so ``docker service create`` warns that it could not be found,
+    which tells the user their image is being stood in for.
+    """
+
+    def __init__(self, used: Callable[[], list[str]] | None = None) -> None:
+        """``used`` lists the images of tasks this node ran, so /images/json shows them too."""
+        self._used = used
+
+    def known_images(self) -> list[str]:
+        """Every registered image at tag latest, plus the tags tasks here ran."""
+        used = self._used() if self._used is not None else None
+        return [f"{info.name}:{info.tag}" for info in known_images(used)]
+
+    def runs(self, reference: str) -> bool:
+        """Whether a registered image (not the generic stand-in) emulates ``reference``."""
+        repository, _tag = parse_reference(reference)
+        table = providers()
+        return repository in table or repository.rsplit("/", 1)[-1] in table
+
