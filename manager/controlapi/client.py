@@ -149,18 +149,22 @@ def update_node(
     labels_add: Mapping[str, str] | None = None,
     labels_rm: Iterable[str] | None = None,
     availability: str | None = None,
+    role: str | None = None,
     timeout: float = 5.0,
 ) -> None:
     """Change a node's spec, as ``docker node update`` does; returns once committed and applied.
 
-    ``node`` is an id, a unique id prefix or a hostname. Raises :class:`ControlError` with
-    Swarm's message when the swarm has no leader, or when the node or the value is not valid.
+    ``node`` is an id, a unique id prefix or a hostname. ``role`` ("manager" or "worker") is
+    ``docker node promote`` / ``demote``: the node takes on or drops the manager role shortly
+    after this returns. Raises :class:`ControlError` with Swarm's message when the swarm has no
+    leader, when the node or the value is not valid, or when a demotion is refused.
     """
     request = control_pb2.UpdateNodeRequest(
         node=node,
         labels_add=dict(labels_add or {}),
         labels_rm=list(labels_rm or ()),
         availability=(availability or "").lower(),
+        role=role or "",
     )
     with _stub(target) as stub:
         try:
