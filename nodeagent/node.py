@@ -1,7 +1,9 @@
 """The node agent process: everything ``python -m nodeagent`` starts, in order, and stops.
 
-options -> node id -> metrics on 9323 -> gossip on 7946 -> (managers) the manager role on 2377
--> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop everything in < 1 s.
+options -> node id (and the role kept from a promotion or demotion) -> metrics on 9323 -> gossip
+on 7946 -> (managers) the manager role on 2377 -> the agent session with the managers -> wait for
+SIGTERM/SIGINT -> stop everything in < 1 s. The leader may promote or demote the node meanwhile:
+the session tells the :class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role.
 
 Every failure a user can cause ends the process with a message and an exit code:
 2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
 import ipaddress
@@ -35,7 +38,7 @@ from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.identity import VERSION, IdentityError, load_node_id
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
-from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
+from nodeagent.roles import NodeContext, RoleNotFound, RoleSwitch, read_role_file
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.grpc_transport import GrpcTransport
 
@@ -89,7 +92,7 @@ class _Running:
     metrics: MetricsServer | None = None
     transport: GrpcTransport | None = None
     shell: GossipShell | None = None
-    role: RoleExtension | None = None
+    role: RoleSwitch | None = None
     session: Any = None
     announcer: Any = None
     browser: Any = None
@@ -189,6 +192,13 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         node_id = load_node_id(options.data_dir)
     except IdentityError as exc:
         raise AgentError(str(exc)) from None
+    kept = read_role_file(options.data_dir)
+    if kept is not None and kept != options.role:
+        # The node was promoted or demoted since the command line was written (compose says
+        # --role=worker for a worker that is a manager now): what the swarm decided wins.
+        log.info("role %s from %s/role wins over --role %s (promoted or demoted earlier)",
+                 kept, options.data_dir, options.role)
+        options = dataclasses.replace(options, role=kept)
     log.info("node %s (%s), role %s", node_id, options.hostname, options.role)
     version = VERSION
     # The *_created series double every counter on the page and say nothing a scrape needs.
@@ -262,7 +272,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         found = list(options.join)
         if browser is not None:
             found += browser.managers()
-        if options.role == "manager" and options.cluster_address not in found:
+        if switch.role == "manager" and options.cluster_address not in found:
             found.append(options.cluster_address)
         return found
 
@@ -273,14 +283,12 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
                           gossip=shell)
-    if options.role == "manager":
-        try:
-            role_class = load_role("manager")
-        except RoleNotFound as exc:
-            raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
-        role = role_class(context)  # type: ignore[call-arg]  # the Protocol has no __init__
-        await role.start()
-        running.role = role
+    switch = RoleSwitch(context, options.role)
+    running.role = switch
+    try:
+        await switch.start()
+    except RoleNotFound as exc:
+        raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
 
     session_module = _session_module()
     if session_module is None:
@@ -288,7 +296,8 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     elif not (options.join or options.discover or options.role == "manager"):
         log.info("no --join or --discover: not starting an agent session (gossip and metrics only)")
     else:
-        running.session = session_module.AgentSession(context, managers)
+        running.session = session_module.AgentSession(
+            context, managers, role=lambda: switch.role, on_role=switch.want)
         join_refused = session_module.JoinRefused
         running.tasks.append(loop_task(_run_session(running.session, join_refused), "session", stop, failure))
 
