@@ -20,6 +20,7 @@ __all__ = [
     "cluster_info",
     "inspect_node",
     "list_nodes",
+    "remove_node",
     "update_node",
 ]
 
@@ -169,5 +170,20 @@ def update_node(
     with _stub(target) as stub:
         try:
             stub.UpdateNode(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc, target) from None
+
+
+def remove_node(target: str, node: str, *, force: bool = False, timeout: float = 5.0) -> None:
+    """Remove a node from the swarm, as ``docker node rm [--force]`` does.
+
+    Raises :class:`ControlError` with Swarm's message for a manager still in Raft (demote it
+    first, even with ``force``), for a node that is not down without ``force``, or for a node
+    that does not exist.
+    """
+    request = control_pb2.RemoveNodeRequest(node=node, force=force)
+    with _stub(target) as stub:
+        try:
+            stub.RemoveNode(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise _error(exc, target) from None

@@ -19,9 +19,15 @@ from typing import Any
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
-from manager.dispatcher.roles import DEMOTE_LAST_MANAGER_MESSAGE, Refusal, active_peers, demote_refusal
+from manager.dispatcher.roles import (
+    DEMOTE_LAST_MANAGER_MESSAGE,
+    Refusal,
+    active_peers,
+    demote_refusal,
+    remove_refusal,
+)
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
-from manager.state.store.commands import Update
+from manager.state.store.commands import Delete, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
 
 __all__ = [
@@ -275,6 +281,53 @@ class ControlServer(control_pb2_grpc.ControlServicer):
             node.id, managers=managers, voters=conf.voters, learners=conf.learners,
             self_id=self.runtime.node_id, active=recently_heard(shell),
         )  # fmt: skip
+
+    async def RemoveNode(
+        self, request: control_pb2.RemoveNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.RemoveNodeResponse:
+        """Remove a node (``docker node rm``); the leader decides, with Raft's membership at hand.
+
+        A manager still in Raft is refused in Swarm's words, with or without force; a node that
+        is not down only goes with ``force``. Its agent session then ends ("node not found").
+        """
+        shell = self.runtime.shell
+        if not shell.is_leader:
+            if request.forwarded or not shell.leader_address:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            forwarded = control_pb2.RemoveNodeRequest()
+            forwarded.CopyFrom(request)
+            forwarded.forwarded = True
+            result: control_pb2.RemoveNodeResponse = await self._forward(
+                shell.leader_address, "RemoveNode", forwarded, context
+            )
+            return result
+        try:
+            node = find_node(self.runtime.store, request.node)
+        except StoreError as exc:
+            await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+            raise AssertionError("unreachable") from None
+        conf = shell.node.conf
+        refusal = remove_refusal(
+            node.id,
+            role=str(node.spec.get("Role") or "worker"),
+            members=(*conf.voters, *conf.learners),
+            state=str(node.status.get("State") or ""),
+            force=request.force,
+        )
+        if refusal is not None:
+            await context.abort(getattr(grpc.StatusCode, refusal.code), refusal.message)
+        try:
+            op = Delete("node", node.id, node.version)
+            await self.runtime.write([op], timeout=5.0 * self.runtime.time_scale)
+        except (NotLeaderError, NoLeaderError, ProposalDropped, ConnectionAbortedError):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+        except TimeoutError:
+            indeterminate = "context deadline exceeded: the removal may or may not apply"
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, indeterminate)
+        except StoreError as exc:
+            await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+        log.info("control: removed node %s (%s)", _hostname(node) or node.id, node.id)
+        return control_pb2.RemoveNodeResponse()
 
     async def _forward_write(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -26,6 +26,7 @@ __all__ = [
     "DEMOTE_LAST_MANAGER_MESSAGE",
     "NOT_IN_RAFT_MESSAGE",
     "REMOVE_MANAGER_MESSAGE",
+    "REMOVE_NOT_DOWN_MESSAGE",
     "MembershipStep",
     "Refusal",
     "active_peers",
@@ -57,6 +58,11 @@ REMOVE_MANAGER_MESSAGE = (
     "of the raft cluster. It must be demoted to worker before removal"
 )
 """``docker node rm`` of a manager, Swarm's words (``{node_id}`` is the full node id)."""
+
+REMOVE_NOT_DOWN_MESSAGE = (
+    "rpc error: code = FailedPrecondition desc = node {node_id} is not down and can't be removed"
+)
+"""``docker node rm`` without ``--force`` of a node that is up, swarmkit's words."""
 
 
 @dataclass(frozen=True)
@@ -111,10 +117,15 @@ def demote_refusal(
     return None
 
 
-def remove_refusal(node_id: str, *, role: str, members: Collection[str]) -> Refusal | None:
-    """Why ``docker node rm`` may not remove the node: a manager still in Raft must be demoted first."""
+def remove_refusal(
+    node_id: str, *, role: str, members: Collection[str], state: str, force: bool
+) -> Refusal | None:
+    """Why ``docker node rm`` may not remove the node, or None: a manager still in Raft must be
+    demoted first (force or not); a node that is not down goes only with force."""
     if role == "manager" and node_id in members:
         return Refusal("FAILED_PRECONDITION", REMOVE_MANAGER_MESSAGE.format(node_id=node_id))
+    if not force and state == "ready":
+        return Refusal("FAILED_PRECONDITION", REMOVE_NOT_DOWN_MESSAGE.format(node_id=node_id))
     return None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from _procs_manager import Cluster, NodeProc, free_port, wait_until
 
-from manager.controlapi import ControlError, NodeRow, cluster_info, list_nodes, update_node
+from manager.controlapi import ControlError, NodeRow, cluster_info, list_nodes, remove_node, update_node
 
 
 @pytest.fixture
@@ -126,6 +126,14 @@ def test_promote_then_demote_a_worker_through_raft(cluster: Cluster) -> None:
         worker.start()
         wait_until(lambda: _serves(worker) and _settled(c, voters4, 4), 20, 0.1, "worker1 back as a manager")
         assert "wins over --role worker" in worker.log_path.read_text()
+
+        # A manager in Raft cannot be removed, even with force: it must be demoted first.
+        with pytest.raises(ControlError) as err:
+            remove_node(new_leader.target, "worker1", force=True)
+        assert str(err.value) == (
+            f"rpc error: code = FailedPrecondition desc = node {worker_id} is a cluster manager and is a "
+            "member of the raft cluster. It must be demoted to worker before removal"
+        )
 
         # Demote the promoted worker: a worker again with its session, 3 voters, its Raft data gone.
         update_node(new_leader.target, "worker1", role="worker")

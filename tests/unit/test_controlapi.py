@@ -18,7 +18,7 @@ import grpc
 import pytest
 from swarmlet.v1 import control_pb2_grpc
 
-from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, update_node
+from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, remove_node, update_node
 from manager.controlapi.server import ControlServer
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
 from manager.state.store import Create, Store, Update, encode_batch, format_timestamp
@@ -346,6 +346,33 @@ def test_a_follower_forwards_a_role_change_to_the_leader(manager: tuple[FakeRunt
         follower.close()
     assert leader_runtime.store.get("node", "w" * 25).spec["Role"] == "manager"
     assert follower_runtime.store.get("node", "w" * 25).spec["Role"] == "worker"
+
+
+def test_node_rm_refuses_a_raft_member_and_a_live_node_without_force(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    runtime, server = manager
+    with pytest.raises(ControlError) as err:
+        remove_node(server.target, "manager2", force=True)
+    assert str(err.value) == (
+        f"rpc error: code = FailedPrecondition desc = node {'b' * 25} is a cluster manager and is a "
+        "member of the raft cluster. It must be demoted to worker before removal"
+    )
+    with pytest.raises(ControlError) as err:
+        remove_node(server.target, "worker1")
+    assert str(err.value) == (
+        f"rpc error: code = FailedPrecondition desc = node {'w' * 25} is not down and can't be removed"
+    )
+    with pytest.raises(ControlError) as err:
+        remove_node(server.target, "nosuchnode")
+    assert str(err.value) == "node nosuchnode not found"
+    assert len(runtime.store.find("node")) == 3
+    remove_node(server.target, "worker1", force=True)
+    assert sorted(_hostnames(runtime)) == ["manager1", "manager2"]
+
+
+def _hostnames(runtime: FakeRuntime) -> list[str]:
+    return [n.extra["Description"]["Hostname"] for n in runtime.store.find("node")]
 
 
 def test_demoting_the_last_manager_says_so_in_swarms_words() -> None:

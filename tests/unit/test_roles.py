@@ -61,14 +61,22 @@ def test_demotion_refusals_come_in_swarmkits_order() -> None:
     assert refusal(A, (A, B, C), (A, B, C), active=(B, C)) is None  # the leader itself
 
 
-def test_node_rm_of_a_raft_member_says_demote_first() -> None:
-    got = remove_refusal("x" * 25, role="manager", members=("x" * 25,))
+def test_node_rm_refusals_are_swarmkits() -> None:
+    x = "x" * 25
+    got = remove_refusal(x, role="manager", members=(x,), state="down", force=True)
     assert got is not None and got.code == "FAILED_PRECONDITION"
     assert got.message == (
-        f"rpc error: code = FailedPrecondition desc = node {'x' * 25} is a cluster manager and is a "
+        f"rpc error: code = FailedPrecondition desc = node {x} is a cluster manager and is a "
         "member of the raft cluster. It must be demoted to worker before removal"
     )
-    assert remove_refusal("x" * 25, role="worker", members=()) is None
+    got = remove_refusal(x, role="worker", members=(), state="ready", force=False)
+    assert got is not None
+    assert got.message == (
+        f"rpc error: code = FailedPrecondition desc = node {x} is not down and can't be removed"
+    )
+    assert remove_refusal(x, role="worker", members=(), state="ready", force=True) is None
+    assert remove_refusal(x, role="worker", members=(), state="down", force=False) is None
+    assert remove_refusal(x, role="manager", members=(), state="down", force=False) is None  # not in Raft
 
 
 @pytest.mark.parametrize(
