@@ -137,8 +137,10 @@ def test_promote_then_demote_a_worker_through_raft(cluster: Cluster) -> None:
 
         # Demote the promoted worker: a worker again with its session, 3 voters, its Raft data gone.
         update_node(new_leader.target, "worker1", role="worker")
+        demoted = time.monotonic()
         wait_until(lambda: _settled(c, managers, 3), 15, 0.1, "worker1 demoted, 3 voters")
         wait_until(lambda: not _serves(worker), 10, 0.1, "worker1's manager role stopped")
+        print(f"worker1 out of Raft and its manager role stopped {time.monotonic() - demoted:.2f} s after")
         row = _rows(managers[0])["worker1"]
         assert (row.role, row.manager_status, row.status, row.id) == ("worker", "", "Ready", worker_id)
         kept = pathlib.Path(c.workdir) / "worker1"
@@ -170,8 +172,11 @@ def test_promote_then_demote_a_worker_through_raft(cluster: Cluster) -> None:
         assert old_leader is not None
         update_node(old_leader.target, old_leader.name, role="worker")
         rest = [m for m in managers if m is not old_leader]
+        demoted = time.monotonic()
         wait_until(lambda: _settled(c, rest, 2), 15, 0.1, f"{old_leader.name} demoted, 2 voters")
         wait_until(lambda: not _serves(old_leader), 10, 0.1, f"{old_leader.name}'s manager role stopped")
+        took = time.monotonic() - demoted
+        print(f"leader {old_leader.name} handed over, out of Raft and stopped {took:.2f} s after")
         row = _rows(rest[0])[old_leader.name]
         assert (row.role, row.manager_status, row.status) == ("worker", "", "Ready")
     except BaseException:
