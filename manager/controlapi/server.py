@@ -112,6 +112,9 @@ class ControlServer(control_pb2_grpc.ControlServicer):
     def __init__(self, runtime: Any) -> None:
         """``runtime`` gives the store, the Raft shell, this node's id and ``write``."""
         self.runtime = runtime
+        # Role changes are checked and written one at a time, so that two demotions at once
+        # cannot both pass the checks ("the last manager", quorum) that either alone would.
+        self._role_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ reads
 
@@ -194,6 +197,14 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         demotion is refused, in Swarm's words, for the last manager, a manager not in Raft yet,
         or one whose removal would leave no reachable majority; nothing is written then.
         """
+        if request.role:
+            async with self._role_lock:
+                return await self._update_node(request, context)
+        return await self._update_node(request, context)
+
+    async def _update_node(
+        self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.UpdateNodeResponse:
         availability = request.availability.lower()
         if availability and availability not in AVAILABILITIES:
             await context.abort(
