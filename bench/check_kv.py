@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import pathlib
 import random
+import sys
 import time
+
+# Measure this checkout's checker, not whichever one the virtualenv has installed.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from manager.check import check_history
 from manager.check.synth import SynthConfig, generate, inject_stale_read

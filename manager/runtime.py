@@ -30,6 +30,7 @@ import prometheus_client
 
 from manager.component import ComponentMetrics
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD
+from manager.state.machine import StoreMachine
 from manager.state.raft.config import RaftConfig
 from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
@@ -94,46 +95,6 @@ def running_cluster_spec(raft: RaftConfig, heartbeat_period: float) -> dict[str,
     return spec
 
 
-class StoreMachine:
-    """Adapts the store to the Raft shell's state machine interface.
-
-    Watches are told after each apply (or restore) has returned; a watcher that raises is logged
-    and counted in ``swarmlet_store_watch_errors_total``, and the entry's result still goes back
-    to its proposer: a committed write never turns into an error because of a watcher.
-    """
-
-    def __init__(self, store: Store, registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        self.store = store
-        self.watch_errors = prometheus_client.Counter(
-            "swarmlet_store_watch_errors",
-            "Store watch callbacks that raised (logged; the write they followed still committed)",
-            registry=registry if registry is not None else prometheus_client.CollectorRegistry(),
-        )
-        store.on_watch_error = self._watch_failed
-
-    def _watch_failed(self, watch: Watch, exc: Exception) -> None:
-        self.watch_errors.inc()
-        log.error(
-            "store: a watcher of %s failed: %r", sorted(watch.kinds or ("every kind",)), exc, exc_info=exc
-        )
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed batch, then tell the watches; the ApplyResult goes back to the proposer."""
-        result = self.store.apply(index, data)
-        self.store.notify_watches()
-        return result
-
-    def snapshot(self) -> bytes:
-        """The store's snapshot bytes."""
-        data = self.store.snapshot()
-        return data if isinstance(data, bytes) else bytes(data)
-
-    def restore(self, data: bytes, index: int) -> None:
-        """Replace the store's contents with a snapshot's, taken at ``index``, then tell the watches."""
-        self.store.restore(data, index)
-        self.store.notify_watches()
-
-
 def _wipe(data_dir: pathlib.Path) -> None:
     """Delete a retired manager's data: renamed first (atomic), so a crash never leaves half of it."""
     if not data_dir.exists():
@@ -169,6 +130,7 @@ class ManagerRuntime:
         self.server: grpc.aio.Server | None = None
         self.dispatcher: Any = None
         self.control: Any = None
+        self.engine_api: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._write_lock = asyncio.Lock()
         self.manager_token = _read_token(getattr(self.options, "manager_token_file", None))
@@ -209,6 +171,10 @@ class ManagerRuntime:
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
+        # The Engine API's cluster routes on the node's port 2375, and forwarded writes on 2377.
+        from manager.engineapi import install as install_engine_api
+
+        self.engine_api = install_engine_api(self, server)
         bind = f"{self.options.listen_addr}:{self.options.cluster_port}"
         if server.add_insecure_port(bind) == 0:
             raise RuntimeError(f"cannot listen on {bind} (--cluster-port)")
@@ -228,6 +194,9 @@ class ManagerRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        engine = getattr(self.context, "engine_api", None)
+        if engine is not None:
+            engine.detach()
         if self.server is not None:
             await self.server.stop(0.2)
             self.server = None

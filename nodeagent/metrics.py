@@ -1,8 +1,9 @@
 """The agent's Prometheus metrics: one registry per process, served on ``/metrics`` (port 9323).
 
-The HTTP server is a few lines on the agent's own asyncio loop rather than prometheus_client's
-threaded one: a scrape then never runs beside the loop that owns the protocol state, and
-SIGTERM closes it at once (the threaded server's shutdown polls every half second).
+The HTTP server is an aiohttp app on the agent's own asyncio loop (the same machinery as the
+Engine API's) rather than prometheus_client's threaded one: a scrape then never runs beside the
+loop that owns the protocol state, and SIGTERM closes it at once (the threaded server's shutdown
+polls every half second).
 
 Names follow ``swarmlet_<subsystem>_<name>_<unit>``. The gossip metrics are updated by the gossip
 shell at the point of change; the cores never see them.
@@ -10,20 +11,18 @@ shell at the point of change; the cores never see them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from nodeagent.engineapi.runner import HttpServer
 
 __all__ = ["FaultMetrics", "GossipMetrics", "MetricsServer", "new_registry", "node_info"]
 
 log = logging.getLogger(__name__)
-
-# A request line and headers larger than this are not a Prometheus scrape.
-_MAX_REQUEST_BYTES = 16 * 1024
-_READ_TIMEOUT_SECONDS = 5.0
 
 
 def new_registry() -> CollectorRegistry:
@@ -109,57 +108,51 @@ class FaultMetrics:
 
 
 class MetricsServer:
-    """``GET /metrics`` over HTTP/1.1 (one request per connection) on the running loop."""
+    """``GET /metrics`` over HTTP/1.1 on the running loop (one request per connection, as a scrape)."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
         """Configure; :meth:`start` binds."""
         self.registry = registry
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
+        self._http = HttpServer(self._app(), host, port)
+
+    @property
+    def port(self) -> int:
+        """The port served (the bound one, once started with port 0)."""
+        return self._http.port
 
     async def start(self) -> None:
         """Bind and serve; ``port`` 0 picks a free port (then :attr:`port` tells which)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self._http.start()
 
     async def stop(self) -> None:
         """Stop listening and drop open connections."""
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                self._server.close_clients()  # type: ignore[attr-defined]  # Python 3.13+
-            self._server = None
+        await self._http.stop()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_SECONDS)
-            status, ctype, body = self._respond(head)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            status, ctype, body = "400 Bad Request", "text/plain; charset=utf-8", b"bad request\n"
-        try:
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n".encode() + body
-            )
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[_plain_errors])
+        app.router.add_get("/metrics", self._metrics)  # HEAD too
+        app.router.add_get("/", _ok)
+        app.router.add_get("/health", _ok)
+        return app
 
-    def _respond(self, head: bytes) -> tuple[str, str, bytes]:
-        if len(head) > _MAX_REQUEST_BYTES:
-            return "431 Request Header Fields Too Large", "text/plain; charset=utf-8", b"too large\n"
-        parts = head.split(b"\r\n", 1)[0].split()
-        if len(parts) != 3:
-            return "400 Bad Request", "text/plain; charset=utf-8", b"bad request\n"
-        method, target = parts[0], parts[1].split(b"?", 1)[0]
-        if method not in (b"GET", b"HEAD"):
-            return "405 Method Not Allowed", "text/plain; charset=utf-8", b"method not allowed\n"
-        if target == b"/metrics":
-            body = generate_latest(self.registry)
-            return "200 OK", CONTENT_TYPE_LATEST, b"" if method == b"HEAD" else body
-        if target in (b"/", b"/health"):
-            return "200 OK", "text/plain; charset=utf-8", b"ok\n"
-        return "404 Not Found", "text/plain; charset=utf-8", b"not found\n"
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        response = web.Response(body=generate_latest(self.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+
+async def _ok(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok\n")
+
+
+@web.middleware
+async def _plain_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Short plain-text errors, and every connection closed after its one answer."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = web.Response(status=exc.status, text=f"{exc.reason.lower()}\n")
+    response.force_close()
+    return response

@@ -1,9 +1,10 @@
 """The node agent process: everything ``python -m nodeagent`` starts, in order, and stops.
 
-options -> node id (and the role kept from a promotion or demotion) -> metrics on 9323 -> gossip
-on 7946 -> (managers) the manager role on 2377 -> the agent session with the managers -> wait for
-SIGTERM/SIGINT -> stop everything in < 1 s. The leader may promote or demote the node meanwhile:
-the session tells the :class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role.
+options -> node id (and the role kept from a promotion or demotion) -> metrics on 9323 -> the
+Engine API on 2375 -> gossip on 7946 -> (managers) the manager role on 2377, which adds its cluster
+routes to the Engine API -> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop
+everything in < 1 s. The leader may promote or demote the node meanwhile: the session tells the
+:class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role.
 
 Every failure a user can cause ends the process with a message and an exit code:
 2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be
@@ -31,6 +32,7 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
+from nodeagent.engineapi import EngineApiServer, NodeFacts, session_swarm_info
 from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
@@ -90,6 +92,7 @@ class _Running:
     """What has been started, so that shutdown stops exactly that, in reverse."""
 
     metrics: MetricsServer | None = None
+    engine_api: EngineApiServer | None = None
     transport: GrpcTransport | None = None
     shell: GossipShell | None = None
     role: RoleSwitch | None = None
@@ -213,6 +216,15 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         running.metrics = None
         raise AgentError(f"--metrics-port {options.metrics_port}: cannot listen ({exc.strerror})") from None
 
+    facts = NodeFacts(node_id=node_id, hostname=options.hostname, engine_version=version)
+    swarm_info = session_swarm_info(lambda: running.session, node_id, options.advertise_addr)
+    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port)
+    try:
+        await engine_api.start()
+    except OSError as exc:
+        raise AgentError(f"--engine-port {options.engine_port}: cannot listen ({exc.strerror})") from None
+    running.engine_api = engine_api
+
     base = GossipConfig.lan() if options.gossip_config == "lan" else GossipConfig.default()
     config = base.scaled(options.time_scale)
     gossip_metrics = GossipMetrics(registry)
@@ -282,7 +294,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
-                          gossip=shell)
+                          gossip=shell, engine_api=engine_api)
     switch = RoleSwitch(context, options.role)
     running.role = switch
     try:
@@ -354,6 +366,8 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
             closers.append(running.transport.stop(_STOP_GRACE_SECONDS))
         if running.metrics is not None:
             closers.append(running.metrics.stop())
+        if running.engine_api is not None:
+            closers.append(running.engine_api.stop())
         await asyncio.gather(*closers, return_exceptions=True)
 
     try:

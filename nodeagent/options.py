@@ -56,6 +56,8 @@ class AgentOptions:
     """Managers: Raft, control API and dispatcher over gRPC (Swarm's 2377)."""
     metrics_port: int
     """Prometheus ``/metrics`` over HTTP (Docker's 9323)."""
+    engine_port: int
+    """The Docker Engine API over HTTP (Docker's 2375)."""
     data_dir: str
     """Where the node id, the join state and (on managers) Raft's files are kept."""
     bootstrap: bool
@@ -128,6 +130,7 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--gossip-port", "gossip_port", "port", 7946, "gossip port: UDP datagrams and gRPC streams"),
     ("--cluster-port", "cluster_port", "port", 2377, "managers: Raft, control API, dispatcher (gRPC)"),
     ("--metrics-port", "metrics_port", "port", 9323, "Prometheus /metrics over HTTP"),
+    ("--engine-port", "engine_port", "port", 2375, "the Docker Engine API over HTTP"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -279,7 +282,8 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
                            ("--worker-token-file", "worker_token_file")):
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
-    ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"]}
+    ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
+             "--engine-port": values["engine_port"]}
     if role == "manager":
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
@@ -295,6 +299,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         gossip_port=int(values["gossip_port"]),
         cluster_port=int(values["cluster_port"]),
         metrics_port=int(values["metrics_port"]),
+        engine_port=int(values["engine_port"]),
         data_dir=str(values["data_dir"]),
         bootstrap=bool(values["bootstrap"]),
         join=tuple(values["join"]),

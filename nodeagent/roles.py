@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from nodeagent.options import AgentOptions
 
 if TYPE_CHECKING:
+    from nodeagent.engineapi.server import EngineApiServer
     from nodeagent.gossip.core import Member, MemberEvent
 
 __all__ = [
@@ -90,6 +91,8 @@ class NodeContext:
     """The process's one Prometheus registry: register every metric here."""
     gossip: GossipView
     """This node's gossip membership."""
+    engine_api: EngineApiServer | None = None
+    """The node's Engine API server (port 2375): a manager attaches its cluster routes to it."""
 
 
 class RoleExtension(Protocol):

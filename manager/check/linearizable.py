@@ -11,20 +11,25 @@ operations and left the model in the same state have the same future, so a (set,
 set a bitset held in a Python int, is explored once.
 
 Keys of the kv model are independent and checked one by one, which keeps each search small.
+When an order exists, the result carries it (the proof, for a reader who doubts the verdict).
 When no order exists, the result names the operations at the deepest point the search reached:
 the pending ones, none of which could come next although one of them had already returned.
+Memory and time budgets turn a search that would run away into an honest "unknown"; the time
+budget reaches the search only as a predicate, so the search itself stays deterministic.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from manager.check.history import HistoryError, Operation, parse_operations
 from manager.check.models import (
     CAS,
+    CAS_FAILED,
     CAS_MAYBE,
     NULL,
     READ,
@@ -55,7 +60,13 @@ class CheckResult:
     ops: int
     """How many operations the history holds (pairs of invoke and completion)."""
     unknown: bool = False
-    """True when the search ran out of its memory budget before a verdict (``ok`` is then False)."""
+    """True when the search ran out of its memory or time budget before a verdict (``ok`` False)."""
+    order: list[Operation] = field(default_factory=list)
+    """When ok: a legal order, key by key (each key's operations in the order they take effect).
+
+    Operations that did not take effect are not in it: failed reads and writes, info reads, and
+    info writes and cas that the order does without. Empty when not ok.
+    """
 
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
@@ -67,8 +78,20 @@ to 23 GB before it was stopped. A verdict of "unknown" is honest; taking the mac
 """
 
 
+POLL_EVERY = 1024
+"""Search steps between two calls of the time-limit predicate (and one call before the first).
+
+A step is cheap (well under a microsecond of work with Python's overheads): asking the clock at
+every one would cost more than the search; every 1024 keeps an overrun within milliseconds.
+"""
+
+
 class _OutOfBudget(Exception):
     """The memo reached its memory budget."""
+
+
+class _OutOfTime(Exception):
+    """The caller's time-limit predicate said stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +114,9 @@ def _prepare(steps: list[Step]) -> list[Step]:
     - a written value that no operation reads or compares against becomes :data:`UNREAD`, so paths
       that differ only in which such value the register holds share memo entries;
     - an info write or cas whose value is the only source of a value that an ok read or ok cas
-      observes must take effect before the first such observer returns: that becomes its response.
+      observes must take effect before the first such observer returns: that becomes its response,
+      and an info cas so bound becomes an ok cas (it must have found its expected value, or the
+      observer could never see the new one).
     """
     writers: dict[int, int] = {}
     observed: set[int] = set()
@@ -117,23 +142,35 @@ def _prepare(steps: list[Step]) -> list[Step]:
             and writers[target] == 1
             and first_observer.get(target, -1) > s.call  # an observer before the invoke: no order fits anyway
         ):
-            s = replace(s, ret=first_observer[target])
+            s = replace(s, kind=CAS if s.kind == CAS_MAYBE else s.kind, ret=first_observer[target])
         prepared.append(s)
     return prepared
 
 
-def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -> _Stuck | None:
-    """Wing and Gong's search over one register's operations; None when an order exists.
+def _search(
+    steps: Sequence[Step],
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    out_of_time: Callable[[], bool] | None = None,
+) -> _Stuck | list[int]:
+    """Wing and Gong's search over one register's operations.
 
-    Raises :class:`_OutOfBudget` when the memo would take more than ``memory_budget`` bytes.
+    Returns a legal order when one exists, as indices into ``steps`` of the operations that take
+    effect (info operations left out, or placed as no-ops, are not in it), else where it got stuck.
+    Raises :class:`_OutOfBudget` when the memo would take more than ``memory_budget`` bytes, and
+    :class:`_OutOfTime` when ``out_of_time()`` returns True. The search never reads a clock itself:
+    it calls ``out_of_time`` before its first step and every :data:`POLL_EVERY` steps, so given a
+    predicate that answers the same way on the same calls, it does the same work and gives the same
+    answer, which is what makes the time limit testable.
     """
     count = len(steps)
     if count == 0:
-        return None
+        return []
     # What one memo entry costs: the set slot and the tuple (about 100 bytes) and the bitset.
     entry_cost = 100 + count // 8
     max_entries = max(1, memory_budget // entry_cost)
-    beyond = max((s.ret for s in steps if s.ret is not None), default=0) + 1
+    # "Infinity" must lie after every event, calls included: an info operation invoked after the
+    # last return would otherwise get its return sorted before its own call.
+    beyond = max(max(s.call, -1 if s.ret is None else s.ret) for s in steps) + 1
     # Nodes 1..2n are events; node 0 is the head. Sorting by (time, op) puts calls and returns in
     # history order, and returns at infinity after everything, in operation order.
     order = sorted(
@@ -161,6 +198,12 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
     first = [s.a for s in steps]
     second = [s.b for s in steps]
     maybe = [s.ret is None for s in steps]
+    # Operations that leave the register as they found it in every state where they apply. Only
+    # these may be placed as soon as they fit without exploring alternatives (see below). Whether
+    # an operation changed the value *here* is not enough: a write of the value the register
+    # already holds changes nothing now, yet placed later (after a cas that moved the value on) it
+    # is what brings the value back, so the order where it comes later must stay explorable.
+    read_only = [s.kind in (READ, CAS_FAILED) or (s.kind == CAS and s.a == s.b) for s in steps]
     # Info writes of unread values are interchangeable: only ever place the earliest-invoked one
     # still pending, so k of them cost k+1 choices instead of 2^k subsets.
     unread_writes = sorted(
@@ -205,7 +248,13 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
     seen: set[tuple[int, int]] = set()
     best: _Stuck | None = None
     entry = nxt[0]
+    countdown = 1
     while nxt[0] != -1:
+        countdown -= 1
+        if not countdown:
+            countdown = POLL_EVERY
+            if out_of_time is not None and out_of_time():
+                raise _OutOfTime
         if is_call[entry]:
             index = node_op[entry]
             after = step(state, kinds[index], first[index], second[index])
@@ -226,10 +275,11 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
                 if len(seen) >= max_entries:
                     raise _OutOfBudget
                 seen.add((grown, after))
-                # A read (or failed cas) that fits now is best placed now: it changes nothing, and
-                # nothing still pending returned before it was invoked, so any order that places it
-                # later stays valid with it moved here. Its alternatives need no exploring.
-                choices.append((entry, state, after == state, dead))
+                # A read-only operation (read, failed cas, cas [x, x]) that fits now is best placed
+                # now: it changes nothing wherever it goes, and nothing still pending returned
+                # before it was invoked, so any order that places it later stays valid with it
+                # moved here. Its alternatives need no exploring.
+                choices.append((entry, state, read_only[index], dead))
                 state = after
                 linearized = grown
                 if index in unread_rank:
@@ -239,14 +289,14 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
                     lift(call_node[j])
                 entry = nxt[0]
                 continue
-            if after != state:
+            if not read_only[index]:
                 entry = nxt[entry]
                 continue
             # The best move from here is already known to fail: so does everything else here.
         else:
             if maybe[node_op[entry]]:
                 # Only operations that may never have happened are left: leave them out.
-                return None
+                break
             # A return whose call is still listed: that operation had to take effect by now.
             if best is None or len(choices) > best.depth:
                 pending = []
@@ -259,6 +309,7 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
         forced = True
         while forced:
             if not choices:
+                assert best is not None  # backtracking starts at a blocking return, which sets it
                 return best
             entry, state, forced, dead = choices.pop()
             linearized &= ~(1 << node_op[entry])
@@ -269,7 +320,7 @@ def _search(steps: Sequence[Step], memory_budget: int = DEFAULT_MEMORY_BUDGET) -
                 unlift(call_node[j])
             unlift(entry)
         entry = nxt[entry]
-    return None
+    return [node_op[placed] for placed, _, _, _ in choices]
 
 
 def _describe_key(key: str | int | None, stuck: _Stuck, values: ValueTable) -> str:
@@ -289,38 +340,61 @@ def _describe_key(key: str | int | None, stuck: _Stuck, values: ValueTable) -> s
 
 
 def check_operations(
-    ops: Sequence[Operation], model: str = "kv", *, memory_budget: int = DEFAULT_MEMORY_BUDGET
+    ops: Sequence[Operation],
+    model: str = "kv",
+    *,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CheckResult:
     """Check operations already paired by :func:`parse_operations`.
 
     Each key's search may use about ``memory_budget`` bytes; past that the verdict is unknown.
+    With ``timeout`` (seconds, read on ``clock``), a check still searching that long after it
+    started also ends with "unknown". The clock is the caller's to choose so that tests can run the
+    limit on a clock of their own; the search only ever sees a "time is up?" predicate.
     """
     parts = split(ops, model)
     values = ValueTable()
     failures: list[str] = []
     unorderable: list[dict[str, Any]] = []
+    order: list[Operation] = []
     noun = "key" if model == "kv" else "register"
+    out_of_time: Callable[[], bool] | None = None
+    if timeout is not None:
+        deadline = clock() + timeout
+
+        def out_of_time() -> bool:
+            return clock() >= deadline
+
     for key, part in parts.items():
         steps = _prepare([s for s in (encode(op, values) for op in part) if s is not None])
+        where = f"key {key!r}" if model == "kv" else "the register"
         try:
-            stuck = _search(steps, memory_budget)
+            found = _search(steps, memory_budget, out_of_time)
         except _OutOfBudget:
-            where = f"key {key!r}" if model == "kv" else "the register"
             text = (
                 f"unknown: the search for {where} ({len(steps)} operations) needed more than "
                 f"{memory_budget >> 20} MiB of memory; no verdict"
             )
             return CheckResult(False, text, [], len(parts), len(ops), unknown=True)
-        if stuck is None:
+        except _OutOfTime:
+            text = (
+                f"unknown: the check ran past its time limit of {timeout:g} s while searching {where}"
+                f" ({len(steps)} operations); no verdict"
+            )
+            return CheckResult(False, text, [], len(parts), len(ops), unknown=True)
+        if isinstance(found, list):
+            order.extend(steps[index].op for index in found)
             continue
-        failures.append(_describe_key(key, stuck, values))
-        for op in stuck.pending:
+        failures.append(_describe_key(key, found, values))
+        for op in found.pending:
             shown = op.describe()
-            shown["blocking"] = op is stuck.blocking
+            shown["blocking"] = op is found.blocking
             unorderable.append(shown)
     checked = f"{len(ops)} operation(s) on {len(parts)} {noun}(s)"
     if not failures:
-        return CheckResult(True, f"linearizable: {checked}", [], len(parts), len(ops))
+        return CheckResult(True, f"linearizable: {checked}", [], len(parts), len(ops), order=order)
     text = f"not linearizable: {checked}, {len(failures)} failing\n" + "\n".join(failures)
     return CheckResult(False, text, unorderable, len(parts), len(ops))
 
@@ -331,11 +405,17 @@ def check_history(
     *,
     lines: Sequence[int] | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CheckResult:
     """Check a history of events (dicts as in the JSON-lines format) against ``model``.
 
     ``model`` is "kv" (one register per key, checked per key) or "register" (a single register).
-    ``lines`` gives each event's file line for error messages. Raises :class:`HistoryError`
-    (a ValueError, with ``.line``) when the history is malformed.
+    ``lines`` gives each event's file line for error messages. ``memory_budget`` (bytes per key)
+    and ``timeout`` (seconds on ``clock`` for the whole check) bound the search: past either the
+    verdict is "unknown". Raises :class:`HistoryError` (a ValueError, with ``.line``) when the
+    history is malformed.
     """
-    return check_operations(parse_operations(events, lines), model, memory_budget=memory_budget)
+    return check_operations(
+        parse_operations(events, lines), model, memory_budget=memory_budget, timeout=timeout, clock=clock
+    )

@@ -184,6 +184,54 @@ def test_process_may_invoke_again_after_info() -> None:
     assert linearizable(events)
 
 
+REGRESSION_HISTORY: list[Event] = [
+    # From the issue "Honest verdicts": linearizable (cas [null,0], write 0, cas [0,2], write 0,
+    # cas [0,0], cas [0,0]) but once reported as not, because the second write of 0, invoked before
+    # the cas [0,2] and finding 0 already there, was taken to be a read and placed first for good.
+    inv(0, "cas", [3, 3]),
+    end("fail", 0, "cas", [3, 3]),
+    inv(0, "cas", [None, 0]),
+    ok(0, "cas", [None, 0]),
+    inv(2, "write", 0),
+    ok(2, "write", 0),
+    inv(2, "write", 0),
+    inv(1, "cas", [0, 2]),
+    ok(2, "write", 0),
+    ok(1, "cas", [0, 2]),
+    inv(1, "cas", [0, 0]),
+    inv(0, "cas", [0, 0]),
+    ok(0, "cas", [0, 0]),
+    ok(1, "cas", [0, 0]),
+]
+
+
+def test_regression_write_of_the_current_value_is_not_a_read() -> None:
+    result = check_history(REGRESSION_HISTORY, "register")
+    assert result.ok, result.explanation
+
+
+def test_operation_invoked_first_may_take_effect_second() -> None:
+    # Writing the value the register already holds changes nothing *now*, but placed later it
+    # undoes the cas: the write invoked first must come second for the final read of 0.
+    events = [*write(1, 0), inv(2, "write", 0), inv(1, "cas", [0, 2])]
+    events += [ok(2, "write", 0), ok(1, "cas", [0, 2])]
+    assert linearizable([*events, *read(3, 0)])
+    assert linearizable([*events, *read(3, 2)])
+    # Two cas where the one invoked first can only apply second.
+    events = [*write(1, 0), inv(2, "cas", [2, 0]), inv(1, "cas", [0, 2])]
+    events += [ok(2, "cas", [2, 0]), ok(1, "cas", [0, 2])]
+    assert linearizable([*events, *read(3, 0)])
+    assert not linearizable([*events, *read(3, 2)])
+
+
+def test_info_operation_invoked_after_every_return() -> None:
+    # Its response at infinity must sort after its own call: it once sorted before it, which
+    # corrupted the event list and turned this linearizable history into a failure.
+    assert linearizable([*write(1, 0), *write(2, 1), *read(2, 1), inv(3, "cas", [0, 2])])
+    assert linearizable([*write(1, 0), *read(2, 0), inv(3, "write", 1)])
+    assert not linearizable([*write(1, 0), *read(2, 1), inv(3, "write", 1)])
+
+
 def test_kv_checks_each_key_on_its_own() -> None:
     events = [*write(1, 1, key="a"), *write(1, 2, key="b"), *read(2, 1, key="a"), *read(2, 2, key="b")]
     result = check_history(events, "kv")
@@ -315,3 +363,98 @@ def test_cli_exit_code_3_when_the_budget_runs_out(
     assert budgets == [5 << 20]
     assert "unknown:" in capsys.readouterr().out
     assert main(["check", "linearizable", str(path), "--max-memory-mb", "0"]) == 2
+
+
+def _hard_history() -> list[Event]:
+    """400 operations of 10 processes on one register with a stale read planted: the search needs
+    about 60,000 steps (60 polls of the time limit) to rule out every order."""
+    events = generate(random.Random(1), SynthConfig(operations=400, processes=10, keys=1))
+    return inject_stale_read(events, random.Random(1))[0]
+
+
+class _TickingClock:
+    """A clock that moves one second each time it is read: the time limit in polls, exactly."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return float(self.reads)
+
+
+def test_time_limit_gives_unknown_and_a_generous_one_the_verdict() -> None:
+    events = _hard_history()
+    tight = _TickingClock()
+    result = check_history(events, "kv", timeout=10, clock=tight)
+    assert result.unknown and not result.ok and result.unorderable == []
+    assert result.explanation.startswith("unknown: the check ran past its time limit of 10 s")
+    # One read to set the deadline, then one poll per POLL_EVERY steps until the 10th says stop.
+    assert tight.reads == 11
+    generous = _TickingClock()
+    result = check_history(events, "kv", timeout=1000, clock=generous)
+    assert not result.ok and not result.unknown and result.unorderable
+    assert 30 < generous.reads < 1000  # it did poll all along, and finished within the limit
+    # Without a limit the clock is never read.
+    unlimited = _TickingClock()
+    assert not check_history(events, "kv", clock=unlimited).ok and unlimited.reads == 0
+
+
+def test_linearizable_result_carries_a_legal_order() -> None:
+    result = check_history(REGRESSION_HISTORY, "register")
+    # (invoke line, f, value) in the order found: the write invoked at line 7 comes after the cas
+    # invoked at line 8.
+    found = [(op.invoke_line, op.f, op.value) for op in result.order]
+    assert found == [
+        (1, "cas", [3, 3]),
+        (3, "cas", [None, 0]),
+        (5, "write", 0),
+        (8, "cas", [0, 2]),
+        (7, "write", 0),
+        (11, "cas", [0, 0]),
+        (12, "cas", [0, 0]),
+    ]
+    assert check_history([*write(1, 0), *read(1, 1)], "register").order == []
+
+
+def test_cli_explain_prints_the_order_and_what_was_left_out(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from deploy.cli import main
+
+    path = tmp_path / "history.jsonl"
+    failed_write = write(3, 9, kind="fail")
+    path.write_text("".join(json.dumps(e) + "\n" for e in REGRESSION_HISTORY + failed_write))
+    assert main(["check", "linearizable", str(path), "--model", "register", "--explain"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "linearizable: 8 operation(s) on 1 register(s)"
+    assert out[1] == "a legal order for the register:"
+    cas_first = '  4. {"process": 1, "type": "ok", "f": "cas", "value": [0, 2], "invoke_line": 8,'
+    assert out[5].startswith(cas_first)
+    assert out[6].startswith('  5. {"process": 2, "type": "ok", "f": "write", "value": 0, "invoke_line": 7,')
+    assert out[9].startswith("not in the order")
+    assert json.loads(out[10]) == {
+        "process": 3, "type": "fail", "f": "write", "value": 9, "invoke_line": 15, "complete_line": 16
+    }
+    assert len(out) == 11
+    # Without --explain, the verdict alone.
+    assert main(["check", "linearizable", str(path), "--model", "register"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["linearizable: 8 operation(s) on 1 register(s)"]
+
+
+def test_cli_timeout(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from deploy.cli import main
+
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in _hard_history()))
+    # The search takes tens of milliseconds at least; a millisecond cannot be enough.
+    assert main(["check", "linearizable", str(path), "--timeout", "0.001"]) == 3
+    assert "unknown: the check ran past its time limit of 0.001 s" in capsys.readouterr().out
+    assert main(["check", "linearizable", str(path), "--timeout", "600"]) == 1
+    for bad in ("0", "-1", "nan", "inf"):
+        assert main(["check", "linearizable", str(path), "--timeout", bad]) == 2
+        assert "--timeout must be a positive number" in capsys.readouterr().err

@@ -190,9 +190,14 @@ def test_the_metrics_endpoint_serves_the_registry_and_refuses_the_rest() -> None
             ok = await ask(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             assert ok.startswith(b"HTTP/1.1 200 OK")
             assert b'swarmlet_gossip_members{state="alive"} 4.0' in ok
-            assert (await ask(server.port, b"GET /nope HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 404")
-            assert (await ask(server.port, b"POST /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
-            assert (await ask(server.port, b"\x00\x01garbage\r\n\r\n")).startswith(b"HTTP/1.1 400")
+            # HTTP/1.1 requires Host (RFC 9112 3.2): a request without it is a 400.
+            nope = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+            assert (await ask(server.port, nope)).startswith(b"HTTP/1.1 404")
+            assert (await ask(server.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).startswith(
+                b"HTTP/1.1 405")
+            assert (await ask(server.port, b"GET /metrics HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.0 400")
+            # A request that cannot be parsed has no HTTP version: the answer says 1.0.
+            assert (await ask(server.port, b"\x00\x01garbage\r\n\r\n")).startswith(b"HTTP/1.0 400")
         finally:
             await server.stop()
 

@@ -1,0 +1,113 @@
+"""The Engine API's cluster routes, answered by managers: ``/swarm`` and ``/nodes`` so far.
+
+The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
+these routes to it at start (:func:`install`, called by the manager runtime), and also serves
+on its cluster port the gRPC method through which followers hand writes to the leader
+(manager/engineapi/writes.py). Reads are local to the answering manager; see docs/engineapi.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+
+from manager.engineapi.base import ManagerView, api_error
+from manager.engineapi.nodes import NodeRoutes
+from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
+from manager.engineapi.swarm import SwarmRoutes, manager_swarm_info
+from manager.engineapi.writes import LeaderWrites, write_handler
+from manager.state.store import Op, Store, StoredObject
+from nodeagent.engineapi import Route, SwarmInfo
+
+__all__ = [
+    "HostFacts",
+    "ManagerEngineApi",
+    "ManagerView",
+    "RuntimeManager",
+    "api_error",
+    "cluster_to_api",
+    "install",
+    "node_to_api",
+]
+
+
+class ManagerEngineApi:
+    """The cluster routes of one manager: a ``ClusterApi`` for the node's Engine API server."""
+
+    def __init__(self, manager: ManagerView) -> None:
+        """Answer every cluster route from ``manager``."""
+        self.manager = manager
+        self._routes: list[Route] = [*SwarmRoutes(manager).routes(), *NodeRoutes(manager).routes()]
+
+    def routes(self) -> list[Route]:
+        """(method, path, handler) of every cluster route served."""
+        return list(self._routes)
+
+    def swarm_info(self, base: SwarmInfo) -> SwarmInfo:
+        """/info's Swarm section as this manager sees it."""
+        return manager_swarm_info(self.manager, base)
+
+
+class RuntimeManager:
+    """The manager runtime (manager/runtime.py) seen as a :class:`ManagerView`."""
+
+    def __init__(self, runtime: Any) -> None:
+        """``runtime`` gives ``store``, ``shell``, ``node_id``, ``time_scale``, ``cluster()``, ``write``."""
+        self.runtime = runtime
+        scale = float(getattr(runtime, "time_scale", 1.0) or 1.0)
+        self.writes = LeaderWrites(self._propose, runtime.store, timeout=5.0 * scale, settle=0.8 * scale)
+        self._host = HostFacts()
+
+    async def _propose(self, ops: Sequence[Op]) -> Any:
+        return await self.runtime.write(ops, timeout=self.writes.timeout)
+
+    @property
+    def store(self) -> Store:
+        """The runtime's store."""
+        store: Store = self.runtime.store
+        return store
+
+    @property
+    def node_id(self) -> str:
+        """This manager's node id."""
+        return str(self.runtime.node_id)
+
+    @property
+    def host(self) -> HostFacts:
+        """The machine's facts."""
+        return self._host
+
+    def leader_id(self) -> str:
+        """The leader Raft knows of now, "" when none."""
+        shell = self.runtime.shell
+        return str(shell.leader_id or "") if shell is not None else ""
+
+    def cluster(self) -> StoredObject | None:
+        """The Cluster object, if written yet."""
+        found: StoredObject | None = self.runtime.cluster()
+        return found
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Commit through the leader (see manager/engineapi/writes.py)."""
+        await self.writes.write(ops)
+
+    def write_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        """The leader's side of forwarded writes, for the cluster port's gRPC server."""
+        return write_handler(self._propose, self.runtime.store)
+
+
+def install(runtime: Any, grpc_server: grpc.aio.Server) -> ManagerEngineApi:
+    """Serve forwarded writes on ``grpc_server`` and attach the cluster routes to the node's Engine API.
+
+    The node's Engine API server comes in the role's context (``context.engine_api``); a
+    manager run without one (``python -m manager.runtime``) only serves the forwarded writes.
+    """
+    view = RuntimeManager(runtime)
+    grpc_server.add_generic_rpc_handlers((view.write_handler(),))
+    api = ManagerEngineApi(view)
+    engine = getattr(runtime.context, "engine_api", None)
+    if engine is not None:
+        engine.attach(api)
+    return api

@@ -1,0 +1,108 @@
+"""What the cluster routes share: the manager they read and write, and the one error mapping.
+
+Handlers read this manager's own store (local reads, with or without quorum, as ``docker node
+ls`` does here) and write through :class:`~manager.engineapi.writes.LeaderWrites`. Errors from
+the store and from Raft become Docker's answers in :func:`api_error`, applied to every handler
+by :func:`guarded`; the node's error middleware then writes them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiohttp import web
+
+from manager.engineapi.render import HostFacts
+from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, ProposalDropped
+from manager.state.store import (
+    Ambiguous,
+    InUse,
+    NameConflict,
+    NotFound,
+    Op,
+    Store,
+    StoredObject,
+    StoreError,
+    UpdateOutOfSequence,
+)
+from nodeagent.engineapi import ApiError
+from nodeagent.engineapi.errors import Handler
+
+__all__ = ["ManagerView", "api_error", "guarded", "rpc_message"]
+
+
+class ManagerView(Protocol):
+    """The manager as the cluster routes see it (the runtime in production, a fake in tests)."""
+
+    @property
+    def store(self) -> Store:
+        """This manager's replica of the store."""
+        ...
+
+    @property
+    def node_id(self) -> str:
+        """This manager's node id."""
+        ...
+
+    @property
+    def host(self) -> HostFacts:
+        """Defaults for what node descriptions do not record."""
+        ...
+
+    def leader_id(self) -> str:
+        """The leader as this manager sees it now; "" when it knows none."""
+        ...
+
+    def cluster(self) -> StoredObject | None:
+        """The Cluster object; None before the bootstrap manager has written it."""
+        ...
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Commit ``ops`` as one batch through the leader (forwarded from a follower)."""
+        ...
+
+
+def rpc_message(code: str, message: str) -> str:
+    """How Docker shows an error that came from swarmkit's gRPC API: ``rpc error: code = ...``."""
+    return f"rpc error: code = {code} desc = {message}"
+
+
+def api_error(exc: BaseException) -> ApiError | None:
+    """Docker's status and words for a store or Raft error; None for anything else (a bug)."""
+    if isinstance(exc, NotFound):
+        return ApiError.not_found(exc.message)
+    if isinstance(exc, Ambiguous):
+        return ApiError.bad_request(exc.message)
+    if isinstance(exc, UpdateOutOfSequence):
+        # swarmkit's store error reaches the daemon as gRPC Unknown: a 500, as Docker answers.
+        return ApiError(500, rpc_message("Unknown", exc.message))
+    if isinstance(exc, NameConflict):
+        return ApiError.conflict(rpc_message("AlreadyExists", exc.message))
+    if isinstance(exc, InUse):
+        return ApiError.bad_request(rpc_message("InvalidArgument", exc.message))
+    if isinstance(exc, StoreError):
+        return ApiError.bad_request(rpc_message("InvalidArgument", exc.message))
+    if isinstance(exc, NoLeaderError | ProposalDropped | ConnectionAbortedError):
+        return ApiError.unavailable(NO_LEADER_MESSAGE)
+    if isinstance(exc, TimeoutError):
+        # Indeterminate: the write may still commit. Docker says the same about a deadline.
+        return ApiError(500, rpc_message("DeadlineExceeded", "context deadline exceeded"))
+    return None
+
+
+def guarded(handler: Handler) -> Handler:
+    """``handler`` with store and Raft errors turned into :class:`ApiError` by :func:`api_error`."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (StoreError, NoLeaderError, ProposalDropped, ConnectionAbortedError, TimeoutError) as exc:
+            mapped = api_error(exc)
+            if mapped is None:  # pragma: no cover - every caught type maps
+                raise
+            raise mapped from None
+
+    return run

@@ -1,0 +1,167 @@
+"""``/nodes``: list (with filters), inspect, update (labels, availability), remove.
+
+Reads come from this manager's store; the update and the removal are one store operation each,
+written through the leader with the version the client read (``?version=``), so a concurrent
+change makes the write fail with Swarm's "update out of sequence" instead of overwriting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from aiohttp import web
+
+from manager.engineapi.base import ManagerView, guarded, rpc_message
+from manager.engineapi.render import node_to_api
+from manager.state.store import Delete, StoredObject, Update
+from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
+from nodeagent.engineapi.gojson import STRING, GoJSONError, map_of, scalar, struct
+
+__all__ = ["NODE_SPEC", "NodeRoutes", "query_bool"]
+
+NODE_SPEC = struct(
+    "swarm.NodeSpec",
+    Name=STRING,
+    Labels=map_of(STRING),
+    Role=scalar("swarm.NodeRole", "string"),
+    Availability=scalar("swarm.NodeAvailability", "string"),
+)
+"""Docker's swarm.NodeSpec, as ``POST /nodes/{id}/update`` reads it."""
+
+_FILTERS = ("id", "label", "name", "node.label", "membership", "role")
+_ROLES = ("manager", "worker")
+_AVAILABILITIES = ("active", "pause", "drain")
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    """A boolean query parameter as Docker reads one: anything but "", 0, no, false, none is true."""
+    value = request.query.get(name, "").strip().lower()
+    return value not in ("", "0", "no", "false", "none")
+
+
+def _parse_version(raw: str) -> int:
+    """``?version=`` as Go's strconv.ParseUint reads it, refused in the daemon's words."""
+    if raw.isdigit() and raw.isascii():
+        value = int(raw)
+        if value < 2**64:
+            return value
+        reason = "value out of range"
+    else:
+        reason = "invalid syntax"
+    raise ApiError.bad_request(
+        f"invalid node version '{raw}': strconv.ParseUint: parsing \"{raw}\": {reason}")
+
+
+def _labels_match(labels: object, wanted: Iterable[str]) -> bool:
+    """Every ``key`` or ``key=value`` in ``wanted`` holds in ``labels`` (swarmkit's rule)."""
+    have = labels if isinstance(labels, dict) else {}
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if key not in have or (sep and have[key] != value):
+            return False
+    return True
+
+
+def _hostname(node: StoredObject) -> str:
+    desc = node.extra.get("Description")
+    return str(desc.get("Hostname") or "") if isinstance(desc, dict) else ""
+
+
+class NodeRoutes:
+    """The handlers of ``/nodes`` for one manager."""
+
+    def __init__(self, manager: ManagerView) -> None:
+        """Answer from ``manager``'s store; write through it."""
+        self.manager = manager
+
+    def routes(self) -> list[Route]:
+        """(method, path, handler) for the node agent's Engine API."""
+        return [
+            ("GET", "/nodes", guarded(self.list)),
+            ("GET", "/nodes/{id}", guarded(self.inspect)),
+            ("POST", "/nodes/{id}/update", guarded(self.update)),
+            ("DELETE", "/nodes/{id}", guarded(self.remove)),
+        ]
+
+    def _render(self, node: StoredObject) -> dict[str, object]:
+        return node_to_api(node, self.manager.leader_id(), self.manager.host)
+
+    async def list(self, request: web.Request) -> web.StreamResponse:
+        """``GET /nodes?filters=``: every node that matches every filter given."""
+        filters = parse_filters(request.query.get("filters"))
+        filters.validate(_FILTERS)
+        filters.check_values("role", _ROLES, "role")
+        filters.check_values("membership", ("accepted", "pending"), "membership")
+        tests: list[Callable[[StoredObject], bool]] = []
+        if ids := filters.get("id"):
+            tests.append(lambda n: any(n.id.startswith(p) for p in ids))
+        if names := filters.get("name"):
+            tests.append(lambda n: any(_hostname(n).startswith(p) for p in names))
+        if roles := filters.get("role"):
+            tests.append(lambda n: n.spec.get("Role") in roles)
+        if memberships := filters.get("membership"):
+            tests.append(lambda n: "accepted" in memberships)  # a node in the store has been accepted
+        if engine_labels := filters.get("label"):
+            tests.append(lambda n: _labels_match(
+                ((n.extra.get("Description") or {}).get("Engine") or {}).get("Labels"), engine_labels))
+        if node_labels := filters.get("node.label"):
+            tests.append(lambda n: _labels_match(n.spec.get("Labels"), node_labels))
+        nodes = self.manager.store.find("node", filters=lambda n: all(t(n) for t in tests))
+        return json_response([self._render(n) for n in nodes])
+
+    async def inspect(self, request: web.Request) -> web.StreamResponse:
+        """``GET /nodes/{id}``: by ID, hostname or unique ID prefix."""
+        node = self.manager.store.lookup("node", request.match_info["id"])
+        return json_response(self._render(node))
+
+    async def update(self, request: web.Request) -> web.StreamResponse:
+        """``POST /nodes/{id}/update?version=``: replace the node's Spec (labels, availability)."""
+        try:
+            spec = decode(await request.read(), NODE_SPEC)
+        except GoJSONError as exc:
+            raise ApiError.bad_request(str(exc)) from None
+        version = _parse_version(request.query.get("version", ""))
+        role = str(spec.get("Role", "")).lower()
+        if role not in _ROLES:
+            raise ApiError.bad_request(f'invalid Role: "{spec.get("Role", "")}"')
+        availability = str(spec.get("Availability", "")).lower()
+        if availability not in _AVAILABILITIES:
+            raise ApiError.bad_request(f'invalid Availability: "{spec.get("Availability", "")}"')
+        node = self.manager.store.lookup("node", request.match_info["id"])
+        current = str(node.spec.get("Role") or "worker")
+        if role != current:
+            self._refuse_role_change(node, current, role)
+        new_spec = {
+            "Name": spec.get("Name", ""),
+            "Role": current,
+            "Availability": availability,
+            "Labels": spec.get("Labels") or {},
+        }
+        await self.manager.write([Update("node", node.id, version, spec=new_spec)])
+        return web.Response(status=200)
+
+    def _refuse_role_change(self, node: StoredObject, current: str, wanted: str) -> None:
+        if current == "manager":
+            managers = self.manager.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")
+            if len(managers) <= 1:
+                raise ApiError.bad_request(
+                    rpc_message("FailedPrecondition", "attempting to demote the last manager of the swarm"))
+        verb = "promote" if wanted == "manager" else "demote"
+        raise ApiError.not_implemented(
+            f"swarmlet cannot {verb} nodes yet: node {node.id} stays a {current} "
+            f"(a node's role is chosen when it starts, by its join token)")
+
+    async def remove(self, request: web.Request) -> web.StreamResponse:
+        """``DELETE /nodes/{id}?force=``: Swarm's refusals, then one delete through the leader."""
+        force = query_bool(request, "force")
+        node = self.manager.store.lookup("node", request.match_info["id"])
+        if node.spec.get("Role") == "manager" or isinstance(node.extra.get("ManagerStatus"), dict):
+            raise ApiError.bad_request(rpc_message(
+                "FailedPrecondition",
+                f"node {node.id} is a cluster manager and is a member of the raft cluster. "
+                "It must be demoted to worker before removal"))
+        if not force and node.status.get("State") == "ready":
+            raise ApiError.bad_request(
+                rpc_message("FailedPrecondition", f"node {node.id} is not down and can't be removed"))
+        await self.manager.write([Delete("node", node.id)])
+        return web.Response(status=200)

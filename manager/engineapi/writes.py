@@ -1,0 +1,151 @@
+"""How every Engine API write reaches the leader: one path for all of them.
+
+A handler builds store operations (``Update("node", id, version, spec=...)``) and calls
+:meth:`LeaderWrites.write`. On the leader that is the runtime's ``write(ops)`` (propose, commit,
+apply). On a follower the shell refuses with ``NotLeaderError(leader_addr)``, as it does for the
+control API; the follower then sends the same operations to the leader over the cluster port
+(2377), where :func:`write_handler` serves ``/swarmlet.v1.EngineApiWrites/Write``, and relays
+the leader's answer. The leader never forwards again. Errors travel by name and come back as the
+same exceptions (``UpdateOutOfSequence``, ``NotFound``, ``NoLeaderError``...), so one mapping
+(:func:`manager.engineapi.errors.api_error`) turns them into Docker's answers wherever the write
+ran.
+
+Once a forwarded write is acknowledged, the follower waits (up to one election timeout) until
+its own store has applied the leader's index, so a read the client makes next on the same node
+sees its write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import grpc
+
+from manager.state.raft.shell import NoLeaderError, NotLeaderError, ProposalDropped
+from manager.state.store import (
+    Ambiguous,
+    InUse,
+    InvalidObject,
+    NameConflict,
+    NotFound,
+    Op,
+    StoreError,
+    UpdateOutOfSequence,
+    decode_batch,
+    encode_batch,
+    format_timestamp,
+)
+
+__all__ = ["WRITE_METHOD", "LeaderWrites", "Propose", "write_handler"]
+
+log = logging.getLogger(__name__)
+
+_SERVICE = "swarmlet.v1.EngineApiWrites"
+WRITE_METHOD = f"/{_SERVICE}/Write"
+"""The gRPC method a follower forwards writes to, on the leader's cluster port."""
+
+Propose = Callable[[Sequence[Op]], Awaitable[Any]]
+"""The runtime's ``write(ops)``: propose on this manager (NotLeaderError on a follower)."""
+
+_STORE_ERRORS: dict[str, type[StoreError]] = {
+    cls.__name__: cls
+    for cls in (Ambiguous, InUse, InvalidObject, NameConflict, NotFound, UpdateOutOfSequence)
+}
+
+
+class _Replica(Protocol):
+    """What the writer needs to see of this manager: how far its store has applied."""
+
+    @property
+    def applied_index(self) -> int: ...
+
+
+def _error_record(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, StoreError):
+        return {"type": type(exc).__name__, "message": exc.message}
+    if isinstance(exc, NoLeaderError | NotLeaderError | ProposalDropped | ConnectionAbortedError):
+        return {"type": "NoLeaderError", "message": str(exc)}
+    if isinstance(exc, TimeoutError):
+        return {"type": "TimeoutError", "message": str(exc)}
+    return {"type": "Error", "message": str(exc) or type(exc).__name__}
+
+
+def _raise_record(record: dict[str, Any]) -> None:
+    kind, message = str(record.get("type")), str(record.get("message", ""))
+    store_error = _STORE_ERRORS.get(kind)
+    if store_error is UpdateOutOfSequence:
+        raise UpdateOutOfSequence(message)
+    if store_error is not None:
+        raise store_error(message)
+    if kind == "NoLeaderError":
+        raise NoLeaderError()
+    if kind == "TimeoutError":
+        raise TimeoutError(message)
+    raise RuntimeError(message)
+
+
+class LeaderWrites:
+    """Write a batch of operations through the leader, wherever this manager stands."""
+
+    def __init__(self, propose: Propose, store: _Replica, *, timeout: float = 5.0,
+                 settle: float = 0.8) -> None:
+        """``propose`` is the runtime's write; ``settle`` bounds the wait for this store to catch up."""
+        self.propose = propose
+        self.store = store
+        self.timeout = timeout
+        self.settle = settle
+
+    async def write(self, ops: Sequence[Op]) -> None:
+        """Commit ``ops`` as one batch; raise the store's or Raft's exception if refused."""
+        try:
+            await self.propose(ops)
+            return
+        except NotLeaderError as exc:
+            if not exc.leader_addr:
+                raise NoLeaderError() from None
+            leader = exc.leader_addr
+        index = await self._forward(leader, ops)
+        deadline = time.monotonic() + self.settle
+        while self.store.applied_index < index and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def _forward(self, leader: str, ops: Sequence[Op]) -> int:
+        request = encode_batch(list(ops), now=format_timestamp(time.time()))
+        async with grpc.aio.insecure_channel(leader) as channel:
+            call = channel.unary_unary(WRITE_METHOD, None, None)
+            try:
+                raw = await call(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise TimeoutError("context deadline exceeded") from None
+                # The leader is gone or unreachable: as good as no leader at all.
+                log.info("forwarding a write to the leader at %s failed: %s", leader, exc.details())
+                raise NoLeaderError() from None
+        answer = json.loads(raw)
+        if "error" in answer:
+            _raise_record(answer["error"])
+        return int(answer.get("index", 0))
+
+
+def write_handler(propose: Propose, store: _Replica) -> grpc.GenericRpcHandler[Any, Any]:
+    """The leader's side: ``/swarmlet.v1.EngineApiWrites/Write`` proposes a forwarded batch.
+
+    A manager that is not (or no longer) the leader answers with the no-leader error rather
+    than forward a second time.
+    """
+
+    async def write(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            ops, _their_now = decode_batch(request)
+            await propose(ops)
+        except Exception as exc:  # every refusal goes back to the follower by name
+            return json.dumps({"error": _error_record(exc)}).encode()
+        return json.dumps({"index": store.applied_index}).encode()
+
+    handlers = {"Write": grpc.unary_unary_rpc_method_handler(write)}
+    return grpc.method_handlers_generic_handler(_SERVICE, handlers)

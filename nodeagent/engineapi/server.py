@@ -1,0 +1,253 @@
+"""The Docker Engine API every node serves (port 2375): the node's own routes and the cluster routes.
+
+Every route answers with and without the ``/vX.Y`` prefix. Versions above :data:`API_VERSION`
+or below :data:`MIN_API_VERSION` get Docker's 400. The node itself answers ``/_ping``,
+``/version`` and ``/info``. The cluster routes (``/swarm``, ``/nodes``, ``/services``,
+``/tasks``, ``/secrets``, ``/configs``) are Swarm's: on a worker or a node in no swarm they are
+Swarm's 503; a manager attaches a :class:`ClusterApi` (through the role entry point, see
+nodeagent/roles.py) whose handlers answer them. A cluster route a manager does not serve yet is
+a 501 that says so.
+
+Errors go through one type and one middleware (nodeagent/engineapi/errors.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from aiohttp import web
+
+from nodeagent.engineapi.errors import (
+    NOT_IN_SWARM,
+    NOT_MANAGER_WORKER,
+    ApiError,
+    Handler,
+    error_middleware,
+    json_response,
+)
+from nodeagent.engineapi.runner import HttpServer
+from nodeagent.engineapi.system import (
+    API_VERSION,
+    MIN_API_VERSION,
+    NodeFacts,
+    SwarmInfo,
+    info_body,
+    version_body,
+)
+
+__all__ = [
+    "ALREADY_IN_SWARM",
+    "CLUSTER_ROUTES",
+    "ClusterApi",
+    "EngineApiServer",
+    "Route",
+    "check_api_version",
+]
+
+log = logging.getLogger(__name__)
+
+Route = tuple[str, str, Handler]
+"""(method, path without the version prefix, handler)."""
+
+CLUSTER_ROUTES: tuple[tuple[str, str], ...] = (
+    ("GET", "/swarm"),
+    ("POST", "/swarm/update"),
+    ("GET", "/swarm/unlockkey"),
+    ("GET", "/nodes"),
+    ("GET", "/nodes/{id}"),
+    ("POST", "/nodes/{id}/update"),
+    ("DELETE", "/nodes/{id}"),
+    ("GET", "/services"),
+    ("POST", "/services/create"),
+    ("GET", "/services/{id}"),
+    ("POST", "/services/{id}/update"),
+    ("DELETE", "/services/{id}"),
+    ("GET", "/services/{id}/logs"),
+    ("GET", "/tasks"),
+    ("GET", "/tasks/{id}"),
+    ("GET", "/tasks/{id}/logs"),
+    ("GET", "/secrets"),
+    ("POST", "/secrets/create"),
+    ("GET", "/secrets/{id}"),
+    ("POST", "/secrets/{id}/update"),
+    ("DELETE", "/secrets/{id}"),
+    ("GET", "/configs"),
+    ("POST", "/configs/create"),
+    ("GET", "/configs/{id}"),
+    ("POST", "/configs/{id}/update"),
+    ("DELETE", "/configs/{id}"),
+)
+"""Swarm's routes: answered by managers only (Docker answers them 503 elsewhere)."""
+
+ALREADY_IN_SWARM = (
+    'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.'
+)
+"""Docker's 503 for swarm init or join on a node in a swarm (api/err-swarm-init-again.json)."""
+
+_VERSION_PREFIX = "/v{version:[0-9][0-9.]*}"
+_VERSION = re.compile(r"^(\d+)\.(\d+)$")
+
+
+class ClusterApi(Protocol):
+    """What a manager adds to its node's Engine API."""
+
+    def routes(self) -> Iterable[Route]:
+        """The cluster routes it answers, each one of :data:`CLUSTER_ROUTES`."""
+        ...
+
+    def swarm_info(self, base: SwarmInfo) -> SwarmInfo:
+        """/info's Swarm section as this manager sees it (``base`` is the node's own view)."""
+        ...
+
+
+def _parse_version(text: str) -> tuple[int, int] | None:
+    m = _VERSION.match(text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def check_api_version(text: str) -> None:
+    """Refuse a client API version outside [MIN_API_VERSION, API_VERSION] in Docker's words."""
+    asked = _parse_version(text)
+    if asked is None:
+        raise ApiError.bad_request(f"invalid API version: {text}")
+    newest = _parse_version(API_VERSION)
+    oldest = _parse_version(MIN_API_VERSION)
+    assert newest is not None and oldest is not None
+    if asked > newest:
+        raise ApiError.bad_request(
+            f"client version {text} is too new. Maximum supported API version is {API_VERSION}"
+        )
+    if asked < oldest:
+        raise ApiError.bad_request(
+            f"client version {text} is too old. Minimum supported API version is {MIN_API_VERSION}, "
+            "please upgrade your client to a newer version"
+        )
+
+
+@web.middleware
+async def _version_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    version = request.match_info.get("version")
+    if version is not None:
+        check_api_version(version)
+    return await handler(request)
+
+
+class EngineApiServer:
+    """One node's Engine API: build the app, attach a manager's cluster routes, serve on a port."""
+
+    def __init__(self, facts: NodeFacts, swarm_info: Callable[[], SwarmInfo], host: str, port: int) -> None:
+        """``swarm_info()`` gives the node's own view of its swarm membership, asked per request."""
+        self.facts = facts
+        self._node_swarm_info = swarm_info
+        self._cluster: ClusterApi | None = None
+        self._handlers: dict[tuple[str, str], Handler] = {}
+        self.app = self._build_app()
+        self._http = HttpServer(self.app, host, port)
+
+    @property
+    def port(self) -> int:
+        """The port served (the bound one, once started with port 0)."""
+        return self._http.port
+
+    # ------------------------------------------------------------------ the manager's part
+
+    def attach(self, cluster: ClusterApi) -> None:
+        """Answer the cluster routes with ``cluster``'s handlers (a manager does this at start)."""
+        handlers: dict[tuple[str, str], Handler] = {}
+        known = set(CLUSTER_ROUTES)
+        for method, path, handler in cluster.routes():
+            if (method, path) not in known:
+                raise ValueError(f"{method} {path} is not a cluster route (see CLUSTER_ROUTES)")
+            handlers[(method, path)] = handler
+        self._cluster, self._handlers = cluster, handlers
+
+    def detach(self) -> None:
+        """Stop answering the cluster routes (the manager role stopped)."""
+        self._cluster, self._handlers = None, {}
+
+    def swarm_info(self) -> SwarmInfo:
+        """/info's Swarm section now: the manager's view when one is attached, else the node's."""
+        base = self._node_swarm_info()
+        return base if self._cluster is None else self._cluster.swarm_info(base)
+
+    # ------------------------------------------------------------------ serving
+
+    async def start(self) -> None:
+        """Bind and serve (OSError if the port is taken)."""
+        await self._http.start()
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        await self._http.stop()
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware, _version_middleware])
+        app.on_response_prepare.append(self._headers)
+        node_routes: list[tuple[str, str, Handler]] = [
+            ("GET", "/_ping", self._ping),
+            ("HEAD", "/_ping", self._ping),
+            ("GET", "/version", self._version),
+            ("GET", "/info", self._info),
+            ("POST", "/swarm/init", self._swarm_init_or_join),
+            ("POST", "/swarm/join", self._swarm_init_or_join),
+            ("POST", "/swarm/leave", self._swarm_leave),
+        ]
+        node_routes += [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
+        for method, path, handler in node_routes:
+            for prefix in ("", _VERSION_PREFIX):
+                app.router.add_route(method, prefix + path, handler)
+        return app
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Api-Version"] = API_VERSION
+        response.headers["Docker-Experimental"] = "false"
+        response.headers["Ostype"] = "linux"
+        response.headers["Server"] = f"Docker/{self.facts.engine_version} (linux)"
+
+    def _cluster_route(self, method: str, path: str) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            handler = self._handlers.get((method, path))
+            if handler is not None:
+                return await handler(request)
+            if self._cluster is None:
+                state = self._node_swarm_info().local_node_state
+                raise ApiError.unavailable(NOT_MANAGER_WORKER if state == "active" else NOT_IN_SWARM)
+            raise ApiError.not_implemented(f"swarmlet does not serve {method} {path} yet")
+
+        return handle
+
+    # ------------------------------------------------------------------ the node's own routes
+
+    async def _ping(self, request: web.Request) -> web.StreamResponse:
+        headers = {
+            "Cache-Control": "no-cache, no-store, must-revalidate",
+            "Pragma": "no-cache",
+            "Swarm": self.swarm_info().ping_header(),
+        }
+        if request.method == "HEAD":
+            headers["Content-Length"] = "0"
+            return web.Response(content_type="text/plain", charset="utf-8", headers=headers)
+        return web.Response(text="OK", content_type="text/plain", charset="utf-8", headers=headers)
+
+    async def _version(self, request: web.Request) -> web.StreamResponse:
+        return json_response(version_body(self.facts))
+
+    async def _info(self, request: web.Request) -> web.StreamResponse:
+        return json_response(info_body(self.facts, self.swarm_info()))
+
+    async def _swarm_init_or_join(self, request: web.Request) -> web.StreamResponse:
+        if self.swarm_info().local_node_state != "inactive":
+            raise ApiError.unavailable(ALREADY_IN_SWARM)
+        raise ApiError.not_implemented(
+            "swarmlet nodes join their swarm when they start (--bootstrap, --join): "
+            f"{request.path.rsplit('/', 1)[-1]} over the Engine API is not supported yet")
+
+    async def _swarm_leave(self, request: web.Request) -> web.StreamResponse:
+        if self.swarm_info().local_node_state == "inactive":
+            raise ApiError.unavailable("This node is not part of a swarm")
+        raise ApiError.not_implemented(
+            "swarmlet does not support swarm leave over the Engine API yet: stop the node instead")
+

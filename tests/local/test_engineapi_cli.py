@@ -1,0 +1,132 @@
+"""The real docker CLI (and docker-py) against swarmlet node processes on 127.0.0.x.
+
+Three managers and a worker run as ``python -m nodeagent``; each serves the Engine API on port
+2375 of its own loopback address. The docker CLI asks a follower (manager2): ``node ls`` prints
+Docker's columns with the answering node marked ``*`` and Leader/Reachable; ``node inspect
+--pretty self``; ``node update --label-add`` on a follower reaches the leader and every manager
+then shows the label; ``info`` shows the swarm. The worker answers cluster commands with
+Swarm's 503 message. Skipped when no docker binary is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _procs_manager import Cluster, wait_until
+
+from nodeagent.engineapi import NOT_MANAGER_WORKER
+
+DOCKER = shutil.which("docker")
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+
+@pytest.fixture
+def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, agent=True)
+    c.add_managers(3)
+    c.add_worker("worker1")
+    c.start_all()
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+def docker(tmp: pathlib.Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI against ``host``'s Engine API, with a config of its own."""
+    assert DOCKER is not None
+    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp / "docker-config"), "HOME": str(tmp)}
+    return subprocess.run([DOCKER, "-H", f"tcp://{host}:2375", *args], env=env, capture_output=True,
+                          text=True, timeout=30)
+
+
+def _rows(out: str) -> list[list[str]]:
+    lines = out.splitlines()
+    # Docker pads columns with at least three spaces; a cell never holds two spaces in a row.
+    return [[cell.strip() for cell in line.split("   ") if cell.strip()] for line in lines]
+
+
+@pytest.mark.slow
+def test_the_docker_cli_drives_the_cluster(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    m1, m2, m3 = cluster.managers()
+    worker = cluster.nodes["worker1"]
+
+    def listed() -> Any:
+        done = docker(tmp_path, m2.host, "node", "ls")
+        if done.returncode != 0:
+            return None
+        rows = _rows(done.stdout)[1:]
+        statuses = sorted(r[4] for r in rows if len(r) == 6)
+        ready = sum("Ready" in r for r in rows)
+        settled = len(rows) == 4 and ready == 4 and statuses == ["Leader", "Reachable", "Reachable"]
+        return done if settled else None
+
+    try:
+        done = wait_until(listed, timeout=30, what="docker node ls: 4 Ready nodes, a Leader, 2 Reachable")
+    except AssertionError:
+        raise AssertionError(cluster.logs()) from None
+    print(done.stdout)
+    lines = done.stdout.splitlines()
+    assert [c.strip() for c in lines[0].split("   ") if c.strip()] == [
+        "ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]
+    rows = {cells[1]: cells for cells in _rows(done.stdout)[1:]}
+    assert sorted(rows) == ["manager1", "manager2", "manager3", "worker1"]
+    assert [h for h, cells in rows.items() if cells[0].endswith(" *")] == ["manager2"]  # who answered
+    assert rows["worker1"][-1] == rows["manager1"][-1]  # ENGINE VERSION: swarmlet's
+
+    pretty = docker(tmp_path, m2.host, "node", "inspect", "--pretty", "self")
+    print(pretty.stdout)
+    assert pretty.returncode == 0, pretty.stderr
+    assert "Hostname:" in pretty.stdout and "manager2" in pretty.stdout
+    assert "Manager Status:" in pretty.stdout
+
+    update = docker(tmp_path, m2.host, "node", "update", "--label-add", "db=true", "worker1")
+    assert (update.returncode, update.stdout.strip()) == (0, "worker1"), update.stderr
+    for manager in (m1, m2, m3):  # written through the leader, applied everywhere
+        def labelled(host: str = manager.host) -> bool:
+            got = docker(tmp_path, host, "node", "inspect", "--format", "{{json .Spec.Labels}}", "worker1")
+            return got.returncode == 0 and json.loads(got.stdout).get("db") == "true"
+
+        wait_until(labelled, timeout=5, what=f"the label on {manager.name}")
+    filtered = docker(tmp_path, m3.host, "node", "ls", "-q", "--filter", "node.label=db=true")
+    assert len(filtered.stdout.split()) == 1
+
+    info = docker(tmp_path, m2.host, "info")
+    print(info.stdout)
+    assert info.returncode == 0, info.stderr
+    assert "Swarm: active" in info.stdout and "Is Manager: true" in info.stdout
+    assert "Managers: 3" in info.stdout and "Nodes: 4" in info.stdout
+
+    refused = docker(tmp_path, worker.host, "node", "ls")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == f"Error response from daemon: {NOT_MANAGER_WORKER}"
+    worker_info = docker(tmp_path, worker.host, "info", "--format", "{{.Swarm.LocalNodeState}}")
+    assert worker_info.stdout.strip() == "active"
+
+
+@pytest.mark.slow
+def test_docker_py_lists_nodes(cluster: Cluster) -> None:
+    docker_py = pytest.importorskip("docker")
+    m1 = cluster.managers()[0]
+    # The client asks /version as it is made: make it once the manager listens.
+    client = wait_until(lambda: docker_py.DockerClient(base_url=f"tcp://{m1.host}:2375", timeout=10),
+                        timeout=30, what="docker-py connected")
+    try:
+        def four() -> Any:
+            nodes = client.nodes.list()
+            return nodes if len(nodes) == 4 else None
+
+        nodes = wait_until(four, timeout=30, what="4 nodes through docker-py")
+        hostnames = sorted(n.attrs["Description"]["Hostname"] for n in nodes)
+        assert hostnames == ["manager1", "manager2", "manager3", "worker1"]
+        assert len(client.nodes.list(filters={"role": "manager"})) == 3
+        assert client.version()["ApiVersion"] == "1.47"
+        assert client.info()["Swarm"]["ControlAvailable"] is True
+    finally:
+        client.close()
