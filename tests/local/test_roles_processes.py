@@ -1,7 +1,8 @@
 """Promote and demote on real processes: 3 managers and a worker as ``python -m nodeagent``.
 
 The worker is promoted through the control API (as ``docker node promote`` would): it starts its
-manager role in-process, joins Raft as a learner, is promoted to voter and shows Reachable. It then
+manager role in-process, joins Raft as a learner, is promoted to voter and shows Reachable (and its
+Engine API answers the cluster routes, until it is demoted). It then
 takes writes, votes in the election after the old leader is killed, and comes back as a manager
 after a restart although its command line says ``--role worker``. Demoting it makes it a worker
 again, with 3 voters, its Raft data gone and its session kept. A demotion that would leave no
@@ -14,6 +15,8 @@ from __future__ import annotations
 import pathlib
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,6 +73,15 @@ def _serves(m: NodeProc) -> bool:
     return True
 
 
+def _engine_status(node: NodeProc, path: str = "/v1.41/nodes") -> int:
+    """The HTTP status the node's Engine API (port 2375) answers ``GET path`` with."""
+    try:
+        with urllib.request.urlopen(f"http://{node.host}:2375{path}", timeout=2.0) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
 def _settled(c: Cluster, managers: list[NodeProc], voters: int) -> bool:
     leader = _leader(managers)
     if leader is None or _voters(leader) != voters:
@@ -105,6 +117,8 @@ def test_promote_then_demote_a_worker_through_raft(cluster: Cluster) -> None:
         assert (row.role, row.id) == ("manager", worker_id)  # the same node, now a manager
         wait_until(lambda: _voters(leader) == 4 and _voters(worker) == 4, 15, 0.1, "4 voters")
         assert _rows(worker)["worker1"].is_self
+        # The docker CLI pointed at it now gets the cluster routes (a worker answers them 503).
+        assert _engine_status(worker) == 200
         assert (pathlib.Path(c.workdir) / "worker1" / "role").read_text().strip() == "manager"
 
         # A write through the new manager (forwarded to the leader), read back there.
@@ -141,6 +155,7 @@ def test_promote_then_demote_a_worker_through_raft(cluster: Cluster) -> None:
         wait_until(lambda: _settled(c, managers, 3), 15, 0.1, "worker1 demoted, 3 voters")
         wait_until(lambda: not _serves(worker), 10, 0.1, "worker1's manager role stopped")
         print(f"worker1 out of Raft and its manager role stopped {time.monotonic() - demoted:.2f} s after")
+        assert _engine_status(worker) == 503
         row = _rows(managers[0])["worker1"]
         assert (row.role, row.manager_status, row.status, row.id) == ("worker", "", "Ready", worker_id)
         kept = pathlib.Path(c.workdir) / "worker1"
