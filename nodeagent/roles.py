@@ -226,7 +226,8 @@ class RoleSwitch:
                     await self._drop(running, retire=True)
                 write_role_file(self.context.options.data_dir, "worker")
             self.role = role
-            self._gossip_role(role)
+            if persist:  # at boot the gossip metadata already says so
+                self._gossip_role(role)
 
     async def _drop(self, extension: RoleExtension, *, retire: bool) -> None:
         try:
