@@ -207,7 +207,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     # The *_created series double every counter on the page and say nothing a scrape needs.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = new_registry()
-    node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
+    info = node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
 
     running.metrics = MetricsServer(registry, options.listen_addr, options.metrics_port)
     try:
@@ -263,14 +263,19 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                                          interfaces=mdns_interfaces)
         await running.browser.start()
     if options.role == "manager" and mdns_interfaces is not None:
-        from nodeagent.discovery import ManagerAnnouncer, cluster_digest
-
-        running.announcer = ManagerAnnouncer(
-            hostname=options.hostname, node_id=node_id, address=options.advertise_addr,
-            cluster_port=options.cluster_port, gossip_port=options.gossip_port,
-            cluster=cluster_digest(options.manager_token_file or options.token_file),
-            interfaces=mdns_interfaces)
+        running.announcer = _announcer(options, node_id, mdns_interfaces)
         await running.announcer.start()
+
+    async def role_changed(role: str) -> None:
+        # Promoted or demoted at run time: the node_info series and the mDNS announcement follow.
+        info.clear()
+        info.labels(node_id=node_id, hostname=options.hostname, role=role, version=version).set(1)
+        if role == "manager" and running.announcer is None and mdns_interfaces is not None:
+            running.announcer = _announcer(options, node_id, mdns_interfaces)
+            await running.announcer.start()
+        elif role != "manager" and running.announcer is not None:
+            announcer, running.announcer = running.announcer, None
+            await announcer.stop()
 
     browser = running.browser
 
@@ -295,7 +300,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
                           gossip=shell, engine_api=engine_api)
-    switch = RoleSwitch(context, options.role)
+    switch = RoleSwitch(context, options.role, on_change=role_changed)
     running.role = switch
     try:
         await switch.start()
@@ -312,6 +317,18 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
             context, managers, role=lambda: switch.role, on_role=switch.want)
         join_refused = session_module.JoinRefused
         running.tasks.append(loop_task(_run_session(running.session, join_refused), "session", stop, failure))
+
+
+def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:
+    """The mDNS announcement of this node as a manager (workers with --discover mdns find it)."""
+    from nodeagent.discovery import ManagerAnnouncer, cluster_digest
+
+    return ManagerAnnouncer(
+        hostname=options.hostname, node_id=node_id, address=options.advertise_addr,
+        cluster_port=options.cluster_port, gossip_port=options.gossip_port,
+        # Both join tokens carry the cluster's digest; a promoted worker has only its own.
+        cluster=cluster_digest(options.manager_token_file or options.token_file),
+        interfaces=interfaces)
 
 
 async def _run_session(session: Any, join_refused: type[Exception]) -> None:

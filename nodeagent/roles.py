@@ -20,7 +20,7 @@ import logging
 import os
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -158,9 +158,13 @@ class RoleSwitch:
     the process registry, so a later promotion can register the same metrics again.
     """
 
-    def __init__(self, context: NodeContext, role: str) -> None:
-        """``role`` is what this node runs from the start (``--role``, or what ``DATA_DIR/role`` says)."""
+    def __init__(
+        self, context: NodeContext, role: str, *, on_change: Callable[[str], Awaitable[None]] | None = None
+    ) -> None:
+        """``role`` is what this node runs from the start (``--role``, or what ``DATA_DIR/role``
+        says); ``on_change(role)`` is awaited after each change at run time (a failure is logged)."""
         self.context = context
+        self._on_change = on_change
         self.role = role
         """The role running now: "manager" once the manager role has started."""
         self.extension: RoleExtension | None = None
@@ -228,6 +232,11 @@ class RoleSwitch:
             self.role = role
             if persist:  # at boot the gossip metadata already says so
                 self._gossip_role(role)
+                if self._on_change is not None:
+                    try:
+                        await self._on_change(role)
+                    except Exception:  # metrics and mDNS follow the role; the change stands without them
+                        log.exception("after the switch to the %s role", role)
 
     async def _drop(self, extension: RoleExtension, *, retire: bool) -> None:
         try:

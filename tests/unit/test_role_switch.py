@@ -74,8 +74,13 @@ def test_promote_demote_and_promote_again(tmp_path: pathlib.Path, monkeypatch: p
     FakeManager.events = []
     context, gossip = _context(tmp_path)
 
+    changes: list[str] = []
+
+    async def changed(role: str) -> None:
+        changes.append(role)
+
     async def run() -> None:
-        switch = RoleSwitch(context, "worker")
+        switch = RoleSwitch(context, "worker", on_change=changed)
         await switch.start()
         assert switch.extension is None and read_role_file(str(tmp_path)) is None
         switch.want("manager")
@@ -96,6 +101,7 @@ def test_promote_demote_and_promote_again(tmp_path: pathlib.Path, monkeypatch: p
 
     asyncio.run(run())
     assert FakeManager.events == ["start", "retire", "start", "stop"]
+    assert changes == ["manager", "worker", "manager"]  # node_info and mDNS follow each change
 
 
 def test_a_role_that_fails_to_start_leaves_a_worker_and_waits_before_trying_again(
