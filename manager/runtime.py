@@ -20,6 +20,7 @@ import logging
 import os
 import pathlib
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -92,6 +93,15 @@ def running_cluster_spec(raft: RaftConfig, heartbeat_period: float) -> dict[str,
     )
     spec["Dispatcher"]["HeartbeatPeriod"] = round(heartbeat_period * 1e9)
     return spec
+
+
+def _wipe(data_dir: pathlib.Path) -> None:
+    """Delete a retired manager's data: renamed first (atomic), so a crash never leaves half of it."""
+    if not data_dir.exists():
+        return
+    retired = data_dir.with_name(f"{data_dir.name}.retired-{time.time_ns()}")
+    os.replace(data_dir, retired)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _read_token(path: str | None) -> str:
@@ -200,6 +210,18 @@ class ManagerRuntime:
         if self._node_watch is not None:
             self._node_watch.close()
             self._node_watch = None
+
+    async def retire(self) -> None:
+        """Stop for good: this node was demoted and Raft has removed it.
+
+        The Raft data (log, snapshot, term and vote, peers' addresses) is moved aside and then
+        deleted, so that nothing of the old membership can disturb the cluster later; a later
+        promotion starts with an empty log, as a new learner.
+        """
+        await self.stop()
+        data_dir = pathlib.Path(self.options.data_dir) / "manager"
+        await asyncio.to_thread(_wipe, data_dir)
+        log.info("manager role retired: %s wiped", data_dir)
 
     # ------------------------------------------------------------------ store access
 
