@@ -55,12 +55,18 @@ _RUNNING = ("new", "pending", "assigned", "accepted", "preparing", "ready", "sta
 
 
 class IpamError(Exception):
-    """An allocation refused; ``message`` is Docker's words, ``status`` the HTTP status."""
+    """An allocation refused, in Swarm's words.
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    ``status`` is the HTTP status Docker answers with; ``code`` the gRPC code swarmkit gives
+    (Docker shows ``rpc error: code = CODE desc = MESSAGE``), None for the daemon's own plain
+    errors (``Invalid subnet ...``).
+    """
+
+    def __init__(self, message: str, status: int = 400, code: str | None = "InvalidArgument") -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.code = code
 
 
 @dataclass
@@ -88,7 +94,8 @@ class NetworkAddresses:
             if address not in self.used:
                 self.used.add(address)
                 return f"{address}/{self.subnet.prefixlen}"
-        raise IpamError("no available IPv4 addresses on this network's address pools", status=500)
+        raise IpamError("no available IPv4 addresses on this network's address pools",
+                        status=500, code="ResourceExhausted")
 
     def reserve(self, cidr: str) -> None:
         """Mark an address (``10.0.1.3/24`` or bare) as in use, as read back from the store."""
@@ -149,7 +156,8 @@ def next_vni(state: AllocationState) -> int:
     while vni in state.vnis:
         vni += 1
     if vni > LAST_VNI:
-        raise IpamError("could not obtain vxlan id for pool: no available vxlan ids", status=500)
+        raise IpamError("could not obtain vxlan id for pool: no available vxlan ids",
+                        status=500, code="ResourceExhausted")
     return vni
 
 
@@ -160,21 +168,23 @@ def next_subnet(state: AllocationState) -> ipaddress.IPv4Network:
         if candidate not in taken:
             return candidate
     raise IpamError("could not find an available, non-overlapping IPv4 address pool among the "
-                    "defaults to assign to the network", status=500)
+                    "defaults to assign to the network", status=500, code="ResourceExhausted")
 
 
 def check_ipam_config(config: Mapping[str, Any]) -> tuple[str, str]:
     """Check one IPAM Config entry {Subnet, Gateway, IPRange}; return (subnet, gateway).
 
-    Words: moby's for a subnet that does not parse (``Invalid subnet X : invalid CIDR address:
-    X``), swarmkit controlapi's for the gateway and range (``ipam configuration: subnet X does
-    not contain gateway Y``), all InvalidArgument (400).
+    Words and statuses as Docker 20.10 answered: a subnet that does not parse (or none, with a
+    gateway) is the daemon's plain 500 ``Invalid subnet X : invalid CIDR address: X``; the
+    gateway and the range are swarmkit's InvalidArgument (400) ``ipam configuration: subnet X
+    does not contain gateway Y``.
     """
     subnet_text = str(config.get("Subnet") or "")
     try:
         subnet = ipaddress.IPv4Network(subnet_text, strict=False)
     except ValueError:
-        raise IpamError(f"Invalid subnet {subnet_text} : invalid CIDR address: {subnet_text}") from None
+        raise IpamError(f"Invalid subnet {subnet_text} : invalid CIDR address: {subnet_text}",
+                        status=500, code=None) from None
     ip_range = str(config.get("IPRange") or "")
     if ip_range:
         try:

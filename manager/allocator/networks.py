@@ -108,11 +108,7 @@ def allocate_network(network_id: str, spec: Mapping[str, Any], state: Allocation
     words, IpamError); without one the next free /24 of the default pool is taken.
     """
     ipam = _dict(spec.get("IPAM"))
-    configs = [c for c in _list(ipam.get("Config")) if isinstance(c, Mapping) and c.get("Subnet")]
-    for config in _list(ipam.get("Config")):
-        if isinstance(config, Mapping) and not config.get("Subnet") and (config.get("Gateway")
-                                                                         or config.get("IPRange")):
-            raise IpamError("ipam configuration: invalid subnet ")
+    configs = [c for c in _list(ipam.get("Config")) if isinstance(c, Mapping)]
     if configs:
         subnet, gateway = check_ipam_config(configs[0])
         entry: dict[str, Any] = {"Subnet": subnet}
@@ -222,7 +218,8 @@ def allocate_service_endpoint(
     if ports and ingress_ports(endpoint_spec):
         ingress = find_ingress(networks.values())
         if ingress is None:
-            raise IpamError("ingress network is missing", status=500)
+            raise IpamError("service needs ingress network, but no ingress network is present",
+                            code="FailedPrecondition")
         wanted = [ingress.id, *[n for n in wanted if n != ingress.id]]
     if mode == "dnsrr":
         wanted = []

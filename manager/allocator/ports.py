@@ -142,7 +142,7 @@ def _free_port(protocol: str, state: AllocationState) -> int:
         if (protocol, number) not in state.ports:
             return number
     raise IpamError(f"could not find an available port in the range {DYNAMIC_PORT_START}-"
-                    f"{DYNAMIC_PORT_END}", status=500)
+                    f"{DYNAMIC_PORT_END}", status=500, code="ResourceExhausted")
 
 
 def release_ports(service_id: str, state: AllocationState) -> None:

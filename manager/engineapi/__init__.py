@@ -1,4 +1,5 @@
-"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``.
+"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
+``/networks``.
 
 The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
 these routes to it at start (:func:`install`, called by the manager runtime), and also serves
@@ -15,6 +16,7 @@ import grpc
 
 from manager.engineapi.base import ManagerView, api_error
 from manager.engineapi.logs import LogLine, NoLogSource, TaskLogSource
+from manager.engineapi.networks import NetworkRoutes
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
 from manager.engineapi.services import ServiceRoutes
@@ -50,6 +52,7 @@ class ManagerEngineApi:
             *NodeRoutes(manager).routes(),
             *ServiceRoutes(manager, source).routes(),
             *TaskRoutes(manager, source).routes(),
+            *NetworkRoutes(manager).routes(),
         ]
 
     def routes(self) -> list[Route]:
