@@ -40,6 +40,7 @@ from manager.allocator.ports import allocate_ports, ingress_ports, release_ports
 __all__ = [
     "INGRESS_NAME",
     "allocate_network",
+    "allocate_node",
     "allocate_service_endpoint",
     "allocate_task",
     "find_ingress",
@@ -50,6 +51,7 @@ __all__ = [
     "release_task",
     "service_network_ids",
     "state_from_view",
+    "subnet_of",
     "unallocated_networks",
 ]
 
@@ -309,6 +311,37 @@ def release_task(task: Any, state: AllocationState) -> None:
         for address in _list(_dict(attachment).get("Addresses")):
             if isinstance(address, str):
                 pool.release(address)
+
+
+def allocate_node(
+    node: Any, network_ids: Iterable[str], networks: Mapping[str, Any], state: AllocationState
+) -> list[dict[str, Any]]:
+    """A node's Attachments: its own (load-balancer) address on each network it carries.
+
+    Swarm gives every node an address on ingress (the ``ingress-sbox`` endpoint, 10.0.0.2 on
+    a one-node Swarm) and one on each other network where a task of the node runs (the
+    ``lb-NETWORK`` endpoint); the data plane sends VIP traffic from it. Kept once given;
+    addresses on networks the node no longer carries are released.
+    """
+    wanted = [n for n in network_ids if n in networks]
+    current: dict[str, list[str]] = {}
+    for attachment in _list(node.extra.get("Attachments")):
+        network_id = _dict(_dict(attachment).get("Network")).get("ID")
+        if isinstance(network_id, str):
+            current[network_id] = [a for a in _list(_dict(attachment).get("Addresses")) if isinstance(a, str)]
+    for network_id, addresses in current.items():
+        pool = state.networks.get(network_id)
+        if network_id not in wanted and pool is not None:
+            for address in addresses:
+                pool.release(address)
+    out: list[dict[str, Any]] = []
+    for network_id in wanted:
+        pool = state.networks.get(network_id)
+        addresses = current.get(network_id) or []
+        if pool is not None and not addresses:
+            addresses = [pool.allocate()]
+        out.append({"Network": network_to_swarm(networks[network_id]), "Addresses": addresses})
+    return out
 
 
 def subnet_of(network: Any) -> ipaddress.IPv4Network | None:
