@@ -20,14 +20,17 @@ from manager.state.store import Create
 from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
 VXLAN = "com.docker.network.driver.overlay.vxlanid_list"
+FAILED = "rpc error: code = FailedPrecondition desc ="
 REAL = pathlib.Path(__file__).parent / "engineapi_ref"
 
 
 def create_body(name: str, **fields: Any) -> dict[str, Any]:
     """What the docker CLI v28 sends for ``docker network create -d overlay NAME``."""
-    body: dict[str, Any] = {"Driver": "overlay", "Scope": "", "IPAM": {"Driver": "default", "Options": {},
-                            "Config": []}, "Internal": False, "Attachable": False, "Ingress": False,
-                            "ConfigOnly": False, "ConfigFrom": None, "Options": {}, "Labels": {}, "Name": name}
+    body: dict[str, Any] = {
+        "Driver": "overlay", "Scope": "", "IPAM": {"Driver": "default", "Options": {}, "Config": []},
+        "Internal": False, "Attachable": False, "Ingress": False, "ConfigOnly": False, "ConfigFrom": None,
+        "Options": {}, "Labels": {}, "Name": name,
+    }  # fmt: skip
     body.update(fields)
     return body
 
@@ -71,7 +74,7 @@ def test_create_and_inspect_as_a_real_swarm_shows_them(manager: FakeManager) -> 
         by_id = await (await client.get(f"/networks/{labnet}")).json()
         assert by_prefix == by_id == got
         lab2 = await make(client, "labnet2", Attachable=True, Labels={"a": "b"}, Internal=True,
-                          IPAM={"Driver": "default", "Config": [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.9"}]})
+                          IPAM={"Config": [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.9"}]})
         got2 = await (await client.get(f"/v1.47/networks/{lab2}")).json()
         assert got2["IPAM"]["Config"] == [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.9"}]
         assert (got2["Attachable"], got2["Internal"], got2["Labels"]) == (True, True, {"a": "b"})
@@ -97,7 +100,8 @@ def test_list_has_the_swarms_and_the_nodes_networks_and_filters(manager: FakeMan
         everything = ["bridge", "docker_gwbridge", "front", "host", "ingress", "labnet", "none"]
         assert await names() == everything
         assert await names('?filters={"driver":{"overlay":true}}') == ["front", "ingress", "labnet"]
-        assert await names('?filters={"scope":{"local":true}}') == ["bridge", "docker_gwbridge", "host", "none"]
+        local_names = ["bridge", "docker_gwbridge", "host", "none"]
+        assert await names('?filters={"scope":{"local":true}}') == local_names
         assert await names('?filters={"name":{"ingr":true}}') == ["ingress"]
         assert await names('?filters={"label":{"com.docker.stack.namespace=demo":true}}') == ["front"]
         assert await names('?filters={"type":{"builtin":true}}') == ["bridge", "host", "none"]
@@ -106,10 +110,12 @@ def test_list_has_the_swarms_and_the_nodes_networks_and_filters(manager: FakeMan
         assert await names(f'?filters={{"id":{{"{INGRESS[:6]}":true}}}}') == ["ingress"]
         await refused(client, "GET", '/v1.47/networks?filters={"type":{"bogus":true}}', 500,
                       "invalid filter: 'type'='bogus'")
-        await refused(client, "GET", '/v1.47/networks?filters={"bogus":{"x":true}}', 400, "Invalid filter 'bogus'")
+        await refused(client, "GET", '/v1.47/networks?filters={"bogus":{"x":true}}', 400,
+                      "Invalid filter 'bogus'")
         local = [n for n in await (await client.get("/v1.47/networks")).json() if n["Scope"] == "local"]
         # api/networks.json's shapes for the node's own networks.
-        real = {n["Name"]: n for n in json.loads((REAL / "networks.json").read_text()) if n["Scope"] == "local"}
+        recorded = json.loads((REAL / "networks.json").read_text())
+        real = {n["Name"]: n for n in recorded if n["Scope"] == "local"}
         for network in local:
             assert list(network) == list(real[network["Name"]])
             assert network["Driver"] == real[network["Name"]]["Driver"] and len(network["Id"]) == 64
@@ -125,8 +131,8 @@ def test_list_has_the_swarms_and_the_nodes_networks_and_filters(manager: FakeMan
     (create_body("default"), 403, "operation is not permitted on predefined default network "),
     (create_body(""), 500, "invalid name: "),
     (create_body("d1", Scope="local"), 403, "cannot downgrade network scope for overlay networks"),
-    (create_body("bad name!"), 400, "rpc error: code = InvalidArgument desc = name must be valid as a DNS name "
-                                    "component"),
+    (create_body("bad name!"), 400,
+     "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component"),
     (create_body("i2", Ingress=True, Attachable=True), 400,
      "rpc error: code = InvalidArgument desc = ingress network cannot be attachable"),
     (create_body("i3", Ingress=True), 409,
@@ -136,7 +142,8 @@ def test_list_has_the_swarms_and_the_nodes_networks_and_filters(manager: FakeMan
     (create_body("d3", IPAM={"Config": [{"Subnet": "10.9.0.0/24", "Gateway": "10.8.0.1"}]}), 400,
      "rpc error: code = InvalidArgument desc = ipam configuration: subnet 10.9.0.0/24 does not contain "
      "gateway 10.8.0.1"),
-    (create_body("d4", IPAM={"Config": [{"Gateway": "10.8.0.1"}]}), 500, "Invalid subnet  : invalid CIDR address: "),
+    (create_body("d4", IPAM={"Config": [{"Gateway": "10.8.0.1"}]}), 500,
+     "Invalid subnet  : invalid CIDR address: "),
     (create_body("br", Driver="bridge"), 501, "swarmlet makes overlay networks scoped to the swarm only, not "
                                               "'bridge' networks"),
     ({"Name": 3}, 400, "json: cannot unmarshal number into Go struct field NetworkCreateRequest.Name of type "
@@ -164,15 +171,15 @@ def test_remove_and_its_refusals(manager: FakeManager) -> None:
         pp = (await resp.json())["ID"]
         manager.writes.clear()
         await refused(client, "DELETE", "/v1.47/networks/labnet", 400,
-                      f"rpc error: code = FailedPrecondition desc = network {labnet} is in use by service {sid}")
+                      f"{FAILED} network {labnet} is in use by service {sid}")
         await refused(client, "DELETE", "/v1.47/networks/ingress", 400,
-                      f"rpc error: code = FailedPrecondition desc = ingress network cannot be removed because "
-                      f"service {pp} depends on it")
+                      f"{FAILED} ingress network cannot be removed because service {pp} depends on it")
         await refused(client, "DELETE", "/v1.47/networks/bridge", 403,
                       "bridge is a pre-defined network and cannot be removed")
-        gw = [n for n in await (await client.get("/networks")).json() if n["Name"] == "docker_gwbridge"][0]
+        gw = next(n for n in await (await client.get("/networks")).json() if n["Name"] == "docker_gwbridge")
         await refused(client, "DELETE", "/v1.47/networks/docker_gwbridge", 403,
-                      f"error while removing network: network docker_gwbridge id {gw['Id']} has active endpoints")
+                      f"error while removing network: network docker_gwbridge id {gw['Id']} has active "
+                      "endpoints")
         await refused(client, "DELETE", "/v1.47/networks/nosuch", 404, "network nosuch not found")
         await refused(client, "GET", "/v1.47/networks/nosuch", 404, "network nosuch not found")
         await refused(client, "GET", "/v1.47/networks/labnet?scope=local", 404, "network labnet not found")
@@ -209,7 +216,8 @@ def test_services_name_networks_and_get_vips(manager: FakeManager) -> None:
             "ContainerSpec": {"Image": "lab/web:1"},
             "Networks": [{"Target": "labnet", "Aliases": ["db"]}, {"Target": other[:4]}]},
             "EndpointSpec": {"Ports": [{"TargetPort": 80}]}})
-        assert web["Spec"]["TaskTemplate"]["Networks"] == [{"Target": labnet, "Aliases": ["db"]}, {"Target": other}]
+        resolved = [{"Target": labnet, "Aliases": ["db"]}, {"Target": other}]
+        assert web["Spec"]["TaskTemplate"]["Networks"] == resolved
         assert web["Endpoint"]["Ports"] == [{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 30000,
                                              "PublishMode": "ingress"}]
         assert web["Endpoint"]["VirtualIPs"] == [{"NetworkID": INGRESS, "Addr": "10.0.0.2/24"},
@@ -219,7 +227,8 @@ def test_services_name_networks_and_get_vips(manager: FakeManager) -> None:
         spec = web["Spec"]
         spec["TaskTemplate"]["Networks"] = [{"Target": "labnet"}]
         spec["TaskTemplate"]["ContainerSpec"]["Image"] = "lab/web:2"
-        resp = await client.post(f"/v1.47/services/{web['ID']}/update?version={web['Version']['Index']}", json=spec)
+        version = web["Version"]["Index"]
+        resp = await client.post(f"/v1.47/services/{web['ID']}/update?version={version}", json=spec)
         assert resp.status == 200, await resp.text()
         updated = await (await client.get(f"/v1.47/services/{web['ID']}")).json()
         assert updated["Endpoint"]["VirtualIPs"] == web["Endpoint"]["VirtualIPs"][:2]
@@ -234,14 +243,15 @@ def test_services_name_networks_and_get_vips(manager: FakeManager) -> None:
              'network "ingress"'),
             ({**base, "Name": "n7", "TaskTemplate": {"ContainerSpec": {"Image": "x"}, "Networks": [
                 {"Target": "docker_gwbridge"}]}}, 403,
-             "The network docker_gwbridge cannot be used with services. Only networks scoped to the swarm can be "
-             "used, such as those created with the overlay driver."),
-            ({**base, "Name": "p2", "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 30000}]}}, 400,
+             "The network docker_gwbridge cannot be used with services. Only networks scoped to the swarm "
+             "can be used, such as those created with the overlay driver."),
+            ({**base, "Name": "p2", "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 30000}]}},
+             400,
              f"rpc error: code = InvalidArgument desc = port '30000' is already in use by service 'web' "
              f"({web['ID']}) as an ingress port"),
             ({**base, "Name": "p3", "EndpointSpec": {"Mode": "dnsrr", "Ports": [{"TargetPort": 80}]}}, 400,
-             "rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be "
-             "used with dnsrr mode"),
+             "rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode "
+             "can't be used with dnsrr mode"),
         ):
             await refused(client, "POST", "/v1.47/services/create", status, message, json=spec)
         assert manager.writes == []
@@ -256,8 +266,7 @@ def test_a_service_with_ports_needs_the_ingress_network() -> None:
 
     async def check(client: Client) -> None:
         await refused(client, "POST", "/v1.47/services/create", 400,
-                      "rpc error: code = FailedPrecondition desc = service needs ingress network, but no ingress "
-                      "network is present",
+                      f"{FAILED} service needs ingress network, but no ingress network is present",
                       json={"Name": "q1", "TaskTemplate": {"ContainerSpec": {"Image": "x"}},
                             "EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8081}]}})
         assert manager.writes == []
