@@ -39,13 +39,16 @@ from manager.allocator.ports import allocate_ports, ingress_ports, release_ports
 
 __all__ = [
     "INGRESS_NAME",
+    "PREDEFINED_LABEL",
     "allocate_network",
     "allocate_node",
     "allocate_service_endpoint",
     "allocate_task",
     "find_ingress",
     "ingress_network_spec",
+    "is_predefined",
     "network_to_swarm",
+    "predefined_network_specs",
     "release_network",
     "release_service_endpoint",
     "release_task",
@@ -56,6 +59,7 @@ __all__ = [
 ]
 
 INGRESS_NAME = "ingress"  # the routing mesh's network, made with the cluster
+PREDEFINED_LABEL = "com.docker.swarm.predefined"  # swarmkit's label on the host and bridge networks
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -85,6 +89,27 @@ def ingress_network_spec() -> dict[str, Any]:
         "Ingress": True,
         "Options": {},
     }
+
+
+def predefined_network_specs() -> list[dict[str, Any]]:
+    """The swarm's ``host`` and ``bridge`` networks, made with the cluster as swarmkit makes them.
+
+    They let a service say ``--network host`` (its tasks then use the node's own network) and
+    are never allocated nor listed: Docker hides them and shows the node's own networks of the
+    same names (``GET /networks/bridge?scope=swarm`` finds the swarm one).
+    """
+    return [
+        {"Name": name, "Labels": {PREDEFINED_LABEL: "true"}, "Driver": driver, "Scope": "swarm",
+         "EnableIPv6": False, "IPAM": {"Driver": "", "Options": None, "Config": []}, "Internal": False,
+         "Attachable": False, "Ingress": False, "Options": None}
+        for name, driver in (("host", "host"), ("bridge", "bridge"))
+    ]
+
+
+def is_predefined(network: Any) -> bool:
+    """Whether a network is one of the swarm's predefined ones (host, bridge)."""
+    labels = network.spec.get("Labels")
+    return isinstance(labels, Mapping) and labels.get(PREDEFINED_LABEL) == "true"
 
 
 def state_from_view(view: Any) -> AllocationState:

@@ -25,6 +25,7 @@ from manager.allocator.networks import (
     allocate_network,
     allocate_service_endpoint,
     find_ingress,
+    is_predefined,
     state_from_view,
 )
 from manager.allocator.ports import check_endpoint_spec, check_port_conflicts, ingress_ports
@@ -135,10 +136,15 @@ def prepare_service_endpoint(
         if not isinstance(attachment, dict):
             continue
         target = str(attachment.get("Target") or "")
-        if target in LOCAL_NETWORKS and not store.find("network", name=target):
-            if target in PREDEFINED:
-                raise ApiError.not_implemented(
-                    f"swarmlet has no swarm-scoped {target} network: services join overlay networks")
+        if target in PREDEFINED:
+            # The daemon's own host/bridge/none: use the swarm's predefined network of that name.
+            found = store.find("network", name=target)
+            if not found or not is_predefined(found[0]):
+                raise ApiError.not_found(f"could not find the corresponding predefined swarm network: "
+                                         f"network {target} not found")
+            attachment["Target"] = found[0].id
+            continue
+        if target in LOCAL_NETWORKS:
             raise ApiError(403, f"The network {target} cannot be used with services. Only networks scoped "
                                 "to the swarm can be used, such as those created with the overlay driver.")
         network = lookup_network(store, target)
@@ -186,7 +192,9 @@ class NetworkRoutes:
     def _all(self, scope: str = "") -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if scope in ("", "swarm"):
-            out.extend(network_to_api(n) for n in self.manager.store.find("network"))
+            # The swarm's predefined host and bridge are found only when swarm scope is asked.
+            out.extend(network_to_api(n) for n in self.manager.store.find("network")
+                       if scope == "swarm" or not is_predefined(n))
         if scope in ("", "local"):
             out.extend(self._local())
         return out

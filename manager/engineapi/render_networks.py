@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from manager.allocator.ipam import VXLAN_OPTION
+from manager.allocator.networks import is_predefined
 from manager.state.store import StoredObject
 from manager.state.store.objects import thaw
 from nodeagent.engineapi.localnets import LOCAL_NETWORKS, PREDEFINED, local_networks
@@ -42,6 +43,7 @@ def network_to_api(network: StoredObject) -> dict[str, Any]:
     if isinstance(driver_options, Mapping):
         options.update(driver_options)
     labels = spec.get("Labels")
+    predefined = is_predefined(network)  # shown as Docker 20.10 showed them: no IPAM driver, no options
     return {
         "Name": spec.get("Name", ""),
         "Id": network.id,
@@ -50,7 +52,7 @@ def network_to_api(network: StoredObject) -> dict[str, Any]:
         "Driver": spec.get("Driver") or "overlay",
         "EnableIPv6": bool(spec.get("EnableIPv6", False)),
         "IPAM": {
-            "Driver": ipam.get("Driver") or "default",
+            "Driver": "" if predefined else ipam.get("Driver") or "default",
             "Options": thaw(ipam_options) if isinstance(ipam_options, Mapping) and ipam_options else None,
             "Config": _ipam_config(ipam.get("Config")),
         },
@@ -60,7 +62,7 @@ def network_to_api(network: StoredObject) -> dict[str, Any]:
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": None,
-        "Options": thaw(options),
+        "Options": None if predefined else thaw(options),
         "Labels": thaw(labels) if isinstance(labels, Mapping) and labels else None,
     }
 

@@ -5,7 +5,8 @@ so every write is forwarded to the leader) what 09-networks.txt asked a real Swa
 ls`` (Swarm's columns, the ingress network made with the cluster, the node's own networks),
 ``create -d overlay`` with and without ``--subnet``, the name taken, ``ls --filter``,
 ``inspect`` (subnet, gateway, VNI as the real Swarm gave them), a service on the network (its
-VIP), ``rm`` refused while the service uses it, then accepted. The worker lists its own
+VIP), a service on the swarm's predefined ``host`` network, ``rm`` refused while the service
+uses it, then accepted. The worker lists its own
 networks and refuses to make an overlay network, in Docker's words. Skipped when no docker
 binary is installed.
 """
@@ -102,6 +103,13 @@ def test_docker_network_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
     assert inspected["Endpoint"]["VirtualIPs"] == [{"NetworkID": labnet, "Addr": "10.0.1.2/24"}]
     pretty = run("service", "inspect", "--pretty", "netsvc")
     assert "Networks: labnet" in pretty.stdout, pretty.stdout
+
+    # --network host: the CLI asks for the swarm's predefined host network (scope=swarm).
+    on_host = run("service", "create", "--detach", "--name", "hostnet", "--network", "host", "nginx:1.25")
+    assert on_host.returncode == 0, on_host.stderr
+    host_vips = json.loads(run("service", "inspect", "hostnet").stdout)[0]["Endpoint"]["VirtualIPs"]
+    assert len(host_vips) == 1 and set(host_vips[0]) == {"NetworkID"}  # as Swarm: no address
+    assert run("service", "rm", "hostnet").returncode == 0
 
     refused = run("network", "rm", "labnet")
     assert refused.returncode == 1

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from test_engineapi_nodes import FOLLOWER, INGRESS, Client, FakeManager, serve
 
+from manager.allocator.networks import predefined_network_specs
 from manager.state.store import Create
 from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
@@ -298,3 +299,36 @@ def test_a_node_without_a_manager_has_its_own_networks(state: str, create_status
             await refused(client, "GET", "/v1.47/networks/nosuch", 404, "network nosuch not found")
 
     asyncio.run(main())
+
+
+def test_the_swarms_predefined_host_and_bridge_networks(manager: FakeManager) -> None:
+    """Made with the cluster (as swarmkit does): hidden from lists, found with scope=swarm, usable."""
+    specs = predefined_network_specs()
+    assert [s["Name"] for s in specs] == ["host", "bridge"]
+    asyncio.run(manager.write([Create("network", s["Name"][0] * 25, s, {}, {}) for s in specs]))
+
+    async def check(client: Client) -> None:
+        listed = await (await client.get("/v1.47/networks")).json()
+        assert sorted((n["Name"], n["Scope"]) for n in listed if n["Name"] in ("host", "bridge")) == [
+            ("bridge", "local"), ("host", "local")]
+        swarm = await (await client.get("/v1.47/networks/bridge?scope=swarm")).json()
+        # As Docker 20.10 answered for its predefined swarm bridge.
+        assert {k: swarm[k] for k in ("Id", "Scope", "Driver", "IPAM", "Options", "Labels")} == {
+            "Id": "b" * 25, "Scope": "swarm", "Driver": "bridge",
+            "IPAM": {"Driver": "", "Options": None, "Config": []}, "Options": None,
+            "Labels": {"com.docker.swarm.predefined": "true"}}
+        resp = await client.post("/v1.47/services/create", json={
+            "Name": "h", "TaskTemplate": {"ContainerSpec": {"Image": "x"}, "Networks": [{"Target": "host"}]}})
+        assert resp.status == 201, await resp.text()
+        found = await (await client.get("/v1.47/services/h")).json()
+        # As Swarm showed n4 (--network host): a VIP entry with no address.
+        assert found["Endpoint"] == {"Spec": {"Mode": "vip"}, "VirtualIPs": [{"NetworkID": "h" * 25}]}
+        assert found["Spec"]["TaskTemplate"]["Networks"] == [{"Target": "h" * 25}]
+        await refused(client, "POST", "/v1.47/services/create", 404,
+                      "could not find the corresponding predefined swarm network: network none not found",
+                      json={"Name": "n", "TaskTemplate": {"ContainerSpec": {"Image": "x"},
+                                                          "Networks": [{"Target": "none"}]}})
+        await refused(client, "DELETE", "/v1.47/networks/host", 403,
+                      "host is a pre-defined network and cannot be removed")
+
+    serve(manager, check)
