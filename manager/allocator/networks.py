@@ -22,7 +22,6 @@ from the service's Endpoint, a task's address from its attachment (docs/networki
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +43,7 @@ __all__ = [
     "allocate_node",
     "allocate_service_endpoint",
     "allocate_task",
+    "allocate_task_in_view",
     "find_ingress",
     "ingress_network_spec",
     "is_predefined",
@@ -54,7 +54,6 @@ __all__ = [
     "release_task",
     "service_network_ids",
     "state_from_view",
-    "subnet_of",
     "unallocated_networks",
 ]
 
@@ -326,6 +325,14 @@ def allocate_task(
     return out
 
 
+def allocate_task_in_view(view: Any, task: Any, state: AllocationState) -> list[dict[str, Any]]:
+    """:func:`allocate_task` for the allocator component: service and networks read from ``view``."""
+    service_id = task.extra.get("ServiceID")
+    service = view.maybe("service", service_id) if isinstance(service_id, str) and service_id else None
+    networks = {n.id: n for n in view.find("network")}
+    return allocate_task(task, service, networks, state)
+
+
 def release_task(task: Any, state: AllocationState) -> None:
     """Free a task's addresses (it has ended or was removed)."""
     for attachment in _list(task.extra.get("NetworksAttachments")):
@@ -367,11 +374,3 @@ def allocate_node(
             addresses = [pool.allocate()]
         out.append({"Network": network_to_swarm(networks[network_id]), "Addresses": addresses})
     return out
-
-
-def subnet_of(network: Any) -> ipaddress.IPv4Network | None:
-    """The network's allocated subnet, None before allocation."""
-    configs = _list(_dict(network.extra.get("IPAM")).get("Config"))
-    if not configs:
-        return None
-    return ipaddress.IPv4Network(str(_dict(configs[0]).get("Subnet")), strict=False)

@@ -27,14 +27,18 @@ from manager.allocator.networks import (
     allocate_node,
     allocate_service_endpoint,
     allocate_task,
+    allocate_task_in_view,
     ingress_network_spec,
     network_to_swarm,
     release_network,
     release_service_endpoint,
     release_task,
+    state_from_view,
     unallocated_networks,
 )
 from manager.allocator.ports import allocate_ports, check_endpoint_spec, check_port_conflicts
+from manager.component.base import StoreView
+from manager.state.store import Create, Store, encode_batch
 
 VXLAN = "com.docker.network.driver.overlay.vxlanid_list"
 
@@ -364,3 +368,29 @@ def test_automatic_ports_fill_the_lowest_free_and_run_out() -> None:
     # A port named by hand outside the range is taken as given; udp has its own numbers.
     assert allocate_ports("u", {"Ports": [port(40000), port(protocol="udp")]}, None, state)[1][
         "PublishedPort"] == 30000
+
+
+def test_the_allocator_components_calls_on_a_real_store() -> None:
+    """What the allocator component does for a new task, on a StoreView over a real store."""
+    store = Store()
+    ingress = ingress_network_spec()
+    spec = svc("web", ["lab"], [port(8080)])
+    ops: list[Any] = [Create("network", "ingress", ingress, {}, allocate_network("ingress", ingress,
+                                                                                 AllocationState()))]
+    store.apply(1, encode_batch(ops, now="2026-11-29T00:00:00Z"))
+    lab = overlay("lab")
+    view = StoreView(store)
+    ops = [Create("network", "lab", lab, {}, allocate_network("lab", lab, state_from_view(view)))]
+    store.apply(2, encode_batch(ops, now="2026-11-29T00:00:01Z"))
+    networks = {n.id: n for n in view.find("network")}
+    endpoint = allocate_service_endpoint("web", spec, None, networks, state_from_view(view))
+    task = {"ServiceID": "web", "DesiredState": "running"}
+    ops = [Create("service", "web", spec, {}, {"Endpoint": endpoint}),
+           Create("task", "t1", spec["TaskTemplate"], {"State": "new"}, task)]
+    store.apply(3, encode_batch(ops, now="2026-11-29T00:00:02Z"))
+    state = state_from_view(view)
+    attachments = allocate_task_in_view(view, view.get("task", "t1"), state)
+    assert [(a["Network"]["ID"], a["Addresses"]) for a in attachments] == [
+        ("ingress", ["10.0.0.3/24"]), ("lab", ["10.0.1.3/24"])]  # after the VIPs .2
+    second = state_from_view(view)  # the component writes; until then a rebuild does not know it
+    assert allocate_task_in_view(view, view.get("task", "t1"), second) == attachments
