@@ -263,7 +263,18 @@ class ManagerRuntime:
                     self.shell.set_peer_address(node.id, addr)
 
     async def _ensure_cluster(self) -> None:
-        """The bootstrap manager writes the Cluster object (with the join tokens) once it leads."""
+        """The bootstrap manager writes the Cluster object (with the join tokens) once it leads.
+
+        The ``ingress`` network is made in the same batch, as Swarm makes it with the cluster
+        (VNI 4096, 10.0.0.0/24: the first allocation there is), and the swarm's predefined
+        ``host`` and ``bridge`` networks (hidden; services may name them).
+        """
+        from manager.allocator.ipam import AllocationState
+        from manager.allocator.networks import (
+            allocate_network,
+            ingress_network_spec,
+            predefined_network_specs,
+        )
         from manager.state.store.commands import Create
         from manager.state.store.objects import new_id
 
@@ -275,8 +286,14 @@ class ManagerRuntime:
                 tokens = {"Worker": self.worker_token, "Manager": self.manager_token}
                 spec = running_cluster_spec(self.raft_config, self.heartbeat_period)
                 op = Create("cluster", new_id(self.rng), spec, {}, {"JoinTokens": tokens})
+                ingress_id = new_id(self.rng)
+                ingress = ingress_network_spec()
+                ingress_extra = allocate_network(ingress_id, ingress, AllocationState())
+                networks = [Create("network", ingress_id, ingress, {}, ingress_extra)]
+                networks += [Create("network", new_id(self.rng), spec, {}, {})
+                             for spec in predefined_network_specs()]
                 try:
-                    await self.write([op])
+                    await self.write([op, *networks])
                     log.info("created the cluster")
                     return
                 except Exception as exc:  # lost leadership or a race: look again

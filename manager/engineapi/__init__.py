@@ -1,4 +1,5 @@
-"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``.
+"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
+``/networks``.
 
 The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
 these routes to it at start (:func:`install`, called by the manager runtime), and also serves
@@ -16,6 +17,7 @@ from swarmlet.v1 import control_pb2, control_pb2_grpc
 
 from manager.engineapi.base import ManagerView, api_error, control_error
 from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
+from manager.engineapi.networks import NetworkRoutes
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
 from manager.engineapi.services import ServiceRoutes
@@ -51,6 +53,7 @@ class ManagerEngineApi:
             *NodeRoutes(manager).routes(),
             *ServiceRoutes(manager, source).routes(),
             *TaskRoutes(manager, source).routes(),
+            *NetworkRoutes(manager).routes(),
         ]
 
     def routes(self) -> list[Route]:

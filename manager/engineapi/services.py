@@ -18,6 +18,7 @@ from aiohttp import web
 
 from manager.engineapi.base import ManagerView, guarded, rpc_message
 from manager.engineapi.logs import LogTarget, TaskLogSource, parse_log_query, stream_logs
+from manager.engineapi.networks import prepare_service_endpoint
 from manager.engineapi.nodes import labels_match, parse_version, query_bool
 from manager.engineapi.render_services import service_status, service_to_api
 from manager.engineapi.servicespec import SERVICE_SPEC, check_spec, with_defaults
@@ -116,10 +117,13 @@ class ServiceRoutes:
         spec = with_defaults(given)
         if self.manager.store.find("service", name=str(spec["Name"])):
             raise NameConflict(name_conflict_message("service", str(spec["Name"])))
+        # Networks named by name or prefix become IDs; ports are checked; VIPs and automatic
+        # ports are allocated (manager/engineapi/networks.py). A refusal draws no ID.
+        endpoint = prepare_service_endpoint(self.manager.store, "", spec, None)
         service_id = new_id()
         # The check above answers early; the store's rule, checked when the write applies, is
         # the one that holds when two managers create "web" at once.
-        await self.manager.write([Create("service", service_id, spec, {}, {})])
+        await self.manager.write([Create("service", service_id, spec, {}, {"Endpoint": endpoint})])
         # Warnings stay null: a daemon of API >= 1.30 resolves no image; the CLI warns itself
         # when /distribution could not give it a digest (nodeagent/engineapi/images.py).
         return json_response({"ID": service_id, "Warnings": None}, status=201)
@@ -167,6 +171,8 @@ class ServiceRoutes:
             new_spec = spec
             extra.pop("UpdateStatus", None)
         extra["PreviousSpec"] = current
+        extra["Endpoint"] = prepare_service_endpoint(
+            self.manager.store, service.id, new_spec, service.extra.get("Endpoint"))
         job = extra.get("JobStatus")
         if isinstance(job, dict):
             iteration = dict(job.get("JobIteration") or {})

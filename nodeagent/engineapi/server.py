@@ -13,6 +13,7 @@ Errors go through one type and one middleware (nodeagent/engineapi/errors.py).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -29,6 +30,7 @@ from nodeagent.engineapi.errors import (
     json_response,
 )
 from nodeagent.engineapi.images import BuiltinImages, ImageCatalog, ImageRoutes
+from nodeagent.engineapi.localnets import node_network_route
 from nodeagent.engineapi.runner import HttpServer
 from nodeagent.engineapi.system import (
     API_VERSION,
@@ -80,6 +82,10 @@ CLUSTER_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/configs/{id}"),
     ("POST", "/configs/{id}/update"),
     ("DELETE", "/configs/{id}"),
+    ("GET", "/networks"),
+    ("POST", "/networks/create"),
+    ("GET", "/networks/{id}"),
+    ("DELETE", "/networks/{id}"),
 )
 """Swarm's routes: answered by managers only (Docker answers them 503 elsewhere)."""
 
@@ -148,6 +154,9 @@ class EngineApiServer:
         self._node_swarm_info = swarm_info
         self._cluster: ClusterApi | None = None
         self._handlers: dict[tuple[str, str], Handler] = {}
+        # When the node's local networks were "created": this server's start, in Docker's format.
+        self._started = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace(
+            "+00:00", "Z")
         self.app = self._build_app()
         self._http = HttpServer(self.app, host, port)
 
@@ -221,6 +230,9 @@ class EngineApiServer:
                 return await handler(request)
             if self._cluster is None:
                 state = self._node_swarm_info().local_node_state
+                if path.startswith("/networks"):  # every engine has networks of its own
+                    return await node_network_route(method, path, request, self.facts.node_id,
+                                                    self._started, NOT_IN_SWARM, state == "active")
                 raise ApiError.unavailable(NOT_MANAGER_WORKER if state == "active" else NOT_IN_SWARM)
             raise ApiError.not_implemented(f"swarmlet does not serve {method} {path} yet")
 

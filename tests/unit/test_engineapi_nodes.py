@@ -21,6 +21,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from manager.allocator.ipam import AllocationState
+from manager.allocator.networks import allocate_network, ingress_network_spec
 from manager.dispatcher.roles import demote_refusal, remove_refusal
 from manager.engineapi import HostFacts, ManagerEngineApi
 from manager.engineapi.base import control_error
@@ -42,6 +44,7 @@ from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 REF = pathlib.Path(__file__).parent / "engineapi_ref"
 LEADER, FOLLOWER, WORKER, DOWN = "a" * 25, "b" * 25, "w" * 25, "x" * 25
 CLUSTER = "c" * 25
+INGRESS = "i" * 25
 HOST = HostFacts(architecture="x86_64", nano_cpus=2_000_000_000, memory_bytes=1 << 30)
 
 
@@ -111,6 +114,10 @@ class FakeManager:
     def seed(self) -> None:
         tokens = {"JoinTokens": {"Worker": "SWMTKN-1-w", "Manager": "SWMTKN-1-m"}}
         ops: list[Op] = [Create("cluster", CLUSTER, {"Name": "default"}, {}, tokens)]
+        # The ingress network, as the cluster's bootstrap makes it (manager/runtime.py).
+        ingress = ingress_network_spec()
+        allocated = allocate_network(INGRESS, ingress, AllocationState())
+        ops.append(Create("network", INGRESS, ingress, {}, allocated))
         for nid, host, role, state in (
             (LEADER, "manager1", "manager", "ready"),
             (FOLLOWER, "manager2", "manager", "ready"),

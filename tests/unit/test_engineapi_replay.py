@@ -34,7 +34,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from test_engineapi_nodes import HOST, FakeManager
 
+import manager.engineapi.networks as networks_module
 import manager.engineapi.services as services_module
+from manager.allocator.ipam import AllocationState
+from manager.allocator.networks import allocate_network, ingress_network_spec
 from manager.engineapi import ManagerEngineApi
 from manager.state.store import Create, NotFound
 from manager.state.store.objects import thaw
@@ -42,12 +45,12 @@ from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
 REF = pathlib.Path(__file__).parent / "engineapi_ref"
 NODE_ID = "mtf9fxg3e8rd2d0hazmk6yj01"
+INGRESS_ID = "mhux3uf8d2blf9hfqhttvxctx"  # the recorded Swarm's ingress network (09-networks.txt)
 
 NOT_YET = {
     "/secrets": "secrets are not served yet",
     "/configs": "configs are not served yet",
     "/swarm/unlockkey": "autolock is not served yet",
-    "/networks": "networks are not served yet",
     "/containers": "swarmlet runs no containers of its own (docker ps, docker inspect)",
     "/volumes": "volumes are not served yet",
 }
@@ -123,6 +126,8 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
             body = dict(node.spec) | {"Role": "worker" if " demote " in ex.command else node.spec["Role"]}
         elif ex.method == "POST" and url.path.endswith("/services/create"):
             body = create_body(ex.command)
+        elif ex.method == "POST" and url.path.endswith("/networks/create"):
+            body = network_body(ex.command)
         elif ex.method == "POST" and "/services/" in url.path and manager is not None:
             try:
                 service = manager.store.lookup("service", url.path.split("/")[-2])
@@ -167,6 +172,8 @@ def create_body(command: str) -> dict[str, Any]:
             published, target = value.split(":")
             ports.append({"Protocol": "tcp", "TargetPort": int(target), "PublishedPort": int(published),
                           "PublishMode": "ingress"})
+        elif word == "--network":
+            spec.setdefault("Networks", []).append({"Target": value})  # the daemon resolves names
         elif word == "--constraint":
             placement.setdefault("Constraints", []).append(value)
         elif word == "--replicas-max-per-node":
@@ -186,6 +193,8 @@ def create_body(command: str) -> dict[str, Any]:
             container["Args"] = positional[1:]
     spec["TaskTemplate"] = {"ContainerSpec": container, "Resources": resources, "Placement": placement,
                             "ForceUpdate": 0}
+    if "Networks" in spec:
+        spec["TaskTemplate"]["Networks"] = spec.pop("Networks")
     job = {"MaxConcurrent": replicas or 1, "TotalCompletions": replicas or 1}
     spec["Mode"] = {
         "replicated": {"Replicated": {"Replicas": 1 if replicas is None else replicas}},
@@ -194,6 +203,78 @@ def create_body(command: str) -> dict[str, Any]:
     }[mode]
     spec["EndpointSpec"] = {"Mode": "vip", **({"Ports": ports} if ports else {})}
     return spec
+
+
+def network_body(command: str) -> dict[str, Any]:
+    """The NetworkCreateRequest ``docker network create ...`` (CLI v28) sends, for the recordings' flags."""
+    words = iter(shlex.split(command)[3:])
+    body: dict[str, Any] = {"Driver": "bridge", "Scope": "", "IPAM": {"Driver": "default", "Options": {},
+                            "Config": []}, "Internal": False, "Attachable": False, "Ingress": False,
+                            "ConfigOnly": False, "ConfigFrom": None, "Options": {}, "Labels": {}}
+    for word in words:
+        if word in ("-d", "--driver"):
+            body["Driver"] = next(words)
+        elif word == "--attachable":
+            body["Attachable"] = True
+        elif word == "--subnet":
+            body["IPAM"]["Config"].append({"Subnet": next(words)})
+        elif word.startswith("-"):
+            raise AssertionError(f"network_body does not know {word}")
+        else:
+            body["Name"] = word
+    return body
+
+
+def created_network_ids(transcript: str) -> list[str]:
+    """The IDs a real Swarm gave the networks created in a transcript, in order."""
+    ids = []
+    for block in ("\n" + (REF / transcript).read_text()).split("\n$ ")[1:]:
+        lines = block.splitlines()
+        if block.startswith("docker network create") and re.fullmatch(r"[0-9a-z]{25}", lines[2].strip()):
+            ids.append(lines[2].strip())
+    return ids
+
+
+def _swarm_manager() -> FakeManager:
+    """One manager holding the recorded node, the cluster and the ingress network (recorded IDs)."""
+    manager = FakeManager()
+    manager.node_id = NODE_ID
+    manager.leader = NODE_ID
+    extra = {"Description": {"Hostname": "vm", "Engine": {"EngineVersion": "0.1.0"}},
+             "ManagerStatus": {"Leader": True, "Reachability": "reachable", "Addr": "127.0.0.1:2377"}}
+    spec = {"Name": "", "Role": "manager", "Availability": "active", "Labels": {}}
+    node = Create("node", NODE_ID, spec, {"State": "ready", "Addr": "127.0.0.1"}, extra)
+    ingress = ingress_network_spec()
+    allocated = allocate_network(INGRESS_ID, ingress, AllocationState())
+    network = Create("network", INGRESS_ID, ingress, {}, allocated)
+    asyncio.run(manager.write([Create("cluster", "c" * 25, {"Name": "default"}, {}, {}), node, network]))
+    return manager
+
+
+def test_network_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """09-networks: create (and the name taken), ls, inspect, a service on labnet, rm refused in use."""
+    manager = _swarm_manager()
+    network_ids = iter(created_network_ids("09-networks.txt"))
+    service_ids = iter(created_ids("09-networks.txt"))
+    monkeypatch.setattr(networks_module, "new_id", lambda: next(network_ids))
+    monkeypatch.setattr(services_module, "new_id", lambda: next(service_ids))
+    server = EngineApiServer(NodeFacts(node_id=NODE_ID, hostname="vm", engine_version="0.1.0"),
+                             lambda: SwarmInfo("active", NODE_ID, "127.0.0.1"), "127.0.0.1", 0)
+    server.attach(ManagerEngineApi(manager))
+    assert run(server, manager, ["09-networks.http.txt"]) == []
+    assert next(network_ids, None) is None and next(service_ids, None) is None
+    labnet = manager.store.lookup("network", "labnet")
+    # The recorded Swarm's allocation: labnet 10.0.1.0/24 with VNI 4097 (network-labnet.json),
+    # labnet2 the subnet asked for and the next VNI (networks-swarm.json).
+    assert labnet.extra["IPAM"]["Config"] == [{"Subnet": "10.0.1.0/24", "Gateway": "10.0.1.1"}]
+    assert labnet.extra["DriverOptions"] == {"com.docker.network.driver.overlay.vxlanid_list": "4097"}
+    labnet2 = manager.store.lookup("network", "labnet2")
+    assert labnet2.extra["IPAM"]["Config"] == [{"Subnet": "10.99.0.0/24", "Gateway": "10.99.0.1"}]
+    assert labnet2.extra["DriverOptions"] == {"com.docker.network.driver.overlay.vxlanid_list": "4098"}
+    netsvc = manager.store.lookup("service", "netsvc")
+    # The VIP the recorded Swarm gave netsvc on labnet: 10.0.1.2 (network-labnet.json's Services).
+    assert netsvc.extra["Endpoint"]["VirtualIPs"] == [{"NetworkID": labnet.id, "Addr": "10.0.1.2/24"}]
+    assert netsvc.spec["TaskTemplate"]["Networks"] == [{"Target": labnet.id}]
 
 
 def created_ids(transcript: str) -> list[str]:
@@ -245,14 +326,7 @@ def test_node_commands_answer_as_swarm(name: str) -> None:
 
 
 def test_service_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPatch) -> None:
-    manager = FakeManager()
-    manager.node_id = NODE_ID
-    manager.leader = NODE_ID
-    extra = {"Description": {"Hostname": "vm", "Engine": {"EngineVersion": "0.1.0"}},
-             "ManagerStatus": {"Leader": True, "Reachability": "reachable", "Addr": "127.0.0.1:2377"}}
-    spec = {"Name": "", "Role": "manager", "Availability": "active", "Labels": {}}
-    node = Create("node", NODE_ID, spec, {"State": "ready", "Addr": "127.0.0.1"}, extra)
-    asyncio.run(manager.write([Create("cluster", "c" * 25, {"Name": "default"}, {}, {}), node]))
+    manager = _swarm_manager()
     names = ["04-service-create", "05-service-scale", "06-service-update", "07-modes-placement"]
     ids: Iterator[str] = iter([i for name in names for i in created_ids(name + ".txt")])
     monkeypatch.setattr(services_module, "new_id", lambda: next(ids))

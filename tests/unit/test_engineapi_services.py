@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from test_engineapi_nodes import DOWN, LEADER, WORKER, Client, FakeManager, ref, serve
+from test_engineapi_nodes import DOWN, INGRESS, LEADER, WORKER, Client, FakeManager, ref, serve
 
 from manager.engineapi.logs import LogLine, detail_prefix, frame
 from manager.state.store import Create, Update
@@ -67,8 +67,11 @@ def test_create_fills_swarms_defaults_as_inspect_shows_them(manager: FakeManager
         assert got["ID"] == sid and len(sid) == 25
         assert got["Spec"] == want["Spec"]
         assert list(got) == [k for k in want if k in got]
-        # Without networks there is no virtual IP yet: Endpoint is the spec and the ports.
-        want["Endpoint"].pop("VirtualIPs")
+        # The VIP on ingress: the recorded Swarm's node had taken 10.0.0.2 for its own ingress
+        # endpoint before the service came; these seeded nodes have no attachments yet.
+        assert want["Endpoint"].pop("VirtualIPs") == [{"NetworkID": "mhux3uf8d2blf9hfqhttvxctx",
+                                                       "Addr": "10.0.0.3/24"}]
+        assert got["Endpoint"].pop("VirtualIPs") == [{"NetworkID": INGRESS, "Addr": "10.0.0.2/24"}]
         assert got["Endpoint"] == want["Endpoint"]
         assert set(got) == set(want)
         assert got["Version"]["Index"] > 0 and got["CreatedAt"].endswith("Z")
