@@ -1,4 +1,5 @@
-"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``.
+"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
+``/secrets``, ``/configs``.
 
 The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
 these routes to it at start (:func:`install`, called by the manager runtime), and also serves
@@ -14,9 +15,11 @@ from typing import Any
 import grpc
 
 from manager.engineapi.base import ManagerView, api_error
+from manager.engineapi.configs import ConfigRoutes
 from manager.engineapi.logs import LogLine, NoLogSource, TaskLogSource
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
+from manager.engineapi.secrets import SecretRoutes
 from manager.engineapi.services import ServiceRoutes
 from manager.engineapi.swarm import SwarmRoutes, manager_swarm_info
 from manager.engineapi.tasks import TaskRoutes
@@ -50,6 +53,8 @@ class ManagerEngineApi:
             *NodeRoutes(manager).routes(),
             *ServiceRoutes(manager, source).routes(),
             *TaskRoutes(manager, source).routes(),
+            *SecretRoutes(manager).routes(),
+            *ConfigRoutes(manager).routes(),
         ]
 
     def routes(self) -> list[Route]:
