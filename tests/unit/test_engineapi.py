@@ -339,7 +339,8 @@ def test_aiohttps_own_refusals_are_json_too() -> None:
 
     async def check(client: TestClient[web.Request, web.Application]) -> None:
         # The limit is 16 MiB (a config at Swarm's 1000 KiB limit is 1.3 MiB of base64).
-        resp = await client.post("/nodes/x/update?version=1", data=io.BytesIO(b"{" + b" " * (17 << 20) + b"}"))
+        body = io.BytesIO(b"{" + b" " * (17 << 20) + b"}")
+        resp = await client.post("/nodes/x/update?version=1", data=body)
         assert resp.status == 413
         assert resp.headers["Content-Type"] == "application/json"
         assert (await resp.json())["message"] == "Maximum request body size 16777216 exceeded."
