@@ -3,8 +3,8 @@
 Three managers run as ``python -m nodeagent`` on 127.0.0.x; the CLI asks manager2, so every
 write is forwarded to the leader. ``secret create`` from stdin, ``secret ls`` with Swarm's
 columns, ``secret inspect`` (never the data), ``config create`` from a file, ``config ls`` and
-``inspect`` (the data, base64), a service that uses both, and the in-use refusal naming it, in
-Swarm's words. Skipped when no docker binary is installed.
+``inspect`` (the data, base64; ``--pretty``), ``config create --template-driver golang``, a
+service that uses both, and the in-use refusal naming it, in Swarm's words. Skipped when no docker binary is installed.
 """
 
 from __future__ import annotations
@@ -103,6 +103,13 @@ def test_docker_secret_and_config_commands(cluster: Cluster, tmp_path: pathlib.P
     config = json.loads(run("config", "inspect", "index").stdout)[0]
     assert config["Spec"]["Data"] == base64.b64encode(b"<h1>index from a swarm config</h1>\n").decode()
 
+    pretty_config = run("config", "inspect", "--pretty", "index")
+    assert "Data:\n<h1>index from a swarm config</h1>" in pretty_config.stdout, pretty_config.stderr
+    (tmp_path / "tpl.txt").write_text("served by {{.Service.Name}} on {{.Node.Hostname}}\n")
+    templated = run("config", "create", "--template-driver", "golang", "tpl", "./tpl.txt")
+    assert templated.returncode == 0, templated.stderr
+    assert json.loads(run("config", "inspect", "tpl").stdout)[0]["Spec"]["Templating"] == {"Name": "golang"}
+
     service = run("service", "create", "--name", "web", "--secret", "db_pass", "--config",
                   "source=index,target=/usr/share/nginx/html/index.html", "--detach", "nginx:1.25")
     assert service.returncode == 0, service.stderr
@@ -128,7 +135,7 @@ def test_docker_secret_and_config_commands(cluster: Cluster, tmp_path: pathlib.P
     assert run("service", "rm", "web").returncode == 0
     removed = run("secret", "rm", "db_pass")
     assert (removed.returncode, removed.stdout.strip()) == (0, "db_pass"), removed.stderr
-    assert run("config", "rm", "index").returncode == 0
+    assert run("config", "rm", "index", "tpl").returncode == 0
     assert _columns(run("secret", "ls").stdout) == [["ID", "NAME", "DRIVER", "CREATED", "UPDATED"]]
 
     def gone() -> bool:
