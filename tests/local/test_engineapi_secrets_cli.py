@@ -4,7 +4,8 @@ Three managers run as ``python -m nodeagent`` on 127.0.0.x; the CLI asks manager
 write is forwarded to the leader. ``secret create`` from stdin, ``secret ls`` with Swarm's
 columns, ``secret inspect`` (never the data), ``config create`` from a file, ``config ls`` and
 ``inspect`` (the data, base64; ``--pretty``), ``config create --template-driver golang``, a
-service that uses both, and the in-use refusal naming it, in Swarm's words. Skipped when no docker binary is installed.
+service that uses both, and the in-use refusal naming it, in Swarm's words. Skipped when no
+docker binary is installed.
 """
 
 from __future__ import annotations
