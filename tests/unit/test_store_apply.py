@@ -264,6 +264,26 @@ def test_secret_in_use_by_a_service_cannot_be_removed() -> None:
     assert run(store, [Delete("service", "svc1"), Delete("secret", "sec1")]) is None
 
 
+def test_a_service_can_only_use_secrets_and_configs_that_exist() -> None:
+    # swarmkit checks this in the write's transaction; so does the store, whoever writes.
+    store = Store()
+    secrets = [{"SecretID": "sec1", "SecretName": "pw"}, {"SecretID": "nope", "SecretName": "gone"}]
+    configs = [{"ConfigID": "cfg1", "ConfigName": "other-name"}]
+    template = {"ContainerSpec": {"Image": "nginx", "Secrets": secrets, "Configs": configs}}
+    run(store, [Create("secret", "sec1", payload("pw")), Create("config", "cfg1", payload("cfg"))])
+    error = run(store, [Create("service", "svc1", service_spec("web", TaskTemplate=template))])
+    assert str(error) == "secret not found: gone"
+    template["ContainerSpec"]["Secrets"] = secrets[:1]
+    error = run(store, [Create("service", "svc1", service_spec("web", TaskTemplate=template))])
+    assert str(error) == "config not found: other-name"  # the name must be the config's
+    template["ContainerSpec"]["Configs"] = [{"ConfigID": "cfg1", "ConfigName": "cfg"}]
+    assert run(store, [Create("service", "svc1", service_spec("web", TaskTemplate=template))]) is None
+    template["ContainerSpec"]["Secrets"] = secrets
+    error = run(store, [Update("service", "svc1", store.get("service", "svc1").version,
+                               spec=service_spec("web", TaskTemplate=template))])
+    assert str(error) == "secret not found: gone" and store.count("service") == 1
+
+
 def test_network_in_use_cannot_be_removed() -> None:
     store = Store()
     run(store, [Create("network", "net1", {"Name": "front", "Driver": "overlay"})])
