@@ -1,8 +1,9 @@
 """A ServiceSpec as the daemon takes it: decoded as Go would, checked in Swarm's order, defaults filled.
 
 ``POST /services/create`` and ``/services/{id}/update`` read the body into :data:`SERVICE_SPEC`
-(Docker's swarm.ServiceSpec: the parts Swarm acts on are typed, so a wrong type is Go's 400; the
-ContainerSpec and the other parts swarmlet keeps without reading are taken as given). Then
+(Docker's swarm.ServiceSpec: the parts Swarm acts on are typed, so a wrong type is Go's 400; in
+the ContainerSpec only the secret and config references are typed, and it and the other parts
+swarmlet keeps without reading are otherwise taken as given). Then
 :func:`check_spec` refuses what moby's conversion and swarmkit's controlapi refuse, with their
 words and status, and :func:`with_defaults` fills what swarmkit's ``defaults.InterpolateService``
 and moby's conversion fill, so the stored Spec is the one ``docker service inspect`` shows (the

@@ -198,8 +198,13 @@ def _tokens(action: _Action, text: str) -> list[_Token]:
         if kind == "other":
             raise _unsupported(text, pos, f"{raw!r} in an action")
         value = raw
-        if kind == "str":
-            value = raw[1:-1] if raw.startswith("`") else json.loads(raw)
+        if kind == "str" and raw.startswith("`"):
+            value = raw[1:-1]
+        elif kind == "str":
+            try:
+                value = json.loads(raw)  # Go's escapes that JSON shares: \n \t \" \\ \uXXXX...
+            except ValueError:
+                raise _unsupported(text, pos, f"the escapes in {raw}") from None
         out.append(_Token(kind, value, pos, raw))
     return out
 

@@ -83,6 +83,7 @@ def test_errors_are_gos(template: str, error: str) -> None:
     "{{ if .Service.Name }}x{{ end }}", "{{ range .Service.Labels }}{{ end }}",
     "{{ .Service.Name | printf }}",
     '{{ printf "%s" "x" }}', "{{ $x := 1 }}", "{{ . }}", "{{ eq 1 1 }}", '{{ env (print "x") }}',
+    '{{ "\\x41" }}',
 ])  # fmt: skip
 def test_what_is_not_supported_is_refused_by_name(template: str) -> None:
     with pytest.raises(TemplateError, match="swarmlet does not support"):
