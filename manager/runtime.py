@@ -20,6 +20,7 @@ import logging
 import os
 import pathlib
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -94,6 +95,15 @@ def running_cluster_spec(raft: RaftConfig, heartbeat_period: float) -> dict[str,
     return spec
 
 
+def _wipe(data_dir: pathlib.Path) -> None:
+    """Delete a retired manager's data: renamed first (atomic), so a crash never leaves half of it."""
+    if not data_dir.exists():
+        return
+    retired = data_dir.with_name(f"{data_dir.name}.retired-{time.time_ns()}")
+    os.replace(data_dir, retired)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
 def _read_token(path: str | None) -> str:
     if not path:
         return ""
@@ -119,6 +129,7 @@ class ManagerRuntime:
         self.shell: RaftShell | None = None
         self.server: grpc.aio.Server | None = None
         self.dispatcher: Any = None
+        self.task_dispatcher: Any = None
         self.control: Any = None
         self.engine_api: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,6 +150,7 @@ class ManagerRuntime:
 
         from manager.controlapi.server import ControlServer
         from manager.dispatcher.server import Dispatcher
+        from manager.dispatcher.tasks import TaskDispatcher
 
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -157,10 +169,12 @@ class ManagerRuntime:
         self._node_watch = self.store.watch(["node"], on_change=self._on_node_change)
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
+        self.task_dispatcher = TaskDispatcher(self)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
+        dispatcher_pb2_grpc.add_AssignmentsServicer_to_server(self.task_dispatcher, server)  # type: ignore[no-untyped-call]
         # The Engine API's cluster routes on the node's port 2375, and forwarded writes on 2377.
         from manager.engineapi import install as install_engine_api
 
@@ -172,6 +186,7 @@ class ManagerRuntime:
         await server.start()
         self.server = server
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self.task_dispatcher.run(), name="task-dispatcher"))
         if self.options.bootstrap:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
         log.info("manager %s serving on %s", self.node_id, bind)
@@ -195,6 +210,18 @@ class ManagerRuntime:
         if self._node_watch is not None:
             self._node_watch.close()
             self._node_watch = None
+
+    async def retire(self) -> None:
+        """Stop for good: this node was demoted and Raft has removed it.
+
+        The Raft data (log, snapshot, term and vote, peers' addresses) is moved aside and then
+        deleted, so that nothing of the old membership can disturb the cluster later; a later
+        promotion starts with an empty log, as a new learner.
+        """
+        await self.stop()
+        data_dir = pathlib.Path(self.options.data_dir) / "manager"
+        await asyncio.to_thread(_wipe, data_dir)
+        log.info("manager role retired: %s wiped", data_dir)
 
     # ------------------------------------------------------------------ store access
 

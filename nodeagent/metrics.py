@@ -30,11 +30,15 @@ def new_registry() -> CollectorRegistry:
     return CollectorRegistry(auto_describe=True)
 
 
-def node_info(registry: CollectorRegistry, *, node_id: str, hostname: str, role: str, version: str) -> None:
-    """Publish ``swarmlet_node_info`` (always 1) so every series can be joined to a hostname."""
+def node_info(registry: CollectorRegistry, *, node_id: str, hostname: str, role: str, version: str) -> Gauge:
+    """Publish ``swarmlet_node_info`` (always 1) so every series can be joined to a hostname.
+
+    Returned so that a promotion or demotion can replace the series (one per node at a time).
+    """
     info = Gauge("swarmlet_node_info", "This node: its id, hostname, role and agent version.",
                  ["node_id", "hostname", "role", "version"], registry=registry)
     info.labels(node_id=node_id, hostname=hostname, role=role, version=version).set(1)
+    return info
 
 
 class GossipMetrics:

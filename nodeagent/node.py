@@ -1,8 +1,10 @@
 """The node agent process: everything ``python -m nodeagent`` starts, in order, and stops.
 
-options -> node id -> metrics on 9323 -> the Engine API on 2375 -> gossip on 7946
--> (managers) the manager role on 2377, which adds its cluster routes to the Engine API
--> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop everything in < 1 s.
+options -> node id (and the role kept from a promotion or demotion) -> metrics on 9323 -> the
+Engine API on 2375 -> gossip on 7946 -> (managers) the manager role on 2377, which adds its cluster
+routes to the Engine API -> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop
+everything in < 1 s. The leader may promote or demote the node meanwhile: the session tells the
+:class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role.
 
 Every failure a user can cause ends the process with a message and an exit code:
 2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import importlib.metadata
 import ipaddress
@@ -35,9 +38,10 @@ from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.identity import VERSION, IdentityError, load_node_id
+from nodeagent.images import RuntimeImages
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
-from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
+from nodeagent.roles import NodeContext, RoleNotFound, RoleSwitch, read_role_file
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.grpc_transport import GrpcTransport
 
@@ -92,10 +96,11 @@ class _Running:
     engine_api: EngineApiServer | None = None
     transport: GrpcTransport | None = None
     shell: GossipShell | None = None
-    role: RoleExtension | None = None
+    role: RoleSwitch | None = None
     session: Any = None
     announcer: Any = None
     browser: Any = None
+    task_runtime: Any = None
     tasks: list[asyncio.Task[None]] | None = None
 
 
@@ -192,12 +197,19 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         node_id = load_node_id(options.data_dir)
     except IdentityError as exc:
         raise AgentError(str(exc)) from None
+    kept = read_role_file(options.data_dir)
+    if kept is not None and kept != options.role:
+        # The node was promoted or demoted since the command line was written (compose says
+        # --role=worker for a worker that is a manager now): what the swarm decided wins.
+        log.info("role %s from %s/role wins over --role %s (promoted or demoted earlier)",
+                 kept, options.data_dir, options.role)
+        options = dataclasses.replace(options, role=kept)
     log.info("node %s (%s), role %s", node_id, options.hostname, options.role)
     version = VERSION
     # The *_created series double every counter on the page and say nothing a scrape needs.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = new_registry()
-    node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
+    info = node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
 
     running.metrics = MetricsServer(registry, options.listen_addr, options.metrics_port)
     try:
@@ -208,7 +220,10 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     facts = NodeFacts(node_id=node_id, hostname=options.hostname, engine_version=version)
     swarm_info = session_swarm_info(lambda: running.session, node_id, options.advertise_addr)
-    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port)
+    # /images/json lists the emulated images and the tags this node's tasks ran (the task runtime
+    # starts later, hence the late lookup).
+    images = RuntimeImages(lambda: running.task_runtime.worker.images_used if running.task_runtime else [])
+    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port, images=images)
     try:
         await engine_api.start()
     except OSError as exc:
@@ -230,6 +245,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
+    running.task_runtime = _task_runtime(options, node_id, registry)
+    if running.task_runtime is not None:
+        transport.add_servicer(running.task_runtime.register)
     try:
         await transport.start()
     except OSError as exc:
@@ -253,14 +271,19 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                                          interfaces=mdns_interfaces)
         await running.browser.start()
     if options.role == "manager" and mdns_interfaces is not None:
-        from nodeagent.discovery import ManagerAnnouncer, cluster_digest
-
-        running.announcer = ManagerAnnouncer(
-            hostname=options.hostname, node_id=node_id, address=options.advertise_addr,
-            cluster_port=options.cluster_port, gossip_port=options.gossip_port,
-            cluster=cluster_digest(options.manager_token_file or options.token_file),
-            interfaces=mdns_interfaces)
+        running.announcer = _announcer(options, node_id, mdns_interfaces)
         await running.announcer.start()
+
+    async def role_changed(role: str) -> None:
+        # Promoted or demoted at run time: the node_info series and the mDNS announcement follow.
+        info.clear()
+        info.labels(node_id=node_id, hostname=options.hostname, role=role, version=version).set(1)
+        if role == "manager" and running.announcer is None and mdns_interfaces is not None:
+            running.announcer = _announcer(options, node_id, mdns_interfaces)
+            await running.announcer.start()
+        elif role != "manager" and running.announcer is not None:
+            announcer, running.announcer = running.announcer, None
+            await announcer.stop()
 
     browser = running.browser
 
@@ -274,7 +297,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         found = list(options.join)
         if browser is not None:
             found += browser.managers()
-        if options.role == "manager" and options.cluster_address not in found:
+        if switch.role == "manager" and options.cluster_address not in found:
             found.append(options.cluster_address)
         return found
 
@@ -284,15 +307,13 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
-                          gossip=shell, engine_api=engine_api)
-    if options.role == "manager":
-        try:
-            role_class = load_role("manager")
-        except RoleNotFound as exc:
-            raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
-        role = role_class(context)  # type: ignore[call-arg]  # the Protocol has no __init__
-        await role.start()
-        running.role = role
+                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime)
+    switch = RoleSwitch(context, options.role, on_change=role_changed)
+    running.role = switch
+    try:
+        await switch.start()
+    except RoleNotFound as exc:
+        raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
 
     session_module = _session_module()
     if session_module is None:
@@ -300,9 +321,34 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     elif not (options.join or options.discover or options.role == "manager"):
         log.info("no --join or --discover: not starting an agent session (gossip and metrics only)")
     else:
-        running.session = session_module.AgentSession(context, managers)
+        running.session = session_module.AgentSession(
+            context, managers, role=lambda: switch.role, on_role=switch.want)
         join_refused = session_module.JoinRefused
         running.tasks.append(loop_task(_run_session(running.session, join_refused), "session", stop, failure))
+        if running.task_runtime is not None:
+            session = running.session
+            running.task_runtime.start(lambda: str(getattr(session, "connected_to", "") or ""))
+
+
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any) -> Any:
+    """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
+    from nodeagent.agent.tasks import TaskRuntime
+
+    host = options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
+    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=host,
+                       time_scale=options.time_scale, registry=registry)  # fmt: skip
+
+
+def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:
+    """The mDNS announcement of this node as a manager (workers with --discover mdns find it)."""
+    from nodeagent.discovery import ManagerAnnouncer, cluster_digest
+
+    return ManagerAnnouncer(
+        hostname=options.hostname, node_id=node_id, address=options.advertise_addr,
+        cluster_port=options.cluster_port, gossip_port=options.gossip_port,
+        # Both join tokens carry the cluster's digest; a promoted worker has only its own.
+        cluster=cluster_digest(options.manager_token_file or options.token_file),
+        interfaces=interfaces)
 
 
 async def _run_session(session: Any, join_refused: type[Exception]) -> None:
@@ -336,6 +382,9 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
     async def steps() -> None:
         for task in running.tasks or []:
             task.cancel()
+        if running.task_runtime is not None:
+            with contextlib.suppress(Exception):
+                await running.task_runtime.stop()
         if running.session is not None:
             with contextlib.suppress(Exception):
                 await running.session.stop()

@@ -6,7 +6,16 @@ from manager.controlapi.client import (
     cluster_info,
     inspect_node,
     list_nodes,
+    remove_node,
     update_node,
 )
 
-__all__ = ["ControlError", "NodeRow", "cluster_info", "inspect_node", "list_nodes", "update_node"]
+__all__ = [
+    "ControlError",
+    "NodeRow",
+    "cluster_info",
+    "inspect_node",
+    "list_nodes",
+    "remove_node",
+    "update_node",
+]

@@ -20,6 +20,7 @@ __all__ = [
     "cluster_info",
     "inspect_node",
     "list_nodes",
+    "remove_node",
     "update_node",
 ]
 
@@ -149,21 +150,40 @@ def update_node(
     labels_add: Mapping[str, str] | None = None,
     labels_rm: Iterable[str] | None = None,
     availability: str | None = None,
+    role: str | None = None,
     timeout: float = 5.0,
 ) -> None:
     """Change a node's spec, as ``docker node update`` does; returns once committed and applied.
 
-    ``node`` is an id, a unique id prefix or a hostname. Raises :class:`ControlError` with
-    Swarm's message when the swarm has no leader, or when the node or the value is not valid.
+    ``node`` is an id, a unique id prefix or a hostname. ``role`` ("manager" or "worker") is
+    ``docker node promote`` / ``demote``: the node takes on or drops the manager role shortly
+    after this returns. Raises :class:`ControlError` with Swarm's message when the swarm has no
+    leader, when the node or the value is not valid, or when a demotion is refused.
     """
     request = control_pb2.UpdateNodeRequest(
         node=node,
         labels_add=dict(labels_add or {}),
         labels_rm=list(labels_rm or ()),
         availability=(availability or "").lower(),
+        role=role or "",
     )
     with _stub(target) as stub:
         try:
             stub.UpdateNode(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise _error(exc, target) from None
+
+
+def remove_node(target: str, node: str, *, force: bool = False, timeout: float = 5.0) -> None:
+    """Remove a node from the swarm, as ``docker node rm [--force]`` does.
+
+    Raises :class:`ControlError` with Swarm's message for a manager still in Raft (demote it
+    first, even with ``force``), for a node that is not down without ``force``, or for a node
+    that does not exist.
+    """
+    request = control_pb2.RemoveNodeRequest(node=node, force=force)
+    with _stub(target) as stub:
+        try:
+            stub.RemoveNode(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise _error(exc, target) from None

@@ -13,40 +13,36 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from typing import Any
 
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
+from manager.dispatcher.roles import (
+    DEMOTE_LAST_MANAGER_MESSAGE,
+    Refusal,
+    active_peers,
+    demote_refusal,
+    remove_refusal,
+)
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
-from manager.state.store.commands import Update
+from manager.state.store.commands import Delete, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
 
 __all__ = [
     "AVAILABILITIES",
     "DEMOTE_LAST_MANAGER_MESSAGE",
-    "ROLE_CHANGE_UNSUPPORTED",
     "ControlServer",
     "find_node",
     "node_info",
+    "recently_heard",
 ]
 
 log = logging.getLogger(__name__)
 
 AVAILABILITIES = ("active", "pause", "drain")
 """A node's Spec.Availability values, as Swarm spells them."""
-
-DEMOTE_LAST_MANAGER_MESSAGE = (
-    "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm"
-)
-"""What Docker prints after "Error response from daemon: " for demoting the only manager."""
-
-ROLE_CHANGE_UNSUPPORTED = (
-    "changing a node's role is not supported by swarmlet: {node} joined as a {role} and stays one "
-    "(promote and demote, a Raft membership change, are not implemented); to change it, leave the "
-    "swarm and join again with the other join token"
-)
-"""The error for ``--role`` with another role than the node has (never ignored silently)."""
 
 _CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
@@ -80,7 +76,9 @@ def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_
     engine = desc.get("Engine") or {}
     ms = node.extra.get("ManagerStatus")
     manager_status = ""
-    if isinstance(ms, dict):
+    # A demoted manager's ManagerStatus goes with its Raft membership, a moment later; its
+    # MANAGER STATUS column is empty from the demotion on, as in Swarm.
+    if isinstance(ms, dict) and node.spec.get("Role") == "manager":
         leads = bool(ms.get("Leader")) if leader_id is None else node.id == leader_id
         reachability = str(ms.get("Reachability") or "unknown")
         if reachability == "leader":
@@ -102,12 +100,21 @@ def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_
     )
 
 
+def recently_heard(shell: Any) -> set[str]:
+    """The managers the Raft shell heard from within an election timeout (the leader's view)."""
+    contacts = dict(getattr(shell, "last_contact", None) or {})
+    return active_peers(contacts, time.monotonic(), float(shell.election_seconds()))
+
+
 class ControlServer(control_pb2_grpc.ControlServicer):
     """The Control service of one manager."""
 
     def __init__(self, runtime: Any) -> None:
         """``runtime`` gives the store, the Raft shell, this node's id and ``write``."""
         self.runtime = runtime
+        # Role changes are checked and written one at a time, so that two demotions at once
+        # cannot both pass the checks ("the last manager", quorum) that either alone would.
+        self._role_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ reads
 
@@ -181,12 +188,23 @@ class ControlServer(control_pb2_grpc.ControlServicer):
     async def UpdateNode(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> control_pb2.UpdateNodeResponse:
-        """Change a node's Spec (labels, availability); returns once committed and applied.
+        """Change a node's Spec (labels, availability, role); returns once committed and applied.
 
-        ``role`` may only restate the node's role: demoting the last manager is refused with
-        Swarm's words, and any other role change is refused as not supported (a manager's role
-        is its Raft membership, which promote and demote would have to change, and they do not).
+        This is the one entry point for role changes (``docker node promote`` / ``demote``):
+        only Spec.Role is written here; the leader's dispatcher then changes Raft's membership
+        and tells the node which role to run (:mod:`manager.dispatcher.roles`). A role change is
+        decided by the leader, which knows Raft's configuration: a follower forwards it. A
+        demotion is refused, in Swarm's words, for the last manager, a manager not in Raft yet,
+        or one whose removal would leave no reachable majority; nothing is written then.
         """
+        if request.role:
+            async with self._role_lock:
+                return await self._update_node(request, context)
+        return await self._update_node(request, context)
+
+    async def _update_node(
+        self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.UpdateNodeResponse:
         availability = request.availability.lower()
         if availability and availability not in AVAILABILITIES:
             await context.abort(
@@ -210,10 +228,19 @@ class ControlServer(control_pb2_grpc.ControlServicer):
                     return await self._forward_write(request, context)
                 await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
                 raise AssertionError("unreachable") from None
-            refusal = self._role_change_refusal(node, request.role)
+            role_changes = bool(request.role) and request.role != str(node.spec.get("Role") or "worker")
+            if role_changes and not self.runtime.shell.is_leader:
+                if request.forwarded or not self.runtime.shell.leader_address:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                return await self._forward_write(request, context)
+            refusal = self._role_change_refusal(node, request.role) if role_changes else None
             if refusal is not None:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
+                await context.abort(getattr(grpc.StatusCode, refusal.code), refusal.message)
             spec = copy.deepcopy(node.spec)
+            if role_changes:
+                spec["Role"] = request.role
+                verb = "promoting" if request.role == "manager" else "demoting"
+                log.info("control: %s %s (%s)", verb, _hostname(node) or node.id, node.id)
             labels = dict(spec.get("Labels") or {})
             labels.update(dict(request.labels_add))
             for key in request.labels_rm:
@@ -253,17 +280,65 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         await context.abort(grpc.StatusCode.ABORTED, "update out of sequence")
         raise AssertionError("unreachable")
 
-    def _role_change_refusal(self, node: Any, role: str) -> str | None:
-        """Why this role change cannot be made, or None if it changes nothing."""
-        current = str(node.spec.get("Role") or "worker")
-        if not role or role == current:
-            return None
-        if current == "manager":
-            managers = self.runtime.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")
-            if len(managers) <= 1:
-                return DEMOTE_LAST_MANAGER_MESSAGE
-        hostname = _hostname(node) or node.id
-        return ROLE_CHANGE_UNSUPPORTED.format(node=hostname, role=current)
+    def _role_change_refusal(self, node: Any, role: str) -> Refusal | None:
+        """Why this role change cannot be made now (the leader's view), or None."""
+        if role != "worker":
+            return None  # a promotion is always accepted, as in swarmkit
+        shell = self.runtime.shell
+        conf = shell.node.conf
+        found = self.runtime.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")
+        managers = [n.id for n in found]
+        return demote_refusal(
+            node.id, managers=managers, voters=conf.voters, learners=conf.learners,
+            self_id=self.runtime.node_id, active=recently_heard(shell),
+        )  # fmt: skip
+
+    async def RemoveNode(
+        self, request: control_pb2.RemoveNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.RemoveNodeResponse:
+        """Remove a node (``docker node rm``); the leader decides, with Raft's membership at hand.
+
+        A manager still in Raft is refused in Swarm's words, with or without force; a node that
+        is not down only goes with ``force``. Its agent session then ends ("node not found").
+        """
+        shell = self.runtime.shell
+        if not shell.is_leader:
+            if request.forwarded or not shell.leader_address:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            forwarded = control_pb2.RemoveNodeRequest()
+            forwarded.CopyFrom(request)
+            forwarded.forwarded = True
+            result: control_pb2.RemoveNodeResponse = await self._forward(
+                shell.leader_address, "RemoveNode", forwarded, context
+            )
+            return result
+        try:
+            node = find_node(self.runtime.store, request.node)
+        except StoreError as exc:
+            await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+            raise AssertionError("unreachable") from None
+        conf = shell.node.conf
+        refusal = remove_refusal(
+            node.id,
+            role=str(node.spec.get("Role") or "worker"),
+            members=(*conf.voters, *conf.learners),
+            state=str(node.status.get("State") or ""),
+            force=request.force,
+        )
+        if refusal is not None:
+            await context.abort(getattr(grpc.StatusCode, refusal.code), refusal.message)
+        try:
+            op = Delete("node", node.id, node.version)
+            await self.runtime.write([op], timeout=5.0 * self.runtime.time_scale)
+        except (NotLeaderError, NoLeaderError, ProposalDropped, ConnectionAbortedError):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+        except TimeoutError:
+            indeterminate = "context deadline exceeded: the removal may or may not apply"
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, indeterminate)
+        except StoreError as exc:
+            await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
+        log.info("control: removed node %s (%s)", _hostname(node) or node.id, node.id)
+        return control_pb2.RemoveNodeResponse()
 
     async def _forward_write(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]

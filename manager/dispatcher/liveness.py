@@ -5,9 +5,10 @@ in memory on the leader, as swarmkit's dispatcher does; gossip tells which membe
 or gone. The reconcile marks a node ``down`` ("heartbeat failure") once ``now`` reaches its last
 heartbeat plus the grace, marks it ``ready`` again (at the addresses it reports) when it beats,
 and keeps ManagerStatus true (``Leader`` on the leader's own node, ``Reachability`` of the other
-managers). The grace comes from the Cluster object: ``Spec.Dispatcher.HeartbeatPeriod``
-(nanoseconds, as Docker stores it) times :data:`GRACE_MULTIPLIER`, so a store write to the
-Cluster spec changes it, and the period agents are told is the same value.
+managers; added once a promoted node reports its cluster address, dropped on a demotion). The
+grace comes from the Cluster object: ``Spec.Dispatcher.HeartbeatPeriod`` (nanoseconds, as Docker
+stores it) times :data:`GRACE_MULTIPLIER`, so a store write to the Cluster spec changes it, and
+the period agents are told is the same value.
 
 Every input of the decision comes in as an argument or an observation; :func:`decide` is the
 pure function, :meth:`NodeLiveness.reconcile` only gathers its inputs.
@@ -112,6 +113,15 @@ def decide(
         if alive and not is_self:
             wakeups.append(until)
         ms = node.extra.get("ManagerStatus")
+        role = node.spec.get("Role")
+        if isinstance(ms, dict) and role == "worker":
+            # Demoted: the node is no manager any more (Raft lets it go separately).
+            extra = copy.deepcopy(node.extra)
+            del extra["ManagerStatus"]
+            ms = None
+        elif ms is None and role == "manager" and beat is not None and beat.cluster_addr and alive:
+            # Promoted: it runs the manager role now and says where (its cluster address).
+            ms = {"Leader": False, "Reachability": "unknown", "Addr": beat.cluster_addr}
         if isinstance(ms, dict):
             want = dict(ms)
             if beat is not None and beat.cluster_addr and alive:

@@ -15,8 +15,12 @@ heartbeats to the leader. The leader alone writes what it observes:
 * ManagerStatus: ``Leader`` on the leader's own node; ``reachable``/``unreachable`` for the other
   managers as the leader sees them (a Raft message within an election timeout, or a heartbeat);
   the liveness component writes it too.
-* Raft membership: managers are added as learners and promoted once caught up; the leader looks
-  whenever a Node object changes (a store watch) and every ``MONITOR_EVERY`` seconds.
+* Raft membership follows Spec.Role (:mod:`manager.dispatcher.roles`): managers are added as
+  learners and promoted once caught up; demoted ones are removed, one change at a time and only
+  while a reachable majority remains; a demoted leader hands its leadership over first. The
+  leader looks whenever a Node object changes (a store watch) and every ``MONITOR_EVERY`` seconds.
+  Each heartbeat answer tells the node which role to run, so a promoted worker starts its
+  manager role and a demoted manager drops it once Raft has let it go.
 
 A manager that is not the leader answers Join and Session with the leader's address, so agents
 reconnect there; with no leader at all it says so in Swarm's words.
@@ -39,6 +43,7 @@ from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from manager.ca.tokens import InvalidToken, parse_token
 from manager.component import ComponentMetrics, ManagerHarness, StoreView
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD, NodeLiveness
+from manager.dispatcher.roles import MembershipStep, active_peers, plan_membership, session_role
 from manager.state.raft.core import NotLeader
 from manager.state.raft.messages import ConfChange, ConfChangeType
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
@@ -71,6 +76,7 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         self.clock = time.monotonic  # the liveness harness's clock; heartbeats are stamped with it
         self._join_lock = asyncio.Lock()
         self._membership_wake = asyncio.Event()
+        self._transferring_to = ""
         registry = getattr(runtime.context, "registry", None)
         if registry is None:
             registry = prometheus_client.CollectorRegistry()
@@ -291,9 +297,20 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                 yield dispatcher_pb2.SessionMessage(error="node not found: join the swarm first")
                 return
             self._heartbeats.inc()
-            cluster_addr = beat.cluster_addr if isinstance(node.extra.get("ManagerStatus"), dict) else ""
+            is_manager = node.spec.get("Role") == "manager"
+            cluster_addr = beat.cluster_addr if is_manager else ""
+            if cluster_addr and beat.node_id != self.runtime.node_id:
+                # A promoted worker reports its cluster port once it runs the manager role:
+                # that is where Raft will reach it (a no-op when already known).
+                self.shell.set_peer_address(beat.node_id, cluster_addr)
             self.liveness.heartbeat(beat.node_id, self.clock(), beat.addr, cluster_addr, period=period)
-            yield dispatcher_pb2.SessionMessage(heartbeat_period_ms=period_ms, managers=self._managers())
+            conf = _conf_state(self.shell.node)
+            member = beat.node_id in conf.voters or beat.node_id in conf.learners
+            yield dispatcher_pb2.SessionMessage(
+                heartbeat_period_ms=period_ms,
+                managers=self._managers(),
+                role=session_role(str(node.spec.get("Role") or "worker"), member),
+            )
 
     # ------------------------------------------------------------------ the leader's loops
 
@@ -341,11 +358,36 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             return
         self._promote_learners()
         conf = _conf_state(shell.node)
-        members = set(conf.voters) | set(conf.learners)
-        for node in self.runtime.store.find("node"):
-            missing = node.spec.get("Role") == "manager" and node.id not in members
-            if missing and not self._add_to_raft(node.id):
-                break
+        roles = {n.id: str(n.spec.get("Role") or "worker") for n in self.runtime.store.find("node")}
+        progress = getattr(shell.node, "progress", {}) or {}
+        step = plan_membership(
+            roles,
+            voters=conf.voters,
+            learners=conf.learners,
+            self_id=self.runtime.node_id,
+            addressed=set(shell.addresses()),
+            match={peer: int(pr.match) for peer, pr in progress.items()},
+            active=active_peers(self._contacts(), self.clock(), self._reach_window()),
+        )
+        if step is not None:
+            self._take(step)
+
+    def _take(self, step: MembershipStep) -> None:
+        """Make one membership change; a change still committing defers it to the next pass."""
+        if step.action == "add":
+            self._add_to_raft(step.node_id)
+            return
+        try:
+            if step.action == "remove":
+                self.shell.propose_conf_change(ConfChange(ConfChangeType.REMOVE, step.node_id))
+                log.info("dispatcher: removing demoted manager %s from Raft", step.node_id)
+            elif step.action == "transfer":
+                if self._transferring_to != step.node_id:
+                    log.info("dispatcher: this leader was demoted; handing leadership to %s", step.node_id)
+                self._transferring_to = step.node_id
+                self.shell.transfer_leadership(step.node_id)
+        except (ValueError, NotLeader) as exc:
+            log.debug("dispatcher: %s of %s deferred: %s", step.action, step.node_id, exc)
 
 
 def _conf_state(node: Any) -> Any:

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from swarmlet.v1 import control_pb2, control_pb2_grpc
 
-from manager.engineapi.base import ManagerView, api_error
+from manager.engineapi.base import ManagerView, api_error, control_error
 from manager.engineapi.configs import ConfigRoutes
-from manager.engineapi.logs import LogLine, NoLogSource, TaskLogSource
+from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
 from manager.engineapi.secrets import SecretRoutes
@@ -109,6 +110,24 @@ class RuntimeManager:
         """Commit through the leader (see manager/engineapi/writes.py)."""
         await self.writes.write(ops)
 
+    async def change_role(self, node_id: str, role: str) -> None:
+        """Ask this manager's control API (which forwards to the leader) to change the role."""
+        request = control_pb2.UpdateNodeRequest(node=node_id, role=role)
+        await self._control("UpdateNode", request)
+
+    async def remove_node(self, node_id: str, force: bool) -> None:
+        """Ask this manager's control API (which forwards to the leader) to remove the node."""
+        await self._control("RemoveNode", control_pb2.RemoveNodeRequest(node=node_id, force=force))
+
+    async def _control(self, method: str, request: Any) -> None:
+        target = str(self.runtime.cluster_address)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                await getattr(stub, method)(request, timeout=10.0 * self.writes.timeout / 5.0)
+            except grpc.aio.AioRpcError as exc:
+                raise control_error(exc.code(), exc.details() or "") from None
+
     def write_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The leader's side of forwarded writes, for the cluster port's gRPC server."""
         return write_handler(self._propose, self.runtime.store)
@@ -122,7 +141,7 @@ def install(runtime: Any, grpc_server: grpc.aio.Server) -> ManagerEngineApi:
     """
     view = RuntimeManager(runtime)
     grpc_server.add_generic_rpc_handlers((view.write_handler(),))
-    api = ManagerEngineApi(view)
+    api = ManagerEngineApi(view, AgentLogSource(runtime.context.gossip))
     engine = getattr(runtime.context, "engine_api", None)
     if engine is not None:
         engine.attach(api)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -30,7 +30,7 @@ from manager.state.store import (
 from nodeagent.engineapi import ApiError
 from nodeagent.engineapi.errors import Handler
 
-__all__ = ["ManagerView", "api_error", "guarded", "rpc_message"]
+__all__ = ["ManagerView", "api_error", "control_error", "guarded", "rpc_message"]
 
 
 class ManagerView(Protocol):
@@ -63,10 +63,50 @@ class ManagerView(Protocol):
         """Commit ``ops`` as one batch through the leader (forwarded from a follower)."""
         ...
 
+    async def change_role(self, node_id: str, role: str) -> None:
+        """Promote or demote a node through the control API, the one path for role changes.
+
+        The leader decides (it knows Raft's membership) and refuses in Swarm's words; the
+        refusal comes back as an :class:`ApiError`.
+        """
+        ...
+
+    async def remove_node(self, node_id: str, force: bool) -> None:
+        """``docker node rm``: through the control API, whose leader checks Raft's membership."""
+        ...
+
 
 def rpc_message(code: str, message: str) -> str:
     """How Docker shows an error that came from swarmkit's gRPC API: ``rpc error: code = ...``."""
     return f"rpc error: code = {code} desc = {message}"
+
+
+# How Docker's daemon maps swarmkit's gRPC codes to HTTP (moby's errdefs): the message keeps the
+# "rpc error: code = ... desc = ..." form that the CLI prints.
+_GRPC_HTTP = {
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "FAILED_PRECONDITION": 400,
+    "INVALID_ARGUMENT": 400,
+    "PERMISSION_DENIED": 403,
+    "UNAVAILABLE": 503,
+    "UNIMPLEMENTED": 501,
+}
+_GRPC_WORDS = {"NOT_FOUND": "NotFound", "FAILED_PRECONDITION": "FailedPrecondition",
+               "INVALID_ARGUMENT": "InvalidArgument", "ALREADY_EXISTS": "AlreadyExists",
+               "PERMISSION_DENIED": "PermissionDenied", "UNAVAILABLE": "Unavailable",
+               "DEADLINE_EXCEEDED": "DeadlineExceeded", "UNIMPLEMENTED": "Unimplemented"}  # fmt: skip
+
+
+def control_error(code: Any, details: str) -> ApiError:
+    """Docker's status and words for a control API refusal (a ``grpc.StatusCode`` and its details)."""
+    name = str(getattr(code, "name", code))
+    if name == "UNAVAILABLE" and details.startswith("The swarm does not have a leader"):
+        return ApiError(503, details)
+    words = _GRPC_WORDS.get(name, "Unknown")
+    # The control API's refusals already carry Docker's "rpc error: ..." form.
+    message = details if details.startswith("rpc error: ") else rpc_message(words, details)
+    return ApiError(_GRPC_HTTP.get(name, 500), message)
 
 
 def api_error(exc: BaseException) -> ApiError | None:

@@ -33,6 +33,7 @@ from aiohttp import web
 from nodeagent.engineapi import ApiError
 
 __all__ = [
+    "AgentLogSource",
     "LogLine",
     "LogQuery",
     "LogTarget",
@@ -82,6 +83,45 @@ class NoLogSource:
     async def _none(self, node_id: str) -> AsyncIterator[LogLine]:
         raise ConnectionError(f"swarmlet cannot fetch task logs from node {node_id} yet")
         yield LogLine(b"")  # pragma: no cover - makes this an async generator
+
+
+class Membership(Protocol):
+    """What the log source needs of gossip: the members, each with a name and an address."""
+
+    def members(self) -> Sequence[object]:
+        """Every member this node knows of."""
+        ...
+
+
+class AgentLogSource:
+    """Task logs from the agents: each node serves its tasks' lines on its gossip port.
+
+    The node's address comes from this manager's gossip membership, so a node that gossip
+    considers gone is "unreachable" here too, as a real Swarm cannot reach a lost node's logs.
+    """
+
+    def __init__(self, gossip: Membership) -> None:
+        """``gossip`` is the node's membership (``members()``)."""
+        self.gossip = gossip
+
+    def task_logs(
+        self, node_id: str, task_id: str, *, follow: bool, tail: int | None, since: float | None,
+        timestamps: bool,
+    ) -> AsyncIterator[LogLine]:
+        """The task's lines from its node, converted to the route's :class:`LogLine`."""
+        return self._lines(node_id, task_id, follow=follow, tail=tail, since=since)
+
+    async def _lines(
+        self, node_id: str, task_id: str, *, follow: bool, tail: int | None, since: float | None
+    ) -> AsyncIterator[LogLine]:
+        from nodeagent.agent.taskservice import node_gossip_address, task_logs
+
+        address = node_gossip_address(self.gossip, node_id)
+        if address is None:
+            raise ConnectionError(f"node {node_id} is not reachable")
+        since_ns = round(since * 1e9) if since else 0
+        async for line in task_logs(address, task_id, follow=follow, tail=tail or 0, since_ns=since_ns):
+            yield LogLine((line.text + "\n").encode(), line.stream, line.time_ns / 1e9)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
-from manager.engineapi.base import ManagerView, guarded, rpc_message
+from manager.engineapi.base import ManagerView, guarded
 from manager.engineapi.render import node_to_api
-from manager.state.store import Delete, StoredObject, Update
+from manager.state.store import StoredObject, Update
 from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
 from nodeagent.engineapi.gojson import STRING, GoJSONError, map_of, scalar, struct
 
@@ -129,39 +129,23 @@ class NodeRoutes:
             raise ApiError.bad_request(f'invalid Availability: "{spec.get("Availability", "")}"')
         node = self.manager.store.lookup("node", request.match_info["id"])
         current = str(node.spec.get("Role") or "worker")
-        if role != current:
-            self._refuse_role_change(node, current, role)
         new_spec = {
             "Name": spec.get("Name", ""),
             "Role": current,
             "Availability": availability,
             "Labels": spec.get("Labels") or {},
         }
-        await self.manager.write([Update("node", node.id, version, spec=new_spec)])
+        if role == current or new_spec != {**node.spec, "Role": current}:
+            # The version check guards the labels and availability; a role change after it
+            # is a second write, decided by the leader (as swarmkit's controlapi does both).
+            await self.manager.write([Update("node", node.id, version, spec=new_spec)])
+        if role != current:
+            await self.manager.change_role(node.id, role)
         return web.Response(status=200)
-
-    def _refuse_role_change(self, node: StoredObject, current: str, wanted: str) -> None:
-        if current == "manager":
-            managers = self.manager.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")
-            if len(managers) <= 1:
-                raise ApiError.bad_request(
-                    rpc_message("FailedPrecondition", "attempting to demote the last manager of the swarm"))
-        verb = "promote" if wanted == "manager" else "demote"
-        raise ApiError.not_implemented(
-            f"swarmlet cannot {verb} nodes yet: node {node.id} stays a {current} "
-            f"(a node's role is chosen when it starts, by its join token)")
 
     async def remove(self, request: web.Request) -> web.StreamResponse:
         """``DELETE /nodes/{id}?force=``: Swarm's refusals, then one delete through the leader."""
         force = query_bool(request, "force")
         node = self.manager.store.lookup("node", request.match_info["id"])
-        if node.spec.get("Role") == "manager" or isinstance(node.extra.get("ManagerStatus"), dict):
-            raise ApiError.bad_request(rpc_message(
-                "FailedPrecondition",
-                f"node {node.id} is a cluster manager and is a member of the raft cluster. "
-                "It must be demoted to worker before removal"))
-        if not force and node.status.get("State") == "ready":
-            raise ApiError.bad_request(
-                rpc_message("FailedPrecondition", f"node {node.id} is not down and can't be removed"))
-        await self.manager.write([Delete("node", node.id)])
+        await self.manager.remove_node(node.id, force)
         return web.Response(status=200)

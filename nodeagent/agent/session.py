@@ -48,11 +48,25 @@ class JoinRefused(Exception):
 class AgentSession:
     """Join the swarm (once), then keep a heartbeat session with the leader until stopped."""
 
-    def __init__(self, context: Any, managers: Callable[[], list[str]]) -> None:
-        """``context`` is the NodeContext; ``managers()`` gives cluster addresses to try."""
+    def __init__(
+        self,
+        context: Any,
+        managers: Callable[[], list[str]],
+        *,
+        role: Callable[[], str] | None = None,
+        on_role: Callable[[str], None] | None = None,
+    ) -> None:
+        """``context`` is the NodeContext; ``managers()`` gives cluster addresses to try.
+
+        ``role()`` is the role this node runs now (``--role`` when not given): a manager reports
+        its cluster address in each heartbeat. ``on_role(role)`` is called with the role each
+        heartbeat answer says the node should run (promote and demote).
+        """
         self.context = context
         self.options = context.options
         self._managers = managers
+        self._role = role if role is not None else (lambda: str(getattr(self.options, "role", "")))
+        self._on_role = on_role
         self._learned: list[str] = []
         self._stopping = asyncio.Event()
         self._call: Any = None
@@ -108,7 +122,7 @@ class AgentSession:
             self._learned = [m for m in managers if m]
 
     def _cluster_addr(self) -> str:
-        if getattr(self.options, "role", "") != "manager":
+        if self._role() != "manager":
             return ""
         return f"{self.options.advertise_addr}:{self.options.cluster_port}"
 
@@ -232,6 +246,8 @@ class AgentSession:
                         return str(msg.leader_addr)
                     if msg.heartbeat_period_ms:
                         period_box[0] = msg.heartbeat_period_ms / 1000.0
+                    if msg.role and self._on_role is not None:
+                        self._on_role(str(msg.role))
                     beats += 1
                     self.connected_to = target
         except grpc.aio.AioRpcError as exc:

@@ -48,7 +48,11 @@ class ImageCatalog(Protocol):
     """The emulated runtime's images, by normalised reference (``nginx:1.25``)."""
 
     def known_images(self) -> Iterable[str]:
-        """Every image reference a task may run."""
+        """The image references ``GET /images/json`` lists, as an engine lists what it has pulled."""
+        ...
+
+    def runs(self, reference: str) -> bool:
+        """Whether the runtime emulates this image itself (any tag of a repository it knows)."""
         ...
 
 
@@ -58,6 +62,10 @@ class BuiltinImages:
     def known_images(self) -> Iterable[str]:
         """The built-in list."""
         return BUILTIN_IMAGES
+
+    def runs(self, reference: str) -> bool:
+        """Whether ``reference`` is in the built-in list."""
+        return normalize_reference(reference) in {normalize_reference(r) for r in BUILTIN_IMAGES}
 
 
 def normalize_reference(reference: str) -> str:
@@ -97,9 +105,7 @@ class ImageRoutes:
 
     def _find(self, reference: str) -> str | None:
         wanted = normalize_reference(reference)
-        if wanted in self._known():
-            return wanted
-        return None
+        return wanted if self.catalog.runs(wanted) else None
 
     async def distribution(self, request: web.Request) -> web.StreamResponse:
         """``GET /distribution/{name}/json``: the descriptor the CLI pins the image with."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 from typing import Any
 
@@ -15,6 +14,7 @@ from manager.state.raft.config import RaftConfig
 from manager.state.raft.simcluster import FAULTS, RaftSimCluster, SimOptions
 from manager.state.raft.simmanager import KEY_KIND, SimRequest, key_ops, key_value
 from manager.state.store import ApplyResult, Store, Update, UpdateOutOfSequence, encode_batch
+from tests.golden import Golden
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "raft"
 ALL_FAULTS = tuple(FAULTS)
@@ -166,18 +166,14 @@ def test_the_checks_catch_a_store_that_ignores_versions(monkeypatch: pytest.Monk
     assert any(v["violation"].startswith("linearizability") for v in summary["violations"])
 
 
-def test_golden_trace_of_a_leader_crash() -> None:
-    """The event trace of one small seeded run; SWARMLET_REGOLD=1 rewrites the file after a change."""
+def test_golden_trace_of_a_leader_crash(golden: Golden) -> None:
+    """The event trace of one small seeded run; `pytest --update-golden` rewrites the file after a change."""
     options = SimOptions(managers=3, faults=("crash",), fault_s=3.0, heal_s=1.5, clients=1, trace=True)
     result = RaftSimCluster(4, options).run(_check)
     assert result.violations == []
     text = "\n".join(line for line in result.trace if "fault" in line or " term=" in line or "crash" in line
                      or "restart" in line or "failover" in line or "heal" in line) + "\n"
-    path = GOLDEN / "leader_crash_seed4.txt"
-    if os.environ.get("SWARMLET_REGOLD"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text()
+    golden.check(GOLDEN / "leader_crash_seed4.txt", text)
 
 
 def _check(history: list[dict[str, object]]) -> tuple[bool, str]:

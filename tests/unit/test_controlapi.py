@@ -18,7 +18,7 @@ import grpc
 import pytest
 from swarmlet.v1 import control_pb2_grpc
 
-from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, update_node
+from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, remove_node, update_node
 from manager.controlapi.server import ControlServer
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
 from manager.state.store import Create, Store, Update, encode_batch, format_timestamp
@@ -281,18 +281,98 @@ def _update_role(target: str, node: str, role: str) -> None:
         stub.UpdateNode(control_pb2.UpdateNodeRequest(node=node, role=role), timeout=5)
 
 
-def test_role_change_is_refused_by_name_never_ignored(manager: tuple[FakeRuntime, ServerThread]) -> None:
+def _conf(voters: tuple[str, ...], learners: tuple[str, ...] = ()) -> Any:
+    conf = _Conf()
+    conf.voters, conf.learners = voters, learners  # type: ignore[misc]
+    return conf
+
+
+def test_promote_and_demote_write_the_spec_role(manager: tuple[FakeRuntime, ServerThread]) -> None:
     runtime, server = manager
-    before = {n.id: n for n in runtime.store.find("node")}
     _update_role(server.target, "worker1", "worker")  # restating the role changes nothing: fine
-    _update_role(server.target, "manager2", "manager")
-    for node, role in (("worker1", "manager"), ("manager2", "worker")):
-        with pytest.raises(grpc.RpcError) as err:
-            _update_role(server.target, node, role)
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "changing a node's role is not supported by swarmlet" in str(err.value.details())
-        assert node in str(err.value.details())
-    assert {n.id: n.spec for n in runtime.store.find("node")} == {i: n.spec for i, n in before.items()}
+    _update_role(server.target, "worker1", "manager")
+    assert runtime.store.get("node", "w" * 25).spec["Role"] == "manager"
+    # manager2 is a voter; with it gone, manager1 (this leader) alone is a majority of one.
+    _update_role(server.target, "manager2", "worker")
+    demoted = runtime.store.get("node", "b" * 25)
+    assert demoted.spec["Role"] == "worker"
+    row = next(n for n in list_nodes(server.target) if n.hostname == "manager2")
+    assert row.manager_status == ""  # the column empties at once, as in Swarm
+
+
+def test_demoting_a_manager_not_yet_in_raft_is_refused_in_swarms_words(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    runtime, server = manager
+    _update_role(server.target, "worker1", "manager")  # promoted, not yet added to Raft
+    with pytest.raises(grpc.RpcError) as err:
+        _update_role(server.target, "worker1", "worker")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "rpc error: code = NotFound desc = can't find manager in raft memberlist"
+    assert runtime.store.get("node", "w" * 25).spec["Role"] == "manager"
+
+
+def test_demoting_that_would_lose_quorum_is_refused_and_changes_nothing(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    runtime, server = manager
+    _update_role(server.target, "worker1", "manager")
+    # Three voters, manager2 silent: without worker1 only manager1 of the two left is reachable.
+    runtime.shell.node.conf = _conf(("a" * 25, "b" * 25, "w" * 25))  # type: ignore[assignment]
+    runtime.shell.last_contact = {"w" * 25: time.monotonic()}  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as err:
+        _update_role(server.target, "worker1", "worker")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.details() == (
+        "rpc error: code = FailedPrecondition desc = can't remove member from the raft: "
+        "this would result in a loss of quorum"
+    )
+    assert runtime.store.get("node", "w" * 25).spec["Role"] == "manager"
+    runtime.shell.last_contact["b" * 25] = time.monotonic()  # type: ignore[attr-defined]
+    _update_role(server.target, "worker1", "worker")  # manager2 answers again: allowed
+    assert runtime.store.get("node", "w" * 25).spec["Role"] == "worker"
+
+
+def test_a_follower_forwards_a_role_change_to_the_leader(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    leader_runtime, leader = manager
+    follower_runtime = FakeRuntime("b" * 25, "manager2")
+    follower_runtime.seed()
+    follower_runtime.shell.mode = "follower"
+    follower_runtime.shell.leader_addr = leader.target
+    follower = ServerThread(follower_runtime)
+    try:
+        _update_role(follower.target, "worker1", "manager")
+    finally:
+        follower.close()
+    assert leader_runtime.store.get("node", "w" * 25).spec["Role"] == "manager"
+    assert follower_runtime.store.get("node", "w" * 25).spec["Role"] == "worker"
+
+
+def test_node_rm_refuses_a_raft_member_and_a_live_node_without_force(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    runtime, server = manager
+    with pytest.raises(ControlError) as err:
+        remove_node(server.target, "manager2", force=True)
+    assert str(err.value) == (
+        f"rpc error: code = FailedPrecondition desc = node {'b' * 25} is a cluster manager and is a "
+        "member of the raft cluster. It must be demoted to worker before removal"
+    )
+    with pytest.raises(ControlError) as err:
+        remove_node(server.target, "worker1")
+    assert str(err.value) == (
+        f"rpc error: code = FailedPrecondition desc = node {'w' * 25} is not down and can't be removed"
+    )
+    with pytest.raises(ControlError) as err:
+        remove_node(server.target, "nosuchnode")
+    assert str(err.value) == "node nosuchnode not found"
+    assert len(runtime.store.find("node")) == 3
+    remove_node(server.target, "worker1", force=True)
+    assert sorted(_hostnames(runtime)) == ["manager1", "manager2"]
+
+
+def _hostnames(runtime: FakeRuntime) -> list[str]:
+    return [n.extra["Description"]["Hostname"] for n in runtime.store.find("node")]
 
 
 def test_demoting_the_last_manager_says_so_in_swarms_words() -> None:

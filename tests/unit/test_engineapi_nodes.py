@@ -21,7 +21,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from manager.dispatcher.roles import demote_refusal, remove_refusal
 from manager.engineapi import HostFacts, ManagerEngineApi
+from manager.engineapi.base import control_error
 from manager.engineapi.writes import LeaderWrites, write_handler
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
 from manager.state.store import (
@@ -84,6 +86,27 @@ class FakeManager:
         if not result.ok:
             assert result.error is not None
             raise result.error
+
+    async def change_role(self, node_id: str, role: str) -> None:
+        """As the control API's leader decides it (manager/dispatcher/roles.py), every manager a voter."""
+        managers = [n.id for n in self.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")]
+        if role == "worker":
+            refusal = demote_refusal(node_id, managers=managers, voters=managers, learners=[],
+                                     self_id=self.leader, active=managers)  # fmt: skip
+            if refusal is not None:
+                raise control_error(refusal.code, refusal.message)
+        node = self.store.get("node", node_id)
+        await self.write([Update("node", node_id, node.version, spec={**node.spec, "Role": role})])
+
+    async def remove_node(self, node_id: str, force: bool) -> None:
+        """As the control API's leader decides it, every manager a Raft member."""
+        node = self.store.get("node", node_id)
+        managers = [n.id for n in self.store.find("node", filters=lambda n: n.spec.get("Role") == "manager")]
+        refusal = remove_refusal(node_id, role=str(node.spec.get("Role")), members=managers,
+                                 state=str(node.status.get("State")), force=force)  # fmt: skip
+        if refusal is not None:
+            raise control_error(refusal.code, refusal.message)
+        await self.write([Delete("node", node_id)])
 
     def seed(self) -> None:
         tokens = {"JoinTokens": {"Worker": "SWMTKN-1-w", "Manager": "SWMTKN-1-m"}}
@@ -264,13 +287,28 @@ def test_update_refusals(manager: FakeManager) -> None:
         for path, body, status, message in cases:
             resp = await client.post(path, data=body, headers={"Content-Type": "application/json"})
             assert (resp.status, (await resp.json())["message"]) == (status, message), body
-        # Role changes are not done by swarmlet yet: said plainly, nothing written.
-        resp = await client.post(url, json={"Role": "manager", "Availability": "active"})
-        assert resp.status == 501
-        assert "cannot promote" in (await resp.json())["message"]
 
     serve(manager, check)
     assert manager.writes == []
+
+
+def test_promote_and_demote_take_the_control_apis_role_path(manager: FakeManager) -> None:
+    async def check(client: Client) -> None:
+        node = await (await client.get(f"/nodes/{WORKER}")).json()
+        spec = node["Spec"]
+        resp = await client.post(f"/nodes/{WORKER}/update?version={node['Version']['Index']}",
+                                 json=spec | {"Role": "manager"})  # fmt: skip
+        assert resp.status == 200
+        promoted = manager.store.get("node", WORKER)
+        assert promoted.spec["Role"] == "manager" and promoted.spec["Labels"] == {"zone": "a"}
+        resp = await client.post(f"/nodes/{WORKER}/update?version={promoted.version}",
+                                 json=spec | {"Role": "worker"})  # fmt: skip
+        assert resp.status == 200
+        assert manager.store.get("node", WORKER).spec["Role"] == "worker"
+
+    serve(manager, check)
+    # Only the role writes: the spec sent was otherwise unchanged.
+    assert [[op.spec["Role"] for op in batch] for batch in manager.writes] == [["manager"], ["worker"]]
 
 
 def test_demoting_the_last_manager_is_swarms_refusal() -> None:

@@ -452,6 +452,12 @@ class RaftShell:
         self._to_promote.add(node_id)
         self._wake.set()
 
+    def transfer_leadership(self, to: str) -> None:
+        """Hand leadership to voter ``to`` once its log has caught up (the leader only; used when
+        the leader is demoted). Raises ValueError if ``to`` is not a voter."""
+        self.node.transfer_leadership(to)
+        self._wake.set()
+
     def _hold_for_promotion(self, node: RaftNode, now: float) -> bool:
         """Try the waiting promotions; True while new proposals should wait for one."""
         if not self._to_promote:

@@ -54,6 +54,11 @@ class ControlStub:
                 request_serializer=swarmlet_dot_v1_dot_control__pb2.UpdateNodeRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_v1_dot_control__pb2.UpdateNodeResponse.FromString,
                 _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/swarmlet.v1.Control/RemoveNode',
+                request_serializer=swarmlet_dot_v1_dot_control__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_control__pb2.RemoveNodeResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -86,6 +91,14 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveNode(self, request, context):
+        """`docker node rm [--force]`: a manager still in Raft is refused (demote it first), even with
+        force; a node that is not down only with force. Decided on the leader; a follower forwards it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +121,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.UpdateNode,
                     request_deserializer=swarmlet_dot_v1_dot_control__pb2.UpdateNodeRequest.FromString,
                     response_serializer=swarmlet_dot_v1_dot_control__pb2.UpdateNodeResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=swarmlet_dot_v1_dot_control__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_control__pb2.RemoveNodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +236,33 @@ class Control:
             '/swarmlet.v1.Control/UpdateNode',
             swarmlet_dot_v1_dot_control__pb2.UpdateNodeRequest.SerializeToString,
             swarmlet_dot_v1_dot_control__pb2.UpdateNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.Control/RemoveNode',
+            swarmlet_dot_v1_dot_control__pb2.RemoveNodeRequest.SerializeToString,
+            swarmlet_dot_v1_dot_control__pb2.RemoveNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
