@@ -1,5 +1,5 @@
 """The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
-``/networks``.
+``/networks``, ``/secrets``, ``/configs``.
 
 The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
 these routes to it at start (:func:`install`, called by the manager runtime), and also serves
@@ -16,10 +16,12 @@ import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
 from manager.engineapi.base import ManagerView, api_error, control_error
+from manager.engineapi.configs import ConfigRoutes
 from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
 from manager.engineapi.networks import NetworkRoutes
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
+from manager.engineapi.secrets import SecretRoutes
 from manager.engineapi.services import ServiceRoutes
 from manager.engineapi.swarm import SwarmRoutes, manager_swarm_info
 from manager.engineapi.tasks import TaskRoutes
@@ -54,6 +56,8 @@ class ManagerEngineApi:
             *ServiceRoutes(manager, source).routes(),
             *TaskRoutes(manager, source).routes(),
             *NetworkRoutes(manager).routes(),
+            *SecretRoutes(manager).routes(),
+            *ConfigRoutes(manager).routes(),
         ]
 
     def routes(self) -> list[Route]:

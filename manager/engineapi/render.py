@@ -16,7 +16,7 @@ from typing import Any
 from manager.state.store import StoredObject
 from manager.state.store.objects import thaw
 
-__all__ = ["PLUGINS", "HostFacts", "cluster_to_api", "node_to_api"]
+__all__ = ["PLUGINS", "HostFacts", "cluster_to_api", "node_to_api", "payload_to_api"]
 
 PLUGINS: tuple[dict[str, str], ...] = (
     {"Type": "Log", "Name": "json-file"},
@@ -124,3 +124,33 @@ def cluster_to_api(cluster: StoredObject, *, join_tokens: bool) -> dict[str, Any
         tokens = _dict(extra.get("JoinTokens"))
         out["JoinTokens"] = {"Worker": tokens.get("Worker", ""), "Manager": tokens.get("Manager", "")}
     return out
+
+
+def _driver_to_api(value: Any) -> dict[str, Any]:
+    driver = _dict(value)
+    out: dict[str, Any] = {"Name": driver.get("Name", "")}
+    if driver.get("Options"):
+        out["Options"] = driver["Options"]
+    return out
+
+
+def payload_to_api(obj: StoredObject) -> dict[str, Any]:
+    """A secret or a config as ``docker secret inspect`` / ``docker config inspect`` print it.
+
+    Spec fields in swarm.SecretSpec's order: Name, Labels (``{}`` when none), Data, Driver,
+    Templating, the last three omitted when empty. A secret's Data is never shown (swarmkit
+    clears it before answering); a config's is, base64 as Docker shows it.
+    """
+    spec: dict[str, Any] = {"Name": obj.spec.get("Name", ""), "Labels": _dict(obj.spec.get("Labels"))}
+    if obj.kind == "config" and obj.spec.get("Data"):
+        spec["Data"] = obj.spec["Data"]
+    for key in ("Driver", "Templating"):
+        if isinstance(obj.spec.get(key), dict):
+            spec[key] = _driver_to_api(obj.spec[key])
+    return {
+        "ID": obj.id,
+        "Version": {"Index": obj.version},
+        "CreatedAt": obj.created_at,
+        "UpdatedAt": obj.updated_at,
+        "Spec": spec,
+    }

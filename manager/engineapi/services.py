@@ -21,6 +21,7 @@ from manager.engineapi.logs import LogTarget, TaskLogSource, parse_log_query, st
 from manager.engineapi.networks import prepare_service_endpoint
 from manager.engineapi.nodes import labels_match, parse_version, query_bool
 from manager.engineapi.render_services import service_status, service_to_api
+from manager.engineapi.servicerefs import check_references_exist
 from manager.engineapi.servicespec import SERVICE_SPEC, check_spec, with_defaults
 from manager.state.store import Create, Delete, NameConflict, StoredObject, Update, format_timestamp, new_id
 from manager.state.store.validate import name_conflict_message
@@ -115,6 +116,9 @@ class ServiceRoutes:
         given = await _read_spec(request)
         check_spec(given)
         spec = with_defaults(given)
+        # swarmkit checks the secrets and configs exist before the name (both in the write's
+        # transaction); the store's rule that a used secret cannot be removed keeps them there.
+        check_references_exist(self.manager.store, spec["TaskTemplate"]["ContainerSpec"])
         if self.manager.store.find("service", name=str(spec["Name"])):
             raise NameConflict(name_conflict_message("service", str(spec["Name"])))
         # Networks named by name or prefix become IDs; ports are checked; VIPs and automatic
@@ -149,6 +153,9 @@ class ServiceRoutes:
         rollback = request.query.get("rollback", "")
         if rollback not in ("", "none", "previous"):
             raise ApiError(500, f"unrecognized rollback option {rollback}")
+        # The body's references are checked even for a rollback, before the mode and the
+        # name, as swarmkit's UpdateService does.
+        check_references_exist(self.manager.store, spec["TaskTemplate"]["ContainerSpec"])
         if spec.get("Name") != service.spec.get("Name"):
             raise ApiError.not_implemented(_unimplemented("changing service name is not supported"))
         if service_mode_name(service) != next(iter(spec["Mode"])):

@@ -50,6 +50,8 @@ __all__ = [
     "check_api_version",
 ]
 
+_MAX_BODY_BYTES = 16 << 20  # bodies up to 16 MiB: a config at Swarm's limit fits
+
 log = logging.getLogger(__name__)
 
 Route = tuple[str, str, Handler]
@@ -197,7 +199,10 @@ class EngineApiServer:
         await self._http.stop()
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware, _version_middleware])
+        # aiohttp refuses bodies over 1 MiB; Docker takes a config of 1000 KiB, which is 1.3 MiB
+        # as the base64 in its JSON body.
+        app = web.Application(middlewares=[error_middleware, _version_middleware],
+                              client_max_size=_MAX_BODY_BYTES)
         app.on_response_prepare.append(self._headers)
         node_routes: list[tuple[str, str, Handler]] = [
             ("GET", "/_ping", self._ping),

@@ -15,11 +15,17 @@ the ID the real Swarm gave it (read from the transcript), so the later requests 
 find it; an update posts the service as stored, with its current version, as the CLI does.
 Requests that need running tasks (the orchestrator is not part of this test) and answers that
 differ on purpose are listed in NEEDS_TASKS and ON_PURPOSE.
+
+The secrets and configs recording (08) is replayed the same way: a create's body is made from
+its command line (the data is not recorded, so a placeholder), ``--secret`` / ``--config`` are
+resolved to IDs as the CLI resolves them, and secrets, configs and services take the real
+Swarm's IDs, so the in-use refusals name the services in the recorded order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import pathlib
 import re
@@ -35,11 +41,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from test_engineapi_nodes import HOST, FakeManager
 
 import manager.engineapi.networks as networks_module
+import manager.engineapi.payloads as payloads_module
 import manager.engineapi.services as services_module
 from manager.allocator.ipam import AllocationState
 from manager.allocator.networks import allocate_network, ingress_network_spec
 from manager.engineapi import ManagerEngineApi
-from manager.state.store import Create, NotFound
+from manager.state.store import Create, NotFound, Store
 from manager.state.store.objects import thaw
 from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
@@ -48,8 +55,6 @@ NODE_ID = "mtf9fxg3e8rd2d0hazmk6yj01"
 INGRESS_ID = "mhux3uf8d2blf9hfqhttvxctx"  # the recorded Swarm's ingress network (09-networks.txt)
 
 NOT_YET = {
-    "/secrets": "secrets are not served yet",
-    "/configs": "configs are not served yet",
     "/swarm/unlockkey": "autolock is not served yet",
     "/containers": "swarmlet runs no containers of its own (docker ps, docker inspect)",
     "/volumes": "volumes are not served yet",
@@ -125,9 +130,11 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
             query["version"] = str(node.version)
             body = dict(node.spec) | {"Role": "worker" if " demote " in ex.command else node.spec["Role"]}
         elif ex.method == "POST" and url.path.endswith("/services/create"):
-            body = create_body(ex.command)
+            body = create_body(ex.command, manager.store if manager is not None else None)
         elif ex.method == "POST" and url.path.endswith("/networks/create"):
             body = network_body(ex.command)
+        elif ex.method == "POST" and url.path.endswith(("/secrets/create", "/configs/create")):
+            body = payload_body(ex.command)
         elif ex.method == "POST" and "/services/" in url.path and manager is not None:
             try:
                 service = manager.store.lookup("service", url.path.split("/")[-2])
@@ -146,8 +153,36 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
     return differences
 
 
-def create_body(command: str) -> dict[str, Any]:
-    """The ServiceSpec ``docker service create ...`` sends, for the flags the recordings use."""
+def payload_body(command: str) -> dict[str, Any]:
+    """The spec ``docker secret create [--label k=v] NAME FILE|-`` sends (the data is not recorded)."""
+    words = shlex.split(command)[3:]
+    labels = {}
+    while words[0] == "--label":
+        key, _, value = words[1].partition("=")
+        labels[key] = value
+        words = words[2:]
+    return {"Name": words[0], "Labels": labels, "Data": base64.b64encode(b"recorded elsewhere\n").decode()}
+
+
+def _reference(kind: str, value: str, store: Store | None) -> dict[str, Any]:
+    """A SecretReference / ConfigReference as the CLI makes it from ``--secret`` / ``--config``."""
+    fields = {"source": value}
+    if "=" in value:
+        fields = dict(item.partition("=")[::2] for item in value.split(","))
+    source = fields.get("source") or fields.get("src") or ""
+    mode = int(fields.get("mode", "0444"), 8)
+    found = store.lookup(kind, source) if store is not None else None
+    file = {"Name": fields.get("target", source), "UID": "0", "GID": "0", "Mode": mode}
+    key = "Secret" if kind == "secret" else "Config"
+    return {"File": file, f"{key}ID": found.id if found else "", f"{key}Name": source}
+
+
+def create_body(command: str, store: Store | None = None) -> dict[str, Any]:
+    """The ServiceSpec ``docker service create ...`` sends, for the flags the recordings use.
+
+    ``--secret`` and ``--config`` are resolved to IDs in ``store``, as the CLI resolves them
+    (it asks ``GET /secrets?filters={"name":...}`` first).
+    """
     words = shlex.split(command)[3:]
     spec: dict[str, Any] = {"Labels": {}}
     container: dict[str, Any] = {"Init": False, "DNSConfig": {}}
@@ -185,6 +220,11 @@ def create_body(command: str) -> dict[str, Any]:
             resources["Reservations"]["MemoryBytes"] = int(value.rstrip("g")) << 30
         elif word == "--reserve-cpu":
             resources["Reservations"]["NanoCPUs"] = int(value) * 1_000_000_000
+        elif word in ("--secret", "--config"):
+            kind = word[2:]
+            container.setdefault(kind.title() + "s", []).append(_reference(kind, value, store))
+        elif word in ("-e", "--env"):
+            container.setdefault("Env", []).append(value)
         else:
             raise AssertionError(f"create_body does not know {word}")
     if positional:
@@ -277,11 +317,11 @@ def test_network_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPatch) -> No
     assert netsvc.spec["TaskTemplate"]["Networks"] == [{"Target": labnet.id}]
 
 
-def created_ids(transcript: str) -> list[str]:
-    """The IDs a real Swarm gave the services created in a transcript, in order."""
+def created_ids(transcript: str, kinds: tuple[str, ...] = ("service",)) -> list[str]:
+    """The IDs a real Swarm gave the objects (services...) created in a transcript, in order."""
     ids = []
     for block in ("\n" + (REF / transcript).read_text()).split("\n$ ")[1:]:
-        if not block.startswith("docker service create"):
+        if not block.startswith(tuple(f"docker {kind} create" for kind in kinds)):
             continue
         lines = block.splitlines()
         # The output starts after "--- stdout ---" (or "--- terminal ... ---" for a pty).
@@ -335,3 +375,32 @@ def test_service_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPatch) -> No
     server.attach(ManagerEngineApi(manager))
     assert run(server, manager, [name + ".http.txt" for name in names]) == []
     assert next(ids, None) is None  # every service the real Swarm created was created here
+
+
+def test_secret_and_config_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """08: create (and a name taken), ls, inspect (not found), services that use them, in-use refusals.
+
+    Secrets, configs and services take the real Swarm's IDs, so the recorded in-use refusal
+    names the services in the same (ID) order.
+    """
+    manager = FakeManager()
+    manager.node_id = NODE_ID
+    manager.leader = NODE_ID
+    extra = {"Description": {"Hostname": "vm", "Engine": {"EngineVersion": "0.1.0"}},
+             "ManagerStatus": {"Leader": True, "Reachability": "reachable", "Addr": "127.0.0.1:2377"}}
+    spec = {"Name": "", "Role": "manager", "Availability": "active", "Labels": {}}
+    node = Create("node", NODE_ID, spec, {"State": "ready", "Addr": "127.0.0.1"}, extra)
+    asyncio.run(manager.write([Create("cluster", "c" * 25, {"Name": "default"}, {}, {}), node]))
+    ids: Iterator[str] = iter(created_ids("08-secrets-configs.txt", ("secret", "config", "service")))
+    monkeypatch.setattr(services_module, "new_id", lambda: next(ids))
+    monkeypatch.setattr(payloads_module, "new_id", lambda: next(ids))
+    server = EngineApiServer(NodeFacts(node_id=NODE_ID, hostname="vm", engine_version="0.1.0"),
+                             lambda: SwarmInfo("active", NODE_ID, "127.0.0.1"), "127.0.0.1", 0)
+    server.attach(ManagerEngineApi(manager))
+    assert run(server, manager, ["08-secrets-configs.http.txt"]) == []
+    assert next(ids, None) is None  # every object the real Swarm created was created here
+    assert manager.store.lookup("secret", "db_pass").id == "dpnty726urbstxnj9lfxhggh7"
+    secweb = manager.store.lookup("service", "secweb")
+    # The update posts the service as stored (as the other replays do), so the references stay.
+    assert [r["SecretName"] for r in secweb.spec["TaskTemplate"]["ContainerSpec"]["Secrets"]] == [
+        "db_pass", "site_cert"] and "PreviousSpec" in secweb.extra

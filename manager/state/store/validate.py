@@ -17,14 +17,22 @@ from manager.state.store.errors import InvalidObject
 from manager.state.store.objects import TASK_STATES, StoredObject
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SECRET_BYTES",
     "check_create",
     "check_update",
+    "labels_only_update",
     "name_conflict_message",
     "payload_size",
 ]
 
-MAX_PAYLOAD_BYTES = 500 * 1024  # swarmkit's MaxSecretSize / MaxConfigSize: data must be smaller
+# Data must be smaller than these (swarmkit's MaxSecretSize and MaxConfigSize, as Docker 20.10's
+# Swarm answers: a secret of 511999 bytes is taken, one of 512000 refused; configs 1023999/1024000).
+MAX_SECRET_BYTES = 500 * 1024
+MAX_CONFIG_BYTES = 1000 * 1024
+MAX_PAYLOAD_BYTES = MAX_SECRET_BYTES  # the smaller limit; kept for callers of the old name
+_MAX_BYTES = {"secret": MAX_SECRET_BYTES, "config": MAX_CONFIG_BYTES}
 
 NODE_ROLES = ("worker", "manager")
 NODE_AVAILABILITIES = ("active", "pause", "drain")
@@ -72,7 +80,17 @@ def payload_size(spec: Mapping[str, Any]) -> int:
         raise InvalidObject("Data must be a base64 string") from None
 
 
+def _driver(spec: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    driver = spec.get(key)
+    if driver is None:
+        return None
+    if not isinstance(driver, Mapping) or not isinstance(driver.get("Name", ""), str):
+        raise InvalidObject(f"{key} must be an object with a Name")
+    return driver
+
+
 def _payload(kind: str, spec: Mapping[str, Any]) -> None:
+    # swarmkit's order: the name, then the driver (secrets), then the data's size.
     name = spec.get("Name")
     if not isinstance(name, str) or not name:
         raise InvalidObject("name must be provided")
@@ -81,10 +99,17 @@ def _payload(kind: str, spec: Mapping[str, Any]) -> None:
             "invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, "
             "and the start and end character must be [a-zA-Z0-9]"
         )
-    size = payload_size(spec)
-    if size < 1 or size >= MAX_PAYLOAD_BYTES:
-        raise InvalidObject(f"{kind} data must be larger than 0 and less than {MAX_PAYLOAD_BYTES} bytes")
     _labels(spec)
+    _driver(spec, "Templating")  # any name is taken at create; the agent refuses unknown ones
+    driver = _driver(spec, "Driver") if kind == "secret" else None
+    if driver is not None:
+        if not driver.get("Name"):
+            raise InvalidObject("secret driver must have a name")
+        return  # an external secret: its data comes from the driver, not the store
+    size = payload_size(spec)
+    limit = _MAX_BYTES[kind]
+    if size < 1 or size >= limit:
+        raise InvalidObject(f"{kind} data must be larger than 0 and less than {limit} bytes")
 
 
 def _node(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
@@ -191,8 +216,7 @@ def check_update(
     new_spec = spec
     if spec is not None:
         if kind in ("secret", "config"):
-            same_name = spec.get("Name") == current.spec.get("Name")
-            if not same_name or ("Data" in spec and spec["Data"] != current.spec.get("Data")):
+            if not labels_only_update(current.spec, spec):
                 raise InvalidObject("only updates to Labels are allowed")
             _labels(spec)
             new_spec = dict(current.spec)
@@ -205,6 +229,24 @@ def check_update(
         extra if extra is not None else current.extra,
     )
     return new_spec
+
+
+def labels_only_update(current: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` changes nothing of a secret's or config's Spec but its Labels (swarmkit's rule).
+
+    The name must be the same (exactly), and Data, when given and not empty, the same bytes: an
+    empty Data reaches swarmkit as no data at all, and `docker stack deploy` resends the data it
+    has. Driver and Templating in an update are ignored, as swarmkit ignores them.
+    """
+    if spec.get("Name") != current.get("Name"):
+        return False
+    data = spec.get("Data")
+    if data is None or data == "":
+        return True
+    try:
+        return base64.b64decode(data, validate=True) == base64.b64decode(current.get("Data") or "")
+    except (binascii.Error, ValueError, TypeError):
+        return False
 
 
 def name_conflict_message(kind: str, name: str) -> str:
