@@ -17,6 +17,7 @@ from manager.state.store.errors import InvalidObject
 from manager.state.store.objects import TASK_STATES, StoredObject
 
 __all__ = [
+    "DESIRED_TASK_STATES",
     "MAX_PAYLOAD_BYTES",
     "check_create",
     "check_update",
@@ -31,6 +32,10 @@ NODE_AVAILABILITIES = ("active", "pause", "drain")
 NODE_STATES = ("unknown", "down", "ready", "disconnected")
 REACHABILITIES = ("unknown", "unreachable", "reachable")
 SERVICE_MODES = ("Replicated", "Global", "ReplicatedJob", "GlobalJob")
+# What an orchestrator may ask of a task (swarmkit's desired states): ready holds a restarted task
+# until its restart delay is over, complete is a job's, shutdown and remove end it.
+DESIRED_TASK_STATES = ("ready", "running", "complete", "shutdown", "remove")
+_TASK_ORDER = {state: i for i, state in enumerate(TASK_STATES)}
 
 # swarmkit controlapi: service and network names are DNS name components...
 _DNS_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
@@ -128,7 +133,12 @@ def _task(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str
     if "State" in status:
         _one_of(status["State"], TASK_STATES, f"invalid task state {_quote(status['State'])}")
     if "DesiredState" in extra:
-        _one_of(extra["DesiredState"], TASK_STATES, f"invalid task state {_quote(extra['DesiredState'])}")
+        _one_of(
+            extra["DesiredState"],
+            DESIRED_TASK_STATES,
+            f"invalid desired state {_quote(extra['DesiredState'])}: want one of "
+            + ", ".join(DESIRED_TASK_STATES),
+        )
     slot = extra.get("Slot")
     if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0):
         raise InvalidObject("Slot must be a non-negative integer")
@@ -199,12 +209,37 @@ def check_update(
             new_spec["Labels"] = spec.get("Labels") or {}
         elif kind in ("service", "network") and spec.get("Name") != current.spec.get("Name"):
             raise InvalidObject(f"renaming {kind}s is not supported")
+    if kind == "task":
+        _task_moves_forward(current, status, extra)
     _RULES[kind](
         new_spec if new_spec is not None else current.spec,
         status if status is not None else current.status,
         extra if extra is not None else current.extra,
     )
     return new_spec
+
+
+def _task_moves_forward(
+    current: StoredObject, status: Mapping[str, Any] | None, extra: Mapping[str, Any] | None
+) -> None:
+    """A task's Status.State and DesiredState only move forward, in TASK_STATES order.
+
+    Reports come from agents in batches and may arrive late or twice; a stale "running" written
+    over "failed" would bring a dead task back to life for the orchestrators, so the store, which
+    every writer goes through, refuses it. The same for DesiredState: once an orchestrator asked
+    for shutdown, no later write may ask for running again (swarmkit: "time travel is not allowed").
+    """
+    for part, new, field in ((current.status, status, "State"), (current.extra, extra, "DesiredState")):
+        if new is None:
+            continue
+        old_state, new_state = part.get(field), new.get(field)
+        if old_state == new_state or old_state not in _TASK_ORDER or new_state not in _TASK_ORDER:
+            continue  # unchanged, or not a state at all (the kind's rules judge that)
+        if _TASK_ORDER[new_state] < _TASK_ORDER[old_state]:
+            what = "state" if field == "State" else "desired state"
+            raise InvalidObject(
+                f"task {current.id}: {what} cannot move back from {old_state} to {new_state}"
+            )
 
 
 def name_conflict_message(kind: str, name: str) -> str:
