@@ -135,12 +135,11 @@ class GlobalOrchestrator(ServiceOrchestrator):
             if node.spec.get("Availability") == "pause":
                 plan.add(set_desired(keep, "shutdown"))
                 return None
-            ops, _ = restart(
+            ops, held = restart(
                 keep, service, slot_tasks=node_tasks, node=node, now=ctx.now, new_id=ctx.new_id,
                 default_delay=ctx.default_delay,
             )  # fmt: skip
-            plan.add(*ops)
-            return None
+            return held if plan.add(*ops) else None
         if keep.extra.get("DesiredState") == "ready":
             when = held_start(keep, node_tasks, ctx.nodes(), ctx.default_delay)
             if when <= ctx.now:

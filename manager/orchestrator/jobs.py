@@ -95,12 +95,11 @@ def _tend(
     node = ctx.node(node_id)
     lost = bool(node_id) and invalid_node(node) and state(task) <= RUNNING
     if state(task) > COMPLETE or lost:
-        ops, _ = restart(
+        ops, held = restart(
             task, service, slot_tasks=group, node=node, now=ctx.now, new_id=ctx.new_id,
             default_delay=ctx.default_delay,
         )  # fmt: skip
-        plan.add(*ops)
-        return None
+        return held if plan.add(*ops) else None
     if task.extra.get("DesiredState") == "ready":
         when = held_start(task, group, ctx.nodes(), ctx.default_delay)
         if when <= ctx.now:

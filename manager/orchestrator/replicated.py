@@ -152,11 +152,12 @@ class ReplicatedOrchestrator(ServiceOrchestrator):
             node_id = task.extra.get("NodeID")
             node = ctx.node(node_id)
             if state(task) > RUNNING or (node_id and invalid_node(node)):
-                ops, _ = restart(
+                ops, held = restart(
                     task, service, slot_tasks=slot_tasks, node=node, now=ctx.now, new_id=ctx.new_id,
                     default_delay=ctx.default_delay,
                 )  # fmt: skip
-                plan.add(*ops)
+                if plan.add(*ops) and held is not None:
+                    wake = held if wake is None else min(wake, held)
             elif task.extra.get("DesiredState") == "ready":
                 when = held_start(task, slot_tasks, ctx.nodes(), ctx.default_delay)
                 if when <= ctx.now:

@@ -153,17 +153,18 @@ def restart(
     now: float,
     new_id: IdSource,
     default_delay: float = DEFAULT_DELAY,
-) -> tuple[list[Op], bool]:
-    """Shut ``task`` down and, if its policy allows, replace it; returns (ops, replaced).
+) -> tuple[list[Op], float | None]:
+    """Shut ``task`` down and, if its policy allows, replace it; returns (ops, wake-up).
 
     ``slot_tasks`` are every task of its slot (a global service's: of its node), ``task``
     included; ``node`` is the node it was on (None: none, or gone). The replacement runs at
     once when there is nothing to wait for (no delay, and the old task has stopped or its node
-    is lost); otherwise it is held (DesiredState ``ready``) until :func:`held_start`.
+    is lost); otherwise it is held (DesiredState ``ready``) until :func:`held_start`, and the
+    wake-up is when that will be (None: nothing held).
     """
     ops: list[Op] = [set_desired(task, "shutdown")]
     if not should_restart(task, slot_tasks, now, default_delay):
-        return ops, False
+        return ops, None
     mode = service_mode(service)
     job = mode in _JOB_MODES
     drained = node is not None and node.spec.get("Availability") == "drain"
@@ -182,7 +183,9 @@ def restart(
             iteration=job_iteration(service) if job else None,
         )
     )
-    return ops, True
+    if delay <= 0 and not wait_stop:
+        return ops, None
+    return ops, now + max(delay, OLD_TASK_TIMEOUT if wait_stop else 0.0)
 
 
 def _still_running(task: StoredObject, node: StoredObject | None) -> bool:
