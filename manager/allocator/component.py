@@ -10,7 +10,6 @@ reaper deletes it.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 from manager.component.base import Component, DirtyKey, Reconciled, StoreView
@@ -69,8 +68,7 @@ class Allocator(Component):
                 continue
             if task.extra.get("DesiredState", "running") not in _WANTED:
                 continue
-            status = copy.deepcopy(task.status)
-            status.update(State="pending", Timestamp=timestamp, Message=ALLOCATED_MESSAGE)
+            status = {**task.status, "State": "pending", "Timestamp": timestamp, "Message": ALLOCATED_MESSAGE}
             status.pop("Err", None)
             ops.append(Update("task", task.id, task.version, status=status))
         self.carry = leftover

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from manager.component.base import Component, DirtyKey, Reconciled, StoreView
-from manager.orchestrator.common import RUNNING, IdSource, service_mode, state
+from manager.orchestrator.common import RUNNING, IdSource, invalid_node, service_mode, state
 from manager.state.store.commands import Op
 from manager.state.store.objects import StoredObject
 from manager.state.store.watch import Change
@@ -65,7 +65,7 @@ class Plan:
 class Context:
     """What one pass reads besides a service and its tasks: nodes, the time, where IDs come from."""
 
-    __slots__ = ("_nodes", "default_delay", "new_id", "now", "view")
+    __slots__ = ("_lost", "_nodes", "default_delay", "new_id", "now", "view")
 
     def __init__(self, view: StoreView, now: float, new_id: IdSource, default_delay: float) -> None:
         self.view = view
@@ -73,12 +73,20 @@ class Context:
         self.new_id = new_id
         self.default_delay = default_delay
         self._nodes: dict[str, StoredObject] | None = None
+        self._lost: dict[str, bool] = {}
 
     def nodes(self) -> dict[str, StoredObject]:
         """Every node by ID (read once per pass)."""
         if self._nodes is None:
             self._nodes = {n.id: n for n in self.view.find("node")}
         return self._nodes
+
+    def lost(self, node_id: str) -> bool:
+        """Whether a task on this node must be replaced (gone, Down or drained); asked once per node."""
+        found = self._lost.get(node_id)
+        if found is None:
+            found = self._lost[node_id] = invalid_node(self.nodes().get(node_id))
+        return found
 
     def node(self, node_id: Any) -> StoredObject | None:
         """The node with this ID, or None (no ID, or the node is gone)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from manager.state.store.commands import Create, Op, Update
-from manager.state.store.objects import TASK_STATES, StoredObject, format_timestamp, thaw
+from manager.state.store.objects import TASK_STATES, StoredObject, format_timestamp
 
 __all__ = [
     "ASSIGNED",
@@ -128,10 +128,12 @@ def new_task(
 
 
 def set_desired(task: StoredObject, desired_state: str) -> Op:
-    """An update of the task's DesiredState alone (the agent acts on it)."""
-    extra = thaw(task.extra)
-    extra["DesiredState"] = desired_state
-    return Update("task", task.id, task.version, extra=extra)
+    """An update of the task's DesiredState alone (the agent acts on it).
+
+    A shallow copy: the nested values stay the stored, frozen ones, which the batch encoder
+    knows to be JSON already (a deep copy would be walked again, field by field).
+    """
+    return Update("task", task.id, task.version, extra={**task.extra, "DesiredState": desired_state})
 
 
 def parse_timestamp(text: Any) -> float:

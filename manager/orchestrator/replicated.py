@@ -30,7 +30,6 @@ from manager.orchestrator.base import Context, Plan, ServiceOrchestrator
 from manager.orchestrator.common import (
     RUNNING,
     desired,
-    invalid_node,
     new_task,
     parse_timestamp,
     set_desired,
@@ -84,6 +83,19 @@ def scale_down_order(slots: Mapping[int, Sequence[StoredObject]]) -> list[int]:
     return [slot for _, slot in ranked]
 
 
+def _needs_action(ctx: Context, task: StoredObject) -> bool:
+    """Is this task held, stopped while meant to run, or on a lost node?"""
+    wanted = task.extra.get("DesiredState")
+    if wanted == "ready":
+        return True
+    if wanted != "running":
+        return False
+    if state(task) > RUNNING:
+        return True
+    node_id = task.extra.get("NodeID")
+    return bool(node_id) and ctx.lost(str(node_id))
+
+
 class ReplicatedOrchestrator(ServiceOrchestrator):
     """Keeps Replicas tasks of every replicated service running."""
 
@@ -121,6 +133,8 @@ class ReplicatedOrchestrator(ServiceOrchestrator):
                     return None
         wake: float | None = None
         for slot in sorted(keep):
+            if not any(_needs_action(ctx, t) for t in occupied[slot]):
+                continue  # the common case, kept cheap: a task that runs where it may
             when = self._keep_slot(ctx, service, occupied[slot], slots[slot], plan)
             if when is not None:
                 wake = when if wake is None else min(wake, when)
@@ -151,7 +165,7 @@ class ReplicatedOrchestrator(ServiceOrchestrator):
                 continue  # an occupied slot whose stopped task is not to be restarted
             node_id = task.extra.get("NodeID")
             node = ctx.node(node_id)
-            if state(task) > RUNNING or (node_id and invalid_node(node)):
+            if state(task) > RUNNING or (node_id and ctx.lost(str(node_id))):
                 ops, held = restart(
                     task, service, slot_tasks=slot_tasks, node=node, now=ctx.now, new_id=ctx.new_id,
                     default_delay=ctx.default_delay,

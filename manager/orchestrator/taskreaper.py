@@ -16,6 +16,7 @@ swarmkit's ``taskreaper``, as a component:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from manager.component.base import Component, DirtyKey, Reconciled, StoreView
@@ -136,10 +137,15 @@ def _reap_service(service: StoredObject, tasks: Sequence[StoredObject], limit: i
     if limit < 0:
         return ops
     by_node = service_mode(service) in ("Global", "GlobalJob")
+    field = "NodeID" if by_node else "Slot"
+    sizes = Counter(task.extra.get(field) for task in tasks if task.id not in deleted)
+    over = {key for key, size in sizes.items() if size > limit}
+    if not over:
+        return ops  # the common case, one counting pass: no slot holds too much history
     groups: dict[object, list[StoredObject]] = {}
     for task in tasks:
-        if task.id not in deleted:
-            key = task.extra.get("NodeID") if by_node else task.extra.get("Slot")
+        key = task.extra.get(field)
+        if key in over and task.id not in deleted:
             groups.setdefault(key, []).append(task)
     for key in sorted(groups, key=str):
         group = groups[key]

@@ -51,9 +51,10 @@ def _labels(spec: Mapping[str, Any], where: str = "Labels") -> None:
         raise InvalidObject(f"{where} must map strings to strings")
 
 
-def _one_of(value: Any, allowed: tuple[str, ...], message: str) -> None:
+def _one_of(value: Any, allowed: tuple[str, ...], message: Callable[[], str]) -> None:
+    # The message is built only when it is needed: these checks run for every object of a batch.
     if value not in allowed:
-        raise InvalidObject(message)
+        raise InvalidObject(message())
 
 
 def _dns_name(spec: Mapping[str, Any]) -> None:
@@ -94,22 +95,22 @@ def _payload(kind: str, spec: Mapping[str, Any]) -> None:
 
 def _node(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
     # moby's daemon words (convert.NodeSpecToGRPC), since that is where the CLI's values land.
-    _one_of(spec.get("Role"), NODE_ROLES, f"invalid Role: {_quote(spec.get('Role'))}")
+    _one_of(spec.get("Role"), NODE_ROLES, lambda: f"invalid Role: {_quote(spec.get('Role'))}")
     _one_of(
         spec.get("Availability"),
         NODE_AVAILABILITIES,
-        f"invalid Availability: {_quote(spec.get('Availability'))}",
+        lambda: f"invalid Availability: {_quote(spec.get('Availability'))}",
     )
     _labels(spec)
     if "State" in status:
-        _one_of(status["State"], NODE_STATES, f"invalid node state {_quote(status['State'])}")
+        _one_of(status["State"], NODE_STATES, lambda: f"invalid node state {_quote(status['State'])}")
     manager = extra.get("ManagerStatus")
     if manager is not None:
         if not isinstance(manager, Mapping):
             raise InvalidObject("ManagerStatus must be a JSON object")
         if "Reachability" in manager:
             reach = manager["Reachability"]
-            _one_of(reach, REACHABILITIES, f"invalid Reachability: {_quote(reach)}")
+            _one_of(reach, REACHABILITIES, lambda: f"invalid Reachability: {_quote(reach)}")
 
 
 def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
@@ -131,12 +132,12 @@ def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[
 
 def _task(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
     if "State" in status:
-        _one_of(status["State"], TASK_STATES, f"invalid task state {_quote(status['State'])}")
+        _one_of(status["State"], TASK_STATES, lambda: f"invalid task state {_quote(status['State'])}")
     if "DesiredState" in extra:
         _one_of(
             extra["DesiredState"],
             DESIRED_TASK_STATES,
-            f"invalid desired state {_quote(extra['DesiredState'])}: want one of "
+            lambda: f"invalid desired state {_quote(extra['DesiredState'])}: want one of "
             + ", ".join(DESIRED_TASK_STATES),
         )
     slot = extra.get("Slot")
