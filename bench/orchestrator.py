@@ -29,6 +29,7 @@ from manager.orchestrator.common import parse_timestamp
 from manager.orchestrator.simcluster import SimCluster
 from manager.scheduler.build import GIB, make_node, task_template
 
+
 def run(nodes: int, tasks: int, per_service: int, seed: int) -> dict[str, object]:
     """One measured run; returns its figures."""
     cluster = SimCluster(
@@ -87,7 +88,9 @@ def run(nodes: int, tasks: int, per_service: int, seed: int) -> dict[str, object
 
 def main() -> None:
     """Parse the flags, run each task count, print one block per count."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--tasks", default="1000,3000,10000")
     parser.add_argument("--per-service", type=int, default=0, help="replicas per service (0: one service)")
