@@ -4,7 +4,8 @@ A simulated cluster (``manager.orchestrator.simcluster``) runs every leader comp
 simulator's harness; fake agents report assigned tasks running after 50 ms. A service of 4
 replicas converges to 4 running tasks; a node marked Down has its tasks replaced on the other
 nodes by the replicated orchestrator's next pass (held for the 5 s restart delay, then running);
-and the same seed gives the same run, store digest and all.
+the same seed gives the same run, store digest and all; a failed task runs again exactly one
+restart delay (plus the agent's report) later; a global service follows nodes joining and draining.
 """
 
 from __future__ import annotations
@@ -89,3 +90,38 @@ def test_the_same_seed_gives_the_same_run() -> None:
     first, again, other = run(5), run(5), run(6)
     assert first == again
     assert first[0] != other[0]  # task IDs come from the seed
+
+
+def test_a_failed_task_runs_again_exactly_one_restart_delay_later() -> None:
+    cluster = SimCluster(4, [make_node(n) for n in NODES])
+    spec = web(2)
+    spec["TaskTemplate"]["RestartPolicy"] = {"Condition": "on-failure", "Delay": 2_000_000_000}
+    sid = cluster.create_service(spec)
+    cluster.run_until(1.0)
+    (victim,) = [t for t in cluster.running(sid) if t.extra["Slot"] == 1]
+    cluster.agents.fail(victim.id, 3)  # at virtual t = 1.0
+    started: list[float] = []
+
+    def seen() -> None:
+        for change in watch.poll():
+            t = change.object
+            if t.id != victim.id and t.extra.get("Slot") == 1 and t.status.get("State") == "running":
+                started.append(cluster.sim.now)
+
+    watch = cluster.store.watch(["task"], on_change=seen)
+    cluster.run_until(10.0)
+    assert started == [pytest.approx(1.0 + 2.0 + 0.05)]  # the delay, then the agent's report
+    assert cluster.store.get("task", victim.id).extra["DesiredState"] == "shutdown"
+
+
+def test_a_global_service_follows_nodes_joining_and_draining() -> None:
+    cluster = SimCluster(5, [make_node(n) for n in NODES[:2]])
+    sid = cluster.create_service({"Name": "agent", "TaskTemplate": task_template(), "Mode": {"Global": {}}})
+    cluster.run_until(1.0)
+    assert sorted(t.extra["NodeID"] for t in cluster.running(sid)) == NODES[:2]
+    cluster.add_node(make_node(NODES[2]))
+    cluster.set_node(NODES[0], availability="drain")
+    cluster.run_until(2.0)
+    assert sorted(t.extra["NodeID"] for t in cluster.running(sid)) == NODES[1:3]
+    drained = [t for t in cluster.tasks(sid) if t.extra["NodeID"] == NODES[0]]
+    assert [(t.status["State"], t.extra["DesiredState"]) for t in drained] == [("shutdown", "shutdown")]
