@@ -83,19 +83,6 @@ def scale_down_order(slots: Mapping[int, Sequence[StoredObject]]) -> list[int]:
     return [slot for _, slot in ranked]
 
 
-def _needs_action(ctx: Context, task: StoredObject) -> bool:
-    """Is this task held, stopped while meant to run, or on a lost node?"""
-    wanted = task.extra.get("DesiredState")
-    if wanted == "ready":
-        return True
-    if wanted != "running":
-        return False
-    if state(task) > RUNNING:
-        return True
-    node_id = task.extra.get("NodeID")
-    return bool(node_id) and ctx.lost(str(node_id))
-
-
 class ReplicatedOrchestrator(ServiceOrchestrator):
     """Keeps Replicas tasks of every replicated service running."""
 
@@ -106,12 +93,26 @@ class ReplicatedOrchestrator(ServiceOrchestrator):
         self, ctx: Context, service: StoredObject, tasks: Sequence[StoredObject], plan: Plan
     ) -> float | None:
         """One replicated service: scale, restart, start held tasks, fill missing slots."""
-        slots = slots_of(tasks)
+        # One tight loop over the service's tasks (a pass may see 10,000 of them): slots, the
+        # live tasks of each, and the slots that need a closer look.
+        slots: dict[int, list[StoredObject]] = {}
         occupied: dict[int, list[StoredObject]] = {}
+        attention: set[int] = set()
+        lost = ctx.lost
+        for task in tasks:
+            extra = task.extra
+            slot = extra.get("Slot")
+            slot = slot if isinstance(slot, int) else 0
+            slots.setdefault(slot, []).append(task)
+            wanted = extra.get("DesiredState", "running")
+            if wanted != "running" and wanted != "ready":
+                continue
+            occupied.setdefault(slot, []).append(task)
+            node_id = extra.get("NodeID")
+            if wanted == "ready" or state(task) > RUNNING or (node_id and lost(str(node_id))):
+                attention.add(slot)
         for slot, slot_tasks in slots.items():
-            live = [t for t in slot_tasks if desired(t) <= RUNNING]
-            if live:
-                occupied[slot] = live
+            if slot in occupied:
                 continue
             last = newest(slot_tasks)
             if last.extra.get("DesiredState") != "remove" and not should_restart(
@@ -132,9 +133,7 @@ class ReplicatedOrchestrator(ServiceOrchestrator):
                 if ops and not plan.add(*ops):
                     return None
         wake: float | None = None
-        for slot in sorted(keep):
-            if not any(_needs_action(ctx, t) for t in occupied[slot]):
-                continue  # the common case, kept cheap: a task that runs where it may
+        for slot in sorted(attention.intersection(keep)):
             when = self._keep_slot(ctx, service, occupied[slot], slots[slot], plan)
             if when is not None:
                 wake = when if wake is None else min(wake, when)
