@@ -17,7 +17,8 @@ import argparse
 import statistics
 import time
 
-from deploy.backends.base import NodeHandle, load_backend
+from deploy.backends import load_backend
+from deploy.backends.base import NodeHandle
 from manager.controlapi.client import cluster_info, list_nodes
 
 

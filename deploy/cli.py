@@ -3,12 +3,16 @@
 Each subcommand lives in its own module under :mod:`deploy.commands` with two functions:
 ``add_arguments(parser)`` and ``run(args) -> int`` (the exit code). This file only wires them up,
 importing a module when its command is used so that ``swarmlet --help`` stays fast.
+
+``--project NAME`` (before or after the cluster commands' name; or SWARMLET_PROJECT) picks the
+compose project the cluster commands act on: clusters of different projects coexist.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,13 +30,33 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("check", "linearizable"), "deploy.commands.check", "check a JSON-lines history for linearizability"),
 ]
 
+CLUSTER_COMMANDS = ("up", "status", "chaos", "logs", "down")
+"""The commands that act on a cluster, and so take ``--project``."""
+
+_PROJECT_HELP = "the cluster's compose project (default: $SWARMLET_PROJECT, else swarmlet)"
+
+
+def _words(argv: Sequence[str]) -> list[str]:
+    """The command words of ``argv``: its arguments that are neither options nor --project's value."""
+    words = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--project":
+            skip = True
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return words
+
 
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarmlet", description="A Docker Swarm emulator.")
+    parser.add_argument("--project", metavar="NAME", default=None, help=_PROJECT_HELP)
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     top.required = True
     groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    wanted = [a for a in argv if not a.startswith("-")][:2]
+    wanted = _words(argv)[:2]
     for words, module_name, help_text in COMMANDS:
         if len(words) == 1:
             sub = top.add_parser(words[0], help=help_text, description=help_text)
@@ -43,6 +67,9 @@ def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
                 groups[words[0]].required = True
             sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
         sub.set_defaults(_module=module_name)
+        if words[0] in CLUSTER_COMMANDS:
+            # SUPPRESS: without the option here, the value given before the command stays.
+            sub.add_argument("--project", metavar="NAME", default=argparse.SUPPRESS, help=_PROJECT_HELP)
         # Only the chosen command's module is imported to add its arguments.
         if list(words) == wanted[: len(words)]:
             importlib.import_module(module_name).add_arguments(sub)
@@ -54,6 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(args_list)
     args = parser.parse_args(args_list)
+    if args.project is not None:
+        os.environ["SWARMLET_PROJECT"] = args.project
+    if args.command in CLUSTER_COMMANDS:
+        from deploy.backends.base import BackendError, project_name
+        from deploy.commands.status import error
+
+        try:
+            project_name()
+        except BackendError as e:
+            return error(str(e))
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -29,6 +29,7 @@ import prometheus_client
 
 from manager.component import ComponentMetrics
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD
+from manager.state.machine import StoreMachine
 from manager.state.raft.config import RaftConfig
 from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
@@ -93,46 +94,6 @@ def running_cluster_spec(raft: RaftConfig, heartbeat_period: float) -> dict[str,
     return spec
 
 
-class StoreMachine:
-    """Adapts the store to the Raft shell's state machine interface.
-
-    Watches are told after each apply (or restore) has returned; a watcher that raises is logged
-    and counted in ``swarmlet_store_watch_errors_total``, and the entry's result still goes back
-    to its proposer: a committed write never turns into an error because of a watcher.
-    """
-
-    def __init__(self, store: Store, registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        self.store = store
-        self.watch_errors = prometheus_client.Counter(
-            "swarmlet_store_watch_errors",
-            "Store watch callbacks that raised (logged; the write they followed still committed)",
-            registry=registry if registry is not None else prometheus_client.CollectorRegistry(),
-        )
-        store.on_watch_error = self._watch_failed
-
-    def _watch_failed(self, watch: Watch, exc: Exception) -> None:
-        self.watch_errors.inc()
-        log.error(
-            "store: a watcher of %s failed: %r", sorted(watch.kinds or ("every kind",)), exc, exc_info=exc
-        )
-
-    def apply(self, index: int, data: bytes) -> Any:
-        """Apply one committed batch, then tell the watches; the ApplyResult goes back to the proposer."""
-        result = self.store.apply(index, data)
-        self.store.notify_watches()
-        return result
-
-    def snapshot(self) -> bytes:
-        """The store's snapshot bytes."""
-        data = self.store.snapshot()
-        return data if isinstance(data, bytes) else bytes(data)
-
-    def restore(self, data: bytes, index: int) -> None:
-        """Replace the store's contents with a snapshot's, taken at ``index``, then tell the watches."""
-        self.store.restore(data, index)
-        self.store.notify_watches()
-
-
 def _read_token(path: str | None) -> str:
     if not path:
         return ""
@@ -158,6 +119,7 @@ class ManagerRuntime:
         self.shell: RaftShell | None = None
         self.server: grpc.aio.Server | None = None
         self.dispatcher: Any = None
+        self.task_dispatcher: Any = None
         self.control: Any = None
         self.engine_api: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -179,6 +141,7 @@ class ManagerRuntime:
 
         from manager.controlapi.server import ControlServer
         from manager.dispatcher.server import Dispatcher
+        from manager.dispatcher.tasks import TaskDispatcher
 
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -197,10 +160,12 @@ class ManagerRuntime:
         self._node_watch = self.store.watch(["node"], on_change=self._on_node_change)
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
+        self.task_dispatcher = TaskDispatcher(self)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
+        dispatcher_pb2_grpc.add_AssignmentsServicer_to_server(self.task_dispatcher, server)  # type: ignore[no-untyped-call]
         # The Engine API's cluster routes on the node's port 2375, and forwarded writes on 2377.
         from manager.engineapi import install as install_engine_api
 
@@ -212,6 +177,7 @@ class ManagerRuntime:
         await server.start()
         self.server = server
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self._tasks.append(asyncio.create_task(self.task_dispatcher.run(), name="task-dispatcher"))
         # Orchestrators, task reaper, allocator, scheduler: each runs only while this manager leads.
         from manager.leader import start_leader_components
 

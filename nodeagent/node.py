@@ -35,6 +35,7 @@ from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.identity import VERSION, IdentityError, load_node_id
+from nodeagent.images import RuntimeImages
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleExtension, RoleNotFound, load_role
@@ -96,6 +97,7 @@ class _Running:
     session: Any = None
     announcer: Any = None
     browser: Any = None
+    task_runtime: Any = None
     tasks: list[asyncio.Task[None]] | None = None
 
 
@@ -208,7 +210,10 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     facts = NodeFacts(node_id=node_id, hostname=options.hostname, engine_version=version)
     swarm_info = session_swarm_info(lambda: running.session, node_id, options.advertise_addr)
-    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port)
+    # /images/json lists the emulated images and the tags this node's tasks ran (the task runtime
+    # starts later, hence the late lookup).
+    images = RuntimeImages(lambda: running.task_runtime.worker.images_used if running.task_runtime else [])
+    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port, images=images)
     try:
         await engine_api.start()
     except OSError as exc:
@@ -230,6 +235,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
+    running.task_runtime = _task_runtime(options, node_id, registry)
+    if running.task_runtime is not None:
+        transport.add_servicer(running.task_runtime.register)
     try:
         await transport.start()
     except OSError as exc:
@@ -284,7 +292,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
-                          gossip=shell, engine_api=engine_api)
+                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime)
     if options.role == "manager":
         try:
             role_class = load_role("manager")
@@ -303,6 +311,18 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         running.session = session_module.AgentSession(context, managers)
         join_refused = session_module.JoinRefused
         running.tasks.append(loop_task(_run_session(running.session, join_refused), "session", stop, failure))
+        if running.task_runtime is not None:
+            session = running.session
+            running.task_runtime.start(lambda: str(getattr(session, "connected_to", "") or ""))
+
+
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any) -> Any:
+    """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
+    from nodeagent.agent.tasks import TaskRuntime
+
+    host = options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
+    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=host,
+                       time_scale=options.time_scale, registry=registry)  # fmt: skip
 
 
 async def _run_session(session: Any, join_refused: type[Exception]) -> None:
@@ -336,6 +356,9 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
     async def steps() -> None:
         for task in running.tasks or []:
             task.cancel()
+        if running.task_runtime is not None:
+            with contextlib.suppress(Exception):
+                await running.task_runtime.stop()
         if running.session is not None:
             with contextlib.suppress(Exception):
                 await running.session.stop()

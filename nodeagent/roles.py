@@ -63,6 +63,9 @@ class NodeContext:
     """This node's gossip membership."""
     engine_api: EngineApiServer | None = None
     """The node's Engine API server (port 2375): a manager attaches its cluster routes to it."""
+    task_runtime: Any = None
+    """The node's task runtime (:class:`nodeagent.agent.tasks.TaskRuntime`): its ``images()``
+    for ``GET /images/json``, its ``logs`` and ``worker``."""
 
 
 class RoleExtension(Protocol):

@@ -1,4 +1,14 @@
-"""Shared pytest set-up: markers by folder, so `-m unit` etc. select what their names say."""
+"""Shared pytest set-up: markers by folder, so `-m unit` etc. select what their names say; and
+the one way every golden-file test compares with, or rewrites, its file.
+
+Golden files (tests/sim/golden/...) are only ever written when asked for, by either of
+
+    .venv/bin/pytest --update-golden [tests...]
+    SWARMLET_UPDATE_GOLDEN=1 .venv/bin/pytest [tests...]
+
+then review the diff (`git diff tests/sim/golden`). In a normal run a golden test never writes:
+a changed output fails with a diff, and a missing file fails saying how to create it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,16 @@ import pathlib
 
 import pytest
 
+from tests.golden import Golden, update_golden_requested
+
 _FOLDER_MARKS = {"unit": "unit", "sim": "sim", "local": "local", "compose": "compose"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", default=False,
+        help="rewrite every golden file the selected tests compare with (also SWARMLET_UPDATE_GOLDEN=1)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -15,3 +34,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for folder, mark in _FOLDER_MARKS.items():
             if folder in parts:
                 item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Golden:
+    """The golden-file checker of this run (update mode with --update-golden or SWARMLET_UPDATE_GOLDEN=1)."""
+    return Golden(update_golden_requested(request.config))

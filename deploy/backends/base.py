@@ -19,6 +19,7 @@ from typing import Protocol
 __all__ = [
     "BACKENDS",
     "CHAOS_ACTIONS",
+    "DEFAULT_PROJECT",
     "DISCOVERY",
     "Backend",
     "BackendError",
@@ -27,6 +28,7 @@ __all__ = [
     "UnknownNode",
     "credentials_dir",
     "natural_key",
+    "project_name",
     "read_state",
     "remove_state",
     "resolve_node",
@@ -44,6 +46,11 @@ CHAOS_ACTIONS = ("stop", "start", "kill", "pause", "unpause", "restart", "discon
 """What `swarmlet chaos` can do to a node."""
 
 _STATE_FILE = "state.json"
+
+DEFAULT_PROJECT = "swarmlet"
+"""The compose project of the default cluster (compose.yml says ``name: swarmlet``)."""
+
+_PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class BackendError(Exception):
@@ -145,10 +152,32 @@ def resolve_node(name: str, nodes: Sequence[NodeHandle]) -> NodeHandle:
     raise UnknownNode(name, sorted((n.hostname for n in nodes), key=natural_key))
 
 
-def state_dir() -> pathlib.Path:
-    """The folder for the cluster's state, tokens and local logs (SWARMLET_STATE, else .cache/cluster)."""
-    default = pathlib.Path(__file__).resolve().parents[1] / ".cache" / "cluster"
-    return pathlib.Path(os.environ.get("SWARMLET_STATE", default))
+def project_name() -> str:
+    """The cluster's project name: SWARMLET_PROJECT (``swarmlet --project NAME`` sets it), else swarmlet.
+
+    Compose names the containers, network and volumes after it, so clusters of different
+    projects live side by side and each command acts on its own project only.
+    """
+    name = os.environ.get("SWARMLET_PROJECT") or DEFAULT_PROJECT
+    if not _PROJECT_NAME.match(name):
+        raise BackendError(
+            f"invalid project name {name!r}: use lowercase letters, digits, '-' and '_', "
+            "starting with a letter or a digit"
+        )
+    return name
+
+
+def state_dir(project: str | None = None) -> pathlib.Path:
+    """The folder for the cluster's state, tokens and local logs.
+
+    SWARMLET_STATE if set; else .cache/cluster for the default project and
+    .cache/cluster-NAME for the project NAME.
+    """
+    if os.environ.get("SWARMLET_STATE"):
+        return pathlib.Path(os.environ["SWARMLET_STATE"])
+    project = project or project_name()
+    folder = "cluster" if project == DEFAULT_PROJECT else f"cluster-{project}"
+    return pathlib.Path(__file__).resolve().parents[1] / ".cache" / folder
 
 
 def credentials_dir() -> pathlib.Path:

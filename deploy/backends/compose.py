@@ -13,17 +13,32 @@ import pathlib
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from deploy import images
-from deploy.backends.base import BackendError, NodeHandle, natural_key, state_dir
+from deploy.backends.base import (
+    DEFAULT_PROJECT,
+    BackendError,
+    NodeHandle,
+    natural_key,
+    project_name,
+    state_dir,
+)
 
-__all__ = ["NETWORK", "PROJECT", "ComposeBackend", "docker_engine_error"]
+__all__ = ["NETWORK", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error", "network_name"]
 
-PROJECT = "swarmlet"
-"""The compose project name (compose.yml also says ``name: swarmlet``)."""
-NETWORK = f"{PROJECT}_cluster"
-"""The user network every node is on."""
+PROJECT = DEFAULT_PROJECT
+"""The default compose project name (compose.yml also says ``name: swarmlet``)."""
+
+
+def network_name(project: str) -> str:
+    """The user network every node of the project ``project`` is on."""
+    return f"{project}_cluster"
+
+
+NETWORK = network_name(PROJECT)
+"""The default project's network."""
 _BASE_MANAGERS = 3  # manager1..3 are in compose.yml; more come from a generated override file
 _OVERRIDE = "compose.managers.json"
 
@@ -50,7 +65,8 @@ def docker_engine_error(timeout: float = 10.0) -> str | None:
     )
 
 
-def _compose_missing() -> str | None:
+def compose_missing() -> str | None:
+    """None if ``docker compose`` (v2, the cli-plugin) answers, else a message saying how to get it."""
     proc = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
     if proc.returncode == 0:
         return None
@@ -83,35 +99,55 @@ def _host_port(ports: dict[str, Any] | None, container_port: str) -> str | None:
 
 
 class ComposeBackend:
-    """Nodes as containers of the compose project ``swarmlet``."""
+    """Nodes as containers of one compose project: ``swarmlet`` unless named otherwise.
+
+    The project comes from ``project``, else SWARMLET_PROJECT (``swarmlet --project NAME``); every
+    operation (up, ps, chaos, logs, down) sees that project's containers, network and volumes only.
+    """
 
     name = "compose"
 
-    def __init__(self, root: pathlib.Path | None = None) -> None:
+    def __init__(self, root: pathlib.Path | None = None, project: str | None = None) -> None:
         self.root = root or images.repo_root()
+        self.project = project or project_name()
+        self.network = network_name(self.project)
+
+    def _state(self) -> pathlib.Path:
+        return state_dir(self.project)
 
     def _override_path(self) -> pathlib.Path:
-        return state_dir() / _OVERRIDE
+        return self._state() / _OVERRIDE
+
+    @contextmanager
+    def _secrets_env(self) -> Iterator[None]:
+        """compose.yml finds the token files through SWARMLET_STATE (default ./.cache/cluster):
+        pin it to this project's folder, whatever the working directory, while compose reads it."""
+        before = os.environ.get("SWARMLET_STATE")
+        os.environ["SWARMLET_STATE"] = str(self._state().resolve())
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("SWARMLET_STATE", None)
+            else:
+                os.environ["SWARMLET_STATE"] = before
 
     def _client(self) -> Any:
         from python_on_whales import DockerClient
 
-        # compose.yml finds the token files through SWARMLET_STATE (default ./.cache/cluster):
-        # pin it to the folder this process uses, whatever the working directory.
-        os.environ["SWARMLET_STATE"] = str(state_dir().resolve())
         files: list[str | pathlib.Path] = [self.root / "compose.yml"]
         if self._override_path().exists():
             files.append(self._override_path())
         # The mdns profile is always on here, so that ps, chaos and down see its workers too;
         # start_cluster scales whichever worker service is not wanted to zero.
         return DockerClient(
-            compose_files=files, compose_project_name=PROJECT, compose_project_directory=self.root,
+            compose_files=files, compose_project_name=self.project, compose_project_directory=self.root,
             compose_profiles=["mdns"], client_call=["docker"],
         )
 
     def check(self, managers: int = 3, workers: int = 2) -> None:
         """Fail with advice when no engine answers or compose is missing."""
-        problem = docker_engine_error() or _compose_missing()
+        problem = docker_engine_error() or compose_missing()
         if problem:
             raise BackendError(problem)
 
@@ -160,10 +196,11 @@ class ComposeBackend:
         mdns = discover == "mdns"
         scales = {"worker": 0 if mdns else workers, "worker-mdns": workers if mdns else 0}
         try:
-            self._client().compose.up(
-                services=services, detach=True, scales=scales, pull="never", quiet=True,
-                remove_orphans=True,
-            )
+            with self._secrets_env():
+                self._client().compose.up(
+                    services=services, detach=True, scales=scales, pull="never", quiet=True,
+                    remove_orphans=True,
+                )
         except DockerException as e:
             raise BackendError(_explain(e)) from None
 
@@ -214,12 +251,12 @@ class ComposeBackend:
             elif action == "restart":
                 docker.container.restart(node.ref, time=5)
             elif action == "disconnect":
-                docker.network.disconnect(NETWORK, node.ref)
+                docker.network.disconnect(self.network, node.ref)
             elif action == "connect":
                 # Reconnecting drops compose's alias; give managers their service name back,
                 # since the others reach them by it.
                 alias = node.hostname if node.role == "manager" else None
-                docker.network.connect(NETWORK, node.ref, alias=alias)
+                docker.network.connect(self.network, node.ref, alias=alias)
             else:
                 raise BackendError(f"unknown chaos action {action!r}")
         except DockerException as e:
@@ -248,12 +285,13 @@ class ComposeBackend:
         from python_on_whales.exceptions import DockerException
 
         docker = self._client()
+        label = f"com.docker.compose.project={self.project}"
         try:
-            label = f"com.docker.compose.project={PROJECT}"
             removed = [c.name for c in docker.compose.ps(all=True)]
             removed += [n.name for n in docker.network.list(filters={"label": label})]
             removed += [v.name for v in docker.volume.list(filters={"label": label})]
-            docker.compose.down(volumes=True, remove_orphans=True, timeout=5, quiet=True)
+            with self._secrets_env():
+                docker.compose.down(volumes=True, remove_orphans=True, timeout=5, quiet=True)
         except DockerException as e:
             raise BackendError(_explain(e)) from None
         # Volumes of managers beyond manager3 that an earlier, larger `up` made are removed too.

@@ -1,4 +1,4 @@
-"""The Engine API's cluster routes, answered by managers: ``/swarm`` and ``/nodes`` so far.
+"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``.
 
 The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
 these routes to it at start (:func:`install`, called by the manager runtime), and also serves
@@ -14,18 +14,23 @@ from typing import Any
 import grpc
 
 from manager.engineapi.base import ManagerView, api_error
+from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
+from manager.engineapi.services import ServiceRoutes
 from manager.engineapi.swarm import SwarmRoutes, manager_swarm_info
+from manager.engineapi.tasks import TaskRoutes
 from manager.engineapi.writes import LeaderWrites, write_handler
 from manager.state.store import Op, Store, StoredObject
 from nodeagent.engineapi import Route, SwarmInfo
 
 __all__ = [
     "HostFacts",
+    "LogLine",
     "ManagerEngineApi",
     "ManagerView",
     "RuntimeManager",
+    "TaskLogSource",
     "api_error",
     "cluster_to_api",
     "install",
@@ -36,10 +41,16 @@ __all__ = [
 class ManagerEngineApi:
     """The cluster routes of one manager: a ``ClusterApi`` for the node's Engine API server."""
 
-    def __init__(self, manager: ManagerView) -> None:
-        """Answer every cluster route from ``manager``."""
+    def __init__(self, manager: ManagerView, logs: TaskLogSource | None = None) -> None:
+        """Answer every cluster route from ``manager``; task logs from ``logs`` (none yet: errors)."""
         self.manager = manager
-        self._routes: list[Route] = [*SwarmRoutes(manager).routes(), *NodeRoutes(manager).routes()]
+        source = logs if logs is not None else NoLogSource()
+        self._routes: list[Route] = [
+            *SwarmRoutes(manager).routes(),
+            *NodeRoutes(manager).routes(),
+            *ServiceRoutes(manager, source).routes(),
+            *TaskRoutes(manager, source).routes(),
+        ]
 
     def routes(self) -> list[Route]:
         """(method, path, handler) of every cluster route served."""
@@ -106,7 +117,7 @@ def install(runtime: Any, grpc_server: grpc.aio.Server) -> ManagerEngineApi:
     """
     view = RuntimeManager(runtime)
     grpc_server.add_generic_rpc_handlers((view.write_handler(),))
-    api = ManagerEngineApi(view)
+    api = ManagerEngineApi(view, AgentLogSource(runtime.context.gossip))
     engine = getattr(runtime.context, "engine_api", None)
     if engine is not None:
         engine.attach(api)

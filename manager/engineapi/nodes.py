@@ -17,7 +17,7 @@ from manager.state.store import Delete, StoredObject, Update
 from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
 from nodeagent.engineapi.gojson import STRING, GoJSONError, map_of, scalar, struct
 
-__all__ = ["NODE_SPEC", "NodeRoutes", "query_bool"]
+__all__ = ["NODE_SPEC", "NodeRoutes", "labels_match", "parse_version", "query_bool"]
 
 NODE_SPEC = struct(
     "swarm.NodeSpec",
@@ -39,7 +39,7 @@ def query_bool(request: web.Request, name: str) -> bool:
     return value not in ("", "0", "no", "false", "none")
 
 
-def _parse_version(raw: str) -> int:
+def parse_version(raw: str, kind: str = "node") -> int:
     """``?version=`` as Go's strconv.ParseUint reads it, refused in the daemon's words."""
     if raw.isdigit() and raw.isascii():
         value = int(raw)
@@ -49,10 +49,10 @@ def _parse_version(raw: str) -> int:
     else:
         reason = "invalid syntax"
     raise ApiError.bad_request(
-        f"invalid node version '{raw}': strconv.ParseUint: parsing \"{raw}\": {reason}")
+        f"invalid {kind} version '{raw}': strconv.ParseUint: parsing \"{raw}\": {reason}")
 
 
-def _labels_match(labels: object, wanted: Iterable[str]) -> bool:
+def labels_match(labels: object, wanted: Iterable[str]) -> bool:
     """Every ``key`` or ``key=value`` in ``wanted`` holds in ``labels`` (swarmkit's rule)."""
     have = labels if isinstance(labels, dict) else {}
     for item in wanted:
@@ -102,10 +102,10 @@ class NodeRoutes:
         if memberships := filters.get("membership"):
             tests.append(lambda n: "accepted" in memberships)  # a node in the store has been accepted
         if engine_labels := filters.get("label"):
-            tests.append(lambda n: _labels_match(
+            tests.append(lambda n: labels_match(
                 ((n.extra.get("Description") or {}).get("Engine") or {}).get("Labels"), engine_labels))
         if node_labels := filters.get("node.label"):
-            tests.append(lambda n: _labels_match(n.spec.get("Labels"), node_labels))
+            tests.append(lambda n: labels_match(n.spec.get("Labels"), node_labels))
         nodes = self.manager.store.find("node", filters=lambda n: all(t(n) for t in tests))
         return json_response([self._render(n) for n in nodes])
 
@@ -120,7 +120,7 @@ class NodeRoutes:
             spec = decode(await request.read(), NODE_SPEC)
         except GoJSONError as exc:
             raise ApiError.bad_request(str(exc)) from None
-        version = _parse_version(request.query.get("version", ""))
+        version = parse_version(request.query.get("version", ""))
         role = str(spec.get("Role", "")).lower()
         if role not in _ROLES:
             raise ApiError.bad_request(f'invalid Role: "{spec.get("Role", "")}"')

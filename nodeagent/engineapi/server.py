@@ -28,6 +28,7 @@ from nodeagent.engineapi.errors import (
     error_middleware,
     json_response,
 )
+from nodeagent.engineapi.images import BuiltinImages, ImageCatalog, ImageRoutes
 from nodeagent.engineapi.runner import HttpServer
 from nodeagent.engineapi.system import (
     API_VERSION,
@@ -138,9 +139,12 @@ async def _version_middleware(request: web.Request, handler: Handler) -> web.Str
 class EngineApiServer:
     """One node's Engine API: build the app, attach a manager's cluster routes, serve on a port."""
 
-    def __init__(self, facts: NodeFacts, swarm_info: Callable[[], SwarmInfo], host: str, port: int) -> None:
-        """``swarm_info()`` gives the node's own view of its swarm membership, asked per request."""
+    def __init__(self, facts: NodeFacts, swarm_info: Callable[[], SwarmInfo], host: str, port: int,
+                 images: ImageCatalog | None = None) -> None:
+        """``swarm_info()`` gives the node's own view of its swarm membership, asked per request;
+        ``images`` the emulated runtime's images (a built-in list when None)."""
         self.facts = facts
+        self.images = ImageRoutes(images or BuiltinImages(), facts.go_arch)
         self._node_swarm_info = swarm_info
         self._cluster: ClusterApi | None = None
         self._handlers: dict[tuple[str, str], Handler] = {}
@@ -194,6 +198,9 @@ class EngineApiServer:
             ("POST", "/swarm/init", self._swarm_init_or_join),
             ("POST", "/swarm/join", self._swarm_init_or_join),
             ("POST", "/swarm/leave", self._swarm_leave),
+            ("GET", "/distribution/{name:.+}/json", self.images.distribution),
+            ("GET", "/images/json", self.images.list),
+            ("GET", "/images/{name:.+}/json", self.images.inspect),
         ]
         node_routes += [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
         for method, path, handler in node_routes:

@@ -1,22 +1,44 @@
-"""Helpers of the compose tests: run `swarmlet` as a user would, and wait for conditions."""
+"""Helpers of the compose tests: run `swarmlet` as a user would, and wait for conditions.
+
+Every `swarmlet` run here acts on the tests' own compose project, PROJECT, whose state (join
+tokens, state file) is in STATE: nothing of the user's default cluster is touched.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["status_json", "swarmlet", "wait_for"]
+from deploy.backends.compose import ComposeBackend
+
+__all__ = ["PROJECT", "STATE", "backend", "status_json", "swarmlet", "wait_for"]
+
+PROJECT = f"swarmlet-test-{os.getpid()}-{secrets.token_hex(2)}"
+"""The compose project of this test session: never the default ``swarmlet``, never reused."""
+STATE = pathlib.Path(tempfile.gettempdir()) / PROJECT
+"""Its state folder (SWARMLET_STATE of the `swarmlet` runs); the cluster fixture removes it."""
+
+
+def backend() -> ComposeBackend:
+    """The compose backend of the tests' project, in this process."""
+    return ComposeBackend(project=PROJECT)
 
 
 def swarmlet(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the `swarmlet` command as a user would, from this tree."""
+    """Run the `swarmlet` command as a user would, from this tree, on the tests' project."""
+    env = dict(os.environ, SWARMLET_STATE=str(STATE))
+    env.pop("SWARMLET_PROJECT", None)  # the flag says which project: the user's choice is not ours
     proc = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", *args], capture_output=True, text=True, timeout=timeout,
-        check=False,
+        [sys.executable, "-m", "deploy.cli", "--project", PROJECT, *args], capture_output=True, text=True,
+        timeout=timeout, check=False, env=env,
     )
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.backends.base import NodeHandle
-from deploy.backends.compose import ComposeBackend
-from manager.controlapi.client import NodeRow
-from tests.compose.helpers import status_json, swarmlet, wait_for
+from manager.controlapi.client import NodeRow, list_nodes
+from tests.compose.helpers import PROJECT, backend, status_json, swarmlet, wait_for
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -19,7 +18,7 @@ NO_LEADER = (
 
 
 def nodes() -> list[NodeHandle]:
-    return ComposeBackend().nodes()
+    return backend().nodes()
 
 
 def node(hostname: str) -> NodeHandle:
@@ -28,8 +27,6 @@ def node(hostname: str) -> NodeHandle:
 
 def rows_at(manager: str) -> dict[str, NodeRow]:
     """hostname -> row, as the manager ``manager`` sees the cluster."""
-    from manager.controlapi.client import list_nodes
-
     addr = node(manager).control_addr
     assert addr, f"{manager} publishes no control port"
     return {r.hostname: r for r in list_nodes(addr, timeout=2.0)}
@@ -44,7 +41,11 @@ def all_ready() -> bool:
 
 @pytest.fixture
 def healthy(cluster: str) -> Iterator[None]:
-    """Each test starts, and leaves, with every node running and the cluster whole."""
+    """Each test starts, and leaves, with every node running and the cluster whole.
+
+    The timeouts of this file's waits (15 to 30 s) are liveness bounds, many times what the
+    awaited thing takes; the one speed claim is the worker's time to Down, bounded below.
+    """
     wait_for("5 Ready nodes and a leader", all_ready, timeout=30, interval=0.5)
     yield
     for n in nodes():
@@ -68,15 +69,25 @@ def test_up_prints_five_ready_nodes_and_one_leader(cluster: str) -> None:
 
 def test_stopped_worker_is_down_within_2s_at_every_live_manager(healthy: None) -> None:
     worker = next(n for n in nodes() if n.role == "worker")
+    # The managers' addresses are looked up once, before: each look-up runs `docker compose ps`,
+    # whose time (0.3 to 0.8 s on a loaded machine) is not the cluster's.
+    addrs = {n.hostname: n.control_addr for n in nodes() if n.role == "manager" and n.control_addr}
+    assert sorted(addrs) == ["manager1", "manager2", "manager3"]
     swarmlet("chaos", "stop", worker.hostname)
     stopped = time.monotonic()
-    for manager in ("manager1", "manager2", "manager3"):
+    for manager, addr in addrs.items():
 
-        def down_there(m: str = manager) -> bool:
-            return rows_at(m)[worker.hostname].status == "Down"
+        def down_there(a: str = addr) -> bool:
+            return {r.hostname: r for r in list_nodes(a, timeout=2.0)}[worker.hostname].status == "Down"
 
-        wait_for(f"{worker.hostname} Down at {manager}", down_there,
-                 timeout=max(0.1, stopped + 2.0 - time.monotonic()), interval=0.05)
+        # Only a liveness bound (a worker never shown Down fails here); the bound is below.
+        wait_for(f"{worker.hostname} Down at {manager}", down_there, timeout=15, interval=0.05)
+    took = time.monotonic() - stopped
+    print(f"{worker.hostname} Down at every manager {took:.3f} s after `swarmlet chaos stop` returned")
+    # Measured under load (2 cores, one kept busy by a Python busy loop, two other 5-node clusters
+    # up), this very quantity over 15 stops: min 0.011 s, median 0.029 s, max 0.090 s (the agent
+    # leaves gracefully on SIGTERM); the bound is 22 times that worst.
+    assert took < 2.0, f"{worker.hostname} shown Down at every manager only after {took:.2f} s"
     swarmlet("chaos", "start", worker.hostname)
     wait_for(f"{worker.hostname} Ready again", lambda: rows_at("manager1")[worker.hostname].status == "Ready",
              timeout=15)
@@ -93,7 +104,11 @@ def test_killed_leader_is_replaced_and_comes_back_as_follower(healthy: None) -> 
         unreachable = rows[old].manager_status == "Unreachable"
         return leader[0] if leader and leader[0] != old and unreachable else None
 
+    killed = time.monotonic()
+    # 15 s is a liveness bound only. Measured under load (as above, bench/compose_failover.py,
+    # 12 rounds): new leader max 0.025 s, old one Unreachable median 0.58 s, max 1.06 s.
     leader = wait_for("a new leader, and the old one Unreachable", new_leader, timeout=15)
+    print(f"new leader {leader}, {old} Unreachable: {time.monotonic() - killed:.3f} s after the kill")
     assert leader in others
     swarmlet("chaos", "start", old)
 
@@ -139,7 +154,7 @@ def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
         assert "5 nodes Ready" in up.stdout
         running = [n for n in nodes() if n.role == "worker" and n.state == "running"]
         assert len(running) == 2
-        assert all(n.aliases[0].startswith("swarmlet-worker-mdns-") for n in running)
+        assert all(n.aliases[0].startswith(f"{PROJECT}-worker-mdns-") for n in running)
         ready = {r["hostname"] for r in status_json() if r["role"] == "worker" and r["status"] == "Ready"}
         assert ready == {n.hostname for n in running}
     finally:

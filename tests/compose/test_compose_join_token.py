@@ -7,17 +7,16 @@ import subprocess
 
 import pytest
 
-from deploy.backends.compose import NETWORK
 from deploy.images import NODE_IMAGE
 from manager.ca import ClusterCredentials
-from tests.compose.helpers import status_json
+from tests.compose.helpers import backend, status_json
 
 REFUSED = "A valid join token is necessary to join this cluster"
 
 
 def join_with(token_dir: pathlib.Path | None, name: str) -> subprocess.CompletedProcess[str]:
     """Run a worker container next to the cluster, as compose would, and wait for it to exit."""
-    cmd = ["docker", "run", "--rm", "--init", "--network", NETWORK, "--hostname", name]
+    cmd = ["docker", "run", "--rm", "--init", "--network", backend().network, "--hostname", name]
     if token_dir is not None:
         cmd += ["-v", f"{token_dir}:/run/secrets:ro"]
     cmd += [NODE_IMAGE, "--role=worker", "--join=manager1:2377,manager2:2377,manager3:2377",

@@ -72,15 +72,21 @@ def test_node_status_follows_failures_and_quorum(cluster: Cluster) -> None:
         assert rows["worker1"].role == "worker" and rows["manager2"].role == "manager"
         assert rows["worker1"].availability == "Active" and rows["worker1"].engine_version
 
-        # A worker stops: every manager shows it Down within 2 s.
+        # A worker is killed: every manager shows it Down within 3 s. The waits themselves are
+        # only a liveness bound (never Down fails them); the bound is on the time measured.
         c.nodes["worker2"].kill(signal.SIGKILL)
         stopped = time.monotonic()
         for m in managers:
             wait_until(
-                lambda m=m: _rows(m)["worker2"].status == "Down", 2.5, 0.05, f"worker2 Down on {m.name}"
+                lambda m=m: _rows(m)["worker2"].status == "Down", 10, 0.05, f"worker2 Down on {m.name}"
             )
         took = time.monotonic() - stopped
-        assert took < 2.0, f"worker2 shown Down only after {took:.2f} s"
+        print(f"worker2 Down at every manager {took:.3f} s after SIGKILL")
+        # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy
+        # loop): min 1.30 s, median 1.39 s, max 1.54 s; 5 later runs at load average 7 to 10: 1.22
+        # to 1.56 s. The bound is twice the worst of those (it was 2.0 s, 1.3 times the worst: too
+        # tight; bench/loaded_test_timings.py measures again).
+        assert took < 3.0, f"worker2 shown Down only after {took:.2f} s"
 
         # The leader is killed: a new leader; the old one is shown Unreachable; back as a follower.
         old_name = _leader_name(managers[0])
@@ -99,8 +105,11 @@ def test_node_status_follows_failures_and_quorum(cluster: Cluster) -> None:
         )
         failover = time.monotonic() - killed
         print(f"new leader {new_name} {failover:.3f} s after the old one was killed")
-        # Followers notice a dead leader after their election timeout (0.4 to 0.8 s); the
-        # election after that must take under 1 s.
+        # Followers notice a dead leader after their election timeout (0.4 to 0.8 s) at worst
+        # (a refused connection tells them sooner); the election after that must take under 1 s.
+        # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy
+        # loop): min 0.042 s, median 0.078 s, max 0.131 s (5 later runs at load average 7 to 10:
+        # max 0.072 s); the bound is 14 times that worst.
         assert failover < 1.8, f"new leader after {failover:.2f} s"
         wait_until(
             lambda: _rows(survivors[0])[old_name].manager_status == "Unreachable",

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed"
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, agent=True)
+    c = Cluster(tmp_path)
     c.add_managers(3)
     c.add_worker("worker1")
     c.start_all()

@@ -43,6 +43,9 @@ def test_five_agents_a_sigkilled_one_is_marked_dead_by_the_other_four(agents: Ag
         assert agent.metric("swarmlet_gossip_members", state="alive") == 3
     print(f"crash detected as dead by all 4 survivors after {detection:.2f} s")
     # The default timing promises detection within a few seconds on loopback, even on a busy machine.
+    # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop):
+    # min 0.66 s, median 0.74 s, max 0.97 s; 10 later runs at load average 7 to 10: max 1.92 s.
+    # The bound is 5 times that worst.
     assert detection < 10, detection
 
 
@@ -58,12 +61,26 @@ def test_sigterm_exits_0_within_a_second_and_the_others_see_it_leave(agents: Age
     took = time.monotonic() - began
     print(f"SIGTERM to exit: {took:.3f} s")
     assert code == 0, leaver.log()
+    # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop):
+    # min 0.216 s, median 0.220 s, max 0.268 s (5 later runs at load average 7 to 10: max
+    # 0.264 s); the bound is 3.7 times that worst.
     assert took < 1.0, f"SIGTERM took {took:.3f} s"
     wait_for(
         lambda: all(a.members()[leaver.node_id] == "left" for a in (nodes[0], nodes[2])),
         10,
         "the others to see the agent leave",
     )
+
+
+def seen_by(nodes: list[Agent]) -> str:
+    """The members each of ``nodes`` sees, for a failure message."""
+    parts = []
+    for a in nodes:
+        try:
+            parts.append(f"{a.hostname}: {a.members()}")
+        except Exception as e:  # an agent that does not answer says so
+            parts.append(f"{a.hostname}: {e!r}")
+    return "members seen: " + "; ".join(parts)
 
 
 def test_a_restarted_agent_keeps_its_id_and_comes_back_alive(agents: AgentFactory) -> None:
@@ -73,7 +90,16 @@ def test_a_restarted_agent_keeps_its_id_and_comes_back_alive(agents: AgentFactor
     target = nodes[2]
     old_id = target.node_id
     target.kill()
-    wait_for(lambda: nodes[0].members()[old_id] == "dead", 15, "the crash to be noticed")
+    killed_at = time.monotonic()
+    # A liveness bound. In 10 runs at load average 7 to 10 (2 cores, one also kept busy), the
+    # crash was noticed after 0.68 to 0.97 s whenever it was (this test and the partition one:
+    # 0.77 to 1.25 s), yet three runs timed out here or there at 15 s, 12 times the slowest
+    # success: not a matter of slack. The failure now shows what each survivor sees.
+    try:
+        wait_for(lambda: nodes[0].members()[old_id] == "dead", 15, "the crash to be noticed")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {seen_by(nodes[:2])}") from None
+    print(f"restart test: crash noticed after {time.monotonic() - killed_at:.2f} s")
     target.start()
     wait_for(lambda: converged(nodes, ids), 20, "the restarted agent to be alive everywhere")
     assert target.node_id == old_id
@@ -111,11 +137,16 @@ def test_a_partition_injected_through_the_admin_service_isolates_and_heals(agent
     [answer] = set_link_faults(cut.gossip_address, [LinkFaultRule(peers=others, partition=True)])
     assert answer.partition
     assert set(answer.peers) == set(others) | {a.gossip_address for a in nodes[:2]}
-    wait_for(
-        lambda: all(a.members()[cut.node_id] == "dead" for a in nodes[:2]),
-        15,
-        "the cut-off agent to be marked dead by the others",
-    )
+    cut_at = time.monotonic()
+    try:  # a liveness bound; see the restart test above about its rare time-outs
+        wait_for(
+            lambda: all(a.members()[cut.node_id] == "dead" for a in nodes[:2]),
+            15,
+            "the cut-off agent to be marked dead by the others",
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}; {seen_by(nodes[:2])}") from None
+    print(f"partition test: cut-off agent dead at both others after {time.monotonic() - cut_at:.2f} s")
     assert cut.metric("swarmlet_faults_injected_total", kind="partition") > 0
     assert set_link_faults(cut.gossip_address, []) == []
     # Push-pull with dead members (every reconnect interval) brings the two sides together again.

@@ -177,6 +177,9 @@ def test_leader_sigkill_during_writes_then_everything_acknowledged_survives(clus
         old.start()
         wait_until(lambda: len(clients.acked) >= acked_during + 40, 20, what="writes after the restart")
     print(f"failover: new leader {failover:.3f} s after SIGKILL; {len(clients.acked)} writes acknowledged")
+    # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop):
+    # min 0.033 s, median 0.054 s, max 0.078 s (5 later runs at load average 7 to 10: max
+    # 0.080 s); the bound is 12 times that worst.
     assert failover < 1.0, f"no new leader within 1 s (took {failover:.3f} s)\n{c.logs()}"
 
     wait_until(lambda: _labels_everywhere(c, clients.acked), 15, 0.2, "every acknowledged write on all three")
@@ -219,6 +222,9 @@ def test_a_paused_leader_is_replaced_after_the_election_timeout_and_steps_down_o
         wait_until(new_leader, 5, 0.01, "a new leader")
         took = time.monotonic() - paused_at
         print(f"paused leader replaced after {took:.3f} s")
+        # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy
+        # loop): min 0.367 s, median 0.398 s, max 0.599 s (5 later runs at load average 7 to 10:
+        # max 0.677 s); the bound (election timeout at most 0.8 s, plus 1 s) is 2.7 times that.
         assert took < 1.8, f"no new leader within the election timeout plus 1 s ({took:.3f} s)"
         update_node(survivors[0].target, LABELLED, labels_add={"during": "pause"}, timeout=3.0)
     finally:
@@ -374,4 +380,7 @@ def test_every_failover_is_fast_when_leaders_are_killed_and_restarted_in_turn(cl
         old.start()
         wait_until(lambda: _formed(c), 30, 0.1, "the killed manager back as a follower")
     print("failovers:", ", ".join(f"{t:.3f} s" for t in took))
+    # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop),
+    # 18 failovers: min 0.034 s, median 0.049 s, max 0.075 s (15 more at load average 7 to 10: max
+    # 0.138 s); the bound is 7 times that worst, and far below the 2 to 20 s of the regression.
     assert max(took) < 1.0, f"a failover took more than 1 s: {took}\n{c.logs()}"

@@ -2,18 +2,14 @@
 
 Each scenario runs three nodes on the simulator and compares its trace (member state changes as
 each node sees them, and the faults) with tests/sim/golden/gossip/<scenario>.txt. After an
-intended change, regenerate the files and review the diff:
+intended change, regenerate the files and review the diff (tests/conftest.py's ``golden``):
 
-    SWARMLET_UPDATE_GOLDEN=1 .venv/bin/pytest tests/sim/test_gossip_golden.py
-    # or: .venv/bin/python tests/sim/test_gossip_golden.py --rewrite
+    .venv/bin/pytest --update-golden tests/sim/test_gossip_golden.py   # or SWARMLET_UPDATE_GOLDEN=1
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 import pathlib
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +17,7 @@ import pytest
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.core import MemberState
 from nodeagent.gossip.simcluster import GossipCluster
+from tests.golden import Golden
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "gossip"
 ALIVE, SUSPECT, DEAD = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD
@@ -80,23 +77,5 @@ def render(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_golden_trace(name: str) -> None:
-    path = GOLDEN / f"{name}.txt"
-    got = render(name)
-    if os.environ.get("SWARMLET_UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(got)
-    want = path.read_text()
-    if got != want:
-        diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True), "golden", "now"))
-        pytest.fail(f"trace of {name} changed (SWARMLET_UPDATE_GOLDEN=1 to accept):\n{diff}")
-
-
-if __name__ == "__main__":
-    if "--rewrite" not in sys.argv[1:]:
-        print(__doc__)
-        sys.exit(2)
-    for scenario in sorted(SCENARIOS):
-        GOLDEN.mkdir(parents=True, exist_ok=True)
-        (GOLDEN / f"{scenario}.txt").write_text(render(scenario))
-        print(f"wrote {GOLDEN / scenario}.txt")
+def test_golden_trace(name: str, golden: Golden) -> None:
+    golden.check(GOLDEN / f"{name}.txt", render(name))

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
+from typing import Any
 
 import pytest
 
-from manager.state.raft import core
+from manager.state.raft import core, simmanager
 from manager.state.raft.campaign import run_campaign
 from manager.state.raft.config import RaftConfig
 from manager.state.raft.simcluster import FAULTS, RaftSimCluster, SimOptions
+from manager.state.raft.simmanager import KEY_KIND, SimRequest, key_ops, key_value
+from manager.state.store import ApplyResult, Store, Update, UpdateOutOfSequence, encode_batch
+from tests.golden import Golden
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "raft"
 ALL_FAULTS = tuple(FAULTS)
@@ -95,18 +98,82 @@ def test_the_checks_catch_a_voter_that_ignores_log_freshness(monkeypatch: pytest
     assert summary["violations"], "electing a leader with a stale log went unnoticed"
 
 
-def test_golden_trace_of_a_leader_crash() -> None:
-    """The event trace of one small seeded run; SWARMLET_REGOLD=1 rewrites the file after a change."""
+def test_the_managers_apply_the_clients_operations_to_the_store() -> None:
+    cluster = RaftSimCluster(2, SimOptions(faults=ALL_FAULTS, fault_s=4.0))
+    result = cluster.run(_check)
+    assert result.violations == []
+    live = [m for m in cluster.managers.values() if m is not None]
+    assert len({m.machine.snapshot() for m in live}) == 1  # the same bytes everywhere
+    store = live[0].store
+    keys = [obj.id for obj in store.find(KEY_KIND)]
+    assert keys == ["k1", "k2", "k3"]
+    for key in keys:
+        value, version = key_value(store, key)
+        assert isinstance(value, int) and version is not None and version <= store.applied_index
+    # What the managers keep on disk as snapshots is the store's snapshot format.
+    snapshots = [st for st in cluster.storages.values() if st.snapshot is not None]
+    assert snapshots
+    for st in snapshots:
+        assert st.snapshot is not None
+        Store().restore(st.snapshot_data, st.snapshot.index)
+
+
+def test_key_ops_round_trip_through_the_store() -> None:
+    store = Store()
+    assert key_value(store, "k1") == (None, None)
+    assert store.apply(5, encode_batch(key_ops("k1", 7, None), now="2026-01-01T00:00:00Z")).ok
+    assert key_value(store, "k1") == (7, 5)
+    stale = store.apply(6, encode_batch(key_ops("k1", 8, 4), now="2026-01-01T00:00:01Z"))
+    assert isinstance(stale.error, UpdateOutOfSequence)
+    assert store.apply(7, encode_batch(key_ops("k1", [1, "x"], 5), now="2026-01-01T00:00:02Z")).ok
+    assert key_value(store, "k1") == ([1, "x"], 7)
+
+
+# Six clients on one key, a few milliseconds apart: writes and cas meet "update out of sequence".
+CONTENTION = SimOptions(faults=(), clients=6, keys=1, think_s=0.005, fault_s=3.0, heal_s=1.0)
+
+
+def test_contended_writes_retry_on_out_of_sequence_and_stay_linearizable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused: list[str] = []
+    written = simmanager.SimManager._written
+
+    def counting(self: simmanager.SimManager, req: SimRequest, result: ApplyResult, *args: Any) -> None:
+        if not result.ok:
+            refused.append(type(result.error).__name__)
+        written(self, req, result, *args)
+
+    monkeypatch.setattr(simmanager.SimManager, "_written", counting)
+    summary = run_campaign(CONTENTION, 2, first_seed=1)
+    assert summary["violations"] == []
+    assert refused.count("UpdateOutOfSequence") > 20
+
+
+def test_the_checks_catch_a_store_that_ignores_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store that applies an Update whatever version it carries turns cas into read-then-write:
+    # two clients can both succeed from the same value, which the history shows.
+    from manager.state.store import store as store_module
+
+    update = store_module._Txn._update
+
+    def blind(self: Any, op: Update) -> None:
+        current = self.get(op.kind, op.id)
+        update(self, op if current is None else dataclasses.replace(op, version=current.version))
+
+    monkeypatch.setattr(store_module._Txn, "_update", blind)
+    summary = run_campaign(CONTENTION, 2, first_seed=1)
+    assert any(v["violation"].startswith("linearizability") for v in summary["violations"])
+
+
+def test_golden_trace_of_a_leader_crash(golden: Golden) -> None:
+    """The event trace of one small seeded run; `pytest --update-golden` rewrites the file after a change."""
     options = SimOptions(managers=3, faults=("crash",), fault_s=3.0, heal_s=1.5, clients=1, trace=True)
     result = RaftSimCluster(4, options).run(_check)
     assert result.violations == []
     text = "\n".join(line for line in result.trace if "fault" in line or " term=" in line or "crash" in line
                      or "restart" in line or "failover" in line or "heal" in line) + "\n"
-    path = GOLDEN / "leader_crash_seed4.txt"
-    if os.environ.get("SWARMLET_REGOLD"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text()
+    golden.check(GOLDEN / "leader_crash_seed4.txt", text)
 
 
 def _check(history: list[dict[str, object]]) -> tuple[bool, str]:

@@ -187,3 +187,51 @@ def test_compose_port_conflict_is_named() -> None:
     )
     other = RuntimeError("line one\nno such image: swarmlet/node:latest")
     assert _explain(other) == "docker compose failed: line one\nno such image: swarmlet/node:latest"
+
+
+def test_project_flag_and_env_pick_the_compose_project_and_its_own_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from deploy.backends.base import DEFAULT_PROJECT, project_name, state_dir
+    from deploy.backends.compose import ComposeBackend
+
+    monkeypatch.delenv("SWARMLET_STATE", raising=False)
+    monkeypatch.delenv("SWARMLET_PROJECT", raising=False)
+    assert project_name() == DEFAULT_PROJECT == "swarmlet"
+    assert state_dir().name == "cluster"  # the default cluster's folder is unchanged
+    default = ComposeBackend()
+    assert (default.project, default.network) == ("swarmlet", "swarmlet_cluster")
+    monkeypatch.setenv("SWARMLET_PROJECT", "demo-2")
+    named = ComposeBackend()
+    assert (named.project, named.network) == ("demo-2", "demo-2_cluster")
+    assert state_dir().name == "cluster-demo-2"
+    assert ComposeBackend(project="other").project == "other"
+
+
+@pytest.mark.parametrize("argv", [["--project", "Bad Name", "status"], ["status", "--project=Upper"]])
+def test_invalid_project_name_is_refused(
+    argv: list[str], state: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARMLET_PROJECT", "swarmlet")  # restored afterwards: the flag sets it
+    assert cli.main(argv) == 1
+    assert "invalid project name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--project", "demo", "down"], ["down", "--project", "demo"]])
+def test_project_flag_before_or_after_the_command(
+    argv: list[str], state: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def fake_run(args: object) -> int:
+        from deploy.backends.base import project_name
+
+        seen.append(project_name())
+        return 0
+
+    import deploy.commands.down as down
+
+    monkeypatch.setenv("SWARMLET_PROJECT", "swarmlet")  # restored afterwards: the flag sets it
+    monkeypatch.setattr(down, "run", fake_run)
+    assert cli.main(argv) == 0
+    assert seen == ["demo"]

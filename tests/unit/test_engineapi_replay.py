@@ -8,6 +8,13 @@ node commands. Normalised: ``?version=`` is the node's current version (the reco
 another cluster's), and an update's body is the node's spec (the CLI sends what it read), with
 the role the command asks for. Requests to routes swarmlet does not serve yet are listed in
 NOT_YET and skipped, each with its reason.
+
+The service recordings (04 to 07) are replayed in order against one manager: a create's body is
+made from its command line (the recording keeps no request bodies) and the new service takes
+the ID the real Swarm gave it (read from the transcript), so the later requests that name it
+find it; an update posts the service as stored, with its current version, as the CLI does.
+Requests that need running tasks (the orchestrator is not part of this test) and answers that
+differ on purpose are listed in NEEDS_TASKS and ON_PURPOSE.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import asyncio
 import json
 import pathlib
 import re
+import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,20 +34,31 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from test_engineapi_nodes import HOST, FakeManager
 
+import manager.engineapi.services as services_module
 from manager.engineapi import ManagerEngineApi
-from manager.state.store import Create
+from manager.state.store import Create, NotFound
+from manager.state.store.objects import thaw
 from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
 REF = pathlib.Path(__file__).parent / "engineapi_ref"
 NODE_ID = "mtf9fxg3e8rd2d0hazmk6yj01"
 
 NOT_YET = {
-    "/tasks": "tasks are not served yet",
-    "/services": "services are not served yet",
     "/secrets": "secrets are not served yet",
     "/configs": "configs are not served yet",
     "/swarm/unlockkey": "autolock is not served yet",
     "/networks": "networks are not served yet",
+    "/containers": "swarmlet runs no containers of its own (docker ps, docker inspect)",
+    "/volumes": "volumes are not served yet",
+}
+
+NEEDS_TASKS = re.compile(r"^(/v[0-9.]+)?/tasks/[0-9a-z]{25}$")
+"""``GET /tasks/ID`` of a task the real Swarm had made: no orchestrator runs in this replay."""
+
+ON_PURPOSE = {
+    "/distribution/": "a real Swarm with no registry answers 500 for every image; swarmlet knows "
+                      "its emulated images and answers Docker's 404 manifest unknown for the others "
+                      "(the CLI prints the same warning)",
 }
 
 
@@ -81,6 +101,7 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
     """Send every request again; return the differences, one line each."""
     differences = []
     replayed = 0
+    seen: set[tuple[str, str, int]] = set()
     for ex in recorded:
         url = urlsplit(ex.target)
         if _skipped(url.path):
@@ -88,12 +109,27 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
         if manager is not None and url.path.endswith("/swarm/leave"):
             continue  # a manager leaving (Swarm's quorum warnings) is not served yet
 
+        if NEEDS_TASKS.match(url.path) or any(part in url.path for part in ON_PURPOSE):
+            continue
+        if ex.method == "GET" and (ex.command, ex.target, ex.status) in seen:
+            continue  # the CLI's progress polls: the same question once is enough
+        seen.add((ex.command, ex.target, ex.status))
+
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
-        body = None
-        if ex.method == "POST" and url.path.endswith("/update") and manager is not None:
+        body: Any = None
+        if ex.method == "POST" and "/nodes/" in url.path and manager is not None:
             node = manager.store.lookup("node", NODE_ID)
             query["version"] = str(node.version)
             body = dict(node.spec) | {"Role": "worker" if " demote " in ex.command else node.spec["Role"]}
+        elif ex.method == "POST" and url.path.endswith("/services/create"):
+            body = create_body(ex.command)
+        elif ex.method == "POST" and "/services/" in url.path and manager is not None:
+            try:
+                service = manager.store.lookup("service", url.path.split("/")[-2])
+                query["version"] = str(service.version)
+                body = thaw(service.spec)
+            except NotFound:
+                body = {}
         resp = await client.request(ex.method, url.path, params=query, json=body)
         replayed += 1
         failed = resp.content_type == "application/json" and resp.status >= 400
@@ -103,6 +139,76 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
                                f"swarmlet {resp.status} {got_body}")
     assert replayed > 5, "the recording was not read"
     return differences
+
+
+def create_body(command: str) -> dict[str, Any]:
+    """The ServiceSpec ``docker service create ...`` sends, for the flags the recordings use."""
+    words = shlex.split(command)[3:]
+    spec: dict[str, Any] = {"Labels": {}}
+    container: dict[str, Any] = {"Init": False, "DNSConfig": {}}
+    placement: dict[str, Any] = {}
+    resources: dict[str, Any] = {"Limits": {}, "Reservations": {}}
+    mode, replicas, ports, positional = "replicated", None, [], []
+    flags = iter(words)
+    for word in flags:
+        if word in ("--detach", "-d", "--quiet", "-q", "--no-resolve-image"):
+            continue
+        if not word.startswith("-"):
+            positional = [word, *flags]
+            break
+        value = next(flags)
+        if word == "--name":
+            spec["Name"] = value
+        elif word == "--replicas":
+            replicas = int(value)
+        elif word == "--mode":
+            mode = value
+        elif word == "--publish":
+            published, target = value.split(":")
+            ports.append({"Protocol": "tcp", "TargetPort": int(target), "PublishedPort": int(published),
+                          "PublishMode": "ingress"})
+        elif word == "--constraint":
+            placement.setdefault("Constraints", []).append(value)
+        elif word == "--replicas-max-per-node":
+            placement["MaxReplicas"] = int(value)
+        elif word == "--placement-pref":
+            spread = {"Spread": {"SpreadDescriptor": value.split("=")[1]}}
+            placement.setdefault("Preferences", []).append(spread)
+        elif word == "--reserve-memory":
+            resources["Reservations"]["MemoryBytes"] = int(value.rstrip("g")) << 30
+        elif word == "--reserve-cpu":
+            resources["Reservations"]["NanoCPUs"] = int(value) * 1_000_000_000
+        else:
+            raise AssertionError(f"create_body does not know {word}")
+    if positional:
+        container["Image"] = positional[0]
+        if positional[1:]:
+            container["Args"] = positional[1:]
+    spec["TaskTemplate"] = {"ContainerSpec": container, "Resources": resources, "Placement": placement,
+                            "ForceUpdate": 0}
+    job = {"MaxConcurrent": replicas or 1, "TotalCompletions": replicas or 1}
+    spec["Mode"] = {
+        "replicated": {"Replicated": {"Replicas": 1 if replicas is None else replicas}},
+        "global": {"Global": {}},
+        "replicated-job": {"ReplicatedJob": job},
+    }[mode]
+    spec["EndpointSpec"] = {"Mode": "vip", **({"Ports": ports} if ports else {})}
+    return spec
+
+
+def created_ids(transcript: str) -> list[str]:
+    """The IDs a real Swarm gave the services created in a transcript, in order."""
+    ids = []
+    for block in ("\n" + (REF / transcript).read_text()).split("\n$ ")[1:]:
+        if not block.startswith("docker service create"):
+            continue
+        lines = block.splitlines()
+        # The output starts after "--- stdout ---" (or "--- terminal ... ---" for a pty).
+        start = next(i for i, line in enumerate(lines) if line.startswith(("--- stdout", "--- terminal")))
+        first = lines[start + 1].strip()
+        if re.fullmatch(r"[0-9a-z]{25}", first):  # refused creates print no ID
+            ids.append(first)
+    return ids
 
 
 def run(server: EngineApiServer, manager: FakeManager | None, names: list[str]) -> list[str]:
@@ -136,3 +242,22 @@ def test_node_commands_answer_as_swarm(name: str) -> None:
     server.attach(ManagerEngineApi(manager))
     assert HOST.architecture == "x86_64"
     assert run(server, manager, [name]) == []
+
+
+def test_service_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPatch) -> None:
+    manager = FakeManager()
+    manager.node_id = NODE_ID
+    manager.leader = NODE_ID
+    extra = {"Description": {"Hostname": "vm", "Engine": {"EngineVersion": "0.1.0"}},
+             "ManagerStatus": {"Leader": True, "Reachability": "reachable", "Addr": "127.0.0.1:2377"}}
+    spec = {"Name": "", "Role": "manager", "Availability": "active", "Labels": {}}
+    node = Create("node", NODE_ID, spec, {"State": "ready", "Addr": "127.0.0.1"}, extra)
+    asyncio.run(manager.write([Create("cluster", "c" * 25, {"Name": "default"}, {}, {}), node]))
+    names = ["04-service-create", "05-service-scale", "06-service-update", "07-modes-placement"]
+    ids: Iterator[str] = iter([i for name in names for i in created_ids(name + ".txt")])
+    monkeypatch.setattr(services_module, "new_id", lambda: next(ids))
+    server = EngineApiServer(NodeFacts(node_id=NODE_ID, hostname="vm", engine_version="0.1.0"),
+                             lambda: SwarmInfo("active", NODE_ID, "127.0.0.1"), "127.0.0.1", 0)
+    server.attach(ManagerEngineApi(manager))
+    assert run(server, manager, [name + ".http.txt" for name in names]) == []
+    assert next(ids, None) is None  # every service the real Swarm created was created here

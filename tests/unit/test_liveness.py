@@ -9,7 +9,8 @@ import prometheus_client
 import pytest
 
 from manager.dispatcher.liveness import GRACE_MULTIPLIER, Beat, NodeLiveness, decide, heartbeat_period
-from manager.runtime import StoreMachine, running_cluster_spec
+from manager.runtime import running_cluster_spec
+from manager.state.machine import StoreMachine
 from manager.state.raft.config import RaftConfig
 from manager.state.store import Create, Store, StoredObject, encode_batch
 
@@ -115,7 +116,7 @@ def test_a_failing_watcher_never_fails_a_committed_write(caplog: pytest.LogCaptu
     told: list[int] = []
     store.watch(["node"], on_change=lambda: told.append(store.applied_index))
     spec = {"Name": "", "Role": "worker", "Availability": "active", "Labels": {}}
-    with caplog.at_level(logging.ERROR, logger="manager.runtime"):
+    with caplog.at_level(logging.ERROR, logger="manager.state.machine"):
         result = machine.apply(1, encode_batch([Create("node", "n1", spec)], now=T0))
     assert result.ok and store.get("node", "n1").version == 1  # the proposer hears success
     assert told == [1]

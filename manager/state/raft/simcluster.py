@@ -1,16 +1,18 @@
 """A Raft cluster on the simulated network, with clients, faults and safety checks.
 
-Each manager is a :class:`RaftNode` on a :class:`SimHost`, with storage that survives crashes and a
-small key-value state machine (read, write, cas). Clients invoke operations against random
-managers and record a history of JSON-line events for the linearizability checker. While faults
-come and go, the harness checks what Raft promises at every step:
+Each manager is a :class:`RaftNode` on a :class:`SimHost`, with storage that survives crashes and the
+replicated store as its state machine (:mod:`manager.state.raft.simmanager` says how the clients'
+read, write and cas become Store batches). Clients invoke operations against random managers and
+record a history of JSON-line events for the linearizability checker. While faults come and go,
+the harness checks what Raft promises at every step:
 
 * election safety: at most one leader per term;
 * log matching: two logs that hold an entry with the same index and term agree up to it;
 * leader completeness: a new leader holds every entry committed before it was elected;
 * state machine safety: what any manager applies at an index is what every other applied there,
   in order, so all applied sequences are prefixes of one another;
-* liveness after healing: once every fault is undone, a leader appears and writes succeed.
+* liveness after healing: once every fault is undone, a leader appears and writes succeed, and
+  every member's store snapshot is byte-identical.
 
 Everything is driven by one :class:`Simulator` seed, so a run replays exactly.
 """
@@ -166,6 +168,10 @@ class RaftSimCluster:
 
     def _violation(self, text: str) -> None:
         self.violations.append(f"t={self.sim.now:.3f}s: {text}")
+
+    def violation(self, text: str) -> None:
+        """Record a violation a manager found (the store refused what it never should)."""
+        self._violation(text)
 
     def on_soft_state(self, m: SimManager, role: Role, term: int) -> None:
         """A manager's role changed: check election safety and, for a new leader, completeness."""
@@ -545,3 +551,10 @@ class RaftSimCluster:
         applied = {name: live[name].applied for name in members if name in live}
         if len(set(applied.values())) > 1:
             self._violation(f"liveness: managers did not converge after healing: applied {applied}")
+            return
+        # Same entries, same state: every store must snapshot to the same bytes.
+        snapshots = {name: live[name].machine.snapshot() for name in members if name in live}
+        if len(set(snapshots.values())) > 1:
+            first = min(snapshots)
+            differ = sorted(name for name, data in snapshots.items() if data != snapshots[first])
+            self._violation(f"state machine safety: the stores of {differ} differ from {first}'s")

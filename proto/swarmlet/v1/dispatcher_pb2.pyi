@@ -1,8 +1,9 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -63,3 +64,85 @@ class SessionMessage(_message.Message):
     leader_addr: str
     error: str
     def __init__(self, heartbeat_period_ms: _Optional[int] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class AssignmentsRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class AssignmentChange(_message.Message):
+    __slots__ = ("action", "kind", "id", "object")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UPDATE: _ClassVar[AssignmentChange.Action]
+        REMOVE: _ClassVar[AssignmentChange.Action]
+    UPDATE: AssignmentChange.Action
+    REMOVE: AssignmentChange.Action
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_FIELD_NUMBER: _ClassVar[int]
+    action: AssignmentChange.Action
+    kind: str
+    id: str
+    object: bytes
+    def __init__(self, action: _Optional[_Union[AssignmentChange.Action, str]] = ..., kind: _Optional[str] = ..., id: _Optional[str] = ..., object: _Optional[bytes] = ...) -> None: ...
+
+class AssignmentsMessage(_message.Message):
+    __slots__ = ("type", "store_index", "changes", "leader_addr", "error")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        COMPLETE: _ClassVar[AssignmentsMessage.Type]
+        INCREMENTAL: _ClassVar[AssignmentsMessage.Type]
+    COMPLETE: AssignmentsMessage.Type
+    INCREMENTAL: AssignmentsMessage.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STORE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    type: AssignmentsMessage.Type
+    store_index: int
+    changes: _containers.RepeatedCompositeFieldContainer[AssignmentChange]
+    leader_addr: str
+    error: str
+    def __init__(self, type: _Optional[_Union[AssignmentsMessage.Type, str]] = ..., store_index: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[AssignmentChange, _Mapping]]] = ..., leader_addr: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class TaskStatusUpdate(_message.Message):
+    __slots__ = ("task_id", "status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    status: bytes
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[bytes] = ...) -> None: ...
+
+class UpdateTaskStatusRequest(_message.Message):
+    __slots__ = ("node_id", "updates")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    updates: _containers.RepeatedCompositeFieldContainer[TaskStatusUpdate]
+    def __init__(self, node_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
+
+class UpdateTaskStatusResponse(_message.Message):
+    __slots__ = ("leader_addr", "written", "ignored")
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    leader_addr: str
+    written: int
+    ignored: int
+    def __init__(self, leader_addr: _Optional[str] = ..., written: _Optional[int] = ..., ignored: _Optional[int] = ...) -> None: ...
+
+class NodeTasksRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class NodeTasksResponse(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, tasks: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -143,3 +143,180 @@ class Dispatcher:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AssignmentsStub:
+    """---------------------------------------------------------------------------------------------
+    Assignments and task status (issue 10). Kept apart from Session so that the session protocol
+    (heartbeats, role changes) and the task path change independently.
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Assignments = channel.unary_stream(
+                '/swarmlet.v1.Assignments/Assignments',
+                request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.AssignmentsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.AssignmentsMessage.FromString,
+                _registered_method=True)
+        self.UpdateTaskStatus = channel.unary_unary(
+                '/swarmlet.v1.Assignments/UpdateTaskStatus',
+                request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.UpdateTaskStatusRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.UpdateTaskStatusResponse.FromString,
+                _registered_method=True)
+        self.NodeTasks = channel.unary_unary(
+                '/swarmlet.v1.Assignments/NodeTasks',
+                request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.NodeTasksRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.NodeTasksResponse.FromString,
+                _registered_method=True)
+
+
+class AssignmentsServicer:
+    """---------------------------------------------------------------------------------------------
+    Assignments and task status (issue 10). Kept apart from Session so that the session protocol
+    (heartbeats, role changes) and the task path change independently.
+
+    """
+
+    def Assignments(self, request, context):
+        """The tasks (later also the secrets and configs those tasks use) assigned to one node. The
+        first message is the complete set (type COMPLETE); every later one carries only changes
+        (INCREMENTAL), driven by store watches. A manager that is not the leader answers once with
+        leader_addr set and ends the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTaskStatus(self, request, context):
+        """A batch of task status reports from one node, written to the store in one batch. Stale or
+        backward states are ignored; so are tasks deleted meanwhile or assigned to another node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NodeTasks(self, request, context):
+        """The tasks assigned to a node as this manager's store has them (a read, for tools and tests).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AssignmentsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Assignments': grpc.unary_stream_rpc_method_handler(
+                    servicer.Assignments,
+                    request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.AssignmentsRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.AssignmentsMessage.SerializeToString,
+            ),
+            'UpdateTaskStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTaskStatus,
+                    request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.UpdateTaskStatusRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.UpdateTaskStatusResponse.SerializeToString,
+            ),
+            'NodeTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.NodeTasks,
+                    request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.NodeTasksRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.NodeTasksResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarmlet.v1.Assignments', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarmlet.v1.Assignments', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Assignments:
+    """---------------------------------------------------------------------------------------------
+    Assignments and task status (issue 10). Kept apart from Session so that the session protocol
+    (heartbeats, role changes) and the task path change independently.
+
+    """
+
+    @staticmethod
+    def Assignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.v1.Assignments/Assignments',
+            swarmlet_dot_v1_dot_dispatcher__pb2.AssignmentsRequest.SerializeToString,
+            swarmlet_dot_v1_dot_dispatcher__pb2.AssignmentsMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTaskStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.Assignments/UpdateTaskStatus',
+            swarmlet_dot_v1_dot_dispatcher__pb2.UpdateTaskStatusRequest.SerializeToString,
+            swarmlet_dot_v1_dot_dispatcher__pb2.UpdateTaskStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NodeTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.Assignments/NodeTasks',
+            swarmlet_dot_v1_dot_dispatcher__pb2.NodeTasksRequest.SerializeToString,
+            swarmlet_dot_v1_dot_dispatcher__pb2.NodeTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,127 @@
+"""What an emulated image is given and what it must provide.
+
+An image (:class:`ImageProvider`) makes one :class:`Process` per task: the emulated container's
+main process. The agent's controller (:mod:`nodeagent.agent.emulated`) calls ``start()`` (bind
+listeners; a failure fails the task at "starting"), then ``run()`` until it returns the exit code.
+To stop it, the controller calls ``terminate()`` (SIGTERM) and, after the task's stop grace
+period, cancels ``run()`` (SIGKILL, exit code 137). A process that ignores SIGTERM, as a shell's
+``sleep`` does as PID 1, simply keeps running until it is killed, as in Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["ImageInfo", "ImageProvider", "Process", "TaskEnv", "WaitingProcess", "image_info", "spec_env"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image as the node's ``GET /images/json`` lists it."""
+
+    name: str  # repository, e.g. "nginx" or "traefik/whoami"
+    tag: str  # e.g. "latest"
+    id: str  # "sha256:<64 hex>", stable for the same name and tag
+    size: int  # bytes, as Docker reports an image's size
+    created: int  # Unix seconds
+
+
+@dataclass
+class TaskEnv:
+    """What an emulated process sees of its task, its node and its container."""
+
+    task_id: str
+    task_name: str  # <service>.<slot>.<task id> (global: <service>.<node id>.<task id>)
+    service_name: str
+    slot: int
+    node_id: str
+    node_hostname: str
+    image: str  # the image reference as the spec has it (e.g. "nginx:1.25")
+    repository: str  # normalised repository ("nginx", "traefik/whoami")
+    tag: str
+    command: list[str]  # ContainerSpec.Command (the entrypoint override); [] for the image's own
+    args: list[str]  # ContainerSpec.Args
+    env: dict[str, str]
+    files: dict[str, bytes]  # absolute path -> content: mounted configs and secrets
+    listen_host: str  # the node's address: listeners bind here on an ephemeral port
+    stdout: Callable[[str], None]  # write one line (no newline) to the task's log
+    stderr: Callable[[str], None]
+    ports: dict[int, int] = field(default_factory=dict)  # container port -> the port really bound
+    hostname: str = ""  # the container's hostname (Docker: the first 12 characters of its ID)
+
+    def read_file(self, path: str) -> bytes | None:
+        """A mounted file's content, or None (the emulated file system holds only mounts)."""
+        return self.files.get(posixpath.normpath(path))
+
+    def port_for(self, container_port: int) -> int | None:
+        """The port bound for ``container_port`` (for healthchecks that dial localhost)."""
+        return self.ports.get(container_port)
+
+
+class Process:
+    """The emulated main process of a task. Subclasses override ``run`` (and maybe the others)."""
+
+    def __init__(self, env: TaskEnv) -> None:
+        """Keep the task's environment; nothing runs yet."""
+        self.env = env
+        self.terminated = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind listeners and get ready; raise to fail the task at "starting"."""
+
+    async def run(self) -> int:
+        """Run until the process exits; return its exit code."""
+        return 0
+
+    def terminate(self) -> None:
+        """SIGTERM: a process that honours it returns from ``run`` soon after."""
+        self.terminated.set()
+
+    async def close(self) -> None:
+        """Release what ``start`` bound (called once the process has exited or was killed)."""
+
+
+class WaitingProcess(Process):
+    """A server's main process: runs until SIGTERM, then exits 0."""
+
+    async def run(self) -> int:
+        """Wait for SIGTERM."""
+        await self.terminated.wait()
+        return 0
+
+
+class ImageProvider(Protocol):
+    """An emulated image, registered in the ``swarmlet.images`` entry point group."""
+
+    names: tuple[str, ...]
+    """Repositories it emulates ("nginx", "traefik/whoami"); "*" for the image of last resort."""
+
+    def describe(self, repository: str, tag: str) -> ImageInfo:
+        """What ``docker image ls`` shows for this repository and tag."""
+        ...
+
+    def process(self, env: TaskEnv) -> Process:
+        """A new main process for one task."""
+        ...
+
+
+def image_info(repository: str, tag: str, size: int, created: int = 1_700_000_000) -> ImageInfo:
+    """An ImageInfo whose ID is a stable digest of the repository and tag."""
+    import hashlib
+
+    digest = hashlib.sha256(f"swarmlet:{repository}:{tag}".encode()).hexdigest()
+    return ImageInfo(repository, tag, f"sha256:{digest}", size, created)
+
+
+def spec_env(container: Mapping[str, Any]) -> dict[str, str]:
+    """ContainerSpec.Env ("K=V" strings) as a dict."""
+    out: dict[str, str] = {}
+    for item in container.get("Env") or []:
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            out[key] = value
+    return out
