@@ -6,6 +6,12 @@ published ports), then moves the task from ``new`` to ``pending`` with the messa
 that move; the network allocator (IPAM, VIPs, ports) will join it here. A new task that is no
 longer wanted (its DesiredState is past complete) is left new: it will never run, and the task
 reaper deletes it.
+
+A task held for its restart delay (DesiredState ``ready``) is allocated only once the
+orchestrator releases it (DesiredState ``running``/``complete``). swarmkit allocates and places
+it at once and its agent prepares it but waits to start it; swarmlet's agent starts whatever it
+is assigned, so the hold happens here, before the task can reach a node, and the restart delay
+is really waited. The replacement is therefore placed when its delay is over, not before.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class Allocator(Component):
                 continue
             if task.extra.get("DesiredState", "running") not in _WANTED:
                 continue
+            if task.extra.get("DesiredState") == "ready":
+                continue  # held for its restart delay: allocated once released
             status = {**task.status, "State": "pending", "Timestamp": timestamp, "Message": ALLOCATED_MESSAGE}
             status.pop("Err", None)
             ops.append(Update("task", task.id, task.version, status=status))

@@ -3,7 +3,8 @@
 A simulated cluster (``manager.orchestrator.simcluster``) runs every leader component in the
 simulator's harness; fake agents report assigned tasks running after 50 ms. A service of 4
 replicas converges to 4 running tasks; a node marked Down has its tasks replaced on the other
-nodes by the replicated orchestrator's next pass (held for the 5 s restart delay, then running);
+nodes by the replicated orchestrator's next pass (held for the 5 s restart delay, then placed
+elsewhere and running);
 the same seed gives the same run, store digest and all; a failed task runs again exactly one
 restart delay (plus the agent's report) later; a global service follows nodes joining and draining.
 """
@@ -68,10 +69,12 @@ def test_a_down_node_has_its_tasks_replaced_on_the_others_in_one_pass() -> None:
     assert len(replacement) == 1 and replacement[0].extra["DesiredState"] == "ready"
     old = [t for t in tasks if t.extra.get("NodeID") == victim]
     assert [t.extra["DesiredState"] for t in old] == ["shutdown"]
-    cluster.run_until(cluster.sim.now + 0.001)  # the allocator and scheduler follow at once
+    cluster.run_until(cluster.sim.now + 0.001)
+    (held,) = [t for t in cluster.tasks(sid) if t.id == replacement[0].id]
+    assert held.status["State"] == "new"  # held for the restart delay before it can reach a node
+    cluster.run_until(cluster.sim.now + 6.0)  # the 5 s restart delay, placement, then the agent
     (new,) = [t for t in cluster.tasks(sid) if t.id == replacement[0].id]
-    assert new.status["State"] == "assigned" and new.extra["NodeID"] not in ("", victim)
-    cluster.run_until(cluster.sim.now + 6.0)  # the 5 s restart delay, then the agent
+    assert new.status["State"] == "running" and new.extra["NodeID"] not in ("", victim)
     after = placement(cluster, sid)
     assert len(after) == 4 and victim not in after.values()
     assert {s: n for s, n in after.items() if s != victim_slot} == {
