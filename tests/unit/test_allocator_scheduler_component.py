@@ -48,3 +48,14 @@ def test_the_scheduler_places_at_most_max_tasks_per_pass() -> None:
     w.run(sched, set())
     w.run(sched, set())
     assert all(w.store.get("task", i).status["State"] == "assigned" for i in ids)
+
+
+def test_a_held_task_is_allocated_only_once_released() -> None:
+    w = World()
+    sid = w.service("web")
+    held = w.task(sid, slot=1, state="new", desired="ready")
+    w.run(Allocator(), {("task", held)})
+    assert w.store.get("task", held).status["State"] == "new"
+    w.set_task(held, desired="running")  # the orchestrator releases it after the delay
+    w.run(Allocator(), {("task", held)})
+    assert w.store.get("task", held).status["State"] == "pending"
