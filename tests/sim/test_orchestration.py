@@ -128,3 +128,19 @@ def test_a_global_service_follows_nodes_joining_and_draining() -> None:
     assert sorted(t.extra["NodeID"] for t in cluster.running(sid)) == NODES[1:3]
     drained = [t for t in cluster.tasks(sid) if t.extra["NodeID"] == NODES[0]]
     assert [(t.status["State"], t.extra["DesiredState"]) for t in drained] == [("shutdown", "shutdown")]
+
+
+def test_jobs_run_to_completion_and_stop() -> None:
+    cluster = SimCluster(6, [make_node(n) for n in NODES])
+    job = cluster.create_service(
+        {"Name": "job", "TaskTemplate": task_template(),
+         "Mode": {"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 5}}}
+    )  # fmt: skip
+    gjob = cluster.create_service(
+        {"Name": "gjob", "TaskTemplate": task_template(), "Mode": {"GlobalJob": {}}}
+    )
+    cluster.run_until(5.0)
+    done = [t for t in cluster.tasks(job) if t.status["State"] == "complete"]
+    assert sorted(t.extra["Slot"] for t in done) == [1, 2, 3, 4, 5] and len(cluster.tasks(job)) == 5
+    assert sorted(t.extra["NodeID"] for t in cluster.tasks(gjob)) == NODES
+    assert all(t.status["State"] == "complete" for t in cluster.tasks(gjob))
