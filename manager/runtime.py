@@ -133,6 +133,7 @@ class ManagerRuntime:
         self.control: Any = None
         self.engine_api: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.leader_harnesses: list[Any] = []  # (ManagerHarness, its task) per leader component
         self._write_lock = asyncio.Lock()
         self.manager_token = _read_token(getattr(self.options, "manager_token_file", None))
         self.worker_token = _read_token(getattr(self.options, "worker_token_file", None))
@@ -187,6 +188,18 @@ class ManagerRuntime:
         self.server = server
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self._tasks.append(asyncio.create_task(self.task_dispatcher.run(), name="task-dispatcher"))
+        # Orchestrators, task reaper, allocator, scheduler: each runs only while this manager leads.
+        from manager.leader import start_leader_components
+
+        self.leader_harnesses = start_leader_components(
+            self.store,
+            lambda ops: self.write(ops, timeout=2.0 * self.time_scale),
+            lambda: self.shell is not None and bool(self.shell.is_leader),
+            self.rng,
+            time_scale=self.time_scale,
+            metrics=self.component_metrics,
+        )
+        self._tasks.extend(task for _, task in self.leader_harnesses)
         if self.options.bootstrap:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
         log.info("manager %s serving on %s", self.node_id, bind)

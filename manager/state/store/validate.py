@@ -17,6 +17,7 @@ from manager.state.store.errors import InvalidObject
 from manager.state.store.objects import TASK_STATES, StoredObject
 
 __all__ = [
+    "DESIRED_TASK_STATES",
     "MAX_CONFIG_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_SECRET_BYTES",
@@ -39,6 +40,10 @@ NODE_AVAILABILITIES = ("active", "pause", "drain")
 NODE_STATES = ("unknown", "down", "ready", "disconnected")
 REACHABILITIES = ("unknown", "unreachable", "reachable")
 SERVICE_MODES = ("Replicated", "Global", "ReplicatedJob", "GlobalJob")
+# What an orchestrator may ask of a task (swarmkit's desired states): ready holds a restarted task
+# until its restart delay is over, complete is a job's, shutdown and remove end it.
+DESIRED_TASK_STATES = ("ready", "running", "complete", "shutdown", "remove")
+_TASK_ORDER = {state: i for i, state in enumerate(TASK_STATES)}
 
 # swarmkit controlapi: service and network names are DNS name components...
 _DNS_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
@@ -54,9 +59,10 @@ def _labels(spec: Mapping[str, Any], where: str = "Labels") -> None:
         raise InvalidObject(f"{where} must map strings to strings")
 
 
-def _one_of(value: Any, allowed: tuple[str, ...], message: str) -> None:
+def _one_of(value: Any, allowed: tuple[str, ...], message: Callable[[], str]) -> None:
+    # The message is built only when it is needed: these checks run for every object of a batch.
     if value not in allowed:
-        raise InvalidObject(message)
+        raise InvalidObject(message())
 
 
 def _dns_name(spec: Mapping[str, Any]) -> None:
@@ -114,22 +120,22 @@ def _payload(kind: str, spec: Mapping[str, Any]) -> None:
 
 def _node(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
     # moby's daemon words (convert.NodeSpecToGRPC), since that is where the CLI's values land.
-    _one_of(spec.get("Role"), NODE_ROLES, f"invalid Role: {_quote(spec.get('Role'))}")
+    _one_of(spec.get("Role"), NODE_ROLES, lambda: f"invalid Role: {_quote(spec.get('Role'))}")
     _one_of(
         spec.get("Availability"),
         NODE_AVAILABILITIES,
-        f"invalid Availability: {_quote(spec.get('Availability'))}",
+        lambda: f"invalid Availability: {_quote(spec.get('Availability'))}",
     )
     _labels(spec)
     if "State" in status:
-        _one_of(status["State"], NODE_STATES, f"invalid node state {_quote(status['State'])}")
+        _one_of(status["State"], NODE_STATES, lambda: f"invalid node state {_quote(status['State'])}")
     manager = extra.get("ManagerStatus")
     if manager is not None:
         if not isinstance(manager, Mapping):
             raise InvalidObject("ManagerStatus must be a JSON object")
         if "Reachability" in manager:
             reach = manager["Reachability"]
-            _one_of(reach, REACHABILITIES, f"invalid Reachability: {_quote(reach)}")
+            _one_of(reach, REACHABILITIES, lambda: f"invalid Reachability: {_quote(reach)}")
 
 
 def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
@@ -151,9 +157,14 @@ def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[
 
 def _task(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
     if "State" in status:
-        _one_of(status["State"], TASK_STATES, f"invalid task state {_quote(status['State'])}")
+        _one_of(status["State"], TASK_STATES, lambda: f"invalid task state {_quote(status['State'])}")
     if "DesiredState" in extra:
-        _one_of(extra["DesiredState"], TASK_STATES, f"invalid task state {_quote(extra['DesiredState'])}")
+        _one_of(
+            extra["DesiredState"],
+            DESIRED_TASK_STATES,
+            lambda: f"invalid desired state {_quote(extra['DesiredState'])}: want one of "
+            + ", ".join(DESIRED_TASK_STATES),
+        )
     slot = extra.get("Slot")
     if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0):
         raise InvalidObject("Slot must be a non-negative integer")
@@ -223,6 +234,8 @@ def check_update(
             new_spec["Labels"] = spec.get("Labels") or {}
         elif kind in ("service", "network") and spec.get("Name") != current.spec.get("Name"):
             raise InvalidObject(f"renaming {kind}s is not supported")
+    if kind == "task":
+        _task_moves_forward(current, status, extra)
     _RULES[kind](
         new_spec if new_spec is not None else current.spec,
         status if status is not None else current.status,
@@ -247,6 +260,29 @@ def labels_only_update(current: Mapping[str, Any], spec: Mapping[str, Any]) -> b
         return base64.b64decode(data, validate=True) == base64.b64decode(current.get("Data") or "")
     except (binascii.Error, ValueError, TypeError):
         return False
+
+
+def _task_moves_forward(
+    current: StoredObject, status: Mapping[str, Any] | None, extra: Mapping[str, Any] | None
+) -> None:
+    """A task's Status.State and DesiredState only move forward, in TASK_STATES order.
+
+    Reports come from agents in batches and may arrive late or twice; a stale "running" written
+    over "failed" would bring a dead task back to life for the orchestrators, so the store, which
+    every writer goes through, refuses it. The same for DesiredState: once an orchestrator asked
+    for shutdown, no later write may ask for running again (swarmkit: "time travel is not allowed").
+    """
+    for part, new, field in ((current.status, status, "State"), (current.extra, extra, "DesiredState")):
+        if new is None:
+            continue
+        old_state, new_state = part.get(field), new.get(field)
+        if old_state == new_state or old_state not in _TASK_ORDER or new_state not in _TASK_ORDER:
+            continue  # unchanged, or not a state at all (the kind's rules judge that)
+        if _TASK_ORDER[new_state] < _TASK_ORDER[old_state]:
+            what = "state" if field == "State" else "desired state"
+            raise InvalidObject(
+                f"task {current.id}: {what} cannot move back from {old_state} to {new_state}"
+            )
 
 
 def name_conflict_message(kind: str, name: str) -> str:
