@@ -161,8 +161,10 @@ class Cluster:
 
     def _common(self, name: str, host: str, role: str) -> list[str]:
         return [
-            "--gossip-port", str(free_port(host)),
-            "--metrics-port", str(free_port(host)),
+            # Swarm's ports, as in containers: every node has an address of its own, and gossip
+            # joins a seed at the seed's host on the same gossip port.
+            "--gossip-port", "7946",
+            "--metrics-port", "9323",
             "--role", role,
             "--hostname", name,
             "--advertise-addr", host,
