@@ -127,7 +127,11 @@ class ServiceRoutes:
         service_id = new_id()
         # The check above answers early; the store's rule, checked when the write applies, is
         # the one that holds when two managers create "web" at once.
-        await self.manager.write([Create("service", service_id, spec, {}, {"Endpoint": endpoint})])
+        extra: dict[str, Any] = {"Endpoint": endpoint}
+        if {"ReplicatedJob", "GlobalJob"} & set(spec.get("Mode") or {}):
+            # A job starts at iteration 0; every update runs it again under the next index.
+            extra["JobStatus"] = {"JobIteration": {"Index": 0}}
+        await self.manager.write([Create("service", service_id, spec, {}, extra)])
         # Warnings stay null: a daemon of API >= 1.30 resolves no image; the CLI warns itself
         # when /distribution could not give it a digest (nodeagent/engineapi/images.py).
         return json_response({"ID": service_id, "Warnings": None}, status=201)

@@ -206,6 +206,23 @@ def test_list_filters_and_service_status(manager: FakeManager) -> None:
     serve(manager, check)
 
 
+def test_a_job_counts_its_completed_tasks_of_the_current_iteration(manager: FakeManager) -> None:
+    async def check(client: Client) -> None:
+        job = await create(client, {"Name": "job", "Mode": {"ReplicatedJob": {"MaxConcurrent": 2,
+                                    "TotalCompletions": 2}},
+                                    "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest"}}})
+        assert manager.store.get("service", job).extra["JobStatus"] == {"JobIteration": {"Index": 0}}
+        done = [_task(f"j{i}" * 12 + "a", job, i, WORKER, "complete", desired="complete") for i in (1, 2)]
+        for op in done:  # iteration 0: stored as an empty JobIteration, as swarmkit shows it
+            op.extra["JobIteration"] = {}
+        await manager.write(done)
+        listed = await client.get("/v1.47/services?status=true")
+        status = {s["Spec"]["Name"]: s["ServiceStatus"] for s in await listed.json()}
+        assert status["job"] == {"RunningTasks": 0, "DesiredTasks": 2, "CompletedTasks": 2}
+
+    serve(manager, check)
+
+
 def test_tasks_filters_and_rendering(manager: FakeManager) -> None:
     async def check(client: Client) -> None:
         web = await create(client, body(Labels={"com.docker.stack.namespace": "demo"}))
