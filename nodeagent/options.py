@@ -16,12 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "ENV_PREFIX",
-    "AgentOptions",
-    "OptionsError",
-    "parse_options",
-]
+__all__ = ["ENV_PREFIX", "AgentOptions", "OptionsError", "parse_cpus", "parse_options", "parse_size"]
 
 #: Environment variables that configure the agent start with this.
 ENV_PREFIX = "SWARMLET_"
@@ -81,6 +76,10 @@ class AgentOptions:
     gossip_join: tuple[str, ...] = ()
     """Gossip seed addresses ``host:port``; when empty they are derived from :attr:`join`
     (the managers' hosts at this node's gossip port) or from mDNS."""
+    nano_cpus: int | None = None
+    """CPUs this node declares (in billionths, as Docker's NanoCPUs); None: the machine's."""
+    memory_bytes: int | None = None
+    """Memory this node declares, in bytes; None: the machine's."""
 
     @property
     def gossip_address(self) -> str:
@@ -143,6 +142,10 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--gossip-config", "gossip_config", "choice", "default", "gossip timing preset: default or lan"),
     ("--time-scale", "time_scale", "scale", 1.0, "multiply every protocol timer by this"),
     ("--log-level", "log_level", "choice", "info", "debug, info, warning, error or critical"),
+    ("--cpus", "nano_cpus", "cpus", None,
+     "CPUs this node declares to the scheduler, e.g. 1 or 0.5 (default: the machine's)"),
+    ("--memory", "memory_bytes", "size", None,
+     "memory this node declares to the scheduler, e.g. 1g or 512m (default: the machine's)"),
 ]
 _CHOICES = {
     "role": ROLES, "discover": DISCOVER_METHODS, "gossip_config": GOSSIP_CONFIGS, "log_level": LOG_LEVELS,
@@ -255,6 +258,10 @@ def _convert(kind: str, dest: str, raw: str) -> object:
         if not value or "\0" in value:
             raise ValueError(f"{raw!r} is not a path")
         return value
+    if kind == "cpus":
+        return parse_cpus(value) if value else None
+    if kind == "size":
+        return parse_size(value) if value else None
     if kind == "file":
         if not os.path.isfile(value):
             raise ValueError(f"{raw!r}: no such file")
@@ -311,4 +318,36 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         time_scale=float(values["time_scale"]),
         log_level=str(values["log_level"]),
         gossip_join=tuple(values["gossip_join"]),
+        nano_cpus=values["nano_cpus"],
+        memory_bytes=values["memory_bytes"],
     )
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from Docker's size words: ``512m``, ``1g``, ``1.5G``, ``2048`` (units of 1024, as Docker's)."""
+    value = text.strip().lower()
+    if value.endswith("b"):  # "512mb" is "512m", "100b" is 100 bytes
+        value = value[:-1]
+    unit = value[-1] if value and value[-1] in "kmgt" else ""
+    number = value[:-1] if unit else value
+    try:
+        size = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (like 512m or 1g)") from None
+    if not size > 0:
+        raise ValueError(f"{text!r}: a size must be positive")
+    return int(size * _SIZE_UNITS[unit])
+
+
+def parse_cpus(text: str) -> int:
+    """NanoCPUs from a CPU count, as ``docker service create --reserve-cpu`` reads one: ``0.5`` -> 5e8."""
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of CPUs") from None
+    if not 0 < cpus <= 1024:
+        raise ValueError(f"{text!r}: the CPUs must be more than 0 (and at most 1024)")
+    return round(cpus * 1e9)

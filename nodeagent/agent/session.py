@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pathlib
+import platform
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -43,6 +44,14 @@ _REFUSING = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT
 
 class JoinRefused(Exception):
     """The managers refused this node's join; ``str(e)`` is their message. The process exits 3."""
+
+
+def _machine_memory() -> int:
+    """The machine's memory in bytes: what a node declares unless told otherwise (--memory)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):
+        return 0
 
 
 class AgentSession:
@@ -154,6 +163,10 @@ class AgentSession:
             addr=self.options.advertise_addr,
             cluster_addr=self._cluster_addr(),
             engine_version=VERSION,
+            nano_cpus=getattr(self.options, "nano_cpus", None) or (os.cpu_count() or 1) * 1_000_000_000,
+            memory_bytes=getattr(self.options, "memory_bytes", None) or _machine_memory(),
+            os="linux",
+            architecture=platform.machine() or "x86_64",
         )
         prefer = ""
         while not self._stopping.is_set():
