@@ -51,6 +51,11 @@ class RaftConfig:
     """A leader steps down when it has not heard from a majority for election_ticks ticks, and a
     follower that hears from a leader ignores vote requests for that long (the leader lease)."""
 
+    standby_ticks: int = 3
+    """When the leader's port refuses connections (see :meth:`RaftNode.report_leader_unreachable`),
+    the surviving voters campaign one after another in order of node id, this many ticks apart,
+    so that two of them do not split the vote."""
+
     def __post_init__(self) -> None:
         if not self.tick_s > 0:
             raise ValueError(f"RaftConfig.tick_s must be > 0, got {self.tick_s!r}")
@@ -61,6 +66,8 @@ class RaftConfig:
                 "RaftConfig.election_ticks must be greater than heartbeat_ticks, got "
                 f"{self.election_ticks!r} <= {self.heartbeat_ticks!r}"
             )
+        if self.standby_ticks < 1:
+            raise ValueError(f"RaftConfig.standby_ticks must be >= 1, got {self.standby_ticks!r}")
         if self.max_inflight < 1:
             raise ValueError(f"RaftConfig.max_inflight must be >= 1, got {self.max_inflight!r}")
         if self.max_batch_bytes < 1:
