@@ -37,6 +37,9 @@ _EVENTS_PER_SECOND = 20_000
 #: Fault kinds a campaign can inject.
 FAULTS = ("crash", "restart", "pause", "partition", "loss", "duplicate", "reorder", "membership")
 
+#: How a crashed manager looks to its peers (SimOptions.crashes).
+CRASHES = ("refusing", "silent", "mixed")
+
 
 @dataclass(frozen=True)
 class SimOptions:
@@ -46,6 +49,12 @@ class SimOptions:
     """Number of managers (voters)."""
     faults: tuple[str, ...] = ("crash", "restart", "partition", "loss", "duplicate", "reorder")
     """Fault kinds to inject (see FAULTS)."""
+    crashes: str = "mixed"
+    """How a crash (and a restart) looks to the peers: "refusing", like ``docker kill``: the
+    kernel closes the dead process's connections, each peer's shell probes the port one round
+    trip later and, finding it refused, tells its core (``report_leader_unreachable``);
+    "silent", like ``docker pause`` or a cut cable: nothing is refused, only the election timeout
+    notices; "mixed": each crash is one or the other, half and half."""
     fault_s: float = 10.0
     """Virtual seconds during which faults come and go."""
     heal_s: float = 4.0
@@ -81,6 +90,8 @@ class SimOptions:
         unknown = sorted(set(self.faults) - set(FAULTS))
         if unknown:
             raise ValueError(f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+        if self.crashes not in CRASHES:
+            raise ValueError(f"crashes must be one of {', '.join(CRASHES)}, got {self.crashes!r}")
         if self.read_mode not in ("log", "index", "mixed"):
             raise ValueError(f"read_mode must be log, index or mixed, got {self.read_mode!r}")
         if self.clients < 1 or self.keys < 1:
@@ -99,6 +110,8 @@ class RunResult:
     trace: list[str]
     read_mode: str
     stats: dict[str, int]
+    failovers_by_crash: dict[str, list[float]] = field(default_factory=dict)
+    """The failovers again, by how the leader's crash looked: "refusing" or "silent"."""
 
 
 class RaftSimCluster:
@@ -124,6 +137,7 @@ class RaftSimCluster:
         self.names = tuple(f"m{i + 1}" for i in range(opts.managers))
         self.rng = self.sim.fork_rng("campaign")
         self.fault_rng = self.sim.fork_rng("faults")
+        self.crash_rng = self.sim.fork_rng("crash-notice")  # its own, so faults draw as before
         if opts.read_mode == "mixed":
             self.read_mode = self.rng.choice(("log", "index"))
         else:
@@ -140,8 +154,11 @@ class RaftSimCluster:
         self.applied_log: dict[int, tuple[int, int, bytes]] = {}  # index -> (term, type, data)
         self.committed_in: dict[int, tuple[int, int]] = {}  # index -> (term it was committed in, its term)
         self.committed_top = 0
-        self.failover_from: tuple[float, int] | None = None  # (crash time, term of crashed leader)
+        # (crash time, term of the crashed leader, "refusing" or "silent")
+        self.failover_from: tuple[float, int, str] | None = None
         self.failovers: list[float] = []
+        self.failovers_by_crash: dict[str, list[float]] = {"refusing": [], "silent": []}
+        self.refusing: set[str] = set()  # crashed managers whose port refuses connections
         self.stats = {"leader_crashes": 0, "faults": 0, "snapshots_installed": 0, "elections": 0}
         # Clients.
         self.history: list[dict[str, Any]] = []
@@ -163,6 +180,10 @@ class RaftSimCluster:
     def _note(self, text: str) -> None:
         if self.options.trace:
             self.trace.append(f"{self.sim.now:.6f} {text}")
+
+    def note(self, text: str) -> None:
+        """Add a line to the trace, when tracing (for the managers)."""
+        self._note(text)
 
     def _violation(self, text: str) -> None:
         self.violations.append(f"t={self.sim.now:.3f}s: {text}")
@@ -230,6 +251,7 @@ class RaftSimCluster:
             and node.log.term(node.commit) == node.term
         ):
             self.failovers.append(self.sim.now - start[0])
+            self.failovers_by_crash[start[2]].append(self.sim.now - start[0])
             self.failover_from = None
             self._note(f"failover done by {m.name} in {self.sim.now - start[0]:.3f}s")
 
@@ -325,19 +347,51 @@ class RaftSimCluster:
         manager = self.managers.get(name)
         if manager is None:
             return
+        kind = self.options.crashes
+        if kind == "mixed":
+            kind = "refusing" if self.crash_rng.random() < 0.5 else "silent"
         if name == self._leader() and self.failover_from is None:
-            self.failover_from = (self.sim.now, manager.node.term)
+            self.failover_from = (self.sim.now, manager.node.term, kind)
             self.stats["leader_crashes"] += 1
         self.net.crash(name)
         self.managers[name] = None
         self.down.add(name)
         self.paused.discard(name)
+        self._note(f"{name} crashed {kind}")
+        if kind == "refusing":
+            self.refusing.add(name)
+            self._close_connections(name)
+
+    def _close_connections(self, name: str) -> None:
+        """The kernel of a killed process closes its connections: every running manager that
+        ``name`` can reach sees its connection break one link delay later."""
+        link = self.net.default
+        for peer in sorted(self.managers):
+            manager = self.managers[peer]
+            if manager is not None and self.net.reachable(name, peer):
+                delay = link.latency + self.crash_rng.random() * link.jitter
+                manager.host.call_later(delay, self._connection_broke, peer, name)
+
+    def _connection_broke(self, peer: str, name: str) -> None:
+        manager = self.managers.get(peer)
+        if manager is not None:
+            manager.connection_broke(name)
+
+    def refuses(self, name: str) -> bool:
+        """Whether a connection to ``name`` is refused now (it crashed that way and is still down)."""
+        return name in self.refusing
+
+    def probe_delay(self) -> float:
+        """How long a connection attempt takes to be answered: one round trip."""
+        link = self.net.default
+        return 2 * link.latency + self.crash_rng.random() * link.jitter
 
     def _restart(self, name: str) -> None:
         if self.managers.get(name) is not None or name in self.removed:
             return
         host = self.net.restart(name)
         self.down.discard(name)
+        self.refusing.discard(name)
         self.managers[name] = SimManager(self, name, host, self.storages[name], ())
 
     def _fault(self) -> None:
@@ -521,7 +575,7 @@ class RaftSimCluster:
         ops = sum(1 for e in self.history if e["type"] == "invoke")
         return RunResult(
             self.seed, self.history, self.violations, self.failovers, ops, self.trace, self.read_mode,
-            self.stats,
+            self.stats, self.failovers_by_crash,
         )
 
     def _final_checks(self) -> None:

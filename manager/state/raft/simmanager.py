@@ -189,6 +189,21 @@ class SimManager:
             self.storage.snapshot, self.storage.snapshot_data = node.snapshot, data
             self.storage.compact(node.log.offset)
 
+    # A peer's process died ---------------------------------------------------------------------
+    def connection_broke(self, peer: str) -> None:
+        """The connection to ``peer`` broke; if ``peer`` is the leader, probe its port, as the shell
+        does, and report a refusal to the core (which ignores it if it is stale by then)."""
+        node = self.node
+        if peer == node.leader:
+            self.host.call_later(self.cluster.probe_delay(), self._probed, peer, node.term)
+
+    def _probed(self, peer: str, term: int) -> None:
+        if not self.cluster.refuses(peer):
+            return  # it listens again (restarted): a broken connection, not a dead leader
+        if self.node.report_leader_unreachable(peer, term):
+            self.cluster.note(f"{self.name} heard {peer} refuse connections (term {term})")
+        self.drain()
+
     # Client requests ---------------------------------------------------------------------------
     def request(self, req: SimRequest, via_index: bool) -> None:
         """A client request arrived: propose it, or read through ReadIndex; refuse if not leader."""
