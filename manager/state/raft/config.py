@@ -1,4 +1,4 @@
-"""Raft timing and flow-control settings.
+"""Raft timing and flow-control settings (:class:`RaftConfig`), and the shell's (:class:`ShellConfig`).
 
 Time is counted in ticks, as etcd does: the shell calls :meth:`RaftNode.tick` every ``tick_s``
 seconds and every timer in the core is a whole number of ticks. Changing ``tick_s`` alone (see
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["RaftConfig"]
+__all__ = ["RaftConfig", "ShellConfig"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,17 @@ class RaftConfig:
         if not factor > 0:
             raise ValueError(f"time scale factor must be > 0, got {factor!r}")
         return dataclasses.replace(self, tick_s=self.tick_s * factor)
+
+
+@dataclass(frozen=True)
+class ShellConfig:
+    """Durability and buffering settings of the shell; timing lives in RaftConfig (``tick_s``)."""
+
+    fsync: bool = True
+    """Whether storage fsyncs before save returns; off only in benchmarks that say so."""
+    peer_queue: int = 4096
+    """Messages queued per peer before new ones are dropped (Raft retransmits what is lost)."""
+
+    def __post_init__(self) -> None:
+        if self.peer_queue < 1:
+            raise ValueError("peer_queue must be at least 1")

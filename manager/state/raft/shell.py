@@ -18,7 +18,8 @@ time and always in the same order, which is what makes an acknowledgement mean s
 The other concerns live beside it: the streams to peers (:mod:`.transport`, framed by
 :mod:`.framing`), their addresses (:mod:`.addresses`), the probe of a leader whose stream broke
 (:mod:`.probe`), the callers waiting on the log (:mod:`.pending`), learner promotion
-(:mod:`.promotion`), metrics (:mod:`.metrics`) and the errors callers catch (:mod:`.errors`).
+(:mod:`.promotion`), recovery from storage (:mod:`.recovery`), metrics (:mod:`.metrics`) and the
+errors callers catch (:mod:`.errors`).
 """
 
 from __future__ import annotations
@@ -32,13 +33,11 @@ import pathlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 import prometheus_client
 
 from manager.state.raft.addresses import AddressBook
-from manager.state.raft.config import RaftConfig
+from manager.state.raft.config import RaftConfig, ShellConfig
 from manager.state.raft.core import RaftNode
 from manager.state.raft.errors import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.raft.framing import pack_frame, unpack_frame
@@ -47,6 +46,7 @@ from manager.state.raft.metrics import RaftMetrics
 from manager.state.raft.pending import PendingRequests
 from manager.state.raft.probe import LeaderProbe
 from manager.state.raft.promotion import Promotions
+from manager.state.raft.recovery import StateMachine, recover
 from manager.state.raft.storage import RaftStorage
 from manager.state.raft.transport import (
     SERVER_OPTIONS,
@@ -54,7 +54,7 @@ from manager.state.raft.transport import (
     ServicerContext,
     raft_transport_handler,
 )
-from manager.state.raft.types import Entry, EntryType, SnapshotMeta
+from manager.state.raft.types import Entry, EntryType
 
 __all__ = [
     "NO_LEADER_MESSAGE",
@@ -72,36 +72,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class StateMachine(Protocol):
-    """What the shell applies committed entries to (the store, or a test's key-value map)."""
-
-    def apply(self, index: int, data: bytes) -> object:
-        """Apply one committed entry; the result is handed to the proposer."""
-        ...
-
-    def snapshot(self) -> bytes:
-        """The whole state, as of the last applied entry."""
-        ...
-
-    def restore(self, data: bytes, index: int) -> None:
-        """Replace the whole state with a snapshot's, taken at log ``index``."""
-        ...
-
-
-@dataclass(frozen=True)
-class ShellConfig:
-    """Durability and buffering settings of the shell; timing lives in RaftConfig (``tick_s``)."""
-
-    fsync: bool = True
-    """Whether storage fsyncs before save returns; off only in benchmarks that say so."""
-    peer_queue: int = 4096
-    """Messages queued per peer before new ones are dropped (Raft retransmits what is lost)."""
-
-    def __post_init__(self) -> None:
-        if self.peer_queue < 1:
-            raise ValueError("peer_queue must be at least 1")
 
 
 class RaftShell:
@@ -181,31 +151,11 @@ class RaftShell:
         )
         storage = await asyncio.to_thread(RaftStorage.open, raft_dir, fsync=self.config.fsync)
         self._storage = storage
-        snap: SnapshotMeta | None = storage.snapshot
-        applied = 0
-        if snap is not None and snap.index > 0:
-            self.state_machine.restore(storage.snapshot_data, snap.index)
-            applied = snap.index
-            self._snapshot_index = snap.index
-        entries = list(storage.entries())
-        fresh = storage.hard_state.term == 0 and not entries and (snap is None or snap.index == 0)
-        voters: tuple[str, ...] = ()
-        if fresh and self._bootstrap:
-            voters = (self.node_id,)
-        elif fresh and self._initial_voters:
-            voters = tuple(self._initial_voters)
-        self._node = RaftNode(
-            self.raft_config,
-            self.node_id,
-            self._rng,
-            voters=voters,
-            hard_state=storage.hard_state,
-            entries=entries,
-            snapshot=snap if snap is not None and snap.index > 0 else None,
-            applied=applied,
-            snapshot_data=storage.snapshot_data if applied else b"",
+        self._node = recover(
+            storage, self.state_machine, self.raft_config, self.node_id, self._rng,
+            bootstrap=self._bootstrap, voters=self._initial_voters,
         )
-        self._applied = applied
+        self._applied = self._snapshot_index = self._node.snapshot.index
         self._task = asyncio.create_task(self._run(), name=f"raft-{self.node_id}")
 
     async def stop(self) -> None:
