@@ -276,9 +276,10 @@ class NodeSwarm:
             granted = str(getattr(session, "joined_role", "") or "worker")
             if granted == "manager":
                 # The leader's heartbeat answers start the manager role (the promote path);
-                # Docker answers a manager's join once its manager is running.
+                # Docker answers a manager's join once its manager is running, and the CLI's
+                # next question (/info) must find the cluster in this manager's replica.
                 with contextlib.suppress(TimeoutError):
-                    await self._wait(lambda: self.role == "manager", timeout)
+                    await self._wait(lambda: self.role == "manager" and self._replica_ready(), timeout)
             return granted
 
     async def leave(self) -> None:
@@ -305,6 +306,11 @@ class NodeSwarm:
         await asyncio.to_thread(_delete_swarm_state, self.data_dir)
         self.options = self.context.options
         log.info("left the swarm: this node is in no swarm now")
+
+    def _replica_ready(self) -> bool:
+        """Whether this manager's store holds the Cluster object yet (Raft has caught it up)."""
+        engine = self.context.engine_api
+        return engine is None or engine.swarm_info().cluster is not None
 
     async def _wait(self, done: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):

@@ -298,7 +298,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
              "--engine-port": values["engine_port"]}
-    if role == "manager":
+    if role == "manager" or values["no_swarm"]:  # a blank node may become a manager
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
     for flag, port in ports.items():

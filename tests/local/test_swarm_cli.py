@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import signal
 import time
 from collections.abc import Iterator
 
@@ -56,7 +57,8 @@ def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.
     n1, n2, n3, n4 = (blanks.nodes[f"node{i}"] for i in range(1, 5))
     try:
         for node in (n1, n2, n3, n4):
-            wait_until(lambda n=node: _state(tmp_path, n) == "inactive", timeout=30, what=f"{node.name} inactive")
+            wait_until(lambda n=node: _state(tmp_path, n) == "inactive", timeout=30,
+                       what=f"{node.name} inactive")
         refused = docker(tmp_path, n1.host, "node", "ls")
         assert refused.returncode == 1 and "docker swarm init" in refused.stderr
 
@@ -102,17 +104,19 @@ def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.
         done = docker(tmp_path, n4.host, "swarm", "leave")
         assert done.returncode == 1
         assert done.stderr.strip() == (
-            "Error response from daemon: You are attempting to leave the swarm on a node that is participating "
-            "as a manager. Removing this node leaves 1 managers out of 2. Without a Raft quorum your swarm will "
-            "be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it "
-            "with `--force-new-cluster`. Use `--force` to suppress this message.")
+            "Error response from daemon: You are attempting to leave the swarm on a node that is "
+            "participating as a manager. Removing this node leaves 1 managers out of 2. Without a Raft "
+            "quorum your swarm will be inaccessible. The only way to restore a swarm that has lost "
+            "consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this "
+            "message.")
 
         # A worker leaves: inactive at once, Down on the managers, then removed.
         done = docker(tmp_path, n3.host, "swarm", "leave", "--force")
         assert (done.returncode, done.stdout.strip()) == (0, "Node left the swarm."), done.stderr
         assert _state(tmp_path, n3) == "inactive"
         began = time.monotonic()
-        wait_until(lambda: _nodes(tmp_path, n1).get("node3", ("",))[0] == "Down", timeout=30, what="node3 Down")
+        wait_until(lambda: _nodes(tmp_path, n1).get("node3", ("",))[0] == "Down", timeout=30,
+                   what="node3 Down")
         print(f"node3 Down {time.monotonic() - began:.2f} s after it left")
         done = docker(tmp_path, n1.host, "node", "rm", "node3")
         assert done.returncode == 0, done.stderr
@@ -130,9 +134,65 @@ def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.
                                        "A valid join token is necessary to join this cluster")
         assert _state(tmp_path, n3) == "inactive"
         done = docker(tmp_path, n3.host, "swarm", "join", "--token", new_token, remote)
-        assert (done.returncode, done.stdout.strip()) == (0, "This node joined a swarm as a worker."), done.stderr
+        joined = (0, "This node joined a swarm as a worker.")
+        assert (done.returncode, done.stdout.strip()) == joined, done.stderr
         wait_until(lambda: _nodes(tmp_path, n4).get("node3") == ("Ready", ""), timeout=30,
                    what="node3 back, listed by the second manager")
+
+        # The cluster's settings, through the Cluster object; no autolock, so no unlock key.
+        done = docker(tmp_path, n1.host, "swarm", "update", "--task-history-limit", "7",
+                      "--dispatcher-heartbeat", "3s")
+        assert (done.returncode, done.stdout.strip()) == (0, "Swarm updated."), done.stderr
+        info = docker(tmp_path, n4.host, "info").stdout
+        assert "Task History Retention Limit: 7" in info and "Heartbeat Period: 3 seconds" in info, info
+        done = docker(tmp_path, n1.host, "swarm", "unlock-key")
+        assert (done.returncode, done.stderr.strip()) == (1, "no unlock key is set")
+
+        # A restart comes back in the swarm the node entered through the Engine API.
+        for node in (n1, n2):
+            node.kill(signal.SIGTERM)
+            node.start()
+        wait_until(lambda: _state(tmp_path, n2) == "active", timeout=30, what="node2 back in the swarm")
+        wait_until(lambda: _nodes(tmp_path, n1).get("node1") == ("Ready", "Leader")
+                   or _nodes(tmp_path, n1).get("node1") == ("Ready", "Reachable"), timeout=30,
+                   what="node1 back as a manager")
     except AssertionError:
         print(blanks.logs())
         raise
+
+
+@pytest.mark.slow
+def test_the_last_manager_leaves_and_inits_again(tmp_path: pathlib.Path) -> None:
+    """The last manager is refused without --force in Docker's words; with it the node is blank
+    again and a second init makes a new cluster."""
+    c = Cluster(tmp_path, time_scale=TIME_SCALE)
+    node = c.add_blank("solo")
+    c.start_all()
+    try:
+        wait_until(lambda: _state(tmp_path, node) == "inactive", timeout=30, what="solo inactive")
+        done = docker(tmp_path, node.host, "swarm", "leave")
+        assert done.stderr.strip() == "Error response from daemon: This node is not part of a swarm"
+        assert docker(tmp_path, node.host, "swarm", "init", "--advertise-addr", node.host).returncode == 0
+        first = docker(tmp_path, node.host, "info", "--format", "{{.Swarm.Cluster.ID}}").stdout.strip()
+        done = docker(tmp_path, node.host, "swarm", "leave")
+        assert done.returncode == 1
+        assert done.stderr.strip() == (
+            "Error response from daemon: You are attempting to leave the swarm on a node that is "
+            "participating as a manager. Removing the last manager erases all current state of the swarm. "
+            "Use `--force` to ignore this message.")
+        done = docker(tmp_path, node.host, "swarm", "leave", "--force")
+        assert (done.returncode, done.stdout.strip()) == (0, "Node left the swarm."), done.stderr
+        assert _state(tmp_path, node) == "inactive"
+        assert not (tmp_path / "solo" / "manager").exists()
+        refused = docker(tmp_path, node.host, "node", "ls")
+        assert "docker swarm init" in refused.stderr
+        assert docker(tmp_path, node.host, "swarm", "init", "--advertise-addr", node.host).returncode == 0
+        second = docker(tmp_path, node.host, "info", "--format", "{{.Swarm.Cluster.ID}}").stdout.strip()
+        assert first and second and first != second
+        token = docker(tmp_path, node.host, "swarm", "join-token", "-q", "worker").stdout
+        assert token.startswith("SWMTKN-1-")
+    except AssertionError:
+        print(c.logs())
+        raise
+    finally:
+        c.stop_all()
