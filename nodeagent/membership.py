@@ -303,6 +303,13 @@ class NodeSwarm:
                 await switch.leave()
             except Exception:
                 log.exception("retiring the manager role failed")
+        runtime = self.context.task_runtime
+        if runtime is not None:
+            # As Docker removes the node's containers when it leaves: nothing is assigned here now.
+            try:
+                runtime.worker.apply(True, [], [])
+            except Exception:
+                log.exception("stopping the tasks of the swarm left failed")
         await asyncio.to_thread(_delete_swarm_state, self.data_dir)
         self.options = self.context.options
         log.info("left the swarm: this node is in no swarm now")

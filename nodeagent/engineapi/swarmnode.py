@@ -209,8 +209,13 @@ class NodeSwarmRoutes:
             raise ApiError.bad_request('swarm spec must be named "default"')
         if body.get("AutoLockManagers"):
             raise ApiError.not_implemented("swarmlet does not support autolock (--autolock)")
-        node_id = await self.membership.init(_host(str(body.get("AdvertiseAddr", ""))), spec,
-                                             timeout=_INIT_SECONDS * self.time_scale)
+        try:
+            node_id = await self.membership.init(_host(str(body.get("AdvertiseAddr", ""))), spec,
+                                                 timeout=_INIT_SECONDS * self.time_scale)
+        except TimeoutError:
+            # moby's words when the swarm node does not come up; the node is blank again.
+            raise ApiError(500, "swarm component could not be started: the new manager did not "
+                                "join its own cluster in time") from None
         return json_response(node_id)
 
     async def join(self, request: web.Request) -> web.StreamResponse:
