@@ -4,7 +4,10 @@ options -> node id (and the role kept from a promotion or demotion) -> metrics o
 Engine API on 2375 -> gossip on 7946 -> (managers) the manager role on 2377, which adds its cluster
 routes to the Engine API -> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop
 everything in < 1 s. The leader may promote or demote the node meanwhile: the session tells the
-:class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role.
+:class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role. The role and the
+session are the node's :class:`~nodeagent.membership.NodeSwarm`: with ``--no-swarm`` neither
+starts until ``docker swarm init`` or ``join`` arrives on the Engine API, and ``docker swarm
+leave`` stops both.
 
 Every failure a user can cause ends the process with a message and an exit code:
 2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be

@@ -2,11 +2,12 @@
 
 Every route answers with and without the ``/vX.Y`` prefix. Versions above :data:`API_VERSION`
 or below :data:`MIN_API_VERSION` get Docker's 400. The node itself answers ``/_ping``,
-``/version`` and ``/info``. The cluster routes (``/swarm``, ``/nodes``, ``/services``,
-``/tasks``, ``/secrets``, ``/configs``) are Swarm's: on a worker or a node in no swarm they are
-Swarm's 503; a manager attaches a :class:`ClusterApi` (through the role entry point, see
-nodeagent/roles.py) whose handlers answer them. A cluster route a manager does not serve yet is
-a 501 that says so.
+``/version`` and ``/info``, and ``swarm init``, ``join``, ``leave`` and ``unlock`` through the
+node's :class:`NodeSwarmRoutes` (nodeagent/engineapi/swarmnode.py). The cluster routes
+(``/swarm``, ``/nodes``, ``/services``, ``/tasks``, ``/secrets``, ``/configs``) are Swarm's: on a
+worker or a node in no swarm they are Swarm's 503; a manager attaches a :class:`ClusterApi`
+(through the role entry point, see nodeagent/roles.py) whose handlers answer them. A cluster
+route a manager does not serve yet is a 501 that says so.
 
 Errors go through one type and one middleware (nodeagent/engineapi/errors.py).
 """
