@@ -143,8 +143,9 @@ class NodeSwarm:
         return pathlib.Path(self.context.options.data_dir)
 
     def in_swarm(self) -> bool:
-        """Whether the node is in a swarm (or joining one)."""
-        return self.switch is not None
+        """Whether the node is in a swarm (or joining one): it has a session, or runs the manager
+        role (a node started with flags but no way to find managers runs gossip only: in none)."""
+        return self.session is not None or self.role == "manager"
 
     def connected_to(self) -> str:
         """The manager the session is open with ("" while none)."""

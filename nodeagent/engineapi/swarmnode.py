@@ -9,6 +9,7 @@ to enter or leave. What a refusal says is decided by pure functions here
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -32,6 +33,8 @@ from nodeagent.engineapi.system import SwarmInfo
 
 __all__ = [
     "ALREADY_IN_SWARM",
+    "BAD_ADVERTISE_ADDR",
+    "BAD_LISTEN_ADDR",
     "CLUSTER_SPEC",
     "INIT_REQUEST",
     "JOIN_REQUEST",
@@ -40,7 +43,9 @@ __all__ = [
     "JoinFailed",
     "NodeSwarmRoutes",
     "SwarmMembership",
+    "interface_ipv4",
     "leave_refusal",
+    "resolve_address",
 ]
 
 ALREADY_IN_SWARM = (
@@ -155,11 +160,48 @@ def leave_refusal(is_manager: bool, stats: tuple[bool, int, int] | None) -> str 
                       "`--force-new-cluster`. Use `--force` to suppress this message.")
 
 
+BAD_LISTEN_ADDR = "listen address must be an IP address or network interface (with optional port number)"
+BAD_ADVERTISE_ADDR = (
+    "advertise address must be a non-zero IP address or network interface (with optional port number)"
+)
+
+
 def _host(address: str) -> str:
     """The host of ``host`` or ``host:port`` (``[v6]:port`` too)."""
     if address.startswith("["):
         return address[1:].split("]", 1)[0]
     return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The IPv4 address of the network interface ``name`` (``eth0``), None if there is no such one."""
+    import fcntl
+    import socket
+    import struct as cstruct
+
+    if not name or len(name) > 15 or name not in {n for _, n in socket.if_nameindex()}:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            packed = fcntl.ioctl(s.fileno(), 0x8915, cstruct.pack("256s", name.encode()))  # SIOCGIFADDR
+        except OSError:
+            return None
+    return socket.inet_ntoa(packed[20:24])
+
+
+def resolve_address(host: str, *, unspecified_ok: bool,
+                    interfaces: Callable[[str], str | None] = interface_ipv4) -> str | None:
+    """An address as moby resolves ``--listen-addr`` / ``--advertise-addr``: an interface name
+    gives its address, an IP is taken as it is (0.0.0.0 only where ``unspecified_ok``); None for
+    anything else (a host name is not accepted, as in Docker)."""
+    found = interfaces(host)
+    if found is not None:
+        return found
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return None if ip.is_unspecified and not unspecified_ok else str(ip)
 
 
 def _with_port(address: str) -> str:
@@ -182,11 +224,29 @@ def _body(raw: bytes, target: Any) -> dict[str, Any]:
 class NodeSwarmRoutes:
     """The handlers of the node's swarm routes, for one node."""
 
-    def __init__(self, membership: SwarmMembership, engine: Any, *, time_scale: float = 1.0) -> None:
-        """``engine`` gives ``swarm_info()`` and ``manager_stats()`` (the EngineApiServer)."""
+    def __init__(self, membership: SwarmMembership, engine: Any, *, time_scale: float = 1.0,
+                 interfaces: Callable[[str], str | None] = interface_ipv4) -> None:
+        """``engine`` gives ``swarm_info()`` and ``manager_stats()`` (the EngineApiServer);
+        ``interfaces(name)`` the address of a network interface (tests replace it)."""
         self.membership = membership
         self.engine = engine
         self.time_scale = time_scale
+        self._interfaces = interfaces
+
+    def _addresses(self, body: dict[str, Any]) -> str:
+        """Check ListenAddr and AdvertiseAddr as moby does; the advertise host ("" for the node's own)."""
+        listen = str(body.get("ListenAddr", ""))
+        if not listen:
+            raise ApiError.bad_request('invalid ListenAddr "": invalid empty address')
+        if resolve_address(_host(listen), unspecified_ok=True, interfaces=self._interfaces) is None:
+            raise ApiError.bad_request(BAD_LISTEN_ADDR)
+        advertise = str(body.get("AdvertiseAddr", ""))
+        if not advertise:
+            return ""
+        resolved = resolve_address(_host(advertise), unspecified_ok=False, interfaces=self._interfaces)
+        if resolved is None:
+            raise ApiError.bad_request(BAD_ADVERTISE_ADDR)
+        return resolved
 
     def _info(self) -> SwarmInfo:
         info: SwarmInfo = self.engine.swarm_info()
@@ -200,9 +260,7 @@ class NodeSwarmRoutes:
                 raise ApiError.not_implemented(
                     "swarmlet does not support --force-new-cluster on a node in a swarm")
             raise ApiError.unavailable(ALREADY_IN_SWARM)
-        listen = str(body.get("ListenAddr", ""))
-        if not listen:
-            raise ApiError.bad_request('invalid ListenAddr "": invalid empty address')
+        advertise = self._addresses(body)
         spec = body.get("Spec") or {}
         name = spec.get("Name", "")
         if name not in ("", "default"):
@@ -210,8 +268,7 @@ class NodeSwarmRoutes:
         if body.get("AutoLockManagers"):
             raise ApiError.not_implemented("swarmlet does not support autolock (--autolock)")
         try:
-            node_id = await self.membership.init(_host(str(body.get("AdvertiseAddr", ""))), spec,
-                                                 timeout=_INIT_SECONDS * self.time_scale)
+            node_id = await self.membership.init(advertise, spec, timeout=_INIT_SECONDS * self.time_scale)
         except TimeoutError:
             # moby's words when the swarm node does not come up; the node is blank again.
             raise ApiError(500, "swarm component could not be started: the new manager did not "
@@ -228,10 +285,10 @@ class NodeSwarmRoutes:
         remotes = [str(a) for a in body.get("RemoteAddrs") or [] if a]
         if not remotes:
             raise ApiError.bad_request("at least 1 RemoteAddr is required to join")
+        advertise = self._addresses(body)
         try:
             token = str(body.get("JoinToken", "")).strip()
-            await self.membership.join([_with_port(a) for a in remotes], token,
-                                       _host(str(body.get("AdvertiseAddr", ""))),
+            await self.membership.join([_with_port(a) for a in remotes], token, advertise,
                                        timeout=_JOIN_SECONDS * self.time_scale)
         except JoinFailed as exc:
             if exc.timed_out:

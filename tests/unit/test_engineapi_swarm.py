@@ -26,7 +26,7 @@ from manager.state.raft.config import RaftConfig
 from manager.state.store import Update
 from manager.state.store.objects import default_cluster_spec, thaw
 from nodeagent.engineapi import EngineApiServer, JoinFailed, NodeFacts, NodeSwarmRoutes, SwarmInfo
-from nodeagent.engineapi.swarmnode import ALREADY_IN_SWARM, JOIN_TIMEOUT, leave_refusal
+from nodeagent.engineapi.swarmnode import ALREADY_IN_SWARM, JOIN_TIMEOUT, leave_refusal, resolve_address
 
 REF = pathlib.Path(__file__).parent / "engineapi_ref"
 Client = TestClient[web.Request, web.Application]
@@ -126,6 +126,12 @@ def test_init_answers_the_node_id_as_a_json_string() -> None:
      "json: cannot unmarshal number -1 into Go struct field RaftConfig.Spec.Raft.SnapshotInterval "
      "of type uint64"),
     ({**INIT, "AutoLockManagers": True}, 501, "swarmlet does not support autolock (--autolock)"),
+    ({**INIT, "ListenAddr": "somewhere:2377"}, 400,
+     "listen address must be an IP address or network interface (with optional port number)"),
+    ({**INIT, "AdvertiseAddr": "0.0.0.0"}, 400,
+     "advertise address must be a non-zero IP address or network interface (with optional port number)"),
+    ({**INIT, "AdvertiseAddr": "manager1"}, 400,
+     "advertise address must be a non-zero IP address or network interface (with optional port number)"),
 ])
 def test_init_refusals_change_nothing(body: dict[str, Any], status: int, words: str) -> None:
     blank = FakeMembership()
@@ -137,6 +143,21 @@ def test_init_refusals_change_nothing(body: dict[str, Any], status: int, words: 
         assert blank.calls == []
 
     serve(node_server(blank), check)
+
+
+def test_an_interface_name_advertises_its_address() -> None:
+    blank = FakeMembership()
+    server = node_server(blank)
+    server.serve_swarm(NodeSwarmRoutes(blank, server, interfaces={"eth0": "10.0.9.4"}.get))
+
+    async def check(client: Client) -> None:
+        body = {**INIT, "ListenAddr": "eth0:2377", "AdvertiseAddr": "eth0"}
+        assert (await client.post("/swarm/init", json=body)).status == 200
+        assert blank.calls == [("init", "10.0.9.4", {})]
+
+    serve(server, check)
+    assert resolve_address("0.0.0.0", unspecified_ok=True, interfaces=lambda _: None) == "0.0.0.0"
+    assert resolve_address("::1", unspecified_ok=False, interfaces=lambda _: None) == "::1"
 
 
 def test_join_adds_swarms_port_and_maps_refusals_to_dockers_words() -> None:
