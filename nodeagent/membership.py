@@ -34,7 +34,8 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-from nodeagent.engineapi.swarmnode import JoinFailed
+from nodeagent.engineapi.errors import ApiError
+from nodeagent.engineapi.swarmnode import ALREADY_IN_SWARM, NOT_PART_OF_SWARM, JoinFailed
 from nodeagent.options import AgentOptions
 from nodeagent.roles import ROLE_FILE, NodeContext, RoleSwitch, read_role_file
 
@@ -219,6 +220,7 @@ class NodeSwarm:
         answers only then; on failure everything is undone.
         """
         async with self._lock:
+            self._must_be_out()
             folder = self.data_dir / SWARM_DIR
             folder.mkdir(parents=True, exist_ok=True)
             (folder / INIT_SPEC_FILE).write_text(json.dumps(spec))
@@ -247,6 +249,7 @@ class NodeSwarm:
         with ``timed_out`` when no manager answered in time (the node goes on trying, pending).
         """
         async with self._lock:
+            self._must_be_out()
             folder = self.data_dir / SWARM_DIR
             folder.mkdir(parents=True, exist_ok=True)
             token_path = folder / "token"
@@ -286,7 +289,14 @@ class NodeSwarm:
     async def leave(self) -> None:
         """``docker swarm leave``: end the session, retire the role, forget the swarm."""
         async with self._lock:
+            if not self.in_swarm():  # another leave got here first
+                raise ApiError.unavailable(NOT_PART_OF_SWARM)
             await self._forget()
+
+    def _must_be_out(self) -> None:
+        # Checked again under the lock: two inits (or joins) at once must not both go ahead.
+        if self.in_swarm():
+            raise ApiError.unavailable(ALREADY_IN_SWARM)
 
     async def _forget(self) -> None:
         session, self.session = self.session, None

@@ -198,8 +198,10 @@ class RoleSwitch:
             if extension is not None:
                 await self._drop(extension, retire=True)
             was, self.role = self.role, "worker"
-        if was == "manager" and self._on_change is not None:
-            await self._on_change("worker")
+        if was == "manager":
+            self._gossip_role("worker")
+            if self._on_change is not None:
+                await self._on_change("worker")
 
     def want(self, role: str) -> None:
         """The leader says this node should run ``role`` now; switch in the background if needed."""

@@ -269,10 +269,14 @@ class NodeSwarmRoutes:
             raise ApiError.not_implemented("swarmlet does not support autolock (--autolock)")
         try:
             node_id = await self.membership.init(advertise, spec, timeout=_INIT_SECONDS * self.time_scale)
+        except ApiError:
+            raise
         except TimeoutError:
             # moby's words when the swarm node does not come up; the node is blank again.
             raise ApiError(500, "swarm component could not be started: the new manager did not "
                                 "join its own cluster in time") from None
+        except Exception as exc:  # the manager role did not start (a cluster port taken...)
+            raise ApiError(500, f"swarm component could not be started: {exc}") from None
         return json_response(node_id)
 
     async def join(self, request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nodeagent.engineapi import JoinFailed
+from nodeagent.engineapi import ApiError, JoinFailed
 from nodeagent.membership import SWARM_FILE, NodeSwarm, read_swarm_record
 from nodeagent.options import OptionsError, parse_options
 from nodeagent.roles import NodeContext
@@ -131,6 +131,13 @@ def test_a_refused_join_leaves_nothing_behind(tmp_path: pathlib.Path) -> None:
         assert refused == []
         assert await swarm.join(["m1:2377"], "good", "127.0.0.6", timeout=5) == "worker"
         assert swarm.options.advertise_addr == "127.0.0.6"
+        # Two requests racing past the route's check: the second is refused under the lock.
+        with pytest.raises(ApiError) as again:
+            await swarm.join(["m1:2377"], "good", "", timeout=5)
+        assert again.value.status == 503 and "already part of a swarm" in again.value.message
+        await swarm.leave()
+        with pytest.raises(ApiError):
+            await swarm.leave()
         await swarm.stop()
 
     asyncio.run(main())
