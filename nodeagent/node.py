@@ -304,9 +304,10 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
 
     def spawn(coro: Any, name: str) -> asyncio.Task[None]:
+        # A session per swarm entered: the ones of swarms left are done, and forgotten here.
         task = loop_task(coro, name, stop, failure)
         assert running.tasks is not None
-        running.tasks.append(task)
+        running.tasks[:] = [t for t in running.tasks if not t.done()] + [task]
         return task
 
     def refused(message: str) -> None:
