@@ -73,6 +73,10 @@ class AgentOptions:
     """Every protocol timer is multiplied by this (2.0 = slow motion, 0.2 = fast tests)."""
     log_level: str
     """Python logging level name, lower case."""
+    no_swarm: bool = False
+    """Start in no swarm (Docker's "Swarm: inactive"): the Engine API, gossip and metrics run, and
+    the node waits for ``docker swarm init`` or ``docker swarm join``; a node that entered a swarm
+    that way comes back in it at restart (``DATA_DIR/swarm.json``)."""
     gossip_join: tuple[str, ...] = ()
     """Gossip seed addresses ``host:port``; when empty they are derived from :attr:`join`
     (the managers' hosts at this node's gossip port) or from mDNS."""
@@ -132,6 +136,8 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--engine-port", "engine_port", "port", 2375, "the Docker Engine API over HTTP"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
+    ("--no-swarm", "no_swarm", "bool", False,
+     "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
     ("--gossip-join", "gossip_join", "addresses", (),
      "gossip seeds HOST:PORT[,...] (default: the --join hosts at the gossip port)"),
@@ -270,6 +276,14 @@ def _convert(kind: str, dest: str, raw: str) -> object:
 
 
 def _finish(values: dict[str, Any]) -> AgentOptions:
+    if values["no_swarm"]:
+        for flag, dest in (("--bootstrap", "bootstrap"), ("--join", "join"), ("--discover", "discover"),
+                           ("--token-file", "token_file")):
+            if values[dest]:
+                raise OptionsError(f"--no-swarm and {flag} exclude each other: a blank node enters a "
+                                   "swarm through docker swarm init or join")
+        # A blank node has no role until it enters a swarm: the role is the swarm's to decide.
+        values["role"] = values["role"] or "worker"
     if values["role"] is None:
         raise OptionsError(f"--role is required (manager or worker; or set {_env_name('--role')})")
     role = str(values["role"])
@@ -291,7 +305,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
              "--engine-port": values["engine_port"]}
-    if role == "manager":
+    if role == "manager" or values["no_swarm"]:  # a blank node may become a manager
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
     for flag, port in ports.items():
@@ -320,6 +334,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         gossip_join=tuple(values["gossip_join"]),
         nano_cpus=values["nano_cpus"],
         memory_bytes=values["memory_bytes"],
+        no_swarm=bool(values["no_swarm"]),
     )
 
 
