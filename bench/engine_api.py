@@ -64,6 +64,7 @@ class Target:
     name: str
     base_url: str
     unix_socket: str | None = None
+    server_pid: int | None = None
     body_bytes: int = 0
     nodes: int = 0
     results: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
@@ -109,7 +110,24 @@ async def run_case(target: Target, clients: int, seconds: float, warmup: float,
         url = target.base_url + PATH
         if warmup > 0:  # opens the pool's connections and warms both sides' caches
             await _drive(session, url, clients, warmup, max_requests)
-        return await _drive(session, url, clients, seconds, max_requests)
+        server_cpu, client_cpu = _cpu_seconds(target.server_pid), time.process_time()
+        result = await _drive(session, url, clients, seconds, max_requests)
+        server_cpu = _cpu_seconds(target.server_pid) - server_cpu
+        result["client_cpu"] = (time.process_time() - client_cpu) / result["seconds"]
+        result["server_cpu"] = server_cpu / result["seconds"]
+        result["server_cpu_ms_per_request"] = server_cpu * 1000 / max(1, result["requests"])
+        return result
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN when unknown)."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -128,6 +146,10 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "requests": sum(r["requests"] for r in rounds),
         "p50_ms": _percentile(latencies, 0.50) * 1000,
         "p99_ms": _percentile(latencies, 0.99) * 1000,
+        # Cores busy, as a median over the rounds: the server process, and this client.
+        "server_cpu": statistics.median(r["server_cpu"] for r in rounds),
+        "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in rounds),
+        "client_cpu": statistics.median(r["client_cpu"] for r in rounds),
     }
 
 
@@ -155,7 +177,8 @@ def start_swarmlet(workdir: pathlib.Path, ask: str, profile: str | None) -> tupl
         node.module = "bench.engine_api"
         node.args = ["--profiled-node", str(pathlib.Path(profile).resolve()), *node.args]
     cluster.start_all()
-    target = Target(f"swarmlet ({ask})", f"http://{node.host}:2375")
+    assert node.proc is not None
+    target = Target(f"swarmlet ({ask})", f"http://{node.host}:2375", server_pid=node.proc.pid)
 
     def settled() -> list[dict[str, Any]] | None:
         nodes: list[dict[str, Any]] = _get_json(target.base_url + PATH)
@@ -184,6 +207,14 @@ def _docker(*args: str) -> str:
     return done.stdout.strip()
 
 
+def _dockerd_pid() -> int | None:
+    """dockerd's pid, to count its CPU (None when its pid file is not readable)."""
+    try:
+        return int(pathlib.Path("/var/run/docker.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class RealSwarm:
     """The host engine's swarm, and whether this run made it (then, and only then, it leaves)."""
@@ -207,7 +238,8 @@ class RealSwarm:
             raise RuntimeError("the host engine is in a swarm as a worker: GET /nodes needs a manager")
         made = "initialised by this run" if self.initialised else "already there, used read-only"
         _say(f"real Swarm: Docker {self.version}, node {self.node_id} ({made})")
-        return Target(f"real Swarm (Docker {self.version})", "http://localhost", unix_socket=DOCKER_SOCKET)
+        return Target(f"real Swarm (Docker {self.version})", "http://localhost", unix_socket=DOCKER_SOCKET,
+                      server_pid=_dockerd_pid())
 
     def down(self) -> None:
         """Leave the swarm if this run made it and the engine is still in that one."""
@@ -246,9 +278,10 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
                 result = asyncio.run(run_case(target, clients, args.seconds, args.warmup, args.max_requests))
                 target.results.setdefault(clients, []).append(result)
                 lat = sorted(result["latencies"])
-                _say(f"round {r + 1}/{args.rounds}  {target.name:32} {clients:3} clients: "
-                     f"{result['rps']:7.0f} req/s, p50 {_percentile(lat, 0.5) * 1000:6.2f} ms, "
-                     f"p99 {_percentile(lat, 0.99) * 1000:6.2f} ms ({result['requests']} requests)")
+                _say(f"round {r + 1}/{args.rounds}  {target.name:34} {clients:3} clients: "
+                     f"{result['rps']:6.0f} req/s, p50 {_percentile(lat, 0.5) * 1000:6.2f} ms, "
+                     f"p99 {_percentile(lat, 0.99) * 1000:6.2f} ms ({result['requests']} requests; "
+                     f"CPU server {result['server_cpu']:.2f}, client {result['client_cpu']:.2f})")
 
 
 def report(targets: list[Target], args: argparse.Namespace, real: RealSwarm) -> dict[str, Any]:
@@ -274,13 +307,15 @@ def print_table(out: dict[str, Any]) -> None:
     """The human-readable summary."""
     print(f"GET {out['path']}: {out['rounds']} rounds x {out['seconds']} s per case "
           f"(req/s: median of rounds; latency over all requests)")
-    print(f"{'target':34} {'nodes':>5} {'bytes':>6} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'target':34} {'nodes':>5} {'bytes':>6} {'clients':>7} {'req/s':>7} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'server CPU':>10} {'ms CPU/req':>10} {'client CPU':>10}")
     for name, t in out["targets"].items():
         for clients, s in t["by_clients"].items():
-            print(f"{name:34} {t['nodes']:5} {t['body_bytes']:6} {clients:>7} {s['rps']:8.0f} "
-                  f"{s['p50_ms']:8.2f} {s['p99_ms']:8.2f}")
+            print(f"{name:34} {t['nodes']:5} {t['body_bytes']:6} {clients:>7} {s['rps']:7.0f} "
+                  f"{s['p50_ms']:7.2f} {s['p99_ms']:7.2f} {s['server_cpu']:10.2f} "
+                  f"{s['server_cpu_ms_per_request']:10.3f} {s['client_cpu']:10.2f}")
     for clients, ratio in out.get("ratio", {}).items():
-        print(f"ratio swarmlet / real Swarm, {clients} clients: {ratio:.2f}")
+        print(f"ratio swarmlet / real Swarm, {clients} client{'s' if clients != '1' else ''}: {ratio:.2f}")
 
 
 def _print_profile(path: str, lines: int) -> None:
