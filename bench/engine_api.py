@@ -8,8 +8,9 @@ client, on one machine:
   127.x.y.z, as tests/local/_procs_manager.py starts them); the client asks one manager's
   Engine API on its address, port 2375.
 * the real Swarm: the host's Docker engine, over its unix socket. If the engine is in no swarm,
-  ``docker swarm init --advertise-addr 127.0.0.1`` makes a single-node one and ``docker swarm
-  leave --force`` ends it (only then: a swarm this script did not make is used read-only).
+  ``docker swarm init --advertise-addr 127.0.0.1:PORT --listen-addr 127.0.0.1:PORT`` (a free
+  port: another cluster may hold 2377) makes a single-node one and ``docker swarm leave --force``
+  ends it (only then: a swarm this script did not make is used read-only).
 
 The client is aiohttp with a keep-alive connection pool as large as the number of concurrent
 clients; each client sends ``GET /v1.41/nodes`` (the host's API version; swarmlet accepts any
@@ -35,6 +36,7 @@ import os
 import pathlib
 import pstats
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -207,6 +209,12 @@ def _docker(*args: str) -> str:
     return done.stdout.strip()
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 def _dockerd_pid() -> int | None:
     """dockerd's pid, to count its CPU (None when its pid file is not readable)."""
     try:
@@ -229,7 +237,10 @@ class RealSwarm:
         self.version = _docker("version", "--format", "{{.Server.Version}}")
         state = _docker("info", "--format", "{{.Swarm.LocalNodeState}}")
         if state == "inactive":
-            _docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            # A port of its own: another cluster on this machine may hold 2377 on some 127.x
+            # address, and the default listen address, 0.0.0.0:2377, would then be refused.
+            addr = f"127.0.0.1:{_free_port('127.0.0.1')}"
+            _docker("swarm", "init", "--advertise-addr", addr, "--listen-addr", addr)
             self.initialised = True
         elif state != "active":
             raise RuntimeError(f"the host engine's swarm is {state!r}: neither inactive nor active")
