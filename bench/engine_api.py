@@ -118,6 +118,7 @@ async def run_case(target: Target, clients: int, seconds: float, warmup: float,
         result["client_cpu"] = (time.process_time() - client_cpu) / result["seconds"]
         result["server_cpu"] = server_cpu / result["seconds"]
         result["server_cpu_ms_per_request"] = server_cpu * 1000 / max(1, result["requests"])
+        result["load"] = os.getloadavg()[0]  # the machine's: other work shares its 2 cores
         return result
 
 
@@ -152,6 +153,7 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu": statistics.median(r["server_cpu"] for r in rounds),
         "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in rounds),
         "client_cpu": statistics.median(r["client_cpu"] for r in rounds),
+        "load_average": [round(r["load"], 1) for r in rounds],
     }
 
 
@@ -283,8 +285,8 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
     for target in targets:
         asyncio.run(_check(target))
     for r in range(args.rounds):
-        for clients in args.clients:
-            order = targets if r % 2 == 0 else list(reversed(targets))
+        for i, clients in enumerate(args.clients):
+            order = targets if (r + i) % 2 == 0 else list(reversed(targets))
             for target in order:
                 result = asyncio.run(run_case(target, clients, args.seconds, args.warmup, args.max_requests))
                 target.results.setdefault(clients, []).append(result)
@@ -292,7 +294,8 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
                 _say(f"round {r + 1}/{args.rounds}  {target.name:34} {clients:3} clients: "
                      f"{result['rps']:6.0f} req/s, p50 {_percentile(lat, 0.5) * 1000:6.2f} ms, "
                      f"p99 {_percentile(lat, 0.99) * 1000:6.2f} ms ({result['requests']} requests; "
-                     f"CPU server {result['server_cpu']:.2f}, client {result['client_cpu']:.2f})")
+                     f"CPU server {result['server_cpu']:.2f}, client {result['client_cpu']:.2f}; "
+                     f"load {result['load']:.1f})")
 
 
 def report(targets: list[Target], args: argparse.Namespace, real: RealSwarm) -> dict[str, Any]:
