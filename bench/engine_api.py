@@ -291,7 +291,8 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
                 result = asyncio.run(run_case(target, clients, args.seconds, args.warmup, args.max_requests))
                 target.results.setdefault(clients, []).append(result)
                 lat = sorted(result["latencies"])
-                _say(f"round {r + 1}/{args.rounds}  {target.name:34} {clients:3} clients: "
+                plural = "s" if clients > 1 else " "
+                _say(f"round {r + 1}/{args.rounds}  {target.name:34} {clients:3} client{plural}: "
                      f"{result['rps']:6.0f} req/s, p50 {_percentile(lat, 0.5) * 1000:6.2f} ms, "
                      f"p99 {_percentile(lat, 0.99) * 1000:6.2f} ms ({result['requests']} requests; "
                      f"CPU server {result['server_cpu']:.2f}, client {result['client_cpu']:.2f}; "
@@ -393,12 +394,10 @@ def main(argv: list[str]) -> int:
                 targets.append(real.up())
             measure(targets, args)
         finally:
-            stopped: list[Callable[[], None]] = [real.down]
             if args.profile is not None:
-                node = cluster.nodes[args.ask]
-                node.kill(signal.SIGTERM)  # lets the profiler write its stats
-            stopped.append(cluster.stop_all)
-            for stop in stopped:
+                cluster.nodes[args.ask].kill(signal.SIGTERM)  # lets the profiler write its stats
+            stops: tuple[Callable[[], None], ...] = (real.down, cluster.stop_all)
+            for stop in stops:
                 try:
                     stop()
                 except Exception as exc:
