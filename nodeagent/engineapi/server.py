@@ -232,10 +232,19 @@ class EngineApiServer:
             ("GET", "/images/json", self.images.list),
             ("GET", "/images/{name:.+}/json", self.images.inspect),
         ]
-        node_routes += [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
-        for method, path, handler in node_routes:
-            for prefix in ("", _VERSION_PREFIX):
-                app.router.add_route(method, prefix + path, handler)
+        cluster_routes = [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
+        # aiohttp tries every versioned path (``/v{version}/...``, a pattern from its first
+        # segment) in turn, in the order added: one resource per path, and the cluster routes
+        # (what the CLI asks with a version: /nodes, /tasks, /services) first. The order of
+        # paths that overlap (/images/json, /images/{name}/json) is kept.
+        by_path: dict[str, list[tuple[str, Handler]]] = {}
+        for method, path, handler in [*cluster_routes, *node_routes]:
+            by_path.setdefault(path, []).append((method, handler))
+        for prefix in ("", _VERSION_PREFIX):
+            for path, methods in by_path.items():
+                resource = app.router.add_resource(prefix + path)
+                for method, handler in methods:
+                    resource.add_route(method, handler)
         return app
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
