@@ -178,6 +178,10 @@ class EmulatedController:
         if self.process is not None:
             with contextlib.suppress(Exception):
                 await self.process.close()
+        if main.done() and self.env is not None:
+            # The container's secrets and configs go with its process (its tmpfs, in Docker):
+            # a finished task keeps no copy of a secret while its runner waits to be removed.
+            self.env.files.clear()
 
     async def _health(self, config: HealthConfig) -> None:
         """Returns once the container is unhealthy."""

@@ -65,6 +65,8 @@ def test_a_secret_is_a_file_in_run_secrets_and_is_dropped_when_no_task_uses_it()
         worker.apply(True, [cat], [], [payload("secret", "s1", "db_pass", b"s3cret")], [])
         await until(lambda: rec.last("t1").get("State") == "complete")
         assert lines_of(logs, "t1") == ["s3cret"]
+        runner = worker.runners["t1"]
+        assert runner.controller.facts().files == []  # the finished container keeps no copy
         assert deps.rows() == [
             {"kind": "secret", "id": "s1", "name": "db_pass", "size": 6, "templated": False}
         ]
