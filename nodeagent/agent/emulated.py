@@ -1,10 +1,11 @@
 """The emulated runtime behind the executor seam: each task's container is an emulated image.
 
 ``prepare`` resolves the image (:func:`nodeagent.images.resolve`) and builds the container's view
-of its task (:class:`~nodeagent.images.base.TaskEnv`); ``start`` binds its listeners and runs its
-main process; ``wait`` watches the process and the healthcheck; ``shutdown`` sends SIGTERM and
-kills at the end of the task's StopGracePeriod (10 s by default, as Docker), and a killed
-process's exit code is 137 as in Docker.
+of its task (:class:`~nodeagent.images.base.TaskEnv`); ``start`` mounts its secrets and configs
+(the ``files(task)`` seam, read at start as moby sets up a container's secrets at its start, so
+templates expand then), binds its listeners and runs its main process; ``wait`` watches the
+process and the healthcheck; ``shutdown`` sends SIGTERM and kills at the end of the task's
+StopGracePeriod (10 s by default, as Docker), and a killed process's exit code is 137 as in Docker.
 """
 
 from __future__ import annotations
@@ -73,15 +74,20 @@ class EmulatedController:
             node_id=ex.node_id, node_hostname=ex.hostname, image=image, repository=repository, tag=tag,
             command=[str(c) for c in self.container.get("Command") or []],
             args=[str(a) for a in self.container.get("Args") or []],
-            env=spec_env(self.container), files=dict(ex.files_for(self.task)), listen_host=ex.listen_host,
+            env=spec_env(self.container), files={}, listen_host=ex.listen_host,
             stdout=ex.logs.writer(self.task_id, "stdout"), stderr=ex.logs.writer(self.task_id, "stderr"),
             hostname=str(self.container.get("Hostname") or self.container_id[:12]),
         )  # fmt: skip
         self.process = provider.process(self.env)
 
     async def start(self) -> None:
-        """Bind the listeners and run the main process."""
-        assert self.process is not None, "start before prepare"
+        """Mount the task's secrets and configs, bind the listeners and run the main process."""
+        assert self.process is not None and self.env is not None, "start before prepare"
+        try:
+            files = self.executor.files_for(self.task)
+        except Exception as exc:  # moby's container start wraps what the secret/config setup said
+            raise RuntimeError(f"starting container failed: {exc}") from None
+        self.env.files.update(files)
         await self.process.start()
         self.pid = self.executor.next_pid()
         self._started_at = self.executor.clock()
@@ -144,8 +150,9 @@ class EmulatedController:
                 listeners.append({"Protocol": "tcp", "TargetPort": target, "Addr": self.env.listen_host,
                                   "Port": port})  # fmt: skip
         cid = self.container_id if self.pid else ""
+        files = sorted(self.env.files) if self.env is not None else []
         return ContainerFacts(cid, self.pid if self._main is not None and not self._main.done() else 0,
-                              self.exit_code, listeners)  # fmt: skip
+                              self.exit_code, listeners, files)  # fmt: skip
 
     # ------------------------------------------------------------------ inside
 
@@ -171,6 +178,10 @@ class EmulatedController:
         if self.process is not None:
             with contextlib.suppress(Exception):
                 await self.process.close()
+        if main.done() and self.env is not None:
+            # The container's secrets and configs go with its process (its tmpfs, in Docker):
+            # a finished task keeps no copy of a secret while its runner waits to be removed.
+            self.env.files.clear()
 
     async def _health(self, config: HealthConfig) -> None:
         """Returns once the container is unhealthy."""
@@ -191,8 +202,9 @@ class EmulatedExecutor:
                  files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None) -> None:
         """``listen_host``: the node's address, where task listeners bind (ephemeral ports).
 
-        ``files(task)`` gives the files mounted in a task's container (path -> bytes): configs
-        and secrets, once the dispatcher sends them (a later issue); none until then.
+        ``files(task)`` gives the files mounted in a task's container (path -> bytes): its
+        configs and secrets, as delivered and expanded (:meth:`Dependencies.files`); it raises
+        when one cannot be mounted, and the task fails at "starting" with that error.
         """
         self.node_id = node_id
         self.hostname = hostname
