@@ -77,12 +77,16 @@ class EmulatedController:
             stdout=ex.logs.writer(self.task_id, "stdout"), stderr=ex.logs.writer(self.task_id, "stderr"),
             hostname=str(self.container.get("Hostname") or self.container_id[:12]),
         )  # fmt: skip
+        if ex.overlay is not None:  # attach to the task's overlays before its process exists
+            self.env.network = ex.overlay.join(self.task)
         self.process = provider.process(self.env)
 
     async def start(self) -> None:
         """Bind the listeners and run the main process."""
         assert self.process is not None, "start before prepare"
         await self.process.start()
+        if self.executor.overlay is not None and self.env is not None:
+            self.executor.overlay.publish(self.task, self.env.ports)  # running: reachable by name
         self.pid = self.executor.next_pid()
         self._started_at = self.executor.clock()
         self._main = asyncio.get_running_loop().create_task(self.process.run(), name=f"main-{self.task_id}")
@@ -132,6 +136,8 @@ class EmulatedController:
             return
         self._removed = True
         await self.shutdown(grace=0.0)
+        if self.executor.overlay is not None:
+            self.executor.overlay.detach(self.task_id)
         log_ = self.executor.logs.get(self.task_id)
         if log_ is not None:
             log_.close()
@@ -168,6 +174,8 @@ class EmulatedController:
                 self.env.stderr(f"{type(main.exception()).__name__}: {main.exception()}")
             else:
                 self.exit_code = int(main.result())
+            if self.executor.overlay is not None:
+                self.executor.overlay.detach(self.task_id)  # exited: no longer a DNS answer
         if self.process is not None:
             with contextlib.suppress(Exception):
                 await self.process.close()
@@ -188,8 +196,12 @@ class EmulatedExecutor:
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, logs: LogStore,
                  time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None) -> None:
+                 files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+                 overlay: Any = None) -> None:
         """``listen_host``: the node's address, where task listeners bind (ephemeral ports).
+
+        ``overlay``: the node's data plane (:class:`nodeagent.overlay.shell.Overlay`), which tasks
+        join when prepared, are published in once running and leave when they exit; None: none.
 
         ``files(task)`` gives the files mounted in a task's container (path -> bytes): configs
         and secrets, once the dispatcher sends them (a later issue); none until then.
@@ -201,6 +213,7 @@ class EmulatedExecutor:
         self.time_scale = time_scale
         self.clock = clock
         self._files = files
+        self.overlay = overlay
         self._pid = 1000
 
     def files_for(self, task: Mapping[str, Any]) -> Mapping[str, bytes]:

@@ -57,11 +57,12 @@ class TaskRuntime:
     """Everything that runs tasks on this node."""
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0,
-                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one)."""
+                 registry: prometheus_client.CollectorRegistry | None = None, overlay: Any = None) -> None:
+        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one);
+        tasks reach each other through ``overlay`` (the node's data plane), if given."""
         self.logs = LogStore(time.time_ns)
         self.executor = EmulatedExecutor(node_id=node_id, hostname=hostname, listen_host=listen_host,
-                                         logs=self.logs, time_scale=time_scale)  # fmt: skip
+                                         logs=self.logs, time_scale=time_scale, overlay=overlay)  # fmt: skip
         self._leader: Callable[[], str] = lambda: ""
         self.client: DispatchClient | None = None
         self.reporter = StatusReporter(self._send, REPORT_INTERVAL * time_scale)
