@@ -19,7 +19,8 @@ sync.
 Convergence: each entry carries a Lamport time (``ltime``); the node's clock moves past every time
 it sees, a local write takes the next one, and a merge keeps the entry with the higher
 (ltime, owner). Deletions are tombstones (``deleted``) kept ``reap_ticks`` so that a stale copy
-arriving later loses to them. Entries owned by a node that gossip reports dead are dropped
+arriving later loses to them; a node's peer tombstone (it left the network) also removes its
+endpoints there. Entries owned by a node that gossip reports dead are dropped
 (:meth:`NetworkDB.node_dead`), and ignored while it stays dead; when it is alive again its own
 syncs bring its entries back (a partition that heals).
 
@@ -301,11 +302,21 @@ class NetworkDB:
         if entry.table == ENDPOINTS and entry.network not in self._joined:
             return
         key = (entry.table, entry.network, entry.key)
+        if entry.table == ENDPOINTS:
+            left = self._tables.get((PEERS, entry.network, entry.owner))
+            if left is not None and left.deleted and left.ltime > entry.ltime:
+                return  # written before its node left the network: a stale copy
         current = self._tables.get(key)
         if current is None or entry.newer_than(current):
             if current is None and entry.deleted:
                 return  # a tombstone for something never seen: nothing to remove
             self._store(entry)
+            if entry.table == PEERS and entry.deleted:
+                # The node left the network: its endpoints there are gone, even if their own
+                # tombstones never reach us (it no longer syncs that table).
+                for k, e in list(self._tables.items()):
+                    if k[0] == ENDPOINTS and k[1] == entry.network and e.owner == entry.key:
+                        self._drop(k)
 
     def _store(self, entry: Entry) -> None:
         key = (entry.table, entry.network, entry.key)

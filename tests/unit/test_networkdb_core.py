@@ -31,7 +31,8 @@ def _db(name: str) -> NetworkDB:
 
 
 def _ep(task: str, node: str = "n2", addr: str = "10.0.1.3") -> Endpoint:
-    return Endpoint("net", task, node, addr, "10.0.1.2", "web", "svc", ("www",), "vip", ((80, "127.0.0.2", 40001),))
+    return Endpoint("net", task, node, addr, "10.0.1.2", "web", "svc", ("www",), "vip",
+                    ((80, "127.0.0.2", 40001),))
 
 
 def test_a_join_writes_the_peer_entry_broadcasts_it_and_syncs_with_a_live_member() -> None:
@@ -59,7 +60,8 @@ def test_newer_lamport_times_win_and_stale_copies_lose_to_tombstones() -> None:
     assert db.endpoints("net") == []
     assert db.clock >= 7  # the clock moved past every time seen
     db.set_endpoint(_ep("t2", "n1"))
-    assert db.take_outbox()[-1] == Broadcast(Entry(ENDPOINTS, "net", "t2", "n1", db.clock, _ep("t2", "n1").to_json()))
+    written = Entry(ENDPOINTS, "net", "t2", "n1", db.clock, _ep("t2", "n1").to_json())
+    assert db.take_outbox()[-1] == Broadcast(written)
 
 
 def test_endpoints_of_networks_not_joined_are_not_kept_but_peers_are() -> None:
@@ -145,3 +147,18 @@ def test_the_wire_encoding_round_trips_and_refuses_garbage() -> None:
         Endpoint.from_json("{}")
     with pytest.raises(ValueError):
         NetworkDBConfig(sync_ticks=0)
+
+
+def test_a_node_leaving_a_network_takes_its_endpoints_with_it_and_stale_copies_stay_out() -> None:
+    db = _db("n1")
+    db.join_network("net", "127.0.0.1")
+    ep = Entry(ENDPOINTS, "net", "t2", "n2", 3, _ep("t2").to_json())
+    db.handle_broadcast(Entry(PEERS, "net", "n2", "n2", 2, "127.0.0.2"))
+    db.handle_broadcast(ep)
+    db.handle_broadcast(Entry(PEERS, "net", "n2", "n2", 5, "", deleted=True))
+    assert db.endpoints("net") == [] and set(db.peers("net")) == {"n1"}
+    db.handle_broadcast(ep)  # a third node's copy from before the leave
+    assert db.endpoints("net") == []
+    db.handle_broadcast(Entry(PEERS, "net", "n2", "n2", 8, "127.0.0.2"))  # back on the network
+    db.handle_broadcast(Entry(ENDPOINTS, "net", "t3", "n2", 9, _ep("t3").to_json()))
+    assert [e.task_id for e in db.endpoints("net")] == ["t3"]

@@ -82,7 +82,8 @@ def _independent_parse(frame: bytes) -> dict[str, object]:
     out["udp_len"] = int.from_bytes(udp[4:6], "big")
     pseudo = ip[12:20] + b"\x00\x11" + udp[4:6]
     data = pseudo + udp + (b"\0" if len(udp) % 2 else b"")
-    out["udp_sum_ok"] = _fold(sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))) == 0xFFFF
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    out["udp_sum_ok"] = _fold(total) == 0xFFFF
     out["payload"] = udp[8:]
     return out
 
