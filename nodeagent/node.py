@@ -351,7 +351,8 @@ def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any
     from nodeagent.overlay.shell import Overlay
 
     ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale)
-    return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry)
+    return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
+                        port=options.data_path_port)
 
 
 def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:

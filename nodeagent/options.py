@@ -81,6 +81,8 @@ class AgentOptions:
     gossip_join: tuple[str, ...] = ()
     """Gossip seed addresses ``host:port``; when empty they are derived from :attr:`join`
     (the managers' hosts at this node's gossip port) or from mDNS."""
+    data_path_port: int = 4789
+    """The overlay's VXLAN frames (UDP) and stream tunnels (TCP), as Docker's --data-path-port."""
 
     @property
     def gossip_address(self) -> str:
@@ -131,6 +133,7 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--cluster-port", "cluster_port", "port", 2377, "managers: Raft, control API, dispatcher (gRPC)"),
     ("--metrics-port", "metrics_port", "port", 9323, "Prometheus /metrics over HTTP"),
     ("--engine-port", "engine_port", "port", 2375, "the Docker Engine API over HTTP"),
+    ("--data-path-port", "data_path_port", "port", 4789, "overlay data path: VXLAN (UDP) and tunnels (TCP)"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -283,7 +286,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
-             "--engine-port": values["engine_port"]}
+             "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"]}
     if role == "manager":
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
@@ -311,4 +314,5 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         time_scale=float(values["time_scale"]),
         log_level=str(values["log_level"]),
         gossip_join=tuple(values["gossip_join"]),
+        data_path_port=int(values["data_path_port"]),
     )

@@ -151,7 +151,8 @@ class Overlay:
 
     def __init__(self, *, node_id: str, host: str, ndb: NetworkDBShell,
                  registry: prometheus_client.CollectorRegistry | None = None, port: int = VXLAN_PORT) -> None:
-        """``host``: this node's address, where UDP and TCP ``port`` (4789) are bound."""
+        """``host``: this node's address, where UDP and TCP ``port`` (4789) are bound; the peer table
+        says both, so nodes on one machine may use different ports."""
         self.node_id = node_id
         self.host = host
         self.port = port
@@ -191,7 +192,7 @@ class Overlay:
             self._by_vni[a.vni] = a
             self._users[a.network_id] = self._users.get(a.network_id, 0) + 1
             if self._users[a.network_id] == 1:
-                self.ndb.join_network(a.network_id, self.host)
+                self.ndb.join_network(a.network_id, f"{self.host}:{self.port}")
         network = TaskNetwork(self, task_id, attached)
         self._tasks[task_id] = network
         return network
@@ -229,11 +230,13 @@ class Overlay:
             raise _unreachable(addr)
         return chosen
 
-    def _peer(self, attachment: Attachment, endpoint: Endpoint) -> str:
-        host = self.ndb.db.peers(attachment.network_id).get(endpoint.node)
-        if not host:
+    def _peer(self, attachment: Attachment, endpoint: Endpoint) -> tuple[str, int]:
+        """The data path address (host, port) of the node running ``endpoint``, from the peer table."""
+        address = self.ndb.db.peers(attachment.network_id).get(endpoint.node) or ""
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
             raise _unreachable(endpoint.addr)
-        return host
+        return host, int(port)
 
     async def connect(self, attachment: Attachment, addr: str,
                       port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -244,7 +247,7 @@ class Overlay:
             if listener is None:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
             return await asyncio.open_connection(*listener)
-        reader, writer = await asyncio.open_connection(self._peer(attachment, endpoint), self.port)
+        reader, writer = await asyncio.open_connection(*self._peer(attachment, endpoint))
         header = {"vni": attachment.vni, "src": attachment.addr, "sport": 0, "dst": endpoint.addr,
                   "dport": port}  # fmt: skip
         writer.write((TUNNEL_MAGIC + json.dumps(header, separators=(",", ":")) + "\n").encode())
@@ -270,7 +273,7 @@ class Overlay:
             return
         frame = encode_frame(datagram)
         if self._udp is not None:
-            self._udp.sendto(frame, (self._peer(attachment, endpoint), self.port))
+            self._udp.sendto(frame, self._peer(attachment, endpoint))
             self.metrics.count(datagram.vni, "tx", len(frame))
 
     def _frame_received(self, data: bytes) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, NodeProc, wait_until
+from _procs_manager import Cluster, NodeProc, free_port, wait_until
 from _store_writes import assigned_task, node_tasks, service, write_ops
 
 from manager.controlapi import list_nodes
@@ -29,7 +29,8 @@ WEB, CLIENT, OTHER = "taskovweb00000000000000001", "taskovcli00000000000000001",
 
 
 def _network(net_id: str, name: str, vni: int, subnet: str) -> dict[str, Any]:
-    return {"ID": net_id, "Spec": {"Name": name, "DriverConfiguration": {"Name": "overlay"}, "Scope": "swarm"},
+    return {"ID": net_id,
+            "Spec": {"Name": name, "DriverConfiguration": {"Name": "overlay"}, "Scope": "swarm"},
             "DriverState": {"Name": "overlay",
                             "Options": {"com.docker.network.driver.overlay.vxlanid_list": str(vni)}},
             "IPAMOptions": {"Driver": {"Name": "default"}, "Configs": [{"Subnet": subnet}]}}  # fmt: skip
@@ -56,6 +57,9 @@ def cluster(tmp_path: Any) -> Iterator[Cluster]:
     for name in ("worker1", "worker2"):
         # The nodes' gossip ports differ here (one machine): name the manager's as the seed.
         c.add_worker(name).args += ["--gossip-join", _gossip_addr(manager)]
+    for node in c.nodes.values():
+        # 4789 may be held on every address by a real Swarm on this machine (the kernel's VXLAN).
+        node.args += ["--data-path-port", str(free_port(node.host))]
     try:
         yield c
     finally:
@@ -100,7 +104,8 @@ def test_a_task_fetches_another_nodes_web_task_by_name_and_another_overlay_canno
                        "StopGracePeriod": 10**9})  # fmt: skip
         probe = "sleep 3; wget -qO- http://web/; wget -qO- http://10.0.1.3/; nslookup web; sleep 600"
         oth = service("svcovoth00000000000000001", "other",
-                      {"Image": "busybox", "Command": ["sh", "-c", probe], "StopGracePeriod": 10**9})  # fmt: skip
+                      {"Image": "busybox", "Command": ["sh", "-c", probe],
+                       "StopGracePeriod": 10**9})  # fmt: skip
         write_ops(manager.target, [web, cli, oth])
         write_ops(manager.target, [_on_network(assigned_task(WEB, web, 1, rows["worker2"]), FRONT,
                                                "10.0.1.3/24", "10.0.1.2/24")])  # fmt: skip
