@@ -122,6 +122,7 @@ def test_a_task_fetches_another_nodes_web_task_by_name_and_another_overlay_canno
         other = wait_until(lambda: (lines := _logs(worker1, OTHER)) and any("NXDOMAIN" in x for x in lines)
                            and lines, 20, 0.2, "the other overlay's attempts")  # fmt: skip
         text = "\n".join(other)
+        print("client:", *_logs(worker1, CLIENT), "other:", *other, sep="\n")  # shown with -s
         assert "wget: bad address 'web'" in text
         assert "wget: can't connect to remote host (10.0.1.3): No route to host" in text
         assert "task web.1." not in text

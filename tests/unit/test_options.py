@@ -78,3 +78,10 @@ def test_token_files_must_exist(tmp_path: pathlib.Path) -> None:
     token.write_text("SWMTKN-1-x-y")
     opts = parse_options([*BASE, "--token-file", str(token)], {})
     assert opts.token_file == str(token)
+
+
+def test_the_data_path_port_is_4789_and_may_not_share_another_port() -> None:
+    assert parse_options(BASE, {}).data_path_port == 4789
+    assert parse_options([*BASE, "--data-path-port", "4790"], {}).data_path_port == 4790
+    with pytest.raises(OptionsError, match="--data-path-port 7946 is already taken by --gossip-port"):
+        parse_options([*BASE, "--data-path-port", "7946"], {})
