@@ -51,7 +51,7 @@ _CHUNK = 65536
 
 
 def _unreachable(addr: str) -> OSError:
-    return OSError(errno.EHOSTUNREACH, f"No route to host ({addr})")
+    return OSError(errno.EHOSTUNREACH, "No route to host", addr)
 
 
 class OverlayMetrics:
@@ -307,7 +307,7 @@ class Overlay:
         attachment = self._by_vni.get(vni)
         endpoint = find_endpoint(attachment.network_id, dst, self.ndb.db.endpoints()) if attachment else None
         if attachment is None or endpoint is None or endpoint.node != self.node_id:
-            await self._refuse(writer, f"No route to host ({dst})")
+            await self._refuse(writer, "No route to host")
             return
         listener = endpoint.listener_for(dport)
         try:

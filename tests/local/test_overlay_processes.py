@@ -124,7 +124,7 @@ def test_a_task_fetches_another_nodes_web_task_by_name_and_another_overlay_canno
         text = "\n".join(other)
         print("client:", *_logs(worker1, CLIENT), "other:", *other, sep="\n")  # shown with -s
         assert "wget: bad address 'web'" in text
-        assert "wget: can't connect to remote host (10.0.1.3): No route to host" in text
+        assert "wget: can't connect to remote host (10.0.1.3): No route to host" in other
         assert "task web.1." not in text
 
         # The web task's node served the tunnel, counted under VNI 4097; nothing for 4098.
