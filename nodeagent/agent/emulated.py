@@ -85,8 +85,8 @@ class EmulatedController:
         """Bind the listeners and run the main process."""
         assert self.process is not None, "start before prepare"
         await self.process.start()
-        if self.executor.overlay is not None and self.env is not None:
-            self.executor.overlay.publish(self.task, self.env.ports)  # running: reachable by name
+        if HealthConfig.from_spec(self.container.get("Healthcheck")) is None:
+            self._publish()  # running: reachable by name (with a healthcheck: once healthy)
         self.pid = self.executor.next_pid()
         self._started_at = self.executor.clock()
         self._main = asyncio.get_running_loop().create_task(self.process.run(), name=f"main-{self.task_id}")
@@ -180,15 +180,26 @@ class EmulatedController:
             with contextlib.suppress(Exception):
                 await self.process.close()
 
+    def _publish(self) -> None:
+        """Put the task in its networks' endpoint tables (DNS answers and VIP balancing)."""
+        if self.executor.overlay is not None and self.env is not None:
+            self.executor.overlay.publish(self.task, self.env.ports)
+
     async def _health(self, config: HealthConfig) -> None:
-        """Returns once the container is unhealthy."""
+        """Returns once the container is unhealthy; publishes the task once it is healthy, as
+        Docker adds a task to its service's load balancer only then."""
         assert self.env is not None
         state = HealthState(config.retries, config.start_period)
+        published = False
         while True:
             await asyncio.sleep(config.interval)
             ok = await run_check(config, self.env)
-            if state.record(ok, self.executor.clock() - self._started_at) == "unhealthy":
+            status = state.record(ok, self.executor.clock() - self._started_at)
+            if status == "unhealthy":
                 return
+            if status == "healthy" and not published:
+                published = True
+                self._publish()
 
 
 class EmulatedExecutor:

@@ -100,6 +100,22 @@ def test_tasks_reach_each_other_across_nodes_on_their_network_only() -> None:
             with pytest.raises(ConnectionRefusedError):
                 await client.connect("web", 81)  # nothing listens on the task's port 81
 
+            # A second replica, on node 1: the VIP alternates between the two.
+            web2 = await _web(h1, b"page of web.2")
+            second = _task("w2", "web", NET_A, "10.0.1.5/24", "10.0.1.2/24")
+            o1.join(second)
+            o1.publish(second, {80: web2.sockets[0].getsockname()[1]})
+            _sync(ndb1, ndb2)
+            pages = []
+            for _ in range(4):
+                reader, writer = await client.connect("web", 80)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                pages.append((await reader.read()).rsplit(b"\r\n\r\n", 1)[-1])
+                writer.close()
+            assert set(pages[:2]) == {b"page of web.1", b"page of web.2"} and pages[2:] == pages[:2]
+            o1.detach("w2")
+            web2.close()
+
             # Another overlay: no names, no route, even by address.
             assert other.resolve("web") == []
             with pytest.raises(OSError) as info:
