@@ -350,7 +350,8 @@ def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any
     from nodeagent.networkdb.shell import NetworkDBShell
     from nodeagent.overlay.shell import Overlay
 
-    ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale)
+    ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
+                         registry=registry)
     return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
                         port=options.data_path_port)
 

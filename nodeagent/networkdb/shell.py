@@ -21,8 +21,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import grpc
+import prometheus_client
 
 from nodeagent.networkdb.core import (
+    ENDPOINTS,
+    PEERS,
     Broadcast,
     Endpoint,
     NetworkDB,
@@ -55,8 +58,10 @@ class _Gossip(Protocol):
 class NetworkDBShell:
     """One node's network database, wired to gossip and the gossip port's gRPC server."""
 
-    def __init__(self, name: str, config: NetworkDBConfig, rng: Any, *, time_scale: float = 1.0) -> None:
-        """The Lamport clock starts at wall-clock milliseconds so a restarted agent's writes win."""
+    def __init__(self, name: str, config: NetworkDBConfig, rng: Any, *, time_scale: float = 1.0,
+                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        """The Lamport clock starts at wall-clock milliseconds so a restarted agent's writes win;
+        ``swarmlet_networkdb_entries{table}`` (live entries this node holds) goes to ``registry``."""
         self.db = NetworkDB(name, config, rng, clock=int(time.time() * 1000))
         self.config = config
         self.interval = config.tick_seconds * time_scale
@@ -65,6 +70,9 @@ class NetworkDBShell:
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[set[str]], None]] = []
+        self._entries = prometheus_client.Gauge(
+            "swarmlet_networkdb_entries", "Live entries of the network database this node holds.", ["table"],
+            registry=registry if registry is not None else prometheus_client.CollectorRegistry())
 
     # Wiring -------------------------------------------------------------------------------------
     def register(self, server: grpc.aio.Server) -> None:
@@ -178,6 +186,11 @@ class NetworkDBShell:
                 task.add_done_callback(self._sends.discard)
         changed = self.db.take_changed()
         if changed:
+            counts = {table: 0 for table in (ENDPOINTS, PEERS)}
+            for table, _, _ in self.db.snapshot():
+                counts[table] += 1
+            for table, count in counts.items():
+                self._entries.labels(table=table).set(count)
             for callback in self._listeners:
                 callback(changed)
 

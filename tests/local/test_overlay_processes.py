@@ -131,6 +131,13 @@ def test_a_task_fetches_another_nodes_web_task_by_name_and_another_overlay_canno
         served = _metrics(worker2)
         assert 'swarmlet_overlay_bytes_total{direction="rx",vni="4097"}' in served
         assert 'vni="4098"' not in served
+
+        # worker2 dies: gossip declares it dead and worker1 drops its entries (the web task's
+        # endpoint, worker2's peer entry), keeping its own two tasks' endpoints.
+        assert 'swarmlet_networkdb_entries{table="endpoints"} 3.0' in _metrics(worker1)
+        worker2.kill()
+        wait_until(lambda: 'swarmlet_networkdb_entries{table="endpoints"} 2.0' in _metrics(worker1), 30, 0.2,
+                   "worker2's endpoints dropped on worker1")  # fmt: skip
     except BaseException:
         print(c.logs())
         raise
