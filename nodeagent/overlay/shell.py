@@ -106,29 +106,33 @@ class TaskNetwork:
         answer = resolve(name, order, self.overlay.ndb.db.endpoints())
         return list(answer.addresses) if answer is not None else []
 
-    def _route(self, addr: str) -> Attachment:
-        ip = ipaddress.IPv4Address(addr)
+    def _lookup(self, host: str) -> tuple[Attachment, str]:
+        """The network and address to reach ``host`` on: a name's answering network, or the
+        attached subnet an address lies in (EHOSTUNREACH when none; ENOENT for an unknown name)."""
+        try:
+            ip = ipaddress.IPv4Address(host)
+        except ValueError:
+            order = [a.network_id for a in self.attached if not a.ingress]
+            answer = resolve(host, order, self.overlay.ndb.db.endpoints())
+            if answer is None:
+                raise OSError(errno.ENOENT, f"bad address '{host}'") from None
+            network = next(a for a in self.attached if a.network_id == answer.network_id)
+            return network, answer.addresses[0]
         for a in self.attached:
             if a.subnet is not None and ip in a.subnet:
-                return a
-        raise _unreachable(addr)
+                return a, host
+        raise _unreachable(host)
 
     async def connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A stream to ``host`` (name or overlay address) ``port``; OSError as a socket would."""
-        addrs = self.resolve(host)
-        if not addrs:
-            raise OSError(errno.ENOENT, f"bad address '{host}'")
-        attachment = self._route(addrs[0])
-        return await self.overlay.connect(attachment, addrs[0], port)
+        attachment, addr = self._lookup(host)
+        return await self.overlay.connect(attachment, addr, port)
 
     def send_datagram(self, host: str, port: int, payload: bytes, sport: int = 0) -> None:
         """One UDP datagram to ``host`` ``port`` over the overlay (best effort, as UDP)."""
-        addrs = self.resolve(host)
-        if not addrs:
-            raise OSError(errno.ENOENT, f"bad address '{host}'")
-        attachment = self._route(addrs[0])
+        attachment, addr = self._lookup(host)
         self.overlay.send_datagram(attachment, Datagram(attachment.vni, attachment.addr, sport or 49152,
-                                                        addrs[0], port, payload))  # fmt: skip
+                                                        addr, port, payload))  # fmt: skip
 
     def bind_datagram(self, port: int) -> asyncio.Queue[Datagram]:
         """Receive datagrams sent to this task's addresses at ``port``."""

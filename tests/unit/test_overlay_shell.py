@@ -183,3 +183,31 @@ def test_decode_frame_round_trip_is_what_goes_on_the_wire() -> None:
             await o1.stop()
 
     asyncio.run(main())
+
+
+def test_a_name_is_reached_on_the_network_that_answered_even_with_overlapping_subnets() -> None:
+    async def main() -> None:
+        h1, _, port = _hosts()
+        ndb = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
+        overlay = Overlay(node_id="n1", host=h1, ndb=ndb, port=port)
+        await overlay.start()
+        web = await _web(h1, b"on net c")
+        try:
+            net_c = _network("netc", "same-subnet", 4099, "10.0.1.0/24")  # Swarm accepts the overlap
+            task = _task("w1", "web", net_c, "10.0.1.3/24", "10.0.1.2/24")
+            overlay.join(task)
+            overlay.publish(task, {80: web.sockets[0].getsockname()[1]})
+            client_task = _task("c1", "client", NET_A, "10.0.1.4/24")
+            client_task["NetworksAttachments"].append({"Network": net_c, "Addresses": ["10.0.1.5/24"]})
+            client = overlay.join(client_task)
+            reader, writer = await client.connect("web", 80)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            assert (await reader.read()).endswith(b"on net c")
+            writer.close()
+            with pytest.raises(OSError):  # by address, the first attached network (A) holds no such task
+                await client.connect("10.0.1.3", 80)
+        finally:
+            web.close()
+            await overlay.stop()
+
+    asyncio.run(main())
