@@ -104,6 +104,8 @@ class _Running:
     announcer: Any = None
     browser: Any = None
     task_runtime: Any = None
+    overlay: Any = None
+    networkdb: Any = None
     tasks: list[asyncio.Task[None]] | None = None
 
 
@@ -249,7 +251,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
-    running.task_runtime = _task_runtime(options, node_id, registry)
+    running.networkdb, running.overlay = _data_plane(options, node_id, registry)
+    transport.add_servicer(running.networkdb.register)
+    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay)
     if running.task_runtime is not None:
         transport.add_servicer(running.task_runtime.register)
     try:
@@ -264,6 +268,12 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     admin.shell = shell
     await shell.start()
     running.shell = shell
+    await running.networkdb.start(shell)
+    try:
+        await running.overlay.start()
+    except OSError as exc:  # tasks still run; they only cannot reach other nodes' tasks
+        log.warning("overlay data plane off: cannot bind %s:%d (%s)", running.overlay.host,
+                    running.overlay.port, exc.strerror or exc)
 
     # mDNS stays on the interface of the advertise address: the project's network in a
     # container, loopback for local processes. Never every interface of the host.
@@ -329,13 +339,28 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         running.task_runtime.start(swarm.connected_to)
 
 
-def _task_runtime(options: AgentOptions, node_id: str, registry: Any) -> Any:
+def _task_host(options: AgentOptions) -> str:
+    return options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
+
+
+def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any, Any]:
+    """The network database and the overlay (VXLAN and tunnels on the task address's port 4789)."""
+    from nodeagent.networkdb.core import NetworkDBConfig
+    from nodeagent.networkdb.shell import NetworkDBShell
+    from nodeagent.overlay.shell import Overlay
+
+    ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
+                         registry=registry)
+    return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
+                        port=options.data_path_port)
+
+
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:
     """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
     from nodeagent.agent.tasks import TaskRuntime
 
-    host = options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
-    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=host,
-                       time_scale=options.time_scale, registry=registry)  # fmt: skip
+    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=_task_host(options),
+                       time_scale=options.time_scale, registry=registry, overlay=overlay)  # fmt: skip
 
 
 def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:
@@ -377,6 +402,10 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
         if running.task_runtime is not None:
             with contextlib.suppress(Exception):
                 await running.task_runtime.stop()
+        for plane in (running.overlay, running.networkdb):
+            if plane is not None:
+                with contextlib.suppress(Exception):
+                    await plane.stop()
         if running.swarm is not None:
             try:
                 await running.swarm.stop()

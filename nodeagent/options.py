@@ -84,6 +84,8 @@ class AgentOptions:
     """CPUs this node declares (in billionths, as Docker's NanoCPUs); None: the machine's."""
     memory_bytes: int | None = None
     """Memory this node declares, in bytes; None: the machine's."""
+    data_path_port: int = 4789
+    """The overlay's VXLAN frames (UDP) and stream tunnels (TCP), as Docker's --data-path-port."""
 
     @property
     def gossip_address(self) -> str:
@@ -134,6 +136,7 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--cluster-port", "cluster_port", "port", 2377, "managers: Raft, control API, dispatcher (gRPC)"),
     ("--metrics-port", "metrics_port", "port", 9323, "Prometheus /metrics over HTTP"),
     ("--engine-port", "engine_port", "port", 2375, "the Docker Engine API over HTTP"),
+    ("--data-path-port", "data_path_port", "port", 4789, "overlay data path: VXLAN (UDP) and tunnels (TCP)"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
     ("--no-swarm", "no_swarm", "bool", False,
@@ -304,7 +307,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
-             "--engine-port": values["engine_port"]}
+             "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"]}
     if role == "manager" or values["no_swarm"]:  # a blank node may become a manager
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
@@ -335,6 +338,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         nano_cpus=values["nano_cpus"],
         memory_bytes=values["memory_bytes"],
         no_swarm=bool(values["no_swarm"]),
+        data_path_port=int(values["data_path_port"]),
     )
 
 

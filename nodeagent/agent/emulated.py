@@ -78,6 +78,8 @@ class EmulatedController:
             stdout=ex.logs.writer(self.task_id, "stdout"), stderr=ex.logs.writer(self.task_id, "stderr"),
             hostname=str(self.container.get("Hostname") or self.container_id[:12]),
         )  # fmt: skip
+        if ex.overlay is not None:  # attach to the task's overlays before its process exists
+            self.env.network = ex.overlay.join(self.task)
         self.process = provider.process(self.env)
 
     async def start(self) -> None:
@@ -89,6 +91,8 @@ class EmulatedController:
             raise RuntimeError(f"starting container failed: {exc}") from None
         self.env.files.update(files)
         await self.process.start()
+        if HealthConfig.from_spec(self.container.get("Healthcheck")) is None:
+            self._publish()  # running: reachable by name (with a healthcheck: once healthy)
         self.pid = self.executor.next_pid()
         self._started_at = self.executor.clock()
         self._main = asyncio.get_running_loop().create_task(self.process.run(), name=f"main-{self.task_id}")
@@ -138,6 +142,8 @@ class EmulatedController:
             return
         self._removed = True
         await self.shutdown(grace=0.0)
+        if self.executor.overlay is not None:
+            self.executor.overlay.detach(self.task_id)
         log_ = self.executor.logs.get(self.task_id)
         if log_ is not None:
             log_.close()
@@ -175,6 +181,8 @@ class EmulatedController:
                 self.env.stderr(f"{type(main.exception()).__name__}: {main.exception()}")
             else:
                 self.exit_code = int(main.result())
+            if self.executor.overlay is not None:
+                self.executor.overlay.detach(self.task_id)  # exited: no longer a DNS answer
         if self.process is not None:
             with contextlib.suppress(Exception):
                 await self.process.close()
@@ -183,15 +191,26 @@ class EmulatedController:
             # a finished task keeps no copy of a secret while its runner waits to be removed.
             self.env.files.clear()
 
+    def _publish(self) -> None:
+        """Put the task in its networks' endpoint tables (DNS answers and VIP balancing)."""
+        if self.executor.overlay is not None and self.env is not None:
+            self.executor.overlay.publish(self.task, self.env.ports)
+
     async def _health(self, config: HealthConfig) -> None:
-        """Returns once the container is unhealthy."""
+        """Returns once the container is unhealthy; publishes the task once it is healthy, as
+        Docker adds a task to its service's load balancer only then."""
         assert self.env is not None
         state = HealthState(config.retries, config.start_period)
+        published = False
         while True:
             await asyncio.sleep(config.interval)
             ok = await run_check(config, self.env)
-            if state.record(ok, self.executor.clock() - self._started_at) == "unhealthy":
+            status = state.record(ok, self.executor.clock() - self._started_at)
+            if status == "unhealthy":
                 return
+            if status == "healthy" and not published:
+                published = True
+                self._publish()
 
 
 class EmulatedExecutor:
@@ -199,10 +218,14 @@ class EmulatedExecutor:
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, logs: LogStore,
                  time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None) -> None:
+                 files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+                 overlay: Any = None) -> None:
         """``listen_host``: the node's address, where task listeners bind (ephemeral ports).
 
-        ``files(task)`` gives the files mounted in a task's container (path -> bytes): its
+        ``overlay``: the node's data plane (:class:`nodeagent.overlay.shell.Overlay`), which tasks
+        join when prepared, are published in once running and leave when they exit; None: none.
+
+                ``files(task)`` gives the files mounted in a task's container (path -> bytes): its
         configs and secrets, as delivered and expanded (:meth:`Dependencies.files`); it raises
         when one cannot be mounted, and the task fails at "starting" with that error.
         """
@@ -213,6 +236,7 @@ class EmulatedExecutor:
         self.time_scale = time_scale
         self.clock = clock
         self._files = files
+        self.overlay = overlay
         self._pid = 1000
 
     def files_for(self, task: Mapping[str, Any]) -> Mapping[str, bytes]:

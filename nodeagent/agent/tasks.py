@@ -59,14 +59,16 @@ class TaskRuntime:
     """Everything that runs tasks on this node."""
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0,
-                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one)."""
+                 registry: prometheus_client.CollectorRegistry | None = None, overlay: Any = None) -> None:
+        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one);
+        tasks reach each other through ``overlay`` (the node's data plane), if given."""
         self.logs = LogStore(time.time_ns)
         # Secrets and configs live here, in memory only (never under the data dir).
         self.dependencies = Dependencies(node_os="linux", architecture=platform.machine() or "x86_64")
         self.executor = EmulatedExecutor(
             node_id=node_id, hostname=hostname, listen_host=listen_host, logs=self.logs,
             time_scale=time_scale, files=lambda task: self.dependencies.files(task, hostname),
+            overlay=overlay,
         )  # fmt: skip
         self._leader: Callable[[], str] = lambda: ""
         self.client: DispatchClient | None = None

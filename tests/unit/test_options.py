@@ -93,3 +93,10 @@ def test_declared_capacity_reads_dockers_words_and_defaults_to_the_machine() -> 
                                ("--memory", "lots", "is not a size"), ("--memory", "0", "must be positive")):
         with pytest.raises(OptionsError, match=f"invalid value for {flag}: .*{words}"):
             parse_options([*base, flag, value], {})
+
+
+def test_the_data_path_port_is_4789_and_may_not_share_another_port() -> None:
+    assert parse_options(BASE, {}).data_path_port == 4789
+    assert parse_options([*BASE, "--data-path-port", "4790"], {}).data_path_port == 4790
+    with pytest.raises(OptionsError, match="--data-path-port 7946 is already taken by --gossip-port"):
+        parse_options([*BASE, "--data-path-port", "7946"], {})
