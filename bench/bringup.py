@@ -79,7 +79,10 @@ def one_run(state: pathlib.Path, extra: list[str]) -> dict[str, float]:
     end = time.time()
     try:
         if up.returncode != 0:
-            raise RuntimeError(f"swarmlet up failed:\n{up.stdout}\n{up.stderr}")
+            tails = {str(c["Name"]): [line for _, line in _log_times(str(c["Id"]))][-8:]
+                     for c in _containers()}
+            shown = "\n".join(f"{name}:\n  " + "\n  ".join(lines) for name, lines in tails.items())
+            raise RuntimeError(f"swarmlet up failed:\n{up.stdout}\n{up.stderr}\n{shown}")
         after = re.search(r"Ready, leader \S+: ([0-9.]+) s after start, ([0-9.]+) s in all", up.stdout)
         containers = _containers()
         started = [_epoch(str(c["State"]["StartedAt"])) for c in containers]  # type: ignore[index]

@@ -229,16 +229,23 @@ class ComposeBackend:
         os.replace(tmp, path)
 
     def _compose_up(self, layout: Layout, services: list[str], remove_orphans: bool) -> None:
-        from python_on_whales.exceptions import DockerException
-
-        try:
-            with self._compose_env(layout):
-                self._client().compose.up(
-                    services=services, detach=True, pull="never", quiet=True, remove_orphans=remove_orphans,
-                    dependencies=False,
-                )
-        except DockerException as e:
-            raise BackendError(_explain(e)) from None
+        """``docker compose up -d --no-deps SERVICES``, called directly rather than through
+        python-on-whales: importing that (pydantic and all) took 0.55 s of `swarmlet up` at load
+        average 11, on the way to the cluster's start."""
+        files = [self.root / "compose.yml"]
+        if self._override_path().exists():
+            files.append(self._override_path())
+        argv = ["docker", "compose", "--project-name", self.project, "--project-directory", str(self.root)]
+        for file in files:
+            argv += ["--file", str(file)]
+        argv += ["up", "--detach", "--no-deps", "--pull", "never", "--quiet-pull"]
+        if remove_orphans:
+            argv.append("--remove-orphans")
+        with self._compose_env(layout):
+            proc = subprocess.run([*argv, *services], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BackendError(_explain(subprocess.CalledProcessError(proc.returncode, argv, proc.stdout,
+                                                                      proc.stderr)))
 
     def start_cluster(self, layout: Layout) -> None:
         """``docker compose up -d`` of the layout's nodes; this project's other nodes are removed."""
