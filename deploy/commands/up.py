@@ -28,6 +28,7 @@ from deploy.backends.base import (
     NodeHandle,
     cluster_block,
     credentials_dir,
+    natural_key,
     project_name,
     read_state,
     write_state,
@@ -250,6 +251,15 @@ def run(args: argparse.Namespace) -> int:
         layout = dataclasses.replace(layout, block=cluster_block(project_name(), recorded))
         backend = load_backend(args.backend)
         backend.check(layout)
+        # Taking managers away without demoting them first would cost the quorum, and a removed
+        # worker would stay Down in the node list: `node rm` does both the way Swarm wants.
+        beyond = sorted({n.hostname for n in backend.nodes()} - set(layout.names), key=natural_key)
+        if beyond:
+            return error(
+                f"the cluster has nodes beyond --managers {args.managers} --workers {args.workers}: "
+                f"{', '.join(beyond)}. `swarmlet up` adds nodes but never removes them: take them out "
+                "with `swarmlet node rm NAME` (a manager is demoted first), or `swarmlet down` first"
+            )
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
             step = progress.add_task("preparing", total=None)

@@ -147,6 +147,19 @@ def test_up_refuses_a_second_backend_while_one_runs(
         os.waitpid(sleeper, 0)
 
 
+def test_up_never_removes_nodes_it_points_at_node_rm(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARMLET_PROJECT", "unit-beyond")  # a block of its own: 127.0.x may be in use
+    local_cluster_on_record(state)
+    before = (state / "state.json").read_text()
+    assert cli.main(["up", "--backend", "local", "--managers", "1", "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "the cluster has nodes beyond --managers 1 --workers 1: manager2, manager3, worker2" in err
+    assert "swarmlet node rm NAME" in err
+    assert (state / "state.json").read_text() == before
+
+
 def test_damaged_tokens_are_reported_not_replaced(state: pathlib.Path) -> None:
     from deploy.backends.base import BackendError
     from deploy.commands.up import ensure_credentials
