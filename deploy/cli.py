@@ -30,6 +30,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("node", "rm"), "deploy.commands.node_rm", "take a node out of the swarm and remove it"),
     (("sim", "gossip"), "deploy.commands.sim_gossip", "simulate SWIM gossip membership from a seed"),
     (("sim", "raft"), "deploy.commands.sim_raft", "run a Raft fault campaign in the simulator"),
+    (("explain",), "deploy.commands.explain", "why a service's tasks run where they do, or wait"),
     (("check", "linearizable"), "deploy.commands.check", "check a JSON-lines history for linearizability"),
 ]
 

@@ -263,7 +263,7 @@ def state_dir(project: str | None = None) -> pathlib.Path:
         return pathlib.Path(os.environ["SWARMLET_STATE"])
     project = project or project_name()
     folder = "cluster" if project == DEFAULT_PROJECT else f"cluster-{project}"
-    return pathlib.Path(__file__).resolve().parents[1] / ".cache" / folder
+    return pathlib.Path(__file__).resolve().parents[2] / ".cache" / folder
 
 
 def credentials_dir() -> pathlib.Path:

@@ -1,4 +1,5 @@
-"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``.
+"""The Engine API's cluster routes, answered by managers: ``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
+``/networks``, ``/secrets``, ``/configs``.
 
 The node agent serves the Engine API on every node (nodeagent/engineapi/); a manager attaches
 these routes to it at start (:func:`install`, called by the manager runtime), and also serves
@@ -15,11 +16,14 @@ import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
 from manager.engineapi.base import ManagerView, api_error, control_error
+from manager.engineapi.configs import ConfigRoutes
 from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
+from manager.engineapi.networks import NetworkRoutes
 from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
+from manager.engineapi.secrets import SecretRoutes
 from manager.engineapi.services import ServiceRoutes
-from manager.engineapi.swarm import SwarmRoutes, manager_swarm_info
+from manager.engineapi.swarm import SwarmRoutes, manager_stats, manager_swarm_info
 from manager.engineapi.tasks import TaskRoutes
 from manager.engineapi.writes import LeaderWrites, write_handler
 from manager.state.store import Op, Store, StoredObject
@@ -51,6 +55,9 @@ class ManagerEngineApi:
             *NodeRoutes(manager).routes(),
             *ServiceRoutes(manager, source).routes(),
             *TaskRoutes(manager, source).routes(),
+            *NetworkRoutes(manager).routes(),
+            *SecretRoutes(manager).routes(),
+            *ConfigRoutes(manager).routes(),
         ]
 
     def routes(self) -> list[Route]:
@@ -60,6 +67,10 @@ class ManagerEngineApi:
     def swarm_info(self, base: SwarmInfo) -> SwarmInfo:
         """/info's Swarm section as this manager sees it."""
         return manager_swarm_info(self.manager, base)
+
+    def manager_stats(self) -> tuple[bool, int, int] | None:
+        """The managers' reachability, for ``swarm leave`` without ``--force``."""
+        return manager_stats(self.manager)
 
 
 class RuntimeManager:

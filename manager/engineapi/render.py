@@ -16,7 +16,7 @@ from typing import Any
 from manager.state.store import StoredObject
 from manager.state.store.objects import thaw
 
-__all__ = ["PLUGINS", "HostFacts", "cluster_to_api", "node_to_api"]
+__all__ = ["PLUGINS", "HostFacts", "cluster_to_api", "node_to_api", "payload_to_api"]
 
 PLUGINS: tuple[dict[str, str], ...] = (
     {"Type": "Log", "Name": "json-file"},
@@ -48,13 +48,25 @@ def _dict(value: Any) -> dict[str, Any]:
     return thaw(value) if isinstance(value, dict) else {}
 
 
+_NO_FIELDS: dict[str, Any] = {}
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """``value`` itself when it is an object (no copy: it is only read), else no fields."""
+    return value if isinstance(value, dict) else _NO_FIELDS
+
+
 def node_to_api(node: StoredObject, leader_id: str, host: HostFacts) -> dict[str, Any]:
     """A Node as ``GET /nodes/{id}`` returns it.
 
     ``leader_id`` is the leader as the answering manager sees it now ("" when it knows none): it
     decides ManagerStatus.Leader, since the stored flag lags a failover.
+
+    The answer shares the stored object's frozen values (labels, platform, plugins...) instead
+    of copying them: ``GET /nodes`` renders every node on every call, and deep copies were a
+    third of its time (bench/engine_api.py). It is for encoding; ``thaw`` it to change it.
     """
-    spec = _dict(node.spec)
+    spec = _fields(node.spec)
     api_spec: dict[str, Any] = {}
     if spec.get("Name"):
         api_spec["Name"] = spec["Name"]
@@ -62,8 +74,8 @@ def node_to_api(node: StoredObject, leader_id: str, host: HostFacts) -> dict[str
     api_spec["Role"] = spec.get("Role") or "worker"
     api_spec["Availability"] = spec.get("Availability") or "active"
 
-    desc = _dict(node.extra.get("Description"))
-    engine = _dict(desc.get("Engine"))
+    desc = _fields(node.extra.get("Description"))
+    engine = _fields(desc.get("Engine"))
     api_engine: dict[str, Any] = {"EngineVersion": engine.get("EngineVersion", "")}
     if engine.get("Labels"):
         api_engine["Labels"] = engine["Labels"]
@@ -76,7 +88,7 @@ def node_to_api(node: StoredObject, leader_id: str, host: HostFacts) -> dict[str
         "TLSInfo": desc.get("TLSInfo") or dict(_EMPTY_TLS),
     }
 
-    status = _dict(node.status)
+    status = _fields(node.status)
     api_status: dict[str, Any] = {"State": status.get("State") or "unknown"}
     if status.get("Message"):
         api_status["Message"] = status["Message"]
@@ -124,3 +136,33 @@ def cluster_to_api(cluster: StoredObject, *, join_tokens: bool) -> dict[str, Any
         tokens = _dict(extra.get("JoinTokens"))
         out["JoinTokens"] = {"Worker": tokens.get("Worker", ""), "Manager": tokens.get("Manager", "")}
     return out
+
+
+def _driver_to_api(value: Any) -> dict[str, Any]:
+    driver = _dict(value)
+    out: dict[str, Any] = {"Name": driver.get("Name", "")}
+    if driver.get("Options"):
+        out["Options"] = driver["Options"]
+    return out
+
+
+def payload_to_api(obj: StoredObject) -> dict[str, Any]:
+    """A secret or a config as ``docker secret inspect`` / ``docker config inspect`` print it.
+
+    Spec fields in swarm.SecretSpec's order: Name, Labels (``{}`` when none), Data, Driver,
+    Templating, the last three omitted when empty. A secret's Data is never shown (swarmkit
+    clears it before answering); a config's is, base64 as Docker shows it.
+    """
+    spec: dict[str, Any] = {"Name": obj.spec.get("Name", ""), "Labels": _dict(obj.spec.get("Labels"))}
+    if obj.kind == "config" and obj.spec.get("Data"):
+        spec["Data"] = obj.spec["Data"]
+    for key in ("Driver", "Templating"):
+        if isinstance(obj.spec.get(key), dict):
+            spec[key] = _driver_to_api(obj.spec[key])
+    return {
+        "ID": obj.id,
+        "Version": {"Index": obj.version},
+        "CreatedAt": obj.created_at,
+        "UpdatedAt": obj.updated_at,
+        "Spec": spec,
+    }

@@ -59,8 +59,11 @@ def service_status(service: StoredObject, tasks: Iterable[StoredObject]) -> dict
     for task in tasks:
         state = task.status.get("State")
         if iteration is not None:
-            task_iteration = _dict(task.extra.get("JobIteration"))
-            if not task_iteration or task_iteration.get("Index") != _dict(iteration).get("Index"):
+            # Iteration 0 is stored (and shown) as an empty JobIteration, as swarmkit's omitempty.
+            task_iteration = task.extra.get("JobIteration")
+            if not isinstance(task_iteration, dict):
+                continue
+            if int(task_iteration.get("Index", 0) or 0) != int(_dict(iteration).get("Index", 0) or 0):
                 continue
             if state == "complete":
                 completed += 1

@@ -18,8 +18,10 @@ from aiohttp import web
 
 from manager.engineapi.base import ManagerView, guarded, rpc_message
 from manager.engineapi.logs import LogTarget, TaskLogSource, parse_log_query, stream_logs
+from manager.engineapi.networks import prepare_service_endpoint
 from manager.engineapi.nodes import labels_match, parse_version, query_bool
 from manager.engineapi.render_services import service_status, service_to_api
+from manager.engineapi.servicerefs import check_references_exist
 from manager.engineapi.servicespec import SERVICE_SPEC, check_spec, with_defaults
 from manager.state.store import Create, Delete, NameConflict, StoredObject, Update, format_timestamp, new_id
 from manager.state.store.validate import name_conflict_message
@@ -114,12 +116,22 @@ class ServiceRoutes:
         given = await _read_spec(request)
         check_spec(given)
         spec = with_defaults(given)
+        # swarmkit checks the secrets and configs exist before the name (both in the write's
+        # transaction); the store's rule that a used secret cannot be removed keeps them there.
+        check_references_exist(self.manager.store, spec["TaskTemplate"]["ContainerSpec"])
         if self.manager.store.find("service", name=str(spec["Name"])):
             raise NameConflict(name_conflict_message("service", str(spec["Name"])))
+        # Networks named by name or prefix become IDs; ports are checked; VIPs and automatic
+        # ports are allocated (manager/engineapi/networks.py). A refusal draws no ID.
+        endpoint = prepare_service_endpoint(self.manager.store, "", spec, None)
         service_id = new_id()
         # The check above answers early; the store's rule, checked when the write applies, is
         # the one that holds when two managers create "web" at once.
-        await self.manager.write([Create("service", service_id, spec, {}, {})])
+        extra: dict[str, Any] = {"Endpoint": endpoint}
+        if {"ReplicatedJob", "GlobalJob"} & set(spec.get("Mode") or {}):
+            # A job starts at iteration 0; every update runs it again under the next index.
+            extra["JobStatus"] = {"JobIteration": {"Index": 0}}
+        await self.manager.write([Create("service", service_id, spec, {}, extra)])
         # Warnings stay null: a daemon of API >= 1.30 resolves no image; the CLI warns itself
         # when /distribution could not give it a digest (nodeagent/engineapi/images.py).
         return json_response({"ID": service_id, "Warnings": None}, status=201)
@@ -145,6 +157,9 @@ class ServiceRoutes:
         rollback = request.query.get("rollback", "")
         if rollback not in ("", "none", "previous"):
             raise ApiError(500, f"unrecognized rollback option {rollback}")
+        # The body's references are checked even for a rollback, before the mode and the
+        # name, as swarmkit's UpdateService does.
+        check_references_exist(self.manager.store, spec["TaskTemplate"]["ContainerSpec"])
         if spec.get("Name") != service.spec.get("Name"):
             raise ApiError.not_implemented(_unimplemented("changing service name is not supported"))
         if service_mode_name(service) != next(iter(spec["Mode"])):
@@ -167,6 +182,8 @@ class ServiceRoutes:
             new_spec = spec
             extra.pop("UpdateStatus", None)
         extra["PreviousSpec"] = current
+        extra["Endpoint"] = prepare_service_endpoint(
+            self.manager.store, service.id, new_spec, service.extra.get("Endpoint"))
         job = extra.get("JobStatus")
         if isinstance(job, dict):
             iteration = dict(job.get("JobIteration") or {})

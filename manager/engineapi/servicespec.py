@@ -1,8 +1,9 @@
 """A ServiceSpec as the daemon takes it: decoded as Go would, checked in Swarm's order, defaults filled.
 
 ``POST /services/create`` and ``/services/{id}/update`` read the body into :data:`SERVICE_SPEC`
-(Docker's swarm.ServiceSpec: the parts Swarm acts on are typed, so a wrong type is Go's 400; the
-ContainerSpec and the other parts swarmlet keeps without reading are taken as given). Then
+(Docker's swarm.ServiceSpec: the parts Swarm acts on are typed, so a wrong type is Go's 400; in
+the ContainerSpec only the secret and config references are typed, and it and the other parts
+swarmlet keeps without reading are otherwise taken as given). Then
 :func:`check_spec` refuses what moby's conversion and swarmkit's controlapi refuse, with their
 words and status, and :func:`with_defaults` fills what swarmkit's ``defaults.InterpolateService``
 and moby's conversion fill, so the stored Spec is the one ``docker service inspect`` shows (the
@@ -15,10 +16,21 @@ import copy
 from typing import Any
 
 from manager.engineapi.base import rpc_message
+from manager.engineapi.servicerefs import check_conversion, check_references
 from manager.scheduler.constraint import ConstraintError, parse_constraints
 from manager.state.store.validate import check_create
 from nodeagent.engineapi import ApiError
-from nodeagent.engineapi.gojson import ANY, STRING, UINT64, map_of, scalar, slice_of, struct
+from nodeagent.engineapi.gojson import (
+    ANY,
+    STRING,
+    UINT64,
+    GoType,
+    map_of,
+    open_struct,
+    scalar,
+    slice_of,
+    struct,
+)
 
 __all__ = ["DEFAULT_UPDATE_CONFIG", "SERVICE_SPEC", "check_spec", "with_defaults"]
 
@@ -46,9 +58,30 @@ _RESTART = struct(
     MaxAttempts=UINT64,
     Window=_DURATION,
 )
+def _file_target(name: str) -> GoType:
+    return struct(name, Name=STRING, UID=STRING, GID=STRING, Mode=scalar("fs.FileMode", "uint"))
+
+
+# The references are typed (Go's errors name them); the rest of a ContainerSpec is kept as given.
+_CONTAINER_SPEC = open_struct(
+    "swarm.ContainerSpec",
+    Secrets=slice_of(struct(
+        "*swarm.SecretReference",
+        File=_file_target("*swarm.SecretReferenceFileTarget"),
+        SecretID=STRING,
+        SecretName=STRING,
+    )),
+    Configs=slice_of(struct(
+        "*swarm.ConfigReference",
+        File=_file_target("*swarm.ConfigReferenceFileTarget"),
+        Runtime=struct("*swarm.ConfigReferenceRuntimeTarget"),
+        ConfigID=STRING,
+        ConfigName=STRING,
+    )),
+)
 _TASK_SPEC = struct(
     "swarm.TaskSpec",
-    ContainerSpec=ANY,
+    ContainerSpec=_CONTAINER_SPEC,
     PluginSpec=ANY,
     NetworkAttachmentSpec=ANY,
     Resources=ANY,
@@ -118,7 +151,8 @@ def check_spec(spec: dict[str, Any]) -> None:
     The daemon's conversion comes first (400, plain words: ``mismatched Runtime and *Spec
     fields``), then swarmkit's validation (``rpc error: code = InvalidArgument desc = ...``) and
     the constraint parser (500 ``rpc error: code = Unknown desc = ...``, as recorded), in
-    swarmkit's order: name, restart policy, update configs, placement, image. The name's rules
+    swarmkit's order: name, restart policy, update configs, placement, secret and config
+    references (servicerefs.py; moby's conversion of config targets comes first), image. The name's rules
     are the store's (InvalidObject, which the routes' error mapping answers); its uniqueness is
     checked when the write applies.
     """
@@ -130,6 +164,7 @@ def check_spec(spec: dict[str, Any]) -> None:
         raise ApiError.bad_request(f"unsupported runtime type: {runtime!r}".replace("'", '"'))
     if runtime != "container":
         raise ApiError.not_implemented(f"swarmlet runs container tasks only, not {runtime!r} tasks")
+    check_conversion(task["ContainerSpec"])
     if len(_modes(spec)) > 1:
         raise ApiError.bad_request("must specify only one service mode")
     # The name's rules are the store's (swarmkit's validateAnnotations): InvalidArgument.
@@ -151,6 +186,7 @@ def check_spec(spec: dict[str, Any]) -> None:
     except ConstraintError as exc:
         raise ApiError(exc.status, exc.api_message) from None
     container = task["ContainerSpec"]
+    check_references(container)
     image = container.get("Image")
     if not isinstance(image, str) or not image:
         raise _invalid("ContainerSpec: image reference must be provided")

@@ -8,7 +8,6 @@ exactly those (a task that stays unschedulable must not cost a Raft entry per re
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 from manager.scheduler.scheduler import ASSIGNED_MESSAGE, PREASSIGNED_MESSAGE, Decisions
@@ -26,8 +25,7 @@ def decision_ops(tasks: Iterable[StoredObject], decisions: Decisions, timestamp:
         if node_id is not None:
             message = PREASSIGNED_MESSAGE if task.extra.get("NodeID") else ASSIGNED_MESSAGE
             status = {"State": "assigned", "Timestamp": timestamp, "Message": message}
-            extra = copy.deepcopy(task.extra)
-            extra["NodeID"] = node_id
+            extra = {**task.extra, "NodeID": node_id}  # shallow: nested values stay frozen JSON
             ops.append(Update("task", task.id, task.version, status=status, extra=extra))
             continue
         pending = decisions.still_pending.get(task.id)
@@ -35,7 +33,7 @@ def decision_ops(tasks: Iterable[StoredObject], decisions: Decisions, timestamp:
             continue
         if task.status.get("Message") == pending.message and (task.status.get("Err") or "") == pending.err:
             continue
-        status = copy.deepcopy(task.status)
-        status.update(State="pending", Timestamp=timestamp, Message=pending.message, Err=pending.err)
+        status = {**task.status, "State": "pending", "Timestamp": timestamp, "Message": pending.message}
+        status["Err"] = pending.err
         ops.append(Update("task", task.id, task.version, status=status))
     return ops

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _ORDER = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running",
           "complete", "shutdown", "failed", "rejected", "remove", "orphaned")  # fmt: skip
 _RUNNING = _ORDER.index("running")
+_COMPLETE = _ORDER.index("complete")
 _ASSIGNED = _ORDER.index("assigned")
 
 Report = Callable[[str, dict[str, Any]], None]
@@ -37,7 +38,9 @@ def desired_position(state: Any) -> int:
 
 
 def _stop_wanted(task: Mapping[str, Any]) -> bool:
-    return desired_position(task.get("DesiredState")) > _RUNNING
+    """Whether the managers want the task stopped: desired shutdown or beyond. A job's tasks are
+    desired "complete", which means run to the end, not stop (swarmkit's agent reads it so too)."""
+    return desired_position(task.get("DesiredState")) > _COMPLETE
 
 
 @dataclass

@@ -18,6 +18,7 @@ object keys are the fields' declared names.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from typing import Any, Literal
 __all__ = [
     "ANY",
     "BOOL",
+    "BYTES",
     "INT64",
     "STRING",
     "UINT64",
@@ -32,13 +34,15 @@ __all__ = [
     "GoJSONError",
     "GoType",
     "decode",
+    "go_base64",
     "map_of",
+    "open_struct",
     "scalar",
     "slice_of",
     "struct",
 ]
 
-Kind = Literal["string", "int", "uint", "float", "bool", "map", "slice", "struct", "any"]
+Kind = Literal["string", "int", "uint", "float", "bool", "bytes", "map", "slice", "struct", "any"]
 
 
 class GoJSONError(ValueError):
@@ -61,6 +65,7 @@ class GoType:
     kind: Kind
     elem: GoType | None = None
     fields: tuple[GoField, ...] = ()
+    open: bool = False  # keep keys the struct does not declare (parts swarmlet keeps unread)
 
     @property
     def short_name(self) -> str:
@@ -78,6 +83,8 @@ INT64 = scalar("int64", "int")
 UINT64 = scalar("uint64", "uint")
 BOOL = scalar("bool", "bool")
 ANY = scalar("interface {}", "any")
+BYTES = scalar("[]uint8", "bytes")
+"""``[]byte``: a base64 string (standard alphabet, padded), decoded as Go decodes it; kept as base64."""
 
 
 def map_of(elem: GoType) -> GoType:
@@ -93,6 +100,65 @@ def slice_of(elem: GoType) -> GoType:
 def struct(name: str, **fields: GoType) -> GoType:
     """A struct named ``name`` (with its package: ``swarm.NodeSpec``), fields in declared order."""
     return GoType(name, "struct", fields=tuple(GoField(k, v) for k, v in fields.items()))
+
+
+def open_struct(name: str, **fields: GoType) -> GoType:
+    """A struct whose declared fields are typed and whose other keys are kept as given.
+
+    For a part swarmlet stores without reading all of it (a ContainerSpec), where only some
+    fields need Go's checks.
+    """
+    return GoType(name, "struct", fields=tuple(GoField(k, v) for k, v in fields.items()), open=True)
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_VALUES = {c: i for i, c in enumerate(_B64)}
+
+
+def go_base64(text: str) -> bytes:
+    """``text`` decoded as Go's base64.StdEncoding decodes it (what encoding/json does for []byte).
+
+    Newlines are skipped; anything else wrong is Go's ``illegal base64 data at input byte N``,
+    N counted as Go counts it. Trailing bits of the last quantum are ignored, as in Go.
+    """
+    out = bytearray()
+    si, n = 0, len(text)
+    while True:
+        quantum: list[int] = []
+        while len(quantum) < 4:
+            if si == n:
+                if not quantum:
+                    return bytes(out)
+                raise GoJSONError(f"illegal base64 data at input byte {si - len(quantum)}")
+            char = text[si]
+            si += 1
+            if char in _B64_VALUES:
+                quantum.append(_B64_VALUES[char])
+                continue
+            if char in "\r\n":
+                continue
+            if char != "=" or len(quantum) < 2:
+                raise GoJSONError(f"illegal base64 data at input byte {si - 1}")
+            if len(quantum) == 2:  # "==" expected: the first is read
+                while si < n and text[si] in "\r\n":
+                    si += 1
+                if si == n:
+                    raise GoJSONError(f"illegal base64 data at input byte {n}")
+                if text[si] != "=":
+                    raise GoJSONError(f"illegal base64 data at input byte {si - 1}")
+                si += 1
+            while si < n and text[si] in "\r\n":
+                si += 1
+            if si < n:
+                raise GoJSONError(f"illegal base64 data at input byte {si}")
+            break
+        value = 0
+        for part in quantum:
+            value = value << 6 | part
+        value <<= 6 * (4 - len(quantum))
+        out += value.to_bytes(3, "big")[: len(quantum) - 1]
+        if len(quantum) < 4:
+            return bytes(out)
 
 
 class _Number(float):
@@ -163,6 +229,10 @@ def _convert(value: Any, target: GoType, ctx: _Context) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ctx.refuse(_json_kind(value), target)
         return float(value)
+    if kind == "bytes":
+        if not isinstance(value, str):
+            raise ctx.refuse(_json_kind(value), target)
+        return base64.b64encode(go_base64(value)).decode()
     if kind == "map":
         if not isinstance(value, dict):
             raise ctx.refuse(_json_kind(value), target)
@@ -185,6 +255,8 @@ def _struct(value: dict[str, Any], target: GoType, ctx: _Context) -> dict[str, A
     for key, item in value.items():
         field = exact.get(key) or folded.get(key.lower())
         if field is None:
+            if target.open:
+                out[key] = item
             continue  # Go ignores keys the struct does not have
         if item is None:
             out.pop(field.name, None)

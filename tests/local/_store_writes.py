@@ -1,9 +1,12 @@
 """Writing services and tasks into a running cluster's store, for tests of the task path.
 
-The orchestrator and scheduler are built elsewhere; until they run, a test makes the tasks they
-would make (state ``assigned`` with a NodeID) and writes them through the manager's one write
-path: the leader's ``/swarmlet.v1.EngineApiWrites/Write`` method on the cluster port, which the
-Engine API's followers use to forward writes. Reads use the dispatcher's NodeTasks method.
+A test makes the tasks the orchestrator and scheduler would make (state ``assigned`` with a
+NodeID) to pin them to a node. The leader's orchestrators run, so a service and its tasks go in
+one batch (the orchestrator then finds the slots filled and adds none), and a service whose
+tasks the test stops or fails on purpose asks for RestartPolicy ``none`` (nothing is replaced).
+Writes go through the manager's one write path: the leader's
+``/swarmlet.v1.EngineApiWrites/Write`` method on the cluster port, which the Engine API's
+followers use to forward writes. Reads use the dispatcher's NodeTasks method.
 """
 
 from __future__ import annotations
@@ -42,12 +45,19 @@ def node_tasks(target: str, node_id: str = "") -> dict[str, dict[str, Any]]:
     return {t["ID"]: t for t in tasks}
 
 
-def service(service_id: str, name: str, container: dict[str, Any], replicas: int = 1) -> Create:
-    """A replicated service as the Engine API would store it (defaults filled in)."""
+def service(
+    service_id: str, name: str, container: dict[str, Any], replicas: int = 1, restart: str | None = None
+) -> Create:
+    """A replicated service as the Engine API would store it (defaults filled in).
+
+    ``restart``: the RestartPolicy Condition (none, on-failure, any); None leaves it out (any)."""
+    template: dict[str, Any] = {"ContainerSpec": container, "ForceUpdate": 0, "Runtime": "container"}
+    if restart is not None:
+        template["RestartPolicy"] = {"Condition": restart}
     spec = {
         "Name": name,
         "Labels": {},
-        "TaskTemplate": {"ContainerSpec": container, "ForceUpdate": 0, "Runtime": "container"},
+        "TaskTemplate": template,
         "Mode": {"Replicated": {"Replicas": replicas}},
         "EndpointSpec": {"Mode": "vip"},
     }

@@ -64,11 +64,13 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
             40, 0.1, "worker1 Ready",
         )  # fmt: skip
         worker_id = rows["worker1"].id
-        web = service("svcweb0000000000000000001", "web", {"Image": "nginx:1.25", "StopGracePeriod": 10**9})
+        web = service("svcweb0000000000000000001", "web", {"Image": "nginx:1.25", "StopGracePeriod": 10**9},
+                      restart="none")  # fmt: skip
         job = service("svcfail000000000000000001", "fails",
-                      {"Image": "busybox", "Command": ["sh", "-c", "exit 3"]})  # fmt: skip
-        write_ops(manager.target, [web, job])
+                      {"Image": "busybox", "Command": ["sh", "-c", "exit 3"]}, restart="none")  # fmt: skip
+        # One batch: the leader's orchestrator finds each slot filled and adds no task of its own.
         write_ops(manager.target, [
+            web, job,
             assigned_task(WEB, web, 1, worker_id),
             assigned_task(FAIL, job, 1, worker_id),
         ])  # fmt: skip
@@ -143,9 +145,9 @@ def test_tasks_keep_running_across_a_leader_change_and_answer_the_new_leader(tmp
             40, 0.1, "4 nodes Ready, 3 voters",
         )  # fmt: skip
         leader = c.nodes[str(cluster_info(first.target, timeout=1.0)["leader"])]
-        web = service("svcweb0000000000000000002", "web", {"Image": "httpd:2.4", "StopGracePeriod": 10**9})
-        write_ops(leader.target, [web])
-        write_ops(leader.target, [assigned_task(WEB2, web, 1, rows["worker1"].id)])
+        web = service("svcweb0000000000000000002", "web", {"Image": "httpd:2.4", "StopGracePeriod": 10**9},
+                      restart="none")  # fmt: skip
+        write_ops(leader.target, [web, assigned_task(WEB2, web, 1, rows["worker1"].id)])
         running = wait_until(
             lambda: (s := _state(leader.target, WEB2)).get("State") == "running" and s,
             20, 0.1, "the httpd task running",

@@ -338,10 +338,12 @@ def test_aiohttps_own_refusals_are_json_too() -> None:
     server.attach(Reader())
 
     async def check(client: TestClient[web.Request, web.Application]) -> None:
-        resp = await client.post("/nodes/x/update?version=1", data=io.BytesIO(b"{" + b" " * (2 << 20) + b"}"))
+        # The limit is 16 MiB (a config at Swarm's 1000 KiB limit is 1.3 MiB of base64).
+        body = io.BytesIO(b"{" + b" " * (17 << 20) + b"}")
+        resp = await client.post("/nodes/x/update?version=1", data=body)
         assert resp.status == 413
         assert resp.headers["Content-Type"] == "application/json"
-        assert (await resp.json())["message"] == "Maximum request body size 1048576 exceeded."
+        assert (await resp.json())["message"] == "Maximum request body size 16777216 exceeded."
 
     serve(server, check)
 

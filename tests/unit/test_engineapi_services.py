@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from test_engineapi_nodes import DOWN, LEADER, WORKER, Client, FakeManager, ref, serve
+from test_engineapi_nodes import DOWN, INGRESS, LEADER, WORKER, Client, FakeManager, ref, serve
 
 from manager.engineapi.logs import LogLine, detail_prefix, frame
 from manager.state.store import Create, Update
@@ -67,8 +67,11 @@ def test_create_fills_swarms_defaults_as_inspect_shows_them(manager: FakeManager
         assert got["ID"] == sid and len(sid) == 25
         assert got["Spec"] == want["Spec"]
         assert list(got) == [k for k in want if k in got]
-        # Without networks there is no virtual IP yet: Endpoint is the spec and the ports.
-        want["Endpoint"].pop("VirtualIPs")
+        # The VIP on ingress: the recorded Swarm's node had taken 10.0.0.2 for its own ingress
+        # endpoint before the service came; these seeded nodes have no attachments yet.
+        assert want["Endpoint"].pop("VirtualIPs") == [{"NetworkID": "mhux3uf8d2blf9hfqhttvxctx",
+                                                       "Addr": "10.0.0.3/24"}]
+        assert got["Endpoint"].pop("VirtualIPs") == [{"NetworkID": INGRESS, "Addr": "10.0.0.2/24"}]
         assert got["Endpoint"] == want["Endpoint"]
         assert set(got) == set(want)
         assert got["Version"]["Index"] > 0 and got["CreatedAt"].endswith("Z")
@@ -199,6 +202,23 @@ def test_list_filters_and_service_status(manager: FakeManager) -> None:
         assert (bad.status, (await bad.json())["message"]) == (400, "Invalid filter: 'mode'='sideways'")
         bad = await client.get('/v1.47/services?filters={"colour":{"red":true}}')
         assert (bad.status, (await bad.json())["message"]) == (400, "Invalid filter 'colour'")
+
+    serve(manager, check)
+
+
+def test_a_job_counts_its_completed_tasks_of_the_current_iteration(manager: FakeManager) -> None:
+    async def check(client: Client) -> None:
+        job = await create(client, {"Name": "job", "Mode": {"ReplicatedJob": {"MaxConcurrent": 2,
+                                    "TotalCompletions": 2}},
+                                    "TaskTemplate": {"ContainerSpec": {"Image": "busybox:latest"}}})
+        assert manager.store.get("service", job).extra["JobStatus"] == {"JobIteration": {"Index": 0}}
+        done = [_task(f"j{i}" * 12 + "a", job, i, WORKER, "complete", desired="complete") for i in (1, 2)]
+        for op in done:  # iteration 0: stored as an empty JobIteration, as swarmkit shows it
+            op.extra["JobIteration"] = {}
+        await manager.write(done)
+        listed = await client.get("/v1.47/services?status=true")
+        status = {s["Spec"]["Name"]: s["ServiceStatus"] for s in await listed.json()}
+        assert status["job"] == {"RunningTasks": 0, "DesiredTasks": 2, "CompletedTasks": 2}
 
     serve(manager, check)
 

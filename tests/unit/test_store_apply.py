@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from manager.state.store import (
-    MAX_PAYLOAD_BYTES,
+    MAX_CONFIG_BYTES,
+    MAX_SECRET_BYTES,
     Ambiguous,
     Create,
     Delete,
@@ -148,17 +149,34 @@ def test_names_conflict_within_one_batch() -> None:
     assert store.count("service") == 0
 
 
-def test_payload_size_limit_uses_swarms_message() -> None:
+@pytest.mark.parametrize(("kind", "limit"), [("secret", 512000), ("config", 1024000)])
+def test_payload_size_limit_uses_swarms_message(kind: str, limit: int) -> None:
+    # The limits a Docker 20.10 Swarm applied: 511999 bytes taken, 512000 refused (configs 1024000).
+    assert limit == {"secret": MAX_SECRET_BYTES, "config": MAX_CONFIG_BYTES}[kind]
     store = Store()
-    assert run(store, [Create("secret", "ok", payload("big", b"x" * (MAX_PAYLOAD_BYTES - 1)))]) is None
-    for kind in ("secret", "config"):
-        error = run(store, [Create(kind, "toobig", payload("bigger", b"x" * MAX_PAYLOAD_BYTES))])
-        assert str(error) == f"{kind} data must be larger than 0 and less than 512000 bytes"
-        error = run(store, [Create(kind, "empty", payload("empty", b""))])
-        assert str(error) == f"{kind} data must be larger than 0 and less than 512000 bytes"
-    error = run(store, [Create("secret", "bad", {"Name": "x", "Data": "not base64!"})])
+    assert run(store, [Create(kind, "ok", payload("big", b"x" * (limit - 1)))]) is None
+    for name, data in (("bigger", b"x" * limit), ("empty", b"")):
+        error = run(store, [Create(kind, name, payload(name, data))])
+        assert str(error) == f"{kind} data must be larger than 0 and less than {limit} bytes"
+    error = run(store, [Create(kind, "nodata", {"Name": "nodata"})])
+    assert str(error) == f"{kind} data must be larger than 0 and less than {limit} bytes"
+    error = run(store, [Create(kind, "bad", {"Name": "x", "Data": "not base64!"})])
     assert isinstance(error, InvalidObject)
-    assert store.count("secret") == 1 and store.count("config") == 0
+    assert store.count(kind) == 1
+
+
+def test_a_secret_driver_needs_a_name_and_templating_is_kept() -> None:
+    store = Store()
+    error = run(store, [Create("secret", "d1", {"Name": "ext", "Driver": {"Name": ""}})])
+    assert str(error) == "secret driver must have a name"
+    spec = {**payload("tpl", b"{{.Service.Name}}"), "Templating": {"Name": "golang"}}
+    assert run(store, [Create("config", "t1", spec)]) is None
+    assert store.get("config", "t1").spec["Templating"] == {"Name": "golang"}
+    # An empty Data in an update is no data (swarmkit sees nil), so it is a labels-only update.
+    version = store.get("config", "t1").version
+    relabel = {"Name": "tpl", "Data": "", "Labels": {"a": "b"}}
+    assert run(store, [Update("config", "t1", version, spec=relabel)]) is None
+    assert store.get("config", "t1").spec["Data"] == spec["Data"]
 
 
 def test_secrets_and_configs_are_immutable_except_labels() -> None:
@@ -244,6 +262,26 @@ def test_secret_in_use_by_a_service_cannot_be_removed() -> None:
         str(run(store, [Delete("secret", "sec1")])) == "secret 'pw' is in use by the following service: web"
     )
     assert run(store, [Delete("service", "svc1"), Delete("secret", "sec1")]) is None
+
+
+def test_a_service_can_only_use_secrets_and_configs_that_exist() -> None:
+    # swarmkit checks this in the write's transaction; so does the store, whoever writes.
+    store = Store()
+    secrets = [{"SecretID": "sec1", "SecretName": "pw"}, {"SecretID": "nope", "SecretName": "gone"}]
+    configs = [{"ConfigID": "cfg1", "ConfigName": "other-name"}]
+    template = {"ContainerSpec": {"Image": "nginx", "Secrets": secrets, "Configs": configs}}
+    run(store, [Create("secret", "sec1", payload("pw")), Create("config", "cfg1", payload("cfg"))])
+    error = run(store, [Create("service", "svc1", service_spec("web", TaskTemplate=template))])
+    assert str(error) == "secret not found: gone"
+    template["ContainerSpec"]["Secrets"] = secrets[:1]
+    error = run(store, [Create("service", "svc1", service_spec("web", TaskTemplate=template))])
+    assert str(error) == "config not found: other-name"  # the name must be the config's
+    template["ContainerSpec"]["Configs"] = [{"ConfigID": "cfg1", "ConfigName": "cfg"}]
+    assert run(store, [Create("service", "svc1", service_spec("web", TaskTemplate=template))]) is None
+    template["ContainerSpec"]["Secrets"] = secrets
+    error = run(store, [Update("service", "svc1", store.get("service", "svc1").version,
+                               spec=service_spec("web", TaskTemplate=template))])
+    assert str(error) == "secret not found: gone" and store.count("service") == 1
 
 
 def test_network_in_use_cannot_be_removed() -> None:

@@ -160,6 +160,12 @@ def test_a_task_told_to_stop_before_it_started_is_shut_down_without_running() ->
     asyncio.run(main())
 
 
+def test_a_job_task_desired_complete_is_started_not_stopped() -> None:
+    # Jobs: the orchestrator asks for "complete", which means run to the end.
+    step = plan({"job": task("job", desired="complete")}, {}, done=set())
+    assert (step.start, step.never_started) == (["job"], [])
+
+
 def test_plan_starts_updates_drops_and_reports_lost_tasks() -> None:
     assigned = {
         "new": task("new"),

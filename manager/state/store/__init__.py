@@ -26,12 +26,14 @@ from manager.state.store.objects import (
     new_id,
 )
 from manager.state.store.store import ApplyResult, Store
-from manager.state.store.validate import MAX_PAYLOAD_BYTES
+from manager.state.store.validate import MAX_CONFIG_BYTES, MAX_PAYLOAD_BYTES, MAX_SECRET_BYTES
 from manager.state.store.watch import Change, Watch
 
 __all__ = [
     "KINDS",
+    "MAX_CONFIG_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SECRET_BYTES",
     "NAMED_KINDS",
     "TASK_STATES",
     "Ambiguous",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from manager.state.store.errors import InvalidObject
-from manager.state.store.objects import KINDS, FrozenDict, freeze
+from manager.state.store.objects import KINDS, FrozenDict, FrozenList, freeze
 
 __all__ = [
     "FORMAT_VERSION",
@@ -84,8 +84,12 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _check_json(value: Any, where: str) -> None:
-    """Reject what would not come back from JSON unchanged (non-string keys, NaN, tuples are fine)."""
-    if value is None or isinstance(value, bool | int | str):
+    """Reject what would not come back from JSON unchanged (non-string keys, NaN, tuples are fine).
+
+    Frozen values are skipped: they were read from the store, which decoded them from JSON, so
+    a spec copied from a stored object (a task's from its service's TaskTemplate) costs nothing.
+    """
+    if value is None or isinstance(value, bool | int | str | FrozenDict | FrozenList):
         return
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -113,6 +113,8 @@ class _Txn:
             raise NameConflict(f"{op.kind} {op.id} already exists")
         spec, status, extra = freeze(op.spec), freeze(op.status or {}), freeze(op.extra or {})
         check_create(op.kind, spec, status, extra)
+        if op.kind == "service":
+            self._check_refs(spec)
         obj = StoredObject(op.kind, op.id, self.index, self.now, self.now, spec, status, extra)
         if op.kind in NAMED_KINDS:
             if self.name_owner(op.kind, obj.name) is not None:
@@ -131,6 +133,8 @@ class _Txn:
         status = None if op.status is None else freeze(op.status)
         extra = None if op.extra is None else freeze(op.extra)
         new_spec = check_update(current, spec, status, extra)
+        if op.kind == "service" and spec is not None:
+            self._check_refs(spec)
         obj = StoredObject(
             op.kind,
             op.id,
@@ -157,6 +161,19 @@ class _Txn:
         self.staged[(op.kind, op.id)] = None
         self.changes.append(Change(self.index, "remove", op.kind, current))
 
+    def _check_refs(self, spec: Any) -> None:
+        """A service's secrets and configs exist under the names it gives (swarmkit's words)."""
+        for kind in ("secret", "config"):
+            key = "Secret" if kind == "secret" else "Config"
+            missing = []
+            for ref in _refs(spec, kind):
+                found = self.get(kind, str(ref.get(f"{key}ID")))
+                if found is None or found.name != ref.get(f"{key}Name"):
+                    missing.append(str(ref.get(f"{key}Name") or ""))
+            if missing:
+                noun = kind if len(missing) == 1 else kind + "s"
+                raise InvalidObject(f"{noun} not found: {', '.join(missing)}")
+
     def _check_unused(self, obj: StoredObject) -> None:
         """Refuse to remove a secret, config or network that something still uses, as Swarm does."""
         if obj.kind in ("secret", "config"):
@@ -176,15 +193,20 @@ class _Txn:
                     raise InUse(f"network {obj.id} is in use by task {task.id}")
 
 
-def _payload_refs(service: StoredObject, kind: str) -> set[str]:
-    """IDs of the secrets (or configs) a service's tasks mount."""
-    template = service.spec.get("TaskTemplate")
+def _refs(spec: Any, kind: str) -> list[dict[str, Any]]:
+    """The secret (or config) references of a service's Spec, as given."""
+    template = spec.get("TaskTemplate") if isinstance(spec, dict) else None
     container = template.get("ContainerSpec") if isinstance(template, dict) else None
     refs = (
         container.get("Secrets" if kind == "secret" else "Configs") if isinstance(container, dict) else None
     )
+    return [r for r in _list(refs) if isinstance(r, dict)]
+
+
+def _payload_refs(service: StoredObject, kind: str) -> set[str]:
+    """IDs of the secrets (or configs) a service's tasks mount."""
     key = "SecretID" if kind == "secret" else "ConfigID"
-    return {r[key] for r in _list(refs) if isinstance(r, dict) and isinstance(r.get(key), str)}
+    return {r[key] for r in _refs(service.spec, kind) if isinstance(r.get(key), str)}
 
 
 def _list(value: Any) -> list[Any]:

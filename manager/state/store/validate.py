@@ -17,20 +17,33 @@ from manager.state.store.errors import InvalidObject
 from manager.state.store.objects import TASK_STATES, StoredObject
 
 __all__ = [
+    "DESIRED_TASK_STATES",
+    "MAX_CONFIG_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SECRET_BYTES",
     "check_create",
     "check_update",
+    "labels_only_update",
     "name_conflict_message",
     "payload_size",
 ]
 
-MAX_PAYLOAD_BYTES = 500 * 1024  # swarmkit's MaxSecretSize / MaxConfigSize: data must be smaller
+# Data must be smaller than these (swarmkit's MaxSecretSize and MaxConfigSize, as Docker 20.10's
+# Swarm answers: a secret of 511999 bytes is taken, one of 512000 refused; configs 1023999/1024000).
+MAX_SECRET_BYTES = 500 * 1024
+MAX_CONFIG_BYTES = 1000 * 1024
+MAX_PAYLOAD_BYTES = MAX_SECRET_BYTES  # the smaller limit; kept for callers of the old name
+_MAX_BYTES = {"secret": MAX_SECRET_BYTES, "config": MAX_CONFIG_BYTES}
 
 NODE_ROLES = ("worker", "manager")
 NODE_AVAILABILITIES = ("active", "pause", "drain")
 NODE_STATES = ("unknown", "down", "ready", "disconnected")
 REACHABILITIES = ("unknown", "unreachable", "reachable")
 SERVICE_MODES = ("Replicated", "Global", "ReplicatedJob", "GlobalJob")
+# What an orchestrator may ask of a task (swarmkit's desired states): ready holds a restarted task
+# until its restart delay is over, complete is a job's, shutdown and remove end it.
+DESIRED_TASK_STATES = ("ready", "running", "complete", "shutdown", "remove")
+_TASK_ORDER = {state: i for i, state in enumerate(TASK_STATES)}
 
 # swarmkit controlapi: service and network names are DNS name components...
 _DNS_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
@@ -46,9 +59,10 @@ def _labels(spec: Mapping[str, Any], where: str = "Labels") -> None:
         raise InvalidObject(f"{where} must map strings to strings")
 
 
-def _one_of(value: Any, allowed: tuple[str, ...], message: str) -> None:
+def _one_of(value: Any, allowed: tuple[str, ...], message: Callable[[], str]) -> None:
+    # The message is built only when it is needed: these checks run for every object of a batch.
     if value not in allowed:
-        raise InvalidObject(message)
+        raise InvalidObject(message())
 
 
 def _dns_name(spec: Mapping[str, Any]) -> None:
@@ -72,7 +86,17 @@ def payload_size(spec: Mapping[str, Any]) -> int:
         raise InvalidObject("Data must be a base64 string") from None
 
 
+def _driver(spec: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    driver = spec.get(key)
+    if driver is None:
+        return None
+    if not isinstance(driver, Mapping) or not isinstance(driver.get("Name", ""), str):
+        raise InvalidObject(f"{key} must be an object with a Name")
+    return driver
+
+
 def _payload(kind: str, spec: Mapping[str, Any]) -> None:
+    # swarmkit's order: the name, then the driver (secrets), then the data's size.
     name = spec.get("Name")
     if not isinstance(name, str) or not name:
         raise InvalidObject("name must be provided")
@@ -81,30 +105,37 @@ def _payload(kind: str, spec: Mapping[str, Any]) -> None:
             "invalid name, only 64 [a-zA-Z0-9-_.] characters allowed, "
             "and the start and end character must be [a-zA-Z0-9]"
         )
-    size = payload_size(spec)
-    if size < 1 or size >= MAX_PAYLOAD_BYTES:
-        raise InvalidObject(f"{kind} data must be larger than 0 and less than {MAX_PAYLOAD_BYTES} bytes")
     _labels(spec)
+    _driver(spec, "Templating")  # any name is taken at create; the agent refuses unknown ones
+    driver = _driver(spec, "Driver") if kind == "secret" else None
+    if driver is not None:
+        if not driver.get("Name"):
+            raise InvalidObject("secret driver must have a name")
+        return  # an external secret: its data comes from the driver, not the store
+    size = payload_size(spec)
+    limit = _MAX_BYTES[kind]
+    if size < 1 or size >= limit:
+        raise InvalidObject(f"{kind} data must be larger than 0 and less than {limit} bytes")
 
 
 def _node(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
     # moby's daemon words (convert.NodeSpecToGRPC), since that is where the CLI's values land.
-    _one_of(spec.get("Role"), NODE_ROLES, f"invalid Role: {_quote(spec.get('Role'))}")
+    _one_of(spec.get("Role"), NODE_ROLES, lambda: f"invalid Role: {_quote(spec.get('Role'))}")
     _one_of(
         spec.get("Availability"),
         NODE_AVAILABILITIES,
-        f"invalid Availability: {_quote(spec.get('Availability'))}",
+        lambda: f"invalid Availability: {_quote(spec.get('Availability'))}",
     )
     _labels(spec)
     if "State" in status:
-        _one_of(status["State"], NODE_STATES, f"invalid node state {_quote(status['State'])}")
+        _one_of(status["State"], NODE_STATES, lambda: f"invalid node state {_quote(status['State'])}")
     manager = extra.get("ManagerStatus")
     if manager is not None:
         if not isinstance(manager, Mapping):
             raise InvalidObject("ManagerStatus must be a JSON object")
         if "Reachability" in manager:
             reach = manager["Reachability"]
-            _one_of(reach, REACHABILITIES, f"invalid Reachability: {_quote(reach)}")
+            _one_of(reach, REACHABILITIES, lambda: f"invalid Reachability: {_quote(reach)}")
 
 
 def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
@@ -126,9 +157,14 @@ def _service(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[
 
 def _task(spec: Mapping[str, Any], status: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
     if "State" in status:
-        _one_of(status["State"], TASK_STATES, f"invalid task state {_quote(status['State'])}")
+        _one_of(status["State"], TASK_STATES, lambda: f"invalid task state {_quote(status['State'])}")
     if "DesiredState" in extra:
-        _one_of(extra["DesiredState"], TASK_STATES, f"invalid task state {_quote(extra['DesiredState'])}")
+        _one_of(
+            extra["DesiredState"],
+            DESIRED_TASK_STATES,
+            lambda: f"invalid desired state {_quote(extra['DesiredState'])}: want one of "
+            + ", ".join(DESIRED_TASK_STATES),
+        )
     slot = extra.get("Slot")
     if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or slot < 0):
         raise InvalidObject("Slot must be a non-negative integer")
@@ -191,20 +227,62 @@ def check_update(
     new_spec = spec
     if spec is not None:
         if kind in ("secret", "config"):
-            same_name = spec.get("Name") == current.spec.get("Name")
-            if not same_name or ("Data" in spec and spec["Data"] != current.spec.get("Data")):
+            if not labels_only_update(current.spec, spec):
                 raise InvalidObject("only updates to Labels are allowed")
             _labels(spec)
             new_spec = dict(current.spec)
             new_spec["Labels"] = spec.get("Labels") or {}
         elif kind in ("service", "network") and spec.get("Name") != current.spec.get("Name"):
             raise InvalidObject(f"renaming {kind}s is not supported")
+    if kind == "task":
+        _task_moves_forward(current, status, extra)
     _RULES[kind](
         new_spec if new_spec is not None else current.spec,
         status if status is not None else current.status,
         extra if extra is not None else current.extra,
     )
     return new_spec
+
+
+def labels_only_update(current: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Whether ``spec`` changes nothing of a secret's or config's Spec but its Labels (swarmkit's rule).
+
+    The name must be the same (exactly), and Data, when given and not empty, the same bytes: an
+    empty Data reaches swarmkit as no data at all, and `docker stack deploy` resends the data it
+    has. Driver and Templating in an update are ignored, as swarmkit ignores them.
+    """
+    if spec.get("Name") != current.get("Name"):
+        return False
+    data = spec.get("Data")
+    if data is None or data == "":
+        return True
+    try:
+        return base64.b64decode(data, validate=True) == base64.b64decode(current.get("Data") or "")
+    except (binascii.Error, ValueError, TypeError):
+        return False
+
+
+def _task_moves_forward(
+    current: StoredObject, status: Mapping[str, Any] | None, extra: Mapping[str, Any] | None
+) -> None:
+    """A task's Status.State and DesiredState only move forward, in TASK_STATES order.
+
+    Reports come from agents in batches and may arrive late or twice; a stale "running" written
+    over "failed" would bring a dead task back to life for the orchestrators, so the store, which
+    every writer goes through, refuses it. The same for DesiredState: once an orchestrator asked
+    for shutdown, no later write may ask for running again (swarmkit: "time travel is not allowed").
+    """
+    for part, new, field in ((current.status, status, "State"), (current.extra, extra, "DesiredState")):
+        if new is None:
+            continue
+        old_state, new_state = part.get(field), new.get(field)
+        if old_state == new_state or old_state not in _TASK_ORDER or new_state not in _TASK_ORDER:
+            continue  # unchanged, or not a state at all (the kind's rules judge that)
+        if _TASK_ORDER[new_state] < _TASK_ORDER[old_state]:
+            what = "state" if field == "State" else "desired state"
+            raise InvalidObject(
+                f"task {current.id}: {what} cannot move back from {old_state} to {new_state}"
+            )
 
 
 def name_conflict_message(kind: str, name: str) -> str:
