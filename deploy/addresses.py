@@ -55,9 +55,11 @@ _RESERVED = {2377, 2375, 9323, 7946, 4789}
 PortRange = tuple[int, int]
 """An inclusive range of published service ports; a single port is (p, p)."""
 
-DEFAULT_PUBLISH: tuple[PortRange, ...] = ((80, 80), (8080, 8080), (30000, 30009))
+DEFAULT_PUBLISH: tuple[PortRange, ...] = ((80, 80), (8080, 8080))
 """Service ports each node publishes for the routing mesh unless `--publish` says otherwise:
-80 and 8080 (the tutorials' ports), and the first ten of Swarm's automatic range (30000-32767)."""
+80 and 8080, the tutorials' ports. Each published port is a docker-proxy process per node (about
+4 s of bring-up and 240 MiB for ten more ports on five nodes, measured), so Swarm's automatic
+range (30000-32767) is published only when asked: `--publish 80,8080,30000-30009`."""
 
 DEFAULT_BLOCK = 0
 """The default project's block: its nodes are 127.0.1.i and 127.0.2.i."""

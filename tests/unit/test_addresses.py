@@ -88,8 +88,9 @@ def test_names_and_the_next_free_one() -> None:
 
 
 def test_publish_lists_are_parsed_and_checked() -> None:
-    assert parse_publish("80,8080,30000-30009") == DEFAULT_PUBLISH
-    assert format_publish(DEFAULT_PUBLISH) == "80,8080,30000-30009"
+    assert parse_publish("80,8080") == DEFAULT_PUBLISH
+    assert format_publish(DEFAULT_PUBLISH) == "80,8080"
+    assert parse_publish("80,8080,30000-30009") == ((80, 80), (8080, 8080), (30000, 30009))
     assert parse_publish("8080, 80") == ((80, 80), (8080, 8080))
     assert parse_publish("") == ()
     for bad, words in [("http", "invalid port"), ("0", "1 to 65535"), ("90-80", "START <= END"),
