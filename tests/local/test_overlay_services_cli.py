@@ -65,7 +65,8 @@ def test_a_task_reaches_a_service_by_name_over_the_overlay(cluster: Cluster, tmp
         assert done.returncode == 0, done.stderr
 
     def logs(service: str) -> str:
-        return docker(tmp_path, manager, "service", "logs", "--raw", service).stdout
+        done = docker(tmp_path, manager, "service", "logs", "--raw", service)
+        return done.stdout + done.stderr  # a task's stderr lines come out on the CLI's stderr
 
     # Slack: both pages arrive within ~4 s here (tasks start, publish, resolve); 30 s bound.
     # The fetches go through the service's VIP: round robin over its two tasks.
