@@ -185,6 +185,8 @@ class WebView:
                 if fresh != self._views:
                     self._views = fresh
                     self._bump()
+            elif self._views:
+                self._views = {}  # nobody looks: never show a stale view when someone does again
             await asyncio.sleep(_VIEWS_EVERY_S)
 
     # ------------------------------------------------------------------ the picture

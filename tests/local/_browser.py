@@ -46,12 +46,14 @@ class Browser:
         self.profile.mkdir(parents=True, exist_ok=True)
         port_file = self.profile / "DevToolsActivePort"
         port_file.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             "--no-first-run", "--disable-extensions", "--remote-debugging-port=0",
-             f"--user-data-dir={self.profile}", f"--window-size={self.size[0]},{self.size[1]}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=open(self.profile / "chromium.log", "wb"),  # noqa: SIM115
-        )  # fmt: skip
+        with open(self.profile / "chromium.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                 "--no-first-run", "--disable-extensions", "--remote-debugging-port=0",
+                 f"--user-data-dir={self.profile}", f"--window-size={self.size[0]},{self.size[1]}",
+                 "about:blank"],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
         deadline = time.monotonic() + 30
         while not port_file.exists() or len(port_file.read_text().splitlines()) < 2:
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -65,8 +67,8 @@ class Browser:
         self._ws = await self._session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 << 20)
         await self.call("Page.enable")
         await self.call("Runtime.enable")
-        await self.call("Emulation.setDeviceMetricsOverride",
-                        {"width": self.size[0], "height": self.size[1], "deviceScaleFactor": 1, "mobile": False})
+        metrics = {"width": self.size[0], "height": self.size[1], "deviceScaleFactor": 1, "mobile": False}
+        await self.call("Emulation.setDeviceMetricsOverride", metrics)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

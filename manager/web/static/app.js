@@ -44,10 +44,12 @@ function nodeColumn(node, all) {
   const tasks = el("div", "tasks");
   if (!node.tasks.length) tasks.append(el("div", "empty", "no tasks"));
   for (const t of node.tasks) {
-    const card = el("div", "task " + t.state);
+    const leaving = t.desired && t.desired !== "running";
+    const card = el("div", "task " + t.state + (leaving ? " leaving" : ""));
     card.title = t.id + (t.err ? "\n" + t.err : "");
     card.append(el("div", "tname", t.name), el("div", "timg", t.image));
     card.append(pill(t.state));
+    if (leaving) card.append(el("span", "timg", " \u2192 " + t.desired));
     tasks.append(card);
   }
   col.append(tasks);
