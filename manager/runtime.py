@@ -40,6 +40,7 @@ from manager.state.store.commands import Op, encode_batch
 from manager.state.store.errors import StoreError
 from manager.state.store.objects import default_cluster_spec, format_timestamp
 from manager.state.store.watch import Watch
+from manager.swarm_metrics import SwarmManagerMetrics
 from nodeagent.identity import VERSION
 from nodeagent.membership import INIT_SPEC_FILE
 
@@ -145,6 +146,7 @@ class ManagerRuntime:
         self.raft_config = RaftConfig.default().scaled(self.time_scale)
         self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD * self.time_scale
         self.component_metrics = ComponentMetrics(context.registry)
+        context.registry.register(SwarmManagerMetrics(self))
 
     # ------------------------------------------------------------------ lifecycle
 
