@@ -48,6 +48,17 @@ def _state(host: str) -> dict[str, Any]:
         return state
 
 
+def _create_service(host: str, name: str, replicas: int) -> None:
+    """``docker service create --replicas N nginx:1.25`` through the manager's Engine API."""
+    spec = {"Name": name, "TaskTemplate": {"ContainerSpec": {"Image": "nginx:1.25"}},
+            "Mode": {"Replicated": {"Replicas": replicas}}}
+    request = urllib.request.Request(
+        f"http://{host}:2375/v1.41/services/create", data=json.dumps(spec).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5.0) as answer:
+        assert answer.status == 201
+
+
 def _settled(host: str) -> dict[str, Any] | None:
     """The picture once 5 nodes are ready, a leader is known and every node's view is fetched."""
     state = _state(host)
@@ -86,11 +97,17 @@ def test_the_page_shows_the_swarm_and_follows_a_kill_and_a_cut(
             colours = await browser.evaluate(
                 "[...document.querySelectorAll('article.node')].map(e => e.dataset.colour)")
             assert colours == ["ready"] * 5
+            _create_service(page_host, "web", 4)
+            # Scheduled, started and reported in 0.5-1.5 s here; 20 s of slack.
+            await browser.wait_for(
+                "[...document.querySelectorAll('.task.running .tname')]"
+                ".filter(e => e.textContent.startsWith('web.')).length === 4", 20, "4 running web cards")
             print("\nscreenshot:", await browser.screenshot(shots / "1-ready.png"))
 
             killed_at = time.monotonic()
             cluster.nodes["worker2"].kill(signal.SIGKILL)
-            # Measured on the loaded machine: red after 1.6-2.4 s (heartbeat grace 1.5 s); 15 s of slack.
+            # Measured at load average 9-12: red 1.15-1.46 s after the kill (the dispatcher's grace is
+            # 1.5 s from the last heartbeat); 15 s of slack.
             await browser.wait_for(
                 "document.querySelector('article.node[data-hostname=worker2]').dataset.colour === 'down'",
                 15, "worker2's column to turn red")
