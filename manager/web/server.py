@@ -98,8 +98,9 @@ class WebView:
         self._add(TimelineEvent("node", f"web view of {self.context.hostname} started", self.context.node_id))
 
     async def stop(self) -> None:
-        """Stop serving (open event streams are cut) and forget the subscriptions."""
+        """Stop serving (open event streams end at once) and forget the subscriptions."""
         self._running = False
+        self._bump()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -265,6 +266,8 @@ class WebView:
                     await asyncio.wait_for(changed.wait(), _KEEPALIVE_S)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
+                if not self._running:
+                    break  # stop() woke us: end the stream now, within the agent's stop budget
                 await asyncio.sleep(_STATE_EVERY_S)  # let a burst of changes make one picture
         except (ConnectionError, asyncio.CancelledError):
             pass
