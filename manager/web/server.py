@@ -276,6 +276,10 @@ class WebView:
         return response
 
     async def _faults(self, request: web.Request) -> web.StreamResponse:
+        # Only a JSON request: a page of another origin cannot send one without a CORS preflight,
+        # which this server never grants, so a visited web site cannot cut links behind your back.
+        if request.content_type != "application/json":
+            return web.json_response({"message": "Content-Type must be application/json"}, status=415)
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):

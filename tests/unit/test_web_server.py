@@ -13,6 +13,7 @@ from manager.state.store import Create, Store, encode_batch
 from manager.web import WebView
 
 NODE = {"Role": "manager", "Availability": "active"}
+JSON = {"Content-Type": "application/json"}
 
 
 class _Gossip:
@@ -63,9 +64,12 @@ def test_assets_state_events_and_refusals() -> None:
                     ('{"action": "explode"}', "action must be cut, isolate or heal"),
                     ('{"action": "cut", "node": "nobody"}', "node: no node 'nobody'"),
                 ):
-                    async with http.post(f"{base}/api/faults", data=body) as r:
+                    async with http.post(f"{base}/api/faults", data=body, headers=JSON) as r:
                         assert r.status == 400, body
                         assert (await r.json())["message"].startswith(message)
+                # A form or text/plain post (what another site's page can send unasked) is refused.
+                async with http.post(f"{base}/api/faults", data='{"action": "heal"}') as r:
+                    assert r.status == 415
 
                 async with http.get(f"{base}/api/events") as r:
                     assert r.content_type == "text/event-stream"
