@@ -40,4 +40,12 @@ fi
 if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
   echo "swarmlet: warning: \`docker compose\` does not answer although $plugins/docker-compose is linked" >&2
 fi
+# The web view's browser test (tests/local/test_web_browser.py) drives Debian's headless Chromium.
+# Outside CI it skips without it; under CI=true it must run, so CI machines get the package.
+if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  command -v chromium >/dev/null || {
+    echo "swarmlet: installing chromium for the web view's browser test (CI=true)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  }
+fi
 echo "swarmlet: host set-up done in $root"

@@ -40,6 +40,7 @@ from manager.state.store.commands import Op, encode_batch
 from manager.state.store.errors import StoreError
 from manager.state.store.objects import default_cluster_spec, format_timestamp
 from manager.state.store.watch import Watch
+from manager.swarm_metrics import SwarmManagerMetrics
 from nodeagent.identity import VERSION
 from nodeagent.membership import INIT_SPEC_FILE
 
@@ -134,6 +135,7 @@ class ManagerRuntime:
         self.task_dispatcher: Any = None
         self.control: Any = None
         self.engine_api: Any = None
+        self.web: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.leader_harnesses: list[Any] = []  # (ManagerHarness, its task) per leader component
         self._write_lock = asyncio.Lock()
@@ -144,6 +146,7 @@ class ManagerRuntime:
         self.raft_config = RaftConfig.default().scaled(self.time_scale)
         self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD * self.time_scale
         self.component_metrics = ComponentMetrics(context.registry)
+        context.registry.register(SwarmManagerMetrics(self))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -205,6 +208,7 @@ class ManagerRuntime:
         self._tasks.extend(task for _, task in self.leader_harnesses)
         if self.options.bootstrap:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
+        await self._start_web()
         log.info("manager %s serving on %s", self.node_id, bind)
 
     def _load_tokens(self) -> None:
@@ -226,6 +230,22 @@ class ManagerRuntime:
         self.manager_token = _read_token(manager_file)
         self.worker_token = _read_token(worker_file)
 
+    async def _start_web(self) -> None:
+        """The web view on --web-port; a port that cannot be bound costs the view, not the manager."""
+        from manager.web import WebView
+
+        port = int(getattr(self.options, "web_port", 0) or 0)
+        if not port:
+            return
+        web = WebView(self, self.options.listen_addr, port)
+        try:
+            await web.start()
+        except OSError as exc:
+            log.error("--web-port %d: cannot listen (%s); no web view on this manager", port, exc.strerror)
+            return
+        self.web = web
+        log.info("web view on http://%s:%d/", self.options.advertise_addr, web.port)
+
     async def stop(self) -> None:
         """Stop serving and close storage, quickly (the process must exit within a second)."""
         for task in self._tasks:
@@ -234,6 +254,9 @@ class ManagerRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.web is not None:
+            web, self.web = self.web, None
+            await web.stop()
         engine = getattr(self.context, "engine_api", None)
         if engine is not None:
             engine.detach()

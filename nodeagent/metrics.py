@@ -20,7 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from nodeagent.engineapi.runner import HttpServer
 
-__all__ = ["FaultMetrics", "GossipMetrics", "MetricsServer", "new_registry", "node_info"]
+__all__ = ["FaultMetrics", "GossipMetrics", "MetricsServer", "new_registry", "node_info", "node_manager"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,16 @@ def node_info(registry: CollectorRegistry, *, node_id: str, hostname: str, role:
                  ["node_id", "hostname", "role", "version"], registry=registry)
     info.labels(node_id=node_id, hostname=hostname, role=role, version=version).set(1)
     return info
+
+
+def node_manager(registry: CollectorRegistry, role: str) -> Gauge:
+    """Publish Docker's ``swarm_node_manager`` (1 on a manager, 0 on a worker), as dockerd does.
+
+    Returned so that a promotion or demotion can set it again.
+    """
+    gauge = Gauge("swarm_node_manager", "Whether this node is a manager or not", registry=registry)
+    gauge.set(1 if role == "manager" else 0)
+    return gauge
 
 
 class GossipMetrics:

@@ -43,7 +43,14 @@ from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.identity import VERSION, IdentityError, load_node_id
 from nodeagent.images import RuntimeImages
 from nodeagent.membership import NodeSwarm
-from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
+from nodeagent.metrics import (
+    FaultMetrics,
+    GossipMetrics,
+    MetricsServer,
+    new_registry,
+    node_info,
+    node_manager,
+)
 from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleNotFound, read_role_file
 from nodeagent.transport.faults import LinkFaults
@@ -215,6 +222,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = new_registry()
     info = node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
+    is_manager = node_manager(registry, options.role)
 
     running.metrics = MetricsServer(registry, options.listen_addr, options.metrics_port)
     try:
@@ -292,6 +300,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         # Promoted or demoted at run time: the node_info series and the mDNS announcement follow.
         info.clear()
         info.labels(node_id=node_id, hostname=options.hostname, role=role, version=version).set(1)
+        is_manager.set(1 if role == "manager" else 0)
         if role == "manager" and running.announcer is None and mdns_interfaces is not None:
             running.announcer = _announcer(options, node_id, mdns_interfaces)
             await running.announcer.start()

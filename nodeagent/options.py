@@ -77,6 +77,8 @@ class AgentOptions:
     """Start in no swarm (Docker's "Swarm: inactive"): the Engine API, gossip and metrics run, and
     the node waits for ``docker swarm init`` or ``docker swarm join``; a node that entered a swarm
     that way comes back in it at restart (``DATA_DIR/swarm.json``)."""
+    web_port: int = 8081
+    """Managers: the web view of the cluster over HTTP (a promoted worker serves it from then on)."""
     gossip_join: tuple[str, ...] = ()
     """Gossip seed addresses ``host:port``; when empty they are derived from :attr:`join`
     (the managers' hosts at this node's gossip port) or from mDNS."""
@@ -137,6 +139,7 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--metrics-port", "metrics_port", "port", 9323, "Prometheus /metrics over HTTP"),
     ("--engine-port", "engine_port", "port", 2375, "the Docker Engine API over HTTP"),
     ("--data-path-port", "data_path_port", "port", 4789, "overlay data path: VXLAN (UDP) and tunnels (TCP)"),
+    ("--web-port", "web_port", "port", 8081, "managers: the web view of the cluster over HTTP"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
     ("--no-swarm", "no_swarm", "bool", False,
@@ -307,7 +310,8 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
-             "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"]}
+             "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"],
+             "--web-port": values["web_port"]}
     if role == "manager" or values["no_swarm"]:  # a blank node may become a manager
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
@@ -324,6 +328,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         cluster_port=int(values["cluster_port"]),
         metrics_port=int(values["metrics_port"]),
         engine_port=int(values["engine_port"]),
+        web_port=int(values["web_port"]),
         data_dir=str(values["data_dir"]),
         bootstrap=bool(values["bootstrap"]),
         join=tuple(values["join"]),

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -35,6 +37,7 @@ from manager.dispatcher.assignments import (
     payload_api,
     status_ops,
 )
+from manager.state.raft.metrics import DOCKER_TIMER_BUCKETS
 from manager.state.raft.shell import NO_LEADER_MESSAGE
 from manager.state.store.errors import NotFound, UpdateOutOfSequence
 from manager.state.store.objects import StoredObject
@@ -147,6 +150,13 @@ class StatusBatcher:
             "(stale, unchanged, deleted, foreign, invalid)",
             ["outcome"], registry=registry,
         )  # fmt: skip
+        # Docker's name: the time a task takes from its creation (NEW) to RUNNING, observed
+        # when the report saying running is committed.
+        self._scheduling_delay = prometheus_client.Histogram(
+            "swarm_dispatcher_scheduling_delay_seconds",
+            "Scheduling delay is the time a task takes to go from NEW to RUNNING state.",
+            buckets=DOCKER_TIMER_BUCKETS, registry=registry,
+        )  # fmt: skip
 
     async def submit(self, reports: Sequence[Report], timeout: float) -> tuple[int, int]:
         """Queue ``reports``; return (written, ignored) once their batch committed."""
@@ -198,12 +208,16 @@ class StatusBatcher:
             if not decision.ops:
                 self._count(decision.written, decision.ignored)
                 return set(), set(decision.ignored)
+            started = _now_running(get_task, reports, decision.written)
             try:
                 await self.runtime.write(decision.ops, timeout=2.0 * self.runtime.time_scale)
             except UpdateOutOfSequence:
                 continue  # another writer touched one of these tasks: decide again on what committed
             self.batches += 1
             self._batches.inc()
+            now = time.time()
+            for created in started:
+                self._scheduling_delay.observe(max(0.0, now - created))
             self._count(decision.written, decision.ignored)
             return set(decision.written), set(decision.ignored)
         raise UpdateOutOfSequence()
@@ -346,3 +360,23 @@ class TaskDispatcher(dispatcher_pb2_grpc.AssignmentsServicer):
         store = self.runtime.store
         tasks = store.find("task", node_id=request.node_id) if request.node_id else store.find("task")
         return dispatcher_pb2.NodeTasksResponse(tasks=[_task_json(t) for t in tasks])
+
+
+def _now_running(
+    get_task: Callable[[str], StoredObject | None], reports: Sequence[Report], written: Sequence[str]
+) -> list[float]:
+    """Creation times (epoch seconds) of the tasks these written reports take to running now."""
+    wanted = set(written)
+    out = []
+    for report in reports:
+        if report.task_id not in wanted or report.status.get("State") != "running":
+            continue
+        task = get_task(report.task_id)
+        if task is None or task.status.get("State") == "running":
+            continue
+        try:
+            created = datetime.datetime.fromisoformat(task.created_at.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        out.append(created.timestamp())
+    return out

@@ -19,6 +19,8 @@ def test_defaults_are_swarms_ports() -> None:
     assert opts.gossip_config == "default" and opts.time_scale == 1.0 and opts.log_level == "info"
     assert opts.join == () and opts.discover is None and not opts.bootstrap
     assert opts.gossip_address == "127.0.0.5:7946"
+    assert opts.web_port == 8081
+    assert parse_options([*BASE, "--web-port", "9090"], {}).web_port == 9090
 
 
 def test_environment_fills_in_and_flags_win() -> None:
@@ -63,6 +65,8 @@ def test_gossip_seeds_default_to_the_join_hosts_at_the_gossip_port() -> None:
         ([*BASE, "--bootstrap"], {}, "--bootstrap"),
         ([*BASE, "--discover", "mdns", "--join", "m:2377"], {}, "--discover"),
         ([*BASE, "--metrics-port", "7946"], {}, "--metrics-port"),
+        ([*BASE, "--web-port", "2375"], {}, "--web-port"),
+        ([*BASE, "--web-port", "web"], {}, "--web-port"),
         ([*BASE, "--hostname", "bad name"], {}, "--hostname"),
         ([*BASE, "--no-such-flag"], {}, "--no-such-flag"),
     ],

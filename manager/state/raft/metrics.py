@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import prometheus_client
 
-__all__ = ["ROLES", "RaftMetrics"]
+__all__ = ["DOCKER_TIMER_BUCKETS", "ROLES", "RaftMetrics"]
 
 #: Every value of the ``role`` label, so that the roles not held show 0 rather than vanish.
 ROLES = ("leader", "follower", "candidate", "pre-candidate")
+
+#: go-metrics' timer buckets: what Docker's swarm_* histograms use.
+DOCKER_TIMER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class RaftMetrics:
@@ -37,6 +40,16 @@ class RaftMetrics:
         self.bytes_snapshotted = c(
             "swarmlet_raft_snapshotted_bytes", "Bytes of snapshots written", registry=reg
         )
+        # Docker's own names (swarmkit's go-metrics timers, with their buckets), for dashboards
+        # made against a real Swarm: docs/metrics.md.
+        self.transaction_latency = prometheus_client.Histogram(
+            "swarm_raft_transaction_latency_seconds", "Raft transaction latency.",
+            buckets=DOCKER_TIMER_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.snapshot_latency = prometheus_client.Histogram(
+            "swarm_raft_snapshot_latency_seconds", "Raft snapshot create latency.",
+            buckets=DOCKER_TIMER_BUCKETS, registry=reg,
+        )  # fmt: skip
 
     def observe_role(self, role: str, term: int) -> None:
         """The core's role and term after a Ready."""

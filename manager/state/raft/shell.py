@@ -244,7 +244,9 @@ class RaftShell:
         elapsed = time.monotonic() - start
         remaining = None if timeout is None else max(0.0, timeout - elapsed)
         result = await asyncio.wait_for(asyncio.shield(applied), remaining)
-        self.metrics.proposal_latency.observe(time.monotonic() - start)
+        took = time.monotonic() - start
+        self.metrics.proposal_latency.observe(took)
+        self.metrics.transaction_latency.observe(took)
         return result
 
     async def read_barrier(self, timeout: float | None = None) -> None:
@@ -430,12 +432,14 @@ class RaftShell:
     async def _take_snapshot(self, node: RaftNode) -> None:
         storage = self._storage
         assert storage is not None
+        began = time.monotonic()
         index = self._applied
         data = self.state_machine.snapshot()
         node.compact(index, data)
         meta = node.snapshot
         await asyncio.to_thread(storage.save_snapshot, meta, data)
         self.metrics.bytes_snapshotted.inc(len(data))
+        self.metrics.snapshot_latency.observe(time.monotonic() - began)
         self._snapshot_index = index
 
     def _observe_soft_state(self, node: RaftNode) -> None:
