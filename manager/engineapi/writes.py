@@ -93,9 +93,9 @@ class _Replica(Protocol):
 def _error_record(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, StoreError):
         return {"type": type(exc).__name__, "message": exc.message}
-    if isinstance(exc, LostLeadership):
+    if isinstance(exc, LostLeadership | ProposalDropped):
         return {"type": "LostLeadership", "message": str(exc)}
-    if isinstance(exc, NoLeaderError | NotLeaderError | ProposalDropped | ConnectionAbortedError):
+    if isinstance(exc, NoLeaderError | NotLeaderError | ConnectionAbortedError):
         return {"type": "NoLeaderError", "message": str(exc)}
     if isinstance(exc, TimeoutError):
         return {"type": "TimeoutError", "message": str(exc)}

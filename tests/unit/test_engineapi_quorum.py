@@ -45,6 +45,8 @@ def test_words_and_status_codes_are_swarms() -> None:
 def test_lost_leadership_travels_by_name_from_leader_to_follower() -> None:
     with pytest.raises(LostLeadership):
         _raise_record(_error_record(LostLeadership()))
+    with pytest.raises(LostLeadership):  # swarmkit's answer when a new leader replaced the entry
+        _raise_record(_error_record(ProposalDropped("replaced")))
 
 
 def test_former_leader_without_a_leader_refuses_at_once() -> None:
