@@ -224,6 +224,7 @@ knows no leader lists the one its store last named Leader.""", workdir)
             t.run(survivor, "node", "ls")
             t.run(survivor, "node", "update", "--label-add", "x=y", "worker1")
             t.run(survivor, "service", "create", "--detach", "--name", "noquorum", "nginx:1.25")
+            t.run(survivor, "node", "promote", "worker1")  # through the control API
             t.run(survivor, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} "
                   "{{.Swarm.Managers}} {{.Swarm.Nodes}}")
             for m in others:
