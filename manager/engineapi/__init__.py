@@ -25,7 +25,7 @@ from manager.engineapi.secrets import SecretRoutes
 from manager.engineapi.services import ServiceRoutes
 from manager.engineapi.swarm import SwarmRoutes, manager_stats, manager_swarm_info
 from manager.engineapi.tasks import TaskRoutes
-from manager.engineapi.writes import LeaderWrites, write_handler
+from manager.engineapi.writes import LeaderWrites, propose_watching_leadership, write_handler
 from manager.state.store import Op, Store, StoredObject
 from nodeagent.engineapi import Route, SwarmInfo
 
@@ -84,7 +84,17 @@ class RuntimeManager:
         self._host = HostFacts()
 
     async def _propose(self, ops: Sequence[Op]) -> Any:
+        shell = self.runtime.shell
+        return await propose_watching_leadership(self._write, ops, shell, self._stored_leader_is_self)
+
+    async def _write(self, ops: Sequence[Op]) -> Any:
         return await self.runtime.write(ops, timeout=self.writes.timeout)
+
+    def _stored_leader_is_self(self) -> bool:
+        """Whether this manager's own Node object says it leads (the flag lags a failover)."""
+        node = self.runtime.store.get("node", self.node_id)
+        status = node.extra.get("ManagerStatus") if node is not None else None
+        return isinstance(status, dict) and bool(status.get("Leader"))
 
     @property
     def store(self) -> Store:

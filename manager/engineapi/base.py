@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from manager.engineapi.render import HostFacts
+from manager.engineapi.writes import LOST_LEADERSHIP_MESSAGE, LostLeadership
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, ProposalDropped
 from manager.state.store import (
     Ambiguous,
@@ -102,11 +103,18 @@ def control_error(code: Any, details: str) -> ApiError:
     """Docker's status and words for a control API refusal (a ``grpc.StatusCode`` and its details)."""
     name = str(getattr(code, "name", code))
     if name == "UNAVAILABLE" and details.startswith("The swarm does not have a leader"):
-        return ApiError(503, details)
+        return no_leader_error()
     words = _GRPC_WORDS.get(name, "Unknown")
     # The control API's refusals already carry Docker's "rpc error: ..." form.
     message = details if details.startswith("rpc error: ") else rpc_message(words, details)
     return ApiError(_GRPC_HTTP.get(name, 500), message)
+
+
+def no_leader_error() -> ApiError:
+    """swarmkit's errLostQuorum as Docker shows it: a plain error in swarmkit's raft proxy, so
+    gRPC's ``Unknown`` and moby's 500 (moby/moby#35109 shows the words; httpstatus maps Unknown
+    to 500)."""
+    return ApiError(500, rpc_message("Unknown", NO_LEADER_MESSAGE))
 
 
 def api_error(exc: BaseException) -> ApiError | None:
@@ -124,8 +132,11 @@ def api_error(exc: BaseException) -> ApiError | None:
         return ApiError.bad_request(rpc_message("InvalidArgument", exc.message))
     if isinstance(exc, StoreError):
         return ApiError.bad_request(rpc_message("InvalidArgument", exc.message))
-    if isinstance(exc, NoLeaderError | ProposalDropped | ConnectionAbortedError):
-        return ApiError.unavailable(NO_LEADER_MESSAGE)
+    if isinstance(exc, LostLeadership | ProposalDropped):
+        # swarmkit's ErrLostLeadership: the proposal's leader lost its status before it committed.
+        return ApiError(500, rpc_message("Unknown", LOST_LEADERSHIP_MESSAGE))
+    if isinstance(exc, NoLeaderError | ConnectionAbortedError):
+        return no_leader_error()
     if isinstance(exc, TimeoutError):
         # Indeterminate: the write may still commit. Docker says the same about a deadline.
         return ApiError(500, rpc_message("DeadlineExceeded", "context deadline exceeded"))
@@ -139,7 +150,8 @@ def guarded(handler: Handler) -> Handler:
     async def run(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
-        except (StoreError, NoLeaderError, ProposalDropped, ConnectionAbortedError, TimeoutError) as exc:
+        except (StoreError, NoLeaderError, LostLeadership, ProposalDropped, ConnectionAbortedError,
+                TimeoutError) as exc:
             mapped = api_error(exc)
             if mapped is None:  # pragma: no cover - every caught type maps
                 raise

@@ -41,7 +41,15 @@ from manager.state.store import (
     format_timestamp,
 )
 
-__all__ = ["WRITE_METHOD", "LeaderWrites", "Propose", "write_handler"]
+__all__ = [
+    "LOST_LEADERSHIP_MESSAGE",
+    "WRITE_METHOD",
+    "LeaderWrites",
+    "LostLeadership",
+    "Propose",
+    "propose_watching_leadership",
+    "write_handler",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,23 @@ WRITE_METHOD = f"/{_SERVICE}/Write"
 
 Propose = Callable[[Sequence[Op]], Awaitable[Any]]
 """The runtime's ``write(ops)``: propose on this manager (NotLeaderError on a follower)."""
+
+LOST_LEADERSHIP_MESSAGE = "raft: failed to process the request: node lost leader status"
+"""swarmkit's ErrLostLeadership, word for word: a write reached a leader that lost its quorum."""
+
+
+class LostLeadership(Exception):
+    """This manager led, lost its quorum and knows no leader since: the write was not committed.
+
+    swarmkit answers so when a proposal's leader steps down before it commits; a real Swarm's
+    surviving leader keeps listing itself Leader and answers every write so
+    (five-nodes/x-multi.txt). Here: a write in flight when check-quorum steps the leader down,
+    and any write later on a manager whose store still names it Leader while it knows no leader.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(LOST_LEADERSHIP_MESSAGE)
+
 
 _STORE_ERRORS: dict[str, type[StoreError]] = {
     cls.__name__: cls
@@ -68,7 +93,9 @@ class _Replica(Protocol):
 def _error_record(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, StoreError):
         return {"type": type(exc).__name__, "message": exc.message}
-    if isinstance(exc, NoLeaderError | NotLeaderError | ProposalDropped | ConnectionAbortedError):
+    if isinstance(exc, LostLeadership | ProposalDropped):
+        return {"type": "LostLeadership", "message": str(exc)}
+    if isinstance(exc, NoLeaderError | NotLeaderError | ConnectionAbortedError):
         return {"type": "NoLeaderError", "message": str(exc)}
     if isinstance(exc, TimeoutError):
         return {"type": "TimeoutError", "message": str(exc)}
@@ -84,9 +111,49 @@ def _raise_record(record: dict[str, Any]) -> None:
         raise store_error(message)
     if kind == "NoLeaderError":
         raise NoLeaderError()
+    if kind == "LostLeadership":
+        raise LostLeadership()
     if kind == "TimeoutError":
         raise TimeoutError(message)
     raise RuntimeError(message)
+
+
+class _Leadership(Protocol):
+    """What the watch needs of the Raft shell: who leads now, and whether this manager does."""
+
+    @property
+    def leader_id(self) -> str: ...
+
+    @property
+    def is_leader(self) -> bool: ...
+
+
+async def propose_watching_leadership(propose: Propose, ops: Sequence[Op], shell: _Leadership | None,
+                                      stored_leader_is_self: Callable[[], bool],
+                                      poll: float = 0.02) -> Any:
+    """``propose(ops)``, refused with :class:`LostLeadership` as Swarm's surviving leader refuses.
+
+    Before proposing: a manager that knows no leader while its store still names it Leader (the
+    flag ``node ls`` shows it by) lost its quorum as leader and says so at once. While proposing
+    on the leader: if it steps down (check-quorum) and no other leader is known, the caller is
+    answered at once instead of at the write's timeout; the entry may still commit if this
+    manager wins the next election with it in its log, as in swarmkit.
+    """
+    if shell is not None and not shell.leader_id and stored_leader_is_self():
+        raise LostLeadership()
+    if shell is None or not shell.is_leader:
+        return await propose(ops)
+    write = asyncio.ensure_future(propose(ops))
+    try:
+        while True:
+            done, _ = await asyncio.wait({write}, timeout=poll)
+            if done:
+                return write.result()
+            if not shell.leader_id:
+                raise LostLeadership()
+    finally:
+        if not write.done():
+            write.cancel()
 
 
 class LeaderWrites:

@@ -128,6 +128,24 @@ def test_docker_py_lists_nodes(cluster: Cluster) -> None:
         assert len(client.nodes.list(filters={"role": "manager"})) == 3
         assert client.version()["ApiVersion"] == "1.47"
         assert client.info()["Swarm"]["ControlAvailable"] is True
+
+        # The swarm as docker-py loads it (GET /swarm): the cluster's ID, Spec and join tokens.
+        swarm = client.swarm.attrs
+        assert swarm["ID"] == client.info()["Swarm"]["Cluster"]["ID"]
+        assert swarm["Spec"]["Name"] == "default"
+        assert swarm["JoinTokens"]["Worker"].startswith("SWMTKN-1-")
+
+        # A label round trip: Node.update sends the whole Spec with the version read.
+        worker = client.nodes.get("worker1")
+        spec = dict(worker.attrs["Spec"])
+        spec["Labels"] = {**spec.get("Labels", {}), "disk": "ssd"}
+        assert worker.update(spec) is True
+        worker.reload()
+        assert worker.attrs["Spec"]["Labels"] == {"disk": "ssd"}
+        assert worker.attrs["Spec"]["Availability"] == "active"
+        labelled = client.nodes.list(filters={"node.label": "disk=ssd"})
+        assert [n.attrs["Description"]["Hostname"] for n in labelled] \
+            == ["worker1"]
     finally:
         client.close()
 
