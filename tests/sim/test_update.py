@@ -10,6 +10,7 @@ next slot starts ``Delay`` after the previous new task runs, and UpdateStatus en
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from manager.orchestrator.common import parse_timestamp
@@ -69,7 +70,7 @@ def test_one_task_at_a_time_with_the_delay_between() -> None:
     # one at a time: each new task is created 2 s (the delay) after the previous one ran, plus the
     # agents' report latencies; never two replacements under way at once
     created = [parse_timestamp(t.created_at) for t in new]
-    gaps = [b - a for a, b in zip(created, created[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(created)]
     assert all(2.0 <= gap <= 2.5 for gap in gaps), gaps
     status = update_status(cluster, sid)
     assert status["Message"] == "update completed"
