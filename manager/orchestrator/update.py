@@ -158,8 +158,8 @@ class UpdateSupervisor(ServiceOrchestrator):
         """One service's step of its update (see the module docstring)."""
         status = service.extra.get("UpdateStatus")
         current = status.get("State") if isinstance(status, Mapping) else None
-        if current in ("paused", "rollback_paused"):
-            return None
+        if current is not None and current not in IN_PROGRESS:
+            return None  # paused, or ended: the next update begins when the user updates again
         global_mode = service_mode(service) == "Global"
         slots: dict[str, list[StoredObject]] = {}
         for task in tasks:
@@ -170,9 +170,9 @@ class UpdateSupervisor(ServiceOrchestrator):
             if not any(not is_dirty(t, service) for t in live)
             and any(state(t) <= RUNNING for t in live)
         ]  # fmt: skip
-        if current not in IN_PROGRESS:
-            if not dirty_slots or current is not None:
-                return None  # an update that ended: the next one begins when the user updates
+        if current is None:
+            if not dirty_slots:
+                return None
             plan.add(self._status(service, {
                 "State": "updating", "StartedAt": format_timestamp(ctx.now), "Message": "update in progress",
             }))  # fmt: skip

@@ -68,9 +68,11 @@ def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_
         assert web.returncode == 0, web.stderr
         wait_until(lambda: running_images() == ["nginx:1.25"] * 4, 30, 0.5, "4 tasks of nginx:1.25")
 
-        done = run("service", "update", "--detach", "--image", "nginx:1.26", "--update-parallelism", "1",
+        # Not detached: the CLI follows the update (tasks up to date, UpdateStatus) to its end.
+        done = run("service", "update", "--image", "nginx:1.26", "--update-parallelism", "1",
                    "--update-delay", "2s", "web")  # fmt: skip
         assert done.returncode == 0, done.stderr
+        assert "verify: Service web converged" in done.stdout, done.stdout
         wait_until(lambda: update_status().get("State") == "completed", 60, 0.5, "update completed")
         status = update_status()
         assert status["Message"] == "update completed" and status["CompletedAt"] >= status["StartedAt"]
@@ -91,8 +93,10 @@ def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_
         pages = _images_served(manager.target, "web")
         assert len(pages) == 4 and all("nginx:1.26" in page for page in pages)
 
-        back = run("service", "rollback", "--detach", "web")
+        back = run("service", "rollback", "web")
         assert back.returncode == 0, back.stderr
+        assert "rollback: manually requested rollback" in back.stdout, back.stdout
+        assert "verify: Service web converged" in back.stdout, back.stdout
         wait_until(lambda: update_status().get("State") == "rollback_completed", 60, 0.5, "rolled back")
         assert update_status()["Message"] == "rollback completed"
         wait_until(lambda: running_images() == ["nginx:1.25"] * 4, 30, 0.5, "4 tasks of nginx:1.25 again")
