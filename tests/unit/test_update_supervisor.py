@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from _orch import World
 
-from manager.orchestrator import ReplicatedOrchestrator, UpdateSupervisor
+from manager.orchestrator import GlobalOrchestrator, ReplicatedOrchestrator, UpdateSupervisor
 from manager.orchestrator.restart import held_start
 from manager.orchestrator.update import update_config
 from manager.state.store import Update
@@ -286,3 +286,42 @@ def test_update_config_defaults_as_docker_shows_them() -> None:
     cfg = update_config({}, rollback=False)
     got = (cfg.parallelism, cfg.delay, cfg.failure_action, cfg.monitor, cfg.max_failure_ratio, cfg.order)
     assert got == (1, 0.0, "pause", 5.0, 0.0, "stop-first")
+
+
+def test_a_global_node_keeps_its_old_task_beside_a_start_first_replacement() -> None:
+    w = World()
+    sid = w.service("agent", mode={"Global": {}})
+    old = {node: w.task(sid, node=node) for node in ("n1", "n2", "n3")}
+    service = w.store.get("service", sid)
+    spec = thaw(service.spec)
+    spec["TaskTemplate"]["ContainerSpec"]["Image"] = "img:2"
+    spec["UpdateConfig"] = {"Parallelism": 1, "Order": "start-first"}
+    w.apply([Update("service", sid, service.version, spec=spec, extra={"PreviousSpec": thaw(service.spec)})])
+    sup = supervisor()
+    w.run(sup)
+    w.run(sup)
+    (fresh,) = [t for t in w.tasks(sid) if t.spec["ContainerSpec"]["Image"] == "img:2"]
+    assert fresh.extra["NodeID"] == "n1" and fresh.extra["DesiredState"] == "running"
+    w.run(GlobalOrchestrator(random.Random(3)))  # neither task is the global orchestrator's to stop
+    assert w.store.get("task", fresh.id).extra["DesiredState"] == "running"
+    assert w.store.get("task", old["n1"]).extra["DesiredState"] == "running"
+    w.set_task(fresh.id, state="running")
+    w.run(sup)
+    assert w.store.get("task", old["n1"]).extra["DesiredState"] == "shutdown"
+
+
+def test_force_update_replaces_every_task() -> None:
+    w = World()
+    sid = w.service("web", mode={"Replicated": {"Replicas": 2}})
+    for slot in (1, 2):
+        w.task(sid, slot=slot, node="n1")
+    service = w.store.get("service", sid)
+    spec = thaw(service.spec)
+    spec["TaskTemplate"]["ForceUpdate"] = 1  # docker service update --force
+    spec["UpdateConfig"] = {"Parallelism": 0}
+    w.apply([Update("service", sid, service.version, spec=spec, extra={"PreviousSpec": thaw(service.spec)})])
+    sup = supervisor()
+    w.run(sup)
+    w.run(sup)
+    fresh = [t for t in w.tasks(sid) if t.spec.get("ForceUpdate") == 1]
+    assert sorted(t.extra["Slot"] for t in fresh) == [1, 2]
