@@ -5,7 +5,8 @@ a time, stop-first: each old task is shut down together with its replacement's c
 next slot starts ``Delay`` after the previous new task runs, and UpdateStatus ends ``completed``
 ``Monitor`` (5 s) after the last. An update to an image that fails its healthcheck with
 ``--update-failure-action rollback`` swaps the spec back by itself and ends
-``rollback_completed`` with every task on the old image.
+``rollback_completed`` with every task on the old image. A global service updates node by node;
+the same seed gives the same run.
 """
 
 from __future__ import annotations
@@ -133,3 +134,34 @@ def test_a_paused_update_stays_paused() -> None:
     # two slots still run the old image; the failed slot keeps being restarted on the new one
     old = [t for t in cluster.running(sid) if image(t) == "nginx:1.25"]
     assert len(old) == 2
+
+
+def test_a_global_service_updates_node_by_node() -> None:
+    cluster = SimCluster(5, [make_node(n) for n in NODES])
+    spec = web(0)
+    spec["Mode"] = {"Global": {}}
+    sid = cluster.create_service(spec)
+    cluster.run_until(1.0)
+    assert len(cluster.running(sid)) == 4
+    cluster.update_service(sid, set_image("nginx:1.26", Delay=1 * SECOND))
+    cluster.run_until(40.0, lambda: update_status(cluster, sid).get("State") == "completed")
+    assert update_status(cluster, sid)["State"] == "completed"
+    running = cluster.running(sid)
+    assert {image(t) for t in running} == {"nginx:1.26"}
+    assert sorted(t.extra["NodeID"] for t in running) == sorted(NODES)
+    created = sorted(parse_timestamp(t.created_at) for t in running)
+    gaps = [b - a for a, b in itertools.pairwise(created)]
+    assert all(gap >= 1.0 for gap in gaps), gaps  # one node at a time, the delay between
+
+
+def test_same_seed_same_update() -> None:
+    def digest(seed: int) -> str:
+        cluster = SimCluster(seed, [make_node(n) for n in NODES])
+        sid = cluster.create_service(web(4))
+        cluster.run_until(1.0)
+        cluster.agents.unhealthy["nginx:broken"] = 1.5
+        cluster.update_service(sid, set_image("nginx:broken", FailureAction="rollback"))
+        cluster.run_until(40.0)
+        return cluster.digest()
+
+    assert digest(7) == digest(7)
