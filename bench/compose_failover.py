@@ -1,14 +1,22 @@
 """Failure detection on a running compose cluster, measured from the host.
 
-For each round: kill the leader's container and time how long until another manager reports a
-new leader (Raft) and the old one Unreachable; start it again and wait until it is a Ready
-follower. Then stop a worker's container and time until every live manager shows it Down.
+For each round: kill the leader's container and time how long until every other manager reports
+the same new leader (Raft) and the old one Unreachable; start it again and wait until it is a
+Ready follower. Then stop a worker's container and time until every live manager shows it Down.
+
+With ``--pause`` the leader's container is paused (``docker pause``) instead of killed, and
+unpaused after. The two differ in what the followers can know: a killed process's port refuses
+connections, so the followers' shells find out at once and tell their cores
+(``report_leader_unreachable``); a paused one refuses nothing (its kernel still accepts
+connections), so only the election timeout (0.4 to 0.8 s after the last heartbeat) notices.
+``--both`` runs a kill and a pause in each round.
 
     make up                                  # or .venv/bin/swarmlet up
-    .venv/bin/python bench/compose_failover.py --rounds 5
+    .venv/bin/python bench/compose_failover.py --rounds 5 [--pause | --both] [--no-worker]
 
-Leader times run from the moment `docker kill` returned, so they include detection; the worker
-time runs from the moment the stop was asked for (the agent leaves gracefully on SIGTERM).
+Leader times run from the moment `docker kill` / `docker pause` returned, so they include
+detection (the call itself took the printed "call" time before that); the worker time runs
+from the moment the stop was asked for (the agent leaves gracefully on SIGTERM).
 """
 
 from __future__ import annotations
@@ -38,13 +46,16 @@ def _wait(probe, timeout: float, interval: float = 0.02) -> float:  # type: igno
     raise TimeoutError(f"not within {timeout} s")
 
 
-def leader_round(backend, managers: dict[str, str]) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Kill the leader; return (seconds to a new leader, seconds to old one shown Unreachable)."""
+def leader_round(backend, managers: dict[str, str], fault: str = "kill") -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Kill (or pause) the leader; return (seconds to a new leader seen by every other manager,
+    seconds to the old one shown Unreachable, seconds the docker call took)."""
     info = cluster_info(next(iter(managers.values())))
     old = str(info["leader"])
     others = [addr for host, addr in managers.items() if host != old]
     victim = next(n for n in backend.nodes() if n.hostname == old)
-    backend.chaos("kill", victim)
+    called = time.monotonic()
+    backend.chaos(fault, victim)
+    call_took = time.monotonic() - called
 
     def leader_at(addr: str) -> object:
         try:
@@ -53,7 +64,8 @@ def leader_round(backend, managers: dict[str, str]) -> tuple[float, float]:  # t
             return None
 
     def new_leader() -> bool:
-        return any(leader_at(a) not in (None, old) for a in others)
+        seen = {leader_at(a) for a in others}
+        return len(seen) == 1 and seen.isdisjoint((None, "", old))
 
     elected = _wait(new_leader, 15)
 
@@ -62,7 +74,7 @@ def leader_round(backend, managers: dict[str, str]) -> tuple[float, float]:  # t
         return any(r.hostname == old and r.manager_status == "Unreachable" for r in rows)
 
     shown = _wait(unreachable, 15) + elected
-    backend.chaos("start", victim)
+    backend.chaos("unpause" if fault == "pause" else "start", victim)
 
     def ready_again() -> bool:
         rows = list_nodes(others[0], timeout=0.5)
@@ -70,7 +82,7 @@ def leader_round(backend, managers: dict[str, str]) -> tuple[float, float]:  # t
                    for r in rows)
 
     _wait(ready_again, 30)
-    return elected, shown
+    return elected, shown, call_took
 
 
 def worker_round(backend, managers: dict[str, str]) -> float:  # type: ignore[no-untyped-def]
@@ -95,21 +107,29 @@ def worker_round(backend, managers: dict[str, str]) -> float:  # type: ignore[no
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pause", action="store_true", help="pause the leader instead of killing it")
+    parser.add_argument("--both", action="store_true", help="kill and pause the leader in each round")
+    parser.add_argument("--no-worker", action="store_true", help="skip the worker rounds")
     args = parser.parse_args()
+    faults = ("kill", "pause") if args.both else ("pause",) if args.pause else ("kill",)
     backend = load_backend()
     managers = _managers(backend.nodes())
-    elected, shown, down = [], [], []
+    results: dict[str, list[float]] = {}
     for i in range(args.rounds):
-        e, s = leader_round(backend, managers)
-        managers = _managers(backend.nodes())  # published ports change when a container restarts
-        d = worker_round(backend, managers)
-        elected.append(e)
-        shown.append(s)
-        down.append(d)
-        print(f"round {i + 1}: new leader {e:.3f} s, old leader Unreachable {s:.3f} s, "
-              f"worker Down everywhere {d:.3f} s", flush=True)
-    results = (("new leader", elected), ("old leader Unreachable", shown), ("worker Down everywhere", down))
-    for name, xs in results:
+        line = []
+        for fault in faults:
+            e, s, call = leader_round(backend, managers, fault)
+            managers = _managers(backend.nodes())  # published ports change when a container restarts
+            results.setdefault(f"{fault}: new leader", []).append(e)
+            results.setdefault(f"{fault}: old leader Unreachable", []).append(s)
+            line.append(f"{fault}: new leader {e:.3f} s (call {call:.3f} s), "
+                        f"old leader Unreachable {s:.3f} s")
+        if not args.no_worker:
+            d = worker_round(backend, managers)
+            results.setdefault("worker Down everywhere", []).append(d)
+            line.append(f"worker Down everywhere {d:.3f} s")
+        print(f"round {i + 1}: " + "; ".join(line), flush=True)
+    for name, xs in results.items():
         print(f"{name}: median {statistics.median(xs):.3f} s, max {max(xs):.3f} s over {len(xs)} rounds")
 
 

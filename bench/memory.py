@@ -3,6 +3,7 @@
     python bench/memory.py                 # measure the compose cluster that is up
     python bench/memory.py --up --keep     # bring one up first (swarmlet up), leave it up
     python bench/memory.py --up --workers 5 --samples 5 --settle 10
+    python bench/memory.py --up --project mem  # a cluster of its own project, removed afterwards
 
 Prints one line per container (the largest of its samples) and the mean and maximum over all;
 exits 1 when a container is over the budget.
@@ -31,10 +32,10 @@ def mib(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def sample() -> dict[str, float]:
-    """Container name -> memory in MiB, for the swarmlet project's running containers."""
+def sample(project: str = "swarmlet") -> dict[str, float]:
+    """Container name -> memory in MiB, for the project's running containers."""
     ids = subprocess.run(
-        ["docker", "ps", "-q", "--filter", "label=com.docker.compose.project=swarmlet"],
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"],
         capture_output=True, text=True, check=True,
     ).stdout.split()
     if not ids:
@@ -60,15 +61,16 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=3, help="samples per container (default 3)")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after up before measuring")
+    parser.add_argument("--project", default="swarmlet", help="the compose project (default swarmlet)")
     args = parser.parse_args()
-    swarmlet = [sys.executable, "-m", "deploy.cli"]
+    swarmlet = [sys.executable, "-m", "deploy.cli", "--project", args.project]
     if args.up:
         subprocess.run([*swarmlet, "up", "--workers", str(args.workers)], check=True)
         time.sleep(args.settle)
     try:
         peaks: dict[str, float] = {}
         for i in range(args.samples):
-            for name, value in sample().items():
+            for name, value in sample(args.project).items():
                 peaks[name] = max(value, peaks.get(name, 0.0))
             if i + 1 < args.samples:
                 time.sleep(args.interval)

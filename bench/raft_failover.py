@@ -4,7 +4,13 @@
 
 Runs the fault campaign with leader-targeted crashes only (the crashed manager restarts after
 0.3 to 2 s; at most a minority is down at once, so a new leader can always be elected) and the
-default Raft timing, then prints the failover percentiles as JSON.
+default Raft timing, once for each way a crash can look to the other managers, and prints one
+JSON line per way:
+
+* ``refusing`` (``docker kill``): the dead process's port refuses connections, so the followers'
+  shells find out within a round trip and tell their cores (``report_leader_unreachable``);
+* ``silent`` (``docker pause``, a cut cable): nothing is refused; only the election timeout
+  notices that the heartbeats stopped.
 """
 
 from __future__ import annotations
@@ -26,17 +32,25 @@ def main() -> int:
     parser.add_argument("--managers", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--crashes", choices=("refusing", "silent", "both"), default="both",
+                        help="how a crash looks to the peers (default: a row for each)")
     args = parser.parse_args()
-    summary = run_campaign(SimOptions(managers=args.managers, faults=("crash",)), args.seeds, args.first_seed)
-    print(json.dumps({
-        "managers": summary["managers"],
-        "runs": summary["runs"],
-        "leader_crashes": summary["failover_s"]["count"],
-        "failover_s": summary["failover_s"],
-        "violations": len(summary["violations"]),
-        "wall_s": summary["wall_s"],
-    }))
-    return 1 if summary["violations"] else 0
+    kinds = ("refusing", "silent") if args.crashes == "both" else (args.crashes,)
+    failed = False
+    for kind in kinds:
+        options = SimOptions(managers=args.managers, faults=("crash",), crashes=kind)
+        summary = run_campaign(options, args.seeds, args.first_seed)
+        failed = failed or bool(summary["violations"])
+        print(json.dumps({
+            "managers": summary["managers"],
+            "crashes": kind,
+            "runs": summary["runs"],
+            "leader_crashes": summary["failover_s"]["count"],
+            "failover_s": summary["failover_s"],
+            "violations": len(summary["violations"]),
+            "wall_s": summary["wall_s"],
+        }), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -25,12 +25,16 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("chaos",), "deploy.commands.chaos", "stop, kill, pause or cut off a node"),
     (("logs",), "deploy.commands.logs", "show a node's logs"),
     (("down",), "deploy.commands.down", "remove everything `swarmlet up` made"),
+    (("env",), "deploy.commands.env", "print the DOCKER_HOST line for the leader (or a node)"),
+    (("node", "add"), "deploy.commands.node_add", "add a worker (or a manager) to the running cluster"),
+    (("node", "rm"), "deploy.commands.node_rm", "take a node out of the swarm and remove it"),
     (("sim", "gossip"), "deploy.commands.sim_gossip", "simulate SWIM gossip membership from a seed"),
     (("sim", "raft"), "deploy.commands.sim_raft", "run a Raft fault campaign in the simulator"),
+    (("explain",), "deploy.commands.explain", "why a service's tasks run where they do, or wait"),
     (("check", "linearizable"), "deploy.commands.check", "check a JSON-lines history for linearizability"),
 ]
 
-CLUSTER_COMMANDS = ("up", "status", "chaos", "logs", "down")
+CLUSTER_COMMANDS = ("up", "status", "chaos", "logs", "down", "env", "node")
 """The commands that act on a cluster, and so take ``--project``."""
 
 _PROJECT_HELP = "the cluster's compose project (default: $SWARMLET_PROJECT, else swarmlet)"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pathlib
@@ -40,6 +41,7 @@ from manager.state.store.errors import StoreError
 from manager.state.store.objects import default_cluster_spec, format_timestamp
 from manager.state.store.watch import Watch
 from nodeagent.identity import VERSION
+from nodeagent.membership import INIT_SPEC_FILE
 
 __all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine", "running_cluster_spec"]
 
@@ -135,8 +137,8 @@ class ManagerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.leader_harnesses: list[Any] = []  # (ManagerHarness, its task) per leader component
         self._write_lock = asyncio.Lock()
-        self.manager_token = _read_token(getattr(self.options, "manager_token_file", None))
-        self.worker_token = _read_token(getattr(self.options, "worker_token_file", None))
+        self.manager_token = ""
+        self.worker_token = ""
         self._known_managers: dict[str, str] = {}
         self._node_watch: Watch | None = None
         self.raft_config = RaftConfig.default().scaled(self.time_scale)
@@ -153,6 +155,7 @@ class ManagerRuntime:
         from manager.dispatcher.server import Dispatcher
         from manager.dispatcher.tasks import TaskDispatcher
 
+        self._load_tokens()
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
         data_dir.mkdir(parents=True, exist_ok=True)
         self.shell = RaftShell(
@@ -203,6 +206,25 @@ class ManagerRuntime:
         if self.options.bootstrap:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
         log.info("manager %s serving on %s", self.node_id, bind)
+
+    def _load_tokens(self) -> None:
+        """Read the join tokens the cluster is created with; a bootstrap manager whose token files
+        do not exist yet (``docker swarm init`` on a blank node) makes the cluster's CA and tokens."""
+        manager_file = getattr(self.options, "manager_token_file", None)
+        worker_file = getattr(self.options, "worker_token_file", None)
+        if (self.options.bootstrap and manager_file and worker_file
+                and not os.path.exists(manager_file) and not os.path.exists(worker_file)):
+            from manager.ca.tokens import MANAGER_TOKEN_FILE, WORKER_TOKEN_FILE, ClusterCredentials
+
+            credentials = ClusterCredentials.create()
+            credentials.write(pathlib.Path(manager_file).parent)
+            for made, wanted in ((MANAGER_TOKEN_FILE, manager_file), (WORKER_TOKEN_FILE, worker_file)):
+                made_path = pathlib.Path(manager_file).parent / made
+                if made_path != pathlib.Path(wanted):
+                    os.replace(made_path, wanted)
+            log.info("made the new cluster's CA and join tokens in %s", pathlib.Path(manager_file).parent)
+        self.manager_token = _read_token(manager_file)
+        self.worker_token = _read_token(worker_file)
 
     async def stop(self) -> None:
         """Stop serving and close storage, quickly (the process must exit within a second)."""
@@ -258,6 +280,17 @@ class ManagerRuntime:
         found = self.store.find("cluster")
         return found[0] if found else None
 
+    def _init_spec(self) -> dict[str, Any]:
+        """The Spec given to ``docker swarm init`` (kept beside the token files), or {}."""
+        manager_file = getattr(self.options, "manager_token_file", None)
+        if not manager_file:
+            return {}
+        try:
+            given = json.loads((pathlib.Path(manager_file).parent / INIT_SPEC_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return given if isinstance(given, dict) else {}
+
     def _on_node_change(self) -> None:
         # Managers learn each other's cluster addresses from the Node objects, so that any two
         # of them can reach each other after the one that introduced them is gone. Only the
@@ -288,6 +321,7 @@ class ManagerRuntime:
             ingress_network_spec,
             predefined_network_specs,
         )
+        from manager.engineapi.clusterspec import merge_init_spec
         from manager.state.store.commands import Create
         from manager.state.store.objects import new_id
 
@@ -297,14 +331,15 @@ class ManagerRuntime:
                 return
             if self.shell.is_leader:
                 tokens = {"Worker": self.worker_token, "Manager": self.manager_token}
-                spec = running_cluster_spec(self.raft_config, self.heartbeat_period)
+                spec = merge_init_spec(running_cluster_spec(self.raft_config, self.heartbeat_period),
+                                       self._init_spec())
                 op = Create("cluster", new_id(self.rng), spec, {}, {"JoinTokens": tokens})
                 ingress_id = new_id(self.rng)
                 ingress = ingress_network_spec()
                 ingress_extra = allocate_network(ingress_id, ingress, AllocationState())
                 networks = [Create("network", ingress_id, ingress, {}, ingress_extra)]
-                networks += [Create("network", new_id(self.rng), spec, {}, {})
-                             for spec in predefined_network_specs()]
+                networks += [Create("network", new_id(self.rng), net_spec, {}, {})
+                             for net_spec in predefined_network_specs()]
                 try:
                     await self.write([op, *networks])
                     log.info("created the cluster")

@@ -4,7 +4,10 @@ options -> node id (and the role kept from a promotion or demotion) -> metrics o
 Engine API on 2375 -> gossip on 7946 -> (managers) the manager role on 2377, which adds its cluster
 routes to the Engine API -> the agent session with the managers -> wait for SIGTERM/SIGINT -> stop
 everything in < 1 s. The leader may promote or demote the node meanwhile: the session tells the
-:class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role.
+:class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role. The role and the
+session are the node's :class:`~nodeagent.membership.NodeSwarm`: with ``--no-swarm`` neither
+starts until ``docker swarm init`` or ``join`` arrives on the Engine API, and ``docker swarm
+leave`` stops both.
 
 Every failure a user can cause ends the process with a message and an exit code:
 2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be
@@ -32,16 +35,17 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
-from nodeagent.engineapi import EngineApiServer, NodeFacts, session_swarm_info
+from nodeagent.engineapi import EngineApiServer, NodeFacts, NodeSwarmRoutes, session_swarm_info
 from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
 from nodeagent.identity import VERSION, IdentityError, load_node_id
 from nodeagent.images import RuntimeImages
+from nodeagent.membership import NodeSwarm
 from nodeagent.metrics import FaultMetrics, GossipMetrics, MetricsServer, new_registry, node_info
 from nodeagent.options import AgentOptions, split_host_port
-from nodeagent.roles import NodeContext, RoleNotFound, RoleSwitch, read_role_file
+from nodeagent.roles import NodeContext, RoleNotFound, read_role_file
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.grpc_transport import GrpcTransport
 
@@ -96,11 +100,12 @@ class _Running:
     engine_api: EngineApiServer | None = None
     transport: GrpcTransport | None = None
     shell: GossipShell | None = None
-    role: RoleSwitch | None = None
-    session: Any = None
+    swarm: NodeSwarm | None = None
     announcer: Any = None
     browser: Any = None
     task_runtime: Any = None
+    overlay: Any = None
+    networkdb: Any = None
     tasks: list[asyncio.Task[None]] | None = None
 
 
@@ -219,7 +224,8 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         raise AgentError(f"--metrics-port {options.metrics_port}: cannot listen ({exc.strerror})") from None
 
     facts = NodeFacts(node_id=node_id, hostname=options.hostname, engine_version=version)
-    swarm_info = session_swarm_info(lambda: running.session, node_id, options.advertise_addr)
+    swarm_info = session_swarm_info(lambda: running.swarm.session if running.swarm else None, node_id,
+                                    options.advertise_addr)
     # /images/json lists the emulated images and the tags this node's tasks ran (the task runtime
     # starts later, hence the late lookup).
     images = RuntimeImages(lambda: running.task_runtime.worker.images_used if running.task_runtime else [])
@@ -245,7 +251,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
-    running.task_runtime = _task_runtime(options, node_id, registry)
+    running.networkdb, running.overlay = _data_plane(options, node_id, registry)
+    transport.add_servicer(running.networkdb.register)
+    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay)
     if running.task_runtime is not None:
         transport.add_servicer(running.task_runtime.register)
     try:
@@ -260,6 +268,12 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     admin.shell = shell
     await shell.start()
     running.shell = shell
+    await running.networkdb.start(shell)
+    try:
+        await running.overlay.start()
+    except OSError as exc:  # tasks still run; they only cannot reach other nodes' tasks
+        log.warning("overlay data plane off: cannot bind %s:%d (%s)", running.overlay.host,
+                    running.overlay.port, exc.strerror or exc)
 
     # mDNS stays on the interface of the advertise address: the project's network in a
     # container, loopback for local processes. Never every interface of the host.
@@ -288,55 +302,65 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     browser = running.browser
 
     def gossip_seeds() -> list[str]:
-        seeds = list(options.gossip_seeds())
+        # The swarm's options: a blank node that joined later gossips through its managers' hosts.
+        seeds = list(swarm.options.gossip_seeds())
         if browser is not None:
             seeds += browser.gossip_seeds()
         return seeds
-
-    def managers() -> list[str]:
-        found = list(options.join)
-        if browser is not None:
-            found += browser.managers()
-        if switch.role == "manager" and options.cluster_address not in found:
-            found.append(options.cluster_address)
-        return found
 
     assert running.tasks is not None
     rejoin = _keep_joined(shell, gossip_seeds, _REJOIN_SECONDS * options.time_scale,
                           browser.changed if browser is not None else None)
     running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
 
+    def spawn(coro: Any, name: str) -> asyncio.Task[None]:
+        # A session per swarm entered: the ones of swarms left are done, and forgotten here.
+        task = loop_task(coro, name, stop, failure)
+        assert running.tasks is not None
+        running.tasks[:] = [t for t in running.tasks if not t.done()] + [task]
+        return task
+
+    def refused(message: str) -> None:
+        raise AgentError(message, EXIT_JOIN_REFUSED)
+
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
                           gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime)
-    switch = RoleSwitch(context, options.role, on_change=role_changed)
-    running.role = switch
+    swarm = NodeSwarm(context, session_module=_session_module(), spawn=spawn, on_refused=refused,
+                      on_role_change=role_changed,
+                      extra_managers=browser.managers if browser is not None else list)
+    running.swarm = swarm
+    engine_api.serve_swarm(NodeSwarmRoutes(swarm, engine_api, time_scale=options.time_scale))
     try:
-        await switch.start()
+        await swarm.start()
     except RoleNotFound as exc:
         raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
-
-    session_module = _session_module()
-    if session_module is None:
-        log.info("no agent session in this build: running gossip and metrics only")
-    elif not (options.join or options.discover or options.role == "manager"):
-        log.info("no --join or --discover: not starting an agent session (gossip and metrics only)")
-    else:
-        running.session = session_module.AgentSession(
-            context, managers, role=lambda: switch.role, on_role=switch.want)
-        join_refused = session_module.JoinRefused
-        running.tasks.append(loop_task(_run_session(running.session, join_refused), "session", stop, failure))
-        if running.task_runtime is not None:
-            session = running.session
-            running.task_runtime.start(lambda: str(getattr(session, "connected_to", "") or ""))
+    if running.task_runtime is not None:
+        # The task runtime follows whichever session the node has now (none while in no swarm).
+        running.task_runtime.start(swarm.connected_to)
 
 
-def _task_runtime(options: AgentOptions, node_id: str, registry: Any) -> Any:
+def _task_host(options: AgentOptions) -> str:
+    return options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
+
+
+def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any, Any]:
+    """The network database and the overlay (VXLAN and tunnels on the task address's port 4789)."""
+    from nodeagent.networkdb.core import NetworkDBConfig
+    from nodeagent.networkdb.shell import NetworkDBShell
+    from nodeagent.overlay.shell import Overlay
+
+    ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
+                         registry=registry)
+    return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
+                        port=options.data_path_port)
+
+
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:
     """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
     from nodeagent.agent.tasks import TaskRuntime
 
-    host = options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
-    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=host,
-                       time_scale=options.time_scale, registry=registry)  # fmt: skip
+    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=_task_host(options),
+                       time_scale=options.time_scale, registry=registry, overlay=overlay)  # fmt: skip
 
 
 def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:
@@ -349,13 +373,6 @@ def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> An
         # Both join tokens carry the cluster's digest; a promoted worker has only its own.
         cluster=cluster_digest(options.manager_token_file or options.token_file),
         interfaces=interfaces)
-
-
-async def _run_session(session: Any, join_refused: type[Exception]) -> None:
-    try:
-        await session.run()
-    except join_refused as exc:
-        raise AgentError(str(exc), EXIT_JOIN_REFUSED) from None
 
 
 def loop_task(coro: Any, name: str, stop: asyncio.Event, failure: list[BaseException]) -> asyncio.Task[None]:
@@ -385,12 +402,13 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
         if running.task_runtime is not None:
             with contextlib.suppress(Exception):
                 await running.task_runtime.stop()
-        if running.session is not None:
-            with contextlib.suppress(Exception):
-                await running.session.stop()
-        if running.role is not None:
+        for plane in (running.overlay, running.networkdb):
+            if plane is not None:
+                with contextlib.suppress(Exception):
+                    await plane.stop()
+        if running.swarm is not None:
             try:
-                await running.role.stop()
+                await running.swarm.stop()
             except Exception:
                 log.exception("the manager role did not stop cleanly")
         if running.shell is not None and leave:

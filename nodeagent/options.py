@@ -16,12 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "ENV_PREFIX",
-    "AgentOptions",
-    "OptionsError",
-    "parse_options",
-]
+__all__ = ["ENV_PREFIX", "AgentOptions", "OptionsError", "parse_cpus", "parse_options", "parse_size"]
 
 #: Environment variables that configure the agent start with this.
 ENV_PREFIX = "SWARMLET_"
@@ -78,9 +73,19 @@ class AgentOptions:
     """Every protocol timer is multiplied by this (2.0 = slow motion, 0.2 = fast tests)."""
     log_level: str
     """Python logging level name, lower case."""
+    no_swarm: bool = False
+    """Start in no swarm (Docker's "Swarm: inactive"): the Engine API, gossip and metrics run, and
+    the node waits for ``docker swarm init`` or ``docker swarm join``; a node that entered a swarm
+    that way comes back in it at restart (``DATA_DIR/swarm.json``)."""
     gossip_join: tuple[str, ...] = ()
     """Gossip seed addresses ``host:port``; when empty they are derived from :attr:`join`
     (the managers' hosts at this node's gossip port) or from mDNS."""
+    nano_cpus: int | None = None
+    """CPUs this node declares (in billionths, as Docker's NanoCPUs); None: the machine's."""
+    memory_bytes: int | None = None
+    """Memory this node declares, in bytes; None: the machine's."""
+    data_path_port: int = 4789
+    """The overlay's VXLAN frames (UDP) and stream tunnels (TCP), as Docker's --data-path-port."""
 
     @property
     def gossip_address(self) -> str:
@@ -131,8 +136,11 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--cluster-port", "cluster_port", "port", 2377, "managers: Raft, control API, dispatcher (gRPC)"),
     ("--metrics-port", "metrics_port", "port", 9323, "Prometheus /metrics over HTTP"),
     ("--engine-port", "engine_port", "port", 2375, "the Docker Engine API over HTTP"),
+    ("--data-path-port", "data_path_port", "port", 4789, "overlay data path: VXLAN (UDP) and tunnels (TCP)"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
+    ("--no-swarm", "no_swarm", "bool", False,
+     "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
     ("--gossip-join", "gossip_join", "addresses", (),
      "gossip seeds HOST:PORT[,...] (default: the --join hosts at the gossip port)"),
@@ -143,6 +151,10 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--gossip-config", "gossip_config", "choice", "default", "gossip timing preset: default or lan"),
     ("--time-scale", "time_scale", "scale", 1.0, "multiply every protocol timer by this"),
     ("--log-level", "log_level", "choice", "info", "debug, info, warning, error or critical"),
+    ("--cpus", "nano_cpus", "cpus", None,
+     "CPUs this node declares to the scheduler, e.g. 1 or 0.5 (default: the machine's)"),
+    ("--memory", "memory_bytes", "size", None,
+     "memory this node declares to the scheduler, e.g. 1g or 512m (default: the machine's)"),
 ]
 _CHOICES = {
     "role": ROLES, "discover": DISCOVER_METHODS, "gossip_config": GOSSIP_CONFIGS, "log_level": LOG_LEVELS,
@@ -255,6 +267,10 @@ def _convert(kind: str, dest: str, raw: str) -> object:
         if not value or "\0" in value:
             raise ValueError(f"{raw!r} is not a path")
         return value
+    if kind == "cpus":
+        return parse_cpus(value) if value else None
+    if kind == "size":
+        return parse_size(value) if value else None
     if kind == "file":
         if not os.path.isfile(value):
             raise ValueError(f"{raw!r}: no such file")
@@ -263,6 +279,14 @@ def _convert(kind: str, dest: str, raw: str) -> object:
 
 
 def _finish(values: dict[str, Any]) -> AgentOptions:
+    if values["no_swarm"]:
+        for flag, dest in (("--bootstrap", "bootstrap"), ("--join", "join"), ("--discover", "discover"),
+                           ("--token-file", "token_file")):
+            if values[dest]:
+                raise OptionsError(f"--no-swarm and {flag} exclude each other: a blank node enters a "
+                                   "swarm through docker swarm init or join")
+        # A blank node has no role until it enters a swarm: the role is the swarm's to decide.
+        values["role"] = values["role"] or "worker"
     if values["role"] is None:
         raise OptionsError(f"--role is required (manager or worker; or set {_env_name('--role')})")
     role = str(values["role"])
@@ -283,8 +307,8 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
-             "--engine-port": values["engine_port"]}
-    if role == "manager":
+             "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"]}
+    if role == "manager" or values["no_swarm"]:  # a blank node may become a manager
         ports["--cluster-port"] = values["cluster_port"]
     seen: dict[object, str] = {}
     for flag, port in ports.items():
@@ -311,4 +335,38 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         time_scale=float(values["time_scale"]),
         log_level=str(values["log_level"]),
         gossip_join=tuple(values["gossip_join"]),
+        nano_cpus=values["nano_cpus"],
+        memory_bytes=values["memory_bytes"],
+        no_swarm=bool(values["no_swarm"]),
+        data_path_port=int(values["data_path_port"]),
     )
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from Docker's size words: ``512m``, ``1g``, ``1.5G``, ``2048`` (units of 1024, as Docker's)."""
+    value = text.strip().lower()
+    if value.endswith("b"):  # "512mb" is "512m", "100b" is 100 bytes
+        value = value[:-1]
+    unit = value[-1] if value and value[-1] in "kmgt" else ""
+    number = value[:-1] if unit else value
+    try:
+        size = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (like 512m or 1g)") from None
+    if not size > 0:
+        raise ValueError(f"{text!r}: a size must be positive")
+    return int(size * _SIZE_UNITS[unit])
+
+
+def parse_cpus(text: str) -> int:
+    """NanoCPUs from a CPU count, as ``docker service create --reserve-cpu`` reads one: ``0.5`` -> 5e8."""
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of CPUs") from None
+    if not 0 < cpus <= 1024:
+        raise ValueError(f"{text!r}: the CPUs must be more than 0 (and at most 1024)")
+    return round(cpus * 1e9)

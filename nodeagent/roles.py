@@ -177,12 +177,31 @@ class RoleSwitch:
         self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
 
-    async def start(self) -> None:
+    async def start(self, *, announce: bool = False) -> None:
         """Start the role this node runs from the start (managers: raises RoleNotFound or the
-        role's own startup error)."""
+        role's own startup error). ``announce``: the node enters a swarm at run time (``docker
+        swarm init``), so gossip and ``on_change`` hear of the role as after a promotion."""
         if self.role == "manager":
             self.role = "worker"
             await self._become("manager", persist=False)
+            if announce:
+                self._gossip_role("manager")
+                if self._on_change is not None:
+                    await self._on_change("manager")
+
+    async def leave(self) -> None:
+        """Retire the running role for good (``docker swarm leave``): its data is deleted."""
+        if self._task is not None:
+            self._task.cancel()
+        async with self._lock:
+            extension, self.extension = self.extension, None
+            if extension is not None:
+                await self._drop(extension, retire=True)
+            was, self.role = self.role, "worker"
+        if was == "manager":
+            self._gossip_role("worker")
+            if self._on_change is not None:
+                await self._on_change("worker")
 
     def want(self, role: str) -> None:
         """The leader says this node should run ``role`` now; switch in the background if needed."""

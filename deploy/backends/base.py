@@ -14,7 +14,9 @@ import os
 import pathlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+from deploy.addresses import DEFAULT_PUBLISH, AddressError, PortRange, node_addr, parse_name
 
 __all__ = [
     "BACKENDS",
@@ -24,8 +26,10 @@ __all__ = [
     "Backend",
     "BackendError",
     "ClusterState",
+    "Layout",
     "NodeHandle",
     "UnknownNode",
+    "cluster_block",
     "credentials_dir",
     "natural_key",
     "project_name",
@@ -82,11 +86,73 @@ class NodeHandle:
     aliases: tuple[str, ...] = ()
     """Other names that pick this node too (a compose container's name, a service name)."""
     control_addr: str | None = None
-    """For a manager: "127.0.0.1:PORT" where its control API answers from the host."""
+    """For a manager: "ADDR:2377" where its control API answers from the host."""
     metrics_url: str | None = None
     """Where its Prometheus metrics are served from the host."""
     docker_host: str | None = None
-    """For a manager: the DOCKER_HOST value that reaches its Engine API front end."""
+    """The DOCKER_HOST value that reaches its Engine API (every node serves one)."""
+    addr: str | None = None
+    """The node's own address on the host (deploy/addresses.py), where all its ports are."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Which nodes a cluster has and where: what `up` asked for, as `node add` and `rm` changed it."""
+
+    names: tuple[str, ...]
+    """The nodes' hostnames, managerN and workerN (their numbers give their addresses)."""
+    block: int = 0
+    """The cluster's 127.B block (deploy/addresses.py)."""
+    publish: tuple[PortRange, ...] = DEFAULT_PUBLISH
+    """Service ports each node publishes on its address (compose)."""
+    discover: str = "names"
+    """How workers find the managers: "names" or "mdns"."""
+    no_swarm: bool = False
+    """Nodes start outside any swarm (the agent's --no-swarm), for `docker swarm init/join` by hand."""
+    image: str | None = None
+    """The node image's content-keyed tag the containers run (compose); None: swarmlet/node:latest."""
+
+    @classmethod
+    def of(cls, managers: int, workers: int, **kwargs: Any) -> Layout:
+        """manager1..N and worker1..M."""
+        names = [f"manager{i}" for i in range(1, managers + 1)]
+        names += [f"worker{i}" for i in range(1, workers + 1)]
+        return cls(tuple(names), **kwargs)
+
+    def role_names(self, role: str) -> list[str]:
+        """The names of one role, in number order."""
+        return sorted((n for n in self.names if parse_name(n)[0] == role), key=natural_key)
+
+    def addr(self, name: str) -> str:
+        """The address of the node called ``name``."""
+        role, index = parse_name(name)
+        return node_addr(self.block, role, index)
+
+    def with_names(self, names: Sequence[str]) -> Layout:
+        """The same cluster with another node set (managers first, by number)."""
+        ordered = sorted(names, key=lambda n: (parse_name(n)[0] != "manager", natural_key(n)))
+        return dataclasses.replace(self, names=tuple(ordered))
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-able dict for the state file."""
+        return {"names": list(self.names), "block": self.block, "publish": [list(r) for r in self.publish],
+                "discover": self.discover, "no_swarm": self.no_swarm, "image": self.image}
+
+    @classmethod
+    def from_json(cls, data: object) -> Layout | None:
+        """The inverse of to_json; None for a state file written before layouts were recorded."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            publish = tuple((int(a), int(b)) for a, b in data.get("publish", DEFAULT_PUBLISH))
+            layout = cls(tuple(str(n) for n in data["names"]), int(data.get("block", 0)), publish,
+                         str(data.get("discover", "names")), bool(data.get("no_swarm", False)),
+                         data.get("image") or None)
+            for name in layout.names:
+                layout.addr(name)
+        except (KeyError, TypeError, ValueError, AddressError):
+            return None
+        return layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +166,18 @@ class ClusterState:
     workers: int
     """Workers asked for."""
     extra: dict[str, object] = dataclasses.field(default_factory=dict)
-    """Backend-specific details (the local backend's process table)."""
+    """Backend-specific details (the local backend's process table) and the layout."""
+
+    @property
+    def layout(self) -> Layout | None:
+        """The cluster's layout as recorded by `up`, `node add` and `node rm`."""
+        return Layout.from_json(self.extra.get("layout"))
+
+    def with_layout(self, layout: Layout) -> ClusterState:
+        """This state with ``layout`` recorded (and the counts it implies)."""
+        extra = dict(self.extra, layout=layout.to_json())
+        managers = len(layout.role_names("manager"))
+        return ClusterState(self.backend, managers, len(layout.names) - managers, extra)
 
 
 class Backend(Protocol):
@@ -108,17 +185,26 @@ class Backend(Protocol):
 
     name: str
 
-    def check(self, managers: int, workers: int) -> None:
+    def check(self, layout: Layout) -> None:
         """Fail early, with advice, when this backend cannot run such a cluster (no engine, port taken)."""
 
-    def prepare(self, progress: Callable[[str], None]) -> None:
-        """Build or fetch whatever is missing before nodes can start (images), reporting steps."""
+    def prepare(self, progress: Callable[[str], None]) -> str | None:
+        """Build or fetch whatever is missing before nodes can start (images), reporting steps.
 
-    def start_cluster(self, managers: int, workers: int, discover: str = "names") -> None:
-        """Start the nodes; returns once they are started, not once they are Ready.
+        Returns the node image the nodes will run (compose), or None (local processes)."""
 
-        ``discover`` is how workers find the managers: "names" (a --join list) or "mdns".
-        """
+    def agent_help(self, layout: Layout) -> str:
+        """``python -m nodeagent --help`` as the nodes would run it (to check for a flag)."""
+
+    def start_cluster(self, layout: Layout) -> None:
+        """Start the nodes of ``layout`` (and remove this cluster's nodes not in it); returns once
+        they are started, not once they are Ready."""
+
+    def start_node(self, layout: Layout, name: str) -> None:
+        """Start the node ``name`` of ``layout`` alone (`swarmlet node add`); the others are left be."""
+
+    def remove_node(self, layout: Layout, node: NodeHandle) -> None:
+        """Stop and remove ``node`` (its container and its data); ``layout`` is the cluster without it."""
 
     def nodes(self) -> list[NodeHandle]:
         """The nodes this backend runs for the cluster, in a stable order, managers first."""
@@ -177,7 +263,7 @@ def state_dir(project: str | None = None) -> pathlib.Path:
         return pathlib.Path(os.environ["SWARMLET_STATE"])
     project = project or project_name()
     folder = "cluster" if project == DEFAULT_PROJECT else f"cluster-{project}"
-    return pathlib.Path(__file__).resolve().parents[1] / ".cache" / folder
+    return pathlib.Path(__file__).resolve().parents[2] / ".cache" / folder
 
 
 def credentials_dir() -> pathlib.Path:
@@ -185,18 +271,18 @@ def credentials_dir() -> pathlib.Path:
     return state_dir()
 
 
-def write_state(state: ClusterState) -> None:
+def write_state(state: ClusterState, folder: pathlib.Path | None = None) -> None:
     """Remember the running cluster, replacing the state file atomically."""
-    folder = state_dir()
+    folder = folder or state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{_STATE_FILE}.tmp"
     tmp.write_text(json.dumps(dataclasses.asdict(state), indent=2) + "\n")
     os.replace(tmp, folder / _STATE_FILE)
 
 
-def read_state() -> ClusterState | None:
+def read_state(folder: pathlib.Path | None = None) -> ClusterState | None:
     """The remembered cluster, or None if `swarmlet up` has not made one (or down removed it)."""
-    path = state_dir() / _STATE_FILE
+    path = (folder or state_dir()) / _STATE_FILE
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -212,3 +298,23 @@ def read_state() -> ClusterState | None:
 def remove_state() -> None:
     """Forget the cluster (after down)."""
     (state_dir() / _STATE_FILE).unlink(missing_ok=True)
+
+
+def cluster_block(project: str, layout: Layout | None) -> int:
+    """The 127.B block of the project's cluster: the recorded one, else the project's preferred
+    block, or the next one no running cluster listens on (read from the kernel's TCP table)."""
+    from deploy.addresses import blocks_listening, choose_block, preferred_block
+
+    if layout is not None:
+        return layout.block
+    preferred = preferred_block(project, DEFAULT_PROJECT)
+    if preferred == 0:
+        return 0  # the default project's addresses are the documented ones
+    try:
+        taken = blocks_listening(pathlib.Path("/proc/net/tcp").read_text())
+    except OSError:
+        taken = set()
+    try:
+        return choose_block(preferred, taken)
+    except AddressError as e:
+        raise BackendError(str(e)) from None

@@ -7,6 +7,7 @@ wrapper, which loses exit codes). Images come from deploy.images: nothing is pul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -17,16 +18,23 @@ from contextlib import contextmanager
 from typing import Any
 
 from deploy import images
+from deploy.addresses import DEFAULT_PUBLISH
 from deploy.backends.base import (
     DEFAULT_PROJECT,
     BackendError,
+    Layout,
     NodeHandle,
     natural_key,
     project_name,
+    read_state,
     state_dir,
 )
+from deploy.backends.compose_files import BASE_NODES, override_text
 
-__all__ = ["NETWORK", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error", "network_name"]
+__all__ = [
+    "NETWORK", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error", "network_name",
+    "node_handle",
+]
 
 PROJECT = DEFAULT_PROJECT
 """The default compose project name (compose.yml also says ``name: swarmlet``)."""
@@ -39,8 +47,7 @@ def network_name(project: str) -> str:
 
 NETWORK = network_name(PROJECT)
 """The default project's network."""
-_BASE_MANAGERS = 3  # manager1..3 are in compose.yml; more come from a generated override file
-_OVERRIDE = "compose.managers.json"
+_OVERRIDE = "compose.override.yml"  # written per cluster by compose_files.override_text
 
 
 def docker_engine_error(timeout: float = 10.0) -> str | None:
@@ -90,12 +97,37 @@ def _explain(error: Exception) -> str:
     return "docker compose failed: " + ("\n".join(lines[-5:]) if lines else repr(error))
 
 
-def _host_port(ports: dict[str, Any] | None, container_port: str) -> str | None:
+def _bound(ports: dict[str, Any] | None, container_port: str) -> tuple[str, str] | None:
+    """(host address, host port) where ``container_port`` is published, from ``docker inspect``."""
     for binding in (ports or {}).get(container_port) or []:
-        host_port = binding.get("HostPort") if isinstance(binding, dict) else None
-        if host_port:
-            return f"127.0.0.1:{host_port}"
+        if isinstance(binding, dict) and binding.get("HostPort"):
+            return str(binding.get("HostIp") or "127.0.0.1"), str(binding["HostPort"])
     return None
+
+
+def node_handle(inspected: dict[str, Any]) -> NodeHandle:
+    """A node as ``docker inspect`` of its container shows it: its address is where 2375 is bound."""
+    config = inspected.get("Config") or {}
+    labels = config.get("Labels") or {}
+    service = labels.get("com.docker.compose.service", "")
+    role = "manager" if service.startswith("manager") else "worker"
+    ports = (inspected.get("NetworkSettings") or {}).get("Ports")
+    if not ports:  # a stopped container keeps what it asked for, not what it was given
+        ports = (inspected.get("HostConfig") or {}).get("PortBindings")
+    engine = _bound(ports, "2375/tcp")
+    control = _bound(ports, "2377/tcp")
+    metrics = _bound(ports, "9323/tcp")
+    name = str(inspected.get("Name", "")).lstrip("/")
+    cid = str(inspected.get("Id", ""))
+    return NodeHandle(
+        hostname=str(config.get("Hostname") or service), role=role,
+        state=str((inspected.get("State") or {}).get("Status", "unknown")), ref=cid,
+        aliases=(name, cid[:12], service),
+        control_addr=":".join(control) if control and role == "manager" else None,
+        metrics_url=f"http://{':'.join(metrics)}/metrics" if metrics else None,
+        docker_host=f"tcp://{':'.join(engine)}" if engine else None,
+        addr=engine[0] if engine else None,
+    )
 
 
 class ComposeBackend:
@@ -103,34 +135,49 @@ class ComposeBackend:
 
     The project comes from ``project``, else SWARMLET_PROJECT (``swarmlet --project NAME``); every
     operation (up, ps, chaos, logs, down) sees that project's containers, network and volumes only.
+    ``state`` is its state folder (default: the project's, or SWARMLET_STATE).
     """
 
     name = "compose"
 
-    def __init__(self, root: pathlib.Path | None = None, project: str | None = None) -> None:
+    def __init__(
+        self, root: pathlib.Path | None = None, project: str | None = None, state: pathlib.Path | None = None
+    ) -> None:
         self.root = root or images.repo_root()
         self.project = project or project_name()
         self.network = network_name(self.project)
+        self.state_folder = state
 
     def _state(self) -> pathlib.Path:
-        return state_dir(self.project)
+        return self.state_folder or state_dir(self.project)
 
     def _override_path(self) -> pathlib.Path:
         return self._state() / _OVERRIDE
 
+    def _layout(self) -> Layout | None:
+        state = read_state(self._state())
+        return state.layout if state is not None else None
+
     @contextmanager
-    def _secrets_env(self) -> Iterator[None]:
-        """compose.yml finds the token files through SWARMLET_STATE (default ./.cache/cluster):
-        pin it to this project's folder, whatever the working directory, while compose reads it."""
-        before = os.environ.get("SWARMLET_STATE")
-        os.environ["SWARMLET_STATE"] = str(self._state().resolve())
+    def _compose_env(self, layout: Layout | None = None) -> Iterator[None]:
+        """compose.yml reads SWARMLET_STATE (the token files' folder, default ./.cache/cluster) and
+        SWARMLET_NODE_IMAGE (default swarmlet/node:latest): pin both to this cluster's, whatever the
+        working directory, while compose reads them. The image is the content-keyed tag `up`
+        recorded, so that another tree's build (which moves ``latest``) never changes the nodes."""
+        layout = layout or self._layout()
+        wanted = {"SWARMLET_STATE": str(self._state().resolve())}
+        if layout is not None and layout.image:
+            wanted["SWARMLET_NODE_IMAGE"] = layout.image
+        before = {key: os.environ.get(key) for key in wanted}
+        os.environ.update(wanted)
         try:
             yield
         finally:
-            if before is None:
-                os.environ.pop("SWARMLET_STATE", None)
-            else:
-                os.environ["SWARMLET_STATE"] = before
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def _client(self) -> Any:
         from python_on_whales import DockerClient
@@ -138,97 +185,121 @@ class ComposeBackend:
         files: list[str | pathlib.Path] = [self.root / "compose.yml"]
         if self._override_path().exists():
             files.append(self._override_path())
-        # The mdns profile is always on here, so that ps, chaos and down see its workers too;
-        # start_cluster scales whichever worker service is not wanted to zero.
         return DockerClient(
             compose_files=files, compose_project_name=self.project, compose_project_directory=self.root,
-            compose_profiles=["mdns"], client_call=["docker"],
+            client_call=["docker"],
         )
 
-    def check(self, managers: int = 3, workers: int = 2) -> None:
+    def check(self, layout: Layout | None = None) -> None:
         """Fail with advice when no engine answers or compose is missing."""
         problem = docker_engine_error() or compose_missing()
         if problem:
             raise BackendError(problem)
 
-    def prepare(self, progress: Callable[[str], None]) -> None:
+    def prepare(self, progress: Callable[[str], None]) -> str | None:
         """Build the base and node images if their inputs changed since they were last built."""
         try:
-            for image in images.ensure_images(progress):
-                what = f"built in {image.seconds:.0f} s" if image.built else "up to date"
-                progress(f"image {image.tag} {what}")
+            built = images.ensure_images(progress)
         except images.BuildError as e:
             raise BackendError(str(e)) from None
+        for image in built:
+            what = f"built in {image.seconds:.0f} s" if image.built else "up to date"
+            progress(f"image {image.tag} {what}")
+        return built[-1].tag
 
-    def _write_override(self, managers: int) -> None:
-        """compose.yml names manager1..3; further managers are written to a JSON override file."""
+    def agent_help(self, layout: Layout) -> str:
+        """The node image's ``python -m nodeagent --help``."""
+        image = layout.image or images.NODE_IMAGE
+        proc = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "--help"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        return proc.stdout + proc.stderr
+
+    def _write_override(self, layout: Layout) -> None:
+        """The override file for ``layout`` (none when compose.yml alone describes it)."""
         path = self._override_path()
-        if managers <= _BASE_MANAGERS:
+        if (layout.names == BASE_NODES and layout.block == 0 and layout.publish == DEFAULT_PUBLISH
+                and layout.discover == "names" and not layout.no_swarm):
             path.unlink(missing_ok=True)
             return
-        services: dict[str, object] = {}
-        for i in range(_BASE_MANAGERS + 1, managers + 1):
-            services[f"manager{i}"] = {
-                "extends": {"file": str(self.root / "compose.yml"), "service": "manager3"},
-                "hostname": f"manager{i}",
-                "command": ["--role=manager", f"--hostname=manager{i}",
-                            "--join=manager1:2377,manager2:2377,manager3:2377",
-                            "--token-file=/run/secrets/manager_token",
-                            "--manager-token-file=/run/secrets/manager_token",
-                            "--worker-token-file=/run/secrets/worker_token"],
-                "volumes": [f"manager{i}-data:/var/lib/swarmlet"],
-            }
-        extra = range(_BASE_MANAGERS + 1, managers + 1)
-        volumes: dict[str, dict[str, str]] = {f"manager{i}-data": {} for i in extra}
+        text = override_text(str(self.root / "compose.yml"), layout.names, layout.block, layout.publish,
+                             layout.discover, layout.no_swarm)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"services": services, "volumes": volumes}, indent=2) + "\n")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
-    def start_cluster(self, managers: int, workers: int, discover: str = "names") -> None:
-        """``docker compose up -d`` with managers 1..N and M workers; nothing is pulled.
+    def _compose_up(self, layout: Layout, services: list[str], remove_orphans: bool) -> None:
+        """``docker compose up -d --no-deps SERVICES``, called directly rather than through
+        python-on-whales: importing that (pydantic and all) took 0.55 s of `swarmlet up` at load
+        average 11, on the way to the cluster's start."""
+        files = [self.root / "compose.yml"]
+        if self._override_path().exists():
+            files.append(self._override_path())
+        argv = ["docker", "compose", "--project-name", self.project, "--project-directory", str(self.root)]
+        for file in files:
+            argv += ["--file", str(file)]
+        argv += ["up", "--detach", "--no-deps", "--pull", "never", "--quiet-pull"]
+        if remove_orphans:
+            argv.append("--remove-orphans")
+        with self._compose_env(layout):
+            proc = subprocess.run([*argv, *services], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BackendError(_explain(subprocess.CalledProcessError(proc.returncode, argv, proc.stdout,
+                                                                      proc.stderr)))
 
-        Workers come from the service ``worker`` (they join by manager names) or, with
-        ``discover="mdns"``, from ``worker-mdns`` (they find the managers by zeroconf).
-        """
+    def start_cluster(self, layout: Layout) -> None:
+        """``docker compose up -d`` of the layout's nodes; this project's other nodes are removed."""
+        self._write_override(layout)
+        unwanted = sorted({n.aliases[2] for n in self.nodes()} - set(layout.names))
+        if unwanted:
+            self._compose_rm(layout, unwanted)
+        self._compose_up(layout, list(layout.names), remove_orphans=True)
+
+    def start_node(self, layout: Layout, name: str) -> None:
+        """``docker compose up -d NAME`` with the override rewritten for ``layout``: only that node
+        starts (dependencies=False), the others are not recreated."""
+        self._write_override(layout)
+        self._compose_up(layout, [name], remove_orphans=False)
+
+    def _compose_rm(self, layout: Layout, services: list[str]) -> None:
         from python_on_whales.exceptions import DockerException
 
-        self._write_override(managers)
-        services = [f"manager{i}" for i in range(1, managers + 1)] + ["worker", "worker-mdns"]
-        mdns = discover == "mdns"
-        scales = {"worker": 0 if mdns else workers, "worker-mdns": workers if mdns else 0}
         try:
-            with self._secrets_env():
-                self._client().compose.up(
-                    services=services, detach=True, scales=scales, pull="never", quiet=True,
-                    remove_orphans=True,
-                )
+            with self._compose_env(layout):
+                self._client().compose.rm(services, stop=True)
         except DockerException as e:
             raise BackendError(_explain(e)) from None
 
-    def _containers(self) -> list[Any]:
+    def remove_node(self, layout: Layout, node: NodeHandle) -> None:
+        """Stop and remove the node's container and, for a manager, its data volume; the override
+        is then rewritten without it."""
         from python_on_whales.exceptions import DockerException
 
-        try:
-            return list(self._client().compose.ps(all=True))
-        except DockerException as e:
-            raise BackendError(_explain(e)) from None
+        service = node.aliases[2] if len(node.aliases) > 2 else node.hostname
+        self._compose_rm(layout, [service])
+        self._write_override(layout)
+        if node.role == "manager":
+            volume = f"{self.project}_{service}-data"
+            with contextlib.suppress(DockerException):  # never made, or already gone
+                self._client().volume.remove(volume)
 
     def nodes(self) -> list[NodeHandle]:
-        """The project's containers, managers first, then by hostname."""
-        found = []
-        for c in self._containers():
-            labels = c.config.labels or {}
-            service = labels.get("com.docker.compose.service", "")
-            role = "manager" if service.startswith("manager") else "worker"
-            ports = c.network_settings.ports
-            control = _host_port(ports, "2377/tcp")
-            metrics = _host_port(ports, "9323/tcp")
-            engine = _host_port(ports, "2375/tcp")
-            aliases = (c.name, c.id[:12]) + ((service,) if role == "manager" else ())
-            found.append(NodeHandle(
-                hostname=c.config.hostname, role=role, state=c.state.status, ref=c.id, aliases=aliases,
-                control_addr=control, metrics_url=f"http://{metrics}/metrics" if metrics else None,
-                docker_host=f"tcp://{engine}" if engine else None,
-            ))
+        """The project's containers (whatever compose file named them), managers first, by hostname."""
+        label = f"label=com.docker.compose.project={self.project}"
+        try:
+            ids = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True,
+                                 check=True, timeout=30).stdout.split()
+            if not ids:
+                return []
+            proc = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=30,
+                                  check=False)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise BackendError(_explain(e)) from None
+        try:
+            inspected = json.loads(proc.stdout or "[]")
+        except ValueError:
+            inspected = []
+        found = [node_handle(c) for c in inspected if isinstance(c, dict)]
         found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
         return found
 
@@ -253,9 +324,9 @@ class ComposeBackend:
             elif action == "disconnect":
                 docker.network.disconnect(self.network, node.ref)
             elif action == "connect":
-                # Reconnecting drops compose's alias; give managers their service name back,
-                # since the others reach them by it.
-                alias = node.hostname if node.role == "manager" else None
+                # Reconnecting drops compose's alias; give the node its service name back,
+                # since the others reach managers by it.
+                alias = node.hostname
                 docker.network.connect(self.network, node.ref, alias=alias)
             else:
                 raise BackendError(f"unknown chaos action {action!r}")
@@ -287,10 +358,10 @@ class ComposeBackend:
         docker = self._client()
         label = f"com.docker.compose.project={self.project}"
         try:
-            removed = [c.name for c in docker.compose.ps(all=True)]
+            removed = [n.aliases[0] for n in self.nodes()]
             removed += [n.name for n in docker.network.list(filters={"label": label})]
             removed += [v.name for v in docker.volume.list(filters={"label": label})]
-            with self._secrets_env():
+            with self._compose_env():
                 docker.compose.down(volumes=True, remove_orphans=True, timeout=5, quiet=True)
         except DockerException as e:
             raise BackendError(_explain(e)) from None

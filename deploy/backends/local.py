@@ -1,8 +1,10 @@
 """The local backend: one node agent process per node, each on its own loopback address.
 
-For machines without Docker. Managers listen on 127.0.1.N, workers on 127.0.2.N, all with the
-standard ports (Linux routes the whole of 127.0.0.0/8 to the loopback interface, so every node can
-bind 2377, 7946 and 9323 on its own address). Pid files, logs and data folders live under the
+For machines without Docker. Each node listens on its own address of the cluster's block
+(deploy/addresses.py, the same scheme as compose: manager i on 127.B.1.i, worker i on 127.B.2.i,
+B = 0 for the default project), all with the standard ports (Linux routes the whole of
+127.0.0.0/8 to the loopback interface, so every node can bind 2375, 2377, 7946 and 9323 on its
+own address). Pid files, logs and data folders live under the
 state folder (``local/``). Chaos is done with signals: stop is SIGTERM, kill SIGKILL, pause
 SIGSTOP, unpause SIGCONT; disconnect and connect need a network per node, which processes on one
 loopback interface do not have, so they are refused.
@@ -23,52 +25,68 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from deploy.backends.base import BackendError, ClusterState, NodeHandle, natural_key, read_state, state_dir
+from deploy.addresses import ENGINE_PORT, MAX_INDEX, parse_name
+from deploy.backends.base import (
+    BackendError,
+    ClusterState,
+    Layout,
+    NodeHandle,
+    natural_key,
+    read_state,
+    state_dir,
+    write_state,
+)
 
-__all__ = ["LocalBackend", "NodeSpec", "node_specs"]
+__all__ = ["LocalBackend", "NodeSpec", "node_spec", "node_specs"]
 
 _CLUSTER_PORT = 2377
 _GOSSIP_PORT = 7946
 _METRICS_PORT = 9323
-_ENGINE_PORT = 2375
-_MAX_NODES = 254
+_ENGINE_PORT = ENGINE_PORT
+_MAX_NODES = MAX_INDEX
 _STOP_WAIT = 3.0  # seconds a node has to exit after SIGTERM before it is killed
-
-
-def _addr(role: str, index: int) -> str:
-    return f"127.0.{1 if role == 'manager' else 2}.{index}"
 
 
 NodeSpec = dict[str, Any]
 """A node's record in the state file: hostname, role, addr, argv."""
 
 
+def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path) -> NodeSpec:
+    """The command line of the node ``name`` of ``layout``: it joins through every manager of it."""
+    if layout.discover != "names":
+        raise BackendError("the local backend's workers find the managers by name only")
+    role, index = parse_name(name)
+    addr = layout.addr(name)
+    join = ",".join(f"{layout.addr(m)}:{_CLUSTER_PORT}" for m in layout.role_names("manager"))
+    argv = [sys.executable, "-m", "nodeagent", f"--role={role}", f"--hostname={name}",
+            f"--advertise-addr={addr}", f"--listen-addr={addr}", f"--join={join}",
+            f"--data-dir={data / name}"]
+    if role == "manager":
+        argv += [f"--token-file={creds / 'manager_token'}",
+                 f"--manager-token-file={creds / 'manager_token'}",
+                 f"--worker-token-file={creds / 'worker_token'}"]
+        if index == 1:
+            argv.append("--bootstrap")
+    else:
+        argv.append(f"--token-file={creds / 'worker_token'}")
+    if layout.no_swarm:
+        argv.append("--no-swarm")
+    return {"hostname": name, "role": role, "addr": addr, "argv": argv}
+
+
 def node_specs(
-    managers: int, workers: int, creds: pathlib.Path, data: pathlib.Path, discover: str = "names"
+    managers: int, workers: int, creds: pathlib.Path, data: pathlib.Path, discover: str = "names",
+    layout: Layout | None = None,
 ) -> list[NodeSpec]:
-    """The command line of every node of a cluster with this many managers and workers."""
-    if not 1 <= managers <= _MAX_NODES or not 0 <= workers <= _MAX_NODES:
-        raise BackendError(f"the local backend runs 1 to {_MAX_NODES} managers and 0 to {_MAX_NODES} workers")
-    join = ",".join(f"{_addr('manager', i)}:{_CLUSTER_PORT}" for i in range(1, managers + 1))
-    specs = []
-    for role, count in (("manager", managers), ("worker", workers)):
-        for i in range(1, count + 1):
-            hostname, addr = f"{role}{i}", _addr(role, i)
-            if discover != "names":
-                raise BackendError("the local backend's workers find the managers by name only")
-            argv = [sys.executable, "-m", "nodeagent", f"--role={role}", f"--hostname={hostname}",
-                    f"--advertise-addr={addr}", f"--listen-addr={addr}", f"--join={join}",
-                    f"--data-dir={data / hostname}"]
-            if role == "manager":
-                argv += [f"--token-file={creds / 'manager_token'}",
-                         f"--manager-token-file={creds / 'manager_token'}",
-                         f"--worker-token-file={creds / 'worker_token'}"]
-                if i == 1:
-                    argv.append("--bootstrap")
-            else:
-                argv.append(f"--token-file={creds / 'worker_token'}")
-            specs.append({"hostname": hostname, "role": role, "addr": addr, "argv": argv})
-    return specs
+    """The command line of every node of a cluster with this many managers and workers (or of
+    ``layout``'s nodes, when given)."""
+    if layout is None:
+        if not 1 <= managers <= _MAX_NODES or not 0 <= workers <= _MAX_NODES:
+            raise BackendError(
+                f"the local backend runs 1 to {_MAX_NODES} managers and 0 to {_MAX_NODES} workers"
+            )
+        layout = Layout.of(managers, workers, discover=discover)
+    return [node_spec(layout, name, creds, data) for name in layout.names]
 
 
 def _port_in_use(addr: str, port: int, kind: int) -> bool:
@@ -130,15 +148,16 @@ class LocalBackend:
         except (OSError, ValueError):
             return None
 
-    def check(self, managers: int = 0, workers: int = 0) -> None:
+    def check(self, layout: Layout) -> None:
         """Refuse, naming the port, when an address:port a node needs is taken (by another program)."""
         ours = {s["hostname"] for s in self._specs() if self._state(s["hostname"]) != "exited"}
-        for spec in node_specs(max(managers, 1), workers, state_dir(), self.home):
+        for spec in node_specs(0, 0, state_dir(), self.home, layout=layout):
             if spec["hostname"] in ours:
                 continue  # this cluster's own node, still running: `up` leaves it be
             ports = [(_GOSSIP_PORT, socket.SOCK_STREAM, "gossip"),
                      (_GOSSIP_PORT, socket.SOCK_DGRAM, "gossip"),
-                     (_METRICS_PORT, socket.SOCK_STREAM, "metrics")]
+                     (_METRICS_PORT, socket.SOCK_STREAM, "metrics"),
+                     (_ENGINE_PORT, socket.SOCK_STREAM, "Engine API")]
             if spec["role"] == "manager":
                 ports.append((_CLUSTER_PORT, socket.SOCK_STREAM, "cluster"))
             for port, kind, what in ports:
@@ -149,9 +168,16 @@ class LocalBackend:
                         "in use: stop what uses it (`swarmlet down` if it is an earlier cluster)"
                     )
 
-    def prepare(self, progress: Callable[[str], None]) -> None:
+    def prepare(self, progress: Callable[[str], None]) -> str | None:
         """Nothing to build: the nodes run from this virtual environment."""
         progress("local processes need no images")
+        return None
+
+    def agent_help(self, layout: Layout) -> str:
+        """``python -m nodeagent --help`` from this environment."""
+        proc = subprocess.run([sys.executable, "-m", "nodeagent", "--help"], capture_output=True, text=True,
+                              timeout=60, check=False)
+        return proc.stdout + proc.stderr
 
     def _spawn(self, spec: NodeSpec) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -163,9 +189,15 @@ class LocalBackend:
             )
         (self.home / f"{spec['hostname']}.pid").write_text(f"{proc.pid}\n")
 
-    def start_cluster(self, managers: int, workers: int, discover: str = "names") -> None:
+    def _record(self, layout: Layout, specs: list[NodeSpec]) -> None:
+        """The layout and the process table into the state file (the rest of it kept)."""
+        state = read_state() or ClusterState(self.name, 0, 0)
+        extra = dict(state.extra, nodes=specs)
+        write_state(ClusterState(self.name, state.managers, state.workers, extra).with_layout(layout))
+
+    def start_cluster(self, layout: Layout) -> None:
         """Start every node's process; the state file lists them so later commands find them."""
-        specs = node_specs(managers, workers, state_dir(), self.home, discover)
+        specs = node_specs(0, 0, state_dir(), self.home, layout=layout)
         wanted = {s["hostname"] for s in specs}
         running = set()
         for old in self._specs():
@@ -175,12 +207,26 @@ class LocalBackend:
                 running.add(old["hostname"])
             else:
                 self._stop(old["hostname"])  # the cluster shrank: this node is no longer wanted
-        from deploy.backends.base import write_state
-
-        write_state(ClusterState(self.name, managers, workers, {"nodes": specs}))
+        self._record(layout, specs)
         for spec in specs:
             if spec["hostname"] not in running:
                 self._spawn(spec)
+
+    def start_node(self, layout: Layout, name: str) -> None:
+        """A new process for the node ``name``; the others are left be."""
+        spec = node_spec(layout, name, state_dir(), self.home)
+        others = [s for s in self._specs() if s["hostname"] != name]
+        self._record(layout, [*others, spec])
+        shutil.rmtree(self.home / name, ignore_errors=True)  # a former node of that name: fresh data
+        self._spawn(spec)
+
+    def remove_node(self, layout: Layout, node: NodeHandle) -> None:
+        """Stop the node's process; remove its data folder, log and pid file."""
+        self._stop(node.hostname)
+        self._record(layout, [s for s in self._specs() if s["hostname"] != node.hostname])
+        shutil.rmtree(self.home / node.hostname, ignore_errors=True)
+        for suffix in (".log", ".pid"):
+            (self.home / f"{node.hostname}{suffix}").unlink(missing_ok=True)
 
     def _state(self, hostname: str) -> str:
         pid = self._pid(hostname)
@@ -197,7 +243,7 @@ class LocalBackend:
                 ref=spec["hostname"], aliases=(addr,),
                 control_addr=f"{addr}:{_CLUSTER_PORT}" if manager else None,
                 metrics_url=f"http://{addr}:{_METRICS_PORT}/metrics",
-                docker_host=f"tcp://{addr}:{_ENGINE_PORT}" if manager else None,
+                docker_host=f"tcp://{addr}:{_ENGINE_PORT}", addr=addr,
             ))
         found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
         return found

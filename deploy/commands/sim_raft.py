@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated faults: crash, restart, pause, partition, loss, duplicate, reorder "
         "(default: all but pause; 'none' for a quiet run)",
     )
+    parser.add_argument("--crashes", choices=("mixed", "refusing", "silent"), default="mixed",
+                        help="how a crash looks to the other managers: its port refuses connections "
+                        "(docker kill), nothing answers at all (a pause, a cut cable), or each crash "
+                        "either, half and half (default)")
     parser.add_argument("--duration", type=float, default=10.0,
                         help="virtual seconds of faults per run (default 10)")
     parser.add_argument("--reads", choices=("mixed", "log", "index"), default="mixed",
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         options = SimOptions(
             managers=args.managers,
             faults=faults,
+            crashes=args.crashes,
             fault_s=args.duration,
             read_mode=args.reads,
             clients=args.clients,
@@ -81,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
               f"wall {summary['wall_s']} s")
         print(f"failover p50 {fo['p50']} s  p99 {fo['p99']} s  max {fo['max']} s  "
               f"({fo['count']} leader crashes)")
+        for kind, figures in summary["failover_s_by_crash"].items():
+            print(f"  {kind} crashes: p50 {figures['p50']} s  p99 {figures['p99']} s  "
+                  f"max {figures['max']} s  ({figures['count']})")
         print(f"violations: {len(summary['violations'])}")
         for v in summary["violations"][:20]:
             print(f"  seed {v['seed']}: {v['violation']}")

@@ -7,12 +7,16 @@ ports) are checked before anything is built, written or started.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+import urllib.request
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
+from deploy.addresses import DEFAULT_PUBLISH, MAX_INDEX, AddressError, env_line, format_publish, parse_publish
 from deploy.backends import load_backend
 from deploy.backends.base import (
     BACKENDS,
@@ -20,15 +24,22 @@ from deploy.backends.base import (
     Backend,
     BackendError,
     ClusterState,
+    Layout,
     NodeHandle,
+    cluster_block,
     credentials_dir,
+    natural_key,
+    project_name,
     read_state,
     write_state,
 )
 from deploy.commands.status import console as make_console
 from deploy.commands.status import error, node_table, query_nodes
 
-__all__ = ["NodeExited", "add_arguments", "ensure_credentials", "readiness", "run", "wait_ready"]
+__all__ = [
+    "NodeExited", "add_arguments", "endpoints_table", "ensure_credentials", "readiness",
+    "require_no_swarm_flag", "run", "wait_engines", "wait_ready",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=90.0, metavar="SECONDS",
         help="how long to wait for every node to be Ready (default 90)",
+    )
+    parser.add_argument(
+        "--publish", metavar="PORT[,PORT...]", default=None,
+        help="service ports every node publishes on its address for the routing mesh, as PORT or "
+             f"START-END (compose; default {format_publish(DEFAULT_PUBLISH)})",
+    )
+    parser.add_argument(
+        "--no-swarm", action="store_true",
+        help="start every node outside any swarm, for `docker swarm init` and `join` by hand",
     )
 
 
@@ -108,9 +128,15 @@ def wait_ready(
     task = progress.add_task("waiting for the nodes", total=expected)
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
+    nodes: list[NodeHandle] = []
+    looked = -1.0
     while True:
         try:
-            nodes = backend.nodes()
+            # The backend's view (a `docker inspect`, tens of ms) is refreshed once a second; the
+            # managers are asked every POLL s, so that the wait ends soon after the cluster is ready.
+            if time.monotonic() - looked >= 1.0 or not nodes:
+                nodes = backend.nodes()
+                looked = time.monotonic()
             # Nothing restarts a node that exited on its own: say so now rather than at the timeout.
             exited = [n for n in nodes if n.state in ("exited", "dead")]
             if exited:
@@ -130,38 +156,89 @@ def wait_ready(
             progress.update(task, description=f"waiting for a manager to answer ({first})")
         if time.monotonic() >= deadline:
             return rows, False
-        time.sleep(0.25)
+        time.sleep(POLL)
 
 
-def _endpoints(nodes: Sequence[NodeHandle]) -> list[str]:
-    lines = []
+POLL = 0.1
+"""Seconds between two readiness questions to the managers (a control API call, about 5 ms)."""
+
+
+def _engine_answers(node: NodeHandle) -> bool:
+    if not node.docker_host:
+        return False
+    url = node.docker_host.replace("tcp://", "http://", 1) + "/_ping"
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def wait_engines(backend: Backend, expected: int, timeout: float, progress: Progress) -> bool:
+    """Wait until ``expected`` nodes answer the Engine API's /_ping (nodes outside any swarm)."""
+    task = progress.add_task("waiting for the Engine APIs", total=expected)
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = backend.nodes()
+        exited = [n for n in nodes if n.state in ("exited", "dead")]
+        if exited:
+            raise NodeExited(backend, exited)
+        answering = sum(1 for n in nodes if _engine_answers(n))
+        progress.update(task, completed=min(answering, expected),
+                        description=f"{answering}/{expected} Engine APIs answer")
+        if answering >= expected:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL)
+
+
+def endpoints_table(nodes: Sequence[NodeHandle]) -> Table:
+    """Each node's address and what answers there: the Engine API (its DOCKER_HOST) and metrics."""
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 3, 0, 0))
+    for column in ("NODE", "ADDRESS", "DOCKER_HOST", "METRICS"):
+        table.add_column(column, no_wrap=True, overflow="ignore")
     for node in nodes:
-        if node.role != "manager":
-            continue
-        parts = [f"control API {node.control_addr}"] if node.control_addr else []
-        # DOCKER_HOST is not printed until the Engine API front end serves on it.
-        if node.metrics_url:
-            parts.append(f"metrics {node.metrics_url}")
-        lines.append(f"  {node.hostname}: " + ", ".join(parts))
-    workers = [n for n in nodes if n.role == "worker" and n.metrics_url]
-    if workers:
-        lines.append("  workers' metrics: " + ", ".join(str(n.metrics_url) for n in workers))
-    return lines
+        table.add_row(node.hostname, node.addr or "-", node.docker_host or "-", node.metrics_url or "-")
+    return table
+
+
+def require_no_swarm_flag(backend: Backend, layout: Layout) -> None:
+    """Refuse --no-swarm, saying why, when the node agent the nodes run does not know that option."""
+    if "--no-swarm" in backend.agent_help(layout):
+        return
+    where = f"the image {layout.image}" if layout.image else "this environment"
+    raise BackendError(
+        f"--no-swarm needs a node agent with the --no-swarm option, and `python -m nodeagent --help` in "
+        f"{where} does not list it yet: update the tree (and the image) or leave --no-swarm out"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Bring the cluster up and print its node table and endpoints; exit 1 on any failure."""
+    """Bring the cluster up and print its node table, endpoints and DOCKER_HOST; exit 1 on failure."""
     if args.managers < 1:
         return error(f"--managers must be at least 1 (got {args.managers})")
     if args.workers < 0:
         return error(f"--workers cannot be negative (got {args.workers})")
     if args.timeout <= 0:
         return error(f"--timeout must be positive (got {args.timeout})")
+    if args.managers > MAX_INDEX or args.workers > MAX_INDEX:
+        return error(f"a cluster has 1 to {MAX_INDEX} managers and 0 to {MAX_INDEX} workers, each on an "
+                     f"address of its own (got {args.managers} and {args.workers})")
     if args.backend == "local" and args.discover == "mdns":
         # Multicast from processes on the host would leave by the host's real interfaces; in
         # containers it stays on the cluster's own network.
         return error("--discover mdns needs the compose backend: the local backend's nodes share the "
                      "host's network, where their multicast would not stay on the loopback interface")
+    if args.backend == "local" and args.publish is not None:
+        return error("--publish is for the compose backend: a local node binds the ports of its services "
+                     "on its own address itself")
+    try:
+        publish = DEFAULT_PUBLISH if args.publish is None else parse_publish(args.publish)
+        layout = Layout.of(args.managers, args.workers, publish=publish, discover=args.discover,
+                           no_swarm=args.no_swarm)
+    except AddressError as e:
+        return error(str(e))
     console = make_console()
     started = time.monotonic()
     try:
@@ -170,8 +247,19 @@ def run(args: argparse.Namespace) -> int:
         other = existing.backend if existing is not None and existing.backend != args.backend else None
         if other is not None and load_backend(other).nodes():
             return error(f"a cluster with the {other} backend is up: `swarmlet down` first")
+        recorded = existing.layout if existing is not None and existing.backend == args.backend else None
+        layout = dataclasses.replace(layout, block=cluster_block(project_name(), recorded))
         backend = load_backend(args.backend)
-        backend.check(args.managers, args.workers)
+        backend.check(layout)
+        # Taking managers away without demoting them first would cost the quorum, and a removed
+        # worker would stay Down in the node list: `node rm` does both the way Swarm wants.
+        beyond = sorted({n.hostname for n in backend.nodes()} - set(layout.names), key=natural_key)
+        if beyond:
+            return error(
+                f"the cluster has nodes beyond --managers {args.managers} --workers {args.workers}: "
+                f"{', '.join(beyond)}. `swarmlet up` adds nodes but never removes them: take them out "
+                "with `swarmlet node rm NAME` (a manager is demoted first), or `swarmlet down` first"
+            )
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
             step = progress.add_task("preparing", total=None)
@@ -181,7 +269,9 @@ def run(args: argparse.Namespace) -> int:
                 progress.console.print(f"  {message}")
                 progress.update(step, description=message)
 
-            backend.prepare(report)
+            layout = dataclasses.replace(layout, image=backend.prepare(report))
+            if layout.no_swarm:
+                require_no_swarm_flag(backend, layout)
             report(ensure_credentials())
             progress.update(step, total=1, completed=1, description="images and join tokens ready")
             start_task = progress.add_task(
@@ -190,30 +280,47 @@ def run(args: argparse.Namespace) -> int:
             # Recorded before starting, so that down can clean up even after a failed start;
             # the backend's own details (the local process table) are kept.
             kept = existing.extra if existing is not None and existing.backend == backend.name else {}
-            write_state(ClusterState(backend.name, args.managers, args.workers, kept))
-            backend.start_cluster(args.managers, args.workers, args.discover)
+            write_state(ClusterState(backend.name, args.managers, args.workers, kept).with_layout(layout))
+            backend.start_cluster(layout)
             progress.update(start_task, total=1, completed=1)
             boot = time.monotonic()
-            rows, ok = wait_ready(backend, args.managers + args.workers, args.timeout, progress)
+            expected = args.managers + args.workers
+            rows: list[Any] = []
+            if layout.no_swarm:
+                ok = wait_engines(backend, expected, args.timeout, progress)
+            else:
+                rows, ok = wait_ready(backend, expected, args.timeout, progress)
         nodes = backend.nodes()
     except BackendError as e:
         return error(str(e))
     if rows:
         console.print(node_table(rows))
+    expected = args.managers + args.workers
     if not ok:
-        expected = args.managers + args.workers
         ready, leader, _ = readiness(rows, expected)
+        what = "answer the Engine API" if layout.no_swarm else "are Ready"
         return error(
-            f"after {args.timeout:.0f} s, {ready} of {expected} nodes are Ready"
-            f"{'' if leader else ' and there is no leader'}; see `swarmlet logs NODE` "
+            f"after {args.timeout:.0f} s, {ready} of {expected} nodes {what}"
+            f"{'' if leader or layout.no_swarm else ' and there is no leader'}; see `swarmlet logs NODE` "
             f"(nodes: {', '.join(n.hostname for n in nodes)})"
         )
-    ready, leader, _ = readiness(rows, 0)
-    console.print(
-        f"{ready} nodes Ready, leader {leader}: {time.monotonic() - boot:.1f} s after start, "
-        f"{time.monotonic() - started:.1f} s in all"
-    )
-    console.print("Endpoints:")
-    for line in _endpoints(nodes):
-        console.print(line)
+    took = f"{time.monotonic() - boot:.1f} s after start, {time.monotonic() - started:.1f} s in all"
+    if layout.no_swarm:
+        console.print(f"{expected} nodes outside any swarm, their Engine APIs answer: {took}")
+        leader = layout.role_names("manager")[0]
+    else:
+        ready, found, _ = readiness(rows, 0)
+        leader = found or layout.role_names("manager")[0]
+        console.print(f"{ready} nodes Ready, leader {leader}: {took}")
+    console.print("Endpoints (each node on its own address):")
+    console.print(endpoints_table(nodes))
+    if layout.publish:
+        console.print(f"Service ports on every node's address: {format_publish(layout.publish)}")
+    target = next((n for n in nodes if n.hostname == leader and n.addr), None)
+    if target is not None and target.addr:
+        if layout.no_swarm:
+            console.print(f"Start a swarm there with `docker swarm init --advertise-addr {leader}`:")
+        else:
+            console.print(f"The docker CLI drives the cluster through the leader, {leader}:")
+        console.print(env_line(target.addr))
     return 0

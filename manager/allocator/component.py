@@ -2,10 +2,13 @@
 
 swarmkit's allocator allocates a task's network attachments (and a service's VIPs and
 published ports), then moves the task from ``new`` to ``pending`` with the message
-"pending task scheduling". swarmlet has no networks to allocate yet, so the allocator only makes
-that move; the network allocator (IPAM, VIPs, ports) will join it here. A new task that is no
-longer wanted (its DesiredState is past complete) is left new: it will never run, and the task
-reaper deletes it.
+"pending task scheduling". Here a service's VIPs and ports are allocated by the Engine API when
+the service is written (manager/engineapi/networks.py); this component gives each new task an
+address on each of its networks (``NetworksAttachments``, from the pure IPAM in
+:mod:`manager.allocator.networks`, its state rebuilt from the store so a new leader recovers it)
+and a copy of its service's ``Endpoint``, as swarmkit does, in the same write that makes it
+pending. A new task that is no longer wanted (its DesiredState is past complete) is left new:
+it will never run, and the task reaper deletes it.
 
 A task held for its restart delay (DesiredState ``ready``) is allocated only once the
 orchestrator releases it (DesiredState ``running``/``complete``). swarmkit allocates and places
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from manager.allocator.ipam import AllocationState
+from manager.allocator.networks import allocate_task_in_view, state_from_view
 from manager.component.base import Component, DirtyKey, Reconciled, StoreView
 from manager.state.store.commands import Op, Update
 from manager.state.store.objects import TASK_STATES, format_timestamp
@@ -62,6 +67,7 @@ class Allocator(Component):
         timestamp = format_timestamp(now)
         ops: list[Op] = []
         leftover: set[DirtyKey] = set()
+        addresses: AllocationState | None = None  # read from the store once, if a task needs it
         for key in sorted(dirty | self.carry):
             kind, task_id = key
             if kind != "task":
@@ -78,6 +84,18 @@ class Allocator(Component):
                 continue  # held for its restart delay: allocated once released
             status = {**task.status, "State": "pending", "Timestamp": timestamp, "Message": ALLOCATED_MESSAGE}
             status.pop("Err", None)
-            ops.append(Update("task", task.id, task.version, status=status))
+            extra = dict(task.extra)
+            service_id = task.extra.get("ServiceID")
+            service = view.maybe("service", service_id) if isinstance(service_id, str) else None
+            if service is not None and service.extra.get("Endpoint"):
+                extra["Endpoint"] = service.extra["Endpoint"]
+            if task.spec.get("Networks") or (service is not None and service.extra.get("Endpoint")):
+                if addresses is None:
+                    addresses = state_from_view(view)
+                attached = allocate_task_in_view(view, task, addresses)
+                if attached:
+                    extra["NetworksAttachments"] = attached
+            ops.append(Update("task", task.id, task.version, status=status,
+                              extra=extra if extra != task.extra else None))
         self.carry = leftover
         return Reconciled(ops, now if leftover else None)

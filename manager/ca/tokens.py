@@ -30,6 +30,7 @@ __all__ = [
     "ca_digest",
     "make_token",
     "parse_token",
+    "rotate_token",
 ]
 
 TOKEN_PREFIX = "SWMTKN"
@@ -112,6 +113,20 @@ def make_token(ca_cert_pem: bytes, secret: str | None = None) -> str:
     if len(secret) != SECRET_LENGTH or not _is_base36(secret):
         raise ValueError(f"a token secret is {SECRET_LENGTH} lowercase base-36 characters")
     return str(JoinToken(_VERSION, ca_digest(ca_cert_pem), secret))
+
+
+def rotate_token(token: str, secret: str | None = None) -> str:
+    """A new token for the same cluster: ``token``'s CA digest with a fresh random secret.
+
+    ``docker swarm join-token --rotate`` does this: the CA stays, so only the secret changes,
+    and the old token stops working once the Cluster object holds the new one.
+    """
+    old = parse_token(token)
+    if secret is None:
+        secret = _base36(_secrets.randbits(_SECRET_BITS), SECRET_LENGTH)
+    if len(secret) != SECRET_LENGTH or not _is_base36(secret):
+        raise ValueError(f"a token secret is {SECRET_LENGTH} lowercase base-36 characters")
+    return str(JoinToken(old.version, old.ca_digest, secret))
 
 
 def parse_token(token: str) -> JoinToken:

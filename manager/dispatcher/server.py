@@ -228,7 +228,12 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
 
     async def _register(self, request: dispatcher_pb2.JoinRequest, role: str) -> None:
         existing = self._lookup(request.node_id)
-        description = {"Hostname": request.hostname, "Engine": {"EngineVersion": request.engine_version}}
+        description: dict[str, Any] = {"Hostname": request.hostname,
+                                       "Engine": {"EngineVersion": request.engine_version}}
+        if request.architecture:
+            description["Platform"] = {"Architecture": request.architecture, "OS": request.os or "linux"}
+        if request.nano_cpus or request.memory_bytes:
+            description["Resources"] = {"NanoCPUs": request.nano_cpus, "MemoryBytes": request.memory_bytes}
         status = {"State": "ready", "Message": "", "Addr": request.addr}
         extra: dict[str, Any] = {"Description": description}
         if role == "manager":

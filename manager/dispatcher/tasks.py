@@ -1,9 +1,10 @@
 """The leader's task path to and from agents: assignments streams and batched status reports.
 
-* **Assignments** (one stream per agent): on connect the complete set of the node's tasks, then
-  only changes. One store watch on tasks (:class:`AssignmentsHub`) routes each committed change
-  to the streams of the node it concerns (its NodeID now, or the node it was last routed to, so
-  a task that moved is removed where it was); nothing rescans the store after the first set.
+* **Assignments** (one stream per agent): on connect the complete set of the node's tasks (and
+  the secrets and configs they use, to that node only), then only changes. One store watch on
+  tasks (:class:`AssignmentsHub`) routes each committed change to the streams of the node it
+  concerns (its NodeID now, or the node it was last routed to, so a task that moved is removed
+  where it was); nothing rescans the store after the first set.
 * **UpdateTaskStatus**: reports from every agent are queued (:class:`StatusBatcher`), coalesced
   per task for a short interval and written in one store batch through Raft; the call returns
   once the batch carrying its reports committed, so an agent that got an answer may forget them.
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -31,6 +32,7 @@ from manager.dispatcher.assignments import (
     NodeAssignments,
     Report,
     merge_reports,
+    payload_api,
     status_ops,
 )
 from manager.state.raft.shell import NO_LEADER_MESSAGE
@@ -222,10 +224,26 @@ def _to_pb(change: AssignmentChange) -> dispatcher_pb2.AssignmentChange:
         return dispatcher_pb2.AssignmentChange(
             action=dispatcher_pb2.AssignmentChange.REMOVE, kind=change.kind, id=change.id
         )
+    if change.kind == "task":
+        body = _task_json(change.object)
+    else:  # a secret or config: only what the node needs, {ID, Spec: {Name, Data, Templating}}
+        body = json.dumps(payload_api(change.object), separators=(",", ":")).encode()
     return dispatcher_pb2.AssignmentChange(
-        action=dispatcher_pb2.AssignmentChange.UPDATE, kind=change.kind, id=change.id,
-        object=_task_json(change.object),
+        action=dispatcher_pb2.AssignmentChange.UPDATE, kind=change.kind, id=change.id, object=body,
     )  # fmt: skip
+
+
+def _lookup(store: Store) -> Callable[[str, str], StoredObject | None]:
+    """The committed secret or config by ID, or None once it is gone."""
+
+    def get(kind: str, object_id: str) -> StoredObject | None:
+        try:
+            obj: StoredObject = store.get(kind, object_id)
+        except NotFound:
+            return None
+        return obj
+
+    return get
 
 
 class TaskDispatcher(dispatcher_pb2_grpc.AssignmentsServicer):
@@ -272,7 +290,7 @@ class TaskDispatcher(dispatcher_pb2_grpc.AssignmentsServicer):
             yield dispatcher_pb2.AssignmentsMessage(error="node not found: join the swarm first")
             return
         sub = self.hub.subscribe(request.node_id)
-        state = NodeAssignments(request.node_id)
+        state = NodeAssignments(request.node_id, lookup=_lookup(store))
         try:
             first = state.complete(store.find("task", node_id=request.node_id))
             yield dispatcher_pb2.AssignmentsMessage(

@@ -23,7 +23,7 @@ from manager.engineapi.nodes import NodeRoutes
 from manager.engineapi.render import HostFacts, cluster_to_api, node_to_api
 from manager.engineapi.secrets import SecretRoutes
 from manager.engineapi.services import ServiceRoutes
-from manager.engineapi.swarm import SwarmRoutes, manager_swarm_info
+from manager.engineapi.swarm import SwarmRoutes, manager_stats, manager_swarm_info
 from manager.engineapi.tasks import TaskRoutes
 from manager.engineapi.writes import LeaderWrites, write_handler
 from manager.state.store import Op, Store, StoredObject
@@ -67,6 +67,10 @@ class ManagerEngineApi:
     def swarm_info(self, base: SwarmInfo) -> SwarmInfo:
         """/info's Swarm section as this manager sees it."""
         return manager_swarm_info(self.manager, base)
+
+    def manager_stats(self) -> tuple[bool, int, int] | None:
+        """The managers' reachability, for ``swarm leave`` without ``--force``."""
+        return manager_stats(self.manager)
 
 
 class RuntimeManager:

@@ -15,6 +15,7 @@ from manager.engineapi.base import ManagerView, guarded
 from manager.engineapi.render import node_to_api
 from manager.state.store import StoredObject, Update
 from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
+from nodeagent.engineapi.errors import json_array_response, json_encode
 from nodeagent.engineapi.gojson import STRING, GoJSONError, map_of, scalar, struct
 
 __all__ = ["NODE_SPEC", "NodeRoutes", "labels_match", "parse_version", "query_bool"]
@@ -73,6 +74,10 @@ class NodeRoutes:
     def __init__(self, manager: ManagerView) -> None:
         """Answer from ``manager``'s store; write through it."""
         self.manager = manager
+        # Node ID -> (Version.Index, the leader, the node's JSON): ``GET /nodes`` (what the CLI
+        # polls) encodes only the nodes written since, or all of them after a leader change.
+        # A node's JSON depends on nothing else (the host facts are this manager's, fixed).
+        self._encoded: dict[str, tuple[int, str, bytes]] = {}
 
     def routes(self) -> list[Route]:
         """(method, path, handler) for the node agent's Engine API."""
@@ -85,6 +90,14 @@ class NodeRoutes:
 
     def _render(self, node: StoredObject) -> dict[str, object]:
         return node_to_api(node, self.manager.leader_id(), self.manager.host)
+
+    def _encode(self, node: StoredObject, leader_id: str) -> bytes:
+        cached = self._encoded.get(node.id)
+        if cached is not None and cached[0] == node.version and cached[1] == leader_id:
+            return cached[2]
+        encoded = json_encode(node_to_api(node, leader_id, self.manager.host))
+        self._encoded[node.id] = (node.version, leader_id, encoded)
+        return encoded
 
     async def list(self, request: web.Request) -> web.StreamResponse:
         """``GET /nodes?filters=``: every node that matches every filter given."""
@@ -107,7 +120,11 @@ class NodeRoutes:
         if node_labels := filters.get("node.label"):
             tests.append(lambda n: labels_match(n.spec.get("Labels"), node_labels))
         nodes = self.manager.store.find("node", filters=lambda n: all(t(n) for t in tests))
-        return json_response([self._render(n) for n in nodes])
+        leader_id = self.manager.leader_id()
+        items = [self._encode(n, leader_id) for n in nodes]
+        if not tests and len(self._encoded) > len(nodes):  # forget removed nodes
+            self._encoded = {n.id: self._encoded[n.id] for n in nodes}
+        return json_array_response(items)
 
     async def inspect(self, request: web.Request) -> web.StreamResponse:
         """``GET /nodes/{id}``: by ID, hostname or unique ID prefix."""

@@ -1,4 +1,11 @@
-"""``GET /swarm`` and the manager's part of ``/info`` (Swarm: Nodes, Managers, Cluster...)."""
+"""``/swarm`` (inspect, update, unlock key) and the manager's part of ``/info`` (Swarm: Nodes, Managers...).
+
+``POST /swarm/update`` is the one route that changes the Cluster object from outside: the spec
+is read as Docker's daemon reads it, checked as swarmkit's UpdateCluster checks it
+(manager/engineapi/clusterspec.py), and written with the version the client read through the
+one write path (LeaderWrites), join tokens rotated in the same write. The dispatcher checks
+joins against the Cluster object's tokens, so a rotated token is refused from the next join on.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,18 @@ import dataclasses
 
 from aiohttp import web
 
-from manager.engineapi.base import ManagerView, guarded
+from manager.engineapi.base import ManagerView, guarded, rpc_message
+from manager.engineapi.clusterspec import SpecRefused, rotated_tokens, updated_spec
+from manager.engineapi.nodes import parse_version
 from manager.engineapi.render import cluster_to_api
-from nodeagent.engineapi import NOT_IN_SWARM, ApiError, Route, SwarmInfo, json_response
+from manager.state.store import Update
+from nodeagent.engineapi import NOT_IN_SWARM, ApiError, Route, SwarmInfo, decode, json_response
+from nodeagent.engineapi.gojson import GoJSONError
+from nodeagent.engineapi.swarmnode import CLUSTER_SPEC
 
-__all__ = ["SwarmRoutes", "manager_swarm_info"]
+__all__ = ["SwarmRoutes", "manager_stats", "manager_swarm_info"]
+
+_SPEC_HTTP = {"InvalidArgument": 400, "Unimplemented": 501}
 
 
 def manager_swarm_info(manager: ManagerView, base: SwarmInfo) -> SwarmInfo:
@@ -37,16 +51,47 @@ def manager_swarm_info(manager: ManagerView, base: SwarmInfo) -> SwarmInfo:
     )
 
 
+def manager_stats(manager: ManagerView) -> tuple[bool, int, int]:
+    """(this manager reachable, reachable managers, unreachable managers), as moby's managerStats
+    counts them for ``swarm leave``: from the Node objects' ManagerStatus."""
+    me, reachable, unreachable = False, 0, 0
+    for node in manager.store.find("node"):
+        status = node.extra.get("ManagerStatus")
+        if node.spec.get("Role") != "manager" or not isinstance(status, dict):
+            continue
+        if status.get("Leader") or status.get("Reachability") == "reachable":
+            reachable += 1
+            me = me or node.id == manager.node_id
+        elif status.get("Reachability") == "unreachable":
+            unreachable += 1
+    return me, reachable, unreachable
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """A query flag as moby reads the rotation flags (strconv.ParseBool when given)."""
+    raw = request.query.get(name, "")
+    if raw in ("", "0", "f", "F", "false", "FALSE", "False"):
+        return False
+    if raw in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    raise ApiError.bad_request(
+        f'invalid value for {name}: strconv.ParseBool: parsing "{raw}": invalid syntax')
+
+
 class SwarmRoutes:
     """The handlers of ``/swarm`` for one manager."""
 
     def __init__(self, manager: ManagerView) -> None:
-        """Answer from ``manager``'s store."""
+        """Answer from ``manager``'s store, write through its leader."""
         self.manager = manager
 
     def routes(self) -> list[Route]:
         """(method, path, handler) for the node agent's Engine API."""
-        return [("GET", "/swarm", guarded(self.inspect))]
+        return [
+            ("GET", "/swarm", guarded(self.inspect)),
+            ("POST", "/swarm/update", guarded(self.update)),
+            ("GET", "/swarm/unlockkey", guarded(self.unlock_key)),
+        ]
 
     async def inspect(self, request: web.Request) -> web.StreamResponse:
         """``GET /swarm``: the cluster object with its join tokens (api/swarm.json's shape)."""
@@ -55,3 +100,32 @@ class SwarmRoutes:
             # The bootstrap manager has not written the cluster yet: no swarm to show.
             raise ApiError.unavailable(NOT_IN_SWARM)
         return json_response(cluster_to_api(cluster, join_tokens=True))
+
+    async def update(self, request: web.Request) -> web.StreamResponse:
+        """``POST /swarm/update?version=&rotateWorkerToken=&rotateManagerToken=``: a new Spec."""
+        try:
+            given = decode(await request.read(), CLUSTER_SPEC)
+        except GoJSONError as exc:
+            raise ApiError.bad_request(str(exc)) from None
+        version = parse_version(request.query.get("version", ""), "swarm")
+        worker = _flag(request, "rotateWorkerToken")
+        manager = _flag(request, "rotateManagerToken")
+        _flag(request, "rotateManagerUnlockKey")  # no autolock: no unlock key to rotate
+        cluster = self.manager.cluster()
+        if cluster is None:
+            raise ApiError.unavailable(NOT_IN_SWARM)
+        try:
+            spec = updated_spec(dict(cluster.spec), given if isinstance(given, dict) else {})
+            extra = dict(cluster.extra)
+            extra["JoinTokens"] = rotated_tokens(dict(extra.get("JoinTokens") or {}), worker=worker,
+                                                 manager=manager)
+        except SpecRefused as exc:
+            raise ApiError(_SPEC_HTTP.get(exc.code, 500), rpc_message(exc.code, str(exc))) from None
+        await self.manager.write([Update("cluster", cluster.id, version, spec=spec, extra=extra)])
+        return web.Response(status=200)
+
+    async def unlock_key(self, request: web.Request) -> web.StreamResponse:
+        """``GET /swarm/unlockkey``: a cluster without autolock has no key (api/swarm-unlockkey.json)."""
+        if self.manager.cluster() is None:
+            raise ApiError.unavailable(NOT_IN_SWARM)
+        return json_response({"UnlockKey": ""})

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from nodeagent.agent.dependencies import KINDS, Payload
 from nodeagent.agent.worker import Worker
 
 __all__ = ["DispatchClient"]
@@ -88,15 +89,27 @@ class DispatchClient:
 
     def _deliver(self, msg: Any) -> None:
         updates, removals = [], []
+        payloads: list[Payload] = []
+        payload_removals: list[tuple[str, str]] = []
         for change in msg.changes:
-            if change.kind != "task":
-                continue  # secrets and configs: handled once the dispatcher sends them (a later issue)
-            if change.action == dispatcher_pb2.AssignmentChange.REMOVE:
-                removals.append(str(change.id))
-            else:
-                updates.append(json.loads(change.object))
+            kind = str(change.kind)
+            remove = change.action == dispatcher_pb2.AssignmentChange.REMOVE
+            if kind == "task":
+                if remove:
+                    removals.append(str(change.id))
+                else:
+                    updates.append(json.loads(change.object))
+            elif kind in KINDS:
+                if remove:
+                    payload_removals.append((kind, str(change.id)))
+                    continue
+                try:
+                    payloads.append(Payload.from_api(kind, json.loads(change.object)))
+                except ValueError as exc:  # never log the object: it may hold a secret
+                    log.warning("assignments: %s %s ignored (%s)", kind, change.id, exc)
+            # any other kind is a newer manager's: skipped
         complete = msg.type == dispatcher_pb2.AssignmentsMessage.COMPLETE
-        self.worker.apply(complete, updates, removals)
+        self.worker.apply(complete, updates, removals, payloads, payload_removals)
 
     async def send_statuses(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         """One UpdateTaskStatus call; raises ConnectionError if it did not get through."""

@@ -1,10 +1,11 @@
 """The emulated runtime behind the executor seam: each task's container is an emulated image.
 
 ``prepare`` resolves the image (:func:`nodeagent.images.resolve`) and builds the container's view
-of its task (:class:`~nodeagent.images.base.TaskEnv`); ``start`` binds its listeners and runs its
-main process; ``wait`` watches the process and the healthcheck; ``shutdown`` sends SIGTERM and
-kills at the end of the task's StopGracePeriod (10 s by default, as Docker), and a killed
-process's exit code is 137 as in Docker.
+of its task (:class:`~nodeagent.images.base.TaskEnv`); ``start`` mounts its secrets and configs
+(the ``files(task)`` seam, read at start as moby sets up a container's secrets at its start, so
+templates expand then), binds its listeners and runs its main process; ``wait`` watches the
+process and the healthcheck; ``shutdown`` sends SIGTERM and kills at the end of the task's
+StopGracePeriod (10 s by default, as Docker), and a killed process's exit code is 137 as in Docker.
 """
 
 from __future__ import annotations
@@ -73,16 +74,25 @@ class EmulatedController:
             node_id=ex.node_id, node_hostname=ex.hostname, image=image, repository=repository, tag=tag,
             command=[str(c) for c in self.container.get("Command") or []],
             args=[str(a) for a in self.container.get("Args") or []],
-            env=spec_env(self.container), files=dict(ex.files_for(self.task)), listen_host=ex.listen_host,
+            env=spec_env(self.container), files={}, listen_host=ex.listen_host,
             stdout=ex.logs.writer(self.task_id, "stdout"), stderr=ex.logs.writer(self.task_id, "stderr"),
             hostname=str(self.container.get("Hostname") or self.container_id[:12]),
         )  # fmt: skip
+        if ex.overlay is not None:  # attach to the task's overlays before its process exists
+            self.env.network = ex.overlay.join(self.task)
         self.process = provider.process(self.env)
 
     async def start(self) -> None:
-        """Bind the listeners and run the main process."""
-        assert self.process is not None, "start before prepare"
+        """Mount the task's secrets and configs, bind the listeners and run the main process."""
+        assert self.process is not None and self.env is not None, "start before prepare"
+        try:
+            files = self.executor.files_for(self.task)
+        except Exception as exc:  # moby's container start wraps what the secret/config setup said
+            raise RuntimeError(f"starting container failed: {exc}") from None
+        self.env.files.update(files)
         await self.process.start()
+        if HealthConfig.from_spec(self.container.get("Healthcheck")) is None:
+            self._publish()  # running: reachable by name (with a healthcheck: once healthy)
         self.pid = self.executor.next_pid()
         self._started_at = self.executor.clock()
         self._main = asyncio.get_running_loop().create_task(self.process.run(), name=f"main-{self.task_id}")
@@ -132,6 +142,8 @@ class EmulatedController:
             return
         self._removed = True
         await self.shutdown(grace=0.0)
+        if self.executor.overlay is not None:
+            self.executor.overlay.detach(self.task_id)
         log_ = self.executor.logs.get(self.task_id)
         if log_ is not None:
             log_.close()
@@ -144,8 +156,9 @@ class EmulatedController:
                 listeners.append({"Protocol": "tcp", "TargetPort": target, "Addr": self.env.listen_host,
                                   "Port": port})  # fmt: skip
         cid = self.container_id if self.pid else ""
+        files = sorted(self.env.files) if self.env is not None else []
         return ContainerFacts(cid, self.pid if self._main is not None and not self._main.done() else 0,
-                              self.exit_code, listeners)  # fmt: skip
+                              self.exit_code, listeners, files)  # fmt: skip
 
     # ------------------------------------------------------------------ inside
 
@@ -168,19 +181,36 @@ class EmulatedController:
                 self.env.stderr(f"{type(main.exception()).__name__}: {main.exception()}")
             else:
                 self.exit_code = int(main.result())
+            if self.executor.overlay is not None:
+                self.executor.overlay.detach(self.task_id)  # exited: no longer a DNS answer
         if self.process is not None:
             with contextlib.suppress(Exception):
                 await self.process.close()
+        if main.done() and self.env is not None:
+            # The container's secrets and configs go with its process (its tmpfs, in Docker):
+            # a finished task keeps no copy of a secret while its runner waits to be removed.
+            self.env.files.clear()
+
+    def _publish(self) -> None:
+        """Put the task in its networks' endpoint tables (DNS answers and VIP balancing)."""
+        if self.executor.overlay is not None and self.env is not None:
+            self.executor.overlay.publish(self.task, self.env.ports)
 
     async def _health(self, config: HealthConfig) -> None:
-        """Returns once the container is unhealthy."""
+        """Returns once the container is unhealthy; publishes the task once it is healthy, as
+        Docker adds a task to its service's load balancer only then."""
         assert self.env is not None
         state = HealthState(config.retries, config.start_period)
+        published = False
         while True:
             await asyncio.sleep(config.interval)
             ok = await run_check(config, self.env)
-            if state.record(ok, self.executor.clock() - self._started_at) == "unhealthy":
+            status = state.record(ok, self.executor.clock() - self._started_at)
+            if status == "unhealthy":
                 return
+            if status == "healthy" and not published:
+                published = True
+                self._publish()
 
 
 class EmulatedExecutor:
@@ -188,11 +218,16 @@ class EmulatedExecutor:
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, logs: LogStore,
                  time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None) -> None:
+                 files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+                 overlay: Any = None) -> None:
         """``listen_host``: the node's address, where task listeners bind (ephemeral ports).
 
-        ``files(task)`` gives the files mounted in a task's container (path -> bytes): configs
-        and secrets, once the dispatcher sends them (a later issue); none until then.
+        ``overlay``: the node's data plane (:class:`nodeagent.overlay.shell.Overlay`), which tasks
+        join when prepared, are published in once running and leave when they exit; None: none.
+
+                ``files(task)`` gives the files mounted in a task's container (path -> bytes): its
+        configs and secrets, as delivered and expanded (:meth:`Dependencies.files`); it raises
+        when one cannot be mounted, and the task fails at "starting" with that error.
         """
         self.node_id = node_id
         self.hostname = hostname
@@ -201,6 +236,7 @@ class EmulatedExecutor:
         self.time_scale = time_scale
         self.clock = clock
         self._files = files
+        self.overlay = overlay
         self._pid = 1000
 
     def files_for(self, task: Mapping[str, Any]) -> Mapping[str, bytes]:

@@ -77,6 +77,9 @@ class ContainerFacts:
     listeners: list[dict[str, Any]] = field(default_factory=list)
     """swarmlet's own: {"Protocol", "TargetPort", "Addr", "Port"} per listener (container port ->
     the node's address and ephemeral port), for the networking work that routes to tasks."""
+    files: list[str] = field(default_factory=list)
+    """Paths of the secrets and configs mounted in the container (never their content): the
+    node's ListTasks shows them; the task's status does not."""
 
 
 class Controller(Protocol):

@@ -159,7 +159,47 @@ async def _redis_cli(argv: list[str], env: TaskEnv) -> int:
     return 1 if reply.startswith(b"-") or not reply else 0
 
 
-HEALTH_COMMANDS: dict[str, Command] = {"curl": _curl, "wget": _wget, "redis-cli": _redis_cli}
+async def _db_ping(env: TaskEnv, host: str, port: int) -> bool:
+    """Whether the emulated database at host:port answers PING (nodeagent/images/database.py)."""
+    try:
+        reader, writer = await _connect(env, host, port)
+    except OSError:
+        return False
+    writer.write(b"PING\n")
+    await writer.drain()
+    reply = await reader.readline()
+    writer.close()
+    return reply.strip() == b"PONG"
+
+
+def _option(argv: list[str], flag: str, default: str) -> str:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == flag:
+            return argv[i + 1]
+    return default
+
+
+async def _pg_isready(argv: list[str], env: TaskEnv) -> int:
+    """pg_isready [-h host] [-p port] [-q]: 0 accepting connections, 2 no response."""
+    host, port = _option(argv, "-h", "localhost"), _option(argv, "-p", "5432")
+    ok = port.isdigit() and await _db_ping(env, host, int(port))
+    if "-q" not in argv:
+        env.stdout(f"{host}:{port} - {'accepting connections' if ok else 'no response'}")
+    return 0 if ok else 2
+
+
+async def _mysqladmin(argv: list[str], env: TaskEnv) -> int:
+    """mysqladmin ping [-h host] [-P port]: "mysqld is alive", else 1."""
+    host, port = _option(argv, "-h", "localhost"), _option(argv, "-P", "3306")
+    if port.isdigit() and await _db_ping(env, host, int(port)):
+        env.stdout("mysqld is alive")
+        return 0
+    env.stderr(f"mysqladmin: connect to server at '{host}' failed")
+    return 1
+
+
+HEALTH_COMMANDS: dict[str, Command] = {"curl": _curl, "wget": _wget, "redis-cli": _redis_cli,
+                                       "pg_isready": _pg_isready, "mysqladmin": _mysqladmin}  # fmt: skip
 """The commands a healthcheck may call besides the shell's builtins."""
 
 

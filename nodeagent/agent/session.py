@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pathlib
+import platform
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -45,6 +46,14 @@ class JoinRefused(Exception):
     """The managers refused this node's join; ``str(e)`` is their message. The process exits 3."""
 
 
+def _machine_memory() -> int:
+    """The machine's memory in bytes: what a node declares unless told otherwise (--memory)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):
+        return 0
+
+
 class AgentSession:
     """Join the swarm (once), then keep a heartbeat session with the leader until stopped."""
 
@@ -55,23 +64,29 @@ class AgentSession:
         *,
         role: Callable[[], str] | None = None,
         on_role: Callable[[str], None] | None = None,
+        join_role: str | None = None,
     ) -> None:
         """``context`` is the NodeContext; ``managers()`` gives cluster addresses to try.
 
         ``role()`` is the role this node runs now (``--role`` when not given): a manager reports
         its cluster address in each heartbeat. ``on_role(role)`` is called with the role each
-        heartbeat answer says the node should run (promote and demote).
+        heartbeat answer says the node should run (promote and demote). ``join_role`` is the
+        role asked for in the join (``--role`` when not given): ``docker swarm join`` asks for
+        ``manager``, so that the token alone decides, as in Swarm.
         """
         self.context = context
         self.options = context.options
         self._managers = managers
         self._role = role if role is not None else (lambda: str(getattr(self.options, "role", "")))
         self._on_role = on_role
+        self._join_role = join_role
         self._learned: list[str] = []
         self._stopping = asyncio.Event()
         self._call: Any = None
         self.joined = False
         """Whether this node has joined (now or in an earlier run)."""
+        self.joined_role = ""
+        """The role the managers granted at the join ("" if it joined in an earlier run)."""
         self.connected_to = ""
         """The manager the session is open with, "" while reconnecting."""
         self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
@@ -146,14 +161,24 @@ class AgentSession:
             # Refused here, before any manager is asked: a malformed token can never succeed,
             # so retrying while no manager answers would only hide the mistake.
             raise JoinRefused("invalid join token")
+        join_role = self._join_role or self.options.role
+        cluster_addr = self._cluster_addr()
+        if join_role == "manager" and not cluster_addr:
+            # Joining with what may be a manager token: where Raft will reach this node once the
+            # leader has told it to run the manager role.
+            cluster_addr = f"{self.options.advertise_addr}:{self.options.cluster_port}"
         request = dispatcher_pb2.JoinRequest(
             node_id=self.context.node_id,
             hostname=self.context.hostname,
-            role=self.options.role,
+            role=join_role,
             token=token,
             addr=self.options.advertise_addr,
-            cluster_addr=self._cluster_addr(),
+            cluster_addr=cluster_addr,
             engine_version=VERSION,
+            nano_cpus=getattr(self.options, "nano_cpus", None) or (os.cpu_count() or 1) * 1_000_000_000,
+            memory_bytes=getattr(self.options, "memory_bytes", None) or _machine_memory(),
+            os="linux",
+            architecture=platform.machine() or "x86_64",
         )
         prefer = ""
         while not self._stopping.is_set():
@@ -173,6 +198,7 @@ class AgentSession:
                     prefer = reply.leader_addr
                     break
                 self.joined = True
+                self.joined_role = str(reply.role)
                 self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned})
                 log.info("joined cluster %s as a %s", reply.cluster_id, reply.role)
                 return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import platform
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +19,7 @@ import prometheus_client
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from nodeagent.agent.dependencies import Dependencies
 from nodeagent.agent.dispatch_client import DispatchClient
 from nodeagent.agent.emulated import EmulatedExecutor
 from nodeagent.agent.logs import LogStore
@@ -57,20 +59,26 @@ class TaskRuntime:
     """Everything that runs tasks on this node."""
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0,
-                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one)."""
+                 registry: prometheus_client.CollectorRegistry | None = None, overlay: Any = None) -> None:
+        """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one);
+        tasks reach each other through ``overlay`` (the node's data plane), if given."""
         self.logs = LogStore(time.time_ns)
-        self.executor = EmulatedExecutor(node_id=node_id, hostname=hostname, listen_host=listen_host,
-                                         logs=self.logs, time_scale=time_scale)  # fmt: skip
+        # Secrets and configs live here, in memory only (never under the data dir).
+        self.dependencies = Dependencies(node_os="linux", architecture=platform.machine() or "x86_64")
+        self.executor = EmulatedExecutor(
+            node_id=node_id, hostname=hostname, listen_host=listen_host, logs=self.logs,
+            time_scale=time_scale, files=lambda task: self.dependencies.files(task, hostname),
+            overlay=overlay,
+        )  # fmt: skip
         self._leader: Callable[[], str] = lambda: ""
         self.client: DispatchClient | None = None
         self.reporter = StatusReporter(self._send, REPORT_INTERVAL * time_scale)
-        self.worker = Worker(self.executor, self.reporter, rfc3339_now)
+        self.worker = Worker(self.executor, self.reporter, rfc3339_now, self.dependencies)
         if registry is not None:
             registry.register(_TaskStates(self.worker))
         self.node_id = node_id
         self.time_scale = time_scale
-        self.service = NodeTasksServicer(self.worker.rows, self.logs)
+        self.service = NodeTasksServicer(self.worker.rows, self.logs, self.dependencies.rows)
         self._jobs: list[asyncio.Task[None]] = []
 
     def register(self, server: grpc.aio.Server) -> None:

@@ -17,16 +17,19 @@ from swarmlet.v1 import agent_tasks_pb2, agent_tasks_pb2_grpc
 
 from nodeagent.agent.logs import LogLine, LogStore, format_time_ns
 
-__all__ = ["NodeTasksServicer", "list_tasks", "node_gossip_address", "task_logs"]
+__all__ = ["NodeTasksServicer", "list_payloads", "list_tasks", "node_gossip_address", "task_logs"]
 
 
 class NodeTasksServicer(agent_tasks_pb2_grpc.NodeTasksServicer):
     """Answers ListTasks from the worker's runners and TaskLogs from the node's log store."""
 
-    def __init__(self, rows: Callable[[], list[dict[str, Any]]], logs: LogStore) -> None:
-        """``rows()`` lists the worker's tasks (:meth:`Worker.rows`)."""
+    def __init__(self, rows: Callable[[], list[dict[str, Any]]], logs: LogStore,
+                 payloads: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        """``rows()`` lists the worker's tasks (:meth:`Worker.rows`); ``payloads()`` the secrets
+        and configs held (:meth:`Dependencies.rows`: names and sizes, never data)."""
         self.rows = rows
         self.logs = logs
+        self.payloads = payloads
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add the service to a gRPC server (the gossip transport's)."""
@@ -38,6 +41,13 @@ class NodeTasksServicer(agent_tasks_pb2_grpc.NodeTasksServicer):
         """Every task the worker runs or ran and still holds."""
         rows = [agent_tasks_pb2.TaskRow(**row) for row in self.rows()]
         return agent_tasks_pb2.ListTasksResponse(tasks=rows)
+
+    async def ListPayloads(
+        self, request: agent_tasks_pb2.ListPayloadsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> agent_tasks_pb2.ListPayloadsResponse:
+        """The secrets and configs this node holds for its tasks (never their data)."""
+        rows = [agent_tasks_pb2.PayloadRow(**row) for row in (self.payloads() if self.payloads else [])]
+        return agent_tasks_pb2.ListPayloadsResponse(payloads=rows)
 
     async def TaskLogs(
         self, request: agent_tasks_pb2.TaskLogsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -92,7 +102,20 @@ async def list_tasks(node_addr: str, timeout: float = 2.0) -> list[dict[str, str
         except grpc.aio.AioRpcError as exc:
             raise ConnectionError(f"{node_addr}: {exc.details() or exc.code()}") from None
     fields = ("task_id", "name", "image", "state", "desired_state", "address")
-    return [{f: str(getattr(row, f)) for f in fields} for row in reply.tasks]
+    return [{**{f: str(getattr(row, f)) for f in fields}, "files": ",".join(row.files)}
+            for row in reply.tasks]  # fmt: skip
+
+
+async def list_payloads(node_addr: str, timeout: float = 2.0) -> list[dict[str, Any]]:
+    """The secrets and configs a node holds: kind, id, name, size, templated (never the data)."""
+    async with grpc.aio.insecure_channel(node_addr) as channel:
+        stub = agent_tasks_pb2_grpc.NodeTasksStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            reply = await stub.ListPayloads(agent_tasks_pb2.ListPayloadsRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise ConnectionError(f"{node_addr}: {exc.details() or exc.code()}") from None
+    return [{"kind": r.kind, "id": r.id, "name": r.name, "size": int(r.size), "templated": bool(r.templated)}
+            for r in reply.payloads]  # fmt: skip
 
 
 def node_gossip_address(gossip: Any, node_id: str) -> str | None:

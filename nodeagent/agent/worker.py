@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from nodeagent.agent.dependencies import Dependencies, Payload
 from nodeagent.agent.exec import Executor, make_status
 from nodeagent.agent.taskrun import TaskRunner, desired_position, plan
 
@@ -81,9 +82,12 @@ class StatusReporter:
 class Worker:
     """Runs the tasks assigned to this node through an executor."""
 
-    def __init__(self, executor: Executor, reporter: StatusReporter, timestamp: Callable[[], str]) -> None:
-        """``timestamp()`` is RFC 3339 now, for the statuses the worker makes itself."""
+    def __init__(self, executor: Executor, reporter: StatusReporter, timestamp: Callable[[], str],
+                 dependencies: Dependencies | None = None) -> None:
+        """``timestamp()`` is RFC 3339 now, for the statuses the worker makes itself;
+        ``dependencies`` holds the secrets and configs delivered with the tasks (in memory)."""
         self.executor = executor
+        self.dependencies = dependencies if dependencies is not None else Dependencies()
         self.reporter = reporter
         self.timestamp = timestamp
         self.assigned: dict[str, Mapping[str, Any]] = {}
@@ -91,14 +95,22 @@ class Worker:
         self.done: set[str] = set()  # tasks this worker has finished with (never run twice)
         self.images_used: list[str] = []
 
-    def apply(self, complete: bool, updates: list[Mapping[str, Any]], removals: list[str]) -> None:
-        """Take one assignments message, then reconcile."""
+    def apply(self, complete: bool, updates: list[Mapping[str, Any]], removals: list[str],
+              payloads: list[Payload] | None = None,
+              payload_removals: list[tuple[str, str]] | None = None) -> None:
+        """Take one assignments message (tasks, and the secrets and configs they use), then reconcile.
+
+        Payloads are taken before the tasks start, so a task that arrives with its secret finds
+        it; then whatever no assigned task names any more is dropped from memory.
+        """
+        self.dependencies.apply(complete, payloads or [], payload_removals or [])
         if complete:
             self.assigned = {}
         for task in updates:
             self.assigned[str(task["ID"])] = task
         for task_id in removals:
             self.assigned.pop(task_id, None)
+        self.dependencies.keep_only(self.assigned.values())
         self.reconcile()
 
     def reconcile(self) -> None:
@@ -154,5 +166,6 @@ class Worker:
                 "state": runner.state,
                 "desired_state": str(task.get("DesiredState") or ""),
                 "address": address,
+                "files": sorted(runner.controller.facts().files),
             })  # fmt: skip
         return out

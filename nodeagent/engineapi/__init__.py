@@ -3,13 +3,14 @@
 ``server`` builds and serves the aiohttp app (the node's own routes, Swarm's cluster routes that
 a manager attaches); ``errors`` is the one error type and its middleware; ``gojson`` and
 ``filters`` read request bodies and filters as Docker's Go daemon does; ``system`` says what
-/version and /info say. See docs/engineapi.md.
+/version and /info say; ``swarmnode`` answers swarm init, join and leave. See docs/engineapi.md.
 """
 
 from nodeagent.engineapi.errors import NOT_IN_SWARM, NOT_MANAGER_WORKER, ApiError, json_response
 from nodeagent.engineapi.filters import Filters, parse_filters
 from nodeagent.engineapi.gojson import GoJSONError, GoType, decode
 from nodeagent.engineapi.server import CLUSTER_ROUTES, ClusterApi, EngineApiServer, Route
+from nodeagent.engineapi.swarmnode import JoinFailed, NodeSwarmRoutes
 from nodeagent.engineapi.system import (
     API_VERSION,
     MIN_API_VERSION,
@@ -31,7 +32,9 @@ __all__ = [
     "Filters",
     "GoJSONError",
     "GoType",
+    "JoinFailed",
     "NodeFacts",
+    "NodeSwarmRoutes",
     "Route",
     "SwarmInfo",
     "decode",

@@ -20,6 +20,8 @@ __all__ = [
     "NOT_MANAGER_WORKER",
     "ApiError",
     "error_middleware",
+    "json_array_response",
+    "json_encode",
     "json_response",
 ]
 
@@ -78,11 +80,28 @@ class ApiError(Exception):
         return cls(501, message)
 
 
+def json_encode(value: object) -> bytes:
+    """``value`` as Docker's daemon encodes JSON: compact, UTF-8, no trailing newline."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def json_response(body: object, status: int = 200) -> web.Response:
     """JSON as Docker's daemon writes it: compact, one trailing newline, ``application/json``."""
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return _json_bytes_response(json_encode(body) + b"\n", status)
+
+
+def json_array_response(items: list[bytes]) -> web.Response:
+    """A 200 whose body is the JSON array of ``items``, each already encoded by :func:`json_encode`.
+
+    For lists whose elements are kept encoded between requests (``GET /nodes``): the same bytes
+    as :func:`json_response` of the decoded list.
+    """
+    return _json_bytes_response(b"[" + b",".join(items) + b"]\n", 200)
+
+
+def _json_bytes_response(body: bytes, status: int) -> web.Response:
     # Exactly "application/json", no charset: the docker CLI reads an error's JSON only then.
-    return web.Response(status=status, body=text.encode(), content_type="application/json")
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 @web.middleware

@@ -2,11 +2,12 @@
 
 Every route answers with and without the ``/vX.Y`` prefix. Versions above :data:`API_VERSION`
 or below :data:`MIN_API_VERSION` get Docker's 400. The node itself answers ``/_ping``,
-``/version`` and ``/info``. The cluster routes (``/swarm``, ``/nodes``, ``/services``,
-``/tasks``, ``/secrets``, ``/configs``) are Swarm's: on a worker or a node in no swarm they are
-Swarm's 503; a manager attaches a :class:`ClusterApi` (through the role entry point, see
-nodeagent/roles.py) whose handlers answer them. A cluster route a manager does not serve yet is
-a 501 that says so.
+``/version`` and ``/info``, and ``swarm init``, ``join``, ``leave`` and ``unlock`` through the
+node's :class:`NodeSwarmRoutes` (nodeagent/engineapi/swarmnode.py). The cluster routes
+(``/swarm``, ``/nodes``, ``/services``, ``/tasks``, ``/secrets``, ``/configs``) are Swarm's: on a
+worker or a node in no swarm they are Swarm's 503; a manager attaches a :class:`ClusterApi`
+(through the role entry point, see nodeagent/roles.py) whose handlers answer them. A cluster
+route a manager does not serve yet is a 501 that says so.
 
 Errors go through one type and one middleware (nodeagent/engineapi/errors.py).
 """
@@ -32,6 +33,7 @@ from nodeagent.engineapi.errors import (
 from nodeagent.engineapi.images import BuiltinImages, ImageCatalog, ImageRoutes
 from nodeagent.engineapi.localnets import node_network_route
 from nodeagent.engineapi.runner import HttpServer
+from nodeagent.engineapi.swarmnode import ALREADY_IN_SWARM, NOT_PART_OF_SWARM, NodeSwarmRoutes
 from nodeagent.engineapi.system import (
     API_VERSION,
     MIN_API_VERSION,
@@ -91,11 +93,6 @@ CLUSTER_ROUTES: tuple[tuple[str, str], ...] = (
 )
 """Swarm's routes: answered by managers only (Docker answers them 503 elsewhere)."""
 
-ALREADY_IN_SWARM = (
-    'This node is already part of a swarm. Use "docker swarm leave" to leave this swarm and join another one.'
-)
-"""Docker's 503 for swarm init or join on a node in a swarm (api/err-swarm-init-again.json)."""
-
 _VERSION_PREFIX = "/v{version:[0-9][0-9.]*}"
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -109,6 +106,11 @@ class ClusterApi(Protocol):
 
     def swarm_info(self, base: SwarmInfo) -> SwarmInfo:
         """/info's Swarm section as this manager sees it (``base`` is the node's own view)."""
+        ...
+
+    def manager_stats(self) -> tuple[bool, int, int] | None:
+        """(this manager reachable, reachable managers, unreachable managers), as ``swarm leave``
+        weighs them; None when not known."""
         ...
 
 
@@ -155,6 +157,7 @@ class EngineApiServer:
         self.images = ImageRoutes(images or BuiltinImages(), facts.go_arch)
         self._node_swarm_info = swarm_info
         self._cluster: ClusterApi | None = None
+        self._swarm: NodeSwarmRoutes | None = None
         self._handlers: dict[tuple[str, str], Handler] = {}
         # When the node's local networks were "created": this server's start, in Docker's format.
         self._started = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace(
@@ -178,6 +181,18 @@ class EngineApiServer:
                 raise ValueError(f"{method} {path} is not a cluster route (see CLUSTER_ROUTES)")
             handlers[(method, path)] = handler
         self._cluster, self._handlers = cluster, handlers
+
+    def serve_swarm(self, routes: NodeSwarmRoutes) -> None:
+        """Answer ``swarm init``, ``join``, ``leave`` and ``unlock`` with ``routes`` (the node agent
+        does this at start; without it they are refused as before)."""
+        self._swarm = routes
+
+    def manager_stats(self) -> tuple[bool, int, int] | None:
+        """The attached manager's view of the managers' reachability (None without one)."""
+        if self._cluster is None:
+            return None
+        stats = getattr(self._cluster, "manager_stats", None)
+        return stats() if stats is not None else None
 
     def detach(self) -> None:
         """Stop answering the cluster routes (the manager role stopped)."""
@@ -209,17 +224,27 @@ class EngineApiServer:
             ("HEAD", "/_ping", self._ping),
             ("GET", "/version", self._version),
             ("GET", "/info", self._info),
-            ("POST", "/swarm/init", self._swarm_init_or_join),
-            ("POST", "/swarm/join", self._swarm_init_or_join),
+            ("POST", "/swarm/init", self._swarm_init),
+            ("POST", "/swarm/join", self._swarm_join),
             ("POST", "/swarm/leave", self._swarm_leave),
+            ("POST", "/swarm/unlock", self._swarm_unlock),
             ("GET", "/distribution/{name:.+}/json", self.images.distribution),
             ("GET", "/images/json", self.images.list),
             ("GET", "/images/{name:.+}/json", self.images.inspect),
         ]
-        node_routes += [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
-        for method, path, handler in node_routes:
-            for prefix in ("", _VERSION_PREFIX):
-                app.router.add_route(method, prefix + path, handler)
+        cluster_routes = [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
+        # aiohttp tries every versioned path (``/v{version}/...``, a pattern from its first
+        # segment) in turn, in the order added: one resource per path, and the cluster routes
+        # (what the CLI asks with a version: /nodes, /tasks, /services) first. The order of
+        # paths that overlap (/images/json, /images/{name}/json) is kept.
+        by_path: dict[str, list[tuple[str, Handler]]] = {}
+        for method, path, handler in [*cluster_routes, *node_routes]:
+            by_path.setdefault(path, []).append((method, handler))
+        for prefix in ("", _VERSION_PREFIX):
+            for path, methods in by_path.items():
+                resource = app.router.add_resource(prefix + path)
+                for method, handler in methods:
+                    resource.add_route(method, handler)
         return app
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -262,16 +287,32 @@ class EngineApiServer:
     async def _info(self, request: web.Request) -> web.StreamResponse:
         return json_response(info_body(self.facts, self.swarm_info()))
 
-    async def _swarm_init_or_join(self, request: web.Request) -> web.StreamResponse:
+    async def _swarm_init(self, request: web.Request) -> web.StreamResponse:
+        if self._swarm is not None:
+            return await self._swarm.init(request)
+        return await self._swarm_not_served(request)
+
+    async def _swarm_join(self, request: web.Request) -> web.StreamResponse:
+        if self._swarm is not None:
+            return await self._swarm.join(request)
+        return await self._swarm_not_served(request)
+
+    async def _swarm_unlock(self, request: web.Request) -> web.StreamResponse:
+        if self._swarm is not None:
+            return await self._swarm.unlock(request)
+        raise ApiError.not_implemented("swarmlet does not serve POST /swarm/unlock here")
+
+    async def _swarm_not_served(self, request: web.Request) -> web.StreamResponse:
         if self.swarm_info().local_node_state != "inactive":
             raise ApiError.unavailable(ALREADY_IN_SWARM)
         raise ApiError.not_implemented(
-            "swarmlet nodes join their swarm when they start (--bootstrap, --join): "
-            f"{request.path.rsplit('/', 1)[-1]} over the Engine API is not supported yet")
+            "this node joins its swarm when it starts (--bootstrap, --join): "
+            f"{request.path.rsplit('/', 1)[-1]} over the Engine API needs a node started with --no-swarm")
 
     async def _swarm_leave(self, request: web.Request) -> web.StreamResponse:
+        if self._swarm is not None:
+            return await self._swarm.leave(request)
         if self.swarm_info().local_node_state == "inactive":
-            raise ApiError.unavailable("This node is not part of a swarm")
+            raise ApiError.unavailable(NOT_PART_OF_SWARM)
         raise ApiError.not_implemented(
-            "swarmlet does not support swarm leave over the Engine API yet: stop the node instead")
-
+            "swarmlet does not support swarm leave over the Engine API here: stop the node instead")

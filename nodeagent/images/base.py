@@ -16,7 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ImageInfo", "ImageProvider", "Process", "TaskEnv", "WaitingProcess", "image_info", "spec_env"]
+__all__ = [
+    "ImageInfo", "ImageProvider", "Process", "TaskEnv", "TaskNetworkAPI", "WaitingProcess", "image_info",
+    "spec_env",
+]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,19 @@ class ImageInfo:
     id: str  # "sha256:<64 hex>", stable for the same name and tag
     size: int  # bytes, as Docker reports an image's size
     created: int  # Unix seconds
+
+
+class TaskNetworkAPI(Protocol):
+    """What a task's processes use to reach other tasks over its overlays
+    (:class:`nodeagent.overlay.shell.TaskNetwork`)."""
+
+    def resolve(self, name: str) -> list[str]:
+        """Addresses for a name, as the node's embedded DNS answers this task ([] when unknown)."""
+        ...
+
+    async def connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to a task (or a VIP) by name or overlay address; OSError as a socket would."""
+        ...
 
 
 @dataclass
@@ -52,6 +68,7 @@ class TaskEnv:
     stderr: Callable[[str], None]
     ports: dict[int, int] = field(default_factory=dict)  # container port -> the port really bound
     hostname: str = ""  # the container's hostname (Docker: the first 12 characters of its ID)
+    network: TaskNetworkAPI | None = None  # the task's overlays; None when it is on none
 
     def read_file(self, path: str) -> bytes | None:
         """A mounted file's content, or None (the emulated file system holds only mounts)."""

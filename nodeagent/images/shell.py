@@ -4,7 +4,8 @@ Enough for the commands Swarm tutorials give these images: ``sleep 3600``, ``ech
 ``exit 3`` (through ``sh -c``), ``cat /run/secrets/x``, lists joined by ``;``, ``&&`` and
 ``||``, ``exec``, ``true``/``false`` and ``$VAR`` expansion. A command this shell does not know
 fails as a missing one does in busybox: "sh: NAME: not found", exit 127. More commands (the
-healthcheck's curl, wget and redis-cli) are added by whoever runs the shell through ``extra``.
+healthcheck's curl, wget and redis-cli) are added by whoever runs the shell through ``extra``;
+a task's own command gets ``wget`` and ``nslookup`` over its overlays (:mod:`.netcmds`).
 
 As PID 1 of a container, ``sleep`` ignores SIGTERM (the kernel gives PID 1 no default handler),
 so such a task is killed at the end of its stop grace period (exit 137), as in Docker.
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from nodeagent.images.base import ImageInfo, Process, TaskEnv, image_info
+from nodeagent.images.netcmds import NET_COMMANDS
 
 __all__ = ["ALPINE", "BUSYBOX", "Command", "ShellImage", "ShellProcess", "run_argv", "run_script"]
 
@@ -161,7 +163,7 @@ class ShellProcess(Process):
         argv = [*self.env.command, *self.env.args] or ["sh"]
         if argv == ["sh"]:
             return 0  # no terminal attached: sh reads end of input and exits 0
-        return await run_argv(argv, self.env, pid1=True)
+        return await run_argv(argv, self.env, extra=NET_COMMANDS, pid1=True)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 The cluster is the tests' own compose project, ``swarmlet-test-<pid>-<random>`` (see
 tests/compose/helpers.py), with its own state folder: a cluster the user has up (the default
 project ``swarmlet``, or any other) is never looked at, reused or taken down. Only the tests'
-project is removed at the end, also when a test or the bring-up fails. Host ports are ephemeral
-ones on 127.0.0.1, so that projects never compete for a port.
+project is removed at the end, also when a test or the bring-up fails. Its nodes publish their
+ports on addresses of the project's own 127.B block (deploy/addresses.py: B is derived from the
+project name, never the default project's 0, and moved on if another cluster listens there), so
+that projects never compete for an address or a port.
 
 Without a Docker engine, the compose plugin or the images, the tests skip, saying why; with
 CI=true they fail instead (tests/needs.py). Images are built first if missing (that is part of

@@ -29,7 +29,7 @@ STATE = pathlib.Path(tempfile.gettempdir()) / PROJECT
 
 def backend() -> ComposeBackend:
     """The compose backend of the tests' project, in this process."""
-    return ComposeBackend(project=PROJECT)
+    return ComposeBackend(project=PROJECT, state=STATE)
 
 
 def swarmlet(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:

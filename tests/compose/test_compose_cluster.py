@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -9,7 +10,7 @@ import pytest
 
 from deploy.backends.base import NodeHandle
 from manager.controlapi.client import NodeRow, list_nodes
-from tests.compose.helpers import PROJECT, backend, status_json, swarmlet, wait_for
+from tests.compose.helpers import backend, status_json, swarmlet, wait_for
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -153,8 +154,11 @@ def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
         up = swarmlet("up", "--discover", "mdns", "--timeout", "60")
         assert "5 nodes Ready" in up.stdout
         running = [n for n in nodes() if n.role == "worker" and n.state == "running"]
-        assert len(running) == 2
-        assert all(n.aliases[0].startswith(f"{PROJECT}-worker-mdns-") for n in running)
+        assert sorted(n.hostname for n in running) == ["worker1", "worker2"]
+        for n in running:  # the same named workers, started with --discover=mdns and no --join
+            command = subprocess.run(["docker", "inspect", "-f", "{{json .Config.Cmd}}", n.ref],
+                                     capture_output=True, text=True, check=True).stdout
+            assert "--discover=mdns" in command and "--join" not in command, command
         ready = {r["hostname"] for r in status_json() if r["role"] == "worker" and r["status"] == "Ready"}
         assert ready == {n.hostname for n in running}
     finally:

@@ -159,6 +159,16 @@ class Cluster:
         self.nodes[name] = node
         return node
 
+    def add_blank(self, name: str) -> NodeProc:
+        """A node started with ``--no-swarm``: in no swarm until ``docker swarm init`` or ``join``."""
+        host = loopback_hosts(1)[0]
+        port = free_port(host)
+        common = [a for a in self._common(name, host, "worker") if a not in ("--role", "worker")]
+        args = [*common, "--no-swarm", "--cluster-port", str(port)]
+        node = NodeProc(name, host, port, "blank", args, self.workdir)
+        self.nodes[name] = node
+        return node
+
     def _common(self, name: str, host: str, role: str) -> list[str]:
         return [
             # Swarm's ports, as in containers: every node has an address of its own, and gossip

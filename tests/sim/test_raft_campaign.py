@@ -75,6 +75,22 @@ def test_failover_after_a_leader_crash_is_within_a_second() -> None:
     assert summary["failover_s"]["max"] <= 1.0
 
 
+def test_a_refusing_crash_is_repaired_in_milliseconds_a_silent_one_by_the_election_timeout() -> None:
+    def failovers(crashes: str) -> dict[str, float]:
+        options = SimOptions(managers=3, faults=("crash",), fault_s=6.0, crashes=crashes)
+        summary = run_campaign(options, 4, first_seed=1)
+        assert summary["violations"] == []
+        assert summary["failover_s_by_crash"]["refusing" if crashes == "refusing" else "silent"]["count"] >= 4
+        figures: dict[str, float] = summary["failover_s"]
+        return figures
+
+    refusing, silent = failovers("refusing"), failovers("silent")
+    # Found out within a round trip, then pre-vote, vote and the first commit: a few milliseconds.
+    assert refusing["p50"] < 0.05
+    # Nobody is told: the first follower's timer (0.4 to 0.8 s after the last heartbeat) decides.
+    assert silent["p50"] > 0.25 and silent["max"] <= 1.0
+
+
 def test_the_checks_catch_a_read_path_that_skips_the_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
     # A leader that answers ReadIndex from its own commit index without asking a majority serves
     # stale reads once a partition has elected another leader. Without check-quorum it never
@@ -172,7 +188,7 @@ def test_golden_trace_of_a_leader_crash(golden: Golden) -> None:
     result = RaftSimCluster(4, options).run(_check)
     assert result.violations == []
     text = "\n".join(line for line in result.trace if "fault" in line or " term=" in line or "crash" in line
-                     or "restart" in line or "failover" in line or "heal" in line) + "\n"
+                     or "refuse" in line or "restart" in line or "failover" in line or "heal" in line) + "\n"
     golden.check(GOLDEN / "leader_crash_seed4.txt", text)
 
 

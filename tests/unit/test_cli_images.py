@@ -80,7 +80,7 @@ def test_wheels_are_asked_for_bookworms_python_and_glibc() -> None:
     assert not any(p.startswith("manylinux_2_37") for p in images._PLATFORMS)
 
 
-def test_compose_file_never_pulls_and_binds_loopback_only() -> None:
+def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_its_own() -> None:
     need("the docker command is not installed here" if shutil.which("docker") is None else None)
     config = subprocess.run(
         ["docker", "compose", "-f", str(images.repo_root() / "compose.yml"), "config", "--format", "json"],
@@ -95,16 +95,18 @@ def test_compose_file_never_pulls_and_binds_loopback_only() -> None:
     assert config.returncode == 0, config.stderr
     project = json.loads(config.stdout)
     services = project["services"]
-    assert sorted(services) == ["manager1", "manager2", "manager3", "worker"]
+    assert sorted(services) == ["manager1", "manager2", "manager3", "worker1", "worker2"]
+    addrs = {"manager1": "127.0.1.1", "manager2": "127.0.1.2", "manager3": "127.0.1.3",
+             "worker1": "127.0.2.1", "worker2": "127.0.2.2"}
     for name, svc in services.items():
         assert svc["image"] == images.NODE_IMAGE and svc["pull_policy"] == "never", name
         assert svc["init"] is True, name
-        assert all(p["host_ip"] == "127.0.0.1" for p in svc["ports"]), name
+        assert all(p["host_ip"] == addrs[name] for p in svc["ports"]), name
+        assert svc["hostname"] == name and f"--hostname={name}" in svc["command"], name
         assert not any("TOKEN" in key.upper() for key in svc.get("environment", {})), name
         assert svc.get("secrets"), name
     assert services["manager1"]["hostname"] == "manager1" and "--bootstrap" in services["manager1"]["command"]
     assert "--bootstrap" not in services["manager2"]["command"]
-    assert services["worker"]["deploy"]["replicas"] == 2 and "hostname" not in services["worker"]
     assert {v["source"] for s in services.values() for v in s.get("volumes", [])} == {
         "manager1-data", "manager2-data", "manager3-data"
     }

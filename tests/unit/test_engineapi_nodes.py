@@ -458,3 +458,41 @@ def test_a_follower_forwards_writes_to_the_leader_over_grpc() -> None:
 
 async def _no_leader_known(ops: Sequence[Op]) -> None:
     raise NotLeaderError("", "")
+
+
+def test_the_list_encodes_a_node_again_when_it_or_the_leader_changes(manager: FakeManager) -> None:
+    """``GET /nodes`` keeps each node's JSON between calls (bench/engine_api.py): a write to the
+    node, a new leader or a removal must show at once, byte for byte what inspect renders."""
+
+    async def listed(client: Client) -> tuple[bytes, dict[str, Any]]:
+        resp = await client.get("/v1.41/nodes")
+        assert resp.status == 200 and resp.content_type == "application/json"
+        body = await resp.read()
+        return body, {n["Description"]["Hostname"]: n for n in json.loads(body)}
+
+    async def check(client: Client) -> None:
+        body, _ = await listed(client)
+        again, nodes = await listed(client)
+        assert again == body
+        inspected = [await (await client.get(f"/nodes/{nid}")).json() for nid in sorted(
+            n["ID"] for n in nodes.values())]
+        assert body == (json.dumps(inspected, separators=(",", ":")) + "\n").encode()
+        assert nodes["manager1"]["ManagerStatus"].get("Leader") is True
+
+        version = nodes["worker1"]["Version"]["Index"]
+        spec = nodes["worker1"]["Spec"] | {"Labels": {"zone": "b"}}
+        assert (await client.post(f"/nodes/worker1/update?version={version}", json=spec)).status == 200
+        _, nodes = await listed(client)
+        assert nodes["worker1"]["Spec"]["Labels"] == {"zone": "b"}
+        assert nodes["worker1"]["Version"]["Index"] > version
+
+        manager.leader = FOLLOWER  # a failover: Raft's leader decides the flag
+        _, nodes = await listed(client)
+        assert "Leader" not in nodes["manager1"]["ManagerStatus"]
+        assert nodes["manager2"]["ManagerStatus"]["Leader"] is True
+
+        assert (await client.delete("/nodes/worker2")).status == 200
+        _, nodes = await listed(client)
+        assert sorted(nodes) == ["manager1", "manager2", "worker1"]
+
+    serve(manager, check)

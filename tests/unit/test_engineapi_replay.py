@@ -47,15 +47,14 @@ from manager.allocator.ipam import AllocationState
 from manager.allocator.networks import allocate_network, ingress_network_spec
 from manager.engineapi import ManagerEngineApi
 from manager.state.store import Create, NotFound, Store
-from manager.state.store.objects import thaw
-from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
+from manager.state.store.objects import default_cluster_spec, thaw
+from nodeagent.engineapi import EngineApiServer, NodeFacts, NodeSwarmRoutes, SwarmInfo
 
 REF = pathlib.Path(__file__).parent / "engineapi_ref"
 NODE_ID = "mtf9fxg3e8rd2d0hazmk6yj01"
 INGRESS_ID = "mhux3uf8d2blf9hfqhttvxctx"  # the recorded Swarm's ingress network (09-networks.txt)
 
 NOT_YET = {
-    "/swarm/unlockkey": "autolock is not served yet",
     "/containers": "swarmlet runs no containers of its own (docker ps, docker inspect)",
     "/volumes": "volumes are not served yet",
 }
@@ -114,9 +113,6 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
         url = urlsplit(ex.target)
         if _skipped(url.path):
             continue
-        if manager is not None and url.path.endswith("/swarm/leave"):
-            continue  # a manager leaving (Swarm's quorum warnings) is not served yet
-
         if NEEDS_TASKS.match(url.path) or any(part in url.path for part in ON_PURPOSE):
             continue
         if ex.method == "GET" and (ex.command, ex.target, ex.status) in seen:
@@ -135,6 +131,13 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
             body = network_body(ex.command)
         elif ex.method == "POST" and url.path.endswith(("/secrets/create", "/configs/create")):
             body = payload_body(ex.command)
+        elif ex.method == "POST" and url.path.endswith(("/swarm/init", "/swarm/join")):
+            body = swarm_body(ex.command)
+        elif ex.method == "POST" and url.path.endswith("/swarm/update") and manager is not None:
+            cluster = manager.cluster()
+            assert cluster is not None
+            query["version"] = str(cluster.version)
+            body = thaw(cluster.spec)
         elif ex.method == "POST" and "/services/" in url.path and manager is not None:
             try:
                 service = manager.store.lookup("service", url.path.split("/")[-2])
@@ -151,6 +154,21 @@ async def replay(client: TestClient[web.Request, web.Application], manager: Fake
                                f"swarmlet {resp.status} {got_body}")
     assert replayed > 5, "the recording was not read"
     return differences
+
+
+def swarm_body(command: str) -> dict[str, Any]:
+    """The InitRequest or JoinRequest ``docker swarm init|join ...`` sends (the CLI's defaults)."""
+    words = shlex.split(command)[3:]
+    body: dict[str, Any] = {"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "", "Spec": {}}
+    flags = iter(words)
+    for word in flags:
+        if word == "--advertise-addr":
+            body["AdvertiseAddr"] = next(flags)
+        elif word == "--token":
+            body["JoinToken"] = next(flags)
+        else:
+            body["RemoteAddrs"] = [word]
+    return body
 
 
 def payload_body(command: str) -> dict[str, Any]:
@@ -332,6 +350,58 @@ def created_ids(transcript: str, kinds: tuple[str, ...] = ("service",)) -> list[
     return ids
 
 
+TOKEN_DIGEST = "0" * 50
+
+
+class FakeSwarm:
+    """The node's membership for the swarm recordings: ``init`` makes a one-manager cluster in the
+    fake manager's store, with the node ID the real Swarm gave (read from the transcript), and
+    attaches its routes; ``leave`` detaches them and empties the store, as a node that left."""
+
+    def __init__(self, server: EngineApiServer, manager: FakeManager, ids: Iterator[str]) -> None:
+        self.server, self.manager, self.ids = server, manager, ids
+        self.node_id = ""
+
+    @property
+    def role(self) -> str:
+        return "manager" if self.node_id else ""
+
+    def in_swarm(self) -> bool:
+        return bool(self.node_id)
+
+    def swarm_info(self) -> SwarmInfo:
+        if not self.node_id:
+            return SwarmInfo(node_addr="127.0.0.1")
+        return SwarmInfo("active", self.node_id, "127.0.0.1")
+
+    async def init(self, advertise_addr: str, spec: dict[str, Any], *, timeout: float) -> str:
+        self.node_id = next(self.ids)
+        self.manager.store = Store()
+        self.manager.node_id = self.manager.leader = self.node_id
+        tokens = {"Worker": f"SWMTKN-1-{TOKEN_DIGEST}-{'w' * 25}",
+                  "Manager": f"SWMTKN-1-{TOKEN_DIGEST}-{'m' * 25}"}
+        extra = {"Description": {"Hostname": "vm", "Engine": {"EngineVersion": "0.1.0"}},
+                 "ManagerStatus": {"Leader": True, "Reachability": "reachable", "Addr": "127.0.0.1:2377"}}
+        node_spec = {"Name": "", "Role": "manager", "Availability": "active", "Labels": {}}
+        await self.manager.write([
+            Create("cluster", "c" * 25, default_cluster_spec(), {}, {"JoinTokens": tokens}),
+            Create("node", self.node_id, node_spec, {"State": "ready", "Addr": "127.0.0.1"}, extra)])
+        self.server.attach(ManagerEngineApi(self.manager))
+        return self.node_id
+
+    async def join(self, remote_addrs: list[str], token: str, advertise_addr: str, *, timeout: float) -> str:
+        raise AssertionError("the recordings join no swarm from this node")
+
+    async def leave(self) -> None:
+        self.server.detach()
+        self.node_id = ""
+
+
+def initialised_ids(transcript: str) -> list[str]:
+    """The node IDs a real Swarm gave at each ``swarm init`` of a transcript, in order."""
+    return re.findall(r"Swarm initialized: current node \(([0-9a-z]{25})\)", (REF / transcript).read_text())
+
+
 def run(server: EngineApiServer, manager: FakeManager | None, names: list[str]) -> list[str]:
     recorded = [ex for name in names for ex in exchanges(name)]
 
@@ -361,6 +431,9 @@ def test_node_commands_answer_as_swarm(name: str) -> None:
     server = EngineApiServer(NodeFacts(node_id=NODE_ID, hostname="vm", engine_version="0.1.0"),
                              lambda: SwarmInfo("active", NODE_ID, "127.0.0.1"), "127.0.0.1", 0)
     server.attach(ManagerEngineApi(manager))
+    swarm = FakeSwarm(server, manager, iter(()))
+    swarm.node_id = NODE_ID  # in the swarm already: leave is refused as for the last manager
+    server.serve_swarm(NodeSwarmRoutes(swarm, server))
     assert HOST.architecture == "x86_64"
     assert run(server, manager, [name]) == []
 
@@ -404,3 +477,24 @@ def test_secret_and_config_commands_answer_as_swarm(monkeypatch: pytest.MonkeyPa
     # The update posts the service as stored (as the other replays do), so the references stay.
     assert [r["SecretName"] for r in secweb.spec["TaskTemplate"]["ContainerSpec"]["Secrets"]] == [
         "db_pass", "site_cert"] and "PreviousSpec" in secweb.extra
+
+
+def test_swarm_init_leave_and_join_tokens_answer_as_swarm() -> None:
+    """01-swarm-init and 02-join-tokens: init, the last manager's leave refused in Swarm's words,
+    leave --force, init again, init and join refused in a swarm, join-token, --rotate, update."""
+    manager = FakeManager()
+    ids = iter(initialised_ids("01-swarm-init.txt"))
+    holder: list[FakeSwarm] = []
+    server = EngineApiServer(NodeFacts(node_id=NODE_ID, hostname="vm", engine_version="0.1.0"),
+                             lambda: holder[0].swarm_info(), "127.0.0.1", 0)
+    swarm = FakeSwarm(server, manager, ids)
+    holder.append(swarm)
+    server.serve_swarm(NodeSwarmRoutes(swarm, server))
+    assert run(server, manager, ["01-swarm-init.http.txt", "02-join-tokens.http.txt"]) == []
+    assert next(ids, None) is None  # both inits happened
+    cluster = manager.cluster()
+    assert cluster is not None
+    # The rotation changed the worker token only (same CA digest), the update wrote the spec back.
+    tokens = cluster.extra["JoinTokens"]
+    assert tokens["Manager"].endswith("m" * 25) and not tokens["Worker"].endswith("w" * 25)
+    assert tokens["Worker"].startswith(f"SWMTKN-1-{TOKEN_DIGEST}-")

@@ -78,3 +78,25 @@ def test_token_files_must_exist(tmp_path: pathlib.Path) -> None:
     token.write_text("SWMTKN-1-x-y")
     opts = parse_options([*BASE, "--token-file", str(token)], {})
     assert opts.token_file == str(token)
+
+
+def test_declared_capacity_reads_dockers_words_and_defaults_to_the_machine() -> None:
+    base = ["--role", "worker", "--advertise-addr", "127.0.0.1"]
+    opts = parse_options([*base, "--cpus", "0.5", "--memory", "1g"], {})
+    assert (opts.nano_cpus, opts.memory_bytes) == (500_000_000, 1 << 30)
+    opts = parse_options(base, {"SWARMLET_CPUS": "2", "SWARMLET_MEMORY": "512m"})
+    assert (opts.nano_cpus, opts.memory_bytes) == (2_000_000_000, 512 << 20)
+    # compose passes the variables through empty when `swarmlet up` was given no capacity
+    opts = parse_options(base, {"SWARMLET_CPUS": "", "SWARMLET_MEMORY": ""})
+    assert (opts.nano_cpus, opts.memory_bytes) == (None, None)
+    for flag, value, words in (("--cpus", "none", "is not a number of CPUs"),
+                               ("--memory", "lots", "is not a size"), ("--memory", "0", "must be positive")):
+        with pytest.raises(OptionsError, match=f"invalid value for {flag}: .*{words}"):
+            parse_options([*base, flag, value], {})
+
+
+def test_the_data_path_port_is_4789_and_may_not_share_another_port() -> None:
+    assert parse_options(BASE, {}).data_path_port == 4789
+    assert parse_options([*BASE, "--data-path-port", "4790"], {}).data_path_port == 4790
+    with pytest.raises(OptionsError, match="--data-path-port 7946 is already taken by --gossip-port"):
+        parse_options([*BASE, "--data-path-port", "7946"], {})

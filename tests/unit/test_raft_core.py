@@ -476,3 +476,126 @@ def test_nonsense_membership_changes_are_refused(bad: ConfChange) -> None:
     with pytest.raises(ValueError):
         leader.propose_conf_change(bad)
     assert leader.conf.voters == ("a", "b", "c")
+
+
+# The leader's port refuses connections (report_leader_unreachable) ----------------------------
+def test_a_refused_leader_is_replaced_at_once_without_waiting_for_a_timeout() -> None:
+    net = Net(["a", "b", "c"])
+    leader = net.elect("a")
+    term = leader.term
+    net.down.add("a")
+    # Both survivors hear the refusal; neither tick passes.
+    assert net.nodes["c"].report_leader_unreachable("a", term)
+    assert net.nodes["b"].report_leader_unreachable("a", term)
+    net.stabilize()
+    assert net.leaders() == ["b"]  # b ranks first among the survivors
+    assert net.nodes["b"].term == term + 1
+    assert net.nodes["c"].leader == "b"
+
+
+def test_the_second_survivor_stands_by_then_campaigns_if_the_first_does_not() -> None:
+    net = Net(["a", "b", "c", "d", "e"])
+    leader = net.elect("a")
+    term = leader.term
+    net.down.update({"a", "b"})  # b, first in rank, is gone too and cannot campaign
+    for survivor in ("c", "d", "e"):
+        assert net.nodes[survivor].report_leader_unreachable("a", term)
+    net.stabilize()
+    assert net.leaders() == []
+    assert net.nodes["d"].role == Role.FOLLOWER and net.nodes["e"].role == Role.FOLLOWER
+    net.tick(CFG.standby_ticks - 1, who=["c", "d", "e"])
+    assert net.leaders() == []
+    net.tick(1, who=["c", "d", "e"])
+    assert net.leaders() == ["c"]  # c ranks first among those standing by; d and e voted for it
+    assert net.nodes["c"].term == term + 1
+
+
+def test_a_report_ends_the_lease_so_another_survivors_pre_vote_is_answered() -> None:
+    net = Net(["a", "b", "c"])
+    leader = net.elect("a")
+    term = leader.term
+    net.down.add("a")
+    # Without a report c is in its lease and ignores b's campaign.
+    assert net.nodes["b"].report_leader_unreachable("a", term)
+    net.stabilize()
+    assert net.leaders() == [] and net.nodes["c"].leader == "a"
+    assert net.nodes["b"].term == term  # a pre-vote that failed leaves no trace
+    # Once c hears the refusal too, it stands by and answers; here its own campaign wins.
+    assert net.nodes["c"].report_leader_unreachable("a", term)
+    assert net.nodes["c"].leader is None
+    net.tick(CFG.standby_ticks, who=["c"])
+    assert net.leaders() == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("who", "about", "term_delta", "why"),
+    [
+        ("b", "a", -1, "a report from an older term is stale"),
+        ("b", "a", +1, "a report of a term the node never saw is ignored"),
+        ("b", "c", 0, "c is not the leader b follows"),
+        ("a", "a", 0, "the leader does not act on a report about itself"),
+    ],
+)
+def test_reports_that_are_stale_or_about_someone_else_are_ignored(
+    who: str, about: str, term_delta: int, why: str
+) -> None:
+    net = Net(["a", "b", "c"])
+    leader = net.elect("a")
+    term = leader.term
+    node = net.nodes[who]
+    before = (node.role, node.term, node.leader, node.election_elapsed, node.randomized_timeout)
+    assert not node.report_leader_unreachable(about, term + term_delta), why
+    assert (node.role, node.term, node.leader, node.election_elapsed, node.randomized_timeout) == before
+    assert not node.has_ready() or not node.ready().messages
+
+
+def test_a_report_from_before_a_change_of_leader_is_ignored() -> None:
+    net = Net(["a", "b", "c"])
+    a = net.elect("a")
+    old_term = a.term
+    a.transfer_leadership("c")  # c takes over in a later term; b now follows c
+    net.stabilize()
+    net.tick(CFG.heartbeat_ticks, who=["c"])
+    b = net.nodes["b"]
+    assert b.leader == "c" and b.term > old_term
+    assert not b.report_leader_unreachable("a", old_term)
+    assert not b.report_leader_unreachable("a", b.term)  # a does not lead this term
+    assert b.leader == "c" and b.role == Role.FOLLOWER
+
+
+def test_a_candidate_already_campaigning_ignores_a_report() -> None:
+    net = Net(["a", "b", "c"])
+    a = net.elect("a")
+    b = net.nodes["b"]
+    net.down.add("a")
+    net.drop = lambda m: True
+    b.campaign()
+    assert b.role == Role.PRE_CANDIDATE
+    assert not b.report_leader_unreachable("a", a.term)
+    assert b.role == Role.PRE_CANDIDATE
+
+
+def test_a_learner_ignores_a_report() -> None:
+    net = Net(["a", "b", "c"])
+    leader = net.elect("a")
+    net.add("d")
+    leader.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, "d"))
+    net.stabilize()
+    net.tick(CFG.heartbeat_ticks, who=["a"])
+    d = net.nodes["d"]
+    assert "d" in leader.conf.learners and d.leader == "a"
+    assert not d.report_leader_unreachable("a", d.term)
+    assert d.leader == "a" and d.role == Role.FOLLOWER
+
+
+def test_a_wrong_report_about_a_live_leader_costs_nothing() -> None:
+    net = Net(["a", "b", "c"])
+    leader = net.elect("a")
+    term = leader.term
+    # b's connection was refused by mistake (a restarted listener, say): a still leads.
+    assert net.nodes["b"].report_leader_unreachable("a", term)
+    net.stabilize()
+    assert leader.role == Role.LEADER and leader.term == term  # a and c, in lease, ignored b
+    net.tick(CFG.heartbeat_ticks, who=["a"])
+    assert net.nodes["b"].leader == "a" and net.nodes["b"].term == term
+    assert net.nodes["b"].role == Role.FOLLOWER

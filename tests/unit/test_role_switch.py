@@ -127,3 +127,29 @@ def test_a_role_that_fails_to_start_leaves_a_worker_and_waits_before_trying_agai
 
     asyncio.run(run())
     assert FakeManager.events == ["stop"]
+
+
+def test_a_manager_entering_and_leaving_a_swarm_at_run_time(tmp_path: pathlib.Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker swarm init`` starts the role with an announcement; ``docker swarm leave`` retires it."""
+    monkeypatch.setattr(roles, "load_role", lambda name: FakeManager)
+    FakeManager.events = []
+    context, gossip = _context(tmp_path)
+    changes: list[str] = []
+
+    async def changed(role: str) -> None:
+        changes.append(role)
+
+    async def run() -> None:
+        switch = RoleSwitch(context, "manager", on_change=changed)
+        await switch.start(announce=True)
+        assert switch.role == "manager" and gossip.meta["role"] == "manager"
+        await switch.leave()
+        assert switch.role == "worker" and switch.extension is None
+        assert gossip.meta == {"role": "worker", "addr": "127.0.0.1"}
+        assert "fake_manager" not in generate_latest(context.registry).decode()
+        await switch.leave()  # nothing runs: nothing to retire
+
+    asyncio.run(run())
+    assert FakeManager.events == ["start", "retire"]
+    assert changes == ["manager", "worker"]

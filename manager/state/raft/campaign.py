@@ -28,6 +28,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(min(rank, len(ordered))) - 1]
 
 
+def _figures(times: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(percentile(times, 0.50), 4),
+        "p99": round(percentile(times, 0.99), 4),
+        "max": round(max(times, default=0.0), 4),
+        "count": len(times),
+    }
+
+
 def _checker() -> Callable[[list[dict[str, Any]]], tuple[bool, str]]:
     from manager.check.linearizable import check_history
 
@@ -49,12 +58,14 @@ def run_campaign(
 
     Fields: managers, runs, ops, violations (each with its seed and what broke),
     failover_s {p50, p99, max, count} (leader crash until a new leader commits an entry of its
-    term), history_digest (equal digests: equal histories), wall_s, and a few totals.
+    term), failover_s_by_crash (the same for "refusing" and "silent" crashes apart),
+    history_digest (equal digests: equal histories), wall_s, and a few totals.
     """
     started = time.perf_counter()
     check = _checker()
     violations: list[dict[str, Any]] = []
     failovers: list[float] = []
+    by_crash: dict[str, list[float]] = {"refusing": [], "silent": []}
     digest = hashlib.sha256()
     ops = 0
     totals: dict[str, int] = {}
@@ -63,6 +74,8 @@ def run_campaign(
         result = RaftSimCluster(seed, options).run(check)
         ops += result.ops
         failovers.extend(result.failovers)
+        for kind, times in result.failovers_by_crash.items():
+            by_crash.setdefault(kind, []).extend(times)
         reads[result.read_mode] += 1
         for key, value in result.stats.items():
             totals[key] = totals.get(key, 0) + value
@@ -79,12 +92,8 @@ def run_campaign(
         "faults": list(options.faults),
         "ops": ops,
         "violations": violations,
-        "failover_s": {
-            "p50": round(percentile(failovers, 0.50), 4),
-            "p99": round(percentile(failovers, 0.99), 4),
-            "max": round(max(failovers, default=0.0), 4),
-            "count": len(failovers),
-        },
+        "failover_s": _figures(failovers),
+        "failover_s_by_crash": {kind: _figures(times) for kind, times in sorted(by_crash.items())},
         "runs_by_read_path": reads,
         "totals": totals,
         "history_digest": digest.hexdigest()[:16],

@@ -1,4 +1,4 @@
-"""Raft timing and flow-control settings.
+"""Raft timing and flow-control settings (:class:`RaftConfig`), and the shell's (:class:`ShellConfig`).
 
 Time is counted in ticks, as etcd does: the shell calls :meth:`RaftNode.tick` every ``tick_s``
 seconds and every timer in the core is a whole number of ticks. Changing ``tick_s`` alone (see
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["RaftConfig"]
+__all__ = ["RaftConfig", "ShellConfig"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ class RaftConfig:
     """A leader steps down when it has not heard from a majority for election_ticks ticks, and a
     follower that hears from a leader ignores vote requests for that long (the leader lease)."""
 
+    standby_ticks: int = 3
+    """When the leader's port refuses connections (see :meth:`RaftNode.report_leader_unreachable`),
+    the surviving voters campaign one after another in order of node id, this many ticks apart,
+    so that two of them do not split the vote."""
+
     def __post_init__(self) -> None:
         if not self.tick_s > 0:
             raise ValueError(f"RaftConfig.tick_s must be > 0, got {self.tick_s!r}")
@@ -61,6 +66,8 @@ class RaftConfig:
                 "RaftConfig.election_ticks must be greater than heartbeat_ticks, got "
                 f"{self.election_ticks!r} <= {self.heartbeat_ticks!r}"
             )
+        if self.standby_ticks < 1:
+            raise ValueError(f"RaftConfig.standby_ticks must be >= 1, got {self.standby_ticks!r}")
         if self.max_inflight < 1:
             raise ValueError(f"RaftConfig.max_inflight must be >= 1, got {self.max_inflight!r}")
         if self.max_batch_bytes < 1:
@@ -106,3 +113,17 @@ class RaftConfig:
         if not factor > 0:
             raise ValueError(f"time scale factor must be > 0, got {factor!r}")
         return dataclasses.replace(self, tick_s=self.tick_s * factor)
+
+
+@dataclass(frozen=True)
+class ShellConfig:
+    """Durability and buffering settings of the shell; timing lives in RaftConfig (``tick_s``)."""
+
+    fsync: bool = True
+    """Whether storage fsyncs before save returns; off only in benchmarks that say so."""
+    peer_queue: int = 4096
+    """Messages queued per peer before new ones are dropped (Raft retransmits what is lost)."""
+
+    def __post_init__(self) -> None:
+        if self.peer_queue < 1:
+            raise ValueError("peer_queue must be at least 1")

@@ -1,8 +1,9 @@
 """The Raft consensus core: a state machine with no I/O, shaped like etcd's RawNode.
 
 Every rule of the protocol lives in this file. Inputs are :meth:`RaftNode.step` (a message from a
-peer), :meth:`RaftNode.tick` (the passage of one tick) and the client calls (propose, read_index,
-propose_conf_change, transfer_leadership, campaign). Outputs accumulate and are collected with
+peer), :meth:`RaftNode.tick` (the passage of one tick), :meth:`RaftNode.report_leader_unreachable`
+(the shell found that the leader's port refuses connections) and the client calls (propose,
+read_index, propose_conf_change, transfer_leadership, campaign). Outputs accumulate and are collected with
 :meth:`RaftNode.ready`: what to persist, what to send, what to apply. The shell persists, sends and
 applies, then calls :meth:`RaftNode.advance`.
 
@@ -196,6 +197,49 @@ class RaftNode:
         """Start an election now (with a pre-vote round if configured); no-op for non-voters."""
         if self.role != Role.LEADER and self.promotable():
             self._campaign(pre_vote=self.config.pre_vote, transfer=False)
+
+    def report_leader_unreachable(self, leader: str, term: int) -> bool:
+        """The shell found that ``leader``'s port refuses connections: its process is gone.
+
+        ``term`` is this node's term when the shell began to find out (a connection to ``leader``
+        broke). Waiting for the election timeout is what Raft needs when a dead leader cannot be
+        told from a slow one; a refused connection tells them apart, since nothing listens there
+        any more. The rules:
+
+        * Only a follower that follows ``leader`` in ``term``, still, acts on it. Anything else
+          is stale or about someone else (a newer term, another leader, a candidate already
+          campaigning, a leader hearing about itself) and is ignored.
+        * A learner ignores it: it never campaigns.
+        * The follower forgets ``leader``, which ends its lease: it will answer other survivors'
+          (pre-)votes at once instead of ignoring them until the election timeout.
+        * The surviving voters campaign in order of node id, ``standby_ticks`` apart: the first
+          at once, the next one later unless a campaign reached it first. Each campaign is an
+          ordinary one (pre-vote first when configured); the vote still needs a majority and an
+          up-to-date log, so this changes how soon an election starts, never who may win it.
+
+        A wrong report costs little: a live leader's next heartbeat makes the node follow it
+        again, and a pre-vote round leaves no trace. Returns whether the report was acted on.
+        """
+        if (
+            self.role != Role.FOLLOWER
+            or term != self.term
+            or self.lead is None
+            or leader != self.lead
+            or leader == self.node_id
+            or not self.promotable()
+        ):
+            return False
+        self._set_lead(None)
+        survivors = sorted(v for v in self.conf.voters if v != leader)
+        rank = survivors.index(self.node_id)
+        if rank == 0:
+            self._campaign(pre_vote=self.config.pre_vote, transfer=False)
+        else:
+            # The election timer is reset to a short standby; a vote from the first survivor
+            # resets it again (every term change does).
+            self.election_elapsed = 0
+            self.randomized_timeout = rank * self.config.standby_ticks
+        return True
 
     def propose(self, data: bytes) -> int:
         """Append a command to the log; return its index. Raises :class:`NotLeader`."""

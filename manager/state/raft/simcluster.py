@@ -21,87 +21,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from manager.state.raft.config import RaftConfig
 from manager.state.raft.core import NotLeader
 from manager.state.raft.messages import ConfChange, ConfChangeType, Role
 from manager.state.raft.simmanager import SimManager, SimRequest, SimStorage
+from manager.state.raft.simoptions import FAULTS, RunResult, SimOptions
 from manager.state.raft.types import Entry, EntryType, SnapshotMeta
 from nodeagent.sim import LinkProfile, SimNetwork, Simulator
 
-__all__ = ["FAULTS", "RaftSimCluster", "RunResult", "SimOptions"]
+__all__ = ["FAULTS", "RaftSimCluster", "RunResult", "SimOptions"]  # the options re-exported for callers
 
 #: A healthy run fires a few hundred events per virtual second; this many means a message storm.
 _EVENTS_PER_SECOND = 20_000
-
-#: Fault kinds a campaign can inject.
-FAULTS = ("crash", "restart", "pause", "partition", "loss", "duplicate", "reorder", "membership")
-
-
-@dataclass(frozen=True)
-class SimOptions:
-    """How one simulated run is shaped."""
-
-    managers: int = 3
-    """Number of managers (voters)."""
-    faults: tuple[str, ...] = ("crash", "restart", "partition", "loss", "duplicate", "reorder")
-    """Fault kinds to inject (see FAULTS)."""
-    fault_s: float = 10.0
-    """Virtual seconds during which faults come and go."""
-    heal_s: float = 4.0
-    """Virtual seconds after every fault is undone, in which a leader must appear and writes succeed."""
-    fault_gap_s: tuple[float, float] = (0.2, 1.2)
-    """Time between two fault events, drawn uniformly."""
-    clients: int = 3
-    """Concurrent clients."""
-    keys: int = 3
-    """Distinct keys the clients use."""
-    think_s: float = 0.05
-    """Mean pause of a client between two operations (exponentially distributed)."""
-    request_timeout_s: float = 1.0
-    """A client gives up on a request after this long and records it as indeterminate ("info")."""
-    client_latency_s: float = 0.001
-    """One-way delay between a client and a manager."""
-    read_mode: str = "mixed"
-    """"log": reads go through the log; "index": through ReadIndex; "mixed": chosen per run."""
-    raft: RaftConfig = field(default_factory=RaftConfig.default)
-    """The managers' Raft settings."""
-    snapshot_every: int = 20
-    """The state machine snapshots after this many applied entries (small, to exercise snapshots)."""
-    keep_after_snapshot: int = 2
-    """Log entries kept behind a snapshot."""
-    codec: bool = False
-    """Round-trip every message through the protobuf codec."""
-    trace: bool = False
-    """Record a line per notable event (for golden traces and debugging)."""
-
-    def __post_init__(self) -> None:
-        if self.managers < 1:
-            raise ValueError(f"managers must be >= 1, got {self.managers}")
-        unknown = sorted(set(self.faults) - set(FAULTS))
-        if unknown:
-            raise ValueError(f"unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
-        if self.read_mode not in ("log", "index", "mixed"):
-            raise ValueError(f"read_mode must be log, index or mixed, got {self.read_mode!r}")
-        if self.clients < 1 or self.keys < 1:
-            raise ValueError("clients and keys must be >= 1")
-
-
-@dataclass
-class RunResult:
-    """What one seeded run produced."""
-
-    seed: int
-    history: list[dict[str, Any]]
-    violations: list[str]
-    failovers: list[float]
-    ops: int
-    trace: list[str]
-    read_mode: str
-    stats: dict[str, int]
-
 
 class RaftSimCluster:
     """One seeded run: build the cluster, drive clients and faults, check everything."""
@@ -126,6 +58,7 @@ class RaftSimCluster:
         self.names = tuple(f"m{i + 1}" for i in range(opts.managers))
         self.rng = self.sim.fork_rng("campaign")
         self.fault_rng = self.sim.fork_rng("faults")
+        self.crash_rng = self.sim.fork_rng("crash-notice")  # its own, so faults draw as before
         if opts.read_mode == "mixed":
             self.read_mode = self.rng.choice(("log", "index"))
         else:
@@ -142,8 +75,11 @@ class RaftSimCluster:
         self.applied_log: dict[int, tuple[int, int, bytes]] = {}  # index -> (term, type, data)
         self.committed_in: dict[int, tuple[int, int]] = {}  # index -> (term it was committed in, its term)
         self.committed_top = 0
-        self.failover_from: tuple[float, int] | None = None  # (crash time, term of crashed leader)
+        # (crash time, term of the crashed leader, "refusing" or "silent")
+        self.failover_from: tuple[float, int, str] | None = None
         self.failovers: list[float] = []
+        self.failovers_by_crash: dict[str, list[float]] = {"refusing": [], "silent": []}
+        self.refusing: set[str] = set()  # crashed managers whose port refuses connections
         self.stats = {"leader_crashes": 0, "faults": 0, "snapshots_installed": 0, "elections": 0}
         # Clients.
         self.history: list[dict[str, Any]] = []
@@ -165,6 +101,10 @@ class RaftSimCluster:
     def _note(self, text: str) -> None:
         if self.options.trace:
             self.trace.append(f"{self.sim.now:.6f} {text}")
+
+    def note(self, text: str) -> None:
+        """Add a line to the trace, when tracing (for the managers)."""
+        self._note(text)
 
     def _violation(self, text: str) -> None:
         self.violations.append(f"t={self.sim.now:.3f}s: {text}")
@@ -236,6 +176,7 @@ class RaftSimCluster:
             and node.log.term(node.commit) == node.term
         ):
             self.failovers.append(self.sim.now - start[0])
+            self.failovers_by_crash[start[2]].append(self.sim.now - start[0])
             self.failover_from = None
             self._note(f"failover done by {m.name} in {self.sim.now - start[0]:.3f}s")
 
@@ -331,19 +272,51 @@ class RaftSimCluster:
         manager = self.managers.get(name)
         if manager is None:
             return
+        kind = self.options.crashes
+        if kind == "mixed":
+            kind = "refusing" if self.crash_rng.random() < 0.5 else "silent"
         if name == self._leader() and self.failover_from is None:
-            self.failover_from = (self.sim.now, manager.node.term)
+            self.failover_from = (self.sim.now, manager.node.term, kind)
             self.stats["leader_crashes"] += 1
         self.net.crash(name)
         self.managers[name] = None
         self.down.add(name)
         self.paused.discard(name)
+        self._note(f"{name} crashed {kind}")
+        if kind == "refusing":
+            self.refusing.add(name)
+            self._close_connections(name)
+
+    def _close_connections(self, name: str) -> None:
+        """The kernel of a killed process closes its connections: every running manager that
+        ``name`` can reach sees its connection break one link delay later."""
+        link = self.net.default
+        for peer in sorted(self.managers):
+            manager = self.managers[peer]
+            if manager is not None and self.net.reachable(name, peer):
+                delay = link.latency + self.crash_rng.random() * link.jitter
+                manager.host.call_later(delay, self._connection_broke, peer, name)
+
+    def _connection_broke(self, peer: str, name: str) -> None:
+        manager = self.managers.get(peer)
+        if manager is not None:
+            manager.connection_broke(name)
+
+    def refuses(self, name: str) -> bool:
+        """Whether a connection to ``name`` is refused now (it crashed that way and is still down)."""
+        return name in self.refusing
+
+    def probe_delay(self) -> float:
+        """How long a connection attempt takes to be answered: one round trip."""
+        link = self.net.default
+        return 2 * link.latency + self.crash_rng.random() * link.jitter
 
     def _restart(self, name: str) -> None:
         if self.managers.get(name) is not None or name in self.removed:
             return
         host = self.net.restart(name)
         self.down.discard(name)
+        self.refusing.discard(name)
         self.managers[name] = SimManager(self, name, host, self.storages[name], ())
 
     def _fault(self) -> None:
@@ -527,7 +500,7 @@ class RaftSimCluster:
         ops = sum(1 for e in self.history if e["type"] == "invoke")
         return RunResult(
             self.seed, self.history, self.violations, self.failovers, ops, self.trace, self.read_mode,
-            self.stats,
+            self.stats, self.failovers_by_crash,
         )
 
     def _final_checks(self) -> None:

@@ -129,6 +129,18 @@ class Harness(Protocol):
         """``m``'s role or term changed."""
         ...
 
+    def probe_delay(self) -> float:
+        """How long a connection attempt takes to be answered (one round trip)."""
+        ...
+
+    def refuses(self, name: str) -> bool:
+        """Whether a connection to manager ``name`` is refused now (it crashed and is still down)."""
+        ...
+
+    def note(self, text: str) -> None:
+        """Add a line to the trace, when tracing."""
+        ...
+
     def on_apply(self, m: SimManager, entry: Entry) -> None:
         """``m`` is about to apply ``entry`` (``m.applied`` is still the index before)."""
         ...
@@ -305,6 +317,21 @@ class SimManager:
             node.compact(self.applied, data)
             self.storage.snapshot, self.storage.snapshot_data = node.snapshot, data
             self.storage.compact(node.log.offset)
+
+    # A peer's process died ---------------------------------------------------------------------
+    def connection_broke(self, peer: str) -> None:
+        """The connection to ``peer`` broke; if ``peer`` is the leader, probe its port, as the shell
+        does, and report a refusal to the core (which ignores it if it is stale by then)."""
+        node = self.node
+        if peer == node.leader:
+            self.host.call_later(self.cluster.probe_delay(), self._probed, peer, node.term)
+
+    def _probed(self, peer: str, term: int) -> None:
+        if not self.cluster.refuses(peer):
+            return  # it listens again (restarted): a broken connection, not a dead leader
+        if self.node.report_leader_unreachable(peer, term):
+            self.cluster.note(f"{self.name} heard {peer} refuse connections (term {term})")
+        self.drain()
 
     # Client requests ---------------------------------------------------------------------------
     def request(self, req: SimRequest, via_index: bool) -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/v1/agent_tasks.proto\x12\x0bswarmlet.v1\"\x12\n\x10ListTasksRequest\"n\n\x07TaskRow\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x15\n\rdesired_state\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\"8\n\x11ListTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.swarmlet.v1.TaskRow\"R\n\x0fTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0c\n\x04tail\x18\x03 \x01(\x03\x12\x10\n\x08since_ns\x18\x04 \x01(\x03\"I\n\x07LogLine\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x0c\x12\x0f\n\x07task_id\x18\x04 \x01(\t2\x99\x01\n\tNodeTasks\x12J\n\tListTasks\x12\x1d.swarmlet.v1.ListTasksRequest\x1a\x1e.swarmlet.v1.ListTasksResponse\x12@\n\x08TaskLogs\x12\x1c.swarmlet.v1.TaskLogsRequest\x1a\x14.swarmlet.v1.LogLine0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/v1/agent_tasks.proto\x12\x0bswarmlet.v1\"\x12\n\x10ListTasksRequest\"}\n\x07TaskRow\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x15\n\rdesired_state\x18\x05 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x06 \x01(\t\x12\r\n\x05\x66iles\x18\x07 \x03(\t\"8\n\x11ListTasksResponse\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.swarmlet.v1.TaskRow\"R\n\x0fTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0c\n\x04tail\x18\x03 \x01(\x03\x12\x10\n\x08since_ns\x18\x04 \x01(\x03\"I\n\x07LogLine\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12\x0e\n\x06stream\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x0c\x12\x0f\n\x07task_id\x18\x04 \x01(\t\"\x15\n\x13ListPayloadsRequest\"U\n\nPayloadRow\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x11\n\ttemplated\x18\x05 \x01(\x08\"A\n\x14ListPayloadsResponse\x12)\n\x08payloads\x18\x01 \x03(\x0b\x32\x17.swarmlet.v1.PayloadRow2\xee\x01\n\tNodeTasks\x12J\n\tListTasks\x12\x1d.swarmlet.v1.ListTasksRequest\x1a\x1e.swarmlet.v1.ListTasksResponse\x12@\n\x08TaskLogs\x12\x1c.swarmlet.v1.TaskLogsRequest\x1a\x14.swarmlet.v1.LogLine0\x01\x12S\n\x0cListPayloads\x12 .swarmlet.v1.ListPayloadsRequest\x1a!.swarmlet.v1.ListPayloadsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTASKSREQUEST']._serialized_start=46
   _globals['_LISTTASKSREQUEST']._serialized_end=64
   _globals['_TASKROW']._serialized_start=66
-  _globals['_TASKROW']._serialized_end=176
-  _globals['_LISTTASKSRESPONSE']._serialized_start=178
-  _globals['_LISTTASKSRESPONSE']._serialized_end=234
-  _globals['_TASKLOGSREQUEST']._serialized_start=236
-  _globals['_TASKLOGSREQUEST']._serialized_end=318
-  _globals['_LOGLINE']._serialized_start=320
-  _globals['_LOGLINE']._serialized_end=393
-  _globals['_NODETASKS']._serialized_start=396
-  _globals['_NODETASKS']._serialized_end=549
+  _globals['_TASKROW']._serialized_end=191
+  _globals['_LISTTASKSRESPONSE']._serialized_start=193
+  _globals['_LISTTASKSRESPONSE']._serialized_end=249
+  _globals['_TASKLOGSREQUEST']._serialized_start=251
+  _globals['_TASKLOGSREQUEST']._serialized_end=333
+  _globals['_LOGLINE']._serialized_start=335
+  _globals['_LOGLINE']._serialized_end=408
+  _globals['_LISTPAYLOADSREQUEST']._serialized_start=410
+  _globals['_LISTPAYLOADSREQUEST']._serialized_end=431
+  _globals['_PAYLOADROW']._serialized_start=433
+  _globals['_PAYLOADROW']._serialized_end=518
+  _globals['_LISTPAYLOADSRESPONSE']._serialized_start=520
+  _globals['_LISTPAYLOADSRESPONSE']._serialized_end=585
+  _globals['_NODETASKS']._serialized_start=588
+  _globals['_NODETASKS']._serialized_end=826
 # @@protoc_insertion_point(module_scope)

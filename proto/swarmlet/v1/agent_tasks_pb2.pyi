@@ -11,20 +11,22 @@ class ListTasksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TaskRow(_message.Message):
-    __slots__ = ("task_id", "name", "image", "state", "desired_state", "address")
+    __slots__ = ("task_id", "name", "image", "state", "desired_state", "address", "files")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     name: str
     image: str
     state: str
     desired_state: str
     address: str
-    def __init__(self, task_id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., desired_state: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., state: _Optional[str] = ..., desired_state: _Optional[str] = ..., address: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks",)
@@ -55,3 +57,27 @@ class LogLine(_message.Message):
     line: bytes
     task_id: str
     def __init__(self, time_ns: _Optional[int] = ..., stream: _Optional[str] = ..., line: _Optional[bytes] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class ListPayloadsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PayloadRow(_message.Message):
+    __slots__ = ("kind", "id", "name", "size", "templated")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    id: str
+    name: str
+    size: int
+    templated: bool
+    def __init__(self, kind: _Optional[str] = ..., id: _Optional[str] = ..., name: _Optional[str] = ..., size: _Optional[int] = ..., templated: _Optional[bool] = ...) -> None: ...
+
+class ListPayloadsResponse(_message.Message):
+    __slots__ = ("payloads",)
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    payloads: _containers.RepeatedCompositeFieldContainer[PayloadRow]
+    def __init__(self, payloads: _Optional[_Iterable[_Union[PayloadRow, _Mapping]]] = ...) -> None: ...

@@ -44,6 +44,11 @@ class NodeTasksStub:
                 request_serializer=swarmlet_dot_v1_dot_agent__tasks__pb2.TaskLogsRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_v1_dot_agent__tasks__pb2.LogLine.FromString,
                 _registered_method=True)
+        self.ListPayloads = channel.unary_unary(
+                '/swarmlet.v1.NodeTasks/ListPayloads',
+                request_serializer=swarmlet_dot_v1_dot_agent__tasks__pb2.ListPayloadsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_agent__tasks__pb2.ListPayloadsResponse.FromString,
+                _registered_method=True)
 
 
 class NodeTasksServicer:
@@ -64,6 +69,13 @@ class NodeTasksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPayloads(self, request, context):
+        """The secrets and configs this node holds (in memory) for its tasks: names and sizes, never data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeTasksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +88,11 @@ def add_NodeTasksServicer_to_server(servicer, server):
                     servicer.TaskLogs,
                     request_deserializer=swarmlet_dot_v1_dot_agent__tasks__pb2.TaskLogsRequest.FromString,
                     response_serializer=swarmlet_dot_v1_dot_agent__tasks__pb2.LogLine.SerializeToString,
+            ),
+            'ListPayloads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayloads,
+                    request_deserializer=swarmlet_dot_v1_dot_agent__tasks__pb2.ListPayloadsRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_agent__tasks__pb2.ListPayloadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +149,33 @@ class NodeTasks:
             '/swarmlet.v1.NodeTasks/TaskLogs',
             swarmlet_dot_v1_dot_agent__tasks__pb2.TaskLogsRequest.SerializeToString,
             swarmlet_dot_v1_dot_agent__tasks__pb2.LogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayloads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.NodeTasks/ListPayloads',
+            swarmlet_dot_v1_dot_agent__tasks__pb2.ListPayloadsRequest.SerializeToString,
+            swarmlet_dot_v1_dot_agent__tasks__pb2.ListPayloadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class JoinRequest(_message.Message):
-    __slots__ = ("node_id", "hostname", "role", "token", "addr", "cluster_addr", "engine_version")
+    __slots__ = ("node_id", "hostname", "role", "token", "addr", "cluster_addr", "engine_version", "nano_cpus", "memory_bytes", "os", "architecture")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,10 @@ class JoinRequest(_message.Message):
     ADDR_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ADDR_FIELD_NUMBER: _ClassVar[int]
     ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NANO_CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     hostname: str
     role: str
@@ -23,7 +27,11 @@ class JoinRequest(_message.Message):
     addr: str
     cluster_addr: str
     engine_version: str
-    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., role: _Optional[str] = ..., token: _Optional[str] = ..., addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., engine_version: _Optional[str] = ...) -> None: ...
+    nano_cpus: int
+    memory_bytes: int
+    os: str
+    architecture: str
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., role: _Optional[str] = ..., token: _Optional[str] = ..., addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., engine_version: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., architecture: _Optional[str] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
     __slots__ = ("cluster_id", "role", "managers", "leader_addr")

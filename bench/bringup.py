@@ -1,0 +1,148 @@
+"""Bring-up time: `swarmlet up` (images built) until 5 nodes are Ready and a leader exists.
+
+    .venv/bin/python bench/bringup.py --runs 5
+
+Each run brings up a cluster of its own compose project (``bench-bringup``, its own addresses and
+state folder), times the whole command, then reads where the time went from the containers'
+start times (``docker inspect``) and the node agents' own log lines, and removes the project.
+The phases, from the moment `swarmlet up` was started:
+
+  compose    the first container started (CLI start, compose loading the project, the network)
+  started    the last container started
+  imported   the last agent's first log line (Python start and imports, after its container)
+  gossip     the last agent that knows every other member alive
+  leader     the first Raft leader
+  joined     the last node's join accepted ("joined cluster")
+  ready      `swarmlet up` saw 5 Ready and a leader (its own figure), and the command's exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PROJECT = "bench-bringup"
+PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit")
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def _swarmlet(state: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, SWARMLET_STATE=str(state), PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
+    env.pop("SWARMLET_PROJECT", None)
+    return subprocess.run([sys.executable, "-m", "deploy.cli", "--project", PROJECT, *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, check=False)
+
+
+def _epoch(text: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds, or an agent log stamp (UTC), as epoch seconds."""
+    if "T" in text:
+        base, _, frac = text.rstrip("Z").partition(".")
+        stamp = datetime.datetime.fromisoformat(base).replace(tzinfo=datetime.UTC)
+        return stamp.timestamp() + float(f"0.{frac or '0'}")
+    stamp = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=datetime.UTC)
+    return stamp.timestamp()
+
+
+def _containers() -> list[dict[str, object]]:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if not ids:
+        return []
+    return list(json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                          check=True).stdout))
+
+
+def _log_times(container: str) -> list[tuple[float, str]]:
+    proc = subprocess.run(["docker", "logs", container], capture_output=True, text=True, check=False)
+    lines = []
+    for line in (proc.stdout + proc.stderr).splitlines():
+        match = _STAMP.match(line)
+        if match:
+            lines.append((_epoch(match.group(1)), line))
+    return sorted(lines)
+
+
+def one_run(state: pathlib.Path, extra: list[str]) -> dict[str, float]:
+    """One `swarmlet up`, its phases in seconds from the start, then `swarmlet down`."""
+    start = time.time()
+    up = _swarmlet(state, "up", "--timeout", "60", *extra)
+    end = time.time()
+    try:
+        if up.returncode != 0:
+            tails = {str(c["Name"]): [line for _, line in _log_times(str(c["Id"]))][-8:]
+                     for c in _containers()}
+            shown = "\n".join(f"{name}:\n  " + "\n  ".join(lines) for name, lines in tails.items())
+            raise RuntimeError(f"swarmlet up failed:\n{up.stdout}\n{up.stderr}\n{shown}")
+        after = re.search(r"Ready, leader \S+: ([0-9.]+) s after start, ([0-9.]+) s in all", up.stdout)
+        containers = _containers()
+        started = [_epoch(str(c["State"]["StartedAt"])) for c in containers]  # type: ignore[index]
+        logs = {str(c["Name"]).lstrip("/"): _log_times(str(c["Id"])) for c in containers}
+        first = [lines[0][0] for lines in logs.values() if lines]
+        members = len(containers) - 1
+        gossip = []
+        for lines in logs.values():
+            alive = [t for t, line in lines if " is alive at incarnation" in line]
+            if len(alive) >= members:
+                gossip.append(alive[members - 1])
+        leader = [t for lines in logs.values() for t, line in lines if "raft: leader is now" in line]
+        joined = [min(t for t, line in lines if "joined cluster" in line)
+                  for lines in logs.values() if any("joined cluster" in line for _, line in lines)]
+        phases = {
+            "compose": min(started) - start, "started": max(started) - start,
+            "imported": max(first) - start if first else float("nan"),
+            "gossip": max(gossip) - start if len(gossip) == len(containers) else float("nan"),
+            "leader": min(leader) - start if leader else float("nan"),
+            "joined": max(joined) - start if len(joined) == len(containers) else float("nan"),
+            "exit": end - start,
+        }
+        # `up`'s own "in all" figure ends when it saw the cluster ready (before its last prints).
+        phases["ready"] = float(after.group(2)) if after else float("nan")
+        return phases
+    finally:
+        _swarmlet(state, "down")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--publish", default=None, help="passed to `swarmlet up --publish` (\"\" for none)")
+    args = parser.parse_args()
+    extra = [] if args.publish is None else ["--publish", args.publish]
+    state = pathlib.Path(tempfile.mkdtemp(prefix=f"{PROJECT}-"))
+    runs = []
+    print("run  " + "  ".join(f"{p:>8s}" for p in PHASES) + "   (seconds from the start of `swarmlet up`)")
+    failed = 0
+    for i in range(args.runs):
+        try:
+            phases = one_run(state, extra)
+        except RuntimeError as e:
+            # Seen here: Docker's embedded DNS answering "not found" for every other container
+            # of the fresh network for over a minute (a known intermittent engine problem).
+            failed += 1
+            print(f"{i + 1:3d}  failed: " + "\n     ".join(str(e).splitlines()[-12:]), flush=True)
+            continue
+        runs.append(phases)
+        print(f"{i + 1:3d}  " + "  ".join(f"{phases[p]:8.2f}" for p in PHASES), flush=True)
+    if not runs:
+        return 1
+    print("med  " + "  ".join(f"{statistics.median(r[p] for r in runs):8.2f}" for p in PHASES))
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; goal: 5 Ready and a leader within 2 s; "
+          f"{failed} of {args.runs} runs failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The compose override file `swarmlet up` writes beside compose.yml: pure text, no I/O.
+
+compose.yml names the default cluster (manager1..3, worker1..2, on the default project's
+addresses, with the default service ports). A cluster that differs (another project's block,
+other `--publish` ports, more nodes, mDNS workers, `--no-swarm`) gets an override with, for every
+node: its ``ports`` (tagged ``!override``, so that they replace compose.yml's rather than add to
+them), its ``command``, and for a node compose.yml does not name, an ``extends`` of manager3 or
+worker2 with its own hostname and data volume. The file is YAML in JSON's flow style, so that the
+one tag compose needs can be written without a YAML library.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from deploy.addresses import PortRange, node_addr, parse_name, port_bindings
+
+__all__ = ["BASE_NODES", "node_command", "override_text"]
+
+BASE_NODES = ("manager1", "manager2", "manager3", "worker1", "worker2")
+"""The services compose.yml itself defines."""
+_JOIN = "--join=manager1:2377,manager2:2377,manager3:2377"
+
+
+def node_command(name: str, discover: str = "names", no_swarm: bool = False) -> list[str]:
+    """The node agent's arguments for the node ``name`` in a container (compose.yml's own shape).
+
+    Every node joins through manager1..3 by their service names (a joining agent tries each in
+    turn); a worker with ``discover="mdns"`` finds them by zeroconf instead."""
+    role, index = parse_name(name)
+    argv = [f"--role={role}", f"--hostname={name}"]
+    if role == "manager":
+        if index == 1:
+            argv.append("--bootstrap")
+        argv += [_JOIN, "--token-file=/run/secrets/manager_token",
+                 "--manager-token-file=/run/secrets/manager_token",
+                 "--worker-token-file=/run/secrets/worker_token"]
+    else:
+        argv += ["--discover=mdns"] if discover == "mdns" else [_JOIN]
+        argv.append("--token-file=/run/secrets/worker_token")
+    if no_swarm:
+        argv.append("--no-swarm")
+    return argv
+
+
+def override_text(
+    compose_file: str, names: Sequence[str], block: int, publish: Sequence[PortRange],
+    discover: str = "names", no_swarm: bool = False,
+) -> str:
+    """The override for a cluster of the nodes ``names`` in block ``block``."""
+    lines = ["# Written by `swarmlet up` / `swarmlet node add`: the nodes, their addresses and ports.",
+             "services:"]
+    volumes = []
+    for name in names:
+        role, index = parse_name(name)
+        addr = node_addr(block, role, index)
+        lines.append(f"  {name}:")
+        if name not in BASE_NODES:
+            template = "manager3" if role == "manager" else "worker2"
+            lines.append(f"    extends: {json.dumps({'file': compose_file, 'service': template})}")
+            lines.append(f"    hostname: {json.dumps(name)}")
+            if role == "manager":
+                lines.append(f"    volumes: {json.dumps([f'{name}-data:/var/lib/swarmlet'])}")
+                volumes.append(f"{name}-data")
+        lines.append(f"    ports: !override {json.dumps(port_bindings(addr, publish))}")
+        lines.append(f"    command: {json.dumps(node_command(name, discover, no_swarm))}")
+    if volumes:
+        lines.append("volumes:")
+        lines += [f"  {v}: {{}}" for v in volumes]
+    return "\n".join(lines) + "\n"

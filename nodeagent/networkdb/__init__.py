@@ -1,0 +1,1 @@
+"""The network database: endpoint and peer tables of the overlays, over gossip (see core.py)."""

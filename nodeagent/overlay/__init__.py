@@ -1,0 +1,1 @@
+"""The overlay data plane: VXLAN datagrams, stream tunnels and the embedded DNS (see shell.py)."""

@@ -1,0 +1,355 @@
+"""The node's overlay data plane: VXLAN datagrams on UDP 4789, stream tunnels on TCP 4789, DNS.
+
+A task attaches when it is prepared (:meth:`Overlay.join`): the node joins each of the task's
+overlays in the network database (its peer entry) if it carries none of them yet, and the task
+gets a :class:`TaskNetwork`, the API its emulated processes use. Once the task runs, its endpoint
+(overlay address, VIP, service, aliases, listeners) is published (:meth:`Overlay.publish`); when
+it exits, it is withdrawn and the node leaves a network its last task left (:meth:`Overlay.detach`).
+
+* **Datagrams** to a task on another node go as one VXLAN frame (:mod:`nodeagent.overlay.frames`)
+  from this node's UDP 4789 to the other node's, found in the peer table. The receiver checks the
+  VNI is one it carries and hands the payload to the task bound to (address, port) on it.
+* **Streams** to a task on another node go through a tunnel: a TCP connection to the other node's
+  port 4789 that opens with one header line, ``SWARMLET-TUNNEL 1 {"vni", "src", "sport", "dst",
+  "dport"}``; the receiver finds the task with address ``dst`` on the network of ``vni`` among its
+  own, connects to its listener for ``dport`` and answers ``OK`` (or ``ERR`` and a reason), then
+  pipes bytes both ways. A task on this node is dialled directly.
+* **Names** resolve with :func:`nodeagent.overlay.dns.resolve` over this node's endpoint table,
+  on the task's own networks only; a VIP is balanced round robin over its running tasks.
+
+A task reaches only addresses of networks it is attached to: a destination outside all of its
+subnets, or with no task on that network, is "No route to host" (EHOSTUNREACH).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import prometheus_client
+from prometheus_client import Counter
+
+from nodeagent.networkdb.core import Endpoint
+from nodeagent.networkdb.shell import NetworkDBShell
+from nodeagent.overlay.attach import Attachment, attachments, endpoint_for
+from nodeagent.overlay.dns import RoundRobin, backends, find_endpoint, resolve
+from nodeagent.overlay.frames import VXLAN_PORT, Datagram, FrameError, decode_frame, encode_frame
+
+__all__ = ["TUNNEL_MAGIC", "Overlay", "OverlayMetrics", "TaskNetwork"]
+
+log = logging.getLogger(__name__)
+
+TUNNEL_MAGIC = "SWARMLET-TUNNEL 1 "
+_HEADER_LIMIT = 4096
+_CHUNK = 65536
+
+
+def _unreachable(addr: str) -> OSError:
+    return OSError(errno.EHOSTUNREACH, "No route to host", addr)
+
+
+class OverlayMetrics:
+    """``swarmlet_overlay_frames_total`` and ``swarmlet_overlay_bytes_total`` by VNI and direction.
+
+    A frame is one VXLAN datagram, or one chunk a tunnel carried (counted by the node that serves
+    the tunnel: ``rx`` towards its task, ``tx`` back)."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None) -> None:
+        registry = registry if registry is not None else prometheus_client.CollectorRegistry()
+        self.frames = Counter("swarmlet_overlay_frames", "Overlay frames sent and received.",
+                              ["vni", "direction"], registry=registry)  # fmt: skip
+        self.bytes = Counter("swarmlet_overlay_bytes", "Overlay bytes sent and received (frames, tunnels).",
+                             ["vni", "direction"], registry=registry)  # fmt: skip
+
+    def count(self, vni: int, direction: str, size: int) -> None:
+        """One frame of ``size`` bytes."""
+        self.frames.labels(vni=str(vni), direction=direction).inc()
+        self.bytes.labels(vni=str(vni), direction=direction).inc(size)
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, overlay: Overlay) -> None:
+        self.overlay = overlay
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.overlay._frame_received(data)
+
+
+class TaskNetwork:
+    """What one task's processes use to reach other tasks (its attachments only)."""
+
+    def __init__(self, overlay: Overlay, task_id: str, attached: list[Attachment]) -> None:
+        """Scoped to ``attached``, the task's own networks."""
+        self.overlay = overlay
+        self.task_id = task_id
+        self.attached = attached
+        self._bound: list[tuple[str, str, int]] = []
+
+    @property
+    def addresses(self) -> list[str]:
+        """The task's overlay addresses, one per network."""
+        return [a.addr for a in self.attached]
+
+    def resolve(self, name: str) -> list[str]:
+        """Addresses for ``name`` as the embedded DNS answers this task ([] when unknown)."""
+        try:
+            return [str(ipaddress.IPv4Address(name))]
+        except ValueError:
+            pass
+        order = [a.network_id for a in self.attached if not a.ingress]
+        answer = resolve(name, order, self.overlay.ndb.db.endpoints())
+        return list(answer.addresses) if answer is not None else []
+
+    def _lookup(self, host: str) -> tuple[Attachment, str]:
+        """The network and address to reach ``host`` on: a name's answering network, or the
+        attached subnet an address lies in (EHOSTUNREACH when none; ENOENT for an unknown name)."""
+        try:
+            ip = ipaddress.IPv4Address(host)
+        except ValueError:
+            order = [a.network_id for a in self.attached if not a.ingress]
+            answer = resolve(host, order, self.overlay.ndb.db.endpoints())
+            if answer is None:
+                raise OSError(errno.ENOENT, f"bad address '{host}'") from None
+            network = next(a for a in self.attached if a.network_id == answer.network_id)
+            return network, answer.addresses[0]
+        for a in self.attached:
+            if a.subnet is not None and ip in a.subnet:
+                return a, host
+        raise _unreachable(host)
+
+    async def connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to ``host`` (name or overlay address) ``port``; OSError as a socket would."""
+        attachment, addr = self._lookup(host)
+        return await self.overlay.connect(attachment, addr, port)
+
+    def send_datagram(self, host: str, port: int, payload: bytes, sport: int = 0) -> None:
+        """One UDP datagram to ``host`` ``port`` over the overlay (best effort, as UDP)."""
+        attachment, addr = self._lookup(host)
+        self.overlay.send_datagram(attachment, Datagram(attachment.vni, attachment.addr, sport or 49152,
+                                                        addr, port, payload))  # fmt: skip
+
+    def bind_datagram(self, port: int) -> asyncio.Queue[Datagram]:
+        """Receive datagrams sent to this task's addresses at ``port``."""
+        queue: asyncio.Queue[Datagram] = asyncio.Queue()
+        for a in self.attached:
+            key = (a.network_id, a.addr, port)
+            self.overlay._bindings[key] = queue
+            self._bound.append(key)
+        return queue
+
+    def close(self) -> None:
+        """Drop the task's datagram bindings."""
+        for key in self._bound:
+            self.overlay._bindings.pop(key, None)
+        self._bound.clear()
+
+
+class Overlay:
+    """This node's data plane (see the module docstring)."""
+
+    def __init__(self, *, node_id: str, host: str, ndb: NetworkDBShell,
+                 registry: prometheus_client.CollectorRegistry | None = None, port: int = VXLAN_PORT) -> None:
+        """``host``: this node's address, where UDP and TCP ``port`` (4789) are bound; the peer table
+        says both, so nodes on one machine may use different ports."""
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self.ndb = ndb
+        self.metrics = OverlayMetrics(registry)
+        self.balancer = RoundRobin()
+        self._tasks: dict[str, TaskNetwork] = {}
+        self._users: dict[str, int] = {}  # network ID -> tasks of this node on it
+        self._by_vni: dict[int, Attachment] = {}
+        self._bindings: dict[tuple[str, str, int], asyncio.Queue[Datagram]] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Bind UDP and TCP ``port`` on the node's address."""
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self),
+                                                           local_addr=(self.host, self.port))  # fmt: skip
+        self._server = await asyncio.start_server(self._tunnel_in, self.host, self.port)
+
+    async def stop(self) -> None:
+        """Close both sockets and every tunnel."""
+        if self._udp is not None:
+            self._udp.close()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+
+    # Tasks --------------------------------------------------------------------------------------
+    def join(self, task: Mapping[str, Any]) -> TaskNetwork:
+        """Attach a task being prepared to its overlays (the node joins those it did not carry)."""
+        task_id = str(task.get("ID") or "")
+        attached = attachments(task)
+        for a in attached:
+            self._by_vni[a.vni] = a
+            self._users[a.network_id] = self._users.get(a.network_id, 0) + 1
+            if self._users[a.network_id] == 1:
+                self.ndb.join_network(a.network_id, f"{self.host}:{self.port}")
+        network = TaskNetwork(self, task_id, attached)
+        self._tasks[task_id] = network
+        return network
+
+    def publish(self, task: Mapping[str, Any], ports: Mapping[int, int]) -> None:
+        """The task runs: publish its endpoint on each of its networks."""
+        network = self._tasks.get(str(task.get("ID") or ""))
+        if network is None:
+            return
+        listeners = tuple((target, self.host, real) for target, real in sorted(ports.items()))
+        for a in network.attached:
+            self.ndb.set_endpoint(endpoint_for(task, a, self.node_id, listeners))
+
+    def detach(self, task_id: str) -> None:
+        """The task exited: withdraw it; leave the networks no task of this node uses any more."""
+        network = self._tasks.pop(task_id, None)
+        if network is None:
+            return
+        network.close()
+        for a in network.attached:
+            self.ndb.delete_endpoint(a.network_id, task_id)
+            self._users[a.network_id] -= 1
+            if self._users[a.network_id] <= 0:
+                del self._users[a.network_id]
+                self._by_vni.pop(a.vni, None)
+                self.ndb.leave_network(a.network_id)
+
+    # Routing ------------------------------------------------------------------------------------
+    def _target(self, attachment: Attachment, addr: str) -> Endpoint:
+        endpoints = self.ndb.db.endpoints(attachment.network_id)
+        behind = backends(attachment.network_id, addr, endpoints)
+        chosen = self.balancer.pick(attachment.network_id, addr, behind) if behind else None
+        chosen = chosen or find_endpoint(attachment.network_id, addr, endpoints)
+        if chosen is None:
+            raise _unreachable(addr)
+        return chosen
+
+    def _peer(self, attachment: Attachment, endpoint: Endpoint) -> tuple[str, int]:
+        """The data path address (host, port) of the node running ``endpoint``, from the peer table."""
+        address = self.ndb.db.peers(attachment.network_id).get(endpoint.node) or ""
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise _unreachable(endpoint.addr)
+        return host, int(port)
+
+    async def connect(self, attachment: Attachment, addr: str,
+                      port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream from a task on ``attachment`` to ``addr`` (a task or a VIP) ``port``."""
+        endpoint = self._target(attachment, addr)
+        if endpoint.node == self.node_id:
+            listener = endpoint.listener_for(port)
+            if listener is None:
+                raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+            return await asyncio.open_connection(*listener)
+        reader, writer = await asyncio.open_connection(*self._peer(attachment, endpoint))
+        header = {"vni": attachment.vni, "src": attachment.addr, "sport": 0, "dst": endpoint.addr,
+                  "dport": port}  # fmt: skip
+        writer.write((TUNNEL_MAGIC + json.dumps(header, separators=(",", ":")) + "\n").encode())
+        answer = (await reader.readline()).decode(errors="replace").strip()
+        if answer != "OK":
+            writer.close()
+            reason = answer[4:] if answer.startswith("ERR ") else "tunnel closed"
+            code = errno.ECONNREFUSED if "refused" in reason else errno.EHOSTUNREACH
+            raise OSError(code, reason)
+        return reader, writer
+
+    def send_datagram(self, attachment: Attachment, datagram: Datagram) -> None:
+        """Deliver one datagram: locally, or as a VXLAN frame to the node of its destination."""
+        try:
+            endpoint = self._target(attachment, datagram.dst)
+        except OSError:
+            return  # UDP: an unroutable datagram is dropped
+        if endpoint.addr != datagram.dst:
+            datagram = Datagram(datagram.vni, datagram.src, datagram.sport, endpoint.addr, datagram.dport,
+                                datagram.payload)  # fmt: skip
+        if endpoint.node == self.node_id:
+            self._deliver(attachment.network_id, datagram)
+            return
+        frame = encode_frame(datagram)
+        if self._udp is not None:
+            self._udp.sendto(frame, self._peer(attachment, endpoint))
+            self.metrics.count(datagram.vni, "tx", len(frame))
+
+    def _frame_received(self, data: bytes) -> None:
+        try:
+            datagram = decode_frame(data)
+        except FrameError as exc:
+            log.debug("overlay: dropped a frame: %s", exc)
+            return
+        attachment = self._by_vni.get(datagram.vni)
+        if attachment is None:
+            return  # a VNI this node does not carry
+        self.metrics.count(datagram.vni, "rx", len(data))
+        self._deliver(attachment.network_id, datagram)
+
+    def _deliver(self, network_id: str, datagram: Datagram) -> None:
+        queue = self._bindings.get((network_id, datagram.dst, datagram.dport))
+        if queue is not None:
+            queue.put_nowait(datagram)
+
+    # Tunnels in ---------------------------------------------------------------------------------
+    async def _tunnel_in(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = (await asyncio.wait_for(reader.readline(), 5.0))[:_HEADER_LIMIT].decode(errors="replace")
+            if not line.startswith(TUNNEL_MAGIC):
+                raise ValueError("not a tunnel header")
+            header = json.loads(line[len(TUNNEL_MAGIC):])
+            vni, dst, dport = int(header["vni"]), str(header["dst"]), int(header["dport"])
+        except (ValueError, KeyError, TypeError, TimeoutError, OSError):
+            writer.close()
+            return
+        attachment = self._by_vni.get(vni)
+        endpoint = find_endpoint(attachment.network_id, dst, self.ndb.db.endpoints()) if attachment else None
+        if attachment is None or endpoint is None or endpoint.node != self.node_id:
+            await self._refuse(writer, "No route to host")
+            return
+        listener = endpoint.listener_for(dport)
+        try:
+            if listener is None:
+                raise ConnectionRefusedError
+            inner_reader, inner_writer = await asyncio.open_connection(*listener)
+        except OSError:
+            await self._refuse(writer, "Connection refused")
+            return
+        writer.write(b"OK\n")
+        task = asyncio.current_task()
+        if task is not None:
+            self._pipes.add(task)
+        try:
+            await asyncio.gather(self._pipe(reader, inner_writer, vni, "rx"),
+                                 self._pipe(inner_reader, writer, vni, "tx"))  # fmt: skip
+        finally:
+            inner_writer.close()
+            if task is not None:
+                self._pipes.discard(task)
+
+    async def _refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
+        writer.write(f"ERR {reason}\n".encode())
+        with contextlib.suppress(OSError):
+            await writer.drain()
+        writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, vni: int,
+                    direction: str) -> None:
+        try:
+            while data := await reader.read(_CHUNK):
+                self.metrics.count(vni, direction, len(data))
+                writer.write(data)
+                await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if direction == "tx":
+                writer.close()

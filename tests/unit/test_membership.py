@@ -1,0 +1,143 @@
+"""A node's membership (nodeagent/membership.py): --no-swarm, join and leave at run time, restarts.
+
+The agent session is a fake module (the dispatcher's side is the local process test's,
+tests/local/test_swarm_cli.py): it joins at once, or refuses with the managers' words. Workers
+only here: the manager role's start and retirement are test_role_switch's and the process test's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import types
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from nodeagent.engineapi import ApiError, JoinFailed
+from nodeagent.membership import SWARM_FILE, NodeSwarm, read_swarm_record
+from nodeagent.options import OptionsError, parse_options
+from nodeagent.roles import NodeContext
+
+BASE = ["--hostname", "node1", "--advertise-addr", "127.0.0.5"]
+
+
+class JoinRefused(Exception):
+    pass
+
+
+class FakeSession:
+    """Joins at once when the token file says ``good``; else refused in the dispatcher's words."""
+
+    def __init__(self, context: Any, managers: Any, *, role: Any, on_role: Any,
+                 join_role: str | None) -> None:
+        self.options = context.options
+        self.managers = managers
+        self.join_role = join_role
+        self.joined = False
+        self.joined_role = ""
+        self.connected_to = ""
+        self.stopped = asyncio.Event()
+        made.append(self)
+
+    async def run(self) -> None:
+        state = pathlib.Path(self.options.data_dir) / "session.json"
+        if not state.exists():
+            token = pathlib.Path(self.options.token_file).read_text().strip()
+            if token != "good":
+                raise JoinRefused("A valid join token is necessary to join this cluster")
+            state.write_text(json.dumps({"joined": True}))
+            self.joined_role = "worker"
+        self.joined = True
+        self.connected_to = self.managers()[0]
+        await self.stopped.wait()
+
+    async def stop(self) -> None:
+        self.stopped.set()
+
+
+made: list[FakeSession] = []
+SESSION = types.SimpleNamespace(AgentSession=FakeSession, JoinRefused=JoinRefused)
+
+
+def swarm_of(tmp_path: pathlib.Path, refused: list[str]) -> NodeSwarm:
+    options = parse_options([*BASE, "--no-swarm", "--data-dir", str(tmp_path)], {})
+    context = NodeContext(options=options, node_id="n" * 25, hostname="node1", registry=CollectorRegistry(),
+                          gossip=None)  # type: ignore[arg-type]
+
+    def spawn(coro: Any, name: str) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro, name=name)
+
+    return NodeSwarm(context, session_module=SESSION, spawn=spawn, on_refused=refused.append)  # type: ignore[arg-type]
+
+
+def test_no_swarm_needs_no_role_and_excludes_the_join_flags() -> None:
+    opts = parse_options([*BASE, "--no-swarm"], {})
+    assert opts.no_swarm and opts.role == "worker" and opts.join == ()
+    assert parse_options([*BASE], {"SWARMLET_NO_SWARM": "true"}).no_swarm
+    for extra in (["--join", "m1:2377"], ["--bootstrap"], ["--discover", "mdns"]):
+        with pytest.raises(OptionsError, match="--no-swarm and --"):
+            parse_options([*BASE, "--no-swarm", *extra], {})
+    with pytest.raises(OptionsError, match="--cluster-port 7946 is already taken by --gossip-port"):
+        parse_options([*BASE, "--no-swarm", "--cluster-port", "7946"], {})
+
+
+def test_a_blank_node_joins_leaves_and_comes_back_after_a_restart(tmp_path: pathlib.Path) -> None:
+    refused: list[str] = []
+
+    async def main() -> None:
+        swarm = swarm_of(tmp_path, refused)
+        await swarm.start()
+        assert not swarm.in_swarm() and swarm.session is None and swarm.role == ""
+
+        granted = await swarm.join(["m1:2377"], "good", "", timeout=5)
+        assert granted == "worker" and swarm.in_swarm() and swarm.role == "worker"
+        assert made[-1].join_role == "manager"  # the token decides, as in Swarm
+        assert swarm.connected_to() == "m1:2377"
+        record = read_swarm_record(str(tmp_path))
+        assert record is not None and record["join"] == ["m1:2377"] and record["role"] == "worker"
+        assert swarm.options.gossip_seeds() == ("m1:7946",)  # gossip follows the swarm joined
+        await swarm.stop()
+
+        # A restart with the same flags comes back in the swarm, without joining again.
+        again = swarm_of(tmp_path, refused)
+        await again.start()
+        await asyncio.sleep(0.05)
+        assert again.in_swarm() and made[-1].joined and made[-1].options.join == ("m1:2377",)
+
+        await again.leave()
+        assert not again.in_swarm() and again.session is None
+        assert not (tmp_path / SWARM_FILE).exists() and not (tmp_path / "session.json").exists()
+        assert not (tmp_path / "swarm").exists()
+        assert (await asyncio.wait_for(made[-1].stopped.wait(), 1)) is True
+
+    asyncio.run(main())
+    assert refused == []
+
+
+def test_a_refused_join_leaves_nothing_behind(tmp_path: pathlib.Path) -> None:
+    refused: list[str] = []
+
+    async def main() -> None:
+        swarm = swarm_of(tmp_path, refused)
+        await swarm.start()
+        with pytest.raises(JoinFailed, match="A valid join token is necessary"):
+            await swarm.join(["m1:2377"], "bad", "", timeout=5)
+        assert not swarm.in_swarm()
+        assert not (tmp_path / SWARM_FILE).exists() and not (tmp_path / "swarm").exists()
+        # A refusal at run time is the client's answer, never the process's exit.
+        assert refused == []
+        assert await swarm.join(["m1:2377"], "good", "127.0.0.6", timeout=5) == "worker"
+        assert swarm.options.advertise_addr == "127.0.0.6"
+        # Two requests racing past the route's check: the second is refused under the lock.
+        with pytest.raises(ApiError) as again:
+            await swarm.join(["m1:2377"], "good", "", timeout=5)
+        assert again.value.status == 503 and "already part of a swarm" in again.value.message
+        await swarm.leave()
+        with pytest.raises(ApiError):
+            await swarm.leave()
+        await swarm.stop()
+
+    asyncio.run(main())
