@@ -1,4 +1,5 @@
-"""The components a manager runs while it leads: orchestrators, task reaper, allocator, scheduler.
+"""The components a manager runs while it leads: orchestrators, update supervisor, task reaper,
+allocator, scheduler.
 
 Each runs in its own :class:`manager.component.ManagerHarness`, which follows leadership: it
 starts the component when this manager becomes leader (every watched object dirty) and stops it
@@ -24,6 +25,7 @@ from manager.orchestrator import (
     ReplicatedJobOrchestrator,
     ReplicatedOrchestrator,
     TaskReaper,
+    UpdateSupervisor,
 )
 from manager.scheduler.component import SchedulerComponent
 from manager.state.store.commands import Op
@@ -39,6 +41,7 @@ def leader_components(rng: random.Random) -> list[Component]:
         GlobalOrchestrator(random.Random(rng.getrandbits(64))),
         ReplicatedJobOrchestrator(random.Random(rng.getrandbits(64))),
         GlobalJobOrchestrator(random.Random(rng.getrandbits(64))),
+        UpdateSupervisor(random.Random(rng.getrandbits(64))),
         TaskReaper(),
         Allocator(),
         SchedulerComponent(),

@@ -118,6 +118,15 @@ def _proc_state(pid: int) -> str:
     return {"T": "paused", "t": "paused", "Z": "exited", "X": "exited"}.get(code, "running")
 
 
+_SOURCE = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _node_env() -> dict[str, str]:
+    """The nodes import this checkout's code: a relative PYTHONPATH (``.:proto``) would resolve
+    against the node's own directory and fall back to whatever the virtualenv has installed."""
+    return {**os.environ, "PYTHONPATH": f"{_SOURCE}{os.pathsep}{_SOURCE / 'proto'}"}
+
+
 class LocalBackend:
     """Nodes as processes on 127.0.x.y."""
 
@@ -176,7 +185,7 @@ class LocalBackend:
         with log:
             proc = subprocess.Popen(
                 spec["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.home,
+                start_new_session=True, cwd=self.home, env=_node_env(),
             )
         (self.home / f"{spec['hostname']}.pid").write_text(f"{proc.pid}\n")
 

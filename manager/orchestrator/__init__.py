@@ -5,6 +5,7 @@ Components on the template in :mod:`manager.component`, run on the leader only:
 * :class:`ReplicatedOrchestrator` (replicated services), :class:`GlobalOrchestrator` (global),
   :class:`ReplicatedJobOrchestrator` and :class:`GlobalJobOrchestrator` (jobs), all built on
   :class:`ServiceOrchestrator` and the restart supervisor (:mod:`manager.orchestrator.restart`);
+* :class:`UpdateSupervisor`: rolling updates and rollbacks (:mod:`manager.orchestrator.update`);
 * :class:`TaskReaper`: the task history Swarm does not keep.
 
 See docs/orchestrator.md.
@@ -16,6 +17,7 @@ from manager.orchestrator.jobs import GlobalJobOrchestrator, ReplicatedJobOrches
 from manager.orchestrator.replicated import ReplicatedOrchestrator
 from manager.orchestrator.restart import DEFAULT_DELAY, OLD_TASK_TIMEOUT, RestartPolicy, restart_policy
 from manager.orchestrator.taskreaper import DEFAULT_RETENTION, TaskReaper
+from manager.orchestrator.update import UpdateSupervisor
 
 __all__ = [
     "DEFAULT_DELAY",
@@ -31,5 +33,6 @@ __all__ = [
     "RestartPolicy",
     "ServiceOrchestrator",
     "TaskReaper",
+    "UpdateSupervisor",
     "restart_policy",
 ]

@@ -127,8 +127,12 @@ class GlobalOrchestrator(ServiceOrchestrator):
         plan: Plan,
     ) -> float | None:
         """The node keeps one task: restart it if it stopped, release it if held, drop extras."""
-        keep = max(live, key=lambda t: (state(t) <= RUNNING, state(t), t.created_at, t.id))
-        for extra in live:
+        # During an update (start-first) a node has its old task and the new one: the old ones
+        # are the update supervisor's to shut down, so only tasks of one Spec compete here.
+        template = service.spec.get("TaskTemplate") or {}
+        fresh = [t for t in live if t.spec == template]
+        keep = max(fresh or live, key=lambda t: (state(t) <= RUNNING, state(t), t.created_at, t.id))
+        for extra in fresh or live:
             if extra.id != keep.id:
                 plan.add(set_desired(extra, "shutdown"))
         if state(keep) > RUNNING:

@@ -62,6 +62,7 @@ __all__ = [
     "restart",
     "restart_policy",
     "should_restart",
+    "update_replacement",
 ]
 
 DEFAULT_CONDITION = "any"
@@ -217,10 +218,23 @@ def held_start(
     old = max(older, key=lambda entry: entry[:2])[2] if older else None
     old_node = nodes.get(str(old.extra.get("NodeID") or "")) if old is not None else None
     drained = old_node is not None and old_node.spec.get("Availability") == "drain"
-    start = created + (0.0 if drained else restart_policy(task.spec, default_delay).delay)
+    no_delay = drained or (old is not None and update_replacement(task, old, old_node))
+    start = created + (0.0 if no_delay else restart_policy(task.spec, default_delay).delay)
     if old is not None and _still_running(old, old_node):
         start = max(start, created + OLD_TASK_TIMEOUT)
     return start
+
+
+def update_replacement(task: StoredObject, old: StoredObject, old_node: StoredObject | None) -> bool:
+    """Was ``task`` made by the update supervisor to replace ``old`` (stop-first)? Then no restart
+    delay applies, only the wait for ``old`` to stop (swarmkit's ``DelayStart(..., 0, true)``).
+
+    Told from the store: the Specs differ, and ``old`` did not stop on its own (it runs, or was
+    shut down as asked) on a live node; a restart replaces a task that failed or lost its node.
+    """
+    if task.spec == old.spec or old_node is None or old_node.status.get("State") == "down":
+        return False
+    return state(old) <= RUNNING or old.status.get("State") == "shutdown"
 
 
 def release_state(task: StoredObject) -> str:

@@ -1,11 +1,13 @@
 """A simulated cluster for the orchestration components: the real ones, on virtual time.
 
 Package code (not test code) so the simulator tests and ``bench/orchestrator.py`` drive the same
-thing. It holds one real :class:`Store`, the real components (the four orchestrators, the task
-reaper, the allocator and the scheduler), each in its own :class:`SimHarness` writing through a
-:class:`DirectProposer`, and :class:`FakeAgents`: a stand-in for the dispatcher and the agents
-that reports, after a latency, what an agent would (accepted to running, shutdown, complete for
-a job's task) for tasks on nodes that are ready. A Down node's agent is silent, as in Swarm.
+thing. It holds one real :class:`Store`, the real components (the four orchestrators, the update
+supervisor, the task reaper, the allocator and the scheduler), each in its own
+:class:`SimHarness` writing through a :class:`DirectProposer`, and :class:`FakeAgents`: a
+stand-in for the dispatcher and the agents that reports, after a latency, what an agent would
+(accepted to running, shutdown, complete for a job's task) for tasks on nodes that are ready. A
+Down node's agent is silent, as in Swarm. An image can be made to fail its healthcheck
+(:attr:`FakeAgents.unhealthy`), as the emulated runtime fails an unhealthy task.
 
 Everything random comes from the simulator's seed, so a run is replayed exactly by its seed.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from manager.allocator import Allocator
@@ -25,6 +27,7 @@ from manager.orchestrator.global_service import GlobalOrchestrator
 from manager.orchestrator.jobs import GlobalJobOrchestrator, ReplicatedJobOrchestrator
 from manager.orchestrator.replicated import ReplicatedOrchestrator
 from manager.orchestrator.taskreaper import TaskReaper
+from manager.orchestrator.update import UpdateSupervisor
 from manager.scheduler.component import SchedulerComponent
 from manager.state.store import Create, Delete, Store, Update
 from manager.state.store.commands import Op
@@ -54,6 +57,8 @@ class FakeAgents:
         self._watch = store.watch(["task", "node"], on_change=self._wake)
         self._dirty: set[str] = set()
         self._nodes_changed = False
+        self.unhealthy: dict[str, float] = {}
+        """Image -> seconds after it starts that a task of it fails "unhealthy container"."""
 
     def _wake(self) -> None:
         for change in self._watch.poll():
@@ -87,6 +92,26 @@ class FakeAgents:
         if ops:
             self.reports += len(ops)
             run_now(self.write(ops))
+        for op in ops:
+            assert isinstance(op, Update) and op.status is not None
+            image = _image(self.store.get("task", op.id)) if op.status.get("State") == "running" else ""
+            if image in self.unhealthy:
+                self.sim.call_later(self.unhealthy[image], lambda task_id=op.id: self._unhealthy(task_id))
+
+    def _unhealthy(self, task_id: str) -> None:
+        """The healthcheck gave up on a running task: it fails as the emulated runtime reports."""
+        try:
+            task = self.store.get("task", task_id)
+        except NotFound:
+            return
+        if task.status.get("State") != "running":
+            return
+        status = thaw(task.status)
+        status.update(
+            State="failed", Timestamp=format_timestamp(self.sim.now), Message="started",
+            Err="unhealthy container",
+        )  # fmt: skip
+        run_now(self.write([Update("task", task.id, task.version, status=status)]))
 
     def fail(self, task_id: str, exit_code: int = 1) -> None:
         """The task's process exits with ``exit_code`` now (as an agent would report it)."""
@@ -98,6 +123,11 @@ class FakeAgents:
             ContainerStatus={"ContainerID": "", "PID": 0, "ExitCode": exit_code},
         )  # fmt: skip
         run_now(self.write([Update("task", task.id, task.version, status=status)]))
+
+
+def _image(task: StoredObject) -> str:
+    container = task.spec.get("ContainerSpec")
+    return str(container.get("Image") or "") if isinstance(container, Mapping) else ""
 
 
 def _agent_step(task: StoredObject, when: str) -> Op | None:
@@ -150,6 +180,7 @@ class SimCluster:
                 GlobalOrchestrator(self.sim.fork_rng("global"), default_delay=default_delay),
                 ReplicatedJobOrchestrator(self.sim.fork_rng("replicated-job"), default_delay=default_delay),
                 GlobalJobOrchestrator(self.sim.fork_rng("global-job"), default_delay=default_delay),
+                UpdateSupervisor(self.sim.fork_rng("update"), default_delay=default_delay),
                 TaskReaper(),
                 Allocator(),
                 SchedulerComponent(),
@@ -170,11 +201,15 @@ class SimCluster:
         return service_id
 
     def update_service(self, service_id: str, change: Callable[[dict[str, Any]], None]) -> None:
-        """Change a service's Spec in place through ``change``, as ``docker service update`` does."""
+        """Change a service's Spec in place through ``change``, as ``docker service update`` does:
+        the Engine API keeps the old Spec as PreviousSpec and clears UpdateStatus."""
         service = self.store.get("service", service_id)
         spec = copy.deepcopy(service.spec)
         change(spec)
-        run_now(self.write([Update("service", service_id, service.version, spec=spec)]))
+        extra = thaw(service.extra)
+        extra.pop("UpdateStatus", None)
+        extra["PreviousSpec"] = thaw(service.spec)
+        run_now(self.write([Update("service", service_id, service.version, spec=spec, extra=extra)]))
 
     def scale(self, service_id: str, replicas: int) -> None:
         """``docker service scale SERVICE=replicas``."""

@@ -14,7 +14,7 @@ def test_one_component_of_each_kind() -> None:
     names = [c.name for c in leader_components(random.Random(1))]
     assert names == [
         "orchestrator-replicated", "orchestrator-global", "orchestrator-replicated-job",
-        "orchestrator-global-job", "task-reaper", "allocator", "scheduler",
+        "orchestrator-global-job", "update-supervisor", "task-reaper", "allocator", "scheduler",
     ]  # fmt: skip
 
 
