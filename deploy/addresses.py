@@ -44,12 +44,15 @@ __all__ = [
 
 ENGINE_PORT = 2375
 """The Docker Engine API, on every node as on every Docker engine."""
-NODE_PORTS = (2377, 2375, 9323)
-"""What every node publishes on its address: cluster (Raft, control API), Engine API, metrics.
+WEB_PORT = 8081
+"""The managers' web view (docs/web.md)."""
+NODE_PORTS = (2377, 2375, 9323, WEB_PORT)
+"""What every node publishes on its address: cluster (Raft, control API), Engine API, metrics,
+and the web view.
 
-Workers publish 2377 too: a worker promoted later serves it, and Docker fixes a container's
-published ports when it starts."""
-_RESERVED = {2377, 2375, 9323, 7946, 4789}
+Workers publish 2377 and 8081 too: a worker promoted later serves them, and Docker fixes a
+container's published ports when it starts."""
+_RESERVED = {2377, 2375, 9323, WEB_PORT, 7946, 4789}
 """Ports the node itself uses: never a service port."""
 
 PortRange = tuple[int, int]

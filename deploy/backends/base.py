@@ -93,6 +93,8 @@ class NodeHandle:
     """The DOCKER_HOST value that reaches its Engine API (every node serves one)."""
     addr: str | None = None
     """The node's own address on the host (deploy/addresses.py), where all its ports are."""
+    web_url: str | None = None
+    """For a manager: its web view of the swarm (docs/web.md)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -117,6 +117,7 @@ def node_handle(inspected: dict[str, Any]) -> NodeHandle:
     engine = _bound(ports, "2375/tcp")
     control = _bound(ports, "2377/tcp")
     metrics = _bound(ports, "9323/tcp")
+    web = _bound(ports, "8081/tcp")
     name = str(inspected.get("Name", "")).lstrip("/")
     cid = str(inspected.get("Id", ""))
     return NodeHandle(
@@ -127,6 +128,7 @@ def node_handle(inspected: dict[str, Any]) -> NodeHandle:
         metrics_url=f"http://{':'.join(metrics)}/metrics" if metrics else None,
         docker_host=f"tcp://{':'.join(engine)}" if engine else None,
         addr=engine[0] if engine else None,
+        web_url=f"http://{':'.join(web)}/" if web and role == "manager" else None,
     )
 
 

@@ -42,6 +42,7 @@ __all__ = ["LocalBackend", "NodeSpec", "node_spec", "node_specs"]
 _CLUSTER_PORT = 2377
 _GOSSIP_PORT = 7946
 _METRICS_PORT = 9323
+_WEB_PORT = 8081
 _ENGINE_PORT = ENGINE_PORT
 _MAX_NODES = MAX_INDEX
 _STOP_WAIT = 3.0  # seconds a node has to exit after SIGTERM before it is killed
@@ -160,6 +161,7 @@ class LocalBackend:
                      (_ENGINE_PORT, socket.SOCK_STREAM, "Engine API")]
             if spec["role"] == "manager":
                 ports.append((_CLUSTER_PORT, socket.SOCK_STREAM, "cluster"))
+                ports.append((_WEB_PORT, socket.SOCK_STREAM, "web view"))
             for port, kind, what in ports:
                 if _port_in_use(spec["addr"], port, kind):
                     proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
@@ -244,6 +246,7 @@ class LocalBackend:
                 control_addr=f"{addr}:{_CLUSTER_PORT}" if manager else None,
                 metrics_url=f"http://{addr}:{_METRICS_PORT}/metrics",
                 docker_host=f"tcp://{addr}:{_ENGINE_PORT}", addr=addr,
+                web_url=f"http://{addr}:{_WEB_PORT}/" if manager else None,
             ))
         found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
         return found

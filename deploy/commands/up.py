@@ -194,12 +194,14 @@ def wait_engines(backend: Backend, expected: int, timeout: float, progress: Prog
 
 
 def endpoints_table(nodes: Sequence[NodeHandle]) -> Table:
-    """Each node's address and what answers there: the Engine API (its DOCKER_HOST) and metrics."""
+    """Each node's address and what answers there: the Engine API (its DOCKER_HOST), metrics, and
+    on managers the web view."""
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 3, 0, 0))
-    for column in ("NODE", "ADDRESS", "DOCKER_HOST", "METRICS"):
+    for column in ("NODE", "ADDRESS", "DOCKER_HOST", "METRICS", "WEB VIEW"):
         table.add_column(column, no_wrap=True, overflow="ignore")
     for node in nodes:
-        table.add_row(node.hostname, node.addr or "-", node.docker_host or "-", node.metrics_url or "-")
+        table.add_row(node.hostname, node.addr or "-", node.docker_host or "-", node.metrics_url or "-",
+                      node.web_url or "-")
     return table
 
 
@@ -317,6 +319,8 @@ def run(args: argparse.Namespace) -> int:
     if layout.publish:
         console.print(f"Service ports on every node's address: {format_publish(layout.publish)}")
     target = next((n for n in nodes if n.hostname == leader and n.addr), None)
+    if target is not None and target.web_url and not layout.no_swarm:
+        console.print(f"Web view: {target.web_url} ({leader}; every manager serves one)")
     if target is not None and target.addr:
         if layout.no_swarm:
             console.print(f"Start a swarm there with `docker swarm init --advertise-addr {leader}`:")

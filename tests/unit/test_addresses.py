@@ -101,7 +101,7 @@ def test_publish_lists_are_parsed_and_checked() -> None:
 
 def test_port_bindings_put_every_port_on_the_nodes_address() -> None:
     assert port_bindings("127.5.2.1", ((80, 80), (30000, 30009))) == [
-        "127.5.2.1:2377:2377", "127.5.2.1:2375:2375", "127.5.2.1:9323:9323",
+        "127.5.2.1:2377:2377", "127.5.2.1:2375:2375", "127.5.2.1:9323:9323", "127.5.2.1:8081:8081",
         "127.5.2.1:80:80", "127.5.2.1:30000-30009:30000-30009",
     ]
 
@@ -145,7 +145,7 @@ def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
     lines = text.splitlines()
     ports = [json.loads(line.split("!override ", 1)[1]) for line in lines if "ports: !override" in line]
     assert ports[0] == ["127.9.1.1:2377:2377", "127.9.1.1:2375:2375", "127.9.1.1:9323:9323",
-                        "127.9.1.1:8080:8080"]
+                        "127.9.1.1:8081:8081", "127.9.1.1:8080:8080"]
     assert ports[2][0] == "127.9.2.3:2377:2377"
     commands = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("    command: ")]
     assert commands[0][:3] == ["--role=manager", "--hostname=manager1", "--bootstrap"]
