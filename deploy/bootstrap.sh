@@ -40,12 +40,16 @@ fi
 if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then
   echo "swarmlet: warning: \`docker compose\` does not answer although $plugins/docker-compose is linked" >&2
 fi
-# The web view's browser test (tests/local/test_web_browser.py) drives Debian's headless Chromium.
-# Outside CI it skips without it; under CI=true it must run, so CI machines get the package.
+# The web view's browser test (tests/local/test_web_browser.py) drives Debian's headless Chromium,
+# and the overlay's capture test (tests/local/test_overlay_tshark.py) reads VXLAN with tshark.
+# Outside CI they skip without them; under CI=true they must run, so CI machines get the packages.
 if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-  command -v chromium >/dev/null || {
-    echo "swarmlet: installing chromium for the web view's browser test (CI=true)"
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
-  }
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v tshark >/dev/null || missing+=(tshark)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "swarmlet: installing ${missing[*]} for the browser and capture tests (CI=true)"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
 fi
 echo "swarmlet: host set-up done in $root"

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from needs import need
 
 from nodeagent.networkdb.core import NetworkDBConfig
 from nodeagent.networkdb.shell import NetworkDBShell
@@ -77,8 +78,8 @@ def _port(h1: str, h2: str) -> int:
 
 def test_a_capture_on_4789_decodes_as_vxlan_with_tshark(tmp_path: Path) -> None:
     tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.skip("tshark is not installed")
+    need(None if tshark else "tshark is not installed (apt-get install -y tshark)")
+    assert tshark is not None
     prefix = f"127.{random.randrange(1, 250)}.{random.randrange(1, 250)}"
     h1, h2 = f"{prefix}.21", f"{prefix}.22"
     port = _port(h1, h2)
@@ -93,7 +94,7 @@ def test_a_capture_on_4789_decodes_as_vxlan_with_tshark(tmp_path: Path) -> None:
         time.sleep(0.1)  # tshark says so once the capture really runs
     if "Capture started" not in said.read_text():
         capture.kill()
-        pytest.skip(f"tshark cannot capture: {said.read_text()[-200:]}")
+        need(f"tshark cannot capture: {said.read_text()[-200:]}")
     try:
         asyncio.run(_send(h1, h2, port, 3))
         capture.wait(timeout=20)
