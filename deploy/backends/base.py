@@ -113,6 +113,14 @@ class Layout:
     """Nodes start outside any swarm (the agent's --no-swarm), for `docker swarm init/join` by hand."""
     image: str | None = None
     """The node image's content-keyed tag the containers run (compose); None: swarmlet/node:latest."""
+    cpus: str = ""
+    """The CPUs every node declares to the scheduler (the agent's --cpus); "": the machine's."""
+    memory: str = ""
+    """The memory every node declares (the agent's --memory, e.g. 1g); "": the machine's."""
+
+    def capacity_env(self) -> dict[str, str]:
+        """The agents' environment for the declared capacity (empty values: the machine's)."""
+        return {"SWARMLET_CPUS": self.cpus, "SWARMLET_MEMORY": self.memory}
 
     @classmethod
     def of(cls, managers: int, workers: int, **kwargs: Any) -> Layout:
@@ -138,7 +146,8 @@ class Layout:
     def to_json(self) -> dict[str, object]:
         """A JSON-able dict for the state file."""
         return {"names": list(self.names), "block": self.block, "publish": [list(r) for r in self.publish],
-                "discover": self.discover, "no_swarm": self.no_swarm, "image": self.image}
+                "discover": self.discover, "no_swarm": self.no_swarm, "image": self.image,
+                "cpus": self.cpus, "memory": self.memory}
 
     @classmethod
     def from_json(cls, data: object) -> Layout | None:
@@ -149,7 +158,8 @@ class Layout:
             publish = tuple((int(a), int(b)) for a, b in data.get("publish", DEFAULT_PUBLISH))
             layout = cls(tuple(str(n) for n in data["names"]), int(data.get("block", 0)), publish,
                          str(data.get("discover", "names")), bool(data.get("no_swarm", False)),
-                         data.get("image") or None)
+                         data.get("image") or None, str(data.get("cpus") or ""),
+                         str(data.get("memory") or ""))
             for name in layout.names:
                 layout.addr(name)
         except (KeyError, TypeError, ValueError, AddressError):

@@ -170,6 +170,8 @@ class ComposeBackend:
         wanted = {"SWARMLET_STATE": str(self._state().resolve())}
         if layout is not None and layout.image:
             wanted["SWARMLET_NODE_IMAGE"] = layout.image
+        if layout is not None:
+            wanted.update(layout.capacity_env())
         before = {key: os.environ.get(key) for key in wanted}
         os.environ.update(wanted)
         try:

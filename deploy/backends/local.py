@@ -122,10 +122,12 @@ def _proc_state(pid: int) -> str:
 _SOURCE = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _node_env() -> dict[str, str]:
+def _node_env(layout: Layout | None = None) -> dict[str, str]:
     """The nodes import this checkout's code: a relative PYTHONPATH (``.:proto``) would resolve
-    against the node's own directory and fall back to whatever the virtualenv has installed."""
-    return {**os.environ, "PYTHONPATH": f"{_SOURCE}{os.pathsep}{_SOURCE / 'proto'}"}
+    against the node's own directory and fall back to whatever the virtualenv has installed.
+    The layout's declared capacity goes to every node."""
+    capacity = layout.capacity_env() if layout is not None else {}
+    return {**os.environ, **capacity, "PYTHONPATH": f"{_SOURCE}{os.pathsep}{_SOURCE / 'proto'}"}
 
 
 class LocalBackend:
@@ -181,13 +183,17 @@ class LocalBackend:
                               timeout=60, check=False)
         return proc.stdout + proc.stderr
 
-    def _spawn(self, spec: NodeSpec) -> None:
+    def _layout(self) -> Layout | None:
+        state = read_state()
+        return state.layout if state is not None else None
+
+    def _spawn(self, spec: NodeSpec, layout: Layout | None = None) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         log = (self.home / f"{spec['hostname']}.log").open("ab")
         with log:
             proc = subprocess.Popen(
                 spec["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.home, env=_node_env(),
+                start_new_session=True, cwd=self.home, env=_node_env(layout or self._layout()),
             )
         (self.home / f"{spec['hostname']}.pid").write_text(f"{proc.pid}\n")
 
@@ -212,7 +218,7 @@ class LocalBackend:
         self._record(layout, specs)
         for spec in specs:
             if spec["hostname"] not in running:
-                self._spawn(spec)
+                self._spawn(spec, layout)
 
     def start_node(self, layout: Layout, name: str) -> None:
         """A new process for the node ``name``; the others are left be."""

@@ -35,6 +35,7 @@ from deploy.backends.base import (
 )
 from deploy.commands.status import console as make_console
 from deploy.commands.status import error, node_table, query_nodes
+from nodeagent.options import parse_cpus, parse_size
 
 __all__ = [
     "NodeExited", "add_arguments", "endpoints_table", "ensure_credentials", "readiness",
@@ -57,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=90.0, metavar="SECONDS",
         help="how long to wait for every node to be Ready (default 90)",
+    )
+    parser.add_argument(
+        "--cpus", metavar="N", default=None,
+        help="CPUs every node declares to the scheduler, e.g. 1 or 0.5 (default: the machine's)",
+    )
+    parser.add_argument(
+        "--memory", metavar="SIZE", default=None,
+        help="memory every node declares to the scheduler, e.g. 1g or 512m (default: the machine's)",
     )
     parser.add_argument(
         "--publish", metavar="PORT[,PORT...]", default=None,
@@ -238,9 +247,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         publish = DEFAULT_PUBLISH if args.publish is None else parse_publish(args.publish)
         layout = Layout.of(args.managers, args.workers, publish=publish, discover=args.discover,
-                           no_swarm=args.no_swarm)
+                           no_swarm=args.no_swarm, cpus=args.cpus or "", memory=args.memory or "")
     except AddressError as e:
         return error(str(e))
+    for flag, value, parse in (("--cpus", args.cpus, parse_cpus), ("--memory", args.memory, parse_size)):
+        try:
+            if value:
+                parse(value)
+        except ValueError as e:
+            return error(f"{flag}: {e}")
     console = make_console()
     started = time.monotonic()
     try:

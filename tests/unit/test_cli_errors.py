@@ -250,3 +250,24 @@ def test_project_flag_before_or_after_the_command(
     monkeypatch.setattr(down, "run", fake_run)
     assert cli.main(argv) == 0
     assert seen == ["demo"]
+
+
+@pytest.mark.parametrize(("flag", "value", "words"), [("--cpus", "many", "is not a number of CPUs"),
+                                                      ("--memory", "lots", "is not a size")])
+def test_up_refuses_a_bad_declared_capacity_and_makes_nothing(
+    state: pathlib.Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, words: str
+) -> None:
+    assert cli.main(["up", "--backend", "local", flag, value]) == 1
+    assert f"{flag}: '{value}' {words}" in capsys.readouterr().err
+    assert not state.exists()
+
+
+def test_the_declared_capacity_rides_in_the_layout_to_every_node() -> None:
+    from deploy.backends.base import Layout
+    from deploy.backends.local import _node_env
+
+    layout = Layout.of(1, 1, cpus="1", memory="1g")
+    assert Layout.from_json(layout.to_json()) == layout
+    env = _node_env(layout)
+    assert (env["SWARMLET_CPUS"], env["SWARMLET_MEMORY"]) == ("1", "1g")
+    assert Layout.of(1, 1).capacity_env() == {"SWARMLET_CPUS": "", "SWARMLET_MEMORY": ""}
