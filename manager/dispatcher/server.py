@@ -49,6 +49,7 @@ from manager.state.raft.messages import ConfChange, ConfChangeType
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
 from manager.state.store.commands import Create, Op, Update
 from manager.state.store.errors import StoreError
+from nodeagent.agent.session import STILL_CREATING
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "Dispatcher"]
 
@@ -198,7 +199,7 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             return dispatcher_pb2.JoinResponse(leader_addr=leader_addr, managers=self._managers())
         cluster = self.runtime.cluster()
         if cluster is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the swarm is still being created; try again")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{STILL_CREATING}; try again")
         tokens = cluster.extra.get("JoinTokens") or {}
         role = ""
         for name, key in (("manager", "Manager"), ("worker", "Worker")):

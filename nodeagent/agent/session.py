@@ -42,6 +42,10 @@ _SESSION_FILE = "session.json"
 _REFUSING = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 
 
+STILL_CREATING = "the swarm is still being created"
+"""How the bootstrap leader answers a join before it has written the Cluster object."""
+
+
 class JoinRefused(Exception):
     """The managers refused this node's join; ``str(e)`` is their message. The process exits 3."""
 
@@ -192,6 +196,11 @@ class AgentSession:
                     if exc.code() in _REFUSING:
                         raise JoinRefused(exc.details() or JOIN_REFUSED_MESSAGE) from None
                     log.info("join via %s: %s", target, exc.details() or exc.code())
+                    if (exc.details() or "").startswith(STILL_CREATING):
+                        # The leader answered: it is writing the Cluster object now. Ask it again
+                        # in a moment rather than the managers that are not in the swarm yet.
+                        prefer = target
+                        break
                     continue
                 self._learn(list(reply.managers))
                 if reply.leader_addr:
@@ -202,8 +211,7 @@ class AgentSession:
                 self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned})
                 log.info("joined cluster %s as a %s", reply.cluster_id, reply.role)
                 return
-            if not prefer:
-                await self._pause(0.2)
+            await self._pause(0.05 if prefer else 0.2)
         raise asyncio.CancelledError()
 
     # ------------------------------------------------------------------ session
