@@ -15,13 +15,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from manager.ca.tokens import ClusterCredentials
 
-__all__ = ["Cluster", "NodeProc", "free_port", "loopback_hosts", "wait_until"]
+__all__ = ["Cluster", "NodeProc", "free_port", "loopback_hosts", "running", "wait_until"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -197,3 +198,17 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"==== {n.name}\n{n.tail()}" for n in self.nodes.values())
+
+
+@contextmanager
+def running(tmp_path: pathlib.Path, managers: int, workers: Sequence[str] = ()) -> Iterator[Cluster]:
+    """``managers`` managers and the named workers, started; every process killed at the end."""
+    cluster = Cluster(tmp_path)
+    cluster.add_managers(managers)
+    for name in workers:
+        cluster.add_worker(name)
+    cluster.start_all()
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()

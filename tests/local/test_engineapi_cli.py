@@ -11,45 +11,24 @@ Swarm's 503 message. Skipped when no docker binary is installed.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, wait_until
+from _docker_cli import cli_rows, docker, requires_docker
+from _procs_manager import Cluster, running, wait_until
 
 from nodeagent.engineapi import NOT_MANAGER_WORKER
 
-DOCKER = shutil.which("docker")
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(3)
-    c.add_worker("worker1")
-    c.start_all()
-    try:
+    with running(tmp_path, 3, ["worker1"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
-def docker(tmp: pathlib.Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the docker CLI against ``host``'s Engine API, with a config of its own."""
-    assert DOCKER is not None
-    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp / "docker-config"), "HOME": str(tmp)}
-    return subprocess.run([DOCKER, "-H", f"tcp://{host}:2375", *args], env=env, capture_output=True,
-                          text=True, timeout=30)
-
-
-def _rows(out: str) -> list[list[str]]:
-    lines = out.splitlines()
-    # Docker pads columns with at least three spaces; a cell never holds two spaces in a row.
-    return [[cell.strip() for cell in line.split("   ") if cell.strip()] for line in lines]
 
 
 @pytest.mark.slow
@@ -61,7 +40,7 @@ def test_the_docker_cli_drives_the_cluster(cluster: Cluster, tmp_path: pathlib.P
         done = docker(tmp_path, m2.host, "node", "ls")
         if done.returncode != 0:
             return None
-        rows = _rows(done.stdout)[1:]
+        rows = cli_rows(done.stdout)[1:]
         statuses = sorted(r[4] for r in rows if len(r) == 6)
         ready = sum("Ready" in r for r in rows)
         settled = len(rows) == 4 and ready == 4 and statuses == ["Leader", "Reachable", "Reachable"]
@@ -75,7 +54,7 @@ def test_the_docker_cli_drives_the_cluster(cluster: Cluster, tmp_path: pathlib.P
     lines = done.stdout.splitlines()
     assert [c.strip() for c in lines[0].split("   ") if c.strip()] == [
         "ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]
-    rows = {cells[1]: cells for cells in _rows(done.stdout)[1:]}
+    rows = {cells[1]: cells for cells in cli_rows(done.stdout)[1:]}
     assert sorted(rows) == ["manager1", "manager2", "manager3", "worker1"]
     assert [h for h, cells in rows.items() if cells[0].endswith(" *")] == ["manager2"]  # who answered
     assert rows["worker1"][-1] == rows["manager1"][-1]  # ENGINE VERSION: swarmlet's

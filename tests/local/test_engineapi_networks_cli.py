@@ -20,24 +20,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, wait_until
-from test_engineapi_cli import DOCKER, _rows, docker
+from _docker_cli import cli_rows, docker, requires_docker
+from _procs_manager import Cluster, running, wait_until
 
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 VXLAN = "com.docker.network.driver.overlay.vxlanid_list"
 
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(3)
-    c.add_worker("worker1")
-    c.start_all()
-    try:
+    with running(tmp_path, 3, ["worker1"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.mark.slow
@@ -59,7 +53,7 @@ def test_docker_network_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
         listed = wait_until(ready, timeout=30, what="4 Ready nodes and the ingress network")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
-    rows = _rows(listed.stdout)
+    rows = cli_rows(listed.stdout)
     print(listed.stdout)
     assert rows[0] == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
     assert sorted(r[1:] for r in rows[1:]) == [
@@ -77,8 +71,8 @@ def test_docker_network_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
         1, "Error response from daemon: network with name labnet already exists")
 
     overlays = run("network", "ls", "--filter", "driver=overlay")
-    assert [r[1] for r in _rows(overlays.stdout)[1:]] == ["ingress", "labnet", "labnet2"]
-    assert next(r for r in _rows(overlays.stdout)[1:] if r[1] == "labnet")[0] == labnet[:12]
+    assert [r[1] for r in cli_rows(overlays.stdout)[1:]] == ["ingress", "labnet", "labnet2"]
+    assert next(r for r in cli_rows(overlays.stdout)[1:] if r[1] == "labnet")[0] == labnet[:12]
 
     shown = run("network", "inspect", "labnet")
     assert shown.returncode == 0, shown.stderr
@@ -125,7 +119,8 @@ def test_docker_network_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
 
     on_worker = run("network", "ls", host=worker.host)
     assert on_worker.returncode == 0, on_worker.stderr
-    assert sorted(r[1] for r in _rows(on_worker.stdout)[1:]) == ["bridge", "docker_gwbridge", "host", "none"]
+    local_networks = sorted(r[1] for r in cli_rows(on_worker.stdout)[1:])
+    assert local_networks == ["bridge", "docker_gwbridge", "host", "none"]
     made = run("network", "create", "-d", "overlay", "x", host=worker.host)
     assert (made.returncode, made.stderr.strip()) == (
         1, "Error response from daemon: Cannot create a multi-host network from a worker node. Please create "

@@ -26,27 +26,21 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, wait_until
+from _docker_cli import DOCKER, cli_rows, docker, requires_docker
+from _procs_manager import Cluster, running, wait_until
 from aiohttp.test_utils import TestServer
-from test_engineapi_cli import DOCKER, _rows, docker
 
 from manager.engineapi import HostFacts, ManagerEngineApi
 from manager.state.store import Create, Op, Store, StoredObject, Update, encode_batch, format_timestamp
 from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(3)
-    c.add_worker("worker1")
-    c.start_all()
-    try:
+    with running(tmp_path, 3, ["worker1"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.mark.slow
@@ -76,7 +70,7 @@ def test_docker_service_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
     listed = run("service", "ls")
     print(listed.stdout)
     assert listed.returncode == 0, listed.stderr
-    rows = _rows(listed.stdout)
+    rows = cli_rows(listed.stdout)
     assert rows[0] == ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"]
     assert rows[1][:3] == [service_id[:12], "web", "replicated"]
     assert rows[1][3].endswith("/2")  # running/desired: 0/2 until tasks run
@@ -141,7 +135,7 @@ def test_docker_service_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
 
     tasks = run("service", "ps", "web")
     assert tasks.returncode == 0, tasks.stderr
-    assert _rows(tasks.stdout)[0][:3] == ["ID", "NAME", "IMAGE"]
+    assert cli_rows(tasks.stdout)[0][:3] == ["ID", "NAME", "IMAGE"]
 
     removed = run("service", "rm", "web", "other", "quiet")
     assert (removed.returncode, removed.stdout.split()) == (0, ["web", "other", "quiet"]), removed.stderr

@@ -15,7 +15,6 @@ import asyncio
 import json
 import pathlib
 import re
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ from typing import Any
 
 import grpc
 import pytest
-from _procs_manager import Cluster, NodeProc, wait_until
+from _docker_cli import requires_docker
+from _procs_manager import Cluster, NodeProc, running, wait_until
 
 from manager.engineapi.writes import WRITE_METHOD
 from manager.scheduler.build import task_template
@@ -34,14 +34,8 @@ from manager.state.store.objects import format_timestamp
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(1)
-    c.add_worker("worker1")
-    c.start_all()
-    try:
+    with running(tmp_path, 1, ["worker1"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def batches(node: NodeProc) -> dict[str, float]:
@@ -90,12 +84,12 @@ def test_a_service_gets_tasks_created_allocated_and_scheduled_by_the_leader(clus
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI installed")
+@requires_docker
 def test_the_docker_cli_sees_services_converge_restart_and_reschedule(tmp_path: pathlib.Path) -> None:
     """As the recordings of a real Swarm show (five-nodes/d-reschedule.txt): a worker stopped and
     Down has its tasks replaced on the other worker; the old ones show desired Shutdown, current
     Running, and ``service ls`` counts them (6/4) while the node cannot report."""
-    from test_engineapi_cli import _rows, docker
+    from _docker_cli import cli_rows, docker
 
     c = Cluster(tmp_path)
     c.add_managers(1)
@@ -108,7 +102,7 @@ def test_the_docker_cli_sees_services_converge_restart_and_reschedule(tmp_path: 
         return docker(tmp_path, manager.host, *args)
 
     def ps(name: str) -> list[list[str]]:
-        return _rows(run("service", "ps", name).stdout)[1:]
+        return cli_rows(run("service", "ps", name).stdout)[1:]
 
     try:
         wait_until(lambda: run("node", "ls").stdout.count("Ready") == 3, 40, 0.5, "3 nodes Ready")
@@ -144,7 +138,7 @@ def test_the_docker_cli_sees_services_converge_restart_and_reschedule(tmp_path: 
         )
         old = [row for row in after if row[3] == "worker2"]
         assert len(old) == 2 and all(row[4] == "Shutdown" and row[5].startswith("Running") for row in old)
-        listing = {row[1]: row for row in _rows(run("service", "ls").stdout)[1:]}
+        listing = {row[1]: row for row in cli_rows(run("service", "ls").stdout)[1:]}
         assert listing["web"][3] == "6/4"
     except BaseException:
         print(c.logs())

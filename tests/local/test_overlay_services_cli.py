@@ -9,38 +9,21 @@ the service's VIP and the tunnel between nodes. A client on another overlay gets
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import subprocess
 from collections.abc import Iterator
 
 import pytest
-from _procs_manager import Cluster, wait_until
+from _docker_cli import docker, requires_docker
+from _procs_manager import Cluster, running, wait_until
 
-DOCKER = shutil.which("docker")
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(1)
-    c.add_worker("worker1")
-    c.add_worker("worker2")
-    c.start_all()
-    try:
+    with running(tmp_path, 1, ["worker1", "worker2"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
-
-def docker(tmp: pathlib.Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """The docker CLI against ``host``'s Engine API, with a config folder of its own."""
-    assert DOCKER is not None
-    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp / "docker-config"), "HOME": str(tmp)}
-    return subprocess.run([DOCKER, "-H", f"tcp://{host}:2375", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
 
 
 @pytest.mark.slow

@@ -12,22 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, wait_until
-from test_engineapi_cli import DOCKER
+from _docker_cli import DOCKER, requires_docker
+from _procs_manager import Cluster, running, wait_until
 
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(3)
-    c.add_worker("worker1")
-    c.start_all()
-    try:
+    with running(tmp_path, 3, ["worker1"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 @pytest.mark.slow

@@ -16,12 +16,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from _procs_manager import Cluster, NodeProc, wait_until
-from test_engineapi_cli import DOCKER, docker
+from _docker_cli import docker, requires_docker
+from _procs_manager import Cluster, NodeProc, running, wait_until
 
 from manager.state.raft.shell import NO_LEADER_MESSAGE
 
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 LOST = ("Error response from daemon: rpc error: code = Unknown desc = raft: failed to process the request: "
         "node lost leader status")
@@ -33,14 +33,8 @@ STEP_DOWN_S = 3.0
 
 @pytest.fixture
 def cluster(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.add_managers(3)
-    c.add_worker("worker1")
-    c.start_all()
-    try:
+    with running(tmp_path, 3, ["worker1"]) as c:
         yield c
-    finally:
-        c.stop_all()
 
 
 def statuses(tmp: pathlib.Path, host: str) -> dict[str, str] | None:

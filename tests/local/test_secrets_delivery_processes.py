@@ -21,12 +21,12 @@ import urllib.request
 from typing import Any
 
 import pytest
+from _docker_cli import DOCKER, cli_rows, requires_docker
 from _procs_manager import Cluster, wait_until
-from test_engineapi_cli import DOCKER, _rows
 
 from nodeagent.agent.taskservice import list_payloads, list_tasks
 
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 SECRET = b"s3cret-7f3a9c"
 
@@ -85,7 +85,7 @@ def test_a_secret_reaches_only_the_node_of_its_task_in_memory_and_is_dropped(tmp
         web = run("service", "create", *on_worker, "--name", "web", "--config", index, "nginx:1.25")
         assert web.returncode == 0, web.stderr
 
-        rows = wait_until(lambda: (r := _rows(run("service", "ps", "db").stdout)[1:]) and
+        rows = wait_until(lambda: (r := cli_rows(run("service", "ps", "db").stdout)[1:]) and
                           r[0][5].startswith("Running") and r, 40, 0.5, "db running")  # fmt: skip
         assert rows[0][3] == "worker1"
         logs = wait_until(lambda: (out := run("service", "logs", "--raw", "db").stdout)

@@ -17,10 +17,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from _docker_cli import docker, requires_docker
 from _procs_manager import Cluster, NodeProc, wait_until
-from test_engineapi_cli import DOCKER, docker
 
-pytestmark = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+pytestmark = requires_docker
 
 # Timers run at half speed here: a node that left is Down after its grace (3 heartbeat periods).
 TIME_SCALE = 0.5

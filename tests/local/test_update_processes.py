@@ -12,11 +12,11 @@ from __future__ import annotations
 import itertools
 import json
 import pathlib
-import shutil
 import urllib.request
 from typing import Any
 
 import pytest
+from _docker_cli import requires_docker
 from _procs_manager import Cluster, wait_until
 from _store_writes import node_tasks
 
@@ -39,9 +39,9 @@ def _images_served(target: str, service_name: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker CLI installed")
+@requires_docker
 def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_path: pathlib.Path) -> None:
-    from test_engineapi_cli import _rows, docker
+    from _docker_cli import cli_rows, docker
 
     c = Cluster(tmp_path)
     c.add_managers(1)
@@ -53,7 +53,7 @@ def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_
         return docker(tmp_path, manager.host, *args)
 
     def ps() -> list[list[str]]:
-        return _rows(run("service", "ps", "web").stdout)[1:]
+        return cli_rows(run("service", "ps", "web").stdout)[1:]
 
     def update_status() -> dict[str, Any]:
         out = run("service", "inspect", "--format", "{{json .UpdateStatus}}", "web").stdout.strip()

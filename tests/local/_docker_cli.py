@@ -1,0 +1,34 @@
+"""The real docker CLI against swarmlet nodes on 127.x addresses, for the local tests.
+
+Each call runs the CLI against one node's Engine API (port 2375 of its address) with a config
+folder of its own, so nothing of the user's docker set-up (contexts, credentials) takes part.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+__all__ = ["DOCKER", "cli_rows", "docker", "requires_docker"]
+
+DOCKER = shutil.which("docker")
+requires_docker = pytest.mark.skipif(DOCKER is None, reason="no docker CLI installed")
+"""The mark for a module whose tests drive the docker CLI."""
+
+
+def docker(tmp: pathlib.Path, host: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``docker -H tcp://HOST:2375 ARGS...`` with a config folder under ``tmp``."""
+    assert DOCKER is not None
+    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp / "docker-config"), "HOME": str(tmp)}
+    return subprocess.run([DOCKER, "-H", f"tcp://{host}:2375", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cli_rows(out: str) -> list[list[str]]:
+    """The cells of a table the CLI printed: Docker pads columns with at least three spaces, and a
+    cell never holds two spaces in a row."""
+    return [[cell.strip() for cell in line.split("   ") if cell.strip()] for line in out.splitlines()]
