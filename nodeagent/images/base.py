@@ -11,14 +11,15 @@ period, cancels ``run()`` (SIGKILL, exit code 137). A process that ignores SIGTE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import posixpath
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
-    "ImageInfo", "ImageProvider", "Process", "TaskEnv", "TaskNetworkAPI", "WaitingProcess", "image_info",
-    "spec_env",
+    "ImageInfo", "ImageProvider", "ListeningProcess", "Process", "TaskEnv", "TaskNetworkAPI",
+    "WaitingProcess", "image_info", "spec_env",
 ]
 
 
@@ -109,6 +110,34 @@ class WaitingProcess(Process):
         """Wait for SIGTERM."""
         await self.terminated.wait()
         return 0
+
+
+class ListeningProcess(WaitingProcess):
+    """A server: one listener on an ephemeral port of the node's address, recorded as the task's
+    ``container_port`` (the task's published/overlay traffic is sent there), closed at the end."""
+
+    def __init__(self, env: TaskEnv) -> None:
+        """No listener until :meth:`listen`."""
+        super().__init__(env)
+        self.server: asyncio.Server | None = None
+
+    async def listen(
+        self, container_port: int,
+        handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ) -> int:
+        """Bind ``handler`` on the node's address and record it as ``container_port``; the host port."""
+        self.server = await asyncio.start_server(handler, self.env.listen_host, 0)
+        port = int(self.server.sockets[0].getsockname()[1])
+        self.env.ports[container_port] = port
+        return port
+
+    async def close(self) -> None:
+        """Close the listener."""
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 0.5)
+            self.server = None
 
 
 class ImageProvider(Protocol):

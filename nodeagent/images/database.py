@@ -21,7 +21,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from nodeagent.images.base import ImageInfo, Process, TaskEnv, image_info
+from nodeagent.images.base import ImageInfo, ListeningProcess, Process, TaskEnv, image_info
 
 __all__ = ["MARIADB", "MYSQL", "POSTGRES", "DatabaseImage", "DatabaseProcess", "StartFailed", "file_env"]
 
@@ -65,7 +65,7 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
 
 
-class DatabaseProcess(Process):
+class DatabaseProcess(ListeningProcess):
     """A database server's main process: configure from the environment, listen, run until SIGTERM."""
 
     port = 0  # the container port
@@ -76,7 +76,6 @@ class DatabaseProcess(Process):
         super().__init__(env)
         self.users: dict[str, str] = {}  # user -> password
         self.databases: set[str] = set()
-        self.server: asyncio.Server | None = None
         self.failed: StartFailed | None = None  # the entrypoint gave up: run() exits 1
         self.trust = False  # postgres's POSTGRES_HOST_AUTH_METHOD=trust
 
@@ -96,8 +95,7 @@ class DatabaseProcess(Process):
         except StartFailed as exc:
             self.failed = exc
             return
-        self.server = await asyncio.start_server(self._serve, self.env.listen_host, 0)
-        self.env.ports[self.port] = int(self.server.sockets[0].getsockname()[1])
+        await self.listen(self.port, self._serve)
         for line in self.ready_lines():
             self.env.stdout(line)
 
@@ -109,14 +107,6 @@ class DatabaseProcess(Process):
             return 1
         await self.terminated.wait()
         return 0
-
-    async def close(self) -> None:
-        """Close the listener."""
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 0.5)
-            self.server = None
 
     def login(self, user: str, password: str, database: str) -> str:
         """``OK``, or the server's refusal."""

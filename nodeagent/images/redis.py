@@ -9,11 +9,10 @@ libraries behave as they would against a real server. The parser is pure (:func:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 from dataclasses import dataclass
 
-from nodeagent.images.base import ImageInfo, Process, TaskEnv, image_info
+from nodeagent.images.base import ImageInfo, ListeningProcess, Process, TaskEnv, image_info
 
 __all__ = ["REDIS", "RedisImage", "RedisServer", "encode", "execute", "parse_command"]
 
@@ -133,14 +132,13 @@ def execute(data: dict[bytes, bytes], args: list[bytes]) -> Reply:
     return "OK"  # QUIT, SELECT
 
 
-class RedisServer(Process):
+class RedisServer(ListeningProcess):
     """The server on an ephemeral port of the node's address (container port 6379)."""
 
     def __init__(self, env: TaskEnv) -> None:
         """An empty keyspace; the port from ``--port N`` in the args, if given."""
         super().__init__(env)
         self.data: dict[bytes, bytes] = {}
-        self.server: asyncio.Server | None = None
         self.container_port = CONTAINER_PORT
         argv = [*env.command, *env.args]
         for i, arg in enumerate(argv):
@@ -149,8 +147,7 @@ class RedisServer(Process):
 
     async def start(self) -> None:
         """Bind and log Redis's ready line."""
-        self.server = await asyncio.start_server(self._serve, self.env.listen_host, 0)
-        self.env.ports[self.container_port] = int(self.server.sockets[0].getsockname()[1])
+        await self.listen(self.container_port, self._serve)
         self.env.stdout("* Ready to accept connections tcp")
 
     async def run(self) -> int:
@@ -158,14 +155,6 @@ class RedisServer(Process):
         await self.terminated.wait()
         self.env.stdout("# Redis is now ready to exit, bye bye...")
         return 0
-
-    async def close(self) -> None:
-        """Close the listener."""
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 0.5)
-            self.server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buf = b""

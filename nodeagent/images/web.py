@@ -17,7 +17,7 @@ import html
 import posixpath
 from dataclasses import dataclass
 
-from nodeagent.images.base import ImageInfo, Process, TaskEnv, image_info
+from nodeagent.images.base import ImageInfo, ListeningProcess, Process, TaskEnv, image_info
 
 __all__ = ["HTTPD", "NGINX", "WHOAMI", "WebImage", "WebServer", "page_for"]
 
@@ -42,7 +42,7 @@ def page_for(env: TaskEnv, server: str) -> str:
     )
 
 
-class WebServer(Process):
+class WebServer(ListeningProcess):
     """An HTTP/1.1 server on an ephemeral port of the node's address (container port 80)."""
 
     def __init__(self, env: TaskEnv, flavour: str, docroots: tuple[str, ...]) -> None:
@@ -50,7 +50,6 @@ class WebServer(Process):
         super().__init__(env)
         self.flavour = flavour
         self.docroots = docroots
-        self.server: asyncio.Server | None = None
         self.container_port = CONTAINER_PORT
         if flavour == "whoami":
             for i, arg in enumerate(env.args):
@@ -59,28 +58,13 @@ class WebServer(Process):
 
     async def start(self) -> None:
         """Bind the listener and log what nginx logs when it starts."""
-        self.server = await asyncio.start_server(self._serve, self.env.listen_host, 0)
-        port = int(self.server.sockets[0].getsockname()[1])
-        self.env.ports[self.container_port] = port
+        await self.listen(self.container_port, self._serve)
         if self.flavour == "nginx":
             self.env.stderr("nginx: [notice] start worker processes")
         elif self.flavour == "whoami":
             self.env.stdout(f"Starting up on port {self.container_port}")
         else:
             self.env.stdout(f"listening on port {self.container_port}")
-
-    async def run(self) -> int:
-        """Serve until SIGTERM; exit 0."""
-        await self.terminated.wait()
-        return 0
-
-    async def close(self) -> None:
-        """Close the listener."""
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 0.5)
-            self.server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
