@@ -179,3 +179,35 @@ def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m
     wait_until(lambda: _state(tmp, m2) == "active", timeout=30, what="manager2 active without a key")
     for node in cluster.nodes.values():
         assert _leaks(cluster.workdir / node.name, SECRET) == []
+
+
+@pytest.mark.slow
+def test_swarm_init_autolock_and_a_locked_single_manager(tmp_path: pathlib.Path) -> None:
+    cluster = Cluster(tmp_path, time_scale=0.5)
+    node = cluster.add_blank("node1")
+    cluster.start_all()
+    try:
+        wait_until(lambda: _state(tmp_path, node) == "inactive", timeout=30, what="node1 up")
+        done = docker(tmp_path, node.host, "swarm", "init", "--autolock", "--advertise-addr", node.host)
+        assert done.returncode == 0, done.stderr
+        assert UNLOCK_WORDS in done.stdout, done.stdout
+        key = re.search(r"SWMKEY-1-[A-Za-z0-9+/]{43}", done.stdout)
+        assert key is not None
+        assert docker(tmp_path, node.host, "swarm", "unlock-key", "-q").stdout.strip() == key.group(0)
+        keys = tmp_path / "node1" / "manager" / "raft" / "keys.json"
+        wait_until(lambda: '"autolock": true' in keys.read_text(), timeout=30, what="the key file autolocked")
+        node.kill(signal.SIGTERM)
+        node.start()
+        wait_until(lambda: _state(tmp_path, node) == "locked", timeout=30, what="node1 locked")
+        done = docker(tmp_path, node.host, "service", "ls")
+        assert (done.returncode, done.stderr.strip()) == (1, LOCKED)
+        done = docker(tmp_path, node.host, "swarm", "unlock", stdin=key.group(0) + "\n")
+        assert done.returncode == 0, done.stderr
+        wait_until(lambda: docker(tmp_path, node.host, "node", "ls").returncode == 0, timeout=30,
+                   what="node1 serving after unlock")
+        assert _state(tmp_path, node) == "active"
+    except AssertionError:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop_all()
