@@ -7,7 +7,8 @@ as Swarm does; ``unlock-key --rotate`` replaces it. manager2 restarted stays loc
 API answers with Swarm's locked message, ``docker info`` says "Swarm: locked", its cluster port
 is closed and its log does not move while the others write (no part in Raft); a wrong key and
 the rotated-out key are refused in Swarm's words, the current key unlocks it and it catches up.
-Skipped without a docker binary.
+And ``docker swarm init --autolock`` on a blank node prints the key; restarted, it is locked
+until unlocked. Skipped without a docker binary.
 """
 
 from __future__ import annotations
