@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from deploy import promql
-from deploy.backends import load_backend
-from deploy.backends.base import BackendError
+from deploy.addresses import prometheus_url as promql_url
+from deploy.backends.base import read_state
 from deploy.commands.status import console, error
 
 __all__ = ["NOT_UP", "PrometheusError", "add_arguments", "query", "run"]
@@ -92,14 +92,16 @@ def _names(base: str) -> dict[str, str]:
 
 
 def _base_url() -> str:
-    try:
-        url = load_backend().prometheus_url(timeout=0.0)
-    except BackendError as e:
-        raise PrometheusDown(f"{NOT_UP}: {e}") from None
-    if url is None:
-        raise PrometheusDown(f"{NOT_UP}: no Prometheus container runs in this cluster "
-                             "(`swarmlet up` starts one; the local backend has none)")
-    return url
+    """Where this cluster's Prometheus answers, from the state `swarmlet up` recorded: its block's
+    Prometheus address. No docker call: a DOCKER_HOST pointing at a node does not get in the way."""
+    state = read_state()
+    layout = state.layout if state is not None else None
+    if state is None or layout is None:
+        raise PrometheusDown(f"{NOT_UP}: no cluster is up (`swarmlet up` starts one, with its Prometheus)")
+    if state.backend != "compose":
+        raise PrometheusDown(f"{NOT_UP}: the {state.backend} backend runs no Prometheus (each node's "
+                             "/metrics answers on port 9323 of its address: `swarmlet up` lists them)")
+    return promql_url(layout.block)
 
 
 def _print_chart(result: list[Any], start: float, end: float, step: float | None, query_text: str,
@@ -110,6 +112,9 @@ def _print_chart(result: list[Any], start: float, end: float, step: float | None
     spacing = f", step {promql.format_duration(step)}" if step else ""
     out.print(f"{query_text}: {len(result)} series, {stamp[0]} to {stamp[1]} "
               f"({promql.format_duration(end - start)}{spacing})", markup=False)
+    # No wider than the points in the range, so that every character can have a sample to show.
+    points = int((end - start) / step) + 1 if step else max(len(item.get("values") or []) for item in result)
+    width = min(width, max(points, 1))
     for line in promql.chart_lines(result, start, end, width, _names(base)):
         out.print(line, markup=False)
 
