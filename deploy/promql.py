@@ -9,7 +9,7 @@ maximum and last value.
 
 Nodes are found by DNS (deploy/prometheus.yml), so a series' ``instance`` is the node's address
 on the cluster network, ``172.x.y.z:9323``; :func:`hostnames` maps it to the node's hostname from
-the node's own ``swarmlet_node_info`` series.
+the node's own ``swarmlet_node_info`` series, also for a node no longer scraped (stopped).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from deploy.backends.base import natural_key
 
 __all__ = [
     "BLOCKS",
+    "HOSTNAMES_QUERY",
     "Series",
     "chart_lines",
     "default_step",
@@ -92,26 +93,26 @@ def default_step(range_seconds: float, points: int = 60) -> float:
     return float(max(1, math.ceil(range_seconds / points)))
 
 
-def hostnames(current: Sequence[Mapping[str, Any]], past: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """instance -> hostname, from the ``swarmlet_node_info`` series of a vector answer.
+HOSTNAMES_QUERY = "max by (instance, hostname) (max_over_time(timestamp(swarmlet_node_info)[1h:10s]))"
+"""Each (instance, hostname) pair of the last hour, with the time of its latest sample: the
+subquery's last step sees the newest sample itself, so the time is exact."""
 
-    ``current`` is the instant vector (the nodes scraped now: exact), ``past`` the same series
-    over the last hour (``last_over_time``), for nodes no longer scraped (stopped): an address
-    that more than one hostname had in that hour is left out rather than guessed."""
-    found: dict[str, str] = {}
-    seen: dict[str, set[str]] = {}
-    for item in past:
+
+def hostnames(seen: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """instance -> hostname, from the answer to :data:`HOSTNAMES_QUERY`.
+
+    A node's address can pass to another node (a container that restarts may get another
+    address, and its old one can go to the next container): the hostname seen last wins."""
+    latest: dict[str, tuple[float, str]] = {}
+    for item in seen:
         metric = item.get("metric") or {}
-        if "instance" in metric and "hostname" in metric:
-            seen.setdefault(str(metric["instance"]), set()).add(str(metric["hostname"]))
-    for instance, names in seen.items():
-        if len(names) == 1:
-            found[instance] = next(iter(names))
-    for item in current:
-        metric = item.get("metric") or {}
-        if "instance" in metric and "hostname" in metric:
-            found[str(metric["instance"])] = str(metric["hostname"])
-    return found
+        if "instance" not in metric or "hostname" not in metric:
+            continue
+        when = _number((item.get("value") or [0, "nan"])[1])
+        instance, hostname = str(metric["instance"]), str(metric["hostname"])
+        if instance not in latest or when > latest[instance][0]:
+            latest[instance] = (when, hostname)
+    return {instance: hostname for instance, (_, hostname) in latest.items()}
 
 
 def _row_key(labels: Mapping[str, str], node: str) -> tuple[object, ...]:

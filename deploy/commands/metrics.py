@@ -83,12 +83,10 @@ def query(base: str, path: str, params: Mapping[str, str], timeout: float = _TIM
 def _names(base: str) -> dict[str, str]:
     """instance -> hostname from the nodes' own swarmlet_node_info (empty if that fails)."""
     try:
-        now = query(base, "/api/v1/query", {"query": "swarmlet_node_info"}).get("result") or []
-        past = query(base, "/api/v1/query",
-                     {"query": "last_over_time(swarmlet_node_info[1h])"}).get("result") or []
+        seen = query(base, "/api/v1/query", {"query": promql.HOSTNAMES_QUERY}).get("result") or []
     except (PrometheusError, PrometheusDown):
         return {}
-    return promql.hostnames(now, past)
+    return promql.hostnames(seen)
 
 
 def _base_url() -> str:

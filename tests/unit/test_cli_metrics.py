@@ -18,8 +18,8 @@ from deploy.cli import main
 from deploy.commands import metrics
 
 INFO = [
-    {"metric": {"__name__": "swarmlet_node_info", "instance": "172.20.0.3:9323", "hostname": "manager1"}},
-    {"metric": {"__name__": "swarmlet_node_info", "instance": "172.20.0.6:9323", "hostname": "worker1"}},
+    {"metric": {"instance": "172.20.0.3:9323", "hostname": "manager1"}, "value": [9, "1700000000.5"]},
+    {"metric": {"instance": "172.20.0.6:9323", "hostname": "worker1"}, "value": [9, "1700000000.5"]},
 ]
 
 
@@ -49,14 +49,13 @@ def test_step_is_a_duration_or_seconds_and_defaults_to_about_60_points() -> None
     assert promql.default_step(3600) == 60
 
 
-def test_hostnames_prefer_the_live_series_and_leave_out_a_reused_address() -> None:
-    past = [*INFO,
-            {"metric": {"instance": "172.20.0.7:9323", "hostname": "worker2"}},
-            {"metric": {"instance": "172.20.0.8:9323", "hostname": "worker3"}},
-            {"metric": {"instance": "172.20.0.8:9323", "hostname": "worker4"}}]
-    now = [{"metric": {"instance": "172.20.0.6:9323", "hostname": "worker9"}}]
-    assert promql.hostnames(now, past) == {
-        "172.20.0.3:9323": "manager1", "172.20.0.6:9323": "worker9", "172.20.0.7:9323": "worker2",
+def test_hostnames_take_the_hostname_an_address_had_last() -> None:
+    seen = [*INFO,
+            {"metric": {"instance": "172.20.0.8:9323", "hostname": "worker3"}, "value": [9, "1700000050"]},
+            {"metric": {"instance": "172.20.0.8:9323", "hostname": "worker4"}, "value": [9, "1700000090"]},
+            {"metric": {"instance": "172.20.0.9:9323"}, "value": [9, "1700000090"]}]
+    assert promql.hostnames(seen) == {
+        "172.20.0.3:9323": "manager1", "172.20.0.6:9323": "worker1", "172.20.0.8:9323": "worker4",
     }
 
 
@@ -65,7 +64,7 @@ def test_vector_table_has_a_node_column_the_labels_and_the_value_in_node_order()
         {"metric": {"__name__": "up", "instance": "172.20.0.6:9323", "job": "nodes"}, "value": [1, "0"]},
         {"metric": {"__name__": "up", "instance": "172.20.0.3:9323", "job": "nodes"}, "value": [1, "1"]},
     ]
-    names = promql.hostnames(INFO, [])
+    names = promql.hostnames(INFO)
     columns, rows = promql.vector_table(result, names)
     assert columns == ["NODE", "NAME", "INSTANCE", "JOB", "VALUE"]
     assert rows == [["manager1", "up", "172.20.0.3:9323", "nodes", "1"],
@@ -89,7 +88,7 @@ def test_sparkline_scales_between_min_and_max_and_leaves_gaps() -> None:
 def test_chart_lines_name_each_series_with_its_node_and_its_min_max_last() -> None:
     series = [{"metric": {"__name__": "up", "instance": "172.20.0.6:9323", "job": "nodes"},
                "values": [[0, "1"], [1, "1"], [2, "0"], [3, "0"]]}]
-    lines = promql.chart_lines(series, 0, 4, 4, promql.hostnames(INFO, []))
+    lines = promql.chart_lines(series, 0, 4, 4, promql.hostnames(INFO))
     assert lines == ['up{instance="172.20.0.6:9323", job="nodes"}  node worker1',
                      "  ██▁▁  min 0  max 1  last 0"]
 
@@ -101,7 +100,7 @@ class _Prometheus(http.server.BaseHTTPRequestHandler):
         form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
         query = form["query"][0]
         status, body = 200, {"status": "success", "data": {"resultType": "vector", "result": []}}
-        if query in ("swarmlet_node_info", "last_over_time(swarmlet_node_info[1h])"):
+        if query == promql.HOSTNAMES_QUERY:
             body["data"]["result"] = INFO
         elif query == "up" and self.path == "/api/v1/query":
             body["data"]["result"] = [
