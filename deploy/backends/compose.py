@@ -422,6 +422,8 @@ class ComposeBackend:
         label = f"com.docker.compose.project={self.project}"
         try:
             removed = [n.aliases[0] for n in self.nodes()]
+            others = [("label", label), ("label", f"com.docker.compose.service={PROMETHEUS_SERVICE}")]
+            removed += [c.name for c in docker.container.list(all=True, filters=others)]
             removed += [n.name for n in docker.network.list(filters={"label": label})]
             removed += [v.name for v in docker.volume.list(filters={"label": label})]
             with self._compose_env():
