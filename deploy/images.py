@@ -1,4 +1,5 @@
-"""Images without a registry: a Debian base image from mmdebstrap, and the node image on top.
+"""Images without a registry: a Debian base image from mmdebstrap, the node image on top, and
+Prometheus from Debian's package.
 
 Nothing is ever pulled. The base image is a root file system that mmdebstrap builds from Debian
 packages into a tarball, loaded with ``docker import``; it is tagged with a hash of its inputs
@@ -9,7 +10,9 @@ runtime dependencies are downloaded on the host (``docker build`` steps cannot v
 PyPI), then pip installs them offline (``--no-index``), for the image's Python and glibc, into a
 folder that the build copies in as one layer. The node image is tagged with a hash of
 the tree's sources, the Dockerfile, the dependency list and the base image, and also as
-``swarmlet/node:latest``, which compose.yml names.
+``swarmlet/node:latest``, which compose.yml names. The Prometheus image (compose.yml's
+``prometheus`` service) is made like the base image, from Debian's ``prometheus`` package, and
+tagged with the hash of its own inputs and ``swarmlet/prometheus:latest``.
 
 Run ``python -m deploy.images`` to build what is missing and print the times.
 """
