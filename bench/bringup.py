@@ -1,11 +1,11 @@
 """Bring-up time: `swarmlet up` (images built) until 5 nodes are Ready and a leader exists.
 
-    .venv/bin/python bench/bringup.py --runs 5
+    .venv/bin/python bench/bringup.py --runs 5 [--project bench-bringup]
 
-Each run brings up a cluster of its own compose project (``bench-bringup``, its own addresses and
-state folder), times the whole command, then reads where the time went from the containers'
-start times (``docker inspect``) and the node agents' own log lines, and removes the project.
-The phases, from the moment `swarmlet up` was started:
+Each run brings up a cluster of its own compose project (``bench-bringup`` unless ``--project``
+names another; its own addresses and state folder), times the whole command, then reads where
+the time went from the containers' start times (``docker inspect``) and the node agents' own
+log lines, and removes the project. The phases, from the moment `swarmlet up` was started:
 
   compose    the first container started (CLI start, compose loading the project, the network)
   started    the last container started
@@ -14,6 +14,9 @@ The phases, from the moment `swarmlet up` was started:
   leader     the first Raft leader
   joined     the last node's join accepted ("joined cluster")
   ready      `swarmlet up` saw 5 Ready and a leader (its own figure), and the command's exit
+
+and, apart, when the cluster's Prometheus container started (``prom``): `up` starts it once the
+nodes are started and does not wait for it, so it is in none of the phases above.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "bench-bringup"
-PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit")
+PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit", "prom")
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
@@ -53,13 +57,19 @@ def _epoch(text: str) -> float:
     return stamp.timestamp()
 
 
-def _containers() -> list[dict[str, object]]:
+def _containers(nodes: bool = True) -> list[dict[str, object]]:
+    """The project's node containers (or, with ``nodes=False``, the others: its Prometheus)."""
     ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
                          capture_output=True, text=True, check=True).stdout.split()
     if not ids:
         return []
-    return list(json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
-                                          check=True).stdout))
+    found = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                      check=True).stdout)
+    def is_node(container: dict[str, Any]) -> bool:
+        service = container["Config"]["Labels"].get("com.docker.compose.service", "")
+        return bool(re.fullmatch(r"(manager|worker)\d+", service))
+
+    return [c for c in found if is_node(c) == nodes]
 
 
 def _log_times(container: str) -> list[tuple[float, str]]:
@@ -107,18 +117,23 @@ def one_run(state: pathlib.Path, extra: list[str]) -> dict[str, float]:
         }
         # `up`'s own "in all" figure ends when it saw the cluster ready (before its last prints).
         phases["ready"] = float(after.group(2)) if after else float("nan")
+        others = [_epoch(str(c["State"]["StartedAt"])) for c in _containers(nodes=False)]  # type: ignore[index]
+        phases["prom"] = max(others) - start if others else float("nan")
         return phases
     finally:
         _swarmlet(state, "down")
 
 
 def main() -> int:
+    global PROJECT
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--publish", default=None, help="passed to `swarmlet up --publish` (\"\" for none)")
+    parser.add_argument("--project", default=PROJECT, help=f"the compose project (default {PROJECT})")
     args = parser.parse_args()
+    PROJECT = args.project
     extra = [] if args.publish is None else ["--publish", args.publish]
     state = pathlib.Path(tempfile.mkdtemp(prefix=f"{PROJECT}-"))
     runs = []

@@ -4,9 +4,14 @@
     python bench/memory.py --up --keep     # bring one up first (swarmlet up), leave it up
     python bench/memory.py --up --workers 5 --samples 5 --settle 10
     python bench/memory.py --up --project mem  # a cluster of its own project, removed afterwards
+    python bench/memory.py --up --project mem --web --settle 30  # with every manager's web view open
 
-Prints one line per container (the largest of its samples) and the mean and maximum over all;
-exits 1 when a container is over the budget.
+Prints one line per container (the largest of its samples) and the mean and maximum over the
+nodes; the cluster's Prometheus is printed apart (it is not a node: no budget). With ``--web``,
+every manager's web view is held open during the settle time and the samples, as a browser
+holds it: an event stream (``GET /api/events``, server-sent events) read to the end, which also
+makes the manager ask every node for its membership view once a second (docs/web.md). Exits 1
+when a node container is over the budget.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 BUDGET_MIB = 60.0
 _UNITS = {"b": 1 / 2**20, "kib": 1 / 2**10, "mib": 1.0, "gib": 2**10, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20,
@@ -51,6 +58,48 @@ def sample(project: str = "swarmlet") -> dict[str, float]:
     return figures
 
 
+def _web_urls(project: str) -> list[str]:
+    """The web view of every running manager of the project, where docker publishes port 8081."""
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    urls = []
+    for container in json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                                check=True).stdout or "[]"):
+        service = container["Config"]["Labels"].get("com.docker.compose.service", "")
+        bound = (container["NetworkSettings"]["Ports"] or {}).get("8081/tcp") or []
+        if service.startswith("manager") and bound:
+            urls.append(f"http://{bound[0]['HostIp']}:{bound[0]['HostPort']}")
+    return urls
+
+
+class EventStreams:
+    """One open event stream per manager's web view, read in a thread each, until stopped."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.events = dict.fromkeys(urls, 0)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._read, args=(url,), daemon=True) for url in urls]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, url: str) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(url + "/api/events", timeout=10) as stream:
+                    for line in stream:
+                        if line.startswith(b"event:"):
+                            self.events[url] += 1
+                        if self._stop.is_set():
+                            return
+            except OSError:
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,10 +111,14 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after up before measuring")
     parser.add_argument("--project", default="swarmlet", help="the compose project (default swarmlet)")
+    parser.add_argument("--web", action="store_true",
+                        help="hold every manager's web view open (its event stream) while measuring")
     args = parser.parse_args()
     swarmlet = [sys.executable, "-m", "deploy.cli", "--project", args.project]
     if args.up:
         subprocess.run([*swarmlet, "up", "--workers", str(args.workers)], check=True)
+    streams = EventStreams(_web_urls(args.project)) if args.web else None
+    if args.up or streams is not None:
         time.sleep(args.settle)
     try:
         peaks: dict[str, float] = {}
@@ -75,17 +128,27 @@ def main() -> int:
             if i + 1 < args.samples:
                 time.sleep(args.interval)
     finally:
+        if streams is not None:
+            streams.stop()
         if args.up and not args.keep:
             subprocess.run([*swarmlet, "down"], check=False)
     if not peaks:
         print("no swarmlet containers are running: bring a cluster up (swarmlet up) or pass --up")
         return 1
+    if streams is not None:
+        opened = ", ".join(f"{url} ({count} events)" for url, count in streams.events.items())
+        print(f"web views held open: {opened or 'none (no manager publishes 8081)'}")
+    others = {name: value for name, value in peaks.items() if re.search(r"-prometheus-\d+$", name)}
+    for name in sorted(others):
+        print(f"{name:28s} {others[name]:6.1f} MiB  (the cluster's Prometheus: not a node, no budget)")
+        del peaks[name]
     for name in sorted(peaks):
         flag = "  OVER BUDGET" if peaks[name] > BUDGET_MIB else ""
         print(f"{name:28s} {peaks[name]:6.1f} MiB{flag}")
     values = list(peaks.values())
-    print(f"containers: {len(values)}  mean: {statistics.mean(values):.1f} MiB  max: {max(values):.1f} MiB  "
-          f"budget: {BUDGET_MIB:.0f} MiB  (largest of {args.samples} samples each)")
+    print(f"node containers: {len(values)}  mean: {statistics.mean(values):.1f} MiB  "
+          f"max: {max(values):.1f} MiB  budget: {BUDGET_MIB:.0f} MiB  "
+          f"(largest of {args.samples} samples each)")
     return 0 if max(values) <= BUDGET_MIB else 1
 
 

@@ -6,6 +6,7 @@ loopback interface, and Docker publishes on any of them without set-up):
 
     127.B.1.i   manager i   (manager1 127.B.1.1, manager2 127.B.1.2, ...)
     127.B.2.i   worker i    (worker1 127.B.2.1, ...)
+    127.B.3.1   the cluster's Prometheus (its UI and API on 9090), never a node's
 
 B is the cluster's *block*: 0 for the default project ``swarmlet`` (so its manager1 is 127.0.1.1,
 the address the docs use), and for any other project a number from 1 to 254 derived from its
@@ -27,6 +28,7 @@ __all__ = [
     "ENGINE_PORT",
     "MAX_INDEX",
     "NODE_PORTS",
+    "PROMETHEUS_PORT",
     "AddressError",
     "PortRange",
     "blocks_listening",
@@ -40,6 +42,8 @@ __all__ = [
     "parse_publish",
     "port_bindings",
     "preferred_block",
+    "prometheus_addr",
+    "prometheus_url",
 ]
 
 ENGINE_PORT = 2375
@@ -69,6 +73,10 @@ DEFAULT_BLOCK = 0
 MAX_INDEX = 254
 """Managers and workers are numbered 1 to 254 (the last octet)."""
 _ROLE_OCTET = {"manager": 1, "worker": 2}
+_SERVICES_OCTET = 3
+"""127.B.3.x: the cluster's own services (its Prometheus), apart from the nodes' 127.B.1/2.x."""
+PROMETHEUS_PORT = 9090
+"""Prometheus's own port (its UI and HTTP API), on the cluster's Prometheus address."""
 _NAME = re.compile(r"^(manager|worker)([1-9][0-9]*)$")
 
 
@@ -126,6 +134,18 @@ def node_addr(block: int, role: str, index: int) -> str:
     if not 1 <= index <= MAX_INDEX:
         raise AddressError(f"{role}{index}: nodes are numbered 1 to {MAX_INDEX}")
     return f"127.{block}.{_ROLE_OCTET[role]}.{index}"
+
+
+def prometheus_addr(block: int) -> str:
+    """Where the cluster of block ``block`` publishes its Prometheus: 127.B.3.1, no node's address."""
+    if not 0 <= block <= 254:
+        raise AddressError(f"block {block} is outside 0..254")
+    return f"127.{block}.{_SERVICES_OCTET}.1"
+
+
+def prometheus_url(block: int) -> str:
+    """The base URL of that Prometheus (its UI; the HTTP API under /api/v1)."""
+    return f"http://{prometheus_addr(block)}:{PROMETHEUS_PORT}"
 
 
 def parse_name(name: str) -> tuple[str, int]:

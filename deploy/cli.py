@@ -30,11 +30,12 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("node", "rm"), "deploy.commands.node_rm", "take a node out of the swarm and remove it"),
     (("sim", "gossip"), "deploy.commands.sim_gossip", "simulate SWIM gossip membership from a seed"),
     (("sim", "raft"), "deploy.commands.sim_raft", "run a Raft fault campaign in the simulator"),
+    (("metrics",), "deploy.commands.metrics", "query the cluster's Prometheus (PromQL)"),
     (("explain",), "deploy.commands.explain", "why a service's tasks run where they do, or wait"),
     (("check", "linearizable"), "deploy.commands.check", "check a JSON-lines history for linearizability"),
 ]
 
-CLUSTER_COMMANDS = ("up", "status", "chaos", "logs", "down", "env", "node")
+CLUSTER_COMMANDS = ("up", "status", "chaos", "logs", "down", "env", "node", "metrics")
 """The commands that act on a cluster, and so take ``--project``."""
 
 _PROJECT_HELP = "the cluster's compose project (default: $SWARMLET_PROJECT, else swarmlet)"

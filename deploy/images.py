@@ -1,4 +1,5 @@
-"""Images without a registry: a Debian base image from mmdebstrap, and the node image on top.
+"""Images without a registry: a Debian base image from mmdebstrap, the node image on top, and
+Prometheus from Debian's package.
 
 Nothing is ever pulled. The base image is a root file system that mmdebstrap builds from Debian
 packages into a tarball, loaded with ``docker import``; it is tagged with a hash of its inputs
@@ -9,7 +10,9 @@ runtime dependencies are downloaded on the host (``docker build`` steps cannot v
 PyPI), then pip installs them offline (``--no-index``), for the image's Python and glibc, into a
 folder that the build copies in as one layer. The node image is tagged with a hash of
 the tree's sources, the Dockerfile, the dependency list and the base image, and also as
-``swarmlet/node:latest``, which compose.yml names.
+``swarmlet/node:latest``, which compose.yml names. The Prometheus image (compose.yml's
+``prometheus`` service) is made like the base image, from Debian's ``prometheus`` package, and
+tagged with the hash of its own inputs and ``swarmlet/prometheus:latest``.
 
 Run ``python -m deploy.images`` to build what is missing and print the times.
 """
@@ -34,14 +37,19 @@ __all__ = [
     "BASE_REPO",
     "NODE_IMAGE",
     "NODE_REPO",
+    "PROMETHEUS_IMAGE",
+    "PROMETHEUS_PACKAGES",
+    "PROMETHEUS_REPO",
     "BuildError",
     "BuiltImage",
     "base_image_key",
     "ensure_base_image",
     "ensure_images",
     "ensure_node_image",
+    "ensure_prometheus_image",
     "image_exists",
     "node_image_key",
+    "prometheus_image_key",
     "repo_root",
 ]
 
@@ -333,11 +341,87 @@ def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltI
     return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
 
 
+PROMETHEUS_REPO = "swarmlet/prometheus"
+"""Repository name of the Prometheus image; tagged with its input hash and ``latest``."""
+PROMETHEUS_IMAGE = f"{PROMETHEUS_REPO}:latest"
+"""The tag compose.yml's ``prometheus`` service uses."""
+PROMETHEUS_PACKAGES = ("prometheus",)
+"""Debian's Prometheus server (2.42 in bookworm), its web UI assets and what they depend on."""
+# Bump when the Prometheus image's recipe changes in a way the other inputs do not show.
+_PROMETHEUS_RECIPE_VERSION = 1
+_PROMETHEUS_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "USER prometheus",
+    "WORKDIR /var/lib/prometheus",
+    "EXPOSE 9090/tcp",
+    'ENTRYPOINT ["/usr/bin/prometheus"]',
+    'CMD ["--config.file=/etc/prometheus/prometheus.yml"]',
+)
+"""``docker import`` changes: the package's own user and data folder (its postinst makes both)."""
+# The UI loads moment-timezone-with-data.min.js only; the package's per-zone data files are 212 MB.
+_PROMETHEUS_DPKG_EXCLUDES = (*_DPKG_EXCLUDES, "path-exclude=/usr/share/javascript/moment-timezone/data/*")
+
+
+def prometheus_image_key() -> str:
+    """The Prometheus image's tag: a hash of its suite, mirrors, packages and recipe."""
+    recipe = {
+        "version": _PROMETHEUS_RECIPE_VERSION,
+        "suite": SUITE,
+        "mirrors": MIRRORS,
+        "packages": PROMETHEUS_PACKAGES,
+        "dpkg": _PROMETHEUS_DPKG_EXCLUDES,
+        "hooks": _HOOKS,
+        "changes": _PROMETHEUS_CHANGES,
+    }
+    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+
+
+def ensure_prometheus_image(progress: Progress | None = None) -> BuiltImage:
+    """Build the Prometheus image unless one with the same inputs exists; tag it latest.
+
+    Like the base image, it is a root file system that mmdebstrap makes from Debian packages
+    (the essential set and ``prometheus`` with its dependencies), loaded with ``docker import``:
+    nothing is pulled and nothing runs inside a build. Its configuration is not in the image:
+    compose.yml mounts deploy/prometheus.yml, so editing that needs no rebuild."""
+    say = progress or (lambda _msg: None)
+    key = prometheus_image_key()
+    tag = f"{PROMETHEUS_REPO}:{key}"
+    start = time.monotonic()
+    built = False
+    if not image_exists(tag):
+        built = True
+        log = cache_dir() / "prometheus-build.log"
+        log.write_text("")
+        _ensure_mmdebstrap(log, say)
+        with tempfile.TemporaryDirectory(prefix="swarmlet-prometheus-", dir=cache_dir()) as tmp:
+            tarball = pathlib.Path(tmp) / "rootfs.tar"
+            say(f"debootstrapping Debian {SUITE} with Prometheus (mmdebstrap)")
+            cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(PROMETHEUS_PACKAGES)]
+            cmd += [f"--dpkgopt={opt}" for opt in _PROMETHEUS_DPKG_EXCLUDES]
+            cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
+            cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
+            _run(cmd, log, "mmdebstrap (prometheus)")
+            say("importing the Prometheus root file system (docker import)")
+            cmd = ["docker", "import"]
+            for change in (*_PROMETHEUS_CHANGES, f"LABEL org.swarmlet.prometheus-key={key}"):
+                cmd += ["--change", change]
+            _run([*cmd, str(tarball), tag], log, "docker import (prometheus)")
+        say("checking the Prometheus image")
+        _run(["docker", "run", "--rm", "--network", "none", tag, "--version"], log, "prometheus image check")
+    subprocess.run(["docker", "tag", tag, PROMETHEUS_IMAGE], capture_output=True, check=True)
+    if built:
+        _remove_older(PROMETHEUS_REPO, keep={key, "latest"})
+    return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
+
+
 def ensure_images(progress: Progress | None = None) -> list[BuiltImage]:
-    """Build whatever is missing: the base image, then the node image. Returns both."""
+    """Build whatever is missing: the base image, then the node image, and the Prometheus image.
+
+    Returns all three, the node image second."""
     base = ensure_base_image(progress)
     node = ensure_node_image(base.tag, progress)
-    return [base, node]
+    prometheus = ensure_prometheus_image(progress)
+    return [base, node, prometheus]
 
 
 def main() -> int:

@@ -26,7 +26,13 @@ NODE_STATES = ("unknown", "down", "ready", "disconnected")
 
 class SwarmManagerMetrics(Collector):
     """``swarm_manager_leader``, ``swarm_manager_nodes{state}``, ``swarm_manager_tasks_total{state}``
-    and the services, networks, secrets and configs totals (all gauges, as Docker's)."""
+    and the services, networks, secrets and configs totals (all gauges, as Docker's); and
+    swarmlet's ``swarmlet_tasks{service, state}``, from the leader only.
+
+    Docker's gauges are answered by every manager (each applies the same store), so a sum over
+    a cluster's managers counts every task once per manager. ``swarmlet_tasks`` has series on
+    the leader alone, so that ``sum by (state) (swarmlet_tasks)`` over every node Prometheus
+    scrapes is the cluster's count; a follower exposes the family without series."""
 
     def __init__(self, runtime: Any) -> None:
         """``runtime`` is the :class:`manager.runtime.ManagerRuntime` (its store and Raft shell)."""
@@ -51,6 +57,18 @@ class SwarmManagerMetrics(Collector):
                                    "The number of tasks in the cluster object store", labels=["state"])
         for state in TASK_STATES:
             family.add_metric([state], float(tasks.get(state, 0)))
+        yield family
+
+        family = GaugeMetricFamily("swarmlet_tasks", "Tasks in the store by service and state (leader only)",
+                                   labels=["service", "state"])
+        if shell is not None and shell.is_leader:
+            names = {s.id: s.name for s in store.find("service")}
+            by_service = Counter(
+                (names.get(str(t.extra.get("ServiceID") or ""), ""), str(t.status.get("State") or "new"))
+                for t in store.find("task")
+            )
+            for (service, state), count in sorted(by_service.items()):
+                family.add_metric([service, state], float(count))
         yield family
 
         for kind in ("service", "network", "secret", "config"):

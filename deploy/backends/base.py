@@ -230,6 +230,10 @@ class Backend(Protocol):
     def down(self) -> list[str]:
         """Remove every node, network and volume the cluster has; returns what was removed."""
 
+    def prometheus_url(self, timeout: float = 60.0) -> str | None:
+        """The cluster's Prometheus (docs/metrics.md) once it runs, else None (the local backend
+        has none); waits up to ``timeout`` s for a start that `start_cluster` began."""
+
 
 def natural_key(text: str) -> list[object]:
     """Sort key that orders "manager2" before "manager10", as Docker sorts hostnames."""

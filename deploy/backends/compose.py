@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from deploy import images
-from deploy.addresses import DEFAULT_PUBLISH
+from deploy.addresses import DEFAULT_PUBLISH, prometheus_url
 from deploy.backends.base import (
     DEFAULT_PROJECT,
     BackendError,
@@ -29,11 +29,11 @@ from deploy.backends.base import (
     read_state,
     state_dir,
 )
-from deploy.backends.compose_files import BASE_NODES, override_text
+from deploy.backends.compose_files import BASE_NODES, PROMETHEUS_SERVICE, override_text
 
 __all__ = [
-    "NETWORK", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error", "network_name",
-    "node_handle",
+    "NETWORK", "NODE_ALIAS", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error",
+    "network_name", "node_handle",
 ]
 
 PROJECT = DEFAULT_PROJECT
@@ -47,6 +47,8 @@ def network_name(project: str) -> str:
 
 NETWORK = network_name(PROJECT)
 """The default project's network."""
+NODE_ALIAS = "nodes"
+"""The network alias every node container carries (compose.yml): Prometheus's DNS name for them."""
 _OVERRIDE = "compose.override.yml"  # written per cluster by compose_files.override_text
 
 
@@ -105,6 +107,15 @@ def _bound(ports: dict[str, Any] | None, container_port: str) -> tuple[str, str]
     return None
 
 
+_NODE_SERVICE = re.compile(r"^(manager|worker)[1-9][0-9]*$")
+
+
+def _is_node(inspected: dict[str, Any]) -> bool:
+    """Whether a container of the project is a node (managerN, workerN), not its Prometheus."""
+    labels = (inspected.get("Config") or {}).get("Labels") or {}
+    return bool(_NODE_SERVICE.match(str(labels.get("com.docker.compose.service", ""))))
+
+
 def node_handle(inspected: dict[str, Any]) -> NodeHandle:
     """A node as ``docker inspect`` of its container shows it: its address is where 2375 is bound."""
     config = inspected.get("Config") or {}
@@ -149,6 +160,7 @@ class ComposeBackend:
         self.project = project or project_name()
         self.network = network_name(self.project)
         self.state_folder = state
+        self._prometheus_start: subprocess.Popen[str] | None = None
 
     def _state(self) -> pathlib.Path:
         return self.state_folder or state_dir(self.project)
@@ -209,7 +221,7 @@ class ComposeBackend:
         for image in built:
             what = f"built in {image.seconds:.0f} s" if image.built else "up to date"
             progress(f"image {image.tag} {what}")
-        return built[-1].tag
+        return next(i.tag for i in built if i.tag.startswith(f"{images.NODE_REPO}:"))
 
     def agent_help(self, layout: Layout) -> str:
         """The node image's ``python -m nodeagent --help``."""
@@ -232,10 +244,10 @@ class ComposeBackend:
         tmp.write_text(text)
         os.replace(tmp, path)
 
-    def _compose_up(self, layout: Layout, services: list[str], remove_orphans: bool) -> None:
-        """``docker compose up -d --no-deps SERVICES``, called directly rather than through
-        python-on-whales: importing that (pydantic and all) took 0.55 s of `swarmlet up` at load
-        average 11, on the way to the cluster's start."""
+    def _compose_argv(
+        self, layout: Layout, services: list[str], remove_orphans: bool
+    ) -> tuple[list[str], dict[str, str]]:
+        """``docker compose up -d --no-deps SERVICES`` and the environment to run it in."""
         files = [self.root / "compose.yml"]
         if self._override_path().exists():
             files.append(self._override_path())
@@ -246,18 +258,61 @@ class ComposeBackend:
         if remove_orphans:
             argv.append("--remove-orphans")
         with self._compose_env(layout):
-            proc = subprocess.run([*argv, *services], capture_output=True, text=True, check=False)
+            env = dict(os.environ)
+        return [*argv, *services], env
+
+    def _compose_up(self, layout: Layout, services: list[str], remove_orphans: bool) -> None:
+        """``docker compose up -d --no-deps SERVICES``, called directly rather than through
+        python-on-whales: importing that (pydantic and all) took 0.55 s of `swarmlet up` at load
+        average 11, on the way to the cluster's start."""
+        argv, env = self._compose_argv(layout, services, remove_orphans)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             raise BackendError(_explain(subprocess.CalledProcessError(proc.returncode, argv, proc.stdout,
                                                                       proc.stderr)))
 
     def start_cluster(self, layout: Layout) -> None:
-        """``docker compose up -d`` of the layout's nodes; this project's other nodes are removed."""
+        """``docker compose up -d`` of the layout's nodes; this project's other nodes are removed.
+
+        Prometheus is started once the nodes are, by a second ``docker compose up`` that runs
+        while `swarmlet up` waits for the nodes to be Ready (:meth:`prometheus_url` collects it):
+        it never delays the nodes' start."""
         self._write_override(layout)
         unwanted = sorted({n.aliases[2] for n in self.nodes()} - set(layout.names))
         if unwanted:
             self._compose_rm(layout, unwanted)
         self._compose_up(layout, list(layout.names), remove_orphans=True)
+        argv, env = self._compose_argv(layout, [PROMETHEUS_SERVICE], remove_orphans=False)
+        self._prometheus_start = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                  text=True, env=env)
+
+    def prometheus_url(self, timeout: float = 60.0) -> str | None:
+        """The cluster's Prometheus (its UI; the API under /api/v1), once its container runs.
+
+        Waits for the start that :meth:`start_cluster` began, if any; None when no Prometheus
+        container runs in this project (a cluster brought up before there was one)."""
+        started = self._prometheus_start
+        if started is not None:
+            try:
+                _out, err = started.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                started.kill()
+                raise BackendError(f"Prometheus did not start within {timeout:.0f} s") from None
+            self._prometheus_start = None
+            if started.returncode != 0:
+                raise BackendError("Prometheus did not start: " + _explain(
+                    subprocess.CalledProcessError(started.returncode, started.args, "", err)))
+        label = f"label=com.docker.compose.project={self.project}"
+        service = f"label=com.docker.compose.service={PROMETHEUS_SERVICE}"
+        try:
+            ids = subprocess.run(["docker", "ps", "-q", "--filter", label, "--filter", service],
+                                 capture_output=True, text=True, check=True, timeout=30).stdout.split()
+        except (OSError, subprocess.SubprocessError) as e:
+            raise BackendError(_explain(e)) from None
+        layout = self._layout()
+        if not ids or layout is None:
+            return None
+        return prometheus_url(layout.block)
 
     def start_node(self, layout: Layout, name: str) -> None:
         """``docker compose up -d NAME`` with the override rewritten for ``layout``: only that node
@@ -303,7 +358,7 @@ class ComposeBackend:
             inspected = json.loads(proc.stdout or "[]")
         except ValueError:
             inspected = []
-        found = [node_handle(c) for c in inspected if isinstance(c, dict)]
+        found = [node_handle(c) for c in inspected if isinstance(c, dict) and _is_node(c)]
         found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
         return found
 
@@ -328,10 +383,14 @@ class ComposeBackend:
             elif action == "disconnect":
                 docker.network.disconnect(self.network, node.ref)
             elif action == "connect":
-                # Reconnecting drops compose's alias; give the node its service name back,
-                # since the others reach managers by it.
-                alias = node.hostname
-                docker.network.connect(self.network, node.ref, alias=alias)
+                # Reconnecting drops compose's aliases: give the node its service name back, since
+                # the others reach managers by it, and `nodes`, by which Prometheus finds it.
+                proc = subprocess.run(["docker", "network", "connect", "--alias", node.hostname,
+                                       "--alias", NODE_ALIAS, self.network, node.ref],
+                                      capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    lines = proc.stderr.strip().splitlines()
+                    raise BackendError(f"connect {node.hostname}: {lines[-1] if lines else proc.returncode}")
             else:
                 raise BackendError(f"unknown chaos action {action!r}")
         except DockerException as e:
@@ -363,6 +422,8 @@ class ComposeBackend:
         label = f"com.docker.compose.project={self.project}"
         try:
             removed = [n.aliases[0] for n in self.nodes()]
+            others = [("label", label), ("label", f"com.docker.compose.service={PROMETHEUS_SERVICE}")]
+            removed += [c.name for c in docker.container.list(all=True, filters=others)]
             removed += [n.name for n in docker.network.list(filters={"label": label})]
             removed += [v.name for v in docker.volume.list(filters={"label": label})]
             with self._compose_env():

@@ -5,7 +5,8 @@ addresses, with the default service ports). A cluster that differs (another proj
 other `--publish` ports, more nodes, mDNS workers, `--no-swarm`) gets an override with, for every
 node: its ``ports`` (tagged ``!override``, so that they replace compose.yml's rather than add to
 them), its ``command``, and for a node compose.yml does not name, an ``extends`` of manager3 or
-worker2 with its own hostname and data volume. The file is YAML in JSON's flow style, so that the
+worker2 with its own hostname and data volume; and the ``prometheus`` service's port on the
+block's Prometheus address (127.B.3.1:9090). The file is YAML in JSON's flow style, so that the
 one tag compose needs can be written without a YAML library.
 """
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from deploy.addresses import PortRange, node_addr, parse_name, port_bindings
+from deploy.addresses import PROMETHEUS_PORT, PortRange, node_addr, parse_name, port_bindings, prometheus_addr
 
-__all__ = ["BASE_NODES", "node_command", "override_text"]
+__all__ = ["BASE_NODES", "PROMETHEUS_SERVICE", "node_command", "override_text"]
 
 BASE_NODES = ("manager1", "manager2", "manager3", "worker1", "worker2")
-"""The services compose.yml itself defines."""
+"""The node services compose.yml itself defines."""
+PROMETHEUS_SERVICE = "prometheus"
+"""compose.yml's service that scrapes every node (deploy/prometheus.yml); not a node."""
 _JOIN = "--join=manager1:2377,manager2:2377,manager3:2377"
 
 
@@ -65,6 +68,9 @@ def override_text(
                 volumes.append(f"{name}-data")
         lines.append(f"    ports: !override {json.dumps(port_bindings(addr, publish))}")
         lines.append(f"    command: {json.dumps(node_command(name, discover, no_swarm))}")
+    prometheus = f"{prometheus_addr(block)}:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}"
+    lines.append(f"  {PROMETHEUS_SERVICE}:")
+    lines.append(f"    ports: !override {json.dumps([prometheus])}")
     if volumes:
         lines.append("volumes:")
         lines += [f"  {v}: {{}}" for v in volumes]

@@ -329,6 +329,10 @@ class LocalBackend:
                 else:
                     time.sleep(0.2)
 
+    def prometheus_url(self, timeout: float = 60.0) -> str | None:
+        """None: local nodes have no Prometheus of their own (each node's /metrics still answers)."""
+        return None
+
     def down(self) -> list[str]:
         """Stop every process and remove the data folders, logs and pid files."""
         removed = []

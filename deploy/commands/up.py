@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -333,6 +334,15 @@ def run(args: argparse.Namespace) -> int:
     console.print(endpoints_table(nodes))
     if layout.publish:
         console.print(f"Service ports on every node's address: {format_publish(layout.publish)}")
+    try:
+        prometheus = backend.prometheus_url()
+    except BackendError as e:
+        # The nodes are up and usable without it: say what went wrong, and carry on.
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]Warning:[/] {e}")
+        prometheus = None
+    if prometheus:
+        console.print(f"Prometheus: {prometheus} (scrapes every node's /metrics each second; "
+                      "`swarmlet metrics 'up'`)")
     target = next((n for n in nodes if n.hostname == leader and n.addr), None)
     if target is not None and target.web_url and not layout.no_swarm:
         console.print(f"Web view: {target.web_url} ({leader}; every manager serves one)")

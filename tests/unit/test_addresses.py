@@ -21,9 +21,10 @@ from deploy.addresses import (
     parse_publish,
     port_bindings,
     preferred_block,
+    prometheus_addr,
 )
 from deploy.backends.base import ClusterState, Layout
-from deploy.backends.compose_files import BASE_NODES, node_command, override_text
+from deploy.backends.compose_files import BASE_NODES, PROMETHEUS_SERVICE, node_command, override_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -131,7 +132,9 @@ def _compose_yml_services() -> dict[str, dict[str, list[str]]]:
 
 def test_compose_yml_is_the_default_layout_as_the_override_would_write_it() -> None:
     services = _compose_yml_services()
+    prometheus = services.pop(PROMETHEUS_SERVICE)
     assert tuple(sorted(services)) == BASE_NODES
+    assert prometheus["ports"] == [f"{prometheus_addr(0)}:9090:9090"] == ["127.0.3.1:9090:9090"]
     layout = Layout.of(3, 2)
     for name in BASE_NODES:
         assert services[name]["ports"] == port_bindings(layout.addr(name), DEFAULT_PUBLISH), name
@@ -154,6 +157,8 @@ def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
                            "--token-file=/run/secrets/worker_token", "--no-swarm"]
     assert '    extends: {"file": "/repo/compose.yml", "service": "manager3"}' in lines
     assert '    extends: {"file": "/repo/compose.yml", "service": "worker2"}' in lines
+    # Prometheus moves to the block's own address, which no node has.
+    assert ports[3] == ["127.9.3.1:9090:9090"]
     assert lines[-2:] == ["volumes:", "  manager4-data: {}"]
 
 

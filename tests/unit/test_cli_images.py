@@ -46,6 +46,27 @@ def test_base_key_follows_the_package_list(monkeypatch: pytest.MonkeyPatch) -> N
     assert images.base_image_key() != key
 
 
+def test_prometheus_key_follows_its_packages_not_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = images.prometheus_image_key()
+    assert len(key) == 12 and key != images.base_image_key()
+    monkeypatch.setattr(images, "BASE_PACKAGES", (*images.BASE_PACKAGES, "curl"))
+    assert images.prometheus_image_key() == key  # the node's packages are not its inputs
+    monkeypatch.setattr(images, "PROMETHEUS_PACKAGES", (*images.PROMETHEUS_PACKAGES, "curl"))
+    assert images.prometheus_image_key() != key
+
+
+def test_existing_prometheus_image_is_reused_and_tagged_latest(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[list[str]] = []
+    tags: list[list[str]] = []
+    monkeypatch.setattr(images, "image_exists", lambda tag: True)
+    monkeypatch.setattr(images, "_image_size", lambda tag: 165_000_000)
+    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: runs.append(cmd))
+    monkeypatch.setattr(images.subprocess, "run", lambda cmd, **k: tags.append(cmd))
+    built = images.ensure_prometheus_image()
+    assert not built.built and built.tag == f"swarmlet/prometheus:{images.prometheus_image_key()}"
+    assert runs == [] and tags == [["docker", "tag", built.tag, "swarmlet/prometheus:latest"]]
+
+
 def test_existing_base_image_is_reused_without_building(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(images, "image_exists", lambda tag: True)
@@ -95,7 +116,14 @@ def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_i
     assert config.returncode == 0, config.stderr
     project = json.loads(config.stdout)
     services = project["services"]
+    prometheus = services.pop("prometheus")
     assert sorted(services) == ["manager1", "manager2", "manager3", "worker1", "worker2"]
+    # The cluster's Prometheus: our own image, never pulled, on an address no node has, and
+    # finding the nodes by the alias every one of them carries.
+    assert prometheus["image"] == images.PROMETHEUS_IMAGE and prometheus["pull_policy"] == "never"
+    assert [(p["host_ip"], p["published"]) for p in prometheus["ports"]] == [("127.0.3.1", "9090")]
+    assert all(s["networks"]["cluster"]["aliases"] == ["nodes"] for s in services.values())
+    assert "- names: [nodes]" in (images.repo_root() / "deploy" / "prometheus.yml").read_text()
     addrs = {"manager1": "127.0.1.1", "manager2": "127.0.1.2", "manager3": "127.0.1.3",
              "worker1": "127.0.2.1", "worker2": "127.0.2.2"}
     for name, svc in services.items():
