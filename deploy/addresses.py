@@ -219,6 +219,18 @@ def docker_host(addr: str) -> str:
     return f"tcp://{addr}:{ENGINE_PORT}"
 
 
+def names_a_node_engine(value: str) -> bool:
+    """Whether a DOCKER_HOST value is a swarmlet node's Engine API (tcp://127.B.R.I:2375, R 1 or 2),
+    as `swarmlet env` prints it: the engine that runs the node containers is never there."""
+    if not value.startswith("tcp://"):
+        return False
+    host, _, port = value[len("tcp://"):].rstrip("/").rpartition(":")
+    octets = host.split(".")
+    if port != str(ENGINE_PORT) or len(octets) != 4 or not all(o.isdigit() for o in octets):
+        return False
+    return octets[0] == "127" and int(octets[2]) in _ROLE_OCTET.values() and 1 <= int(octets[3]) <= MAX_INDEX
+
+
 def env_line(addr: str) -> str:
     """What `swarmlet env` prints, for a shell to ``eval``."""
     return f"export DOCKER_HOST={docker_host(addr)}"

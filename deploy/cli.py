@@ -89,7 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.project is not None:
         os.environ["SWARMLET_PROJECT"] = args.project
     if args.command in CLUSTER_COMMANDS:
+        from deploy.addresses import names_a_node_engine
         from deploy.backends.base import BackendError, project_name
+
+        # After `eval $(swarmlet env)` DOCKER_HOST names a node of the cluster; the containers
+        # run on the engine behind the usual socket, which the cluster commands must ask instead.
+        if names_a_node_engine(os.environ.get("DOCKER_HOST", "")):
+            del os.environ["DOCKER_HOST"]
         from deploy.commands.status import error
 
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 
@@ -15,6 +16,7 @@ from deploy.addresses import (
     choose_block,
     env_line,
     format_publish,
+    names_a_node_engine,
     next_free_name,
     node_addr,
     parse_name,
@@ -171,3 +173,32 @@ def test_layout_round_trips_through_the_state_file() -> None:
     assert restored is not None and restored.names[-1] == "worker7"
     assert restored.addr("worker7") == "127.42.2.7" and restored.image == "swarmlet/node:abc"
     assert Layout.from_json({"names": ["boss1"]}) is None  # a damaged record is no layout
+
+
+def test_a_docker_host_that_names_a_node_engine_is_recognised() -> None:
+    assert names_a_node_engine("tcp://127.0.1.1:2375")
+    assert names_a_node_engine("tcp://127.37.2.12:2375/")
+    assert not names_a_node_engine("unix:///var/run/docker.sock")
+    assert not names_a_node_engine("tcp://127.0.0.1:2375")  # a real engine on loopback
+    assert not names_a_node_engine("tcp://127.0.3.1:2375")  # the services octet: no node
+    assert not names_a_node_engine("tcp://127.0.1.1:2376")
+    assert not names_a_node_engine("tcp://10.0.1.1:2375")
+    assert not names_a_node_engine("")
+
+
+def test_cluster_commands_ignore_a_docker_host_naming_a_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `eval $(swarmlet env)`, `swarmlet status` still finds its containers."""
+    from deploy import cli
+
+    seen: list[str | None] = []
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.1.1:2375")
+    def run(args: object) -> int:
+        seen.append(os.environ.get("DOCKER_HOST"))
+        return 0
+
+    monkeypatch.setattr("deploy.commands.env.run", run)
+    assert cli.main(["env"]) == 0
+    assert seen == [None]
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+    assert cli.main(["env"]) == 0
+    assert seen == [None, "tcp://127.0.0.1:2375"]
