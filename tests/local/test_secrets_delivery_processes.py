@@ -124,8 +124,8 @@ def test_a_secret_reaches_only_the_node_of_its_task_in_memory_and_is_dropped(tmp
         # the new task does not use it, and once the old task is shut down the worker drops it.
         before = running_task("db")
         assert before is not None
-        removed = run("service", "update", "--detach", "--secret-rm", "db_pass",
-                      "--env-rm", "POSTGRES_PASSWORD_FILE", "--env-add", "POSTGRES_HOST_AUTH_METHOD=trust", "db")
+        removed = run("service", "update", "--detach", "--secret-rm", "db_pass", "--env-rm",
+                      "POSTGRES_PASSWORD_FILE", "--env-add", "POSTGRES_HOST_AUTH_METHOD=trust", "db")
         assert removed.returncode == 0, removed.stderr
         spec = api("/services/db")["Spec"]["TaskTemplate"]["ContainerSpec"]
         assert "Secrets" not in spec or not spec["Secrets"]
