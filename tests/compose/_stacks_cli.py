@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
+import time
 from typing import Any
 
 from deploy.backends.base import NodeHandle
@@ -36,19 +37,33 @@ def _env(host: str | None = None) -> dict[str, str]:
             "DOCKER_CONFIG": str(_HOME / "docker-config")}  # fmt: skip
 
 
+_NO_LEADER = ("node lost leader status", "does not have a leader")
+"""A write refused while the managers elect a leader (the shared machine's load makes elections
+happen mid-test): the write did not happen, and a user would run the command again."""
+
+
+def _run(argv: list[str], env: dict[str, str], stdin: str | None, timeout: float,
+         cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    for _attempt in range(4):
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, input=stdin, timeout=timeout,
+                              cwd=cwd)  # fmt: skip
+        if proc.returncode == 0 or not any(words in proc.stderr for words in _NO_LEADER):
+            return proc
+        time.sleep(2)
+    return proc
+
+
 def sh(cmd: str, *, cwd: pathlib.Path | None = None, host: str | None = None,
        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``cmd`` run by bash as a user types it, DOCKER_HOST at manager1 (or ``host``)."""
-    return subprocess.run(["bash", "-c", cmd], env=_env(host), capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or _HOME)  # fmt: skip
+    return _run(["bash", "-c", cmd], _env(host), None, timeout, cwd or _HOME)
 
 
 def docker(*args: str, host: str | None = None, stdin: str | None = None,
            timeout: float = 120, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
     """The docker CLI with ``args``."""
     assert DOCKER is not None
-    return subprocess.run([DOCKER, *args], env=_env(host), capture_output=True, text=True, input=stdin,
-                          timeout=timeout, cwd=cwd or _HOME)  # fmt: skip
+    return _run([DOCKER, *args], _env(host), stdin, timeout, cwd or _HOME)
 
 
 def api_json(*args: str) -> Any:
