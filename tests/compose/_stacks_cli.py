@@ -83,10 +83,17 @@ def in_node(hostname: str, code: str, timeout: float = 60) -> str:
 
 
 _TALK = '''
-import asyncio, socket, sys
+import asyncio, socket, sys, time
 from nodeagent.agent.taskservice import list_tasks
-rows = asyncio.run(list_tasks("{host}:7946"))
-addr = [r["address"] for r in rows if r["task_id"] == "{task}"][0]
+deadline = time.monotonic() + 30
+while True:  # the node may report the task running a moment before its row shows the listener
+    rows = asyncio.run(list_tasks("{host}:7946"))
+    addr = "".join(r["address"] for r in rows if r["task_id"] == "{task}")
+    if addr or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+if not addr:
+    sys.exit(f"task {task} has no listener on {host}: {{rows}}")
 host, port = addr.rsplit(":", 1)
 s = socket.create_connection((host, int(port)), timeout=5)
 f = s.makefile("rw")

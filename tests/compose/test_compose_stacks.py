@@ -206,7 +206,7 @@ def subprocess_grep(hostname: str, needle: str) -> str:
 
     proc = subprocess.run(["docker", "exec", node(hostname).ref, "grep", "-r", "-l", "-F", needle, "/",
                            "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev"],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
     return proc.stdout
 
 
@@ -280,9 +280,11 @@ def test_node_local_volumes_count_per_node_and_the_shared_driver_counts_together
     assert docker("service", "create", *common, *spread, "--name", "together", "--mount",
                   "type=volume,source=together_starts,target=/data,volume-driver=swarmlet/shared",
                   "busybox", "sh", "-c", COUNT).returncode == 0
-    wait_for("both counted in one volume", lambda: _counts("together") == [1, 2], 60, 1)
+    # (Two tasks starting at once may both append before either counts: 2 and 2, as with any
+    # shared storage; node-local volumes would never show more than each node's own starts.)
+    wait_for("two starts in one volume", lambda: len(c := _counts("together")) == 2 and max(c) == 2, 60, 1)
     assert docker("service", "update", "--detach", "--force", "together").returncode == 0
-    wait_for("four starts in one volume", lambda: _counts("together")[-2:] == [3, 4], 90, 1)
+    wait_for("four starts in one volume", lambda: len(c := _counts("together")) == 4 and max(c) == 4, 90, 1)
     worker2 = node("worker2").docker_host
     shared = json.loads(docker("volume", "inspect", "together_starts", host=worker2).stdout)
     assert shared[0]["Driver"] == "swarmlet/shared" and shared[0]["Scope"] == "global"
