@@ -23,6 +23,7 @@ import importlib
 import importlib.metadata
 import ipaddress
 import logging
+import os
 import random
 import signal
 import socket
@@ -237,7 +238,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     # /images/json lists the emulated images and the tags this node's tasks ran (the task runtime
     # starts later, hence the late lookup).
     images = RuntimeImages(lambda: running.task_runtime.worker.images_used if running.task_runtime else [])
-    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port, images=images)
+    volumes = lambda: running.task_runtime.volumes if running.task_runtime else None  # noqa: E731
+    engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port, images=images,
+                                 volumes=volumes)
     try:
         await engine_api.start()
     except OSError as exc:
@@ -369,7 +372,9 @@ def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: A
     from nodeagent.agent.tasks import TaskRuntime
 
     return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=_task_host(options),
-                       time_scale=options.time_scale, registry=registry, overlay=overlay)  # fmt: skip
+                       time_scale=options.time_scale, registry=registry, overlay=overlay,
+                       volumes_dir=os.path.join(options.data_dir, "volumes"),
+                       shared_volumes_dir=options.shared_volumes)  # fmt: skip
 
 
 def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:

@@ -88,6 +88,9 @@ class AgentOptions:
     """Memory this node declares, in bytes; None: the machine's."""
     data_path_port: int = 4789
     """The overlay's VXLAN frames (UDP) and stream tunnels (TCP), as Docker's --data-path-port."""
+    shared_volumes: str = "/var/lib/swarmlet-shared"
+    """The folder of the ``swarmlet/shared`` volume driver: the same folder on every node of the
+    cluster (a compose volume mounted into every node; the cluster's state folder locally)."""
 
     @property
     def gossip_address(self) -> str:
@@ -141,6 +144,8 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--data-path-port", "data_path_port", "port", 4789, "overlay data path: VXLAN (UDP) and tunnels (TCP)"),
     ("--web-port", "web_port", "port", 8081, "managers: the web view of the cluster over HTTP"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
+    ("--shared-volumes", "shared_volumes", "path", "/var/lib/swarmlet-shared",
+     "the swarmlet/shared volume driver's folder: one folder every node of the cluster mounts"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
     ("--no-swarm", "no_swarm", "bool", False,
      "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
@@ -330,6 +335,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         engine_port=int(values["engine_port"]),
         web_port=int(values["web_port"]),
         data_dir=str(values["data_dir"]),
+        shared_volumes=str(values["shared_volumes"]),
         bootstrap=bool(values["bootstrap"]),
         join=tuple(values["join"]),
         discover=values["discover"],

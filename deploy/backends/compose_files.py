@@ -64,7 +64,8 @@ def override_text(
             lines.append(f"    extends: {json.dumps({'file': compose_file, 'service': template})}")
             lines.append(f"    hostname: {json.dumps(name)}")
             if role == "manager":
-                lines.append(f"    volumes: {json.dumps([f'{name}-data:/var/lib/swarmlet'])}")
+                mounts = [f"{name}-data:/var/lib/swarmlet", "shared-volumes:/var/lib/swarmlet-shared"]
+                lines.append(f"    volumes: {json.dumps(mounts)}")
                 volumes.append(f"{name}-data")
         lines.append(f"    ports: !override {json.dumps(port_bindings(addr, publish))}")
         lines.append(f"    command: {json.dumps(node_command(name, discover, no_swarm))}")

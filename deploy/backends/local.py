@@ -61,7 +61,7 @@ def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path
     join = ",".join(f"{layout.addr(m)}:{_CLUSTER_PORT}" for m in layout.role_names("manager"))
     argv = [sys.executable, "-m", "nodeagent", f"--role={role}", f"--hostname={name}",
             f"--advertise-addr={addr}", f"--listen-addr={addr}", f"--join={join}",
-            f"--data-dir={data / name}"]
+            f"--data-dir={data / name}", f"--shared-volumes={data / 'shared-volumes'}"]
     if role == "manager":
         argv += [f"--token-file={creds / 'manager_token'}",
                  f"--manager-token-file={creds / 'manager_token'}",

@@ -5,7 +5,7 @@ node on its own 127.x.y.z, the Engine API on port 2375), runs the docker CLI com
 flow, and writes one markdown file with every command and what it printed (stdout, stderr and
 the exit code when not 0), IDs and addresses as they came. Nothing is edited by hand:
 
-    PYTHONPATH=.:proto .venv/bin/python docs/transcripts/make.py [nodes blank quorum services]
+    PYTHONPATH=.:proto .venv/bin/python docs/transcripts/make.py [nodes blank quorum services stacks]
 
 Traffic stays on loopback. Needs the docker CLI on PATH.
 """
@@ -42,9 +42,10 @@ class Transcript:
     def say(self, text: str) -> None:
         self.parts.append(f"\n{text.strip()}\n")
 
-    def run(self, node: NodeProc | str, *args: str,
-            show: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``docker -H tcp://NODE:2375 ARGS`` (or ``swarmlet ARGS`` when node is "swarmlet")."""
+    def run(self, node: NodeProc | str, *args: str, show: str | None = None, stdin: str | None = None,
+            cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess[str]:
+        """Run ``docker -H tcp://NODE:2375 ARGS`` (or ``swarmlet ARGS`` when node is "swarmlet");
+        ``stdin`` is piped in (shown as ``echo "..." |``)."""
         if node == "swarmlet":
             cmd = [sys.executable, "-m", "deploy.cli", *args]
             env = {**self.env, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}"}
@@ -54,8 +55,10 @@ class Transcript:
             cmd = [DOCKER, "-H", f"tcp://{node.host}:2375", *args]
             env = self.env
             shown = f"docker -H tcp://{node.host}:2375 " + " ".join(_quote(a) for a in args)
+            if stdin is not None:
+                shown = f'echo "{stdin.rstrip()}" | {shown}'
         start = time.monotonic()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=cwd, input=stdin)
         took = time.monotonic() - start
         block = [f"$ {show or shown}"]
         if done.stdout:
@@ -272,8 +275,79 @@ their logs). The docker CLI asks manager1's Engine API.""", workdir)
     t.write("services")
 
 
+MONGO_YML = """\
+version: "3.8"
+services:
+  mongo:
+    image: mongo
+    environment:
+      MONGO_INITDB_ROOT_USERNAME_FILE: /run/secrets/mongo_user
+      MONGO_INITDB_ROOT_PASSWORD_FILE: /run/secrets/mongo_password
+    secrets: [mongo_user, mongo_password]
+    volumes: [mongodata:/data/db]
+    deploy:
+      placement:
+        constraints: [node.hostname == worker1]
+volumes:
+  mongodata:
+secrets:
+  mongo_user:
+    external: true
+  mongo_password:
+    external: true
+"""
+
+
+def stacks(workdir: pathlib.Path) -> None:
+    c = _cluster(workdir, managers=1, workers=("worker1", "worker2"))
+    t = Transcript("Secrets, stacks and volumes", """
+One manager and two workers as processes. The docker CLI asks manager1's Engine API; `docker
+volume` asks each worker's own.""", workdir)
+    (workdir / "mongo.yml").write_text(MONGO_YML)
+    count = "echo start >> /data/starts; wc -l /data/starts; sleep 3600"
+    try:
+        m1 = c.managers()[0]
+        w1, w2 = c.nodes["worker1"], c.nodes["worker2"]
+        _settled(t, m1, 3, 1)
+        t.say("The seeds' mongo stack (`mongo.yml`, its secrets `external: true`), placed on worker1:\n\n"
+              f"```yaml\n{MONGO_YML}```\n\nDeployed before its secrets exist, the CLI stops:")
+        t.run(m1, "stack", "deploy", "-c", "mongo.yml", "db", cwd=workdir)
+        t.run(m1, "secret", "create", "mongo_user", "-", stdin="adminuser\n")
+        t.run(m1, "secret", "create", "mongo_password", "-", stdin="s3cr3t-pw\n")
+        t.run(m1, "stack", "deploy", "-c", "mongo.yml", "db", cwd=workdir)
+        time.sleep(4.0)
+        t.run(m1, "stack", "ls")
+        t.run(m1, "stack", "services", "db")
+        t.run(m1, "stack", "ps", "db")
+        t.run(m1, "service", "logs", "--raw", "db_mongo")
+        t.run(m1, "secret", "rm", "mongo_password")
+        t.run(w1, "volume", "ls")
+        t.run(w2, "volume", "ls")
+        t.say("A task that counts its starts in a named volume of worker1, then replaced by an update:")
+        t.run(m1, "service", "create", "--detach", "--name", "pinned", "--stop-grace-period", "1s",
+              "--constraint", "node.hostname==worker1", "--mount", "type=volume,source=starts,target=/data",
+              "busybox", "sh", "-c", count)
+        time.sleep(3.0)
+        t.run(m1, "service", "update", "--detach", "--force", "pinned")
+        time.sleep(5.0)
+        t.run(m1, "service", "logs", "--raw", "pinned")
+        t.say("Two tasks, one per worker, in one `swarmlet/shared` volume: they count together.")
+        t.run(m1, "service", "create", "--detach", "--name", "together", "--replicas", "2",
+              "--replicas-max-per-node", "1", "--constraint", "node.role==worker", "--mount",
+              "type=volume,source=together,target=/data,volume-driver=swarmlet/shared", "busybox", "sh", "-c",
+              count)  # fmt: skip
+        time.sleep(4.0)
+        t.run(m1, "service", "logs", "--raw", "together")
+        t.run(w2, "volume", "inspect", "together")
+        t.run(m1, "stack", "rm", "db")
+        t.run(m1, "service", "rm", "pinned", "together")
+    finally:
+        c.stop_all()
+    t.write("stacks")
+
+
 FLOWS: dict[str, Callable[[pathlib.Path], None]] = {
-    "nodes": nodes, "blank": blank, "quorum": quorum, "services": services}
+    "nodes": nodes, "blank": blank, "quorum": quorum, "services": services, "stacks": stacks}
 
 
 def main(argv: Sequence[str]) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import pathlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,8 +22,10 @@ from typing import Any
 from nodeagent.agent.exec import ContainerFacts, ExitError, UnhealthyError
 from nodeagent.agent.health import HealthConfig, HealthState, run_check
 from nodeagent.agent.logs import LogStore
+from nodeagent.agent.volumes import VolumeStore
 from nodeagent.images import resolve
 from nodeagent.images.base import Process, TaskEnv, spec_env
+from nodeagent.images.fs import Mount
 
 __all__ = ["DEFAULT_STOP_GRACE", "EmulatedController", "EmulatedExecutor"]
 
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STOP_GRACE = 10.0
 """Seconds between SIGTERM and the kill when the spec gives no StopGracePeriod (Docker's)."""
 _KILLED = 137
+_NOWHERE = pathlib.Path("/nonexistent/swarmlet-volumes")  # no volume store: a named volume cannot be made
 
 
 def _slot(task: Mapping[str, Any]) -> int:
@@ -78,6 +82,8 @@ class EmulatedController:
             stdout=ex.logs.writer(self.task_id, "stdout"), stderr=ex.logs.writer(self.task_id, "stderr"),
             hostname=str(self.container.get("Hostname") or self.container_id[:12]),
         )  # fmt: skip
+        # Volumes, binds and tmpfs (a bad one rejects the task, as Docker's container create does).
+        self.env.set_mounts(ex.mounts_for(self.task, self.container_id))
         if ex.overlay is not None:  # attach to the task's overlays before its process exists
             self.env.network = ex.overlay.join(self.task)
         self.process = provider.process(self.env)
@@ -142,6 +148,7 @@ class EmulatedController:
             return
         self._removed = True
         await self.shutdown(grace=0.0)
+        self.executor.release(self.container_id)
         if self.executor.overlay is not None:
             self.executor.overlay.detach(self.task_id)
         log_ = self.executor.logs.get(self.task_id)
@@ -219,7 +226,7 @@ class EmulatedExecutor:
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, logs: LogStore,
                  time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  files: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
-                 overlay: Any = None) -> None:
+                 overlay: Any = None, volumes: VolumeStore | None = None) -> None:
         """``listen_host``: the node's address, where task listeners bind (ephemeral ports).
 
         ``overlay``: the node's data plane (:class:`nodeagent.overlay.shell.Overlay`), which tasks
@@ -228,6 +235,9 @@ class EmulatedExecutor:
                 ``files(task)`` gives the files mounted in a task's container (path -> bytes): its
         configs and secrets, as delivered and expanded (:meth:`Dependencies.files`); it raises
         when one cannot be mounted, and the task fails at "starting" with that error.
+
+        ``volumes``: the node's volumes (:class:`~nodeagent.agent.volumes.VolumeStore`), which
+        make a task's ``Mounts``; None: only tmpfs and anonymous volumes, in memory.
         """
         self.node_id = node_id
         self.hostname = hostname
@@ -237,7 +247,18 @@ class EmulatedExecutor:
         self.clock = clock
         self._files = files
         self.overlay = overlay
+        self.volumes = volumes
         self._pid = 1000
+
+    def mounts_for(self, task: Mapping[str, Any], container_id: str) -> list[Mount]:
+        """The mounts of ``task``'s container; raises MountError (the task is rejected)."""
+        store = self.volumes if self.volumes is not None else VolumeStore(_NOWHERE, None)
+        return store.mounts(task, container_id)
+
+    def release(self, container_id: str) -> None:
+        """The container is removed: its volumes are no longer in use."""
+        if self.volumes is not None:
+            self.volumes.release(container_id)
 
     def files_for(self, task: Mapping[str, Any]) -> Mapping[str, bytes]:
         """The files mounted in ``task``'s container."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pathlib
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from nodeagent.agent.dispatch_client import DispatchClient
 from nodeagent.agent.emulated import EmulatedExecutor
 from nodeagent.agent.logs import LogStore
 from nodeagent.agent.taskservice import NodeTasksServicer
+from nodeagent.agent.volumes import VolumeStore
 from nodeagent.agent.worker import REPORT_INTERVAL, StatusReporter, Worker
 from nodeagent.images import ImageInfo, known_images
 
@@ -59,16 +61,23 @@ class TaskRuntime:
     """Everything that runs tasks on this node."""
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0,
-                 registry: prometheus_client.CollectorRegistry | None = None, overlay: Any = None) -> None:
+                 registry: prometheus_client.CollectorRegistry | None = None, overlay: Any = None,
+                 volumes_dir: str | None = None, shared_volumes_dir: str | None = None) -> None:
         """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one);
-        tasks reach each other through ``overlay`` (the node's data plane), if given."""
+        tasks reach each other through ``overlay`` (the node's data plane), if given; named
+        volumes live under ``volumes_dir`` (none: only tmpfs and anonymous ones), shared ones
+        under ``shared_volumes_dir``."""
         self.logs = LogStore(time.time_ns)
         # Secrets and configs live here, in memory only (never under the data dir).
         self.dependencies = Dependencies(node_os="linux", architecture=platform.machine() or "x86_64")
+        self.volumes: VolumeStore | None = None
+        if volumes_dir is not None:
+            shared = pathlib.Path(shared_volumes_dir) if shared_volumes_dir else None
+            self.volumes = VolumeStore(pathlib.Path(volumes_dir), shared)
         self.executor = EmulatedExecutor(
             node_id=node_id, hostname=hostname, listen_host=listen_host, logs=self.logs,
             time_scale=time_scale, files=lambda task: self.dependencies.files(task, hostname),
-            overlay=overlay,
+            overlay=overlay, volumes=self.volumes,
         )  # fmt: skip
         self._leader: Callable[[], str] = lambda: ""
         self.client: DispatchClient | None = None

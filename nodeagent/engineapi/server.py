@@ -42,6 +42,7 @@ from nodeagent.engineapi.system import (
     info_body,
     version_body,
 )
+from nodeagent.engineapi.volumes import VolumeCatalog, VolumeRoutes
 
 __all__ = [
     "ALREADY_IN_SWARM",
@@ -150,11 +151,14 @@ class EngineApiServer:
     """One node's Engine API: build the app, attach a manager's cluster routes, serve on a port."""
 
     def __init__(self, facts: NodeFacts, swarm_info: Callable[[], SwarmInfo], host: str, port: int,
-                 images: ImageCatalog | None = None) -> None:
+                 images: ImageCatalog | None = None,
+                 volumes: Callable[[], VolumeCatalog | None] | None = None) -> None:
         """``swarm_info()`` gives the node's own view of its swarm membership, asked per request;
-        ``images`` the emulated runtime's images (a built-in list when None)."""
+        ``images`` the emulated runtime's images (a built-in list when None); ``volumes()`` the
+        node's volume store (None: the volume routes answer 503)."""
         self.facts = facts
         self.images = ImageRoutes(images or BuiltinImages(), facts.go_arch)
+        self.volumes = VolumeRoutes(volumes or (lambda: None))
         self._node_swarm_info = swarm_info
         self._cluster: ClusterApi | None = None
         self._swarm: NodeSwarmRoutes | None = None
@@ -242,6 +246,10 @@ class EngineApiServer:
             ("GET", "/distribution/{name:.+}/json", self.images.distribution),
             ("GET", "/images/json", self.images.list),
             ("GET", "/images/{name:.+}/json", self.images.inspect),
+            ("GET", "/volumes", self.volumes.list),
+            ("POST", "/volumes/create", self.volumes.create),
+            ("GET", "/volumes/{name}", self.volumes.inspect),
+            ("DELETE", "/volumes/{name}", self.volumes.remove),
         ]
         cluster_routes = [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
         # aiohttp tries every versioned path (``/v{version}/...``, a pattern from its first

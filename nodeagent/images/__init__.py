@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nodeagent.images.base import ImageInfo, ImageProvider, Process, TaskEnv, WaitingProcess
-from nodeagent.images.database import MARIADB, MYSQL, POSTGRES
+from nodeagent.images.database import MARIADB, MONGO, MYSQL, POSTGRES
 from nodeagent.images.redis import REDIS
 from nodeagent.images.shell import ALPINE, BUSYBOX
 from nodeagent.images.web import DEFAULT, HTTPD, NGINX, WHOAMI
@@ -47,7 +47,7 @@ ENTRY_POINT_GROUP = "swarmlet.images"
 BUILTIN: dict[str, Any] = {
     "nginx": NGINX, "httpd": HTTPD, "whoami": WHOAMI, "web": DEFAULT,
     "busybox": BUSYBOX, "alpine": ALPINE, "redis": REDIS,
-    "postgres": POSTGRES, "mysql": MYSQL, "mariadb": MARIADB,
+    "postgres": POSTGRES, "mysql": MYSQL, "mariadb": MARIADB, "mongo": MONGO,
 }  # fmt: skip
 """The images every node has: the same objects pyproject registers under ``swarmlet.images``."""
 

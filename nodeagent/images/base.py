@@ -17,9 +17,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from nodeagent.images.fs import ContainerFS, FsError, Mount
+
 __all__ = [
-    "ImageInfo", "ImageProvider", "ListeningProcess", "Process", "TaskEnv", "TaskNetworkAPI",
-    "WaitingProcess", "image_info", "spec_env",
+    "FsError",
+    "ImageInfo",
+    "ImageProvider",
+    "ListeningProcess",
+    "Process",
+    "TaskEnv",
+    "TaskNetworkAPI",
+    "WaitingProcess",
+    "image_info",
+    "spec_env",
 ]
 
 
@@ -70,10 +80,25 @@ class TaskEnv:
     ports: dict[int, int] = field(default_factory=dict)  # container port -> the port really bound
     hostname: str = ""  # the container's hostname (Docker: the first 12 characters of its ID)
     network: TaskNetworkAPI | None = None  # the task's overlays; None when it is on none
+    mounts: list[Mount] = field(default_factory=list)  # ContainerSpec.Mounts: volumes, binds, tmpfs
+    fs: ContainerFS = field(init=False)
+
+    def __post_init__(self) -> None:
+        """The container's file system over ``files`` (shared, so later mounts show) and ``mounts``."""
+        self.fs = ContainerFS(self.files, self.mounts)
+
+    def set_mounts(self, mounts: list[Mount]) -> None:
+        """Mount ``mounts`` (the controller does it before the process starts)."""
+        self.mounts = list(mounts)
+        self.fs = ContainerFS(self.files, self.mounts)
 
     def read_file(self, path: str) -> bytes | None:
-        """A mounted file's content, or None (the emulated file system holds only mounts)."""
-        return self.files.get(posixpath.normpath(path))
+        """A file's content (a secret or config, a mount's, the container's own), or None."""
+        return self.fs.read(posixpath.normpath(path))
+
+    def write_file(self, path: str, data: bytes, *, append: bool = False) -> None:
+        """Write or append a file of the container; FsError (the kernel's words) when refused."""
+        self.fs.write(path, data, append=append)
 
     def port_for(self, container_port: int) -> int | None:
         """The port bound for ``container_port`` (for healthchecks that dial localhost)."""

@@ -1,4 +1,4 @@
-"""Databases: postgres, mysql and mariadb, as far as their credentials and readiness go.
+"""Databases: postgres, mysql, mariadb and mongo, as far as credentials, readiness and data go.
 
 What is emulated is what Swarm tutorials exercise with these images: the official entrypoints'
 ``*_FILE`` convention (a variable ``X_FILE`` names a file, usually a secret at
@@ -8,22 +8,36 @@ the line people wait for ("database system is ready to accept connections", "rea
 connections"), and a listener on the image's port (5432, 3306). A line tells which user was set
 up and where the password came from, never the password.
 
-No SQL is emulated. The listener speaks a tiny line protocol, enough to check credentials from
-a test or a healthcheck: ``LOGIN user password [database]`` answers ``OK`` or the server's own
-FATAL/ERROR words, ``PING`` answers ``PONG``, ``QUIT`` closes; anything else before a login is
-refused as the server would refuse an unauthenticated client, after it ``ERROR: no SQL here``.
+Data: the server keeps its users (salted SHA-256 of the passwords, never the passwords) and
+what clients stored in one file of its data directory (``/var/lib/postgresql/data``,
+``/var/lib/mysql``, ``/data/db``), through the container's file system: with a volume there the
+data outlives the task, and a task started again on it finds the database initialised and skips
+initialisation, as the real entrypoints do (the credentials of the first start stay the ones that
+count); without a volume it is the container's own layer and goes with the task.
+
+No SQL is emulated. The listener speaks a tiny line protocol, enough to check credentials and
+data from a test or a healthcheck: ``LOGIN user password [database]`` answers ``OK`` or the
+server's own FATAL/ERROR words, ``PING`` answers ``PONG``, ``QUIT`` closes; after a login,
+``SET key value`` stores (``OK``), ``GET key`` answers the value or ``(nil)``, ``KEYS`` lists the
+keys; anything else before a login is refused as the server would refuse an unauthenticated
+client, after it ``ERROR: swarmlet emulates no SQL``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from nodeagent.images.base import ImageInfo, ListeningProcess, Process, TaskEnv, image_info
+from nodeagent.images.base import FsError, ImageInfo, ListeningProcess, Process, TaskEnv, image_info
 
-__all__ = ["MARIADB", "MYSQL", "POSTGRES", "DatabaseImage", "DatabaseProcess", "StartFailed", "file_env"]
+__all__ = ["MARIADB", "MONGO", "MYSQL", "POSTGRES", "DatabaseImage", "DatabaseProcess", "StartFailed",
+           "file_env", "password_hash"]
 
 
 class StartFailed(Exception):
@@ -55,7 +69,8 @@ def file_env(env: TaskEnv, name: str, default: str = "", *, both_error: str, ent
         content = env.read_file(path)
         if content is None:
             raise StartFailed(f"{entrypoint}: line 22: {path}: No such file or directory")
-        return Setting(content.decode(errors="replace"), f"the file {path} ({name}_FILE)")
+        # bash's "$(< file)" drops trailing newlines: `echo pw | docker secret create` works.
+        return Setting(content.decode(errors="replace").rstrip("\n"), f"the file {path} ({name}_FILE)")
     if direct:
         return Setting(direct, name)
     return Setting(default, "")
@@ -65,23 +80,75 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
 
 
+def password_hash(password: str, salt: str | None = None) -> str:
+    """``salt$sha256(salt + password)``: what the data directory keeps instead of a password."""
+    salt = salt if salt is not None else secrets.token_hex(8)
+    return f"{salt}${hashlib.sha256((salt + password).encode()).hexdigest()}"
+
+
+def _password_ok(stored: str, password: str) -> bool:
+    salt, _, _digest = stored.partition("$")
+    return secrets.compare_digest(password_hash(password, salt), stored)
+
+
 class DatabaseProcess(ListeningProcess):
     """A database server's main process: configure from the environment, listen, run until SIGTERM."""
 
     port = 0  # the container port
     flavour = ""
+    data_dir = "/"  # where the image keeps its data (a volume is mounted there to keep it)
 
     def __init__(self, env: TaskEnv) -> None:
         """Nothing is read until ``start``."""
         super().__init__(env)
-        self.users: dict[str, str] = {}  # user -> password
+        self.users: dict[str, str] = {}  # user -> password_hash(password)
         self.databases: set[str] = set()
+        self.data: dict[str, str] = {}  # what clients SET
         self.failed: StartFailed | None = None  # the entrypoint gave up: run() exits 1
         self.trust = False  # postgres's POSTGRES_HOST_AUTH_METHOD=trust
+
+    @property
+    def state_path(self) -> str:
+        """The file of the data directory that holds users, databases and data."""
+        return f"{self.data_dir.rstrip('/')}/swarmlet-{self.flavour}.json"
 
     def configure(self) -> list[str]:
         """Read the credentials (raise StartFailed as the entrypoint fails); the lines to log."""
         raise NotImplementedError
+
+    def existing_lines(self) -> list[str]:
+        """What the entrypoint logs when the data directory already holds a database."""
+        return []
+
+    def set_password(self, user: str, password: str) -> None:
+        """Keep ``user``'s password, hashed."""
+        self.users[user] = password_hash(password)
+
+    def password_ok(self, user: str, password: str) -> bool:
+        """Does ``password`` match ``user``'s (any password in trust mode)?"""
+        return user in self.users and (self.trust or _password_ok(self.users[user], password))
+
+    def _load(self) -> bool:
+        raw = self.env.read_file(self.state_path)
+        if raw is None:
+            return False
+        try:
+            state: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            return False
+        self.users = {str(k): str(v) for k, v in (state.get("users") or {}).items()}
+        self.databases = {str(d) for d in state.get("databases") or []}
+        self.data = {str(k): str(v) for k, v in (state.get("data") or {}).items()}
+        self.trust = bool(state.get("trust"))
+        return True
+
+    def _save(self) -> None:
+        state = {"users": self.users, "databases": sorted(self.databases), "data": self.data,
+                 "trust": self.trust}  # fmt: skip
+        try:
+            self.env.write_file(self.state_path, json.dumps(state).encode())
+        except FsError as exc:
+            self.env.stderr(f"swarmlet: cannot write {self.state_path}: {exc}")
 
     def ready_lines(self) -> list[str]:
         """What the server logs once it accepts connections."""
@@ -90,7 +157,12 @@ class DatabaseProcess(ListeningProcess):
     async def start(self) -> None:
         """Configure, then bind the listener; a configuration error is logged and exits 1 in run()."""
         try:
-            for line in self.configure():
+            if self._load():
+                lines = self.existing_lines()
+            else:
+                lines = self.configure()
+                self._save()
+            for line in lines:
                 self.env.stdout(line)
         except StartFailed as exc:
             self.failed = exc
@@ -128,6 +200,8 @@ class DatabaseProcess(ListeningProcess):
                 elif verb == "LOGIN" and len(words) in (3, 4):
                     answer = self.login(words[1], words[2], words[3] if len(words) == 4 else "")
                     logged_in = answer == "OK"
+                elif logged_in and verb in ("SET", "GET", "KEYS"):
+                    answer = self._data_command(verb, words[1:])
                 elif logged_in:
                     answer = "ERROR: swarmlet emulates no SQL"
                 else:
@@ -139,6 +213,17 @@ class DatabaseProcess(ListeningProcess):
         with contextlib.suppress(Exception):
             writer.close()
 
+    def _data_command(self, verb: str, args: list[str]) -> str:
+        if verb == "SET" and len(args) >= 2:
+            self.data[args[0]] = " ".join(args[1:])
+            self._save()
+            return "OK"
+        if verb == "GET" and len(args) == 1:
+            return self.data.get(args[0], "(nil)")
+        if verb == "KEYS" and not args:
+            return " ".join(sorted(self.data)) or "(empty)"
+        return f"ERROR: usage: SET key value | GET key | KEYS (got {verb} {' '.join(args)})".rstrip()
+
 
 _PG_ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
 
@@ -149,6 +234,13 @@ class PostgresProcess(DatabaseProcess):
 
     port = 5432
     flavour = "postgres"
+    data_dir = "/var/lib/postgresql/data"
+
+    def existing_lines(self) -> list[str]:
+        """The entrypoint finds a database and skips initdb (no password needed then)."""
+        return ["",
+                "PostgreSQL Database directory appears to contain a database; Skipping initialization",
+                ""]  # fmt: skip
 
     def configure(self) -> list[str]:
         """The entrypoint's checks, then initdb's and the server's first lines."""
@@ -163,7 +255,7 @@ class PostgresProcess(DatabaseProcess):
                 "       You must specify POSTGRES_PASSWORD to a non-empty value for the",
                 '       superuser. For example, "-e POSTGRES_PASSWORD=password" on "docker run".',
             )
-        self.users = {user.value: password.value}
+        self.set_password(user.value, password.value)
         self.databases = {database.value, "postgres"}
         where = f"read from {password.source}" if password.source else "not set (trust)"
         return [
@@ -183,7 +275,7 @@ class PostgresProcess(DatabaseProcess):
 
     def login(self, user: str, password: str, database: str) -> str:
         """Postgres's words for a wrong password and an unknown database."""
-        if user not in self.users or (not self.trust and self.users[user] != password):
+        if not self.password_ok(user, password):
             return f'FATAL:  password authentication failed for user "{user}"'
         if (database or user) not in self.databases:
             return f'FATAL:  database "{database or user}" does not exist'
@@ -196,6 +288,7 @@ class MysqlProcess(DatabaseProcess):
     extra user from MYSQL_USER and MYSQL_PASSWORD(_FILE), with MYSQL_DATABASE."""
 
     port = 3306
+    data_dir = "/var/lib/mysql"
 
     def __init__(self, env: TaskEnv, flavour: str) -> None:
         """``flavour`` is "mysql" or "mariadb" (their words differ)."""
@@ -228,7 +321,7 @@ class MysqlProcess(DatabaseProcess):
                 f"\t- {prefix}_RANDOM_ROOT_PASSWORD",
             )
         root_password = root.value if root.value else ("" if allow_empty else "random")
-        self.users = {"root": root_password}
+        self.set_password("root", root_password)
         where = f"read from {root.source}" if root.source else ("empty" if allow_empty else "random")
         lines = [f"[Note] [Entrypoint]: Entrypoint script for {self.flavour} started.",
                  f'swarmlet: user "root"; password {where}']  # fmt: skip
@@ -238,11 +331,16 @@ class MysqlProcess(DatabaseProcess):
             self.databases.add(database.value)
             lines.append(f"[Note] [Entrypoint]: Creating database {database.value}")
         if user.value:
-            self.users[user.value] = password.value
+            self.set_password(user.value, password.value)
             lines.append(f"[Note] [Entrypoint]: Creating user {user.value}")
             lines.append(f'swarmlet: user "{user.value}"; password '
                          + (f"read from {password.source}" if password.source else "not set"))  # fmt: skip
         return lines
+
+    def existing_lines(self) -> list[str]:
+        """The entrypoint finds a database: no initialisation, no password needed."""
+        return [f"[Note] [Entrypoint]: Entrypoint script for {self.flavour} started.",
+                "swarmlet: the data directory holds a database; initialization skipped"]  # fmt: skip
 
     def ready_lines(self) -> list[str]:
         """The server's "ready for connections" line, in each flavour's words."""
@@ -258,16 +356,84 @@ class MysqlProcess(DatabaseProcess):
 
     def login(self, user: str, password: str, database: str) -> str:
         """MySQL's words for a wrong password and an unknown database."""
-        if self.users.get(user) != password:
+        if not self.password_ok(user, password):
             return f"ERROR 1045 (28000): Access denied for user '{user}'@'localhost' (using password: YES)"
         if database and database not in self.databases:
             return f"ERROR 1049 (42000): Unknown database '{database}'"
         return "OK"
 
 
+def _mongo_log(severity: str, component: str, log_id: int, ctx: str, msg: str, **attr: Any) -> str:
+    """One line of mongod's structured (JSON) log."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+    line: dict[str, Any] = {"t": {"$date": now}, "s": severity, "c": component, "id": log_id, "ctx": ctx,
+                            "msg": msg}  # fmt: skip
+    if attr:
+        line["attr"] = attr
+    return json.dumps(line, separators=(",", ":"))
+
+
+class MongoProcess(DatabaseProcess):
+    """mongo: MONGO_INITDB_ROOT_USERNAME(_FILE) and MONGO_INITDB_ROOT_PASSWORD(_FILE), as the
+    official entrypoint reads them. Both: the root user is created in the ``admin`` database at
+    the first start (and access control is on); one without the other: the entrypoint's error,
+    exit 1; neither: mongod runs without access control, with its startup warning, as the real
+    image does. MONGO_INITDB_DATABASE is kept as a database name."""
+
+    port = 27017
+    flavour = "mongo"
+    data_dir = "/data/db"
+
+    def configure(self) -> list[str]:
+        """The entrypoint's checks and the root user's creation."""
+        both = "error: both {var} and {file} are set (but are exclusive)"
+        entrypoint = "/usr/local/bin/docker-entrypoint.sh"
+        user = file_env(self.env, "MONGO_INITDB_ROOT_USERNAME", both_error=both, entrypoint=entrypoint)
+        password = file_env(self.env, "MONGO_INITDB_ROOT_PASSWORD", both_error=both, entrypoint=entrypoint)
+        database = file_env(self.env, "MONGO_INITDB_DATABASE", both_error=both, entrypoint=entrypoint)
+        if bool(user.value) != bool(password.value):
+            raise StartFailed(
+                "",
+                "error: missing 'MONGO_INITDB_ROOT_USERNAME' or 'MONGO_INITDB_ROOT_PASSWORD'",
+                "       both must be specified for a user to be created",
+                "",
+            )
+        self.databases = {"admin", "local", "config", database.value or "test"}
+        if not user.value:
+            self.trust = True
+            return [_mongo_log("W", "CONTROL", 22120, "initandlisten",
+                               "Access control is not enabled for the database. Read and write access "
+                               "to data and configuration is unrestricted",
+                               tags=["startupWarnings"])]  # fmt: skip
+        self.set_password(user.value, password.value)
+        roles = '[ { "role" : "root", "db" : "admin" } ]'
+        return [
+            f'swarmlet: root user "{user.value}"; username read from {user.source}, '
+            f"password read from {password.source}",
+            f'Successfully added user: {{ "user" : "{user.value}", "roles" : {roles} }}',
+            "MongoDB init process complete; ready for start up.",
+        ]
+
+    def existing_lines(self) -> list[str]:
+        """The data directory holds a database: the entrypoint creates no user."""
+        return [_mongo_log("I", "STORAGE", 22315, "initandlisten", "Opening WiredTiger",
+                           config="existing data directory /data/db")]  # fmt: skip
+
+    def ready_lines(self) -> list[str]:
+        """mongod's "Waiting for connections"."""
+        return [_mongo_log("I", "NETWORK", 23016, "listener", "Waiting for connections", port=self.port,
+                           ssl="off")]  # fmt: skip
+
+    def login(self, user: str, password: str, database: str) -> str:
+        """mongosh's words for a failed authentication."""
+        if not self.password_ok(user, password) and not (self.trust and not self.users):
+            return "MongoServerError: Authentication failed."
+        return "OK"
+
+
 @dataclass(frozen=True)
 class DatabaseImage:
-    """postgres, mysql or mariadb."""
+    """postgres, mysql, mariadb or mongo."""
 
     names: tuple[str, ...]
     flavour: str
@@ -281,9 +447,12 @@ class DatabaseImage:
         """The server for one task."""
         if self.flavour == "postgres":
             return PostgresProcess(env)
+        if self.flavour == "mongo":
+            return MongoProcess(env)
         return MysqlProcess(env, self.flavour)
 
 
 POSTGRES = DatabaseImage(("postgres",), "postgres", 432_000_000)
 MYSQL = DatabaseImage(("mysql",), "mysql", 586_000_000)
 MARIADB = DatabaseImage(("mariadb",), "mariadb", 407_000_000)
+MONGO = DatabaseImage(("mongo",), "mongo", 855_000_000)

@@ -2,10 +2,13 @@
 
 Enough for the commands Swarm tutorials give these images: ``sleep 3600``, ``echo hi``,
 ``exit 3`` (through ``sh -c``), ``cat /run/secrets/x``, lists joined by ``;``, ``&&`` and
-``||``, ``exec``, ``true``/``false`` and ``$VAR`` expansion. A command this shell does not know
-fails as a missing one does in busybox: "sh: NAME: not found", exit 127. More commands (the
-healthcheck's curl, wget and redis-cli) are added by whoever runs the shell through ``extra``;
-a task's own command gets ``wget`` and ``nslookup`` over its overlays (:mod:`.netcmds`).
+``||``, ``exec``, ``true``/``false``, ``$VAR`` expansion, output redirected to a file (``>``,
+``>>``) and ``wc -l``, ``touch``, ``mkdir -p``, ``hostname``: enough for a task to count its
+starts in a volume, ``sh -c 'echo start >> /data/starts; wc -l /data/starts; sleep 3600'``. A
+command this shell does not know fails as a missing one does in busybox: "sh: NAME: not
+found", exit 127. More commands (the healthcheck's curl, wget and redis-cli) are added by
+whoever runs the shell through ``extra``; a task's own command gets ``wget`` and ``nslookup``
+over its overlays (:mod:`.netcmds`).
 
 As PID 1 of a container, ``sleep`` ignores SIGTERM (the kernel gives PID 1 no default handler),
 so such a task is killed at the end of its stop grace period (exit 137), as in Docker.
@@ -19,7 +22,7 @@ import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from nodeagent.images.base import ImageInfo, Process, TaskEnv, image_info
+from nodeagent.images.base import FsError, ImageInfo, Process, TaskEnv, image_info
 from nodeagent.images.netcmds import NET_COMMANDS
 
 __all__ = ["ALPINE", "BUSYBOX", "Command", "ShellImage", "ShellProcess", "run_argv", "run_script"]
@@ -27,6 +30,7 @@ __all__ = ["ALPINE", "BUSYBOX", "Command", "ShellImage", "ShellProcess", "run_ar
 Command = Callable[[list[str], TaskEnv], Awaitable[int]]
 """An external command the shell may run: (argv, env) -> exit code."""
 
+NEWLINE = b"\n"
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 
 
@@ -98,12 +102,46 @@ class _Shell:
                     for line in content.decode(errors="replace").splitlines():
                         self.out(line)
             return code
+        if name == "wc":
+            return self._wc(rest)
+        if name == "touch":
+            return self._touch(rest)
+        if name == "mkdir":
+            return 0  # directories exist as soon as a file is written under them
+        if name == "hostname":
+            self.out(self.env.hostname)
+            return 0
         if name in ("sh", "ash", "bash") and len(rest) >= 2 and rest[0] == "-c":
             return await self.script(rest[1], pid1)
         if name in self.extra:
             return await self.extra[name](argv, self.env)
         self.env.stderr(f"sh: {name}: not found")
         return 127
+
+    def _wc(self, rest: list[str]) -> int:
+        flags = [w for w in rest if w.startswith("-")]
+        paths = [w for w in rest if not w.startswith("-")]
+        if flags not in ([], ["-l"]) or not paths:
+            self.env.stderr("wc: swarmlet's wc counts lines of files: wc -l FILE...")
+            return 1
+        code = 0
+        for path in paths:
+            content = self.env.read_file(path)
+            if content is None:
+                self.env.stderr(f"wc: {path}: No such file or directory")
+                code = 1
+                continue
+            self.out(f"{content.count(NEWLINE)} {path}")
+        return code
+
+    def _touch(self, rest: list[str]) -> int:
+        for path in rest:
+            try:
+                self.env.write_file(path, b"", append=True)
+            except FsError as exc:
+                self.env.stderr(f"touch: {path}: {exc}")
+                return 1
+        return 0
 
     async def _sleep(self, rest: list[str], pid1: bool) -> int:
         seconds = 0.0
@@ -129,8 +167,43 @@ class _Shell:
             if (sep == "&&" and last != 0) or (sep == "||" and last == 0):
                 continue
             words = [_expand(w, self.env, last) for w in shlex.split(command)]
-            last = await self.argv(words, pid1)
+            words, target = _redirection(words)
+            if target is None:
+                last = await self.argv(words, pid1)
+                continue
+            path, append = target
+            lines: list[str] = []
+            saved, self.stdout = self.stdout, lines.append
+            try:
+                last = await self.argv(words, pid1)
+            finally:
+                self.stdout = saved
+            try:
+                self.env.write_file(path, "".join(f"{line}\n" for line in lines).encode(), append=append)
+            except FsError as exc:
+                self.env.stderr(f"sh: can't create {path}: {exc}")
+                last = 1
         return last
+
+
+def _redirection(words: list[str]) -> tuple[list[str], tuple[str, bool] | None]:
+    """Split ``> FILE`` / ``>> FILE`` (or ``>FILE``) off a command: (words, (path, append))."""
+    out: list[str] = []
+    target: tuple[str, bool] | None = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith(">"):
+            append = word.startswith(">>")
+            path = word[2:] if append else word[1:]
+            if not path and i + 1 < len(words):
+                i += 1
+                path = words[i]
+            target = (path, append)
+        else:
+            out.append(word)
+        i += 1
+    return out, target
 
 
 class _Exit(Exception):

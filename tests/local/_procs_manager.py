@@ -181,6 +181,7 @@ class Cluster:
             "--advertise-addr", host,
             "--listen-addr", host,
             "--data-dir", str(self.workdir / name),
+            "--shared-volumes", str(self.workdir / "shared-volumes"),  # the cluster's, not the host's
             "--time-scale", str(self.time_scale),
             "--log-level", "info",
         ]  # fmt: skip

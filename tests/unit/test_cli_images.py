@@ -136,6 +136,10 @@ def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_i
     assert services["manager1"]["hostname"] == "manager1" and "--bootstrap" in services["manager1"]["command"]
     assert "--bootstrap" not in services["manager2"]["command"]
     assert {v["source"] for s in services.values() for v in s.get("volumes", [])} == {
-        "manager1-data", "manager2-data", "manager3-data"
+        "manager1-data", "manager2-data", "manager3-data", "shared-volumes"
     }
+    # The swarmlet/shared volume driver's folder: one compose volume, in every node.
+    for name, svc in services.items():
+        shared = [v for v in svc.get("volumes", []) if v["source"] == "shared-volumes"]
+        assert [v["target"] for v in shared] == ["/var/lib/swarmlet-shared"], name
     assert list(project["networks"]) == ["cluster"]
