@@ -139,7 +139,7 @@ class Mesh:
     def _refresh(self) -> None:
         routes: dict[int, list[Backend]] = {}
         if self.ingress is not None:
-            routes = ingress_routes(self.ingress.network_id, self.ndb.db.endpoints(self.ingress.network_id))
+            routes = ingress_routes(self.ingress.network_id, self.overlay.endpoints(self.ingress.network_id))
         for port, backends in host_routes(self._host_tasks).items():
             routes.setdefault(port, []).extend(backends)
         self.routes = routes

@@ -174,6 +174,8 @@ class Overlay:
         self._draining: dict[tuple[str, str], Endpoint] = {}  # (network, addr) of tasks being stopped
         self._held: dict[str, Attachment] = {}  # networks the node itself carries (the mesh's ingress)
         self.mesh: Any = None  # the routing mesh (mesh_shell.Mesh), told of tasks running and stopping
+        self._endpoint_cache: dict[str, list[Endpoint]] = {}  # network -> its endpoints, parsed once
+        ndb.on_change(self._tables_changed)
 
     async def start(self) -> None:
         """Bind UDP and TCP ``port`` on the node's address."""
@@ -268,8 +270,19 @@ class Overlay:
             self._unuse(a)
 
     # Routing ------------------------------------------------------------------------------------
+    def _tables_changed(self, networks: set[str]) -> None:
+        for network in networks:
+            self._endpoint_cache.pop(network, None)
+
+    def endpoints(self, network_id: str) -> list[Endpoint]:
+        """The live endpoints of a network, parsed once per change of its table."""
+        cached = self._endpoint_cache.get(network_id)
+        if cached is None:
+            cached = self._endpoint_cache[network_id] = self.ndb.db.endpoints(network_id)
+        return cached
+
     def _target(self, attachment: Attachment, addr: str) -> Endpoint:
-        endpoints = self.ndb.db.endpoints(attachment.network_id)
+        endpoints = self.endpoints(attachment.network_id)
         behind = backends(attachment.network_id, addr, endpoints)
         chosen = self.balancer.pick(attachment.network_id, addr, behind) if behind else None
         chosen = chosen or find_endpoint(attachment.network_id, addr, endpoints)
@@ -360,7 +373,7 @@ class Overlay:
         endpoint = None
         if attachment is not None:
             network_id = attachment.network_id
-            endpoint = (find_endpoint(network_id, dst, self.ndb.db.endpoints(network_id))
+            endpoint = (find_endpoint(network_id, dst, self.endpoints(network_id))
                         or self._draining.get((network_id, dst)))  # fmt: skip
         if attachment is None or endpoint is None or endpoint.node != self.node_id:
             await self._refuse(writer, "No route to host")
