@@ -6,8 +6,9 @@ each update order: ``docker service create --name meshupd --replicas 3 -p 8080:8
 steady ``--rate`` requests per second (open loop: one new connection every 1/rate s, whatever
 the answers do) spread over every node's port 8080 at its container address (the
 project's bridge network, which the host reaches; ``--via-host``: at the node's host
-address, through docker-proxy, which on a loaded machine adds failures of its own); after ``--before`` seconds, ``docker service update --image nginx:1.26 meshupd`` (which
-returns once the update completed), then ``--after`` more seconds of load. A request fails when
+address, through docker-proxy, which on a loaded machine adds failures of its own); after
+``--before`` seconds, ``docker service update --image nginx:1.26 meshupd`` (which returns
+once the update completed), then ``--after`` more seconds of load. A request fails when
 its connection is refused or reset, it times out (5 s) or the status is not 200. Prints, side by
 side, the requests sent, failed (with the reasons), the update's duration and which image
 answered; then removes the service.
