@@ -15,7 +15,8 @@ Swarm publishes a service's port two ways (``Endpoint.Ports[].PublishMode``):
 Connections are balanced round robin per published port over the backends in a stable order
 (:class:`MeshBalancer`); the shell tries the next backend in turn when one refuses before any
 byte was relayed (a task stopped since this node last heard), so the client never sees it.
-Only TCP is served.
+UDP ingress ports are served too: each datagram goes to the backend its flow (the client's
+address and port) was first given, as one VXLAN frame on the ingress network.
 
 The shell is :mod:`nodeagent.overlay.mesh_shell`.
 """
@@ -122,8 +123,10 @@ def _order(backends: Iterable[Backend]) -> list[Backend]:
     return sorted(backends, key=key)
 
 
-def ingress_routes(network_id: str, endpoints: Iterable[Endpoint]) -> dict[int, list[Backend]]:
-    """TCP published port -> its backends on the ingress network ``network_id``, in a stable order.
+def ingress_routes(network_id: str, endpoints: Iterable[Endpoint],
+                   protocol: str = "tcp") -> dict[int, list[Backend]]:
+    """Published port of ``protocol`` -> its backends on the ingress network ``network_id``, in a
+    stable order.
 
     Every live endpoint of the network that lists the port serves it (during a rolling update
     the old and the new tasks both do)."""
@@ -131,8 +134,8 @@ def ingress_routes(network_id: str, endpoints: Iterable[Endpoint]) -> dict[int, 
     for endpoint in endpoints:
         if endpoint.network_id != network_id:
             continue
-        for published, target, protocol in endpoint.ports:
-            if protocol == "tcp":
+        for published, target, proto in endpoint.ports:
+            if proto == protocol:
                 out.setdefault(published, []).append(Backend(endpoint, target))
     return {port: _order(backends) for port, backends in out.items()}
 

@@ -29,6 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from nodeagent.networkdb.core import Endpoint
 from nodeagent.overlay.attach import Attachment
+from nodeagent.overlay.frames import Datagram
 from nodeagent.overlay.mesh import (
     Backend,
     MeshBalancer,
@@ -73,8 +74,12 @@ class Mesh:
         self.ingress: Attachment | None = None
         self.routes: dict[int, list[Backend]] = {}
         self._host_tasks: dict[str, tuple[Endpoint, list[PublishedPort]]] = {}
+        self.udp_routes: dict[int, list[Backend]] = {}
         self._servers: dict[int, asyncio.Server] = {}
+        self._udp: dict[int, asyncio.DatagramTransport] = {}
+        self._flows: dict[tuple[int, str, int], Backend] = {}  # (port, client, client port) -> backend
         self._failed: set[int] = set()  # ports that could not be bound (said once)
+        self._failed_udp: set[int] = set()
         self._dirty = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
         self._conns: set[asyncio.Task[Any]] = set()
@@ -94,6 +99,9 @@ class Mesh:
         for server in self._servers.values():
             server.close()
         self._servers.clear()
+        for transport in self._udp.values():
+            transport.close()
+        self._udp.clear()
         for task in list(self._conns):
             task.cancel()
 
@@ -138,8 +146,14 @@ class Mesh:
 
     def _refresh(self) -> None:
         routes: dict[int, list[Backend]] = {}
+        udp: dict[int, list[Backend]] = {}
         if self.ingress is not None:
-            routes = ingress_routes(self.ingress.network_id, self.overlay.endpoints(self.ingress.network_id))
+            endpoints = self.overlay.endpoints(self.ingress.network_id)
+            routes = ingress_routes(self.ingress.network_id, endpoints)
+            udp = ingress_routes(self.ingress.network_id, endpoints, "udp")
+        live = {b.endpoint.task_id for backends in udp.values() for b in backends}
+        self._flows = {k: b for k, b in self._flows.items() if b.endpoint.task_id in live}
+        self.udp_routes = udp
         for port, backends in host_routes(self._host_tasks).items():
             routes.setdefault(port, []).extend(backends)
         self.routes = routes
@@ -157,6 +171,7 @@ class Mesh:
 
     async def _reconcile(self) -> None:
         self._failed &= set(self.routes)
+        self._failed_udp &= set(self.udp_routes)
         opening, closing = listener_changes(self._servers, set(self.routes) - self._failed)
         for port in closing:
             self._servers.pop(port).close()
@@ -167,12 +182,24 @@ class Mesh:
             except OSError as exc:
                 self._failed.add(port)
                 log.warning("routing mesh: cannot listen on %s:%d (%s)", self.host, port, exc.strerror or exc)
-        self.metrics.listeners.set(len(self._servers))
+        opening, closing = listener_changes(self._udp, set(self.udp_routes) - self._failed_udp)
+        for port in closing:
+            self._udp.pop(port).close()
+        loop = asyncio.get_running_loop()
+        for port in opening:
+            try:
+                self._udp[port], _ = await loop.create_datagram_endpoint(
+                    lambda port=port: _UdpIngress(self, port), local_addr=(self.host, port))  # type: ignore[misc]
+            except OSError as exc:
+                self._failed_udp.add(port)
+                log.warning("routing mesh: cannot listen on %s:%d/udp (%s)", self.host, port,
+                            exc.strerror or exc)
+        self.metrics.listeners.set(len(self._servers) + len(self._udp))
 
     @property
-    def ports(self) -> list[int]:
-        """The published ports this node listens on now."""
-        return sorted(self._servers)
+    def ports(self) -> list[str]:
+        """The published ports this node listens on now ("8080/tcp")."""
+        return [f"{p}/tcp" for p in sorted(self._servers)] + [f"{p}/udp" for p in sorted(self._udp)]
 
     # Connections --------------------------------------------------------------------------------
     async def _accept(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -221,6 +248,35 @@ class Mesh:
         finally:
             up_writer.close()
             writer.close()
+
+
+    def datagram(self, port: int, data: bytes, client: tuple[str, int]) -> None:
+        """A datagram to UDP ingress ``port``: to its flow's backend (chosen in turn at the flow's
+        first datagram), as a VXLAN frame on ingress from the subnet's gateway address (the
+        node's address there, which Swarm gives the ingress sandbox, is not allocated here)."""
+        ingress = self.ingress
+        if ingress is None:
+            return
+        key = (port, str(client[0]), int(client[1]))
+        backend = self._flows.get(key)
+        if backend is None:
+            rotation = self.balancer.rotation(-port, self.udp_routes.get(port, []))
+            if not rotation:
+                return
+            backend = self._flows[key] = rotation[0]
+        src = str(next(ingress.subnet.hosts())) if ingress.subnet is not None else "0.0.0.0"
+        self.metrics.connections.labels(port=f"{port}/udp", outcome="datagram").inc()
+        self.overlay.send_datagram(ingress, Datagram(ingress.vni, src, int(client[1]), backend.endpoint.addr,
+                                                     backend.target, data))  # fmt: skip
+
+
+class _UdpIngress(asyncio.DatagramProtocol):
+    def __init__(self, mesh: Mesh, port: int) -> None:
+        self.mesh = mesh
+        self.port = port
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.mesh.datagram(self.port, data, (str(addr[0]), int(addr[1])))
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
