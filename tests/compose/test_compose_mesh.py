@@ -176,7 +176,8 @@ def test_a_capture_on_4789_in_a_node_decodes_vxlan_with_the_ingress_vni(cluster:
         capture.wait(timeout=10)
         fields = ["vxlan.flags", "vxlan.vni", "ip.dst", "udp.dstport", "ip.checksum.status", "data.data"]
         out = subprocess.run([tshark, "-r", str(pcap), "-d", "udp.port==4789,vxlan", "-o",
-                              "ip.check_checksum:TRUE", "-T", "fields", "-E", "separator=|", *[a for f in fields for a in ("-e", f)]],
+                              "ip.check_checksum:TRUE", "-T", "fields", "-E", "separator=|",
+                              *[a for f in fields for a in ("-e", f)]],
                              capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
         rows = [dict(zip(fields, line.split("|"), strict=True)) for line in out.strip().splitlines()]
         assert len(rows) == 3, out
