@@ -66,11 +66,16 @@ class OverlayMetrics:
                               ["vni", "direction"], registry=registry)  # fmt: skip
         self.bytes = Counter("swarmlet_overlay_bytes", "Overlay bytes sent and received (frames, tunnels).",
                              ["vni", "direction"], registry=registry)  # fmt: skip
+        self._series: dict[tuple[int, str], tuple[Any, Any]] = {}  # (vni, direction) -> the two children
 
     def count(self, vni: int, direction: str, size: int) -> None:
         """One frame of ``size`` bytes."""
-        self.frames.labels(vni=str(vni), direction=direction).inc()
-        self.bytes.labels(vni=str(vni), direction=direction).inc(size)
+        series = self._series.get((vni, direction))
+        if series is None:
+            series = self._series[(vni, direction)] = (self.frames.labels(vni=str(vni), direction=direction),
+                                                       self.bytes.labels(vni=str(vni), direction=direction))
+        series[0].inc()
+        series[1].inc(size)
 
 
 class _Udp(asyncio.DatagramProtocol):
