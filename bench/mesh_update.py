@@ -88,7 +88,15 @@ async def one_order(dh: str, addrs: list[str], order: str, rate: float, before: 
     load = asyncio.create_task(steady_load(addrs, rate, stop))
     await asyncio.sleep(before)
     began = time.monotonic()
-    await asyncio.to_thread(docker, dh, "service", "update", "--quiet", "--image", "nginx:1.26", SERVICE)
+    for attempt in range(3):  # a loaded cluster may time a write out (Raft): ask again
+        try:
+            await asyncio.to_thread(docker, dh, "service", "update", "--quiet", "--image", "nginx:1.26",
+                                    SERVICE)  # fmt: skip
+            break
+        except RuntimeError as exc:
+            if attempt == 2:
+                raise
+            print(f"retrying the update: {exc}", file=sys.stderr)
     took = time.monotonic() - began
     await asyncio.sleep(after)
     stop.set()
