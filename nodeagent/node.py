@@ -360,14 +360,14 @@ def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any
     the routing mesh (the published ports, on the same address)."""
     from nodeagent.networkdb.core import NetworkDBConfig
     from nodeagent.networkdb.shell import NetworkDBShell
-    from nodeagent.overlay.mesh_shell import Mesh
+    from nodeagent.overlay.mesh_shell import LINGER, Mesh
     from nodeagent.overlay.shell import Overlay
 
     ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
                          registry=registry)
     overlay = Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
                       port=options.data_path_port)
-    return ndb, overlay, Mesh(overlay, registry=registry)
+    return ndb, overlay, Mesh(overlay, registry=registry, linger=LINGER * options.time_scale)
 
 
 def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:

@@ -6,7 +6,9 @@ network database whether or not a task of it is on ingress, as every Swarm node 
 sandbox. From then on the ingress network's endpoint table says which ports are published and
 which running, healthy tasks serve them (:func:`nodeagent.overlay.mesh.ingress_routes`); the
 node's own tasks with host-mode ports add theirs (:meth:`Mesh.task_running`). Whenever the table
-changes, the listeners follow: one TCP server per published port on the node's address.
+changes, the listeners follow: one TCP server per published port on the node's address. A port
+whose last backend left the table lingers (:data:`LINGER`) before its listener closes, its
+connections going to the backends last known.
 
 Each accepted connection goes to the next backend in turn (round robin per port): a task on this
 node is dialled at its listener, a task on another node through an overlay tunnel tagged with
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,11 +44,16 @@ from nodeagent.overlay.mesh import (
     published_ports,
 )
 
-__all__ = ["Mesh", "MeshMetrics"]
+__all__ = ["LINGER", "Mesh", "MeshMetrics"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 65536
+LINGER = 10.0
+"""Seconds a published port stays open after the table lost its last backend, connections going
+to the backends last known: gossip may take a live but busy node for dead for a moment, and
+every node then drops its entries until it is back; a port that really went (the service was
+removed, scaled to 0) closes after that."""
 
 
 class MeshMetrics:
@@ -63,8 +71,10 @@ class MeshMetrics:
 class Mesh:
     """This node's routing mesh (see the module docstring)."""
 
-    def __init__(self, overlay: Any, *, registry: prometheus_client.CollectorRegistry | None = None) -> None:
-        """``overlay``: the node's :class:`~nodeagent.overlay.shell.Overlay`; listeners bind on its host."""
+    def __init__(self, overlay: Any, *, registry: prometheus_client.CollectorRegistry | None = None,
+                 linger: float = LINGER) -> None:
+        """``overlay``: the node's :class:`~nodeagent.overlay.shell.Overlay`; listeners bind on its host.
+        ``linger``: seconds a port that lost its last backend stays open (:data:`LINGER`)."""
         self.overlay = overlay
         self.ndb = overlay.ndb
         self.host = str(overlay.host)
@@ -74,6 +84,9 @@ class Mesh:
         self.ingress: Attachment | None = None
         self.routes: dict[int, list[Backend]] = {}
         self._host_tasks: dict[str, tuple[Endpoint, list[PublishedPort]]] = {}
+        self.linger = linger
+        self._known: dict[int, tuple[list[Backend], float]] = {}  # port -> last backends, when seen
+        self._timer: asyncio.Task[None] | None = None
         self.udp_routes: dict[int, list[Backend]] = {}
         self._servers: dict[int, asyncio.Server] = {}
         self._udp: dict[int, asyncio.DatagramTransport] = {}
@@ -92,6 +105,8 @@ class Mesh:
 
     async def stop(self) -> None:
         """Close every listener and relayed connection."""
+        if self._timer is not None:
+            self._timer.cancel()
         if self._job is not None:
             self._job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,8 +171,34 @@ class Mesh:
         self.udp_routes = udp
         for port, backends in host_routes(self._host_tasks).items():
             routes.setdefault(port, []).extend(backends)
+        now = time.monotonic()
+        for port, backends in routes.items():
+            self._known[port] = (backends, now)
+        self._known = {p: (b, at) for p, (b, at) in self._known.items()
+                       if p in routes or now - at < self.linger}  # fmt: skip
         self.routes = routes
         self._dirty.set()
+        if any(p not in routes for p in self._known):
+            self._wake_later()
+
+    def _wake_later(self) -> None:
+        """Look again once the lingering ports' time is up (their listeners then close)."""
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._sleep_then_refresh())
+
+    async def _sleep_then_refresh(self) -> None:
+        await asyncio.sleep(self.linger + 0.05)  # asyncio may wake a timer a tick early
+        self._timer = None
+        self._refresh()
+
+    def backends(self, port: int) -> list[Backend]:
+        """Where a connection to ``port`` may go: its backends now, else (a port lingering) the
+        last ones known, which a node that gossip took for dead but is not still answers."""
+        current = self.routes.get(port)
+        if current:
+            return current
+        known = self._known.get(port)
+        return known[0] if known is not None else []
 
     # Listeners ----------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -170,9 +211,10 @@ class Mesh:
                 log.exception("routing mesh: listeners not updated")
 
     async def _reconcile(self) -> None:
-        self._failed &= set(self.routes)
+        wanted = set(self.routes) | set(self._known)
+        self._failed &= wanted
         self._failed_udp &= set(self.udp_routes)
-        opening, closing = listener_changes(self._servers, set(self.routes) - self._failed)
+        opening, closing = listener_changes(self._servers, wanted - self._failed)
         for port in closing:
             self._servers.pop(port).close()
         for port in opening:
@@ -228,7 +270,7 @@ class Mesh:
     async def _relay(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         chosen: Backend | None = None
-        for backend in self.balancer.rotation(port, self.routes.get(port, [])):
+        for backend in self.balancer.rotation(port, self.backends(port)):
             try:
                 upstream = await asyncio.wait_for(self._open(backend), 5.0)
                 chosen = backend

@@ -180,6 +180,7 @@ class Overlay:
         self._held: dict[str, Attachment] = {}  # networks the node itself carries (the mesh's ingress)
         self.mesh: Any = None  # the routing mesh (mesh_shell.Mesh), told of tasks running and stopping
         self._endpoint_cache: dict[str, list[Endpoint]] = {}  # network -> its endpoints, parsed once
+        self._last_peer: dict[str, str] = {}  # node -> its data path address, as last seen
         ndb.on_change(self._tables_changed)
 
     async def start(self) -> None:
@@ -278,6 +279,7 @@ class Overlay:
     def _tables_changed(self, networks: set[str]) -> None:
         for network in networks:
             self._endpoint_cache.pop(network, None)
+            self._last_peer.update(self.ndb.db.peers(network))
 
     def endpoints(self, network_id: str) -> list[Endpoint]:
         """The live endpoints of a network, parsed once per change of its table."""
@@ -297,7 +299,8 @@ class Overlay:
 
     def _peer(self, attachment: Attachment, endpoint: Endpoint) -> tuple[str, int]:
         """The data path address (host, port) of the node running ``endpoint``, from the peer table."""
-        address = self.ndb.db.peers(attachment.network_id).get(endpoint.node) or ""
+        address = (self.ndb.db.peers(attachment.network_id).get(endpoint.node)
+                   or self._last_peer.get(endpoint.node, ""))  # a node gossip took for dead a moment
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise _unreachable(endpoint.addr)

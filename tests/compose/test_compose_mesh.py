@@ -83,7 +83,7 @@ def web(cluster: str) -> Iterator[str]:
     finally:
         docker("service", "rm", "web", check=False)
         wait_for("port 8080 closed on every node",
-                 lambda: all(not get(str(n.addr), 8080) for n in nodes().values()), timeout=30)
+                 lambda: all(not get(str(n.addr), 8080) for n in nodes().values()), timeout=60)
 
 
 def running_tasks(service: str) -> dict[str, str]:

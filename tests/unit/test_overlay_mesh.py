@@ -208,7 +208,7 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
         ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
         o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
         o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
-        m1, m2 = Mesh(o1), Mesh(o2)
+        m1, m2 = Mesh(o1, linger=0.3), Mesh(o2, linger=0.3)
         servers = [await _web(h2, "task-a"), await _web(h2, "task-b")]
         for part in (o1, o2, m1, m2):
             await part.start()
@@ -236,7 +236,15 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
             assert answers == ["task-b"] * 3
             _sync(ndb1, ndb2)
             assert [b.endpoint.task_id for b in m1.routes[published]] == ["task-b"]
-            # The last task goes: no port to listen on.
+            # Gossip takes n2 for dead a moment: n1 drops its entries, but the port lingers and
+            # its connections still go to the backends last known, which answer.
+            ndb1.db.node_dead("n2")
+            ndb1.flush()
+            assert m1.routes == {} and m1.ports == [f"{published}/tcp"]
+            assert await _get(h1, published) == "task-b"
+            ndb1.db.node_alive("n2")
+            _sync(ndb1, ndb2)
+            # The last task goes: once the linger is over, no port to listen on.
             o2.detach("task-a")
             o2.detach("task-b")
             _sync(ndb1, ndb2)
@@ -259,7 +267,7 @@ def test_host_mode_ports_listen_only_where_the_task_runs() -> None:
         ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
         o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
         o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
-        m1, m2 = Mesh(o1), Mesh(o2)
+        m1, m2 = Mesh(o1, linger=0.3), Mesh(o2, linger=0.3)
         server = await _web(h2, "host-task")
         for part in (o1, o2, m1, m2):
             await part.start()
