@@ -1,5 +1,6 @@
 """A few Docker Engine API calls over HTTP, as the docker CLI makes them: what `swarmlet node rm`
-needs to take a node out of the swarm the way a user would (demote, then `docker node rm`).
+needs to take a node out of the swarm the way a user would (demote, then `docker node rm`), and
+the services `swarmlet status` checks the published ports of.
 
 The standard library's urllib is enough for three requests; any answer other than 2xx becomes an
 :class:`EngineError` carrying the engine's own message.
@@ -12,7 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-__all__ = ["EngineError", "find_node", "list_nodes", "remove_node", "set_role"]
+__all__ = ["EngineError", "find_node", "list_nodes", "list_services", "remove_node", "set_role"]
 
 
 class EngineError(Exception):
@@ -51,6 +52,11 @@ def _call(docker_host: str, method: str, path: str, body: object = None, timeout
 def list_nodes(docker_host: str, timeout: float = 5.0) -> list[dict[str, Any]]:
     """``GET /nodes``: the Node objects, as `docker node ls` reads them."""
     return list(_call(docker_host, "GET", "/nodes", timeout=timeout) or [])
+
+
+def list_services(docker_host: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """``GET /services``: the Service objects (their Endpoint has the published ports)."""
+    return list(_call(docker_host, "GET", "/services", timeout=timeout) or [])
 
 
 def find_node(docker_host: str, hostname: str) -> dict[str, Any] | None:

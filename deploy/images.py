@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable
 __all__ = [
     "BASE_PACKAGES",
     "BASE_REPO",
+    "NGINX_PACKAGES",
+    "NGINX_REPO",
     "NODE_IMAGE",
     "NODE_REPO",
     "PROMETHEUS_IMAGE",
@@ -45,9 +47,11 @@ __all__ = [
     "base_image_key",
     "ensure_base_image",
     "ensure_images",
+    "ensure_nginx_image",
     "ensure_node_image",
     "ensure_prometheus_image",
     "image_exists",
+    "nginx_image_key",
     "node_image_key",
     "prometheus_image_key",
     "repo_root",
@@ -412,6 +416,52 @@ def ensure_prometheus_image(progress: Progress | None = None) -> BuiltImage:
     if built:
         _remove_older(PROMETHEUS_REPO, keep={key, "latest"})
     return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
+# The nginx image: a reference reverse proxy for bench/mesh.py, built as the base image is (Debian
+# packages into a root file system with mmdebstrap, then docker import; nothing pulled). Only the
+# benchmark uses it; no node or test does.
+NGINX_REPO = "swarmlet/nginx"
+"""Repository name of the nginx image; the tag is the hash of its inputs."""
+NGINX_PACKAGES = ("nginx-light",)
+"""Debian's nginx with the core modules (proxy and upstream among them)."""
+_NGINX_RECIPE_VERSION = 1
+
+
+def nginx_image_key() -> str:
+    """The nginx image's tag: a hash of its recipe."""
+    recipe = {"version": _NGINX_RECIPE_VERSION, "suite": SUITE, "mirrors": MIRRORS,
+              "packages": NGINX_PACKAGES, "dpkg": _DPKG_EXCLUDES, "hooks": _HOOKS}  # fmt: skip
+    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+
+
+def ensure_nginx_image(progress: Progress | None = None) -> BuiltImage:
+    """Build the nginx image (``nginx -g 'daemon off;'``) unless one with the same inputs exists."""
+    say = progress or (lambda _msg: None)
+    tag = f"{NGINX_REPO}:{nginx_image_key()}"
+    if image_exists(tag):
+        return BuiltImage(tag, False, 0.0, _image_size(tag))
+    start = time.monotonic()
+    log = cache_dir() / "nginx-build.log"
+    log.write_text("")
+    _ensure_mmdebstrap(log, say)
+    with tempfile.TemporaryDirectory(prefix="swarmlet-nginx-", dir=cache_dir()) as tmp:
+        tarball = pathlib.Path(tmp) / "rootfs.tar"
+        say(f"debootstrapping Debian {SUITE} with nginx (mmdebstrap)")
+        cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(NGINX_PACKAGES)]
+        cmd += [f"--dpkgopt={opt}" for opt in _DPKG_EXCLUDES]
+        cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
+        cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
+        _run(cmd, log, "mmdebstrap (nginx)")
+        say("importing the root file system (docker import)")
+        changes = [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            'CMD ["nginx", "-g", "daemon off;"]',
+            f"LABEL org.swarmlet.nginx-key={tag.split(':')[1]}",
+        ]
+        cmd = ["docker", "import"]
+        for change in changes:
+            cmd += ["--change", change]
+        _run([*cmd, str(tarball), tag], log, "docker import (nginx)")
+    return BuiltImage(tag, True, time.monotonic() - start, _image_size(tag))
 
 
 def ensure_images(progress: Progress | None = None) -> list[BuiltImage]:

@@ -113,6 +113,7 @@ class _Running:
     browser: Any = None
     task_runtime: Any = None
     overlay: Any = None
+    mesh: Any = None
     networkdb: Any = None
     tasks: list[asyncio.Task[None]] | None = None
 
@@ -262,7 +263,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
-    running.networkdb, running.overlay = _data_plane(options, node_id, registry)
+    running.networkdb, running.overlay, running.mesh = _data_plane(options, node_id, registry)
     transport.add_servicer(running.networkdb.register)
     running.task_runtime = _task_runtime(options, node_id, registry, running.overlay)
     if running.task_runtime is not None:
@@ -285,6 +286,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     except OSError as exc:  # tasks still run; they only cannot reach other nodes' tasks
         log.warning("overlay data plane off: cannot bind %s:%d (%s)", running.overlay.host,
                     running.overlay.port, exc.strerror or exc)
+    await running.mesh.start()
 
     # mDNS stays on the interface of the advertise address: the project's network in a
     # container, loopback for local processes. Never every interface of the host.
@@ -336,7 +338,8 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         raise AgentError(message, EXIT_JOIN_REFUSED)
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
-                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime)
+                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime,
+                          mesh=running.mesh)
     swarm = NodeSwarm(context, session_module=_session_module(), spawn=spawn, on_refused=refused,
                       on_role_change=role_changed,
                       extra_managers=browser.managers if browser is not None else list)
@@ -355,16 +358,19 @@ def _task_host(options: AgentOptions) -> str:
     return options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
 
 
-def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any, Any]:
-    """The network database and the overlay (VXLAN and tunnels on the task address's port 4789)."""
+def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any, Any, Any]:
+    """The network database, the overlay (VXLAN and tunnels on the task address's port 4789) and
+    the routing mesh (the published ports, on the same address)."""
     from nodeagent.networkdb.core import NetworkDBConfig
     from nodeagent.networkdb.shell import NetworkDBShell
+    from nodeagent.overlay.mesh_shell import LINGER, Mesh
     from nodeagent.overlay.shell import Overlay
 
     ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
                          registry=registry)
-    return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
-                        port=options.data_path_port)
+    overlay = Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
+                      port=options.data_path_port)
+    return ndb, overlay, Mesh(overlay, registry=registry, linger=LINGER * options.time_scale)
 
 
 def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:
@@ -416,7 +422,7 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
         if running.task_runtime is not None:
             with contextlib.suppress(Exception):
                 await running.task_runtime.stop()
-        for plane in (running.overlay, running.networkdb):
+        for plane in (running.mesh, running.overlay, running.networkdb):
             if plane is not None:
                 with contextlib.suppress(Exception):
                     await plane.stop()

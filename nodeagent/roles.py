@@ -96,6 +96,9 @@ class NodeContext:
     task_runtime: Any = None
     """The node's task runtime (:class:`nodeagent.agent.tasks.TaskRuntime`): its ``images()``
     for ``GET /images/json``, its ``logs`` and ``worker``."""
+    mesh: Any = None
+    """The node's routing mesh (:class:`nodeagent.overlay.mesh_shell.Mesh`): the session hands it
+    the ingress network."""
 
 
 class RoleExtension(Protocol):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
+from deploy.addresses import PortRange, format_publish
 from deploy.backends import load_backend
 from deploy.backends.base import BackendError, NodeHandle, natural_key
 
@@ -31,6 +32,7 @@ __all__ = [
     "query_nodes",
     "run",
     "sorted_rows",
+    "unpublished_ports",
 ]
 
 COLUMNS = ("ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION")
@@ -143,6 +145,44 @@ def leader_warning(rows: Sequence[NodeLike]) -> str | None:
     return f"Warning: {NO_LEADER_MESSAGE}"
 
 
+def unpublished_ports(services: Sequence[Mapping[str, Any]], publish: Sequence[PortRange]) -> list[str]:
+    """One line per service port the nodes do not publish on the host (``swarmlet up --publish``):
+    such a port is served by the routing mesh inside the cluster's network, not from the host."""
+    lines: list[str] = []
+    for service in sorted(services, key=lambda s: str((s.get("Spec") or {}).get("Name") or "")):
+        name = str((service.get("Spec") or {}).get("Name") or service.get("ID") or "")
+        for port in (service.get("Endpoint") or {}).get("Ports") or []:
+            published = port.get("PublishedPort")
+            if not isinstance(published, int) or published <= 0:
+                continue
+            if any(low <= published <= high for low, high in publish):
+                continue
+            mode = str(port.get("PublishMode") or "ingress")
+            protocol = str(port.get("Protocol") or "tcp")
+            lines.append(
+                f"Note: service {name} publishes port {published}/{protocol} ({mode} mode), which the "
+                f"nodes do not publish on the host ({format_publish(publish) or 'none'}): reachable "
+                "inside the cluster's network only; `swarmlet up --publish` chooses the host's ports")
+    return lines
+
+
+def _port_notes(answered: NodeHandle) -> list[str]:
+    """The notes of :func:`unpublished_ports` for a compose cluster ([] otherwise, or if the
+    services cannot be read)."""
+    from deploy.backends.base import read_state
+    from deploy.engine import EngineError, list_services
+
+    state = read_state()
+    layout = state.layout if state is not None else None
+    if state is None or state.backend != "compose" or layout is None or not answered.docker_host:
+        return []
+    try:
+        services = list_services(answered.docker_host, timeout=3.0)
+    except EngineError:
+        return []
+    return unpublished_ports(services, layout.publish)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``swarmlet status``."""
     parser.add_argument("--json", action="store_true", help="print a JSON list of node objects")
@@ -155,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         nodes = backend.nodes()
         if not nodes:
             return error("no cluster is up: bring one up with `swarmlet up`")
-        rows, _answered = query_nodes(nodes)
+        rows, answered = query_nodes(nodes)
     except BackendError as e:
         return error(str(e))
     if args.json:
@@ -166,4 +206,6 @@ def run(args: argparse.Namespace) -> int:
     warning = leader_warning(rows)
     if warning:
         print(warning, file=sys.stderr)
+    for note in _port_notes(answered):
+        print(note, file=sys.stderr)
     return 0

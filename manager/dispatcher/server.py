@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -40,6 +41,7 @@ import grpc
 import prometheus_client
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from manager.allocator.networks import find_ingress, network_to_swarm
 from manager.ca.tokens import InvalidToken, parse_token
 from manager.component import ComponentMetrics, ManagerHarness, StoreView
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD, NodeLiveness
@@ -159,6 +161,14 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             return self.runtime.store.get("node", node_id)
         except StoreError:
             return None
+
+    def _ingress(self) -> bytes:
+        """The ingress network as every node's session carries it (the routing mesh joins it)."""
+        try:
+            network = find_ingress(self.runtime.store.find("network"))
+        except StoreError:
+            return b""
+        return json.dumps(network_to_swarm(network), separators=(",", ":")).encode() if network else b""
 
     async def _redirect(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         """The leader's address if this manager is a follower; aborts without a leader."""
@@ -316,6 +326,7 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                 heartbeat_period_ms=period_ms,
                 managers=self._managers(),
                 role=session_role(str(node.spec.get("Role") or "worker"), member),
+                ingress=self._ingress(),
             )
 
     # ------------------------------------------------------------------ the leader's loops

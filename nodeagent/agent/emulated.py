@@ -4,8 +4,10 @@
 of its task (:class:`~nodeagent.images.base.TaskEnv`); ``start`` mounts its secrets and configs
 (the ``files(task)`` seam, read at start as moby sets up a container's secrets at its start, so
 templates expand then), binds its listeners and runs its main process; ``wait`` watches the
-process and the healthcheck; ``shutdown`` sends SIGTERM and kills at the end of the task's
-StopGracePeriod (10 s by default, as Docker), and a killed process's exit code is 137 as in Docker.
+process and the healthcheck; ``shutdown`` takes the task out of every load balancer
+(its network endpoints, the routing mesh), waits :data:`CONVERGE_DELAY` for that to spread, sends
+SIGTERM and kills at the end of the task's StopGracePeriod (10 s by default, as Docker), and a
+killed process's exit code is 137 as in Docker.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from nodeagent.images import resolve
 from nodeagent.images.base import Process, TaskEnv, spec_env
 from nodeagent.images.fs import Mount
 
-__all__ = ["DEFAULT_STOP_GRACE", "EmulatedController", "EmulatedExecutor"]
+__all__ = ["CONVERGE_DELAY", "DEFAULT_STOP_GRACE", "EmulatedController", "EmulatedExecutor"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ DEFAULT_STOP_GRACE = 10.0
 """Seconds between SIGTERM and the kill when the spec gives no StopGracePeriod (Docker's)."""
 _KILLED = 137
 _NOWHERE = pathlib.Path("/nonexistent/swarmlet-volumes")  # no volume store: a named volume cannot be made
+CONVERGE_DELAY = 0.5
+"""Seconds between taking a stopping task out of the load balancers and its SIGTERM, for the
+news to reach every node (moby waits 2 s; gossip broadcasts here go out at once)."""
 
 
 def _slot(task: Mapping[str, Any]) -> int:
@@ -133,6 +138,12 @@ class EmulatedController:
         if main is None or self.process is None:
             return
         if not main.done():
+            overlay = self.executor.overlay
+            if overlay is not None and overlay.withdraw(self.task_id) and grace is None:
+                # Out of every load balancer first, then a pause for the news to spread before
+                # SIGTERM (moby's controller: deactivateServiceBinding, then the gossip converge
+                # delay); tunnels still reach the task meanwhile and it serves what is open.
+                await asyncio.sleep(CONVERGE_DELAY * self.executor.time_scale)
             self.process.terminate()
             wait = self.stop_grace() if grace is None else grace
             done, _ = await asyncio.wait({asyncio.ensure_future(asyncio.shield(main))}, timeout=wait)

@@ -93,6 +93,7 @@ class AgentSession:
         """The role the managers granted at the join ("" if it joined in an earlier run)."""
         self.connected_to = ""
         """The manager the session is open with, "" while reconnecting."""
+        self._ingress_seen: bytes | None = None
         self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
 
     # ------------------------------------------------------------------ helpers
@@ -282,6 +283,7 @@ class AgentSession:
                         period_box[0] = msg.heartbeat_period_ms / 1000.0
                     if msg.role and self._on_role is not None:
                         self._on_role(str(msg.role))
+                    self._ingress(bytes(msg.ingress))
                     beats += 1
                     self.connected_to = target
         except grpc.aio.AioRpcError as exc:
@@ -292,6 +294,19 @@ class AgentSession:
         finally:
             self._call = None
             self.connected_to = ""
+
+    def _ingress(self, raw: bytes) -> None:
+        """Hand the ingress network to the routing mesh when it changes (``context.mesh``)."""
+        mesh = getattr(self.context, "mesh", None)
+        if mesh is None or raw == self._ingress_seen:
+            return
+        self._ingress_seen = raw
+        try:
+            network = json.loads(raw) if raw else None
+        except ValueError:
+            log.warning("session: the ingress network sent is not JSON; ignored")
+            return
+        mesh.configure(network if isinstance(network, dict) else None)
 
     async def stop(self) -> None:
         """End the session at once (the process must exit within a second)."""

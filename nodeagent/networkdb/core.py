@@ -83,6 +83,7 @@ class Endpoint:
     aliases: tuple[str, ...] = ()  # Spec.Networks[].Aliases of the task's service
     endpoint_mode: str = "vip"  # "vip" or "dnsrr"
     listeners: tuple[tuple[int, str, int], ...] = ()  # (container port, node address, real port)
+    ports: tuple[tuple[int, int, str], ...] = ()  # ingress ports: (published, target, protocol)
 
     def to_json(self) -> str:
         """The entry's value."""
@@ -90,7 +91,7 @@ class Endpoint:
             "network_id": self.network_id, "task_id": self.task_id, "node": self.node, "addr": self.addr,
             "vip": self.vip, "service": self.service, "service_id": self.service_id,
             "aliases": list(self.aliases), "endpoint_mode": self.endpoint_mode,
-            "listeners": [list(x) for x in self.listeners],
+            "listeners": [list(x) for x in self.listeners], "ports": [list(x) for x in self.ports],
         }, separators=(",", ":"), sort_keys=True)  # fmt: skip
 
     @staticmethod
@@ -103,6 +104,7 @@ class Endpoint:
                 str(d["service"]), str(d["service_id"]), tuple(str(a) for a in d.get("aliases") or ()),
                 str(d.get("endpoint_mode") or "vip"),
                 tuple((int(p), str(h), int(q)) for p, h, q in d.get("listeners") or ()),
+                tuple((int(p), int(t), str(proto)) for p, t, proto in d.get("ports") or ()),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not an endpoint: {exc}") from None

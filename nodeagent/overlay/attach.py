@@ -15,7 +15,7 @@ from typing import Any
 
 from nodeagent.networkdb.core import Endpoint
 
-__all__ = ["VNI_OPTION", "Attachment", "attachments", "endpoint_for"]
+__all__ = ["VNI_OPTION", "Attachment", "attachments", "endpoint_for", "ingress_ports"]
 
 VNI_OPTION = "com.docker.network.driver.overlay.vxlanid_list"
 
@@ -76,6 +76,24 @@ def endpoint_for(task: Mapping[str, Any], attachment: Attachment, node: str,
         if _map(net).get("Target") in (attachment.network_id, attachment.name):
             aliases = tuple(str(a) for a in _map(net).get("Aliases") or ())
     service = str(_map(task.get("ServiceAnnotations")).get("Name") or "")
+    ports = ingress_ports(task) if attachment.ingress else ()
     return Endpoint(attachment.network_id, str(task.get("ID") or ""), node, attachment.addr,
                     vip if mode == "vip" else "", service, str(task.get("ServiceID") or ""), aliases, mode,
-                    listeners)  # fmt: skip
+                    listeners, ports)  # fmt: skip
+
+
+def ingress_ports(task: Mapping[str, Any]) -> tuple[tuple[int, int, str], ...]:
+    """The task's ingress-mode published ports as (published, target, protocol), for its endpoint
+    on the ingress network (the routing mesh reads them there)."""
+    out: list[tuple[int, int, str]] = []
+    for port in _map(task.get("Endpoint")).get("Ports") or []:
+        port = _map(port)
+        if str(port.get("PublishMode") or "ingress") != "ingress":
+            continue
+        try:
+            published, target = int(port.get("PublishedPort") or 0), int(port.get("TargetPort") or 0)
+        except (TypeError, ValueError):
+            continue
+        if published > 0 and target > 0:
+            out.append((published, target, str(port.get("Protocol") or "tcp")))
+    return tuple(out)

@@ -66,11 +66,16 @@ class OverlayMetrics:
                               ["vni", "direction"], registry=registry)  # fmt: skip
         self.bytes = Counter("swarmlet_overlay_bytes", "Overlay bytes sent and received (frames, tunnels).",
                              ["vni", "direction"], registry=registry)  # fmt: skip
+        self._series: dict[tuple[int, str], tuple[Any, Any]] = {}  # (vni, direction) -> the two children
 
     def count(self, vni: int, direction: str, size: int) -> None:
         """One frame of ``size`` bytes."""
-        self.frames.labels(vni=str(vni), direction=direction).inc()
-        self.bytes.labels(vni=str(vni), direction=direction).inc(size)
+        series = self._series.get((vni, direction))
+        if series is None:
+            series = self._series[(vni, direction)] = (self.frames.labels(vni=str(vni), direction=direction),
+                                                       self.bytes.labels(vni=str(vni), direction=direction))
+        series[0].inc()
+        series[1].inc(size)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -170,6 +175,13 @@ class Overlay:
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._published: dict[str, list[Endpoint]] = {}  # task ID -> its endpoints, while published
+        self._draining: dict[tuple[str, str], Endpoint] = {}  # (network, addr) of tasks being stopped
+        self._held: dict[str, Attachment] = {}  # networks the node itself carries (the mesh's ingress)
+        self.mesh: Any = None  # the routing mesh (mesh_shell.Mesh), told of tasks running and stopping
+        self._endpoint_cache: dict[str, list[Endpoint]] = {}  # network -> its endpoints, parsed once
+        self._last_peer: dict[str, str] = {}  # node -> its data path address, as last seen
+        ndb.on_change(self._tables_changed)
 
     async def start(self) -> None:
         """Bind UDP and TCP ``port`` on the node's address."""
@@ -188,45 +200,96 @@ class Overlay:
             task.cancel()
 
     # Tasks --------------------------------------------------------------------------------------
+    def _use(self, a: Attachment) -> None:
+        if a.vni not in self._by_vni or not self._by_vni[a.vni].addr:
+            self._by_vni[a.vni] = a
+        self._users[a.network_id] = self._users.get(a.network_id, 0) + 1
+        if self._users[a.network_id] == 1:
+            self.ndb.join_network(a.network_id, f"{self.host}:{self.port}")
+
+    def _unuse(self, a: Attachment) -> None:
+        self._users[a.network_id] -= 1
+        if self._users[a.network_id] <= 0:
+            del self._users[a.network_id]
+            self._by_vni.pop(a.vni, None)
+            self.ndb.leave_network(a.network_id)
+
+    def hold(self, attachment: Attachment) -> None:
+        """The node itself carries ``attachment`` (the routing mesh's ingress, on every node, as
+        Swarm's ingress sandbox), whether or not a task of it is on it."""
+        if attachment.network_id in self._held:
+            return
+        self._held[attachment.network_id] = attachment
+        self._use(attachment)
+
+    def release(self, network_id: str) -> None:
+        """The node no longer carries ``network_id`` for itself (its tasks may still)."""
+        attachment = self._held.pop(network_id, None)
+        if attachment is not None:
+            self._unuse(attachment)
+
     def join(self, task: Mapping[str, Any]) -> TaskNetwork:
         """Attach a task being prepared to its overlays (the node joins those it did not carry)."""
         task_id = str(task.get("ID") or "")
         attached = attachments(task)
         for a in attached:
-            self._by_vni[a.vni] = a
-            self._users[a.network_id] = self._users.get(a.network_id, 0) + 1
-            if self._users[a.network_id] == 1:
-                self.ndb.join_network(a.network_id, f"{self.host}:{self.port}")
+            self._use(a)
         network = TaskNetwork(self, task_id, attached)
         self._tasks[task_id] = network
         return network
 
     def publish(self, task: Mapping[str, Any], ports: Mapping[int, int]) -> None:
-        """The task runs: publish its endpoint on each of its networks."""
-        network = self._tasks.get(str(task.get("ID") or ""))
+        """The task runs: publish its endpoint on each of its networks (and tell the mesh)."""
+        task_id = str(task.get("ID") or "")
+        network = self._tasks.get(task_id)
         if network is None:
             return
         listeners = tuple((target, self.host, real) for target, real in sorted(ports.items()))
-        for a in network.attached:
-            self.ndb.set_endpoint(endpoint_for(task, a, self.node_id, listeners))
+        published = [endpoint_for(task, a, self.node_id, listeners) for a in network.attached]
+        self._published[task_id] = published
+        for endpoint in published:
+            self.ndb.set_endpoint(endpoint)
+        if self.mesh is not None:
+            self.mesh.task_running(task, listeners)
+
+    def withdraw(self, task_id: str) -> bool:
+        """The task is being stopped: out of every load balancer first (its endpoints deleted, the
+        mesh told); tunnels still reach it while it drains, until :meth:`detach`. True when it
+        was published (then the caller waits for the news to spread before stopping it)."""
+        published = self._published.pop(task_id, [])
+        for endpoint in published:
+            self._draining[(endpoint.network_id, endpoint.addr)] = endpoint
+            self.ndb.delete_endpoint(endpoint.network_id, task_id)
+        had_host_ports = self.mesh.task_stopped(task_id) if self.mesh is not None else False
+        return bool(published) or bool(had_host_ports)
 
     def detach(self, task_id: str) -> None:
         """The task exited: withdraw it; leave the networks no task of this node uses any more."""
+        self.withdraw(task_id)
         network = self._tasks.pop(task_id, None)
         if network is None:
             return
         network.close()
         for a in network.attached:
+            self._draining.pop((a.network_id, a.addr), None)
             self.ndb.delete_endpoint(a.network_id, task_id)
-            self._users[a.network_id] -= 1
-            if self._users[a.network_id] <= 0:
-                del self._users[a.network_id]
-                self._by_vni.pop(a.vni, None)
-                self.ndb.leave_network(a.network_id)
+            self._unuse(a)
 
     # Routing ------------------------------------------------------------------------------------
+    def _tables_changed(self, networks: set[str]) -> None:
+        for network in networks:
+            self._endpoint_cache.pop(network, None)
+            self._last_peer.update(self.ndb.db.peers(network))
+
+    def endpoints(self, network_id: str) -> list[Endpoint]:
+        """The live endpoints of a network, parsed once per change of its table."""
+        cached = self._endpoint_cache.get(network_id)
+        if cached is None:
+            cached = self._endpoint_cache[network_id] = self.ndb.db.endpoints(network_id)
+        return cached
+
     def _target(self, attachment: Attachment, addr: str) -> Endpoint:
-        endpoints = self.ndb.db.endpoints(attachment.network_id)
+        endpoints = self.endpoints(attachment.network_id)
         behind = backends(attachment.network_id, addr, endpoints)
         chosen = self.balancer.pick(attachment.network_id, addr, behind) if behind else None
         chosen = chosen or find_endpoint(attachment.network_id, addr, endpoints)
@@ -236,7 +299,8 @@ class Overlay:
 
     def _peer(self, attachment: Attachment, endpoint: Endpoint) -> tuple[str, int]:
         """The data path address (host, port) of the node running ``endpoint``, from the peer table."""
-        address = self.ndb.db.peers(attachment.network_id).get(endpoint.node) or ""
+        address = (self.ndb.db.peers(attachment.network_id).get(endpoint.node)
+                   or self._last_peer.get(endpoint.node, ""))  # a node gossip took for dead a moment
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit():
             raise _unreachable(endpoint.addr)
@@ -245,7 +309,12 @@ class Overlay:
     async def connect(self, attachment: Attachment, addr: str,
                       port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A stream from a task on ``attachment`` to ``addr`` (a task or a VIP) ``port``."""
-        endpoint = self._target(attachment, addr)
+        return await self.open_stream(attachment, self._target(attachment, addr), port)
+
+    async def open_stream(self, attachment: Attachment, endpoint: Endpoint,
+                          port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to the task of ``endpoint`` on ``attachment``'s network, container ``port``:
+        its listener when it runs here, else a tunnel to its node (OSError as a socket would)."""
         if endpoint.node == self.node_id:
             listener = endpoint.listener_for(port)
             if listener is None:
@@ -309,7 +378,11 @@ class Overlay:
             writer.close()
             return
         attachment = self._by_vni.get(vni)
-        endpoint = find_endpoint(attachment.network_id, dst, self.ndb.db.endpoints()) if attachment else None
+        endpoint = None
+        if attachment is not None:
+            network_id = attachment.network_id
+            endpoint = (find_endpoint(network_id, dst, self.endpoints(network_id))
+                        or self._draining.get((network_id, dst)))  # fmt: skip
         if attachment is None or endpoint is None or endpoint.node != self.node_id:
             await self._refuse(writer, "No route to host")
             return

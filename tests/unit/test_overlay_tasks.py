@@ -46,6 +46,10 @@ class FakeOverlay:
     def publish(self, task: Mapping[str, Any], ports: Mapping[int, int]) -> None:
         self.calls.append(("publish", str(task["ID"])))
 
+    def withdraw(self, task_id: str) -> bool:
+        self.calls.append(("withdraw", task_id))
+        return ("publish", task_id) in self.calls
+
     def detach(self, task_id: str) -> None:
         self.calls.append(("detach", task_id))
 

@@ -62,18 +62,20 @@ class Heartbeat(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., engine_version: _Optional[str] = ..., sequence: _Optional[int] = ...) -> None: ...
 
 class SessionMessage(_message.Message):
-    __slots__ = ("heartbeat_period_ms", "managers", "leader_addr", "error", "role")
+    __slots__ = ("heartbeat_period_ms", "managers", "leader_addr", "error", "role", "ingress")
     HEARTBEAT_PERIOD_MS_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period_ms: int
     managers: _containers.RepeatedScalarFieldContainer[str]
     leader_addr: str
     error: str
     role: str
-    def __init__(self, heartbeat_period_ms: _Optional[int] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ..., error: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+    ingress: bytes
+    def __init__(self, heartbeat_period_ms: _Optional[int] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ..., error: _Optional[str] = ..., role: _Optional[str] = ..., ingress: _Optional[bytes] = ...) -> None: ...
 
 class AssignmentsRequest(_message.Message):
     __slots__ = ("node_id",)
