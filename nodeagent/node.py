@@ -55,6 +55,7 @@ from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleNotFound, read_role_file
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.grpc_transport import GrpcTransport
+from nodeagent.transport.planes import FaultGate
 
 __all__ = [
     "EXIT_CONFIG",
@@ -259,9 +260,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
-    running.networkdb, running.overlay = _data_plane(options, node_id, registry)
+    running.networkdb, running.overlay = _data_plane(options, node_id, registry, faults)
     transport.add_servicer(running.networkdb.register)
-    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay)
+    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay, faults)
     if running.task_runtime is not None:
         transport.add_servicer(running.task_runtime.register)
     try:
@@ -333,7 +334,8 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         raise AgentError(message, EXIT_JOIN_REFUSED)
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
-                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime)
+                          gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime,
+                          faults=faults)
     swarm = NodeSwarm(context, session_module=_session_module(), spawn=spawn, on_refused=refused,
                       on_role_change=role_changed,
                       extra_managers=browser.managers if browser is not None else list)
@@ -352,24 +354,27 @@ def _task_host(options: AgentOptions) -> str:
     return options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
 
 
-def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any, Any]:
+def _data_plane(options: AgentOptions, node_id: str, registry: Any,
+                faults: LinkFaults | None = None) -> tuple[Any, Any]:
     """The network database and the overlay (VXLAN and tunnels on the task address's port 4789)."""
     from nodeagent.networkdb.core import NetworkDBConfig
     from nodeagent.networkdb.shell import NetworkDBShell
     from nodeagent.overlay.shell import Overlay
 
     ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
-                         registry=registry)
+                         registry=registry, faults=FaultGate(faults, "networkdb"))
     return ndb, Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
-                        port=options.data_path_port)
+                        port=options.data_path_port, faults=FaultGate(faults, "overlay"))
 
 
-def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None,
+                  faults: LinkFaults | None = None) -> Any:
     """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
     from nodeagent.agent.tasks import TaskRuntime
 
     return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=_task_host(options),
-                       time_scale=options.time_scale, registry=registry, overlay=overlay)  # fmt: skip
+                       time_scale=options.time_scale, registry=registry, overlay=overlay,
+                       faults=FaultGate(faults, "dispatcher"))  # fmt: skip
 
 
 def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from nodeagent.options import AgentOptions
+from nodeagent.transport.faults import LinkFaults
 
 if TYPE_CHECKING:
     from nodeagent.engineapi.server import EngineApiServer
@@ -96,6 +97,9 @@ class NodeContext:
     task_runtime: Any = None
     """The node's task runtime (:class:`nodeagent.agent.tasks.TaskRuntime`): its ``images()``
     for ``GET /images/json``, its ``logs`` and ``worker``."""
+    faults: LinkFaults | None = None
+    """The node's injected link faults (``swarmlet chaos``), which every plane applies
+    (:mod:`nodeagent.transport.planes`)."""
 
 
 class RoleExtension(Protocol):

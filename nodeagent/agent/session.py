@@ -29,6 +29,7 @@ import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from nodeagent.identity import VERSION
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused"]
 
@@ -94,6 +95,10 @@ class AgentSession:
         self.connected_to = ""
         """The manager the session is open with, "" while reconnecting."""
         self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
+        self.faults = FaultGate(getattr(context, "faults", None), "dispatcher")
+        """The node's injected link faults on the links to the managers: a heartbeat into a
+        partitioned link is not sent and an answer from one never arrives, so the session
+        times out as with a cut cable; delay and loss hold heartbeats back."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -188,6 +193,9 @@ class AgentSession:
         while not self._stopping.is_set():
             for target in self._candidates(prefer):
                 prefer = ""
+                if self.faults.blocked(target):
+                    log.info("join via %s: the link is partitioned (swarmlet chaos)", target)
+                    continue
                 try:
                     async with grpc.aio.insecure_channel(target) as channel:
                         stub = dispatcher_pb2_grpc.DispatcherStub(channel)  # type: ignore[no-untyped-call]
@@ -245,6 +253,13 @@ class AgentSession:
             seq = 0
             while not self._stopping.is_set():
                 seq += 1
+                delay = self.faults.stream(target) if self.faults.active else 0.0
+                if delay is None:  # partitioned: this beat never reaches the manager
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), period_box[0])
+                    continue
+                if delay:
+                    await asyncio.sleep(delay)
                 yield dispatcher_pb2.Heartbeat(
                     node_id=self.context.node_id,
                     hostname=self.context.hostname,
@@ -263,14 +278,20 @@ class AgentSession:
                 self._call = call
                 # A silent manager (paused, cut off) must not hold the session: give up after
                 # three periods without an answer.
+                loop = asyncio.get_running_loop()
+                heard = loop.time()
                 while True:
                     try:
-                        msg = await asyncio.wait_for(call.read(), 3 * period_box[0] + 0.5)
+                        wait = heard + 3 * period_box[0] + 0.5 - loop.time()
+                        msg = await asyncio.wait_for(call.read(), max(wait, 0.0))
                     except TimeoutError:
                         call.cancel()
                         return "" if beats else None
                     if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
                         return "" if beats else None
+                    if self.faults.active and self.faults.blocked(target):
+                        continue  # sent across a partitioned link: it never arrives
+                    heard = loop.time()
                     self._learn(list(msg.managers))
                     if msg.error:
                         # e.g. a new leader that has not applied this node's join yet: retry.
