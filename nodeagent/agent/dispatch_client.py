@@ -7,7 +7,8 @@ changes while disconnected is whole again after the first message.
 
 Injected link faults (``swarmlet chaos``) act on both: with the link to the manager partitioned
 no stream is opened, one open is dropped (its messages never arrive) and reports fail; a delay
-or loss on the link holds each message and report back.
+or loss on this node's side of the link holds each report back (what the manager sends is the
+manager's egress: its own rules would delay it).
 """
 
 from __future__ import annotations
@@ -70,12 +71,9 @@ class DispatchClient:
             stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Assignments(dispatcher_pb2.AssignmentsRequest(node_id=self.node_id))
             async for msg in call:
-                delay = self.faults.stream(target) if self.faults.active else 0.0
-                if delay is None:
+                if self.faults.active and self.faults.blocked(target):
                     call.cancel()  # partitioned: what the manager sent is lost; the next stream
                     return  # starts with the complete set once the link is back
-                if delay:
-                    await asyncio.sleep(delay)
                 if msg.leader_addr:
                     self.redirect = str(msg.leader_addr)
                     return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -249,27 +250,40 @@ class AgentSession:
         period_box = [period]
         beats = 0
 
+        def beat(seq: int) -> dispatcher_pb2.Heartbeat:
+            return dispatcher_pb2.Heartbeat(
+                node_id=self.context.node_id,
+                hostname=self.context.hostname,
+                addr=self.options.advertise_addr,
+                cluster_addr=self._cluster_addr(),
+                engine_version=VERSION,
+                sequence=seq,
+            )
+
         async def heartbeats() -> AsyncIterator[dispatcher_pb2.Heartbeat]:
-            seq = 0
-            while not self._stopping.is_set():
-                seq += 1
-                delay = self.faults.stream(target) if self.faults.active else 0.0
-                if delay is None:  # partitioned: this beat never reaches the manager
+            # Beats are made on time and handed over when the link lets them through: with
+            # injected link faults a delay shifts every beat (it does not slow the beating) and a
+            # partitioned link loses them.
+            out: asyncio.Queue[dispatcher_pb2.Heartbeat] = asyncio.Queue()
+
+            async def beating() -> None:
+                seq = 0
+                while not self._stopping.is_set():
+                    seq += 1
+                    message = beat(seq)
+                    if not self.faults.active:
+                        out.put_nowait(message)
+                    elif (delay := self.faults.stream(target)) is not None:
+                        self.faults.send_later(target, delay, functools.partial(out.put_nowait, message))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), period_box[0])
-                    continue
-                if delay:
-                    await asyncio.sleep(delay)
-                yield dispatcher_pb2.Heartbeat(
-                    node_id=self.context.node_id,
-                    hostname=self.context.hostname,
-                    addr=self.options.advertise_addr,
-                    cluster_addr=self._cluster_addr(),
-                    engine_version=VERSION,
-                    sequence=seq,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), period_box[0])
+
+            producer = asyncio.get_running_loop().create_task(beating(), name="heartbeats")
+            try:
+                while not self._stopping.is_set():
+                    yield await out.get()
+            finally:
+                producer.cancel()
 
         try:
             async with grpc.aio.insecure_channel(target) as channel:
