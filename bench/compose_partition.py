@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
 from deploy.backends import load_backend
 from deploy.backends.base import NodeHandle
 from deploy.linkfaults import plan
-from manager.controlapi.client import ControlError, list_nodes, update_node
+from manager.controlapi.client import list_nodes
 from nodeagent.transport.faults import get_link_faults, set_link_faults
 
 LOST = "raft: failed to process the request: node lost leader status"
@@ -68,12 +69,13 @@ def one_round(nodes: list[NodeHandle]) -> tuple[float, float, float, float]:
             seen.update(leaders)
         return len(seen) == 1 and old not in seen
 
+    engine = next(n.docker_host for n in nodes if n.hostname == old)
+
     def refused() -> bool:
-        try:
-            update_node(managers[old], worker, labels_add={"bench": "cut"}, timeout=2.0)
-        except ControlError as e:
-            return LOST in str(e)
-        return False
+        # As a user asks it: the docker CLI against the old leader's Engine API.
+        answer = subprocess.run(["docker", "-H", str(engine), "node", "update", "--label-add", "bench=cut",
+                                 worker], capture_output=True, text=True, timeout=30, check=False)
+        return answer.returncode == 1 and LOST in answer.stderr
 
     elected = _wait(new_leader, 15)
     refusing = _wait(refused, 15, 0.1)

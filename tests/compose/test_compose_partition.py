@@ -80,6 +80,7 @@ def test_partitioned_leader_is_replaced_refuses_writes_and_rejoins_after_heal(re
     addrs = {m: handles[m].control_addr for m in MANAGERS}
     assert all(addrs.values())
 
+    asked = time.monotonic()
     swarmlet("chaos", "partition", old, "--from", ",".join(majority))
     cut = time.monotonic()
 
@@ -91,10 +92,13 @@ def test_partitioned_leader_is_replaced_refuses_writes_and_rejoins_after_heal(re
 
     leader = wait_for("a new leader on the majority side", new_leader, timeout=15, interval=0.05)
     took = time.monotonic() - cut
-    print(f"new leader {leader} {took:.3f} s after `swarmlet chaos partition {old}` returned")
-    # Measured on the loaded 2-core machine (5 runs, other helpers' clusters up): 0.9 to 1.6 s
-    # (check-quorum and the election timeout, 0.4 to 0.8 s, plus the first pre-vote round).
-    # Issue 11 asks for 2 s; the bound has slack for a bad moment on the shared machine.
+    print(f"new leader {leader} {took:.3f} s after `swarmlet chaos partition {old}` returned "
+          f"({time.monotonic() - asked:.3f} s after it was run; the command took {cut - asked:.3f} s)")
+    # The old leader's links are cut from the moment its own agent takes the rules, the first
+    # the command tells; the election runs while the command tells the others, so the time
+    # from the command's return is often near 0 (0.06 s in one run at load average 35, the
+    # command itself taking 4.8 s). bench/compose_partition.py times it from the last agent told:
+    # the README has its figures. Issue 11 asks for 2 s; the bound has slack for the shared machine.
     assert took < 4.0, f"the majority elected {leader} only {took:.2f} s after the partition"
 
     # The old leader, cut off, refuses writes in Swarm's words (the docker CLI prints them).
@@ -148,3 +152,39 @@ def test_a_lossy_or_slow_worker_stays_ready(restored: None) -> None:
     assert injected(worker, "drop", "gossip") > 0
     assert injected(worker, "delay", "dispatcher") > 0
     assert swarmlet("chaos", "heal", "worker1").stdout.strip() == "worker1: no link faults"
+
+
+def test_a_partition_cuts_the_overlay_between_two_workers(restored: None) -> None:
+    handles = nodes()
+    manager = handles["manager1"]
+    assert docker(manager, "network", "create", "-d", "overlay", "cutnet").returncode == 0
+    try:
+        web = docker(manager, "service", "create", "--detach", "--name", "cutweb", "--network", "cutnet",
+                     "--constraint", "node.hostname==worker2", "nginx:1.25")
+        assert web.returncode == 0, web.stderr
+        fetches = "".join("wget -qO- http://cutweb/; sleep 1; " for _ in range(90))
+        client = docker(manager, "service", "create", "--detach", "--name", "cutclient",
+                        "--network", "cutnet", "--constraint", "node.hostname==worker1",
+                        "busybox", "sh", "-c", fetches + "sleep 600")
+        assert client.returncode == 0, client.stderr
+
+        def logs() -> list[str]:
+            return docker(manager, "service", "logs", "cutclient").stdout.splitlines()
+
+        def count(word: str) -> int:
+            return sum(word in line for line in logs())
+
+        # worker1's task reaches worker2's through the overlay's tunnel...
+        wait_for("the page through the overlay", lambda: count("node worker2") >= 1, timeout=60, interval=1)
+        swarmlet("chaos", "partition", "worker1", "--from", "worker2")
+        # ...until the link is cut: the tunnel cannot be opened (busybox waits, then says so)...
+        wait_for("fetches timing out", lambda: count("timed out") >= 2, timeout=30, interval=1)
+        assert injected(handles["worker1"], "partition", "overlay") > 0
+        # ...and once it heals, pages come through again.
+        swarmlet("chaos", "heal")
+        pages = count("node worker2")
+        wait_for("pages again after heal", lambda: count("node worker2") > pages, timeout=30, interval=1)
+    finally:
+        docker(manager, "service", "rm", "cutclient", "cutweb")
+        wait_for("the services gone", lambda: docker(manager, "network", "rm", "cutnet").returncode == 0,
+                 timeout=30, interval=1)
