@@ -31,6 +31,7 @@ from nodeagent.transport.faults import LinkFaultRule, get_link_faults, set_link_
 __all__ = ["add_arguments", "run"]
 
 _ACTIONS = (*CHAOS_ACTIONS, *LINK_ACTIONS)
+_AGENT_TIMEOUT = 10.0  # seconds an agent may take to answer: a loaded machine starves containers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +83,7 @@ def _links(args: argparse.Namespace, nodes: Sequence[NodeHandle]) -> int:
         current: dict[str, list[LinkFaultRule]] = {}
         for hostname, handle in running.items():
             assert handle.admin_addr is not None
-            current[hostname] = get_link_faults(handle.admin_addr)
+            current[hostname] = get_link_faults(handle.admin_addr, _AGENT_TIMEOUT)
         wanted = plan(args.action, node.hostname if node else None, [p.hostname for p in peers],
                       args.value, current)
     except FaultInputError as e:
@@ -94,7 +95,7 @@ def _links(args: argparse.Namespace, nodes: Sequence[NodeHandle]) -> int:
         addr = running[hostname].admin_addr
         assert addr is not None
         try:
-            now = set_link_faults(addr, rules)
+            now = set_link_faults(addr, rules, _AGENT_TIMEOUT)
         except (ConnectionError, ValueError) as e:
             return error(f"{hostname}: {e} (links already changed: {', '.join(changed) or 'none'})")
         changed.append(hostname)
