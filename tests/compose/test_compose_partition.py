@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.backends.base import NodeHandle
-from manager.controlapi.client import NodeRow, list_nodes
+from manager.controlapi.client import ControlError, NodeRow, list_nodes
 from tests.compose.helpers import backend, status_json, swarmlet, wait_for
 
 MANAGERS = ("manager1", "manager2", "manager3")
@@ -145,7 +146,8 @@ def test_a_lossy_or_slow_worker_stays_ready(restored: None) -> None:
     seen: set[str] = set()
     end = time.monotonic() + 15
     while time.monotonic() < end:
-        seen.add(rows_at(addr)["worker1"].status)
+        with contextlib.suppress(ControlError):  # a manager slow to answer on a starved machine
+            seen.add(rows_at(addr)["worker1"].status)
         time.sleep(0.2)
     assert seen == {"Ready"}, f"worker1 was shown {seen} with 10% loss and 200 ms delay"
     worker = handles["worker1"]
