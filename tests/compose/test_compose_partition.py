@@ -164,14 +164,16 @@ def test_a_partition_cuts_the_overlay_between_two_workers(restored: None) -> Non
         web = docker(manager, "service", "create", "--detach", "--name", "cutweb", "--network", "cutnet",
                      "--constraint", "node.hostname==worker2", "nginx:1.25")
         assert web.returncode == 0, web.stderr
-        fetches = "".join("wget -qO- http://cutweb/; sleep 1; " for _ in range(90))
+        fetches = "".join("wget -qO- http://cutweb/; sleep 1; " for _ in range(300))
         client = docker(manager, "service", "create", "--detach", "--name", "cutclient",
                         "--network", "cutnet", "--constraint", "node.hostname==worker1",
                         "busybox", "sh", "-c", fetches + "sleep 600")
         assert client.returncode == 0, client.stderr
 
         def logs() -> list[str]:
-            return docker(manager, "service", "logs", "cutclient").stdout.splitlines()
+            # The CLI writes what the task wrote to stderr (wget's complaints) to its own stderr.
+            answer = docker(manager, "service", "logs", "cutclient")
+            return (answer.stdout + answer.stderr).splitlines()
 
         def count(word: str) -> int:
             return sum(word in line for line in logs())
