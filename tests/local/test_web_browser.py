@@ -196,8 +196,10 @@ def test_the_page_follows_chaos_stop_and_a_partition(
             await browser.wait_for("document.querySelectorAll('article.node.ready').length === 5", 20,
                                    "5 ready node columns")
             created = await asyncio.to_thread(
+                # Swarm waits a task's restart delay (5 s by default) before it replaces one lost
+                # with its node (swarmkit does, the emulator too): this service asks for none.
                 subprocess.run, ["docker", "-H", f"tcp://{page_host}:2375", "service", "create", "--detach",
-                                 "--name", "web", "--replicas", "6", "nginx:1.25"],
+                                 "--name", "web", "--replicas", "6", "--restart-delay", "0s", "nginx:1.25"],
                 capture_output=True, text=True, timeout=60, check=False)
             assert created.returncode == 0, created.stderr
             await browser.wait_for(_RUNNING_WEB.format(skip="") + " === 6", 30, "6 running web cards")
@@ -206,18 +208,23 @@ def test_the_page_follows_chaos_stop_and_a_partition(
             assert on_worker1 > 0  # spread over five nodes: worker1 has some of the six
             print("\nscreenshot:", await browser.screenshot(shots / "1-six-tasks.png"))
 
+            asked = time.monotonic()
             await asyncio.to_thread(_swarmlet, state_dir, "chaos", "stop", "worker1")
             stopped = time.monotonic()
             await browser.wait_for(
-                "document.querySelector('article.node[data-hostname=worker1]').dataset.colour === 'down' && "
-                + _RUNNING_WEB.format(skip="worker1") + " === 6", 20,
-                "worker1 Down and its tasks running on the other nodes")
+                "document.querySelector('article.node[data-hostname=worker1]').dataset.colour === 'down'", 20,
+                "worker1 Down")
+            down = time.monotonic() - stopped
+            await browser.wait_for(_RUNNING_WEB.format(skip="worker1") + " === 6", 20,
+                                   "worker1's tasks running on the other nodes")
             took = time.monotonic() - stopped
-            print(f"worker1 Down and 6 web tasks running elsewhere {took:.2f} s after `swarmlet chaos stop`")
+            print(f"worker1 Down {down:.2f} s and 6 web tasks running elsewhere {took:.2f} s after "
+                  f"`swarmlet chaos stop` returned ({time.monotonic() - asked:.2f} s after it was run)")
             print("screenshot:", await browser.screenshot(shots / "2-worker1-stopped.png"))
-            # Issue 14: within 3 s. Measured with the page open at load average 10-40 on the shared
-            # 2-core machine: 0.9-1.9 s (the agent leaves on SIGTERM; the orchestrator replaces its
-            # tasks at once and the scheduler spreads them); the bound is the issue's.
+            # Issue 14: within 3 s. The command returns once the process has exited, and the agent
+            # leaves gracefully on SIGTERM, so both were already on the page when it returned in
+            # the runs so far (0.01 s after, the command taking 1-2 s, at load average 17); the
+            # bound is the issue's.
             assert took < 3.0, f"worker1's tasks appeared elsewhere only {took:.2f} s after the stop"
 
             # A partition: worker2 cut from the three managers. Each side's membership view shows it.
