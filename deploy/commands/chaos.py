@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from deploy.backends import load_backend
 from deploy.backends.base import CHAOS_ACTIONS, BackendError, NodeHandle, resolve_node
@@ -79,26 +80,30 @@ def _links(args: argparse.Namespace, nodes: Sequence[NodeHandle]) -> int:
         if named.hostname not in running:
             return error(f"{named.hostname} is not running ({named.state}): its agent cannot be told; "
                          f"`swarmlet chaos start {named.hostname}` first")
-    try:
-        current: dict[str, list[LinkFaultRule]] = {}
-        for hostname, handle in running.items():
-            assert handle.admin_addr is not None
-            current[hostname] = get_link_faults(handle.admin_addr, _AGENT_TIMEOUT)
-        wanted = plan(args.action, node.hostname if node else None, [p.hostname for p in peers],
-                      args.value, current)
-    except FaultInputError as e:
-        return error(str(e))
-    except ConnectionError as e:
-        return error(f"{e}; nothing was changed")
-    changed: list[str] = []
-    for hostname, rules in wanted.items():
-        addr = running[hostname].admin_addr
-        assert addr is not None
+    # Every agent is asked at once (one thread each): on a loaded machine one answer can take
+    # seconds, and the links should change together.
+    with ThreadPoolExecutor(max_workers=max(1, len(running))) as pool:
+        asked = {h: pool.submit(get_link_faults, str(n.admin_addr), _AGENT_TIMEOUT)
+                 for h, n in running.items()}
         try:
-            now = set_link_faults(addr, rules, _AGENT_TIMEOUT)
-        except (ConnectionError, ValueError) as e:
-            return error(f"{hostname}: {e} (links already changed: {', '.join(changed) or 'none'})")
-        changed.append(hostname)
-        held = "; ".join(describe(r, list(current)) for r in now) or "no link faults"
-        console().print(f"{hostname}: {held}")
+            current: dict[str, list[LinkFaultRule]] = {h: f.result() for h, f in asked.items()}
+            wanted = plan(args.action, node.hostname if node else None, [p.hostname for p in peers],
+                          args.value, current)
+        except FaultInputError as e:
+            return error(str(e))
+        except ConnectionError as e:
+            return error(f"{e}; nothing was changed")
+        told = {h: pool.submit(set_link_faults, str(running[h].admin_addr), rules, _AGENT_TIMEOUT)
+                for h, rules in wanted.items()}
+        failed = []
+        for hostname, future in told.items():
+            try:
+                now = future.result()
+            except (ConnectionError, ValueError) as e:
+                failed.append(f"{hostname}: {e}")
+                continue
+            held = "; ".join(describe(r, list(current)) for r in now) or "no link faults"
+            console().print(f"{hostname}: {held}")
+    if failed:
+        return error("; ".join(failed) + " (the other nodes were told)")
     return 0
