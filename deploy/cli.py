@@ -22,7 +22,7 @@ __all__ = ["main"]
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("up",), "deploy.commands.up", "bring an emulated Swarm cluster up and wait until it is ready"),
     (("status",), "deploy.commands.status", "list the cluster's nodes, as `docker node ls` does"),
-    (("chaos",), "deploy.commands.chaos", "stop, kill, pause or cut off a node"),
+    (("chaos",), "deploy.commands.chaos", "stop, kill or pause a node; cut, slow or heal its links"),
     (("logs",), "deploy.commands.logs", "show a node's logs"),
     (("down",), "deploy.commands.down", "remove everything `swarmlet up` made"),
     (("env",), "deploy.commands.env", "print the DOCKER_HOST line for the leader (or a node)"),

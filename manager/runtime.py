@@ -45,6 +45,8 @@ from manager.state.store.watch import Watch
 from manager.swarm_metrics import SwarmManagerMetrics
 from nodeagent.identity import VERSION
 from nodeagent.membership import INIT_SPEC_FILE
+from nodeagent.transport.faults import LinkFaults
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["ENGINE_VERSION", "ManagerContext", "ManagerRuntime", "StoreMachine", "running_cluster_spec"]
 
@@ -149,6 +151,9 @@ class ManagerRuntime:
         self._key_sync: KeySync | None = None
         self.raft_config = RaftConfig.default().scaled(self.time_scale)
         self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD * self.time_scale
+        self.faults: LinkFaults | None = getattr(context, "faults", None)
+        """The node's injected link faults (``swarmlet chaos``): Raft, forwarded writes and the
+        control API apply them (:mod:`nodeagent.transport.planes`)."""
         self.component_metrics = ComponentMetrics(context.registry)
         context.registry.register(SwarmManagerMetrics(self))
 
@@ -210,6 +215,7 @@ class ManagerRuntime:
             registry=self.context.registry,
             rng=self.rng,
             data_key=self.keys.dek,
+            faults=FaultGate(self.faults, "raft"),
         )
         # Before the log is replayed, so that every Node object it holds is seen.
         self._node_watch = self.store.watch(["node"], on_change=self._on_node_change)

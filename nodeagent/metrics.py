@@ -107,18 +107,20 @@ class GossipMetrics:
 
 
 class FaultMetrics:
-    """``swarmlet_faults_injected_total{kind}``: every time an injected link fault acts."""
+    """``swarmlet_faults_injected_total{kind,plane}``: every time an injected link fault acts."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         """Register the metric in ``registry``."""
-        self.injected = Counter("swarmlet_faults_injected", "Injected link faults that acted, by kind.",
-                                ["kind"], registry=registry)
+        self.injected = Counter("swarmlet_faults_injected",
+                                "Injected link faults that acted, by kind and by plane.",
+                                ["kind", "plane"], registry=registry)
         self.rules = Gauge("swarmlet_faults_rules", "Link fault rules in force on this node.",
                            registry=registry)
 
-    def acted(self, kind: str) -> None:
-        """Count one fault of ``kind`` (drop, delay, duplicate, partition)."""
-        self.injected.labels(kind=kind).inc()
+    def acted(self, kind: str, plane: str = "gossip") -> None:
+        """Count one fault of ``kind`` (drop, delay, duplicate, partition) on ``plane`` (gossip,
+        raft, dispatcher, control, networkdb, overlay)."""
+        self.injected.labels(kind=kind, plane=plane).inc()
 
 
 class MetricsServer:

@@ -56,6 +56,7 @@ from nodeagent.options import AgentOptions, split_host_port
 from nodeagent.roles import NodeContext, RoleNotFound, read_role_file
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.grpc_transport import GrpcTransport
+from nodeagent.transport.planes import FaultGate
 
 __all__ = [
     "EXIT_CONFIG",
@@ -263,9 +264,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
     admin = AgentAdminServicer(None, faults, fault_metrics)
     transport.add_servicer(admin.register)
-    running.networkdb, running.overlay, running.mesh = _data_plane(options, node_id, registry)
+    running.networkdb, running.overlay, running.mesh = _data_plane(options, node_id, registry, faults)
     transport.add_servicer(running.networkdb.register)
-    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay)
+    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay, faults)
     if running.task_runtime is not None:
         transport.add_servicer(running.task_runtime.register)
     try:
@@ -339,7 +340,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
                           gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime,
-                          mesh=running.mesh)
+                          mesh=running.mesh, faults=faults)
     swarm = NodeSwarm(context, session_module=_session_module(), spawn=spawn, on_refused=refused,
                       on_role_change=role_changed,
                       extra_managers=browser.managers if browser is not None else list)
@@ -358,7 +359,8 @@ def _task_host(options: AgentOptions) -> str:
     return options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
 
 
-def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any, Any, Any]:
+def _data_plane(options: AgentOptions, node_id: str, registry: Any,
+                faults: LinkFaults | None = None) -> tuple[Any, Any, Any]:
     """The network database, the overlay (VXLAN and tunnels on the task address's port 4789) and
     the routing mesh (the published ports, on the same address)."""
     from nodeagent.networkdb.core import NetworkDBConfig
@@ -367,20 +369,22 @@ def _data_plane(options: AgentOptions, node_id: str, registry: Any) -> tuple[Any
     from nodeagent.overlay.shell import Overlay
 
     ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
-                         registry=registry)
+                         registry=registry, faults=FaultGate(faults, "networkdb"))
     overlay = Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
-                      port=options.data_path_port)
+                      port=options.data_path_port, faults=FaultGate(faults, "overlay"))
     return ndb, overlay, Mesh(overlay, registry=registry, linger=LINGER * options.time_scale)
 
 
-def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None) -> Any:
+def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None,
+                  faults: LinkFaults | None = None) -> Any:
     """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
     from nodeagent.agent.tasks import TaskRuntime
 
     return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=_task_host(options),
                        time_scale=options.time_scale, registry=registry, overlay=overlay,
                        volumes_dir=os.path.join(options.data_dir, "volumes"),
-                       shared_volumes_dir=options.shared_volumes)  # fmt: skip
+                       shared_volumes_dir=options.shared_volumes,
+                       faults=FaultGate(faults, "dispatcher"))  # fmt: skip
 
 
 def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client import CollectorRegistry
 
 from nodeagent.options import AgentOptions
+from nodeagent.transport.faults import LinkFaults
 
 if TYPE_CHECKING:
     from nodeagent.engineapi.server import EngineApiServer
@@ -99,6 +100,9 @@ class NodeContext:
     mesh: Any = None
     """The node's routing mesh (:class:`nodeagent.overlay.mesh_shell.Mesh`): the session hands it
     the ingress network."""
+    faults: LinkFaults | None = None
+    """The node's injected link faults (``swarmlet chaos``), which every plane applies
+    (:mod:`nodeagent.transport.planes`)."""
 
 
 class RoleExtension(Protocol):

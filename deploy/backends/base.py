@@ -95,6 +95,8 @@ class NodeHandle:
     """The node's own address on the host (deploy/addresses.py), where all its ports are."""
     web_url: str | None = None
     """For a manager: its web view of the swarm (docs/web.md)."""
+    admin_addr: str | None = None
+    """"ADDR:7946" where the node agent's admin service (its link faults) answers from the host."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,6 +50,8 @@ NETWORK = network_name(PROJECT)
 NODE_ALIAS = "nodes"
 """The network alias every node container carries (compose.yml): Prometheus's DNS name for them."""
 _OVERRIDE = "compose.override.yml"  # written per cluster by compose_files.override_text
+GOSSIP_PORT = 7946
+"""The node agent's gossip port, where its admin service (link faults) answers too."""
 
 
 def docker_engine_error(timeout: float = 10.0) -> str | None:
@@ -131,6 +133,10 @@ def node_handle(inspected: dict[str, Any]) -> NodeHandle:
     web = _bound(ports, "8081/tcp")
     name = str(inspected.get("Name", "")).lstrip("/")
     cid = str(inspected.get("Id", ""))
+    # The gossip port is not published: the host reaches it at the container's address on the
+    # project's network (a bridge, which the host routes to), as the other nodes do.
+    networks = (inspected.get("NetworkSettings") or {}).get("Networks") or {}
+    ips = [str(n.get("IPAddress")) for n in networks.values() if isinstance(n, dict) and n.get("IPAddress")]
     return NodeHandle(
         hostname=str(config.get("Hostname") or service), role=role,
         state=str((inspected.get("State") or {}).get("Status", "unknown")), ref=cid,
@@ -140,6 +146,7 @@ def node_handle(inspected: dict[str, Any]) -> NodeHandle:
         docker_host=f"tcp://{':'.join(engine)}" if engine else None,
         addr=engine[0] if engine else None,
         web_url=f"http://{':'.join(web)}/" if web and role == "manager" else None,
+        admin_addr=f"{ips[0]}:{GOSSIP_PORT}" if ips else None,
     )
 
 

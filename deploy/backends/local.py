@@ -257,6 +257,7 @@ class LocalBackend:
                 metrics_url=f"http://{addr}:{_METRICS_PORT}/metrics",
                 docker_host=f"tcp://{addr}:{_ENGINE_PORT}", addr=addr,
                 web_url=f"http://{addr}:{_WEB_PORT}/" if manager else None,
+                admin_addr=f"{addr}:{_GOSSIP_PORT}",
             ))
         found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
         return found
@@ -308,7 +309,7 @@ class LocalBackend:
         elif action in ("disconnect", "connect"):
             raise BackendError(
                 f"{action} is not supported by the local backend: its nodes share one loopback "
-                "interface. Use --backend compose for network faults."
+                f"interface. Cut its links instead: swarmlet chaos partition {node.hostname} --from NODE,..."
             )
         else:
             raise BackendError(f"unknown chaos action {action!r}")

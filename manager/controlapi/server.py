@@ -29,6 +29,7 @@ from manager.dispatcher.roles import (
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.store.commands import Delete, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
+from nodeagent.transport.planes import FaultGate, LinkPartitioned
 
 __all__ = [
     "AVAILABILITIES",
@@ -357,6 +358,11 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         """Ask the leader the same question and relay its answer (or its error) unchanged."""
         remaining = context.time_remaining()
         timeout = 5.0 if remaining is None else max(0.1, remaining - 0.05)
+        gate = FaultGate(getattr(self.runtime, "faults", None), "control")
+        try:
+            await gate.call(leader_addr, min(timeout, self.runtime.shell.election_seconds()))
+        except LinkPartitioned:  # injected (swarmlet chaos): as unreachable as a gone host
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
         async with grpc.aio.insecure_channel(leader_addr) as channel:
             # A leader this manager cannot reach within an election timeout is as good as none
             # (this manager will stop believing in it by then); the request never left, so

@@ -52,6 +52,7 @@ from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeader
 from manager.state.store.commands import Create, Op, Update
 from manager.state.store.errors import StoreError
 from nodeagent.agent.session import STILL_CREATING
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "Dispatcher"]
 
@@ -77,6 +78,8 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         self.default_period = HEARTBEAT_PERIOD * scale
         self.monitor_every = MONITOR_EVERY * scale
         self.clock = time.monotonic  # the liveness harness's clock; heartbeats are stamped with it
+        # Injected link faults: a beat from a node behind a partitioned link never arrived.
+        self.faults = FaultGate(getattr(runtime, "faults", None), "dispatcher")
         self._join_lock = asyncio.Lock()
         self._membership_wake = asyncio.Event()
         self._transferring_to = ""
@@ -300,6 +303,8 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         for the Node object (ready again, new addresses) and writes that.
         """
         async for beat in request_iterator:
+            if self.faults.active and beat.addr and self.faults.blocked(beat.addr):
+                continue
             period = self.period()
             period_ms = round(period * 1000)
             leader_addr = await self._redirect(context)

@@ -28,6 +28,7 @@ from manager.engineapi.tasks import TaskRoutes
 from manager.engineapi.writes import LeaderWrites, propose_watching_leadership, write_handler
 from manager.state.store import Op, Store, StoredObject
 from nodeagent.engineapi import Route, SwarmInfo
+from nodeagent.transport.planes import FaultGate
 
 __all__ = [
     "HostFacts",
@@ -80,7 +81,8 @@ class RuntimeManager:
         """``runtime`` gives ``store``, ``shell``, ``node_id``, ``time_scale``, ``cluster()``, ``write``."""
         self.runtime = runtime
         scale = float(getattr(runtime, "time_scale", 1.0) or 1.0)
-        self.writes = LeaderWrites(self._propose, runtime.store, timeout=5.0 * scale, settle=0.8 * scale)
+        self.writes = LeaderWrites(self._propose, runtime.store, timeout=5.0 * scale, settle=0.8 * scale,
+                                   faults=FaultGate(getattr(runtime, "faults", None), "control"))
         self._host = HostFacts()
 
     async def _propose(self, ops: Sequence[Op]) -> Any:

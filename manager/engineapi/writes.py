@@ -40,6 +40,7 @@ from manager.state.store import (
     encode_batch,
     format_timestamp,
 )
+from nodeagent.transport.planes import FaultGate, LinkPartitioned
 
 __all__ = [
     "LOST_LEADERSHIP_MESSAGE",
@@ -160,8 +161,10 @@ class LeaderWrites:
     """Write a batch of operations through the leader, wherever this manager stands."""
 
     def __init__(self, propose: Propose, store: _Replica, *, timeout: float = 5.0,
-                 settle: float = 0.8) -> None:
-        """``propose`` is the runtime's write; ``settle`` bounds the wait for this store to catch up."""
+                 settle: float = 0.8, faults: FaultGate | None = None) -> None:
+        """``propose`` is the runtime's write; ``settle`` bounds the wait for this store to catch up;
+        ``faults``: the node's injected link faults on the link to the leader."""
+        self.faults = faults if faults is not None else FaultGate(None, "control")
         self.propose = propose
         self.store = store
         self.timeout = timeout
@@ -183,6 +186,11 @@ class LeaderWrites:
 
     async def _forward(self, leader: str, ops: Sequence[Op]) -> int:
         request = encode_batch(list(ops), now=format_timestamp(time.time()))
+        try:
+            # A leader behind a partitioned link never answers: the write times out unsent.
+            await self.faults.call(leader, self.timeout)
+        except LinkPartitioned:
+            raise TimeoutError("context deadline exceeded") from None
         async with grpc.aio.insecure_channel(leader) as channel:
             call = channel.unary_unary(WRITE_METHOD, None, None)
             try:

@@ -195,6 +195,53 @@ def _view_json(view: Mapping[str, Any] | None, names: Mapping[str, str]) -> dict
     return out
 
 
+def fault_text(rule: Mapping[str, Any], names: Mapping[str, str]) -> str:
+    """One link fault rule (as :func:`manager.web.peers.rule_json` gives it) in a few words, its
+    peers by hostname: ``cut from manager2``, ``delay 200ms, loss 10% to every peer``.
+
+    ``names`` maps node ids and addresses (bare or ``host:port``) to hostnames; a rule names a
+    node by hostname, and the agent adds its addresses beside it.
+    """
+    peers: list[str] = []
+    for peer in rule.get("peers") or []:
+        peer = str(peer)
+        name = names.get(peer) or names.get(peer.rpartition(":")[0]) or peer
+        if name not in peers:
+            peers.append(name)
+    who = ", ".join(peers) if peers else "every peer"
+    if rule.get("partition"):
+        return f"cut from {who}"
+    parts = []
+    if rule.get("delay"):
+        parts.append(f"delay {float(rule['delay']) * 1000:g}ms")
+    if rule.get("drop"):
+        parts.append(f"loss {float(rule['drop']) * 100:g}%")
+    if rule.get("duplicate"):
+        parts.append(f"duplicate {float(rule['duplicate']) * 100:g}%")
+    return f"{', '.join(parts) or 'no fault'} to {who}"
+
+
+def fault_changes(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
+                  names: Mapping[str, str]) -> list[TimelineEvent]:
+    """Timeline events for the link faults that changed between two fetches of the nodes' views
+    (by node id), wherever they were set from (the page, ``swarmlet chaos``, a test)."""
+    events = []
+    for node_id, view in after.items():
+        old = before.get(node_id)
+        if not view.get("ok") or old is None or not old.get("ok"):
+            continue
+        was, now = list(old.get("faults") or []), list(view.get("faults") or [])
+        if was == now:
+            continue
+        hostname = names.get(node_id, node_id[:12])
+        if now:
+            text = f"{hostname}: " + "; ".join(fault_text(r, names) for r in now)
+            events.append(TimelineEvent("fault", text, node_id, "warn"))
+        else:
+            events.append(TimelineEvent("fault", f"{hostname}: links healed", node_id, "info"))
+    return events
+
+
 def _pending(
     pending: Sequence[StoredObject],
     nodes: Sequence[StoredObject],

@@ -9,7 +9,7 @@ without locks. Routes:
 * ``GET /api/events``: server-sent events: ``state`` (the picture, whenever it changed, at most
   every 0.2 s) and ``timeline`` (one per event, with an ``id`` so a reconnect resumes);
 * ``GET /api/timeline``: the events kept (the last 500);
-* ``POST /api/faults``: cut a gossip link, isolate a node, heal (through each node's AgentAdmin).
+* ``POST /api/faults``: cut a link (every plane), isolate a node, heal (through each node's AgentAdmin).
 
 The timeline is this manager's: store changes (every manager applies the same ones), and the
 Raft leader and term and the gossip membership as this manager sees them. The other nodes'
@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from manager.web.model import ChangeDescriber, Facts, TimelineEvent, cluster_state
+from manager.web.model import ChangeDescriber, Facts, TimelineEvent, cluster_state, fault_changes
 from manager.web.peers import PeerAdmin
 from nodeagent.engineapi.runner import HttpServer
 from nodeagent.transport.faults import LinkFaultRule
@@ -184,6 +184,8 @@ class WebView:
                 views = await asyncio.gather(*(self.admin.view(m.address) for m in members))
                 fresh = {m.name: v for m, v in zip(members, views, strict=True)}
                 if fresh != self._views:
+                    for event in fault_changes(self._views, fresh, _names(members)):
+                        self._add(event)
                     self._views = fresh
                     self._bump()
             elif self._views:
@@ -303,12 +305,12 @@ class WebView:
                 rules = await self.admin.get_faults(a.address)
                 rules.append(LinkFaultRule(peers=(b.name,), partition=True))
                 await self.admin.set_faults(a.address, rules)
-                text = f"link {self._hostname(a.name)} - {self._hostname(b.name)} cut (gossip)"
+                text = f"link {self._hostname(a.name)} - {self._hostname(b.name)} cut (every plane)"
                 self._add(TimelineEvent("fault", text, a.name, "warn"))
             elif action == "isolate":
                 a = member("node")
                 await self.admin.set_faults(a.address, [LinkFaultRule(partition=True)])
-                text = f"{self._hostname(a.name)} isolated (gossip)"
+                text = f"{self._hostname(a.name)} isolated (every plane)"
                 self._add(TimelineEvent("fault", text, a.name, "warn"))
             elif action == "heal":
                 targets = [member("node")] if body.get("node") else list(members.values())
@@ -327,6 +329,15 @@ class WebView:
         self._views = {}  # fetched again at once: the page shows the cut without waiting
         self._read_at = time.monotonic()
         return web.json_response({"ok": True})
+
+
+def _names(members: list[Any]) -> dict[str, str]:
+    """Hostnames by node id and by gossip address (with and without the port)."""
+    names: dict[str, str] = {}
+    for m in members:
+        hostname = dict(m.meta.labels).get("hostname") or m.name[:12]
+        names[m.name] = names[m.address] = names[str(m.address).rpartition(":")[0]] = hostname
+    return names
 
 
 class _BadRequest(Exception):

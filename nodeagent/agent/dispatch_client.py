@@ -4,6 +4,11 @@ Both go to the manager the agent session holds its heartbeat stream with (the le
 session is between managers, the client waits. A manager that answers with ``leader_addr`` is
 left for the leader. Each new stream starts with the complete set, so a worker that missed
 changes while disconnected is whole again after the first message.
+
+Injected link faults (``swarmlet chaos``) act on both: with the link to the manager partitioned
+no stream is opened, one open is dropped (its messages never arrive) and reports fail; a delay
+or loss on this node's side of the link holds each report back (what the manager sends is the
+manager's egress: its own rules would delay it).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from nodeagent.agent.dependencies import KINDS, Payload
 from nodeagent.agent.worker import Worker
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["DispatchClient"]
 
@@ -30,8 +36,10 @@ class DispatchClient:
     """Keeps an Assignments stream open to the leader and sends status batches there."""
 
     def __init__(self, node_id: str, leader: Callable[[], str], worker: Worker,
-                 time_scale: float = 1.0) -> None:
-        """``leader()`` is the manager the session talks to now ("" while it reconnects)."""
+                 time_scale: float = 1.0, faults: FaultGate | None = None) -> None:
+        """``leader()`` is the manager the session talks to now ("" while it reconnects);
+        ``faults``: the node's injected link faults."""
+        self.faults = faults if faults is not None else FaultGate(None, "dispatcher")
         self.node_id = node_id
         self._leader = leader
         self.worker = worker
@@ -48,7 +56,7 @@ class DispatchClient:
         """Hold the stream until cancelled, reconnecting whenever it ends."""
         while True:
             target = self.target()
-            if not target:
+            if not target or self.faults.blocked(target):
                 await asyncio.sleep(0.05 * self.time_scale)
                 continue
             try:
@@ -63,6 +71,9 @@ class DispatchClient:
             stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Assignments(dispatcher_pb2.AssignmentsRequest(node_id=self.node_id))
             async for msg in call:
+                if self.faults.active and self.faults.blocked(target):
+                    call.cancel()  # partitioned: what the manager sent is lost; the next stream
+                    return  # starts with the complete set once the link is back
                 if msg.leader_addr:
                     self.redirect = str(msg.leader_addr)
                     return
@@ -121,6 +132,8 @@ class DispatchClient:
             for task_id, status in batch
         ]
         request = dispatcher_pb2.UpdateTaskStatusRequest(node_id=self.node_id, updates=updates)
+        # A report into a partitioned link is not answered: the reporter retries it later.
+        await self.faults.call(target, 0.0)
         try:
             stub = dispatcher_pb2_grpc.AssignmentsStub(await self._channel_to(target))  # type: ignore[no-untyped-call]
             reply = await stub.UpdateTaskStatus(request, timeout=5.0 * self.time_scale)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from nodeagent.identity import VERSION
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused"]
 
@@ -95,6 +97,10 @@ class AgentSession:
         """The manager the session is open with, "" while reconnecting."""
         self._ingress_seen: bytes | None = None
         self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
+        self.faults = FaultGate(getattr(context, "faults", None), "dispatcher")
+        """The node's injected link faults on the links to the managers: a heartbeat into a
+        partitioned link is not sent and an answer from one never arrives, so the session
+        times out as with a cut cable; delay and loss hold heartbeats back."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -189,6 +195,9 @@ class AgentSession:
         while not self._stopping.is_set():
             for target in self._candidates(prefer):
                 prefer = ""
+                if self.faults.blocked(target):
+                    log.info("join via %s: the link is partitioned (swarmlet chaos)", target)
+                    continue
                 try:
                     async with grpc.aio.insecure_channel(target) as channel:
                         stub = dispatcher_pb2_grpc.DispatcherStub(channel)  # type: ignore[no-untyped-call]
@@ -242,20 +251,40 @@ class AgentSession:
         period_box = [period]
         beats = 0
 
+        def beat(seq: int) -> dispatcher_pb2.Heartbeat:
+            return dispatcher_pb2.Heartbeat(
+                node_id=self.context.node_id,
+                hostname=self.context.hostname,
+                addr=self.options.advertise_addr,
+                cluster_addr=self._cluster_addr(),
+                engine_version=VERSION,
+                sequence=seq,
+            )
+
         async def heartbeats() -> AsyncIterator[dispatcher_pb2.Heartbeat]:
-            seq = 0
-            while not self._stopping.is_set():
-                seq += 1
-                yield dispatcher_pb2.Heartbeat(
-                    node_id=self.context.node_id,
-                    hostname=self.context.hostname,
-                    addr=self.options.advertise_addr,
-                    cluster_addr=self._cluster_addr(),
-                    engine_version=VERSION,
-                    sequence=seq,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), period_box[0])
+            # Beats are made on time and handed over when the link lets them through: with
+            # injected link faults a delay shifts every beat (it does not slow the beating) and a
+            # partitioned link loses them.
+            out: asyncio.Queue[dispatcher_pb2.Heartbeat] = asyncio.Queue()
+
+            async def beating() -> None:
+                seq = 0
+                while not self._stopping.is_set():
+                    seq += 1
+                    message = beat(seq)
+                    if not self.faults.active:
+                        out.put_nowait(message)
+                    elif (delay := self.faults.stream(target)) is not None:
+                        self.faults.send_later(target, delay, functools.partial(out.put_nowait, message))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), period_box[0])
+
+            producer = asyncio.get_running_loop().create_task(beating(), name="heartbeats")
+            try:
+                while not self._stopping.is_set():
+                    yield await out.get()
+            finally:
+                producer.cancel()
 
         try:
             async with grpc.aio.insecure_channel(target) as channel:
@@ -264,14 +293,20 @@ class AgentSession:
                 self._call = call
                 # A silent manager (paused, cut off) must not hold the session: give up after
                 # three periods without an answer.
+                loop = asyncio.get_running_loop()
+                heard = loop.time()
                 while True:
                     try:
-                        msg = await asyncio.wait_for(call.read(), 3 * period_box[0] + 0.5)
+                        wait = heard + 3 * period_box[0] + 0.5 - loop.time()
+                        msg = await asyncio.wait_for(call.read(), max(wait, 0.0))
                     except TimeoutError:
                         call.cancel()
                         return "" if beats else None
                     if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
                         return "" if beats else None
+                    if self.faults.active and self.faults.blocked(target):
+                        continue  # sent across a partitioned link: it never arrives
+                    heard = loop.time()
                     self._learn(list(msg.managers))
                     if msg.error:
                         # e.g. a new leader that has not applied this node's join yet: retry.

@@ -28,6 +28,7 @@ from nodeagent.agent.taskservice import NodeTasksServicer
 from nodeagent.agent.volumes import VolumeStore
 from nodeagent.agent.worker import REPORT_INTERVAL, StatusReporter, Worker
 from nodeagent.images import ImageInfo, known_images
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["TaskRuntime", "rfc3339_now"]
 
@@ -62,11 +63,14 @@ class TaskRuntime:
 
     def __init__(self, *, node_id: str, hostname: str, listen_host: str, time_scale: float = 1.0,
                  registry: prometheus_client.CollectorRegistry | None = None, overlay: Any = None,
-                 volumes_dir: str | None = None, shared_volumes_dir: str | None = None) -> None:
+                 volumes_dir: str | None = None, shared_volumes_dir: str | None = None,
+                 faults: FaultGate | None = None) -> None:
         """Nothing runs until :meth:`start`; metrics go to ``registry`` (the process's one);
         tasks reach each other through ``overlay`` (the node's data plane), if given; named
         volumes live under ``volumes_dir`` (none: only tmpfs and anonymous ones), shared ones
-        under ``shared_volumes_dir``."""
+        under ``shared_volumes_dir``; ``faults`` are the node's injected link faults, applied to
+        the streams with the managers."""
+        self.faults = faults if faults is not None else FaultGate(None, "dispatcher")
         self.logs = LogStore(time.time_ns)
         # Secrets and configs live here, in memory only (never under the data dir).
         self.dependencies = Dependencies(node_os="linux", architecture=platform.machine() or "x86_64")
@@ -101,7 +105,7 @@ class TaskRuntime:
 
     def start(self, leader: Callable[[], str]) -> None:
         """Follow the managers the session talks to (``leader()``; "" while it reconnects)."""
-        self.client = DispatchClient(self.node_id, leader, self.worker, self.time_scale)
+        self.client = DispatchClient(self.node_id, leader, self.worker, self.time_scale, faults=self.faults)
         loop = asyncio.get_running_loop()
         self._jobs = [
             loop.create_task(self.client.run(), name="assignments"),

@@ -278,10 +278,12 @@ class AgentAdminServicer(transport_pb2_grpc.AgentAdminServicer):
         return faults_to_proto(self.faults.rules)
 
     async def _expand(self, peers: tuple[str, ...]) -> tuple[str, ...]:
-        """Add the gossip addresses of peers named by node id or hostname, or by a DNS name.
+        """Add the addresses of peers named by node id or hostname, or by a DNS name.
 
-        Traffic is matched by the peer's gossip address, which is its advertised IP; people and
-        the chaos command name nodes by hostname. A name that matches nothing is kept as given.
+        Traffic is matched by the peer's address; people and the chaos command name nodes by
+        hostname. A node found in the membership adds its gossip address and its bare host (the
+        advertised IP, where its other planes are too: Raft, the dispatcher, the overlay); a DNS
+        name adds the IPs it resolves to. A name that matches nothing is kept as given.
         """
         expanded = list(peers)
         members = self.shell.members() if self.shell is not None else []
@@ -289,6 +291,7 @@ class AgentAdminServicer(transport_pb2_grpc.AgentAdminServicer):
         for peer in peers:
             found = [m.address for m in members
                      if peer in (m.name, dict(m.meta.labels).get("hostname"))]
+            found += [a.rpartition(":")[0].strip("[]") for a in found if ":" in a]
             if not found and not _is_ip(peer.rpartition(":")[0] or peer):
                 with contextlib.suppress(OSError, TimeoutError):
                     infos = await asyncio.wait_for(

@@ -36,6 +36,7 @@ from nodeagent.networkdb.core import (
     encode_entries,
     encode_entry,
 )
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["SYNC_METHOD", "TOPIC", "NetworkDBShell"]
 
@@ -59,9 +60,13 @@ class NetworkDBShell:
     """One node's network database, wired to gossip and the gossip port's gRPC server."""
 
     def __init__(self, name: str, config: NetworkDBConfig, rng: Any, *, time_scale: float = 1.0,
-                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
+                 registry: prometheus_client.CollectorRegistry | None = None,
+                 faults: FaultGate | None = None) -> None:
         """The Lamport clock starts at wall-clock milliseconds so a restarted agent's writes win;
-        ``swarmlet_networkdb_entries{table}`` (live entries this node holds) goes to ``registry``."""
+        ``swarmlet_networkdb_entries{table}`` (live entries this node holds) goes to ``registry``;
+        ``faults`` (the node's injected link faults) act on the bulk syncs (the events travel
+        with gossip, which applies them itself)."""
+        self.faults = faults if faults is not None else FaultGate(None, "networkdb")
         self.db = NetworkDB(name, config, rng, clock=int(time.time() * 1000))
         self.config = config
         self.interval = config.tick_seconds * time_scale
@@ -205,6 +210,11 @@ class NetworkDBShell:
     async def _sync(self, sync: Sync) -> None:
         address = self._address(sync.to)
         if address is None:
+            return
+        try:
+            await self.faults.call(address, _SYNC_TIMEOUT)
+        except ConnectionError:
+            log.debug("networkdb: bulk sync with %s: the link is partitioned", sync.to)
             return
         channel = self._channels.get(address)
         if channel is None:

@@ -19,6 +19,11 @@ it exits, it is withdrawn and the node leaves a network its last task left (:met
 
 A task reaches only addresses of networks it is attached to: a destination outside all of its
 subnets, or with no task on that network, is "No route to host" (EHOSTUNREACH).
+
+Injected link faults (``swarmlet chaos``, :mod:`nodeagent.transport.planes`) act on both halves:
+frames are dropped, duplicated or delayed on the way out, frames from a partitioned node are
+dropped on arrival, and a tunnel to a node behind a partitioned link is not opened
+("Connection timed out", ETIMEDOUT) or opens late by the link's delay.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from nodeagent.networkdb.shell import NetworkDBShell
 from nodeagent.overlay.attach import Attachment, attachments, endpoint_for
 from nodeagent.overlay.dns import RoundRobin, backends, find_endpoint, resolve
 from nodeagent.overlay.frames import VXLAN_PORT, Datagram, FrameError, decode_frame, encode_frame
+from nodeagent.transport.planes import FaultGate
 
 __all__ = ["TUNNEL_MAGIC", "Overlay", "OverlayMetrics", "TaskNetwork"]
 
@@ -83,6 +89,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.overlay = overlay
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.overlay.faults.active and self.overlay.faults.blocked(str(addr[0])):
+            return  # from a node behind a partitioned link: never arrived
         self.overlay._frame_received(data)
 
 
@@ -159,9 +167,12 @@ class Overlay:
     """This node's data plane (see the module docstring)."""
 
     def __init__(self, *, node_id: str, host: str, ndb: NetworkDBShell,
-                 registry: prometheus_client.CollectorRegistry | None = None, port: int = VXLAN_PORT) -> None:
+                 registry: prometheus_client.CollectorRegistry | None = None, port: int = VXLAN_PORT,
+                 faults: FaultGate | None = None) -> None:
         """``host``: this node's address, where UDP and TCP ``port`` (4789) are bound; the peer table
-        says both, so nodes on one machine may use different ports."""
+        says both, so nodes on one machine may use different ports. ``faults``: the node's
+        injected link faults."""
+        self.faults = faults if faults is not None else FaultGate(None, "overlay")
         self.node_id = node_id
         self.host = host
         self.port = port
@@ -320,7 +331,12 @@ class Overlay:
             if listener is None:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
             return await asyncio.open_connection(*listener)
-        reader, writer = await asyncio.open_connection(*self._peer(attachment, endpoint))
+        peer = self._peer(attachment, endpoint)
+        try:
+            await self.faults.call(f"{peer[0]}:{peer[1]}", 0.0)
+        except ConnectionError:
+            raise OSError(errno.ETIMEDOUT, "Connection timed out") from None
+        reader, writer = await asyncio.open_connection(*peer)
         header = {"vni": attachment.vni, "src": attachment.addr, "sport": 0, "dst": endpoint.addr,
                   "dport": port}  # fmt: skip
         writer.write((TUNNEL_MAGIC + json.dumps(header, separators=(",", ":")) + "\n").encode())
@@ -346,7 +362,8 @@ class Overlay:
             return
         frame = encode_frame(datagram)
         if self._udp is not None:
-            self._udp.sendto(frame, self._peer(attachment, endpoint))
+            udp, peer = self._udp, self._peer(attachment, endpoint)
+            self.faults.datagram(f"{peer[0]}:{peer[1]}", lambda: udp.sendto(frame, peer))
             self.metrics.count(datagram.vni, "tx", len(frame))
 
     def _frame_received(self, data: bytes) -> None:

@@ -5,9 +5,17 @@ holds a list of :class:`LinkFaultRule` and its transport asks :class:`LinkFaults
 with every message it sends or receives. Rules arrive over the ``AgentAdmin`` gRPC service on
 the gossip port (``SetLinkFaults``), which the ``swarmlet`` command line and tests call.
 
+Every plane asks the same rules, each in its own way (:mod:`nodeagent.transport.planes` is the
+asyncio side): gossip datagrams and the overlay's VXLAN frames are datagrams (:meth:`LinkFaults.on_packet`:
+dropped, duplicated, delayed); Raft, the dispatcher session, forwarded writes, the network
+database's syncs and the overlay's tunnels are streams (:meth:`LinkFaults.on_stream`): a stream
+over a lossy link loses nothing but waits for the retransmission, as TCP does, and a duplicate
+is discarded by the receiver's TCP, so only partition, delay and loss (as delay) act on it.
+
 A partition is applied on both sides of the agent (nothing is sent to the peer and nothing
-from it is accepted), so cutting a link needs only one of its two ends to be told.
-Drop, delay and duplicate apply to what this agent sends.
+from it is accepted, where the plane can tell who sent it), so cutting a link needs only one of
+its two ends to be told; ``swarmlet chaos partition`` tells both. Drop, delay and duplicate apply
+to what this agent sends, as netem on its egress would.
 """
 
 from __future__ import annotations
@@ -29,8 +37,14 @@ __all__ = [
     "faults_to_proto",
     "get_link_faults",
     "member_view",
+    "rules_without",
     "set_link_faults",
 ]
+
+RETRANSMIT_S = 0.2
+"""What a lost segment costs a stream: Linux's minimum retransmission timeout (doubling each
+time the retransmission is lost too, up to :data:`RETRANSMIT_MAX_S`)."""
+RETRANSMIT_MAX_S = 3.2
 
 
 @dataclass(frozen=True)
@@ -84,59 +98,85 @@ class LinkFaults:
     """The rules in force, and counts of what they did (for the metrics)."""
 
     rules: tuple[LinkFaultRule, ...] = ()
-    on_fault: Callable[[str], None] | None = None
-    """Called with ``drop``, ``delay``, ``duplicate`` or ``partition`` each time a fault acts."""
+    on_fault: Callable[[str, str], None] | None = None
+    """Called with the kind (``drop``, ``delay``, ``duplicate``, ``partition``) and the plane
+    (``gossip``, ``raft``, ``dispatcher``, ``control``, ``networkdb``, ``overlay``) each time a
+    fault acts."""
     counts: dict[str, int] = field(default_factory=dict)
+    """Faults that acted, by kind (every plane together)."""
 
     def set_rules(self, rules: Iterable[LinkFaultRule]) -> None:
         """Replace every rule at once (an empty list heals every link)."""
         self.rules = tuple(rules)
 
-    def blocked(self, peer: str) -> bool:
+    def blocked(self, peer: str, plane: str = "gossip") -> bool:
         """Whether traffic with ``peer`` is partitioned away (in either direction)."""
         for rule in self.rules:
             if rule.partition and rule.matches(peer):
-                self._count("partition")
+                self._count("partition", plane)
                 return True
         return False
 
-    def on_packet(self, peer: str, rng: random.Random) -> FaultDecision:
+    def on_packet(self, peer: str, rng: random.Random, plane: str = "gossip") -> FaultDecision:
         """Decide the fate of one outgoing datagram: copies 0 means dropped."""
         if not self.rules:
             return _CLEAN
-        if self.blocked(peer):
+        if self.blocked(peer, plane):
             return FaultDecision(copies=0, delay=0.0)
         copies, delay = 1, 0.0
         for rule in self._matching(peer):
             if rule.drop and rng.random() < rule.drop:
-                self._count("drop")
+                self._count("drop", plane)
                 return FaultDecision(copies=0, delay=0.0)
             if rule.duplicate and rng.random() < rule.duplicate:
-                self._count("duplicate")
+                self._count("duplicate", plane)
                 copies = 2
             delay += rule.delay
         if delay:
-            self._count("delay")
+            self._count("delay", plane)
         return FaultDecision(copies=copies, delay=delay)
 
-    def on_stream(self, peer: str) -> FaultDecision:
-        """Decide the fate of one outgoing stream message: only partition and delay apply."""
+    def on_stream(self, peer: str, rng: random.Random | None = None, plane: str = "gossip") -> FaultDecision:
+        """Decide the fate of one outgoing stream message: copies 0 means partitioned away.
+
+        Partition and delay apply; with ``rng``, so does loss: each time the message is "lost"
+        (with the rule's drop chance, again for each retransmission) it arrives a retransmission
+        timeout later, as a TCP segment would. It is never dropped: the stream is reliable.
+        """
         if not self.rules:
             return _CLEAN
-        if self.blocked(peer):
+        if self.blocked(peer, plane):
             return FaultDecision(copies=0, delay=0.0)
-        delay = sum(rule.delay for rule in self._matching(peer))
+        delay = 0.0
+        for rule in self._matching(peer):
+            delay += rule.delay
+            if rng is not None and rule.drop:
+                wait = RETRANSMIT_S
+                lost = False
+                while rng.random() < rule.drop and wait <= RETRANSMIT_MAX_S:
+                    lost = True
+                    delay += wait
+                    wait *= 2
+                if lost:
+                    self._count("drop", plane)
         if delay:
-            self._count("delay")
+            self._count("delay", plane)
         return FaultDecision(copies=1, delay=delay)
 
     def _matching(self, peer: str) -> Sequence[LinkFaultRule]:
         return [rule for rule in self.rules if rule.matches(peer)]
 
-    def _count(self, kind: str) -> None:
+    def _count(self, kind: str, plane: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         if self.on_fault is not None:
-            self.on_fault(kind)
+            self.on_fault(kind, plane)
+
+
+def rules_without(rules: Sequence[LinkFaultRule], names: Iterable[str]) -> list[LinkFaultRule]:
+    """``rules`` less those naming any of ``names`` (a node's hostname, id or address) among
+    their peers: what stays in force on a node when the links with those nodes heal."""
+    gone = set(names)
+    return [rule for rule in rules if not (gone & set(rule.peers))]
 
 
 # Wire form and a small synchronous client (for `swarmlet chaos` and tests) ----------------------

@@ -145,7 +145,7 @@ class _OutgoingStream:
                 return
             if envelope is None:
                 return
-            decision = self.owner.faults.on_stream(self.peer)
+            decision = self.owner.faults.on_stream(self.peer, self.owner.rng)
             if decision.copies == 0:
                 self.owner.observer.dropped("fault")
                 continue

@@ -136,7 +136,9 @@ def test_a_partition_injected_through_the_admin_service_isolates_and_heals(agent
     others = tuple(a.hostname for a in nodes[:2])
     [answer] = set_link_faults(cut.gossip_address, [LinkFaultRule(peers=others, partition=True)])
     assert answer.partition
-    assert set(answer.peers) == set(others) | {a.gossip_address for a in nodes[:2]}
+    # Each node found adds its gossip address and its bare IP (where its other planes are).
+    expected = set(others) | {a.gossip_address for a in nodes[:2]} | {a.ip for a in nodes[:2]}
+    assert set(answer.peers) == expected
     cut_at = time.monotonic()
     try:  # a liveness bound; see the restart test above about its rare time-outs
         wait_for(
@@ -147,7 +149,7 @@ def test_a_partition_injected_through_the_admin_service_isolates_and_heals(agent
     except AssertionError as e:
         raise AssertionError(f"{e}; {seen_by(nodes[:2])}") from None
     print(f"partition test: cut-off agent dead at both others after {time.monotonic() - cut_at:.2f} s")
-    assert cut.metric("swarmlet_faults_injected_total", kind="partition") > 0
+    assert cut.metric("swarmlet_faults_injected_total", kind="partition", plane="gossip") > 0
     assert set_link_faults(cut.gossip_address, []) == []
     # Push-pull with dead members (every reconnect interval) brings the two sides together again.
     wait_for(lambda: converged(nodes, ids), 30, "the partition to heal")

@@ -384,3 +384,52 @@ def test_every_failover_is_fast_when_leaders_are_killed_and_restarted_in_turn(cl
     # 18 failovers: min 0.034 s, median 0.049 s, max 0.075 s (15 more at load average 7 to 10: max
     # 0.138 s); the bound is 7 times that worst, and far below the 2 to 20 s of the regression.
     assert max(took) < 1.0, f"a failover took more than 1 s: {took}\n{c.logs()}"
+
+
+@pytest.mark.slow
+def test_a_partitioned_leader_loses_nothing_acknowledged_and_the_history_stays_linearizable(
+    cluster: Cluster,
+) -> None:
+    """The leader's links to both other managers cut (`swarmlet chaos partition`'s rules, set on
+    every agent's admin service) while clients write and read through all three: the majority
+    elects, the old leader answers with Swarm's errors, and after the heal every acknowledged
+    write is on all three and the history is linearizable."""
+    from deploy.linkfaults import plan
+    from nodeagent.transport.faults import get_link_faults, set_link_faults
+
+    c = cluster
+    _start_and_form(c)
+    managers = c.managers()
+    admin = {m.name: f"{m.host}:7946" for m in managers}
+
+    def tell(action: str, node: str | None, peers: list[str]) -> None:
+        current = {name: get_link_faults(addr) for name, addr in admin.items()}
+        for name, rules in plan(action, node, peers, None, current).items():
+            set_link_faults(admin[name], rules)
+
+    with Clients(managers) as clients:
+        wait_until(lambda: len(clients.acked) >= 30, 20, what="30 acknowledged writes")
+        old = _leader(managers)
+        assert old is not None
+        majority = [m for m in managers if m is not old]
+        tell("partition", old.name, [m.name for m in majority])
+        cut_at = time.monotonic()
+
+        def new_leader() -> NodeProc | None:
+            leader = _leader(majority)
+            return leader if leader is not None and leader is not old else None
+
+        wait_until(new_leader, 10, 0.01, "a new leader on the majority side")
+        took = time.monotonic() - cut_at
+        acked_during = len(clients.acked)
+        wait_until(lambda: len(clients.acked) >= acked_during + 20, 20, what="writes after the partition")
+        tell("heal", None, [])
+        wait_until(lambda: _leader(managers) is not None, 10, 0.05, "one leader after heal")
+        acked_healed = len(clients.acked)
+        wait_until(lambda: len(clients.acked) >= acked_healed + 20, 20, what="writes after heal")
+    print(f"partition: new leader {took:.3f} s after the rules were set; {len(clients.acked)} writes acked")
+    # A liveness bound (the election timeout is at most 0.8 s); the speed figure is bench's.
+    assert took < 5.0, f"no new leader within 5 s of the partition ({took:.3f} s)\n{c.logs()}"
+    wait_until(lambda: _labels_everywhere(c, clients.acked), 15, 0.2, "every acknowledged write on all three")
+    result = check_history(clients.events, model="kv")
+    assert result.ok, result.explanation

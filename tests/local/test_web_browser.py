@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pathlib
+import re
+import secrets
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +31,7 @@ from needs import need
 pytestmark = pytest.mark.slow
 
 WEB_PORT = 8081
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -131,5 +137,122 @@ def test_the_page_shows_the_swarm_and_follows_a_kill_and_a_cut(
             print("screenshot:", await browser.screenshot(shots / "3-link-cut.png"))
             await browser.evaluate("post({action: 'heal'})")
             await browser.wait_for("!document.querySelector('.faults')", 10, "every link healed")
+
+    asyncio.run(drive())
+
+
+# Issue 14's must-show, driven as a user drives it: `swarmlet up --backend local`, the docker CLI,
+# and `swarmlet chaos stop` and `swarmlet chaos partition`.
+PROJECT = f"swarmlet-webtest-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _swarmlet(state: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`swarmlet --project PROJECT ARGS` from this tree, with the test's own state folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLET_")}
+    env.update(SWARMLET_STATE=str(state), PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'proto'}")
+    proc = subprocess.run([sys.executable, "-m", "deploy.cli", "--project", PROJECT, *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, f"swarmlet {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture
+def local_swarm(tmp_path: pathlib.Path) -> Iterator[tuple[pathlib.Path, dict[str, str]]]:
+    """3 managers and 2 workers of the local backend; yields the state folder and each node's address."""
+    need(None if chromium_path() else "chromium is not installed (apt-get install -y chromium)")
+    state = tmp_path / "state"
+    try:
+        up = _swarmlet(state, "up", "--backend", "local", "--timeout", "90")
+        addrs = dict(re.findall(r"^((?:manager|worker)\d+)\s+(127\.\d+\.\d+\.\d+)\s", up.stdout, re.M))
+        assert len(addrs) == 5, up.stdout
+        yield state, addrs
+    finally:
+        subprocess.run([sys.executable, "-m", "deploy.cli", "--project", PROJECT, "down"], cwd=ROOT,
+                       env={**{k: v for k, v in os.environ.items() if not k.startswith("SWARMLET_")},
+                            "SWARMLET_STATE": str(state),
+                            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'proto'}"},
+                       capture_output=True, timeout=120, check=False)
+
+
+_RUNNING_WEB = ("[...document.querySelectorAll('article.node')]"
+                ".filter(a => a.dataset.hostname !== '{skip}')"
+                ".flatMap(a => [...a.querySelectorAll('.task.running .tname')])"
+                ".filter(e => e.textContent.startsWith('web.')).length")
+
+
+def test_the_page_follows_chaos_stop_and_a_partition(
+    local_swarm: tuple[pathlib.Path, dict[str, str]], tmp_path: pathlib.Path
+) -> None:
+    state_dir, addrs = local_swarm
+    settled = wait_until(lambda: _settled(addrs["manager2"]), 60, 0.3, "5 ready nodes and a leader")
+    leader = settled["leader"]["hostname"]
+    page_host = addrs[next(m for m in ("manager2", "manager3", "manager1") if m != leader)]
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    async def drive() -> None:
+        async with Browser(tmp_path / "chromium") as browser:
+            await browser.goto(f"http://{page_host}:{WEB_PORT}/")
+            await browser.wait_for("document.querySelectorAll('article.node.ready').length === 5", 20,
+                                   "5 ready node columns")
+            created = await asyncio.to_thread(
+                # Swarm waits a task's restart delay (5 s by default) before it replaces one lost
+                # with its node (swarmkit does, the emulator too): this service asks for none.
+                subprocess.run, ["docker", "-H", f"tcp://{page_host}:2375", "service", "create", "--detach",
+                                 "--name", "web", "--replicas", "6", "--restart-delay", "0s", "nginx:1.25"],
+                capture_output=True, text=True, timeout=60, check=False)
+            assert created.returncode == 0, created.stderr
+            await browser.wait_for(_RUNNING_WEB.format(skip="") + " === 6", 30, "6 running web cards")
+            on_worker1 = await browser.evaluate(
+                "document.querySelectorAll('article.node[data-hostname=worker1] .task.running').length")
+            assert on_worker1 > 0  # spread over five nodes: worker1 has some of the six
+            print("\nscreenshot:", await browser.screenshot(shots / "1-six-tasks.png"))
+
+            asked = time.monotonic()
+            await asyncio.to_thread(_swarmlet, state_dir, "chaos", "stop", "worker1")
+            stopped = time.monotonic()
+            await browser.wait_for(
+                "document.querySelector('article.node[data-hostname=worker1]').dataset.colour === 'down'", 20,
+                "worker1 Down")
+            down = time.monotonic() - stopped
+            await browser.wait_for(_RUNNING_WEB.format(skip="worker1") + " === 6", 20,
+                                   "worker1's tasks running on the other nodes")
+            took = time.monotonic() - stopped
+            print(f"worker1 Down {down:.2f} s and 6 web tasks running elsewhere {took:.2f} s after "
+                  f"`swarmlet chaos stop` returned ({time.monotonic() - asked:.2f} s after it was run)")
+            print("screenshot:", await browser.screenshot(shots / "2-worker1-stopped.png"))
+            # Issue 14: within 3 s. The command returns once the process has exited, and the agent
+            # leaves gracefully on SIGTERM, so both were already on the page when it returned in
+            # the runs so far (0.01 s after, the command taking 1-2 s, at load average 17); the
+            # bound is the issue's.
+            assert took < 3.0, f"worker1's tasks appeared elsewhere only {took:.2f} s after the stop"
+
+            # A partition: worker2 cut from the three managers. Each side's membership view shows it.
+            await asyncio.to_thread(_swarmlet, state_dir, "chaos", "partition", "worker2",
+                                    "--from", "manager1,manager2,manager3")
+            await browser.wait_for(
+                "document.querySelector('article.node[data-hostname=worker2] .faults')?.textContent"
+                ".includes('cut from manager1')", 10, "the cut in worker2's view")
+            await browser.wait_for(
+                "[...document.querySelectorAll('article.node[data-hostname=worker2] .view li')]"
+                ".filter(li => /^manager/.test(li.textContent) && !li.querySelector('.dot.alive'))"
+                ".length === 3",
+                20, "worker2 to see the three managers suspect or dead")
+            await browser.wait_for(
+                "['manager1', 'manager2', 'manager3'].every(m => [...document.querySelectorAll("
+                "`article.node[data-hostname=${m}] .view li`)]"
+                ".some(li => li.textContent.startsWith('worker2') && !li.querySelector('.dot.alive')))",
+                20, "every manager to see worker2 suspect or dead")
+            await browser.wait_for(
+                "[...document.querySelectorAll('#timeline li')].some(li => li.textContent.includes("
+                "'worker2: cut from'))", 10, "the partition in the timeline")
+            print("screenshot:", await browser.screenshot(shots / "3-worker2-partitioned.png"))
+
+            await asyncio.to_thread(_swarmlet, state_dir, "chaos", "heal")
+            await browser.wait_for(
+                "!document.querySelector('.faults') && document.querySelectorAll("
+                "'article.node[data-hostname=worker2] .view .dot.alive').length === 3", 30,
+                "every link healed and worker2 seeing the managers alive")
+            print("screenshot:", await browser.screenshot(shots / "4-healed.png"))
 
     asyncio.run(drive())

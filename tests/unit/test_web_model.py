@@ -7,7 +7,7 @@ import dataclasses
 from manager.scheduler.build import GIB, make_node, make_service, make_task, task_template
 from manager.state.store.objects import StoredObject, freeze
 from manager.state.store.watch import Change
-from manager.web.model import ChangeDescriber, Facts, cluster_state, node_colour
+from manager.web.model import ChangeDescriber, Facts, cluster_state, fault_changes, fault_text, node_colour
 
 
 def _manager(node_id: str, hostname: str) -> StoredObject:
@@ -101,3 +101,26 @@ def test_the_timeline_tells_transitions_once_and_skips_noise() -> None:
     assert change("remove", drained) == ["worker1 removed from the swarm"]
     assert change("create", make_node("m2", hostname="manager2", role="manager")) == [
         "manager2 joined as a manager"]
+
+
+NAMES = {"id2": "manager2", "10.0.0.3": "manager2", "10.0.0.3:7946": "manager2", "id5": "worker2"}
+
+
+def test_a_rule_is_told_in_swarmlet_chaos_words_with_its_peers_by_hostname() -> None:
+    cut = {"peers": ["manager2", "10.0.0.3:7946", "10.0.0.3"], "partition": True}
+    assert fault_text(cut, NAMES) == "cut from manager2"
+    slow = {"peers": [], "delay": 0.2, "drop": 0.1, "duplicate": 0.0, "partition": False}
+    assert fault_text(slow, NAMES) == "delay 200ms, loss 10% to every peer"
+
+
+def test_changed_faults_become_timeline_events_and_the_first_look_tells_nothing() -> None:
+    cut = {"peers": ["manager2", "10.0.0.3"], "partition": True}
+    before = {"id5": {"ok": True, "faults": []}}
+    after = {"id5": {"ok": True, "faults": [cut]}}
+    [event] = fault_changes(before, after, NAMES)
+    assert (event.kind, event.text, event.node, event.level) == \
+        ("fault", "worker2: cut from manager2", "id5", "warn")
+    [healed] = fault_changes(after, before, NAMES)
+    assert healed.text == "worker2: links healed"
+    assert fault_changes({}, after, NAMES) == []  # nothing known before: no change to tell
+    assert fault_changes(after, {"id5": {"ok": False, "error": "gone"}}, NAMES) == []

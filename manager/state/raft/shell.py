@@ -56,6 +56,7 @@ from manager.state.raft.transport import (
     raft_transport_handler,
 )
 from manager.state.raft.types import Entry, EntryType
+from nodeagent.transport.planes import FaultGate
 
 __all__ = [
     "NO_LEADER_MESSAGE",
@@ -94,12 +95,15 @@ class RaftShell:
         rng: random.Random | None = None,
         on_apply: Callable[[int], None] | None = None,
         data_key: bytes | None = None,
+        faults: FaultGate | None = None,
     ) -> None:
         """``bootstrap`` makes a new single-voter cluster on first start; ``voters`` instead
         starts a fixed membership (tests, benchmarks). Neither: wait to be added by a leader.
         ``peers`` maps node ids to cluster addresses ("host:port"). ``data_key`` (32 bytes)
         encrypts the log and snapshots at rest, as every manager runs; None leaves them in
-        plaintext (benchmarks comparing the two)."""
+        plaintext (benchmarks comparing the two). ``faults`` is the node's injected link faults
+        (``swarmlet chaos``) as the Raft plane sees them."""
+        self._faults = faults
         self.node_id = node_id
         self.address = address
         self.data_dir = pathlib.Path(data_dir)
@@ -153,6 +157,7 @@ class RaftShell:
             peer_gone=self._peer_gone,
             learned_address=self.set_peer_address,
             last_contact=self.last_contact,
+            faults=self._faults,
         )
         storage = await asyncio.to_thread(RaftStorage.open, raft_dir, fsync=self.config.fsync,
                                           cipher=self._cipher)

@@ -22,6 +22,7 @@ import grpc
 from manager.state.raft.addresses import AddressBook
 from manager.state.raft.framing import pack_frame, unpack_frame
 from manager.state.raft.messages import Message, MessageType
+from nodeagent.transport.planes import FaultGate
 
 if TYPE_CHECKING:
     from manager.state.raft.codec import RaftCodec
@@ -105,10 +106,13 @@ class RaftTransport:
         peer_gone: Callable[[str], None],
         learned_address: Callable[[str, str], None],
         last_contact: dict[str, float],
+        faults: FaultGate | None = None,
     ) -> None:
         """``deliver`` takes the messages of each frame received; ``peer_gone`` hears of every
         stream that broke; ``learned_address`` of every peer address found in call metadata;
-        ``last_contact`` is updated with the monotonic time of each peer's last frame."""
+        ``last_contact`` is updated with the monotonic time of each peer's last frame;
+        ``faults`` is the node's link faults, as the Raft plane sees them."""
+        self._faults = faults if faults is not None else FaultGate(None, "raft")
         self.node_id = node_id
         self.address = address
         self._book = book
@@ -149,12 +153,25 @@ class RaftTransport:
                 return  # unknown address: Raft retries once we learn it
             peer = _Peer(address, self._peer_queue)
             self._peers[to] = peer
+        if self._faults.active:
+            delay = self._faults.stream(peer.address)
+            if delay is None:
+                return  # partitioned away: lost, as on a cut wire; Raft resends what matters
+            data = self._codec.encode(message)
+            self._faults.send_later(to, delay, lambda: self._enqueue(to, data))
+            return
+        self._enqueue(to, self._codec.encode(message))
+
+    def _enqueue(self, to: str, data: bytes) -> None:
+        peer = self._peers.get(to)
+        if peer is None or self._stopping:
+            return
         if peer.task is None or peer.task.done():
             peer.opened = time.monotonic()
             peer.task = asyncio.create_task(self._stream_to(to, peer), name=f"raft-send-{to}")
         # A peer that cannot keep up loses messages; Raft resends what matters.
         if peer.outbox.qsize() < peer.limit:
-            peer.outbox.put_nowait(self._codec.encode(message))
+            peer.outbox.put_nowait(data)
 
     def readdress(self, node_id: str, address: str) -> None:
         """``node_id`` moved to ``address``: the next send opens a stream there."""
@@ -226,15 +243,17 @@ class RaftTransport:
             # the connections of its former self), so open a fresh one.
             self.reconnect(sender)
         try:
-            await self._read_frames(frames, sender)
+            await self._read_frames(frames, sender, address)
         finally:
             # A peer's stream ends only when its process or its connection goes away.
             if sender:
                 self._peer_gone(sender)
         return b""
 
-    async def _read_frames(self, frames: AsyncIterator[bytes], sender: str) -> None:
+    async def _read_frames(self, frames: AsyncIterator[bytes], sender: str, address: str) -> None:
         async for frame in frames:
+            if self._faults.active and self._faults.blocked(address or self._book.get(sender) or sender):
+                continue  # from a partitioned peer: never arrived
             try:
                 parts = unpack_frame(frame)
             except ValueError:

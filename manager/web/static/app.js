@@ -69,9 +69,7 @@ function nodeColumn(node, all) {
     }
     view.append(ul);
     for (const f of node.view.faults || []) {
-      const peers = (f.peers || []).map(p => hostOf(p, all)).filter((v, i, a) => a.indexOf(v) === i);
-      const what = f.partition ? "cut from " : "faults to ";
-      view.append(el("div", "faults", "\u26a1 " + what + (peers.length ? peers.join(", ") : "every peer")));
+      view.append(el("div", "faults", "\u26a1 " + faultText(f, all)));
     }
   }
   col.append(view);
@@ -96,6 +94,18 @@ function nodeColumn(node, all) {
   actions.append(select, cut, iso, heal);
   col.append(actions);
   return col;
+}
+
+// One link fault rule in words, as `swarmlet chaos` prints it: "cut from manager2", "delay 200ms to every peer".
+function faultText(f, all) {
+  const peers = (f.peers || []).map(p => hostOf(p, all)).filter((v, i, a) => a.indexOf(v) === i);
+  const who = peers.length ? peers.join(", ") : "every peer";
+  if (f.partition) return "cut from " + who;
+  const parts = [];
+  if (f.delay) parts.push("delay " + +(f.delay * 1000).toFixed(3) + "ms");
+  if (f.drop) parts.push("loss " + +(f.drop * 100).toFixed(3) + "%");
+  if (f.duplicate) parts.push("duplicate " + +(f.duplicate * 100).toFixed(3) + "%");
+  return (parts.join(", ") || "no fault") + " to " + who;
 }
 
 function hostOf(peer, all) {
@@ -133,8 +143,16 @@ function render(state) {
     pending.append(li);
   }
   const cmds = state.nodes.map(n => "swarmlet chaos kill " + n.hostname).join("\n");
+  const names = state.nodes.map(n => n.hostname);
+  const links = names.length > 2
+    ? "\nswarmlet chaos partition " + names[0] + " --from " + names.slice(1, 3).join(",") +
+      "\nswarmlet chaos delay " + names[names.length - 1] + " 200ms" +
+      "\nswarmlet chaos loss " + names[names.length - 1] + " 10%" +
+      "\nswarmlet chaos heal"
+    : "";
   document.getElementById("chaos-cmds").textContent =
-    cmds + "\n# also: stop, start, pause, unpause, restart, disconnect, connect NODE\n# add --project NAME for another cluster";
+    cmds + links + "\n# also: stop, start, pause, unpause, restart, disconnect, connect NODE; duplicate NODE 5%; heal NODE" +
+    "\n# add --project NAME for another cluster";
   document.getElementById("timescale").textContent =
     "Time scale \u00d7" + state.time_scale + ", set per node at start (--time-scale); it cannot be changed live.";
 }
