@@ -4,9 +4,11 @@
     python bench/memory.py --up --keep     # bring one up first (swarmlet up), leave it up
     python bench/memory.py --up --workers 5 --samples 5 --settle 10
     python bench/memory.py --up --project mem  # a cluster of its own project, removed afterwards
+    python bench/memory.py --up --project mem --tasks 10   # with 10 nginx tasks running on every node
 
 Prints one line per container (the largest of its samples) and the mean and maximum over all;
-exits 1 when a container is over the budget.
+exits 1 when a container is over the budget. With ``--tasks N`` a service of N nginx replicas per
+node (spread evenly by the scheduler) runs while the samples are taken, and is removed after.
 """
 
 from __future__ import annotations
@@ -51,6 +53,42 @@ def sample(project: str = "swarmlet") -> dict[str, float]:
     return figures
 
 
+LOAD_SERVICE = "memload"
+
+
+def _docker(project: str) -> list[str]:
+    from deploy.backends.compose import ComposeBackend
+
+    manager = next(n for n in ComposeBackend(project=project).nodes() if n.hostname == "manager1")
+    return ["docker", "-H", f"tcp://{manager.addr}:2375"]
+
+
+def _start_tasks(project: str, per_node: int) -> None:
+    """A service of ``per_node`` nginx replicas per node; returns once every one runs."""
+    docker = _docker(project)
+    listed = subprocess.run([*docker, "node", "ls", "-q"], capture_output=True, text=True, check=True)
+    nodes = listed.stdout.split()
+    total = per_node * len(nodes)
+    subprocess.run([*docker, "service", "create", "-d", "--name", LOAD_SERVICE, "--replicas", str(total),
+                    "nginx:1.25"], capture_output=True, check=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        out = subprocess.run([*docker, "service", "ps", "-f", "desired-state=running", "--format",
+                              "{{.Node}} {{.CurrentState}}", LOAD_SERVICE], capture_output=True, text=True,
+                             check=False).stdout  # fmt: skip
+        running = [line.split()[0] for line in out.splitlines() if " Running " in line]
+        if len(running) == total:
+            counts = sorted({n: running.count(n) for n in running}.values())
+            print(f"{total} tasks running, per node: {counts}")
+            return
+        time.sleep(1)
+    raise SystemExit(f"the {total} tasks of {LOAD_SERVICE} did not all run within 300 s")
+
+
+def _stop_tasks(project: str) -> None:
+    subprocess.run([*_docker(project), "service", "rm", LOAD_SERVICE], capture_output=True, check=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,12 +100,17 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after up before measuring")
     parser.add_argument("--project", default="swarmlet", help="the compose project (default swarmlet)")
+    parser.add_argument("--tasks", type=int, default=0, metavar="N",
+                        help="run N nginx tasks on every node while measuring (default 0)")
     args = parser.parse_args()
     swarmlet = [sys.executable, "-m", "deploy.cli", "--project", args.project]
     if args.up:
         subprocess.run([*swarmlet, "up", "--workers", str(args.workers)], check=True)
         time.sleep(args.settle)
     try:
+        if args.tasks:
+            _start_tasks(args.project, args.tasks)
+            time.sleep(args.settle)
         peaks: dict[str, float] = {}
         for i in range(args.samples):
             for name, value in sample(args.project).items():
@@ -75,6 +118,8 @@ def main() -> int:
             if i + 1 < args.samples:
                 time.sleep(args.interval)
     finally:
+        if args.tasks:
+            _stop_tasks(args.project)
         if args.up and not args.keep:
             subprocess.run([*swarmlet, "down"], check=False)
     if not peaks:

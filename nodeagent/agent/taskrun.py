@@ -50,7 +50,7 @@ class Plan:
     start: list[str] = field(default_factory=list)  # task IDs to run
     update: list[str] = field(default_factory=list)  # runners whose task changed
     drop: list[str] = field(default_factory=list)  # runners whose task is no longer assigned
-    never_started: list[str] = field(default_factory=list)  # asked to stop, nothing runs them: report shutdown
+    never_started: list[str] = field(default_factory=list)  # asked to stop, not running: report shutdown
     lost: list[str] = field(default_factory=list)  # the store has them past assigned, nothing runs them
 
 

@@ -26,6 +26,13 @@ from tests.compose.helpers import PROJECT, STATE, backend, swarmlet
 from tests.needs import need
 
 UP_TIMEOUT = 90
+NODE_CPUS = 1
+NODE_MEMORY = "1g"
+"""What every node of the session cluster declares to the scheduler (`swarmlet up --cpus 1 --memory
+1g`), so that "insufficient resources" can be shown (tests/compose/test_compose_placement.py).
+The cluster is started so once rather than a second cluster being brought up for that one test:
+a bring-up costs 10 to 20 s and five more containers on this 2-core machine, and the declared
+capacity changes nothing for tasks that reserve nothing, which is every other test's."""
 
 
 def _first_line(text: str) -> str:
@@ -54,14 +61,15 @@ def engine() -> None:
 
 @pytest.fixture(scope="session")
 def cluster(engine: None) -> Iterator[str]:
-    """A fresh 3-manager, 2-worker cluster of the tests' own project; yields `swarmlet up`'s output.
+    """A fresh 3-manager, 2-worker cluster of the tests' own project, each node declaring 1 CPU and
+    1 GiB; yields `swarmlet up`'s output.
 
     Removed afterwards, whatever happened: its containers, network, volumes and state folder.
     """
     leftover = backend().nodes()
     assert not leftover, f"the project {PROJECT} already has containers: {[n.hostname for n in leftover]}"
     try:
-        up = swarmlet("up", "--timeout", str(UP_TIMEOUT))
+        up = swarmlet("up", "--timeout", str(UP_TIMEOUT), "--cpus", str(NODE_CPUS), "--memory", NODE_MEMORY)
         yield up.stdout
     finally:
         swarmlet("down", check=False)
