@@ -25,7 +25,7 @@ from tests.needs import need
 
 __all__ = [
     "NODES", "api", "docker", "five_ready", "handles", "json_rows", "manager_host", "node_ids", "ok",
-    "page", "running_tasks", "service_ls", "service_ps", "tasks_per_node", "tidy_cluster",
+    "page", "pages", "running_tasks", "service_ls", "service_ps", "tasks_per_node", "tidy_cluster",
 ]
 
 NODES = ("manager1", "manager2", "manager3", "worker1", "worker2")
@@ -70,10 +70,13 @@ def json_rows(out: str) -> list[dict[str, Any]]:
 
 
 def service_ps(service: str, *flags: str) -> list[dict[str, Any]]:
-    """`docker service ps --no-trunc` rows (IDs whole, Err whole; Image without the digest)."""
+    """`docker service ps --no-trunc` rows (IDs whole, Err whole; Image without the digest, Error
+    without the quotes the CLI puts around it)."""
     rows = json_rows(ok("service", "ps", "--no-trunc", "--format", "{{json .}}", *flags, service))
     for row in rows:
         row["Image"] = row["Image"].split("@")[0]
+        if len(row["Error"]) >= 2 and row["Error"][0] == row["Error"][-1] == '"':
+            row["Error"] = row["Error"][1:-1]
     return rows
 
 
@@ -142,6 +145,18 @@ def page(task_id: str) -> str:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def pages(service: str, count: int) -> list[str]:
+    """The pages of the service's ``count`` running tasks, asked again until each answers (a task
+    listed running may be replaced meanwhile on a loaded machine, where a node may be thought
+    Down for a moment)."""
+
+    def probe() -> list[str] | None:
+        tasks = running_tasks(service)
+        return [page(t["ID"]) for t in tasks] if len(tasks) == count else None
+
+    return list(wait_for(f"{count} pages of {service}", probe, timeout=90, interval=1.0))
 
 
 def tidy_cluster(services_before: set[str]) -> None:

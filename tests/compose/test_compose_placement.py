@@ -72,7 +72,8 @@ def test_global_service_follows_nodes_joining_and_draining(tidy: None) -> None:
     assert sorted(r["Node"] for r in rows) == sorted(NODES)
     ids = node_ids()
     assert sorted(r["Name"] for r in rows) == sorted(f"agent.{ids[n]}" for n in NODES)
-    assert service_ls()["agent"]["Replicas"] == "5/5" and service_ls()["agent"]["Mode"] == "global"
+    assert service_ls()["agent"]["Mode"] == "global"
+    wait_for("REPLICAS 5/5", lambda: service_ls()["agent"]["Replicas"] == "5/5", timeout=30, interval=0.5)
 
     added = swarmlet("node", "add", timeout=180)
     joined = time.monotonic()  # `node add` returns once the managers list the node Ready
@@ -89,11 +90,11 @@ def test_global_service_follows_nodes_joining_and_draining(tidy: None) -> None:
         print(f"worker3 Ready -> its agent task listed {assigned:.2f} s, running {running:.2f} s later")
         # The issue's bound, 2 s from the node joining; measured here 0.3 to 0.9 s to running.
         assert running < 2.0, f"worker3's global task ran only {running:.2f} s after it joined"
-        assert service_ls()["agent"]["Replicas"] == "6/6"
+        wait_for("REPLICAS 6/6", lambda: service_ls()["agent"]["Replicas"] == "6/6", timeout=30, interval=0.5)
     finally:
         swarmlet("node", "rm", "worker3", timeout=180)
     wait_for("5 agent tasks after worker3 left",
-             lambda: service_ls()["agent"]["Replicas"] == "5/5", timeout=60, interval=0.5)
+             lambda: service_ls()["agent"]["Replicas"] == "5/5", timeout=90, interval=0.5)
 
     ok("node", "update", "--availability", "drain", "worker2")
 
@@ -105,7 +106,7 @@ def test_global_service_follows_nodes_joining_and_draining(tidy: None) -> None:
 
     wait_for("worker2's agent task shut down", drained, timeout=30, interval=0.3)
     assert sorted(r["Node"] for r in running_tasks("agent")) == sorted(set(NODES) - {"worker2"})
-    assert service_ls()["agent"]["Replicas"] == "4/4"
+    wait_for("REPLICAS 4/4", lambda: service_ls()["agent"]["Replicas"] == "4/4", timeout=30, interval=0.5)
     ok("node", "update", "--availability", "active", "worker2")
     wait_for("worker2 running an agent task again",
              lambda: "worker2" in tasks_per_node(running_tasks("agent")), timeout=30, interval=0.3)
@@ -157,10 +158,13 @@ def test_on_failure_restarts_twice_then_stops(tidy: None) -> None:
 
     def failed_three_times() -> list[dict[str, Any]] | None:
         rows = service_ps("bad")
-        return rows if len(rows) == 3 and all(r["CurrentState"].startswith("Failed") for r in rows) else None
+        stopped = all(r["CurrentState"].startswith("Failed") and r["DesiredState"] == "Shutdown"
+                      for r in rows)  # fmt: skip
+        return rows if len(rows) == 3 and stopped else None
 
+    # Every failed task is told to stay down (swarmkit's restart supervisor sets Shutdown even
+    # when it makes no replacement), and two replacements were made: three in all.
     rows = wait_for("bad failed 3 times", failed_three_times, timeout=60, interval=0.5)
-    assert all(r["DesiredState"] == "Shutdown" for r in rows), rows
     assert all(r["Error"] == "task: non-zero exit (3)" for r in rows), rows
     assert [r["Name"] for r in rows] == ["bad.1"] * 3
     table = ok("service", "ps", "bad")

@@ -29,7 +29,7 @@ from tests.compose.dockercli import (
     five_ready,
     json_rows,
     ok,
-    page,
+    pages,
     running_tasks,
     service_ls,
     service_ps,
@@ -92,9 +92,8 @@ def test_create_converges_with_the_progress_display_then_ps_and_ls(web: str, tid
 
 
 def test_service_logs_prints_every_tasks_lines_with_its_prefix(tidy: None) -> None:
+    pages("web", 4)  # each task logs the request too
     tasks = running_tasks("web")
-    for task in tasks:
-        page(task["ID"])  # each task logs the request too
     logs = docker("service", "logs", "web")
     assert logs.returncode == 0, logs.stderr
     out = logs.stdout + logs.stderr  # the CLI writes a task's stderr lines (nginx's notice) to its stderr
@@ -205,6 +204,7 @@ def _running_images() -> list[str]:
 
 
 def test_rolling_update_rollback_and_automatic_rollback(tidy: None) -> None:
+    old_ids = {r["ID"] for r in running_tasks("web")}
     updated = docker("service", "update", "--image", "nginx:1.26", "--update-parallelism", "1",
                      "--update-delay", "2s", "web", timeout=180)  # fmt: skip
     assert updated.returncode == 0, updated.stderr
@@ -213,18 +213,23 @@ def test_rolling_update_rollback_and_automatic_rollback(tidy: None) -> None:
              interval=0.5)
     rows = service_ps("web")
     assert [r["Image"] for r in rows if r["DesiredState"] == "Running"] == ["nginx:1.26"] * 4
-    history = [r for r in rows if r["DesiredState"] == "Shutdown"]
-    assert len(history) == 4 and all(r["Image"] == "nginx:1.25" and r["CurrentState"].startswith("Shutdown")
-                                     for r in history)  # fmt: skip
-    # One at a time: each new task made at least the update delay after the one before.
+    history = [r for r in rows if r["ID"] in old_ids]  # the tasks the update replaced, under \_ names
+    assert len(history) == 4 and all(r["Image"] == "nginx:1.25" for r in history)
+    assert all(r["DesiredState"] == "Shutdown" and r["CurrentState"].startswith("Shutdown") for r in history)
+    assert ok("service", "ps", "web").count(" \\_ web.") >= 4
+    # One at a time: each slot's first nginx:1.26 task made at least the update delay after the
+    # one before (a slot's later 1.26 task would be a restart, not the update's doing).
     ids = [r["ID"] for r in rows if r["Image"] == "nginx:1.26"]
     tasks = json.loads(ok("inspect", "--type", "task", *ids))
-    created = sorted(parse_timestamp(t["CreatedAt"]) for t in tasks)
+    first: dict[int, float] = {}
+    for t in tasks:
+        first[t["Slot"]] = min(first.get(t["Slot"], float("inf")), parse_timestamp(t["CreatedAt"]))
+    created = sorted(first.values())
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(created)]
-    print("nginx:1.26 tasks created apart (s):", gaps)
-    assert len(created) == 4 and all(gap >= 2.0 for gap in gaps), gaps
-    pages = [page(r["ID"]) for r in running_tasks("web")]
-    assert len(pages) == 4 and all("image nginx:1.26, task web." in p for p in pages), pages
+    print(f"nginx:1.26: {len(tasks)} tasks in {len(first)} slots, the slots' first created apart (s): {gaps}")
+    assert len(created) == 4 and all(gap >= 2.0 for gap in gaps), (gaps, rows)
+    served = pages("web", 4)
+    assert all("image nginx:1.26, task web." in p for p in served), served
 
     back = docker("service", "rollback", "web", timeout=180)
     assert back.returncode == 0, back.stderr
@@ -234,7 +239,8 @@ def test_rolling_update_rollback_and_automatic_rollback(tidy: None) -> None:
              interval=0.5)
     wait_for("4 tasks of nginx:1.25", lambda: _running_images() == ["nginx:1.25"] * 4, timeout=60,
              interval=0.5)
-    assert all("image nginx:1.25, task web." in page(r["ID"]) for r in running_tasks("web"))
+    served = pages("web", 4)
+    assert all("image nginx:1.25, task web." in p for p in served), served
 
     broken = docker("service", "update", "--detach", "--image", "nginx:1.27",
                     "--health-cmd", "curl -f http://localhost:81/", "--health-interval", "1s",
@@ -257,9 +263,9 @@ def test_refused_input_in_dockers_words_changes_nothing(tidy: None) -> None:
     web = json.loads(ok("service", "inspect", "web"))[0]
     services = service_ls()
 
-    def refused(args: list[str], code: int, stderr: str) -> None:
+    def refused(args: list[str], code: int, stderr: str, stdout: str = "") -> None:
         done = docker(*args)
-        assert (done.returncode, done.stdout) == (code, ""), done
+        assert (done.returncode, done.stdout) == (code, stdout), done
         assert stderr in done.stderr, done.stderr
 
     refused(["service", "create", "-d", "--name", "badc", "--constraint", "node.labels.db=true",
@@ -273,7 +279,7 @@ def test_refused_input_in_dockers_words_changes_nothing(tidy: None) -> None:
     refused(["service", "create", "-d", "--name", "web", "nginx:1.25"], 1,
             "Error response from daemon: rpc error: code = AlreadyExists desc = name conflicts with an "
             "existing object: service web already exists")
-    refused(["service", "inspect", "nosuch"], 1, "Error: no such service: nosuch")
+    refused(["service", "inspect", "nosuch"], 1, "Error: no such service: nosuch", stdout="[]\n")
     refused(["service", "ps", "nosuch"], 1, "no such service: nosuch")
     refused(["service", "logs", "nosuch"], 1, "no such task or service: nosuch")
     refused(["service", "rm", "nosuch"], 1, "Error response from daemon: service nosuch not found")
