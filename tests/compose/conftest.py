@@ -22,17 +22,10 @@ import pytest
 
 from deploy import images
 from deploy.backends.compose import compose_missing, docker_engine_error
-from tests.compose.helpers import PROJECT, STATE, backend, swarmlet
+from tests.compose.helpers import NODE_CPUS, NODE_MEMORY, PROJECT, STATE, backend, swarmlet
 from tests.needs import need
 
 UP_TIMEOUT = 90
-NODE_CPUS = 1
-NODE_MEMORY = "1g"
-"""What every node of the session cluster declares to the scheduler (`swarmlet up --cpus 1 --memory
-1g`), so that "insufficient resources" can be shown (tests/compose/test_compose_placement.py).
-The cluster is started so once rather than a second cluster being brought up for that one test:
-a bring-up costs 10 to 20 s and five more containers on this 2-core machine, and the declared
-capacity changes nothing for tasks that reserve nothing, which is every other test's."""
 
 
 def _first_line(text: str) -> str:

@@ -174,8 +174,8 @@ def tidy_cluster(services_before: set[str]) -> None:
         ok("service", "rm", *extra)
     for row in json_rows(ok("node", "ls", "--format", "{{json .}}")):
         if row["Availability"] != "Active":
-            ok("node", "update", "--availability", "active", row["Hostname"])
-        labels = json.loads(ok("node", "inspect", "--format", "{{json .Spec.Labels}}", row["Hostname"]))
+            ok("node", "update", "--availability", "active", row["ID"])
+        labels = json.loads(ok("node", "inspect", "--format", "{{json .Spec.Labels}}", row["ID"]))
         if labels:
-            ok("node", "update", *[a for key in labels for a in ("--label-rm", key)], row["Hostname"])
+            ok("node", "update", *[a for key in labels for a in ("--label-rm", key)], row["ID"])
     wait_for("the five nodes Ready and Active", five_ready, timeout=60, interval=0.5)
