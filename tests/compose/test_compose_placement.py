@@ -88,7 +88,8 @@ def test_global_service_follows_nodes_joining_and_draining(tidy: None) -> None:
         wait_for("the task on worker3 running", lambda: on_worker3("Running"), timeout=30, interval=0.05)
         running = time.monotonic() - joined
         print(f"worker3 Ready -> its agent task listed {assigned:.2f} s, running {running:.2f} s later")
-        # The issue's bound, 2 s from the node joining; measured here 0.3 to 0.9 s to running.
+        # The issue's bound, 2 s from the node joining; measured here 0.10 to 0.58 s to running at load
+        # average 10 to 50 (README, "Measured figures").
         assert running < 2.0, f"worker3's global task ran only {running:.2f} s after it joined"
         wait_for("REPLICAS 6/6", lambda: service_ls()["agent"]["Replicas"] == "6/6", timeout=30, interval=0.5)
     finally:
