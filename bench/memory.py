@@ -6,12 +6,15 @@
     python bench/memory.py --up --project mem  # a cluster of its own project, removed afterwards
     python bench/memory.py --up --project mem --web --settle 30  # with every manager's web view open
 
+    python bench/memory.py --up --project mem --tasks 10   # with 10 nginx tasks running on every node
+
 Prints one line per container (the largest of its samples) and the mean and maximum over the
 nodes; the cluster's Prometheus is printed apart (it is not a node: no budget). With ``--web``,
 every manager's web view is held open during the settle time and the samples, as a browser
 holds it: an event stream (``GET /api/events``, server-sent events) read to the end, which also
-makes the manager ask every node for its membership view once a second (docs/web.md). Exits 1
-when a node container is over the budget.
+makes the manager ask every node for its membership view once a second (docs/web.md). With
+``--tasks N`` a service of N nginx replicas per node (spread evenly by the scheduler) runs while
+the samples are taken, and is removed after. Exits 1 when a node container is over the budget.
 """
 
 from __future__ import annotations
@@ -98,6 +101,40 @@ class EventStreams:
 
     def stop(self) -> None:
         self._stop.set()
+LOAD_SERVICE = "memload"
+
+
+def _docker(project: str) -> list[str]:
+    from deploy.backends.compose import ComposeBackend
+
+    manager = next(n for n in ComposeBackend(project=project).nodes() if n.hostname == "manager1")
+    return ["docker", "-H", f"tcp://{manager.addr}:2375"]
+
+
+def _start_tasks(project: str, per_node: int) -> None:
+    """A service of ``per_node`` nginx replicas per node; returns once every one runs."""
+    docker = _docker(project)
+    listed = subprocess.run([*docker, "node", "ls", "-q"], capture_output=True, text=True, check=True)
+    nodes = listed.stdout.split()
+    total = per_node * len(nodes)
+    subprocess.run([*docker, "service", "create", "-d", "--name", LOAD_SERVICE, "--replicas", str(total),
+                    "nginx:1.25"], capture_output=True, check=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        out = subprocess.run([*docker, "service", "ps", "-f", "desired-state=running", "--format",
+                              "{{.Node}} {{.CurrentState}}", LOAD_SERVICE], capture_output=True, text=True,
+                             check=False).stdout  # fmt: skip
+        running = [line.split()[0] for line in out.splitlines() if " Running " in line]
+        if len(running) == total:
+            counts = sorted({n: running.count(n) for n in running}.values())
+            print(f"{total} tasks running, per node: {counts}")
+            return
+        time.sleep(1)
+    raise SystemExit(f"the {total} tasks of {LOAD_SERVICE} did not all run within 300 s")
+
+
+def _stop_tasks(project: str) -> None:
+    subprocess.run([*_docker(project), "service", "rm", LOAD_SERVICE], capture_output=True, check=False)
 
 
 def main() -> int:
@@ -113,6 +150,8 @@ def main() -> int:
     parser.add_argument("--project", default="swarmlet", help="the compose project (default swarmlet)")
     parser.add_argument("--web", action="store_true",
                         help="hold every manager's web view open (its event stream) while measuring")
+    parser.add_argument("--tasks", type=int, default=0, metavar="N",
+                        help="run N nginx tasks on every node while measuring (default 0)")
     args = parser.parse_args()
     swarmlet = [sys.executable, "-m", "deploy.cli", "--project", args.project]
     if args.up:
@@ -121,6 +160,9 @@ def main() -> int:
     if args.up or streams is not None:
         time.sleep(args.settle)
     try:
+        if args.tasks:
+            _start_tasks(args.project, args.tasks)
+            time.sleep(args.settle)
         peaks: dict[str, float] = {}
         for i in range(args.samples):
             for name, value in sample(args.project).items():
@@ -130,6 +172,8 @@ def main() -> int:
     finally:
         if streams is not None:
             streams.stop()
+        if args.tasks:
+            _stop_tasks(args.project)
         if args.up and not args.keep:
             subprocess.run([*swarmlet, "down"], check=False)
     if not peaks:

@@ -14,7 +14,10 @@ and writes them as moby's ``WriteLogStream`` does:
 * with ``timestamps``, the line starts with the time in RFC 3339 with nine fraction digits.
 
 A task that cannot be read (its node is gone) is a line ``Error grabbing logs: ...`` on stream 3,
-and the others go on, as Docker does.
+written after every other task's lines: the docker CLI stops reading at the first stream-3 frame,
+and Swarm's log broker too reports the nodes it could not reach once the others are done. A task
+its (reachable) node keeps no log for (the agent restarted since, or dropped it) has no lines and
+no error, as a container that is gone has no logs.
 """
 
 from __future__ import annotations
@@ -216,6 +219,7 @@ async def stream_logs(request: web.Request, source: TaskLogSource, targets: Sequ
     response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
     await response.prepare(request)
     queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(maxsize=1024)
+    errors: list[bytes] = []
 
     async def pump(target: LogTarget) -> None:
         try:
@@ -226,8 +230,10 @@ async def stream_logs(request: web.Request, source: TaskLogSource, targets: Sequ
                 if wanted:
                     stream = STDERR if line.stream == "stderr" else STDOUT
                     await queue.put((stream, render_line(line, target, query)))
+        except LookupError:
+            pass  # the node answers but keeps no log for the task: nothing to show
         except Exception as exc:  # one node failing must not end the others' logs
-            await queue.put((SYSERR, f"Error grabbing logs: {exc}\n".encode()))
+            errors.append(f"Error grabbing logs: {exc}\n".encode())
         finally:
             await queue.put(None)
 
@@ -241,6 +247,8 @@ async def stream_logs(request: web.Request, source: TaskLogSource, targets: Sequ
                 continue
             stream, data = item
             await response.write(data if tty else frame(stream, data))
+        for data in errors:
+            await response.write(data if tty else frame(SYSERR, data))
     finally:
         for task in pumps:
             task.cancel()

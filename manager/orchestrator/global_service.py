@@ -2,8 +2,11 @@
 
 swarmkit's ``global`` orchestrator, per service, in one pure pass over the nodes:
 
-* a node that is gone, Down, drained, or no longer satisfies the service's placement
-  constraints (its labels changed, say) has its tasks of the service shut down, not replaced;
+* a node that is Down, drained, or no longer satisfies the service's placement constraints
+  (its labels changed, say) has its tasks of the service shut down, not replaced;
+* a node removed from the swarm (`docker node rm`) has its tasks of the service deleted, as
+  swarmkit's global orchestrator does on the node's deletion: nothing will ever hear from them
+  again, and ``docker service ls`` stops counting the last state they reported;
 * a paused node keeps the tasks it has but gets no new one (and a task that stops there is not
   restarted);
 * a node that is ready and active and satisfies the constraints gets a task if it has none
@@ -34,6 +37,7 @@ from manager.orchestrator.common import (
 )
 from manager.orchestrator.restart import held_start, release_state, restart, should_restart
 from manager.scheduler.constraint import Constraint, ConstraintError, node_matches, parse_constraints
+from manager.state.store.commands import Delete
 from manager.state.store.objects import StoredObject
 
 __all__ = ["GlobalOrchestrator", "constraints_of", "node_api", "satisfies"]
@@ -94,6 +98,11 @@ class GlobalOrchestrator(ServiceOrchestrator):
             node_tasks = by_node[node_id]
             node = nodes.get(node_id)
             live = [t for t in node_tasks if desired(t) <= RUNNING]
+            if node is None and node_id:
+                gone = [Delete("task", t.id, t.version) for t in node_tasks]
+                if not plan.add(*gone):
+                    return wake
+                continue
             if node is None or invalid_node(node) or not satisfies(node, constraints):
                 ops = [set_desired(t, "shutdown") for t in live]
                 if ops and not plan.add(*ops):

@@ -50,7 +50,7 @@ class Plan:
     start: list[str] = field(default_factory=list)  # task IDs to run
     update: list[str] = field(default_factory=list)  # runners whose task changed
     drop: list[str] = field(default_factory=list)  # runners whose task is no longer assigned
-    never_started: list[str] = field(default_factory=list)  # assigned, asked to stop: report shutdown
+    never_started: list[str] = field(default_factory=list)  # asked to stop, not running: report shutdown
     lost: list[str] = field(default_factory=list)  # the store has them past assigned, nothing runs them
 
 
@@ -60,7 +60,10 @@ def plan(assigned: Mapping[str, Mapping[str, Any]], running: Mapping[str, int], 
     ``assigned``: task ID -> the task as sent. ``running``: task ID -> the version its runner has.
     ``done``: tasks this worker already finished with (never run twice, never reported lost).
     A task whose stored state is past ``assigned`` that no runner knows was started by an earlier
-    run of this agent: its container did not survive the restart, so it is reported lost (failed).
+    run of this agent: its container did not survive the restart, so it is reported lost (failed),
+    unless the managers already want it stopped (they replaced it while the node was Down): then
+    it is reported ``shutdown``, as swarmkit's agent shuts down such a task, and ``docker service
+    ps`` shows the old task Shutdown once the node is back (five-nodes/d-reschedule.txt).
     """
     out = Plan()
     for task_id, task in assigned.items():
@@ -75,7 +78,7 @@ def plan(assigned: Mapping[str, Mapping[str, Any]], running: Mapping[str, int], 
         if state == _ASSIGNED:
             (out.never_started if _stop_wanted(task) else out.start).append(task_id)
         elif _ASSIGNED < state <= _RUNNING:
-            out.lost.append(task_id)
+            (out.never_started if _stop_wanted(task) else out.lost).append(task_id)
     out.drop = [t for t in running if t not in assigned]
     return out
 

@@ -22,7 +22,7 @@ import pytest
 
 from deploy import images
 from deploy.backends.compose import compose_missing, docker_engine_error
-from tests.compose.helpers import PROJECT, STATE, backend, swarmlet
+from tests.compose.helpers import NODE_CPUS, NODE_MEMORY, PROJECT, STATE, backend, swarmlet
 from tests.needs import need
 
 UP_TIMEOUT = 90
@@ -54,14 +54,15 @@ def engine() -> None:
 
 @pytest.fixture(scope="session")
 def cluster(engine: None) -> Iterator[str]:
-    """A fresh 3-manager, 2-worker cluster of the tests' own project; yields `swarmlet up`'s output.
+    """A fresh 3-manager, 2-worker cluster of the tests' own project, each node declaring 1 CPU and
+    1 GiB; yields `swarmlet up`'s output.
 
     Removed afterwards, whatever happened: its containers, network, volumes and state folder.
     """
     leftover = backend().nodes()
     assert not leftover, f"the project {PROJECT} already has containers: {[n.hostname for n in leftover]}"
     try:
-        up = swarmlet("up", "--timeout", str(UP_TIMEOUT))
+        up = swarmlet("up", "--timeout", str(UP_TIMEOUT), "--cpus", str(NODE_CPUS), "--memory", NODE_MEMORY)
         yield up.stdout
     finally:
         swarmlet("down", check=False)

@@ -19,12 +19,20 @@ from typing import Any
 
 from deploy.backends.compose import ComposeBackend
 
-__all__ = ["PROJECT", "STATE", "backend", "status_json", "swarmlet", "wait_for"]
+__all__ = ["NODE_CPUS", "NODE_MEMORY", "PROJECT", "STATE", "backend", "status_json", "swarmlet", "wait_for"]
 
 PROJECT = f"swarmlet-test-{os.getpid()}-{secrets.token_hex(2)}"
 """The compose project of this test session: never the default ``swarmlet``, never reused."""
 STATE = pathlib.Path(tempfile.gettempdir()) / PROJECT
 """Its state folder (SWARMLET_STATE of the `swarmlet` runs); the cluster fixture removes it."""
+NODE_CPUS = 1
+NODE_MEMORY = "1g"
+"""What every node of the session cluster declares to the scheduler (`swarmlet up --cpus 1 --memory
+1g`), so that "insufficient resources" can be shown (tests/compose/test_compose_placement.py);
+the tests that run `swarmlet up` again pass the same.
+The cluster is started so once rather than a second cluster being brought up for that one test:
+a bring-up costs 10 to 20 s and five more containers on this 2-core machine, and the declared
+capacity changes nothing for tasks that reserve nothing, which is every other test's."""
 
 
 def backend() -> ComposeBackend:

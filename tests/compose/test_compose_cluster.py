@@ -10,7 +10,7 @@ import pytest
 
 from deploy.backends.base import NodeHandle
 from manager.controlapi.client import NodeRow, list_nodes
-from tests.compose.helpers import backend, status_json, swarmlet, wait_for
+from tests.compose.helpers import NODE_CPUS, NODE_MEMORY, backend, status_json, swarmlet, wait_for
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -149,9 +149,23 @@ def test_without_quorum_writes_fail_with_swarms_message(healthy: None) -> None:
     assert labels and labels.get("zone") == "b"
 
 
+def _forget_down_nodes() -> None:
+    """`docker node rm` the rows the re-created workers left behind (Down, under the same names),
+    so that the next tests find the five nodes they started with and nothing else."""
+    from deploy import engine
+
+    host = next(n.docker_host for n in nodes() if n.hostname == "manager1")
+    assert host
+    for row in engine.list_nodes(host):
+        if (row.get("Status") or {}).get("State") == "down":
+            engine.remove_node(host, str(row["ID"]))
+
+
 def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
+    # The session cluster's declared capacity (conftest.py) is kept through the re-ups.
+    capacity = ("--cpus", str(NODE_CPUS), "--memory", NODE_MEMORY)
     try:
-        up = swarmlet("up", "--discover", "mdns", "--timeout", "60")
+        up = swarmlet("up", "--discover", "mdns", "--timeout", "60", *capacity)
         assert "5 nodes Ready" in up.stdout
         running = [n for n in nodes() if n.role == "worker" and n.state == "running"]
         assert sorted(n.hostname for n in running) == ["worker1", "worker2"]
@@ -162,4 +176,9 @@ def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
         ready = {r["hostname"] for r in status_json() if r["role"] == "worker" and r["status"] == "Ready"}
         assert ready == {n.hostname for n in running}
     finally:
-        swarmlet("up", "--timeout", "60")  # back to workers that join by name
+        swarmlet("up", "--timeout", "60", *capacity)  # back to workers that join by name
+        wait_for("the five nodes Ready again", all_ready, timeout=60, interval=0.5)
+        wait_for("the replaced workers' rows Down", lambda: len(rows := status_json()) > 5 and len(
+            [r for r in rows if r["status"] == "Down"]) == len(rows) - 5, timeout=30, interval=0.5)
+        _forget_down_nodes()
+        wait_for("five rows again", lambda: len(status_json()) == 5, timeout=30, interval=0.5)

@@ -52,6 +52,10 @@ def test_follows_nodes_joining_leaving_draining_and_pausing() -> None:
     w.set_node("n2", availability="active")
     w.run(orch())
     assert nodes_of(w, sid) == ["n2", "n3"]
+    # The removed node's task is deleted (swarmkit's deleteTask on EventDeleteNode), so its last
+    # reported state is counted nowhere; the Down node's task is kept, shut down.
+    on = {str(t.extra["NodeID"]) for t in w.tasks(sid)}
+    assert "n4" not in on and "n1" in on
 
 
 def test_follows_labels_through_the_constraints() -> None:

@@ -173,14 +173,17 @@ def test_plan_starts_updates_drops_and_reports_lost_tasks() -> None:
         "lost": task("lost", state="running"),
         "over": task("over", state="complete"),
         "stop": task("stop", desired="shutdown"),
+        # Replaced while this node was Down, and the agent restarted since: nothing to stop, and
+        # Swarm shows it Shutdown, not failed.
+        "replaced": task("replaced", state="running", desired="shutdown"),
     }
     step = plan(assigned, {"seen": 11, "gone": 3}, done=set())
     assert step.start == ["new"]
     assert step.update == ["seen"]
     assert step.drop == ["gone"]
     assert step.lost == ["lost"]
-    assert step.never_started == ["stop"]
-    assert plan(assigned, {}, done={"new", "seen", "lost", "stop"}).start == []
+    assert step.never_started == ["stop", "replaced"]
+    assert plan(assigned, {}, done={"new", "seen", "lost", "stop", "replaced"}).start == []
 
 
 class StubController:
