@@ -65,12 +65,15 @@ def _hostname(node: Any) -> str:
     return str(desc.get("Hostname") or "")
 
 
-def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_pb2.NodeInfo:
+def node_info(
+    node: Any, self_id: str, leader_id: str | None = None, unreachable: bool = False
+) -> control_pb2.NodeInfo:
     """A Node object as the control API's NodeInfo.
 
     ``leader_id`` is the leader as the answering manager sees it now; when given, it decides which
     manager shows "leader", since the stored flag lags a failover (and no one else writes it
-    while there is no leader).
+    while there is no leader). ``unreachable``: the answering manager's Raft sees this manager
+    gone now (:func:`gone_managers`), which the stored reachability may not say yet.
     """
     desc = node.extra.get("Description") or {}
     engine = desc.get("Engine") or {}
@@ -83,7 +86,7 @@ def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_
         reachability = str(ms.get("Reachability") or "unknown")
         if reachability == "leader":
             reachability = "reachable"
-        manager_status = "leader" if leads else reachability
+        manager_status = "leader" if leads else ("unreachable" if unreachable else reachability)
     return control_pb2.NodeInfo(
         id=node.id,
         hostname=str(desc.get("Hostname") or ""),
@@ -106,6 +109,15 @@ def recently_heard(shell: Any) -> set[str]:
     return active_peers(contacts, time.monotonic(), float(shell.election_seconds()))
 
 
+def gone_managers(shell: Any, self_id: str) -> set[str]:
+    """On the leader, the Raft members not heard from within an election timeout; elsewhere none
+    (a follower hears from the leader only)."""
+    if shell is None or not shell.is_leader:
+        return set()
+    conf = shell.node.conf
+    return (set(conf.voters) | set(conf.learners)) - {self_id} - recently_heard(shell)
+
+
 class ControlServer(control_pb2_grpc.ControlServicer):
     """The Control service of one manager."""
 
@@ -124,7 +136,8 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         """Every node, from this manager's store."""
         nodes = sorted(self.runtime.store.find("node"), key=lambda n: (_hostname(n), n.id))
         leader = self.runtime.shell.leader_id
-        rows = [node_info(n, self.runtime.node_id, leader) for n in nodes]
+        gone = gone_managers(self.runtime.shell, self.runtime.node_id)
+        rows = [node_info(n, self.runtime.node_id, leader, n.id in gone) for n in nodes]
         return control_pb2.ListNodesResponse(nodes=rows)
 
     async def GetClusterInfo(

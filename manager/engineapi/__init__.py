@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
+from manager.controlapi.server import gone_managers
 from manager.engineapi.base import ManagerView, api_error, control_error
 from manager.engineapi.configs import ConfigRoutes
 from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
@@ -116,6 +117,12 @@ class RuntimeManager:
         """The leader Raft knows of now, "" when none."""
         shell = self.runtime.shell
         return str(shell.leader_id or "") if shell is not None else ""
+
+    def unreachable(self) -> frozenset[str]:
+        """On the leader: the Raft members it has not heard from within an election timeout (the
+        leader hears from every live member at each heartbeat). A follower hears from the leader
+        only, so it keeps what the Node objects say."""
+        return frozenset(gone_managers(self.runtime.shell, self.node_id))
 
     def cluster(self) -> StoredObject | None:
         """The Cluster object, if written yet."""

@@ -89,14 +89,17 @@ class NodeRoutes:
         ]
 
     def _render(self, node: StoredObject) -> dict[str, object]:
-        return node_to_api(node, self.manager.leader_id(), self.manager.host)
+        return node_to_api(node, self.manager.leader_id(), self.manager.host,
+                           node.id in self.manager.unreachable())
 
-    def _encode(self, node: StoredObject, leader_id: str) -> bytes:
+    def _encode(self, node: StoredObject, leader_id: str, gone: frozenset[str]) -> bytes:
+        # The cache key's "leader" part also says whether the node is seen gone (rare).
+        key = f"{leader_id}!" if node.id in gone else leader_id
         cached = self._encoded.get(node.id)
-        if cached is not None and cached[0] == node.version and cached[1] == leader_id:
+        if cached is not None and cached[0] == node.version and cached[1] == key:
             return cached[2]
-        encoded = json_encode(node_to_api(node, leader_id, self.manager.host))
-        self._encoded[node.id] = (node.version, leader_id, encoded)
+        encoded = json_encode(node_to_api(node, leader_id, self.manager.host, node.id in gone))
+        self._encoded[node.id] = (node.version, key, encoded)
         return encoded
 
     async def list(self, request: web.Request) -> web.StreamResponse:
@@ -121,7 +124,8 @@ class NodeRoutes:
             tests.append(lambda n: labels_match(n.spec.get("Labels"), node_labels))
         nodes = self.manager.store.find("node", filters=lambda n: all(t(n) for t in tests))
         leader_id = self.manager.leader_id()
-        items = [self._encode(n, leader_id) for n in nodes]
+        gone = self.manager.unreachable()
+        items = [self._encode(n, leader_id, gone) for n in nodes]
         if not tests and len(self._encoded) > len(nodes):  # forget removed nodes
             self._encoded = {n.id: self._encoded[n.id] for n in nodes}
         return json_array_response(items)

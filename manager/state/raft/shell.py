@@ -336,6 +336,10 @@ class RaftShell:
         tick = self.raft_config.tick_s
         next_tick = loop.time() + tick
         node = self.node
+        if node.conf.voters == (self.node_id,):
+            # The only voter (a new cluster's first manager, or a one-manager cluster restarting)
+            # wins its own vote: waiting the election timeout first would only delay the leader.
+            node.campaign()
         await self._drain_ready(node)
         while not self._stopping:
             delay = next_tick - loop.time()
