@@ -32,14 +32,16 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "bench-bringup"
+_PROJECT = [PROJECT]  # the project of this run (--project)
 PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit")
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
 def _swarmlet(state: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``swarmlet --project PROJECT ARGS`` with this checkout's code and its own state folder."""
     env = dict(os.environ, SWARMLET_STATE=str(state), PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
     env.pop("SWARMLET_PROJECT", None)
-    return subprocess.run([sys.executable, "-m", "deploy.cli", "--project", PROJECT, *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "deploy.cli", "--project", _PROJECT[0], *args], cwd=ROOT,
                           env=env, capture_output=True, text=True, check=False)
 
 
@@ -54,8 +56,9 @@ def _epoch(text: str) -> float:
 
 
 def _containers() -> list[dict[str, object]]:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    label = f"label=com.docker.compose.project={_PROJECT[0]}"
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True,
+                         check=True).stdout.split()
     if not ids:
         return []
     return list(json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
@@ -117,10 +120,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--project", default=PROJECT, help=f"the compose project (default {PROJECT})")
     parser.add_argument("--publish", default=None, help="passed to `swarmlet up --publish` (\"\" for none)")
     args = parser.parse_args()
+    _PROJECT[0] = args.project
     extra = [] if args.publish is None else ["--publish", args.publish]
-    state = pathlib.Path(tempfile.mkdtemp(prefix=f"{PROJECT}-"))
+    state = pathlib.Path(tempfile.mkdtemp(prefix=f"{args.project}-"))
     runs = []
     print("run  " + "  ".join(f"{p:>8s}" for p in PHASES) + "   (seconds from the start of `swarmlet up`)")
     failed = 0
