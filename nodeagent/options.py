@@ -88,6 +88,11 @@ class AgentOptions:
     """Memory this node declares, in bytes; None: the machine's."""
     data_path_port: int = 4789
     """The overlay's VXLAN frames (UDP) and stream tunnels (TCP), as Docker's --data-path-port."""
+    initial_cluster: tuple[tuple[str, str], ...] = ()
+    """Managers of a new cluster: its founding managers, (hostname, cluster address), this one
+    among them. Each starts as one of Raft's voters with them (as etcd's --initial-cluster), so
+    no membership change is needed; their node IDs follow from the cluster's CA and the names
+    (:func:`nodeagent.identity.founder_id`). Ignored once the node has Raft data."""
 
     @property
     def gossip_address(self) -> str:
@@ -142,6 +147,9 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--web-port", "web_port", "port", 8081, "managers: the web view of the cluster over HTTP"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
+    ("--initial-cluster", "initial_cluster", "members", (),
+     "managers: the founding managers of a new cluster, NAME=HOST:PORT[,...] (this one among them); "
+     "they start as Raft's voters together, and the leader they elect creates the cluster"),
     ("--no-swarm", "no_swarm", "bool", False,
      "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -255,6 +263,20 @@ def _convert(kind: str, dest: str, raw: str) -> object:
         for part in parts:
             split_host_port(part)
         return tuple(parts)
+    if kind == "members":
+        members = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            name, sep, address = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"{part!r} is not NAME=HOST:PORT")
+            split_host_port(address.strip())
+            members.append((name.strip(), address.strip()))
+        names = [name for name, _ in members]
+        if not members:
+            raise ValueError(f"{raw!r} names no manager")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{raw!r} names a manager twice")
+        return tuple(members)
     if kind == "ip":
         try:
             return str(ipaddress.ip_address(value))
@@ -284,7 +306,7 @@ def _convert(kind: str, dest: str, raw: str) -> object:
 def _finish(values: dict[str, Any]) -> AgentOptions:
     if values["no_swarm"]:
         for flag, dest in (("--bootstrap", "bootstrap"), ("--join", "join"), ("--discover", "discover"),
-                           ("--token-file", "token_file")):
+                           ("--token-file", "token_file"), ("--initial-cluster", "initial_cluster")):
             if values[dest]:
                 raise OptionsError(f"--no-swarm and {flag} exclude each other: a blank node enters a "
                                    "swarm through docker swarm init or join")
@@ -306,9 +328,21 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         raise OptionsError("--discover and --join exclude each other: give one way to find managers")
     if role == "worker":
         for flag, dest in (("--bootstrap", "bootstrap"), ("--manager-token-file", "manager_token_file"),
-                           ("--worker-token-file", "worker_token_file")):
+                           ("--worker-token-file", "worker_token_file"),
+                           ("--initial-cluster", "initial_cluster")):
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
+    if values["initial_cluster"]:
+        names = [name for name, _ in values["initial_cluster"]]
+        if values["bootstrap"]:
+            raise OptionsError("--bootstrap and --initial-cluster exclude each other: the founding managers "
+                               "create the cluster together")
+        if str(hostname) not in names:
+            raise OptionsError(f"--initial-cluster does not name this node ({hostname}): "
+                               f"it names {', '.join(names)}")
+        if not values["manager_token_file"]:
+            raise OptionsError("--initial-cluster needs --manager-token-file (the founders' node IDs "
+                               "follow from the cluster's CA digest in the token)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
              "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"],
              "--web-port": values["web_port"]}
@@ -344,6 +378,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         memory_bytes=values["memory_bytes"],
         no_swarm=bool(values["no_swarm"]),
         data_path_port=int(values["data_path_port"]),
+        initial_cluster=tuple(values["initial_cluster"]),
     )
 
 

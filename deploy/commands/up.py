@@ -38,7 +38,8 @@ from deploy.commands.status import error, node_table
 from nodeagent.options import parse_cpus, parse_size
 
 __all__ = [
-    "NodeExited", "add_arguments", "ask_managers", "endpoints_table", "ensure_credentials", "readiness",
+    "NodeExited", "add_arguments", "ask_managers", "endpoints_table", "ensure_credentials",
+    "founding_managers", "readiness",
     "require_no_swarm_flag", "run", "wait_engines", "wait_ready",
 ]
 
@@ -246,6 +247,19 @@ def require_no_swarm_flag(backend: Backend, layout: Layout) -> None:
     )
 
 
+def founding_managers(layout: Layout, recorded: Layout | None, running: bool) -> tuple[str, ...]:
+    """The managers that start Raft together (--initial-cluster): every manager of a new cluster;
+    for a cluster that has nodes already, the founders it was made with (those still in it), so
+    that no running node's command changes (compose would recreate its container). Blank
+    engines (--no-swarm) have none: `docker swarm init` makes their cluster."""
+    if layout.no_swarm:
+        return ()
+    if not running:
+        return tuple(layout.role_names("manager"))
+    kept = recorded.founders if recorded is not None else ()
+    return tuple(n for n in kept if n in layout.names)
+
+
 def run(args: argparse.Namespace) -> int:
     """Bring the cluster up and print its node table, endpoints and DOCKER_HOST; exit 1 on failure."""
     if args.managers < 1:
@@ -291,13 +305,15 @@ def run(args: argparse.Namespace) -> int:
         backend.check(layout)
         # Taking managers away without demoting them first would cost the quorum, and a removed
         # worker would stay Down in the node list: `node rm` does both the way Swarm wants.
-        beyond = sorted({n.hostname for n in backend.nodes()} - set(layout.names), key=natural_key)
+        current = backend.nodes()
+        beyond = sorted({n.hostname for n in current} - set(layout.names), key=natural_key)
         if beyond:
             return error(
                 f"the cluster has nodes beyond --managers {args.managers} --workers {args.workers}: "
                 f"{', '.join(beyond)}. `swarmlet up` adds nodes but never removes them: take them out "
                 "with `swarmlet node rm NAME` (a manager is demoted first), or `swarmlet down` first"
             )
+        layout = dataclasses.replace(layout, founders=founding_managers(layout, recorded, bool(current)))
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
             step = progress.add_task("preparing", total=None)

@@ -110,9 +110,11 @@ def recently_heard(shell: Any) -> set[str]:
 
 
 def gone_managers(shell: Any, self_id: str) -> set[str]:
-    """On the leader, the Raft members not heard from within an election timeout; elsewhere none
-    (a follower hears from the leader only)."""
-    if shell is None or not shell.is_leader:
+    """The Raft members this manager has not heard from within an election timeout, when it leads
+    (every live member answers its heartbeats) or knows no leader (a leader that lost its quorum
+    and stepped down, or a follower left alone: live members' campaigns reach it). A follower
+    of a leader hears from the leader only: none then."""
+    if shell is None or (not shell.is_leader and shell.leader_id):
         return set()
     conf = shell.node.conf
     return (set(conf.voters) | set(conf.learners)) - {self_id} - recently_heard(shell)

@@ -119,9 +119,8 @@ class RuntimeManager:
         return str(shell.leader_id or "") if shell is not None else ""
 
     def unreachable(self) -> frozenset[str]:
-        """On the leader: the Raft members it has not heard from within an election timeout (the
-        leader hears from every live member at each heartbeat). A follower hears from the leader
-        only, so it keeps what the Node objects say."""
+        """The Raft members not heard from within an election timeout, on a leader or a manager
+        that knows no leader (manager.controlapi.server.gone_managers)."""
         return frozenset(gone_managers(self.runtime.shell, self.node_id))
 
     def cluster(self) -> StoredObject | None:

@@ -109,7 +109,7 @@ def node_to_api(
     }
     manager = node.extra.get("ManagerStatus")
     if isinstance(manager, dict):
-        leads = node.id == leader_id if leader_id else bool(manager.get("Leader"))
+        leads = node.id == leader_id if leader_id else bool(manager.get("Leader")) and not unreachable
         reachability = str(manager.get("Reachability") or "unknown")
         api_manager: dict[str, Any] = {}
         if leads:

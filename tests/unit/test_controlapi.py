@@ -230,7 +230,11 @@ def test_without_a_leader_writes_fail_with_swarms_message_but_reads_work(
     assert runtime.store.get("node", "w" * 25) == before
     rows = list_nodes(server.target)  # node ls still answers, from the local store
     assert len(rows) == 3
-    # The stored Leader flag of a leader that is gone is not shown as if it still led.
+    # The stored Leader flag of a leader that is gone is not shown as if it still led; a manager
+    # this one has not heard from within an election timeout is Unreachable, one it has, Reachable.
+    assert [r.manager_status for r in rows if r.role == "manager"] == ["Reachable", "Unreachable"]
+    runtime.shell.last_contact = {"b" * 25: time.monotonic()}  # type: ignore[attr-defined]
+    rows = list_nodes(server.target)
     assert [r.manager_status for r in rows if r.role == "manager"] == ["Reachable", "Reachable"]
     info = cluster_info(server.target)
     assert info["quorum"] is False and info["leader"] is None

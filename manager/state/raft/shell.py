@@ -87,6 +87,7 @@ class RaftShell:
         bootstrap: bool = False,
         voters: tuple[str, ...] = (),
         peers: Mapping[str, str] | None = None,
+        campaign_first: bool = False,
         config: ShellConfig | None = None,
         raft_config: RaftConfig | None = None,
         registry: prometheus_client.CollectorRegistry | None = None,
@@ -94,8 +95,11 @@ class RaftShell:
         on_apply: Callable[[int], None] | None = None,
     ) -> None:
         """``bootstrap`` makes a new single-voter cluster on first start; ``voters`` instead
-        starts a fixed membership (tests, benchmarks). Neither: wait to be added by a leader.
-        ``peers`` maps node ids to cluster addresses ("host:port")."""
+        starts a fixed membership (a new cluster's founding managers, tests, benchmarks); with
+        ``campaign_first`` this one campaigns as soon as it starts on empty storage, rather than
+        after an election timeout (one founder only, so that they do not split the vote).
+        Neither: wait to be added by a leader. ``peers`` maps node ids to cluster addresses
+        ("host:port")."""
         self.node_id = node_id
         self.address = address
         self.data_dir = pathlib.Path(data_dir)
@@ -105,6 +109,7 @@ class RaftShell:
         self.metrics = RaftMetrics(registry)
         self._bootstrap = bootstrap
         self._initial_voters = voters
+        self._campaign_first = campaign_first
         self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
         self._book = AddressBook(self.data_dir / "raft" / "peers.json", peers)
         self._transport: RaftTransport | None = None
@@ -336,9 +341,12 @@ class RaftShell:
         tick = self.raft_config.tick_s
         next_tick = loop.time() + tick
         node = self.node
-        if node.conf.voters == (self.node_id,):
+        fresh = node.term == 1 and node.log.last_index() == 1 and not node.vote
+        if node.conf.voters == (self.node_id,) or (self._campaign_first and fresh):
             # The only voter (a new cluster's first manager, or a one-manager cluster restarting)
             # wins its own vote: waiting the election timeout first would only delay the leader.
+            # The first founder of a new cluster asks for votes at once too; peers not up yet
+            # miss it, and the election timeout then tries again as usual.
             node.campaign()
         await self._drain_ready(node)
         while not self._stopping:
