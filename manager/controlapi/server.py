@@ -116,7 +116,10 @@ def gone_managers(shell: Any, self_id: str) -> set[str]:
     of a leader hears from the leader only: none then."""
     if shell is None or (not shell.is_leader and shell.leader_id):
         return set()
-    conf = shell.node.conf
+    try:
+        conf = shell.node.conf
+    except (AssertionError, AttributeError):  # asked before Raft started (the Engine API serves first)
+        return set()
     return (set(conf.voters) | set(conf.learners)) - {self_id} - recently_heard(shell)
 
 
