@@ -171,7 +171,8 @@ def test_without_quorum_a_label_update_fails_with_swarms_message(healthy: None, 
     leader = wait_for("a Leader and 2 Reachable", lambda: cli_leader("manager1"), timeout=30)
     managers = ["manager1", "manager2", "manager3"]
     survivor = leader if survivor_was == "leader" else next(m for m in managers if m != leader)
-    stopped = [m for m in managers if m != survivor]
+    # The leader goes last: stopped first, the two left would elect the survivor (or the other).
+    stopped = sorted((m for m in managers if m != survivor), key=lambda m: m == leader)
     try:
         for m in stopped:
             swarmlet("chaos", "stop", m)
