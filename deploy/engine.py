@@ -1,6 +1,8 @@
 """A few Docker Engine API calls over HTTP, as the docker CLI makes them: what `swarmlet node rm`
 needs to take a node out of the swarm the way a user would (demote, then `docker node rm`), and
-the services `swarmlet status` checks the published ports of.
+the services `swarmlet status` checks the published ports of; and
+the node list `swarmlet up` waits on (``node_rows``: `docker node ls`'s rows, without importing
+gRPC, whose 0.3 to 0.8 s of import would compete with the starting nodes for the CPU).
 
 The standard library's urllib is enough for three requests; any answer other than 2xx becomes an
 :class:`EngineError` carrying the engine's own message.
@@ -11,9 +13,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EngineError", "find_node", "list_nodes", "list_services", "remove_node", "set_role"]
+__all__ = ["EngineError", "NodeRow", "find_node", "list_nodes", "list_services", "node_row", "node_rows",
+           "remove_node", "set_role"]
 
 
 class EngineError(Exception):
@@ -78,3 +82,47 @@ def set_role(docker_host: str, node: dict[str, Any], role: str) -> None:
 def remove_node(docker_host: str, node_id: str, force: bool = False) -> None:
     """``DELETE /nodes/{id}`` (`docker node rm`)."""
     _call(docker_host, "DELETE", f"/nodes/{node_id}" + ("?force=1" if force else ""))
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One row of `docker node ls` (the fields deploy.commands.status.NodeLike names)."""
+
+    id: str
+    hostname: str
+    role: str
+    status: str  #: "Ready", "Down", "Unknown" or "Disconnected"
+    availability: str  #: "Active", "Pause" or "Drain"
+    manager_status: str  #: "Leader", "Reachable", "Unreachable", or "" for workers
+    engine_version: str
+    is_self: bool  #: the node whose Engine API answered (the ``*`` of `docker node ls`)
+
+
+def node_row(node: dict[str, Any], self_id: str = "") -> NodeRow:
+    """A Node object of ``GET /nodes`` as `docker node ls` prints it (capitalized, as the CLI does)."""
+    spec = node.get("Spec") or {}
+    description = node.get("Description") or {}
+    manager = node.get("ManagerStatus") or {}
+    if manager.get("Leader"):
+        manager_status = "Leader"
+    else:
+        manager_status = str(manager.get("Reachability") or "").capitalize()
+    return NodeRow(
+        id=str(node.get("ID", "")),
+        hostname=str(description.get("Hostname", "")),
+        role=str(spec.get("Role") or "worker"),
+        status=str((node.get("Status") or {}).get("State") or "unknown").capitalize(),
+        availability=str(spec.get("Availability") or "active").capitalize(),
+        manager_status=manager_status,
+        engine_version=str((description.get("Engine") or {}).get("EngineVersion", "")),
+        is_self=bool(self_id) and node.get("ID") == self_id,
+    )
+
+
+def node_rows(docker_host: str, timeout: float = 2.0) -> list[NodeRow]:
+    """`docker node ls` at ``docker_host``: ``GET /info`` (which node answers), then ``GET /nodes``.
+
+    Raises EngineError when the node does not answer or is no manager (Swarm's 503)."""
+    info = _call(docker_host, "GET", "/info", timeout=timeout) or {}
+    self_id = str((info.get("Swarm") or {}).get("NodeID") or "")
+    return [node_row(n, self_id) for n in list_nodes(docker_host, timeout=timeout)]

@@ -43,7 +43,7 @@ from manager.state.store.errors import StoreError
 from manager.state.store.objects import default_cluster_spec, format_timestamp
 from manager.state.store.watch import Watch
 from manager.swarm_metrics import SwarmManagerMetrics
-from nodeagent.identity import VERSION
+from nodeagent.identity import VERSION, founders, token_digest
 from nodeagent.membership import INIT_SPEC_FILE
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.planes import FaultGate
@@ -204,12 +204,17 @@ class ManagerRuntime:
 
         assert self.keys is not None
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        founding = self._founders()
         self.shell = RaftShell(
             self.node_id,
             self.cluster_address,
             data_dir,
             StoreMachine(self.store, self.context.registry),
             bootstrap=bool(self.options.bootstrap),
+            voters=tuple(sorted(founding)),
+            peers=founding or None,
+            campaign_first=bool(founding) and next(iter(founding)) == self.node_id,
             config=ShellConfig(),
             raft_config=self.raft_config,
             registry=self.context.registry,
@@ -252,10 +257,23 @@ class ManagerRuntime:
             metrics=self.component_metrics,
         )
         self._tasks.extend(task for _, task in self.leader_harnesses)
-        if self.options.bootstrap:
+        if self.options.bootstrap or founding:
             self._tasks.append(asyncio.create_task(self._ensure_cluster(), name="bootstrap"))
         await self._start_web()
         log.info("manager %s serving on %s", self.node_id, bind)
+
+    def _founders(self) -> dict[str, str]:
+        """Node ID -> cluster address of the founding managers (``--initial-cluster``), in its
+        order, when this manager founds a new cluster; else {}.
+
+        Only a node that never joined founds: a founder demoted and promoted again starts its
+        Raft empty, and must then wait to be added, as any promoted node does."""
+        members = tuple(getattr(self.options, "initial_cluster", ()) or ())
+        if not members:
+            return {}
+        if (pathlib.Path(self.options.data_dir) / "session.json").exists():
+            return {}
+        return founders(token_digest(self.options.manager_token_file), members)
 
     def _load_tokens(self) -> None:
         """Read the join tokens the cluster is created with; a bootstrap manager whose token files
@@ -403,6 +421,18 @@ class ManagerRuntime:
             if self.cluster() is not None:
                 return
             if self.shell.is_leader:
+                if not self.options.bootstrap:
+                    # Founders: any of them may lead first, and one that led before may have
+                    # proposed the Cluster object already. After a read barrier this store holds
+                    # every entry committed before this term, so one Cluster is ever made.
+                    try:
+                        await self.shell.read_barrier(2.0 * self.time_scale)
+                    except Exception as exc:  # lost leadership meanwhile: look again
+                        log.info("bootstrap: read barrier failed (%s); retrying", exc)
+                        await asyncio.sleep(0.05)
+                        continue
+                    if self.cluster() is not None:
+                        return
                 tokens = {"Worker": self.worker_token, "Manager": self.manager_token}
                 spec = merge_init_spec(running_cluster_spec(self.raft_config, self.heartbeat_period),
                                        self._init_spec())

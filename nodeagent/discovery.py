@@ -19,6 +19,7 @@ from typing import Any
 from zeroconf import IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from nodeagent.identity import token_digest
 from nodeagent.options import join_host_port
 
 __all__ = ["SERVICE_TYPE", "AnnouncedManager", "ManagerAnnouncer", "ManagerBrowser", "cluster_digest"]
@@ -39,14 +40,7 @@ def cluster_digest(token_file: str | None) -> str:
     so managers announce it and workers keep only the managers of their own cluster: two
     clusters on one network (or one machine) never mix.
     """
-    if not token_file:
-        return ""
-    try:
-        with open(token_file) as f:
-            parts = f.read().strip().split("-")
-    except OSError:
-        return ""
-    return parts[2] if len(parts) == 4 and parts[0] == "SWMTKN" else ""
+    return token_digest(token_file)
 
 
 def _instance_name(hostname: str) -> str:

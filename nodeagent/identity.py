@@ -8,12 +8,16 @@ replay.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import random
 import secrets
 
-__all__ = ["ID_ALPHABET", "ID_LENGTH", "VERSION", "IdentityError", "is_id", "load_node_id", "new_id"]
+__all__ = [
+    "ID_ALPHABET", "ID_LENGTH", "VERSION", "IdentityError", "founder_id", "founders", "is_id", "load_node_id",
+    "new_id", "token_digest",
+]
 
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 25
@@ -36,7 +40,38 @@ class IdentityError(Exception):
 
 def new_id(rng: random.Random | None = None) -> str:
     """A new ID: 128 random bits in base 36, 25 characters (from ``rng`` when given, else the OS)."""
-    n = rng.getrandbits(128) if rng is not None else secrets.randbits(128)
+    return _base36(rng.getrandbits(128) if rng is not None else secrets.randbits(128))
+
+
+def founder_id(cluster_key: str, hostname: str) -> str:
+    """The node ID of the founding manager ``hostname`` of the cluster whose CA digest (the middle
+    part of its join tokens) is ``cluster_key``: 128 bits of SHA-256 of the two, so that every
+    founder knows every other's ID before any has started (``--initial-cluster``)."""
+    digest = hashlib.sha256(f"swarmlet-founder\0{cluster_key}\0{hostname}".encode()).digest()
+    return _base36(int.from_bytes(digest[:16], "big"))
+
+
+def token_digest(token_file: str | None) -> str:
+    """The CA digest of the join token in ``token_file`` ("" if there is none or it is unreadable).
+
+    Tokens read ``SWMTKN-1-<CA digest>-<secret>``, and both tokens of a cluster share the digest.
+    """
+    if not token_file:
+        return ""
+    try:
+        with open(token_file) as f:
+            parts = f.read().strip().split("-")
+    except OSError:
+        return ""
+    return parts[2] if len(parts) == 4 and parts[0] == "SWMTKN" else ""
+
+
+def founders(cluster_key: str, members: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Node ID -> cluster address of each founding manager (``--initial-cluster``'s NAME=HOST:PORT)."""
+    return {founder_id(cluster_key, name): address for name, address in members}
+
+
+def _base36(n: int) -> str:
     digits = []
     for _ in range(ID_LENGTH):
         n, d = divmod(n, 36)
@@ -49,8 +84,9 @@ def is_id(text: str) -> bool:
     return len(text) == ID_LENGTH and set(text) <= set(ID_ALPHABET)
 
 
-def load_node_id(data_dir: str) -> str:
-    """The node ID kept in ``DATA_DIR/node_id``, made (and written durably) at first start."""
+def load_node_id(data_dir: str, first: str | None = None) -> str:
+    """The node ID kept in ``DATA_DIR/node_id``, made (and written durably) at first start:
+    ``first`` if given (a founding manager's :func:`founder_id`), else a new random one."""
     path = os.path.join(data_dir, "node_id")
     try:
         os.makedirs(data_dir, exist_ok=True)
@@ -60,7 +96,7 @@ def load_node_id(data_dir: str) -> str:
         with open(path) as f:
             node_id = f.read().strip()
     except FileNotFoundError:
-        node_id = new_id()
+        node_id = first or new_id()
         tmp = path + ".tmp"
         try:
             with open(tmp, "w") as f:

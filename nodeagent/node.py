@@ -41,7 +41,7 @@ from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
-from nodeagent.identity import VERSION, IdentityError, load_node_id
+from nodeagent.identity import VERSION, IdentityError, founder_id, load_node_id, token_digest
 from nodeagent.images import RuntimeImages
 from nodeagent.membership import NodeSwarm
 from nodeagent.metrics import (
@@ -208,8 +208,16 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None)
 
 async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                  failure: list[BaseException]) -> None:
+    first_id = None
+    if options.initial_cluster:
+        # A founding manager: its ID (and every other founder's) follows from the cluster's CA
+        # digest and its name, so that Raft's first voters are known to all before any starts.
+        key = token_digest(options.manager_token_file)
+        if not key:
+            raise AgentError(f"--initial-cluster: {options.manager_token_file} holds no join token")
+        first_id = founder_id(key, options.hostname)
     try:
-        node_id = load_node_id(options.data_dir)
+        node_id = load_node_id(options.data_dir, first_id)
     except IdentityError as exc:
         raise AgentError(str(exc)) from None
     kept = read_role_file(options.data_dir)

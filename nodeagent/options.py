@@ -91,6 +91,11 @@ class AgentOptions:
     shared_volumes: str = "/var/lib/swarmlet-shared"
     """The folder of the ``swarmlet/shared`` volume driver: the same folder on every node of the
     cluster (a compose volume mounted into every node; the cluster's state folder locally)."""
+    initial_cluster: tuple[tuple[str, str], ...] = ()
+    """Managers of a new cluster: its founding managers, (hostname, cluster address), this one
+    among them. Each starts as one of Raft's voters with them (as etcd's --initial-cluster), so
+    no membership change is needed; their node IDs follow from the cluster's CA and the names
+    (:func:`nodeagent.identity.founder_id`). Ignored once the node has Raft data."""
 
     @property
     def gossip_address(self) -> str:
@@ -147,6 +152,9 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--shared-volumes", "shared_volumes", "path", "/var/lib/swarmlet-shared",
      "the swarmlet/shared volume driver's folder: one folder every node of the cluster mounts"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
+    ("--initial-cluster", "initial_cluster", "members", (),
+     "managers: the founding managers of a new cluster, NAME=HOST:PORT[,...] (this one among them); "
+     "they start as Raft's voters together, and the leader they elect creates the cluster"),
     ("--no-swarm", "no_swarm", "bool", False,
      "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -260,6 +268,20 @@ def _convert(kind: str, dest: str, raw: str) -> object:
         for part in parts:
             split_host_port(part)
         return tuple(parts)
+    if kind == "members":
+        members = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            name, sep, address = part.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"{part!r} is not NAME=HOST:PORT")
+            split_host_port(address.strip())
+            members.append((name.strip(), address.strip()))
+        names = [name for name, _ in members]
+        if not members:
+            raise ValueError(f"{raw!r} names no manager")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{raw!r} names a manager twice")
+        return tuple(members)
     if kind == "ip":
         try:
             return str(ipaddress.ip_address(value))
@@ -289,7 +311,7 @@ def _convert(kind: str, dest: str, raw: str) -> object:
 def _finish(values: dict[str, Any]) -> AgentOptions:
     if values["no_swarm"]:
         for flag, dest in (("--bootstrap", "bootstrap"), ("--join", "join"), ("--discover", "discover"),
-                           ("--token-file", "token_file")):
+                           ("--token-file", "token_file"), ("--initial-cluster", "initial_cluster")):
             if values[dest]:
                 raise OptionsError(f"--no-swarm and {flag} exclude each other: a blank node enters a "
                                    "swarm through docker swarm init or join")
@@ -311,9 +333,21 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         raise OptionsError("--discover and --join exclude each other: give one way to find managers")
     if role == "worker":
         for flag, dest in (("--bootstrap", "bootstrap"), ("--manager-token-file", "manager_token_file"),
-                           ("--worker-token-file", "worker_token_file")):
+                           ("--worker-token-file", "worker_token_file"),
+                           ("--initial-cluster", "initial_cluster")):
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
+    if values["initial_cluster"]:
+        names = [name for name, _ in values["initial_cluster"]]
+        if values["bootstrap"]:
+            raise OptionsError("--bootstrap and --initial-cluster exclude each other: the founding managers "
+                               "create the cluster together")
+        if str(hostname) not in names:
+            raise OptionsError(f"--initial-cluster does not name this node ({hostname}): "
+                               f"it names {', '.join(names)}")
+        if not values["manager_token_file"]:
+            raise OptionsError("--initial-cluster needs --manager-token-file (the founders' node IDs "
+                               "follow from the cluster's CA digest in the token)")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
              "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"],
              "--web-port": values["web_port"]}
@@ -350,6 +384,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         memory_bytes=values["memory_bytes"],
         no_swarm=bool(values["no_swarm"]),
         data_path_port=int(values["data_path_port"]),
+        initial_cluster=tuple(values["initial_cluster"]),
     )
 
 

@@ -119,6 +119,11 @@ class Layout:
     """The CPUs every node declares to the scheduler (the agent's --cpus); "": the machine's."""
     memory: str = ""
     """The memory every node declares (the agent's --memory, e.g. 1g); "": the machine's."""
+    founders: tuple[str, ...] = ()
+    """The managers that founded the cluster together (the agent's --initial-cluster): all the
+    managers of the `up` that made it. Managers added later, or made again after `node rm`,
+    join through the dispatcher instead; () for a cluster made before founders existed, whose
+    manager1 bootstrapped it alone."""
 
     def capacity_env(self) -> dict[str, str]:
         """The agents' environment for the declared capacity (empty values: the machine's)."""
@@ -143,13 +148,14 @@ class Layout:
     def with_names(self, names: Sequence[str]) -> Layout:
         """The same cluster with another node set (managers first, by number)."""
         ordered = sorted(names, key=lambda n: (parse_name(n)[0] != "manager", natural_key(n)))
-        return dataclasses.replace(self, names=tuple(ordered))
+        founders = tuple(n for n in self.founders if n in ordered)
+        return dataclasses.replace(self, names=tuple(ordered), founders=founders)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-able dict for the state file."""
         return {"names": list(self.names), "block": self.block, "publish": [list(r) for r in self.publish],
                 "discover": self.discover, "no_swarm": self.no_swarm, "image": self.image,
-                "cpus": self.cpus, "memory": self.memory}
+                "cpus": self.cpus, "memory": self.memory, "founders": list(self.founders)}
 
     @classmethod
     def from_json(cls, data: object) -> Layout | None:
@@ -161,7 +167,8 @@ class Layout:
             layout = cls(tuple(str(n) for n in data["names"]), int(data.get("block", 0)), publish,
                          str(data.get("discover", "names")), bool(data.get("no_swarm", False)),
                          data.get("image") or None, str(data.get("cpus") or ""),
-                         str(data.get("memory") or ""))
+                         str(data.get("memory") or ""),
+                         tuple(str(n) for n in data.get("founders") or ()))
             for name in layout.names:
                 layout.addr(name)
         except (KeyError, TypeError, ValueError, AddressError):

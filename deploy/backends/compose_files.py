@@ -17,24 +17,32 @@ from collections.abc import Sequence
 
 from deploy.addresses import PROMETHEUS_PORT, PortRange, node_addr, parse_name, port_bindings, prometheus_addr
 
-__all__ = ["BASE_NODES", "PROMETHEUS_SERVICE", "node_command", "override_text"]
+__all__ = ["BASE_FOUNDERS", "BASE_NODES", "PROMETHEUS_SERVICE", "node_command", "override_text"]
 
 BASE_NODES = ("manager1", "manager2", "manager3", "worker1", "worker2")
 """The node services compose.yml itself defines."""
+BASE_FOUNDERS = ("manager1", "manager2", "manager3")
+"""The managers compose.yml starts as the founders of a new cluster (--initial-cluster)."""
 PROMETHEUS_SERVICE = "prometheus"
 """compose.yml's service that scrapes every node (deploy/prometheus.yml); not a node."""
 _JOIN = "--join=manager1:2377,manager2:2377,manager3:2377"
 
 
-def node_command(name: str, discover: str = "names", no_swarm: bool = False) -> list[str]:
+def node_command(
+    name: str, discover: str = "names", no_swarm: bool = False, founders: Sequence[str] = (),
+) -> list[str]:
     """The node agent's arguments for the node ``name`` in a container (compose.yml's own shape).
 
     Every node joins through manager1..3 by their service names (a joining agent tries each in
-    turn); a worker with ``discover="mdns"`` finds them by zeroconf instead."""
+    turn); a worker with ``discover="mdns"`` finds them by zeroconf instead. The ``founders`` start
+    Raft together (``--initial-cluster``, each by its service name); without founders, manager1
+    bootstraps the cluster alone and the other managers are added one at a time."""
     role, index = parse_name(name)
     argv = [f"--role={role}", f"--hostname={name}"]
     if role == "manager":
-        if index == 1:
+        if name in founders and not no_swarm:
+            argv.append("--initial-cluster=" + ",".join(f"{f}={f}:2377" for f in founders))
+        elif index == 1 and not founders:
             argv.append("--bootstrap")
         argv += [_JOIN, "--token-file=/run/secrets/manager_token",
                  "--manager-token-file=/run/secrets/manager_token",
@@ -49,7 +57,7 @@ def node_command(name: str, discover: str = "names", no_swarm: bool = False) -> 
 
 def override_text(
     compose_file: str, names: Sequence[str], block: int, publish: Sequence[PortRange],
-    discover: str = "names", no_swarm: bool = False,
+    discover: str = "names", no_swarm: bool = False, founders: Sequence[str] = (),
 ) -> str:
     """The override for a cluster of the nodes ``names`` in block ``block``."""
     lines = ["# Written by `swarmlet up` / `swarmlet node add`: the nodes, their addresses and ports.",
@@ -68,7 +76,7 @@ def override_text(
                 lines.append(f"    volumes: {json.dumps(mounts)}")
                 volumes.append(f"{name}-data")
         lines.append(f"    ports: !override {json.dumps(port_bindings(addr, publish))}")
-        lines.append(f"    command: {json.dumps(node_command(name, discover, no_swarm))}")
+        lines.append(f"    command: {json.dumps(node_command(name, discover, no_swarm, founders))}")
     prometheus = f"{prometheus_addr(block)}:{PROMETHEUS_PORT}:{PROMETHEUS_PORT}"
     lines.append(f"  {PROMETHEUS_SERVICE}:")
     lines.append(f"    ports: !override {json.dumps([prometheus])}")

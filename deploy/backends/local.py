@@ -66,7 +66,10 @@ def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path
         argv += [f"--token-file={creds / 'manager_token'}",
                  f"--manager-token-file={creds / 'manager_token'}",
                  f"--worker-token-file={creds / 'worker_token'}"]
-        if index == 1:
+        if name in layout.founders:
+            founders = ",".join(f"{f}={layout.addr(f)}:{_CLUSTER_PORT}" for f in layout.founders)
+            argv.append(f"--initial-cluster={founders}")
+        elif index == 1 and not layout.founders:
             argv.append("--bootstrap")
     else:
         argv.append(f"--token-file={creds / 'worker_token'}")

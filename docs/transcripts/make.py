@@ -50,6 +50,10 @@ class Transcript:
             cmd = [sys.executable, "-m", "deploy.cli", *args]
             env = {**self.env, "PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}"}
             shown = "swarmlet " + " ".join(args)
+        elif isinstance(node, str):  # a compose node's DOCKER_HOST, tcp://ADDR:2375
+            cmd = [DOCKER, "-H", node, *args]
+            env = self.env
+            shown = f"docker -H {node} " + " ".join(_quote(a) for a in args)
         else:
             assert isinstance(node, NodeProc)
             cmd = [DOCKER, "-H", f"tcp://{node.host}:2375", *args]
@@ -242,6 +246,77 @@ knows no leader lists the one its store last named Leader.""", workdir)
     t.write("quorum")
 
 
+def compose(workdir: pathlib.Path) -> None:
+    """The same must-show on a compose cluster: the leader's container killed, then quorum lost."""
+    project = "transcript-compose"
+    t = Transcript("A compose cluster: the leader's container killed, then the quorum lost", """
+`swarmlet up` of 3 managers and 2 workers as containers (compose project `transcript-compose`,
+each node on its own address). The leader's container is killed (`swarmlet chaos kill`, Docker's
+SIGKILL); then two managers' containers are stopped, once with the leader surviving, once with a
+follower (the leader stopped last, so that the two left cannot elect the survivor). As in a real
+Swarm, the surviving leader lists itself Leader and the stopped managers Unreachable at once (its
+Raft has not heard from them), and refuses the write with "node lost leader status"; a follower
+left alone answers "The swarm does not have a leader". The refused label is absent afterwards.""",
+                   workdir)
+    t.env["SWARMLET_STATE"] = str(workdir / "state")
+
+    def swarmlet(*args: str) -> subprocess.CompletedProcess[str]:
+        return t.run("swarmlet", "--project", project, *args, show="swarmlet " + " ".join(args))
+
+    def hosts() -> dict[str, str]:
+        from deploy.backends.compose import ComposeBackend
+
+        found = ComposeBackend(project=project, state=workdir / "state").nodes()
+        return {n.hostname: n.docker_host for n in found if n.docker_host}
+
+    def leader_at(host: str) -> str | None:
+        form = "{{.Hostname}} {{.ManagerStatus}}"
+        done = subprocess.run([DOCKER, "-H", host, "node", "ls", "--format", form], env=t.env,
+                              capture_output=True, text=True)
+        statuses = dict(line.partition(" ")[::2] for line in done.stdout.splitlines())
+        leaders = [h for h, s in statuses.items() if s == "Leader"]
+        reachable = [h for h, s in statuses.items() if s == "Reachable"]
+        return leaders[0] if len(leaders) == 1 and len(reachable) == 2 else None
+
+    up = subprocess.run([sys.executable, "-m", "deploy.cli", "--project", project, "up"], cwd=ROOT,
+                        env={**os.environ, "SWARMLET_STATE": str(workdir / "state")}, capture_output=True,
+                        text=True)
+    if up.returncode:
+        raise AssertionError(up.stdout + up.stderr)
+    try:
+        h = hosts()
+        leader = wait_until(lambda: leader_at(h["manager1"]), timeout=60, what="a Leader, 2 Reachable")
+        asked = next(m for m in ("manager1", "manager2", "manager3") if m != leader)
+        t.run(h[asked], "node", "ls")
+        swarmlet("chaos", "kill", leader)
+        t.say(f"{asked} after the election (3 s later):")
+        time.sleep(3.0)
+        t.run(h[asked], "node", "ls")
+        swarmlet("chaos", "start", leader)
+        for case in ("leader", "follower"):
+            leader = wait_until(lambda a=asked: leader_at(h[a]), timeout=60, what="three managers again")
+            managers = ["manager1", "manager2", "manager3"]
+            survivor = leader if case == "leader" else next(m for m in managers if m != leader)
+            others = sorted((m for m in managers if m != survivor), key=lambda m: m == leader)
+            for m in others:
+                swarmlet("chaos", "stop", m)
+            t.say(f"{survivor}, the {case}, survives (3 s later):")
+            time.sleep(3.0)
+            t.run(h[survivor], "node", "ls")
+            t.run(h[survivor], "node", "update", "--label-add", "x=y", "worker1")
+            for m in others:
+                swarmlet("chaos", "start", m)
+            wait_until(lambda s=survivor: leader_at(h[s]), timeout=60, what="quorum back")
+            t.say("Quorum back: the refused label is absent.")
+            t.run(h[survivor], "node", "ls")
+            t.run(h[survivor], "node", "inspect", "--format", "{{json .Spec.Labels}}", "worker1")
+            asked = survivor
+    finally:
+        subprocess.run([sys.executable, "-m", "deploy.cli", "--project", project, "down"], cwd=ROOT,
+                       env={**os.environ, "SWARMLET_STATE": str(workdir / "state")}, capture_output=True)
+    t.write("compose-quorum")
+
+
 def services(workdir: pathlib.Path) -> None:
     c = _cluster(workdir, workers=("worker1", "worker2"))
     t = Transcript("Services", """
@@ -347,7 +422,8 @@ volume` asks each worker's own.""", workdir)
 
 
 FLOWS: dict[str, Callable[[pathlib.Path], None]] = {
-    "nodes": nodes, "blank": blank, "quorum": quorum, "services": services, "stacks": stacks}
+    "nodes": nodes, "blank": blank, "quorum": quorum, "services": services, "stacks": stacks,
+    "compose-quorum": compose}
 
 
 def main(argv: Sequence[str]) -> None:

@@ -66,12 +66,15 @@ def _hostname(node: Any) -> str:
     return str(desc.get("Hostname") or "")
 
 
-def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_pb2.NodeInfo:
+def node_info(
+    node: Any, self_id: str, leader_id: str | None = None, unreachable: bool = False
+) -> control_pb2.NodeInfo:
     """A Node object as the control API's NodeInfo.
 
     ``leader_id`` is the leader as the answering manager sees it now; when given, it decides which
     manager shows "leader", since the stored flag lags a failover (and no one else writes it
-    while there is no leader).
+    while there is no leader). ``unreachable``: the answering manager's Raft sees this manager
+    gone now (:func:`gone_managers`), which the stored reachability may not say yet.
     """
     desc = node.extra.get("Description") or {}
     engine = desc.get("Engine") or {}
@@ -84,7 +87,7 @@ def node_info(node: Any, self_id: str, leader_id: str | None = None) -> control_
         reachability = str(ms.get("Reachability") or "unknown")
         if reachability == "leader":
             reachability = "reachable"
-        manager_status = "leader" if leads else reachability
+        manager_status = "leader" if leads else ("unreachable" if unreachable else reachability)
     return control_pb2.NodeInfo(
         id=node.id,
         hostname=str(desc.get("Hostname") or ""),
@@ -107,6 +110,20 @@ def recently_heard(shell: Any) -> set[str]:
     return active_peers(contacts, time.monotonic(), float(shell.election_seconds()))
 
 
+def gone_managers(shell: Any, self_id: str) -> set[str]:
+    """The Raft members this manager has not heard from within an election timeout, when it leads
+    (every live member answers its heartbeats) or knows no leader (a leader that lost its quorum
+    and stepped down, or a follower left alone: live members' campaigns reach it). A follower
+    of a leader hears from the leader only: none then."""
+    if shell is None or (not shell.is_leader and shell.leader_id):
+        return set()
+    try:
+        conf = shell.node.conf
+    except (AssertionError, AttributeError):  # asked before Raft started (the Engine API serves first)
+        return set()
+    return (set(conf.voters) | set(conf.learners)) - {self_id} - recently_heard(shell)
+
+
 class ControlServer(control_pb2_grpc.ControlServicer):
     """The Control service of one manager."""
 
@@ -125,7 +142,8 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         """Every node, from this manager's store."""
         nodes = sorted(self.runtime.store.find("node"), key=lambda n: (_hostname(n), n.id))
         leader = self.runtime.shell.leader_id
-        rows = [node_info(n, self.runtime.node_id, leader) for n in nodes]
+        gone = gone_managers(self.runtime.shell, self.runtime.node_id)
+        rows = [node_info(n, self.runtime.node_id, leader, n.id in gone) for n in nodes]
         return control_pb2.ListNodesResponse(nodes=rows)
 
     async def GetClusterInfo(

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
+from manager.controlapi.server import gone_managers
 from manager.engineapi.base import ManagerView, api_error, control_error
 from manager.engineapi.configs import ConfigRoutes
 from manager.engineapi.logs import AgentLogSource, LogLine, NoLogSource, TaskLogSource
@@ -118,6 +119,11 @@ class RuntimeManager:
         """The leader Raft knows of now, "" when none."""
         shell = self.runtime.shell
         return str(shell.leader_id or "") if shell is not None else ""
+
+    def unreachable(self) -> frozenset[str]:
+        """The Raft members not heard from within an election timeout, on a leader or a manager
+        that knows no leader (manager.controlapi.server.gone_managers)."""
+        return frozenset(gone_managers(self.runtime.shell, self.node_id))
 
     def cluster(self) -> StoredObject | None:
         """The Cluster object, if written yet."""

@@ -56,6 +56,14 @@ class ManagerView(Protocol):
         """The leader as this manager sees it now; "" when it knows none."""
         ...
 
+    def unreachable(self) -> frozenset[str]:
+        """The managers this manager's Raft sees gone now, whatever their Node objects still say.
+
+        Without quorum nothing can be written, so the stored reachability stays as it was; a
+        real Swarm computes the column from Raft's view when asked (swarmkit's memberlist), and
+        so does ``docker node ls`` here."""
+        ...
+
     def cluster(self) -> StoredObject | None:
         """The Cluster object; None before the bootstrap manager has written it."""
         ...

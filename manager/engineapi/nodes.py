@@ -15,7 +15,7 @@ from manager.engineapi.base import ManagerView, guarded
 from manager.engineapi.render import node_to_api
 from manager.state.store import StoredObject, Update
 from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
-from nodeagent.engineapi.errors import json_array_response, json_encode
+from nodeagent.engineapi.errors import json_array_body, json_bytes_response, json_encode
 from nodeagent.engineapi.gojson import STRING, GoJSONError, map_of, scalar, struct
 
 __all__ = ["NODE_SPEC", "NodeRoutes", "labels_match", "parse_version", "query_bool"]
@@ -78,6 +78,9 @@ class NodeRoutes:
         # polls) encodes only the nodes written since, or all of them after a leader change.
         # A node's JSON depends on nothing else (the host facts are this manager's, fixed).
         self._encoded: dict[str, tuple[int, str, bytes]] = {}
+        # The last answer's body, by (store's applied index, leader, managers seen gone, query):
+        # while nothing is written (what `docker node ls` in a loop meets), the same bytes again.
+        self._listed: tuple[tuple[object, ...], bytes] | None = None
 
     def routes(self) -> list[Route]:
         """(method, path, handler) for the node agent's Engine API."""
@@ -89,18 +92,26 @@ class NodeRoutes:
         ]
 
     def _render(self, node: StoredObject) -> dict[str, object]:
-        return node_to_api(node, self.manager.leader_id(), self.manager.host)
+        return node_to_api(node, self.manager.leader_id(), self.manager.host,
+                           node.id in self.manager.unreachable())
 
-    def _encode(self, node: StoredObject, leader_id: str) -> bytes:
+    def _encode(self, node: StoredObject, leader_id: str, gone: frozenset[str]) -> bytes:
+        # The cache key's "leader" part also says whether the node is seen gone (rare).
+        key = f"{leader_id}!" if node.id in gone else leader_id
         cached = self._encoded.get(node.id)
-        if cached is not None and cached[0] == node.version and cached[1] == leader_id:
+        if cached is not None and cached[0] == node.version and cached[1] == key:
             return cached[2]
-        encoded = json_encode(node_to_api(node, leader_id, self.manager.host))
-        self._encoded[node.id] = (node.version, leader_id, encoded)
+        encoded = json_encode(node_to_api(node, leader_id, self.manager.host, node.id in gone))
+        self._encoded[node.id] = (node.version, key, encoded)
         return encoded
 
     async def list(self, request: web.Request) -> web.StreamResponse:
         """``GET /nodes?filters=``: every node that matches every filter given."""
+        leader_id = self.manager.leader_id()
+        gone = self.manager.unreachable()
+        key = (self.manager.store.applied_index, leader_id, gone, request.query_string)
+        if self._listed is not None and self._listed[0] == key:
+            return json_bytes_response(self._listed[1])
         filters = parse_filters(request.query.get("filters"))
         filters.validate(_FILTERS)
         filters.check_values("role", _ROLES, "role")
@@ -120,11 +131,12 @@ class NodeRoutes:
         if node_labels := filters.get("node.label"):
             tests.append(lambda n: labels_match(n.spec.get("Labels"), node_labels))
         nodes = self.manager.store.find("node", filters=lambda n: all(t(n) for t in tests))
-        leader_id = self.manager.leader_id()
-        items = [self._encode(n, leader_id) for n in nodes]
+        items = [self._encode(n, leader_id, gone) for n in nodes]
         if not tests and len(self._encoded) > len(nodes):  # forget removed nodes
             self._encoded = {n.id: self._encoded[n.id] for n in nodes}
-        return json_array_response(items)
+        body = json_array_body(items)
+        self._listed = (key, body)
+        return json_bytes_response(body)
 
     async def inspect(self, request: web.Request) -> web.StreamResponse:
         """``GET /nodes/{id}``: by ID, hostname or unique ID prefix."""

@@ -56,11 +56,15 @@ def _fields(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else _NO_FIELDS
 
 
-def node_to_api(node: StoredObject, leader_id: str, host: HostFacts) -> dict[str, Any]:
+def node_to_api(
+    node: StoredObject, leader_id: str, host: HostFacts, unreachable: bool = False
+) -> dict[str, Any]:
     """A Node as ``GET /nodes/{id}`` returns it.
 
     ``leader_id`` is the leader as the answering manager sees it now ("" when it knows none): it
-    decides ManagerStatus.Leader, since the stored flag lags a failover.
+    decides ManagerStatus.Leader, since the stored flag lags a failover. ``unreachable``: the
+    answering manager's Raft sees this manager gone now, which the stored reachability may not
+    say yet (or ever, without quorum).
 
     The answer shares the stored object's frozen values (labels, platform, plugins...) instead
     of copying them: ``GET /nodes`` renders every node on every call, and deep copies were a
@@ -105,12 +109,14 @@ def node_to_api(node: StoredObject, leader_id: str, host: HostFacts) -> dict[str
     }
     manager = node.extra.get("ManagerStatus")
     if isinstance(manager, dict):
-        leads = node.id == leader_id if leader_id else bool(manager.get("Leader"))
+        leads = node.id == leader_id if leader_id else bool(manager.get("Leader")) and not unreachable
         reachability = str(manager.get("Reachability") or "unknown")
         api_manager: dict[str, Any] = {}
         if leads:
             api_manager["Leader"] = True
             reachability = "reachable"
+        elif unreachable:
+            reachability = "unreachable"
         api_manager["Reachability"] = reachability
         api_manager["Addr"] = manager.get("Addr", "")
         out["ManagerStatus"] = api_manager

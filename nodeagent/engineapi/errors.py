@@ -21,7 +21,9 @@ __all__ = [
     "SWARM_LOCKED",
     "ApiError",
     "error_middleware",
+    "json_array_body",
     "json_array_response",
+    "json_bytes_response",
     "json_encode",
     "json_response",
 ]
@@ -103,7 +105,17 @@ def json_array_response(items: list[bytes]) -> web.Response:
     For lists whose elements are kept encoded between requests (``GET /nodes``): the same bytes
     as :func:`json_response` of the decoded list.
     """
-    return _json_bytes_response(b"[" + b",".join(items) + b"]\n", 200)
+    return _json_bytes_response(json_array_body(items), 200)
+
+
+def json_array_body(items: list[bytes]) -> bytes:
+    """The body :func:`json_array_response` sends, to keep and send again (json_bytes_response)."""
+    return b"[" + b",".join(items) + b"]\n"
+
+
+def json_bytes_response(body: bytes) -> web.Response:
+    """A 200 with a JSON body already encoded (by :func:`json_array_body` or :func:`json_encode`)."""
+    return _json_bytes_response(body, 200)
 
 
 def _json_bytes_response(body: bytes, status: int) -> web.Response:

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,8 @@ from typing import Any
 
 from deploy.backends.compose import ComposeBackend
 
-__all__ = ["NODE_CPUS", "NODE_MEMORY", "PROJECT", "STATE", "backend", "status_json", "swarmlet", "wait_for"]
+__all__ = ["NODE_CPUS", "NODE_MEMORY", "PROJECT", "STATE", "backend", "docker_cli", "status_json", "swarmlet",
+           "wait_for"]
 
 PROJECT = f"swarmlet-test-{os.getpid()}-{secrets.token_hex(2)}"
 """The compose project of this test session: never the default ``swarmlet``, never reused."""
@@ -74,3 +76,14 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: floa
 def status_json() -> list[dict[str, Any]]:
     """`swarmlet status --json` as a list of node objects."""
     return list(json.loads(swarmlet("status", "--json", timeout=30).stdout))
+
+
+def docker_cli(docker_host: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The real docker CLI against one node (``docker -H tcp://ADDR:2375 ARGS...``), with a config
+    folder of its own so that nothing of the user's docker set-up (contexts) takes part."""
+    docker = shutil.which("docker")
+    assert docker is not None, "no docker CLI installed"
+    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(STATE / "docker-config"),
+           "HOME": str(STATE)}
+    return subprocess.run([docker, "-H", docker_host, *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)

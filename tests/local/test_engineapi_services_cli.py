@@ -155,6 +155,9 @@ class _StoreManager:
     def leader_id(self) -> str:
         return NODE
 
+    def unreachable(self) -> frozenset[str]:
+        return frozenset()
+
     def cluster(self) -> StoredObject | None:
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -26,7 +27,7 @@ from deploy.addresses import (
     prometheus_addr,
 )
 from deploy.backends.base import ClusterState, Layout
-from deploy.backends.compose_files import BASE_NODES, PROMETHEUS_SERVICE, node_command, override_text
+from deploy.backends.compose_files import BASE_FOUNDERS, BASE_NODES, PROMETHEUS_SERVICE, node_command, override_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -140,7 +141,7 @@ def test_compose_yml_is_the_default_layout_as_the_override_would_write_it() -> N
     layout = Layout.of(3, 2)
     for name in BASE_NODES:
         assert services[name]["ports"] == port_bindings(layout.addr(name), DEFAULT_PUBLISH), name
-        assert services[name]["command"] == node_command(name), name
+        assert services[name]["command"] == node_command(name, founders=BASE_FOUNDERS), name
 
 
 def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
@@ -164,14 +165,51 @@ def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
     assert lines[-2:] == ["volumes:", "  manager4-data: {}"]
 
 
+def test_founders_start_raft_together_and_later_managers_join() -> None:
+    """A new cluster's managers get --initial-cluster (each by its service name); a manager added
+    later (manager4), or a cluster recorded before founders existed, keeps the join path."""
+    founders = ("manager1", "manager2", "manager3")
+    wanted = "--initial-cluster=manager1=manager1:2377,manager2=manager2:2377,manager3=manager3:2377"
+    for name in founders:
+        command = node_command(name, founders=founders)
+        assert wanted in command and "--bootstrap" not in command, command
+    assert "--initial-cluster" not in " ".join(node_command("manager4", founders=founders))
+    assert "--initial-cluster" not in " ".join(node_command("worker1", founders=founders))
+    assert node_command("manager1")[2] == "--bootstrap"  # no founders: manager1 bootstraps alone
+    text = override_text("/repo/compose.yml", ["manager1", "manager2", "manager4"], 9, (),
+                         founders=("manager1", "manager2"))
+    commands = [json.loads(line.split(": ", 1)[1]) for line in text.splitlines()
+                if line.startswith("    command: ")]
+    two = "--initial-cluster=manager1=manager1:2377,manager2=manager2:2377"
+    assert commands[0][2] == commands[1][2] == two
+    assert not any(c.startswith(("--initial-cluster", "--bootstrap")) for c in commands[2])
+
+
+def test_up_founds_a_new_cluster_with_every_manager_and_keeps_a_running_ones_founders() -> None:
+    from deploy.commands.up import founding_managers
+
+    fresh = Layout.of(5, 2)
+    assert founding_managers(fresh, None, running=False) == tuple(f"manager{i}" for i in range(1, 6))
+    recorded = dataclasses.replace(Layout.of(3, 2), founders=("manager1", "manager2", "manager3"))
+    assert founding_managers(fresh, recorded, running=True) == ("manager1", "manager2", "manager3")
+    assert founding_managers(fresh, None, running=True) == ()  # made before founders existed
+    assert founding_managers(dataclasses.replace(fresh, no_swarm=True), None, running=False) == ()
+    # `node rm manager2`: the name leaves the founders, so a later `node add` of it joins.
+    shrunk = recorded.with_names([n for n in recorded.names if n != "manager2"])
+    assert shrunk.founders == ("manager1", "manager3")
+    assert shrunk.with_names([*shrunk.names, "manager2"]).founders == ("manager1", "manager3")
+
+
 def test_layout_round_trips_through_the_state_file() -> None:
-    layout = Layout.of(3, 2, block=42, publish=((80, 80),), no_swarm=True, image="swarmlet/node:abc")
+    layout = Layout.of(3, 2, block=42, publish=((80, 80),), no_swarm=True, image="swarmlet/node:abc",
+                       founders=("manager1", "manager2"))
     state = ClusterState("compose", 0, 0).with_layout(layout.with_names([*layout.names, "worker7"]))
     assert (state.managers, state.workers) == (3, 3)
     again = json.loads(json.dumps(state.extra))
     restored = Layout.from_json(again["layout"])
     assert restored is not None and restored.names[-1] == "worker7"
     assert restored.addr("worker7") == "127.42.2.7" and restored.image == "swarmlet/node:abc"
+    assert restored.founders == ("manager1", "manager2")
     assert Layout.from_json({"names": ["boss1"]}) is None  # a damaged record is no layout
 
 

@@ -186,8 +186,10 @@ def test_compose_override_adds_managers_beyond_three(state: pathlib.Path) -> Non
     assert '  manager5:\n    extends: {"file": ' in override
     assert '    hostname: "manager5"' in override
     assert "  manager5-data: {}" in override
-    backend._write_override(Layout.of(3, 2))
+    backend._write_override(Layout.of(3, 2, founders=("manager1", "manager2", "manager3")))
     assert not (state / "compose.override.yml").exists()  # compose.yml alone is that cluster
+    backend._write_override(Layout.of(3, 2))  # made before founders: manager1 --bootstrap, not compose.yml's
+    assert '"--bootstrap"' in (state / "compose.override.yml").read_text()
 
 
 def test_compose_port_conflict_is_named() -> None:

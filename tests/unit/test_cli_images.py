@@ -133,8 +133,11 @@ def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_i
         assert svc["hostname"] == name and f"--hostname={name}" in svc["command"], name
         assert not any("TOKEN" in key.upper() for key in svc.get("environment", {})), name
         assert svc.get("secrets"), name
-    assert services["manager1"]["hostname"] == "manager1" and "--bootstrap" in services["manager1"]["command"]
-    assert "--bootstrap" not in services["manager2"]["command"]
+    # The three managers found the cluster together: Raft's first voters, no one-at-a-time joins.
+    founders = "--initial-cluster=manager1=manager1:2377,manager2=manager2:2377,manager3=manager3:2377"
+    for name in ("manager1", "manager2", "manager3"):
+        assert founders in services[name]["command"] and "--bootstrap" not in services[name]["command"], name
+    assert not any(c.startswith("--initial-cluster") for c in services["worker1"]["command"])
     assert {v["source"] for s in services.values() for v in s.get("volumes", [])} == {
         "manager1-data", "manager2-data", "manager3-data", "shared-volumes"
     }

@@ -169,7 +169,8 @@ def manager() -> Iterator[tuple[FakeRuntime, ServerThread]]:
 
 
 def test_node_list_uses_swarms_words(manager: tuple[FakeRuntime, ServerThread]) -> None:
-    _, server = manager
+    runtime, server = manager
+    runtime.shell.last_contact = {"b" * 25: time.monotonic()}  # type: ignore[attr-defined]
     rows = {r.hostname: r for r in list_nodes(server.target)}
     assert set(rows) == {"manager1", "manager2", "worker1"}
     assert (rows["manager1"].status, rows["manager1"].availability, rows["manager1"].manager_status) == (
@@ -182,6 +183,12 @@ def test_node_list_uses_swarms_words(manager: tuple[FakeRuntime, ServerThread]) 
     assert rows["worker1"].role == "worker"
     assert [h for h, r in rows.items() if r.is_self] == ["manager1"]
     assert rows["worker1"].engine_version == "0.1.0"
+    # The leader has not heard from manager2 for an election timeout: Unreachable, though its
+    # Node object (which no write may have updated, e.g. without quorum) still says reachable.
+    runtime.shell.last_contact = {}  # type: ignore[attr-defined]
+    rows = {r.hostname: r for r in list_nodes(server.target)}
+    assert (rows["manager2"].status, rows["manager2"].manager_status) == ("Ready", "Unreachable")
+    assert rows["manager1"].manager_status == "Leader"
 
 
 def test_label_added_by_hostname_is_read_back(manager: tuple[FakeRuntime, ServerThread]) -> None:
@@ -223,7 +230,11 @@ def test_without_a_leader_writes_fail_with_swarms_message_but_reads_work(
     assert runtime.store.get("node", "w" * 25) == before
     rows = list_nodes(server.target)  # node ls still answers, from the local store
     assert len(rows) == 3
-    # The stored Leader flag of a leader that is gone is not shown as if it still led.
+    # The stored Leader flag of a leader that is gone is not shown as if it still led; a manager
+    # this one has not heard from within an election timeout is Unreachable, one it has, Reachable.
+    assert [r.manager_status for r in rows if r.role == "manager"] == ["Reachable", "Unreachable"]
+    runtime.shell.last_contact = {"b" * 25: time.monotonic()}  # type: ignore[attr-defined]
+    rows = list_nodes(server.target)
     assert [r.manager_status for r in rows if r.role == "manager"] == ["Reachable", "Reachable"]
     info = cluster_info(server.target)
     assert info["quorum"] is False and info["leader"] is None

@@ -68,12 +68,16 @@ class FakeManager:
         self.node_id = FOLLOWER
         self.host = HOST
         self.leader = LEADER
+        self.gone: set[str] = set()  # managers this manager's Raft sees gone
         self.refuse: BaseException | None = None
         self.writes: list[list[Op]] = []
         self._index = itertools.count(1)
 
     def leader_id(self) -> str:
         return self.leader
+
+    def unreachable(self) -> frozenset[str]:
+        return frozenset(self.gone)
 
     def cluster(self) -> StoredObject | None:
         found = self.store.find("cluster")
@@ -496,5 +500,30 @@ def test_the_list_encodes_a_node_again_when_it_or_the_leader_changes(manager: Fa
         assert (await client.delete("/nodes/worker2")).status == 200
         _, nodes = await listed(client)
         assert sorted(nodes) == ["manager1", "manager2", "worker1"]
+
+    serve(manager, check)
+
+
+def test_a_manager_raft_sees_gone_is_unreachable_though_its_node_object_says_reachable(
+    manager: FakeManager,
+) -> None:
+    """Without quorum no write commits, so a stopped manager's Node object keeps "reachable";
+    the answering manager's Raft view decides the column, as a real Swarm's does (its transcript:
+    the surviving leader lists the two stopped managers Unreachable at once)."""
+
+    async def check(client: Client) -> None:
+        before = {n["Description"]["Hostname"]: n for n in await (await client.get("/nodes")).json()}
+        assert before["manager1"]["ManagerStatus"]["Reachability"] == "reachable"
+        manager.leader, manager.node_id = FOLLOWER, FOLLOWER  # manager2 leads, manager1 is gone
+        manager.gone = {LEADER}
+        after = {n["Description"]["Hostname"]: n for n in await (await client.get("/nodes")).json()}
+        assert after["manager1"]["ManagerStatus"] == {"Reachability": "unreachable", "Addr": "127.0.1.1:2377"}
+        assert after["manager1"]["Status"]["State"] == "ready"  # Swarm too keeps the last status
+        assert after["manager2"]["ManagerStatus"]["Leader"] is True
+        inspected = await (await client.get("/nodes/manager1")).json()
+        assert inspected["ManagerStatus"]["Reachability"] == "unreachable"
+        manager.gone = set()  # heard from again
+        again = {n["Description"]["Hostname"]: n for n in await (await client.get("/nodes")).json()}
+        assert again["manager1"]["ManagerStatus"]["Reachability"] == "reachable"
 
     serve(manager, check)

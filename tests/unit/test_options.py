@@ -104,3 +104,32 @@ def test_the_data_path_port_is_4789_and_may_not_share_another_port() -> None:
     assert parse_options([*BASE, "--data-path-port", "4790"], {}).data_path_port == 4790
     with pytest.raises(OptionsError, match="--data-path-port 7946 is already taken by --gossip-port"):
         parse_options([*BASE, "--data-path-port", "7946"], {})
+
+
+def test_initial_cluster_names_the_founders_and_is_checked(tmp_path: pathlib.Path) -> None:
+    from nodeagent.identity import founder_id, founders, is_id, token_digest
+
+    token = tmp_path / "manager_token"
+    token.write_text("SWMTKN-1-" + "d" * 50 + "-" + "s" * 25 + "\n")
+    base = ["--role=manager", "--hostname=manager2", "--advertise-addr=127.0.0.1",
+            f"--manager-token-file={token}"]
+    members = "--initial-cluster=manager1=manager1:2377,manager2=manager2:2377,manager3=127.0.1.3:2377"
+    options = parse_options([*base, members], {})
+    assert options.initial_cluster == (("manager1", "manager1:2377"), ("manager2", "manager2:2377"),
+                                       ("manager3", "127.0.1.3:2377"))
+    # Every founder computes every founder's ID alike: from the CA digest and the names.
+    ids = founders(token_digest(str(token)), options.initial_cluster)
+    assert list(ids.values()) == ["manager1:2377", "manager2:2377", "127.0.1.3:2377"]
+    assert all(is_id(i) for i in ids) and len(set(ids)) == 3
+    assert founder_id("d" * 50, "manager2") in ids and founder_id("e" * 50, "manager2") not in ids
+    for argv, words in (
+        ([*base, "--initial-cluster=manager1=manager1:2377"], r"does not name this node \(manager2\)"),
+        ([*base, "--initial-cluster=manager2"], "is not NAME=HOST:PORT"),
+        ([*base, "--initial-cluster=manager2=a:1,manager2=b:1"], "names a manager twice"),
+        ([*base, "--bootstrap", "--initial-cluster=manager2=a:1"], "exclude each other"),
+        (["--role=worker", "--hostname=manager2", "--advertise-addr=127.0.0.1",
+          "--initial-cluster=manager2=a:1"], "is for managers only"),
+        ([*base[:3], "--initial-cluster=manager2=a:1"], "needs --manager-token-file"),
+    ):
+        with pytest.raises(OptionsError, match=words):
+            parse_options(argv, {})

@@ -89,6 +89,7 @@ class RaftShell:
         bootstrap: bool = False,
         voters: tuple[str, ...] = (),
         peers: Mapping[str, str] | None = None,
+        campaign_first: bool = False,
         config: ShellConfig | None = None,
         raft_config: RaftConfig | None = None,
         registry: prometheus_client.CollectorRegistry | None = None,
@@ -98,11 +99,13 @@ class RaftShell:
         faults: FaultGate | None = None,
     ) -> None:
         """``bootstrap`` makes a new single-voter cluster on first start; ``voters`` instead
-        starts a fixed membership (tests, benchmarks). Neither: wait to be added by a leader.
-        ``peers`` maps node ids to cluster addresses ("host:port"). ``data_key`` (32 bytes)
-        encrypts the log and snapshots at rest, as every manager runs; None leaves them in
-        plaintext (benchmarks comparing the two). ``faults`` is the node's injected link faults
-        (``swarmlet chaos``) as the Raft plane sees them."""
+        starts a fixed membership (a new cluster's founding managers, tests, benchmarks); with
+        ``campaign_first`` this one campaigns as soon as it starts on empty storage, rather than
+        after an election timeout (one founder only, so that they do not split the vote).
+        Neither: wait to be added by a leader. ``peers`` maps node ids to cluster addresses
+        ("host:port"). ``data_key`` (32 bytes) encrypts the log and snapshots at rest, as every
+        manager runs; None leaves them in plaintext (benchmarks comparing the two). ``faults`` is
+        the node's injected link faults (``swarmlet chaos``) as the Raft plane sees them."""
         self._faults = faults
         self.node_id = node_id
         self.address = address
@@ -113,6 +116,7 @@ class RaftShell:
         self.metrics = RaftMetrics(registry)
         self._bootstrap = bootstrap
         self._initial_voters = voters
+        self._campaign_first = campaign_first
         self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
         self._book = AddressBook(self.data_dir / "raft" / "peers.json", peers)
         self._transport: RaftTransport | None = None
@@ -347,6 +351,13 @@ class RaftShell:
         tick = self.raft_config.tick_s
         next_tick = loop.time() + tick
         node = self.node
+        fresh = node.term == 1 and node.log.last_index() == 1 and not node.vote
+        if node.conf.voters == (self.node_id,) or (self._campaign_first and fresh):
+            # The only voter (a new cluster's first manager, or a one-manager cluster restarting)
+            # wins its own vote: waiting the election timeout first would only delay the leader.
+            # The first founder of a new cluster asks for votes at once too; peers not up yet
+            # miss it, and the election timeout then tries again as usual.
+            node.campaign()
         await self._drain_ready(node)
         while not self._stopping:
             delay = next_tick - loop.time()
