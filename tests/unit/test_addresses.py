@@ -27,7 +27,13 @@ from deploy.addresses import (
     prometheus_addr,
 )
 from deploy.backends.base import ClusterState, Layout
-from deploy.backends.compose_files import BASE_FOUNDERS, BASE_NODES, PROMETHEUS_SERVICE, node_command, override_text
+from deploy.backends.compose_files import (
+    BASE_FOUNDERS,
+    BASE_NODES,
+    PROMETHEUS_SERVICE,
+    node_command,
+    override_text,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
