@@ -88,6 +88,8 @@ class AgentOptions:
     """Memory this node declares, in bytes; None: the machine's."""
     data_path_port: int = 4789
     """The overlay's VXLAN frames (UDP) and stream tunnels (TCP), as Docker's --data-path-port."""
+    tls: bool = True
+    """Mutual TLS on every gRPC channel between nodes (``--no-tls`` turns it off, for benchmarks)."""
 
     @property
     def gossip_address(self) -> str:
@@ -142,6 +144,8 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--web-port", "web_port", "port", 8081, "managers: the web view of the cluster over HTTP"),
     ("--data-dir", "data_dir", "path", "/var/lib/swarmlet", "the node's state folder"),
     ("--bootstrap", "bootstrap", "bool", False, "this manager creates the cluster (the first one only)"),
+    ("--no-tls", "no_tls", "bool", False,
+     "plaintext gRPC between nodes (no certificates): only to measure what mutual TLS costs"),
     ("--no-swarm", "no_swarm", "bool", False,
      "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -344,6 +348,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         memory_bytes=values["memory_bytes"],
         no_swarm=bool(values["no_swarm"]),
         data_path_port=int(values["data_path_port"]),
+        tls=not values["no_tls"],
     )
 
 

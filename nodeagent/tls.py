@@ -60,6 +60,7 @@ __all__ = [
     "server_credentials",
     "set_credentials",
     "set_enabled",
+    "use_operator_certificate",
 ]
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,8 @@ def sign_leaf(
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                              ExtendedKeyUsageOID.CLIENT_AUTH]),
                        critical=False)
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
@@ -281,6 +283,21 @@ def split_pems(bundle: bytes) -> list[bytes]:
     return out
 
 
+def issued_by(cert_pem: bytes, roots_pem: bytes) -> bytes | None:
+    """Which of the roots in ``roots_pem`` signed ``cert_pem`` (its PEM), or None."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    for root_pem in split_pems(roots_pem):
+        root = x509.load_pem_x509_certificate(root_pem)
+        try:
+            cert.verify_directly_issued_by(root)
+        except Exception:  # another root's signature, or another key type
+            continue
+        return root_pem
+    return None
+
+
 # ---------------------------------------------------------------------- what this node holds
 
 
@@ -311,7 +328,8 @@ class NodeCredentials:
         """Write the three files (each aside, fsynced, renamed; only the owner may read them)."""
         folder = pathlib.Path(data_dir) / CERT_DIR
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for name, data in ((ROOTS_FILE, self.roots_pem), (KEY_FILE, self.key_pem), (CERT_FILE, self.cert_pem)):
+        files = ((ROOTS_FILE, self.roots_pem), (KEY_FILE, self.key_pem), (CERT_FILE, self.cert_pem))
+        for name, data in files:
             tmp = folder / f".{name}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -372,7 +390,7 @@ def set_credentials(creds: NodeCredentials | None) -> None:
             roots = split_pems(creds.roots_pem)
             if roots:
                 # The root that issued this certificate, cross-signed for joining nodes.
-                issuer = next((r for r in roots if identity_of(r).node_id == creds.identity.issuer), roots[0])
+                issuer = issued_by(creds.cert_pem, creds.roots_pem) or roots[0]
                 _server_chain_extra = cross_sign_for_joiners(issuer)
         _generation += 1
         listeners = list(_listeners)
@@ -398,28 +416,31 @@ def on_change(listener: Callable[[], None]) -> None:
     _listeners.append(listener)
 
 
-def _client_material(for_join: bool) -> tuple[bytes, bytes, bytes]:
+def _client_material(for_join: bool, roots: bytes | None) -> tuple[bytes, bytes, bytes]:
     creds = _credentials
     if creds is None or for_join:
         cert, key = join_certificate()
-        roots = JOIN_CA_CERT_PEM if creds is None else creds.roots_pem
-        return roots, key, cert
-    return creds.roots_pem, creds.key_pem, creds.cert_pem
+        trusted = roots or (JOIN_CA_CERT_PEM if creds is None else creds.roots_pem)
+        return trusted, key, cert
+    return roots or creds.roots_pem, creds.key_pem, creds.cert_pem
 
 
 def channel(target: str, options: Sequence[tuple[str, Any]] = (), *, manager: bool = True,
-            joining: bool = False, sync: bool = False) -> Any:
+            joining: bool = False, roots: bytes | None = None, sync: bool = False) -> Any:
     """A gRPC channel to ``target``: mutual TLS when enabled, else plaintext.
 
     ``manager``: the peer must hold a manager certificate (2377); else any joined node's
     (7946). ``joining``: present the join CA's certificate (before this node has one, it always
-    does) and, without credentials, trust the join CA only. ``sync``: a blocking channel."""
+    does). ``roots``: trust these instead of the node's roots (without credentials: the join
+    CA). ``sync``: a blocking channel."""
     module: Any = grpc if sync else grpc.aio
     if not _enabled:
         return module.insecure_channel(target, options=list(options))
-    roots, key, cert = _client_material(joining)
+    roots, key, cert = _client_material(joining, roots)
     creds = grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=cert)
     name = MANAGER_TARGET if manager else NODE_TARGET
+    if _credentials is None and not manager:
+        name = JOIN_OU  # two nodes in no swarm yet: both hold join certificates
     return module.secure_channel(target, creds, options=[*options, ("grpc.ssl_target_name_override", name)])
 
 
@@ -460,3 +481,93 @@ def peer_identity(context: Any) -> PeerIdentity | None:
         return identity_of(bytes(pem[0]))
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------- who may call a server
+
+Check = Callable[[Any], "tuple[grpc.StatusCode, str] | None"]
+
+
+def guarded_handler(handler: Any, check: Check) -> Any:
+    """``handler`` (a grpc RpcMethodHandler) behind ``check(context)``: a status and message to
+    abort with, or None to go on. Works for the four kinds of handlers, generators or not."""
+
+    async def gate(context: Any) -> None:
+        refused = check(context)
+        if refused is not None:
+            await context.abort(refused[0], refused[1])
+
+    def unary_response(inner: Any) -> Any:
+        async def run(request: Any, context: Any) -> Any:
+            await gate(context)
+            return await inner(request, context)
+        return run
+
+    def stream_response(inner: Any) -> Any:
+        async def run(request: Any, context: Any) -> Any:
+            await gate(context)
+            result = inner(request, context)
+            if hasattr(result, "__aiter__"):
+                async for message in result:
+                    yield message
+            else:
+                await result
+        return run
+
+    kinds = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, stream_response),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, stream_response),
+    )
+    for attr, make, wrap in kinds:
+        inner = getattr(handler, attr)
+        if inner is not None:
+            return make(wrap(inner), request_deserializer=handler.request_deserializer,
+                        response_serializer=handler.response_serializer)
+    return handler
+
+
+class NodeGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """The gossip port's check: only nodes that joined this swarm (a manager's or a worker's
+    certificate from its roots; never a join certificate). A node in no swarm gossips only with
+    other nodes in none (both sides present join certificates then)."""
+
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None or not _enabled:
+            return handler
+
+        def check(context: Any) -> tuple[grpc.StatusCode, str] | None:
+            if _credentials is None:
+                return None  # this node is in no swarm: it trusts only join certificates anyway
+            peer = peer_identity(context)
+            if peer is None or peer.role not in ("manager", "worker"):
+                return grpc.StatusCode.PERMISSION_DENIED, "a certificate of this swarm is needed"
+            return None
+
+        return guarded_handler(handler, check)
+
+
+def add_port(server: Any, address: str) -> int:
+    """Bind ``address`` on ``server``: with :func:`server_credentials` when TLS is on."""
+    if _enabled:
+        return int(server.add_secure_port(address, server_credentials()))
+    return int(server.add_insecure_port(address))
+
+
+def use_operator_certificate(ca_cert_pem: bytes, ca_key_pem: bytes) -> NodeCredentials:
+    """Turn TLS on in this process with a manager certificate (CN ``operator``) signed by the CA
+    given: what the host's tools (``swarmlet status``, the tests) present to a cluster whose root
+    CA they made. Returns the credentials now in use."""
+    from cryptography.hazmat.primitives import serialization
+
+    key_pem = new_key()
+    key = serialization.load_pem_private_key(key_pem, None)
+    cert = sign_leaf(ca_cert_pem=ca_cert_pem, ca_key_pem=ca_key_pem, public_key=key.public_key(),
+                     node_id="operator", ou=MANAGER_OU, cluster_id="", lifetime=datetime.timedelta(days=30),
+                     now=datetime.datetime.now(datetime.UTC))
+    creds = NodeCredentials(cert, key_pem, ca_cert_pem)
+    set_enabled(True)
+    set_credentials(creds)
+    return creds

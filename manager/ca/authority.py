@@ -16,7 +16,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.tls import MANAGER_OU, WORKER_OU, sign_leaf, split_pems
+from nodeagent.tls import MANAGER_OU, WORKER_OU, issued_by, sign_leaf
 
 __all__ = [
     "DEFAULT_CERT_EXPIRY",
@@ -24,6 +24,7 @@ __all__ = [
     "CertificateRefused",
     "RootCA",
     "issue_from_csr",
+    "issued_by",
     "new_root",
 ]
 
@@ -112,19 +113,5 @@ def issue_from_csr(ca: RootCA, csr_pem: bytes, *, node_id: str, role: str, clust
         raise CertificateRefused(f"not a certificate signing request: {exc}") from None
     if not csr.is_signature_valid:
         raise CertificateRefused("the signing request's signature is not valid")
-    return ca.issue(csr.public_key(), node_id=node_id, role=role, cluster_id=cluster_id, expiry=expiry, now=now)
-
-
-def issued_by(cert_pem: bytes, roots_pem: bytes) -> bytes | None:
-    """Which of ``roots_pem`` signed ``cert_pem`` (its PEM), or None."""
-    from cryptography import x509
-
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    for root_pem in split_pems(roots_pem):
-        root = x509.load_pem_x509_certificate(root_pem)
-        try:
-            cert.verify_directly_issued_by(root)
-        except (ValueError, TypeError, Exception):
-            continue
-        return root_pem
-    return None
+    return ca.issue(csr.public_key(), node_id=node_id, role=role, cluster_id=cluster_id, expiry=expiry,
+                    now=now)

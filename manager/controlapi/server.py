@@ -29,6 +29,7 @@ from manager.dispatcher.roles import (
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.store.commands import Delete, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
+from nodeagent import tls
 
 __all__ = [
     "AVAILABILITIES",
@@ -357,7 +358,7 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         """Ask the leader the same question and relay its answer (or its error) unchanged."""
         remaining = context.time_remaining()
         timeout = 5.0 if remaining is None else max(0.1, remaining - 0.05)
-        async with grpc.aio.insecure_channel(leader_addr) as channel:
+        async with tls.channel(leader_addr) as channel:
             # A leader this manager cannot reach within an election timeout is as good as none
             # (this manager will stop believing in it by then); the request never left, so
             # saying so is exact. This also bounds the wait for a host that is gone.

@@ -40,6 +40,7 @@ from manager.state.store import (
     encode_batch,
     format_timestamp,
 )
+from nodeagent import tls
 
 __all__ = [
     "LOST_LEADERSHIP_MESSAGE",
@@ -183,7 +184,7 @@ class LeaderWrites:
 
     async def _forward(self, leader: str, ops: Sequence[Op]) -> int:
         request = encode_batch(list(ops), now=format_timestamp(time.time()))
-        async with grpc.aio.insecure_channel(leader) as channel:
+        async with tls.channel(leader) as channel:
             call = channel.unary_unary(WRITE_METHOD, None, None)
             try:
                 raw = await call(request, timeout=self.timeout)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
+from nodeagent import tls
 from nodeagent.transport.faults import LinkFaultRule, faults_from_proto, faults_to_proto
 
 __all__ = ["PeerAdmin", "rule_json"]
@@ -40,7 +41,7 @@ class PeerAdmin:
     def _stub(self, address: str) -> Any:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = tls.channel(address)
             self._channels[address] = channel
         return _generated.AgentAdminStub(channel)
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import grpc
 import prometheus_client
 
+from nodeagent import tls
 from nodeagent.networkdb.core import (
     ENDPOINTS,
     PEERS,
@@ -208,7 +209,7 @@ class NetworkDBShell:
             return
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = tls.channel(address, manager=False)
         call = channel.unary_unary(SYNC_METHOD, None, None)
         request = self.db.name.encode() + b"\n" + encode_entries(sync.entries)
         try:

@@ -22,6 +22,7 @@ import grpc
 from manager.state.raft.addresses import AddressBook
 from manager.state.raft.framing import pack_frame, unpack_frame
 from manager.state.raft.messages import Message, MessageType
+from nodeagent import tls
 
 if TYPE_CHECKING:
     from manager.state.raft.codec import RaftCodec
@@ -188,7 +189,7 @@ class RaftTransport:
         while not self._stopping:
             channel = self._channels.get(peer.address)
             if channel is None:
-                channel = grpc.aio.insecure_channel(peer.address, options=_CHANNEL_OPTIONS)
+                channel = tls.channel(peer.address, _CHANNEL_OPTIONS)
                 self._channels[peer.address] = channel
             call = channel.stream_unary(_METHOD, request_serializer=None, response_deserializer=None)
             outbox = peer.outbox
