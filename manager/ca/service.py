@@ -127,6 +127,12 @@ class ClusterCA:
         """The Cluster extra after ``docker swarm ca --rotate``: a new root (or the one given),
         the old root kept as PreviousCACert and RootRotationInProgress until every node moved."""
         old = RootCA.from_store(extra.get("RootCA"))
+        if signing is not None:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import serialization
+
+            x509.load_pem_x509_certificate(signing[0])  # both raise ValueError when malformed
+            serialization.load_pem_private_key(signing[1], None)
         new = RootCA(*signing) if signing is not None else new_root(now)
         out = dict(extra)
         stored = new.to_store()

@@ -179,16 +179,6 @@ def _normalise(key: str) -> str:
 AgentFactory = Callable[..., list[Agent]]
 
 
-@pytest.fixture(autouse=True)
-def _plaintext_until_told() -> Iterator[None]:
-    """Each test starts with this process's gRPC clients plaintext and holding no certificate;
-    a cluster (tests/local/_procs_manager.py) or the agents fixture turns TLS on."""
-    tls.set_enabled(False)
-    tls.set_credentials(None)
-    yield
-    tls.set_enabled(False)
-    tls.set_credentials(None)
-
 
 @pytest.fixture
 def agents(tmp_path: pathlib.Path) -> Iterator[AgentFactory]:
