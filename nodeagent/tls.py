@@ -228,6 +228,10 @@ def sign_leaf(
         .not_valid_after(now + lifetime)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        # Which root signed it: while a rotation runs, two roots of the same name are trusted,
+        # and the verifier picks the one whose key identifier this names.
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+                       critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                               ExtendedKeyUsageOID.CLIENT_AUTH]),
                        critical=False)
@@ -267,6 +271,7 @@ def cross_sign_for_joiners(root_cert_pem: bytes) -> bytes:
         .not_valid_before(root.not_valid_before_utc)
         .not_valid_after(min(root.not_valid_after_utc, join_ca.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root.public_key()), critical=False)
         .sign(join_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return cross.public_bytes(serialization.Encoding.PEM)
