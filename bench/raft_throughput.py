@@ -15,13 +15,17 @@ writes acknowledged (committed on a majority and applied on the leader) per seco
 
     .venv/bin/python bench/raft_throughput.py --seconds 10 --clients 32
 
-prints one line per implementation and the ratio swarmlet / PySyncObj.
+prints one line per implementation and the ratio swarmlet / PySyncObj. With ``--tls`` it runs
+swarmlet twice instead: with mutual TLS between the managers (``swarmlet-tls``: certificates from
+a root CA, the 2377 guard, as clusters run) and plaintext (``swarmlet``), the ratio being what
+TLS leaves of the plaintext figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import pathlib
@@ -86,9 +90,27 @@ async def _swarmlet_node(args: argparse.Namespace) -> None:
         raft_config=RaftConfig.default(),
         rng=random.Random(args.index),
     )
-    server = grpc.aio.server()
+    interceptors: list[Any] = []
+    if args.impl == "swarmlet-tls":
+        # Mutual TLS as the managers run it: a manager certificate from the cluster's root CA (made
+        # by the parent), the roots checked on both ends, and the 2377 guard on every call.
+        from manager.ca.authority import RootCA
+        from manager.ca.service import CertificateGuard
+        from nodeagent import tls
+
+        ca_dir = pathlib.Path(args.dir)
+        root = RootCA((ca_dir / "ca.crt").read_bytes(), (ca_dir / "ca.key").read_bytes())
+        key = tls.new_key()
+        cert = root.issue(_public_key(key), node_id=me, role="manager", cluster_id="bench",
+                          expiry=datetime.timedelta(days=1), now=datetime.datetime.now(datetime.UTC))
+        tls.set_enabled(True)
+        tls.set_credentials(tls.NodeCredentials(cert, key, root.cert_pem))
+        interceptors.append(CertificateGuard(lambda node_id: False))
+    server = grpc.aio.server(interceptors=interceptors)
     server.add_generic_rpc_handlers((raft_transport_handler(lambda: shell),))
-    server.add_insecure_port(peers[me])
+    from nodeagent import tls as _tls
+
+    _tls.add_port(server, peers[me])
     await shell.start()
     await server.start()
     deadline = time.monotonic() + 20
@@ -120,6 +142,12 @@ async def _swarmlet_node(args: argparse.Namespace) -> None:
         _report(counts[0], elapsed, latencies)
     else:
         await asyncio.sleep(3600)
+
+
+def _public_key(key_pem: bytes) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(key_pem, None).public_key()
 
 
 # ---------------------------------------------------------------------- PySyncObj node
@@ -203,6 +231,11 @@ def _run(impl: str, args: argparse.Namespace) -> dict[str, Any]:
     hosts = [f"127.0.{base}.{i + 1}" for i in range(3)]
     addrs = [f"{h}:{_free_port(h)}" for h in hosts]
     workdir = tempfile.mkdtemp(prefix=f"raftbench-{impl}-")
+    if impl == "swarmlet-tls":
+        sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+        from manager.ca.tokens import ClusterCredentials
+
+        ClusterCredentials.create().write(workdir)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "proto"), env.get("PYTHONPATH", "")])
     procs = []
@@ -245,7 +278,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two this many times")
     sub = parser.add_subparsers(dest="mode")
     node = sub.add_parser("node")
-    node.add_argument("impl", choices=("swarmlet", "pysyncobj"))
+    parser.add_argument("--tls", action="store_true",
+                        help="compare swarmlet with mutual TLS (as clusters run) against plaintext, "
+                             "instead of against PySyncObj")
+    node.add_argument("impl", choices=("swarmlet", "swarmlet-tls", "pysyncobj"))
     node.add_argument("--index", type=int, required=True)
     node.add_argument("--dir", required=True)
     node.add_argument("--addrs", nargs=3, required=True)
@@ -256,7 +292,7 @@ def main() -> int:
     node.add_argument("--no-fsync", dest="fsync", action="store_false")
     args = parser.parse_args()
     if args.mode == "node":
-        if args.impl == "swarmlet":
+        if args.impl.startswith("swarmlet"):
             asyncio.run(_swarmlet_node(args))
         else:
             _pysyncobj_node(args)
@@ -264,16 +300,17 @@ def main() -> int:
     print(f"3 nodes on loopback, {args.clients} clients, {args.size}-byte values, "
           f"{args.seconds:g} s measured after {args.warmup:g} s, fsync={'on' if args.fsync else 'off'}, "
           f"{os.cpu_count()} CPUs")  # fmt: skip
-    totals = {"swarmlet": 0.0, "pysyncobj": 0.0}
+    impls = ("swarmlet-tls", "swarmlet") if args.tls else ("swarmlet", "pysyncobj")
+    totals = dict.fromkeys(impls, 0.0)
     for _ in range(args.rounds):
-        for impl in ("swarmlet", "pysyncobj"):
+        for impl in impls:
             r = _run(impl, args)
             rate = r["writes"] / r["seconds"]
             totals[impl] += rate
             p50, p99 = r["p50"] * 1000, r["p99"] * 1000
-            print(f"{impl:10s} {rate:9.0f} writes/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True)
-    s, p = totals["swarmlet"] / args.rounds, totals["pysyncobj"] / args.rounds
-    print(f"mean       swarmlet {s:.0f} writes/s, PySyncObj {p:.0f} writes/s, ratio {s / p:.2f}")
+            print(f"{impl:12s} {rate:9.0f} writes/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True)
+    (a, s), (b, p) = ((name, totals[name] / args.rounds) for name in impls)
+    print(f"mean         {a} {s:.0f} writes/s, {b} {p:.0f} writes/s, ratio {s / p:.2f}")
     return 0
 
 
