@@ -68,6 +68,7 @@ class NetworkDBShell:
         self.interval = config.tick_seconds * time_scale
         self.gossip: _Gossip | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls_generation = tls.generation()
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[set[str]], None]] = []
@@ -207,6 +208,11 @@ class NetworkDBShell:
         address = self._address(sync.to)
         if address is None:
             return
+        if self._tls_generation != tls.generation():  # new certificates: new connections
+            self._tls_generation = tls.generation()
+            stale, self._channels = list(self._channels.values()), {}
+            for old in stale:
+                await old.close(None)
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = tls.channel(address, manager=False)

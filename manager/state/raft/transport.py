@@ -121,6 +121,7 @@ class RaftTransport:
         self._last_contact = last_contact
         self._peers: dict[str, _Peer] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls_generation = tls.generation()
         self._closing: set[asyncio.Future[None]] = set()
         self._stopping = False
 
@@ -183,10 +184,23 @@ class RaftTransport:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    def _follow_credentials(self) -> None:
+        """New certificates (a renewal, a promotion, a CA rotation): reconnect with them; a
+        channel keeps the credentials it was made with."""
+        if self._tls_generation == tls.generation():
+            return
+        self._tls_generation = tls.generation()
+        for channel in self._channels.values():
+            task = asyncio.ensure_future(channel.close(None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._channels.clear()
+
     async def _stream_to(self, to: str, peer: _Peer) -> None:
         metadata = ((_MD_FROM, self.node_id), (_MD_ADDR, self.address))
         backoff = 0.05
         while not self._stopping:
+            self._follow_credentials()
             channel = self._channels.get(peer.address)
             if channel is None:
                 channel = tls.channel(peer.address, _CHANNEL_OPTIONS)
