@@ -198,10 +198,8 @@ class NodeCAServicer(dispatcher_pb2_grpc.NodeCAServicer):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 f"node {peer.node_id} is not a member of the swarm")
             raise AssertionError("unreachable") from None
-        role = str(node.spec.get("Role") or "worker")
-        ms = node.extra.get("ManagerStatus")
-        if role == "worker" and isinstance(ms, dict) and ms.get("Addr"):
-            role = "manager"  # demoted, but Raft has not let it go yet: it still serves Raft
+        # The role its session is told: a demoted manager keeps serving Raft until Raft lets it go.
+        role = self.runtime.dispatcher.role_of(peer.node_id, str(node.spec.get("Role") or "worker"))
         try:
             cert, roots = self.runtime.ca.issue(bytes(request.csr), node_id=peer.node_id, role=role)
         except CertificateRefused as exc:

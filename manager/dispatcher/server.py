@@ -363,6 +363,12 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._membership_wake.wait(), self.monitor_every)
 
+    def role_of(self, node_id: str, spec_role: str) -> str:
+        """The role a node is told to run (and certified as): its Spec.Role, or manager while
+        a demoted manager is still a Raft member."""
+        conf = _conf_state(self.shell.node)
+        return session_role(spec_role, node_id in conf.voters or node_id in conf.learners)
+
     async def _rotation_once(self) -> None:
         """As leader: end a CA rotation once every node has moved to the new root."""
         if not self._is_leader():

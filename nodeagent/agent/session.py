@@ -42,6 +42,7 @@ _TOKEN_SHAPE = re.compile(r"SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}")
 
 _SESSION_FILE = "session.json"
 _CERT_CHECK_SECONDS = 1.0
+_RENEW_AT_MOST_EVERY = 5.0
 """How often a joined node asks for the roots and looks whether its certificate is due (before the
 time scale): a CA rotation reaches every node within a few of these."""
 _REFUSING = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
@@ -298,6 +299,8 @@ class AgentSession:
     async def keep_certificate(self) -> None:
         """While joined: follow the cluster's roots and renew this node's certificate when due
         (half its life gone, a CA rotation, a promotion or demotion)."""
+        loop = asyncio.get_running_loop()
+        last_renewal = float("-inf")
         while not self._stopping.is_set():
             await self._pause(_CERT_CHECK_SECONDS)
             target = self.connected_to
@@ -314,7 +317,11 @@ class AgentSession:
                     # A rotation started or ended: trust what the managers trust now.
                     tls.set_credentials(tls.NodeCredentials(held.cert_pem, held.key_pem, roots))
                     tls.credentials().save(self.options.data_dir)  # type: ignore[union-attr]
-                if roots and self._needs_renewal(roots, self._wanted_role):
+                due = self._needs_renewal(roots, self._wanted_role) if roots else False
+                # At most one renewal per few seconds: a role that is about to change (a demoted
+                # manager that Raft has not let go yet) must not make a renewal a second.
+                if due and loop.time() - last_renewal >= _RENEW_AT_MOST_EVERY * self.time_scale:
+                    last_renewal = loop.time()
                     await self.renew(target)
             except grpc.aio.AioRpcError as exc:
                 log.info("certificate check with %s: %s", target, exc.details() or exc.code())

@@ -22,7 +22,7 @@ def join_with(token_dir: pathlib.Path | None, name: str) -> subprocess.Completed
         cmd += ["-v", f"{token_dir}:/run/secrets:ro"]
     cmd += [NODE_IMAGE, "--role=worker", "--join=manager1:2377,manager2:2377,manager3:2377",
             "--token-file=/run/secrets/worker_token"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
 
 
 def ids() -> set[tuple[str, str]]:
