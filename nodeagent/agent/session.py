@@ -112,6 +112,7 @@ class AgentSession:
         """The manager the session is open with, "" while reconnecting."""
         self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
         self._wanted_role = ""
+        self._cert_due = asyncio.Event()
 
     # ------------------------------------------------------------------ helpers
 
@@ -302,7 +303,9 @@ class AgentSession:
         loop = asyncio.get_running_loop()
         last_renewal = float("-inf")
         while not self._stopping.is_set():
-            await self._pause(_CERT_CHECK_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cert_due.wait(), _CERT_CHECK_SECONDS * self.time_scale)
+            self._cert_due.clear()
             target = self.connected_to
             held = tls.credentials()
             if not target or held is None or not tls.enabled():
@@ -320,6 +323,8 @@ class AgentSession:
                 due = self._needs_renewal(roots, self._wanted_role) if roots else False
                 # At most one renewal per few seconds: a role that is about to change (a demoted
                 # manager that Raft has not let go yet) must not make a renewal a second.
+                if self._stopping.is_set():
+                    return
                 if due and loop.time() - last_renewal >= _RENEW_AT_MOST_EVERY * self.time_scale:
                     last_renewal = loop.time()
                     await self.renew(target)
@@ -403,6 +408,9 @@ class AgentSession:
                         period_box[0] = msg.heartbeat_period_ms / 1000.0
                     if msg.role:
                         self._wanted_role = str(msg.role)
+                        held = tls.credentials()
+                        if held is not None and held.identity.role != self._wanted_role:
+                            self._cert_due.set()  # promoted or demoted: a new certificate now
                     if msg.role and self._on_role is not None:
                         self._on_role(str(msg.role))
                     beats += 1
