@@ -32,8 +32,10 @@ import prometheus_client
 
 from manager.component import ComponentMetrics
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD
+from manager.keysync import KeySync
 from manager.state.machine import StoreMachine
 from manager.state.raft.config import RaftConfig
+from manager.state.raft.keyfile import KEY_FILE, RaftKeys
 from manager.state.raft.shell import SERVER_OPTIONS as RAFT_SERVER_OPTIONS
 from manager.state.raft.shell import RaftShell, ShellConfig, raft_transport_handler
 from manager.state.store import Store
@@ -152,6 +154,8 @@ class ManagerRuntime:
         self._made_ca_key: pathlib.Path | None = None
         self._known_managers: dict[str, str] = {}
         self._node_watch: Watch | None = None
+        self.keys: RaftKeys | None = None
+        self._key_sync: KeySync | None = None
         self.raft_config = RaftConfig.default().scaled(self.time_scale)
         self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD * self.time_scale
         self.component_metrics = ComponentMetrics(context.registry)
@@ -160,7 +164,42 @@ class ManagerRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Open Raft storage, bind the cluster port and serve Raft, the dispatcher and the control API."""
+        """Open Raft's keys and storage, bind the cluster port and serve Raft, the dispatcher and
+        the control API; or, when the keys are autolocked, wait locked for :meth:`unlock`."""
+        self._load_tokens()
+        data_dir = pathlib.Path(self.options.data_dir) / "manager"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.keys = RaftKeys(data_dir / "raft" / KEY_FILE)
+        await asyncio.to_thread(self.keys.load)
+        if self.keys.locked:
+            from manager.engineapi.locked import LockedManagerApi
+
+            engine = getattr(self.context, "engine_api", None)
+            if engine is not None:
+                engine.attach(LockedManagerApi(self))
+            log.warning("manager %s is locked (autolock): it takes no part in the swarm until "
+                        "`docker swarm unlock` gives it the unlock key", self.node_id)
+            return
+        await self._start_unlocked()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this manager waits for its unlock key (autolock) and serves nothing yet."""
+        return self.keys is not None and self.keys.locked
+
+    async def unlock(self, unlock_key: bytes) -> None:
+        """``docker swarm unlock``: open the data key with ``unlock_key``, then start serving.
+
+        Raises :class:`InvalidUnlockKey` (nothing changes) for a key that does not open it, and
+        RuntimeError if this manager is not locked.
+        """
+        if self.keys is None or not self.keys.locked:
+            raise RuntimeError("this manager is not locked")
+        await asyncio.to_thread(self.keys.unlock, unlock_key)
+        log.info("manager %s unlocked", self.node_id)
+        await self._start_unlocked()
+
+    async def _start_unlocked(self) -> None:
         from swarmlet.v1 import control_pb2_grpc, dispatcher_pb2_grpc
 
         from manager.ca.service import CertificateGuard, NodeCAServicer
@@ -168,9 +207,8 @@ class ManagerRuntime:
         from manager.dispatcher.server import Dispatcher
         from manager.dispatcher.tasks import TaskDispatcher
 
-        self._load_tokens()
+        assert self.keys is not None
         data_dir = pathlib.Path(self.options.data_dir) / "manager"
-        data_dir.mkdir(parents=True, exist_ok=True)
         self.shell = RaftShell(
             self.node_id,
             self.cluster_address,
@@ -181,9 +219,11 @@ class ManagerRuntime:
             raft_config=self.raft_config,
             registry=self.context.registry,
             rng=self.rng,
+            data_key=self.keys.dek,
         )
         # Before the log is replayed, so that every Node object it holds is seen.
         self._node_watch = self.store.watch(["node"], on_change=self._on_node_change)
+        self._key_sync = KeySync(self.keys, self.store)
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
         self.task_dispatcher = TaskDispatcher(self)
@@ -319,6 +359,9 @@ class ManagerRuntime:
         if self._node_watch is not None:
             self._node_watch.close()
             self._node_watch = None
+        if self._key_sync is not None:
+            await self._key_sync.close()
+            self._key_sync = None
 
     async def retire(self) -> None:
         """Stop for good: this node was demoted and Raft has removed it.
@@ -398,7 +441,8 @@ class ManagerRuntime:
             ingress_network_spec,
             predefined_network_specs,
         )
-        from manager.engineapi.clusterspec import merge_init_spec
+        from manager.engineapi.clusterspec import merge_init_spec, with_unlock_key
+        from manager.state.raft.encryption import format_unlock_key, new_key
         from manager.state.store.commands import Create
         from manager.state.store.objects import new_id
 
@@ -410,7 +454,8 @@ class ManagerRuntime:
                 tokens = {"Worker": self.worker_token, "Manager": self.manager_token}
                 spec = merge_init_spec(running_cluster_spec(self.raft_config, self.heartbeat_period),
                                        self._init_spec())
-                extra: dict[str, Any] = {"JoinTokens": tokens}
+                extra: dict[str, Any] = with_unlock_key({"JoinTokens": tokens}, spec, rotate=False,
+                                                        fresh=format_unlock_key(new_key()))
                 root = self.ca.bootstrap_root
                 if root is not None:
                     from manager.ca.service import tls_info

@@ -103,8 +103,12 @@ def _port_in_use(addr: str, port: int, kind: int) -> bool:
     return False
 
 
-def _proc_state(pid: int) -> str:
-    """"running", "paused" or "exited" for a pid, reaping it if it is our own exited child."""
+def _proc_state(pid: int, mark: bytes = b"nodeagent") -> str:
+    """"running", "paused" or "exited" for a pid, reaping it if it is our own exited child.
+
+    ``mark`` must be in the process's command line (a node's own ``--data-dir=...``): a pid file
+    left by an earlier run whose pid now belongs to another process, even another cluster's node
+    agent, reads "exited", so nothing else is ever signalled."""
     with contextlib.suppress(ChildProcessError, OSError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return "exited"
@@ -113,7 +117,7 @@ def _proc_state(pid: int) -> str:
         cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return "exited"
-    if b"nodeagent" not in cmdline:
+    if b"nodeagent" not in cmdline or mark not in cmdline:
         return "exited"  # the pid was reused by something else
     code = stat.rsplit(")", 1)[1].split()[0]
     return {"T": "paused", "t": "paused", "Z": "exited", "X": "exited"}.get(code, "running")
@@ -238,7 +242,7 @@ class LocalBackend:
 
     def _state(self, hostname: str) -> str:
         pid = self._pid(hostname)
-        return "exited" if pid is None else _proc_state(pid)
+        return "exited" if pid is None else _proc_state(pid, self._mark(hostname))
 
     def nodes(self) -> list[NodeHandle]:
         """The recorded processes, managers first."""
@@ -257,26 +261,31 @@ class LocalBackend:
         found.sort(key=lambda n: (n.role != "manager", natural_key(n.hostname)))
         return found
 
+    def _mark(self, hostname: str) -> bytes:
+        """What the command line of this cluster's node ``hostname`` holds and no other's does."""
+        return f"--data-dir={self.home / hostname}".encode()
+
     def _signal(self, hostname: str, sig: signal.Signals) -> None:
         pid = self._pid(hostname)
-        if pid is None or _proc_state(pid) == "exited":
+        if pid is None or _proc_state(pid, self._mark(hostname)) == "exited":
             raise BackendError(f"{hostname} is not running")
         os.kill(pid, sig)
 
     def _stop(self, hostname: str) -> None:
         pid = self._pid(hostname)
-        if pid is None or _proc_state(pid) == "exited":
+        if pid is None or _proc_state(pid, self._mark(hostname)) == "exited":
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # a paused process cannot act on SIGTERM
             os.kill(pid, signal.SIGTERM)
+        mark = self._mark(hostname)
         deadline = time.monotonic() + _STOP_WAIT
-        while time.monotonic() < deadline and _proc_state(pid) != "exited":
+        while time.monotonic() < deadline and _proc_state(pid, mark) != "exited":
             time.sleep(0.05)
-        if _proc_state(pid) != "exited":
+        if _proc_state(pid, mark) != "exited":
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while _proc_state(pid) != "exited" and time.monotonic() < deadline + 2:
+            while _proc_state(pid, mark) != "exited" and time.monotonic() < deadline + 2:
                 time.sleep(0.05)
 
     def chaos(self, action: str, node: NodeHandle) -> str:

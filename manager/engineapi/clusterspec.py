@@ -14,9 +14,11 @@ import copy
 from typing import Any
 
 from manager.ca.tokens import InvalidToken, rotate_token
+from manager.keysync import UNLOCK_KEY_FIELD
 from nodeagent.engineapi.swarmnode import CLUSTER_SPEC
 
-__all__ = ["CLUSTER_SPEC", "SpecRefused", "merge_init_spec", "rotated_tokens", "updated_spec"]
+__all__ = ["CLUSTER_SPEC", "SpecRefused", "merge_init_spec", "rotated_tokens", "updated_spec",
+           "with_unlock_key"]
 
 _MIN_CERT_EXPIRY_NS = 3600 * 1_000_000_000
 """swarmkit's ca.MinNodeCertExpiration: one hour."""
@@ -37,7 +39,7 @@ def _section(spec: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _check(spec: dict[str, Any]) -> None:
-    """swarmkit's validateClusterSpec, in its order; autolock is swarmlet's own refusal."""
+    """swarmkit's validateClusterSpec, in its order."""
     expiry = _section(spec, "CAConfig").get("NodeCertExpiry")
     if isinstance(expiry, int) and expiry < _MIN_CERT_EXPIRY_NS:
         raise SpecRefused("InvalidArgument", "minimum certificate expiry time is: 1h0m0s")
@@ -46,8 +48,6 @@ def _check(spec: dict[str, Any]) -> None:
         raise SpecRefused("InvalidArgument", "heartbeat time period cannot be a negative duration")
     if spec.get("Name", "") != "default":
         raise SpecRefused("InvalidArgument", "modification of cluster name is not allowed")
-    if _section(spec, "EncryptionConfig").get("AutoLockManagers"):
-        raise SpecRefused("Unimplemented", "swarmlet does not support autolock")
 
 
 def updated_spec(current: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +99,22 @@ def merge_init_spec(base: dict[str, Any], given: dict[str, Any]) -> dict[str, An
     expiry = _section(given, "CAConfig").get("NodeCertExpiry")
     if expiry:
         spec["CAConfig"]["NodeCertExpiry"] = int(expiry)
+    if _section(given, "EncryptionConfig").get("AutoLockManagers"):
+        spec["EncryptionConfig"] = {"AutoLockManagers": True}
     return spec
+
+
+def with_unlock_key(extra: dict[str, Any], spec: dict[str, Any], *, rotate: bool,
+                    fresh: str) -> dict[str, Any]:
+    """The Cluster's extra with its unlock key as swarmkit's UpdateCluster leaves it: none
+    without autolock; ``fresh`` (a new ``SWMKEY-1-...``) when autolock has no key yet or the key
+    is rotated; else the key kept."""
+    out = dict(extra)
+    if not _section(spec, "EncryptionConfig").get("AutoLockManagers"):
+        out.pop(UNLOCK_KEY_FIELD, None)
+    elif rotate or not out.get(UNLOCK_KEY_FIELD):
+        out[UNLOCK_KEY_FIELD] = fresh
+    return out
 
 
 def rotated_tokens(tokens: dict[str, Any], *, worker: bool, manager: bool) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 ``POST /swarm/update`` is the one route that changes the Cluster object from outside: the spec
 is read as Docker's daemon reads it, checked as swarmkit's UpdateCluster checks it
 (manager/engineapi/clusterspec.py), and written with the version the client read through the
-one write path (LeaderWrites), join tokens rotated in the same write. The dispatcher checks
+one write path (LeaderWrites), join tokens and the autolock key rotated in the same write (every
+manager then re-wraps its Raft data key: manager/keysync.py). The dispatcher checks
 joins against the Cluster object's tokens, so a rotated token is refused from the next join on.
 """
 
@@ -15,9 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from manager.engineapi.base import ManagerView, guarded, rpc_message
-from manager.engineapi.clusterspec import SpecRefused, rotated_tokens, updated_spec
+from manager.engineapi.clusterspec import SpecRefused, rotated_tokens, updated_spec, with_unlock_key
 from manager.engineapi.nodes import parse_version
 from manager.engineapi.render import cluster_to_api
+from manager.keysync import wanted_unlock_key
+from manager.state.raft.encryption import format_unlock_key, new_key
 from manager.state.store import Update
 from nodeagent.engineapi import NOT_IN_SWARM, ApiError, Route, SwarmInfo, decode, json_response
 from nodeagent.engineapi.gojson import GoJSONError
@@ -111,7 +114,7 @@ class SwarmRoutes:
         version = parse_version(request.query.get("version", ""), "swarm")
         worker = _flag(request, "rotateWorkerToken")
         manager = _flag(request, "rotateManagerToken")
-        _flag(request, "rotateManagerUnlockKey")  # no autolock: no unlock key to rotate
+        rotate_unlock = _flag(request, "rotateManagerUnlockKey")
         cluster = self.manager.cluster()
         if cluster is None:
             raise ApiError.unavailable(NOT_IN_SWARM)
@@ -120,6 +123,7 @@ class SwarmRoutes:
             extra = dict(cluster.extra)
             extra["JoinTokens"] = rotated_tokens(dict(extra.get("JoinTokens") or {}), worker=worker,
                                                  manager=manager)
+            extra = with_unlock_key(extra, spec, rotate=rotate_unlock, fresh=format_unlock_key(new_key()))
             extra = _ca_rotation(dict(cluster.spec), spec, extra)
         except SpecRefused as exc:
             raise ApiError(_SPEC_HTTP.get(exc.code, 500), rpc_message(exc.code, str(exc))) from None
@@ -127,10 +131,13 @@ class SwarmRoutes:
         return web.Response(status=200)
 
     async def unlock_key(self, request: web.Request) -> web.StreamResponse:
-        """``GET /swarm/unlockkey``: a cluster without autolock has no key (api/swarm-unlockkey.json)."""
-        if self.manager.cluster() is None:
+        """``GET /swarm/unlockkey``: the autolock key (``SWMKEY-1-...``); "" without autolock
+        (api/swarm-unlockkey.json)."""
+        cluster = self.manager.cluster()
+        if cluster is None:
             raise ApiError.unavailable(NOT_IN_SWARM)
-        return json_response({"UnlockKey": ""})
+        key = wanted_unlock_key(cluster)
+        return json_response({"UnlockKey": format_unlock_key(key) if key is not None else ""})
 
 
 def _ca_rotation(current: dict[str, Any], spec: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from aiohttp import web
 __all__ = [
     "NOT_IN_SWARM",
     "NOT_MANAGER_WORKER",
+    "SWARM_LOCKED",
     "ApiError",
     "error_middleware",
     "json_array_response",
@@ -38,6 +39,12 @@ NOT_MANAGER_WORKER = (
     "Please run this command on a manager node or promote the current node to a manager."
 )
 """Docker's 503 for a cluster route on a worker."""
+
+SWARM_LOCKED = (
+    'Swarm is encrypted and needs to be unlocked before it can be used. Please use "docker swarm unlock" '
+    "to unlock it."
+)
+"""Docker's 503 for a cluster route on a manager locked by autolock (five-nodes/x-multi.txt)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

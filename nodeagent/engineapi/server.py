@@ -187,6 +187,17 @@ class EngineApiServer:
         does this at start; without it they are refused as before)."""
         self._swarm = routes
 
+    async def unlock(self, unlock_key: str) -> None:
+        """``docker swarm unlock``: hand the key to the attached manager if it is locked.
+
+        Raises ApiError: 409 "swarm is not locked" when nothing here waits for a key; the
+        manager's own refusals (400 a malformed key, 401 a wrong one) otherwise.
+        """
+        unlock = getattr(self._cluster, "unlock", None)
+        if unlock is None:
+            raise ApiError.conflict("swarm is not locked")
+        await unlock(unlock_key)
+
     def manager_stats(self) -> tuple[bool, int, int] | None:
         """The attached manager's view of the managers' reachability (None without one)."""
         if self._cluster is None:

@@ -40,6 +40,7 @@ __all__ = [
     "JOIN_REQUEST",
     "JOIN_TIMEOUT",
     "NOT_PART_OF_SWARM",
+    "UNLOCK_REQUEST",
     "JoinFailed",
     "NodeSwarmRoutes",
     "SwarmMembership",
@@ -93,6 +94,8 @@ JOIN_REQUEST = struct(
     JoinToken=STRING, Availability=scalar("swarm.NodeAvailability", "string"),
 )
 """Docker's swarm.JoinRequest."""
+UNLOCK_REQUEST = struct("swarm.UnlockRequest", UnlockKey=STRING)
+"""Docker's swarm.UnlockRequest."""
 
 _DEFAULT_SWARM_PORT = 2377
 # Seconds the daemon waits for a join before answering JOIN_TIMEOUT (moby's swarmConnectTimeout).
@@ -266,7 +269,7 @@ class NodeSwarmRoutes:
         if name not in ("", "default"):
             raise ApiError.bad_request('swarm spec must be named "default"')
         if body.get("AutoLockManagers"):
-            raise ApiError.not_implemented("swarmlet does not support autolock (--autolock)")
+            spec = {**spec, "EncryptionConfig": {"AutoLockManagers": True}}
         try:
             node_id = await self.membership.init(advertise, spec, timeout=_INIT_SECONDS * self.time_scale)
         except ApiError:
@@ -318,8 +321,14 @@ class NodeSwarmRoutes:
         return web.Response(status=200)
 
     async def unlock(self, request: web.Request) -> web.StreamResponse:
-        """``POST /swarm/unlock``: swarmlet managers are never locked (no autolock)."""
+        """``POST /swarm/unlock``: a manager locked by autolock gets its key (moby's UnlockSwarm:
+        the node's state is checked first, then the key)."""
         info = self._info()
-        if info.control_available:
-            raise ApiError.conflict("swarm is not locked")
-        raise ApiError.unavailable(NOT_MANAGER_WORKER if info.local_node_state == "active" else NOT_IN_SWARM)
+        if info.local_node_state != "locked":
+            if info.control_available:
+                raise ApiError.conflict("swarm is not locked")
+            raise ApiError.unavailable(NOT_MANAGER_WORKER if info.local_node_state == "active"
+                                       else NOT_IN_SWARM)
+        body = _body(await request.read(), UNLOCK_REQUEST)
+        await self.engine.unlock(str(body.get("UnlockKey", "")))
+        return web.Response(status=200)

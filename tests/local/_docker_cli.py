@@ -20,12 +20,14 @@ requires_docker = pytest.mark.skipif(DOCKER is None, reason="no docker CLI insta
 """The mark for a module whose tests drive the docker CLI."""
 
 
-def docker(tmp: pathlib.Path, host: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``docker -H tcp://HOST:2375 ARGS...`` with a config folder under ``tmp``."""
+def docker(tmp: pathlib.Path, host: str, *args: str, timeout: float = 60,
+           stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``docker -H tcp://HOST:2375 ARGS...`` with a config folder under ``tmp`` (``stdin``
+    piped in when given)."""
     assert DOCKER is not None
     env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(tmp / "docker-config"), "HOME": str(tmp)}
     return subprocess.run([DOCKER, "-H", f"tcp://{host}:2375", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, input=stdin)
 
 
 def cli_rows(out: str) -> list[list[str]]:

@@ -125,7 +125,6 @@ def test_init_answers_the_node_id_as_a_json_string() -> None:
     ({**INIT, "Spec": {"Raft": {"SnapshotInterval": -1}}}, 400,
      "json: cannot unmarshal number -1 into Go struct field RaftConfig.Spec.Raft.SnapshotInterval "
      "of type uint64"),
-    ({**INIT, "AutoLockManagers": True}, 501, "swarmlet does not support autolock (--autolock)"),
     ({**INIT, "ListenAddr": "somewhere:2377"}, 400,
      "listen address must be an IP address or network interface (with optional port number)"),
     ({**INIT, "AdvertiseAddr": "0.0.0.0"}, 400,
@@ -308,8 +307,6 @@ def test_update_writes_the_spec_and_rotates_tokens(manager: FakeManager) -> None
      "rpc error: code = InvalidArgument desc = heartbeat time period cannot be a negative duration"),
     ({"Name": "other"}, "", 400,
      "rpc error: code = InvalidArgument desc = modification of cluster name is not allowed"),
-    ({"EncryptionConfig": {"AutoLockManagers": True}}, "", 501,
-     "rpc error: code = Unimplemented desc = swarmlet does not support autolock"),
     ({"Labels": "x"}, "", 400,
      "json: cannot unmarshal string into Go struct field Spec.Labels of type map[string]string"),
     ({}, "&rotateWorkerToken=maybe", 400,

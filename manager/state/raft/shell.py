@@ -39,6 +39,7 @@ import prometheus_client
 from manager.state.raft.addresses import AddressBook
 from manager.state.raft.config import RaftConfig, ShellConfig
 from manager.state.raft.core import RaftNode
+from manager.state.raft.encryption import DataCipher
 from manager.state.raft.errors import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.raft.framing import pack_frame, unpack_frame
 from manager.state.raft.messages import ConfChange, Message, Ready
@@ -92,10 +93,13 @@ class RaftShell:
         registry: prometheus_client.CollectorRegistry | None = None,
         rng: random.Random | None = None,
         on_apply: Callable[[int], None] | None = None,
+        data_key: bytes | None = None,
     ) -> None:
         """``bootstrap`` makes a new single-voter cluster on first start; ``voters`` instead
         starts a fixed membership (tests, benchmarks). Neither: wait to be added by a leader.
-        ``peers`` maps node ids to cluster addresses ("host:port")."""
+        ``peers`` maps node ids to cluster addresses ("host:port"). ``data_key`` (32 bytes)
+        encrypts the log and snapshots at rest, as every manager runs; None leaves them in
+        plaintext (benchmarks comparing the two)."""
         self.node_id = node_id
         self.address = address
         self.data_dir = pathlib.Path(data_dir)
@@ -124,6 +128,7 @@ class RaftShell:
         self._snapshot_index = 0
         self._read_ids = itertools.count(1)
         self._on_apply = on_apply
+        self._cipher = DataCipher(data_key) if data_key is not None else None
         self._last_role = ""
         self.last_contact: dict[str, float] = {}
         """Monotonic time each peer last sent us a message (the leader's view of reachability)."""
@@ -149,7 +154,8 @@ class RaftShell:
             learned_address=self.set_peer_address,
             last_contact=self.last_contact,
         )
-        storage = await asyncio.to_thread(RaftStorage.open, raft_dir, fsync=self.config.fsync)
+        storage = await asyncio.to_thread(RaftStorage.open, raft_dir, fsync=self.config.fsync,
+                                          cipher=self._cipher)
         self._storage = storage
         self._node = recover(
             storage, self.state_machine, self.raft_config, self.node_id, self._rng,

@@ -10,6 +10,13 @@ A segment starts with an 8-byte magic and holds records, each::
 
     u32 payload length | u32 CRC-32 of (type byte + payload) | u8 type | payload
 
+Encrypted at rest (a :class:`~manager.state.raft.encryption.DataCipher` given to :meth:`open`,
+as every manager does): the records of one write (one :meth:`RaftStorage.save`) are sealed
+together into one *sealed* record whose payload is nonce | AES-GCM ciphertext | tag, and a
+snapshot's header, membership and data are sealed as one; only the magic, the outer record
+framing and the CRCs are in the clear. Encrypted files have their own magics, so an unencrypted
+log is refused with a clear error rather than misread (swarmlet does not migrate one).
+
 Record types: an entry; the hard state (term, vote, commit); a truncate marker (every entry from
 this index on is void, written before the entries of a leader that overwrote a conflicting
 suffix); a snapshot marker (the log up to this index is compacted, and whether the entries after
@@ -30,13 +37,36 @@ import logging
 import os
 import re
 import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.encryption import DataCipher, DecryptError
+from manager.state.raft.types import Entry, EntryType, HardState, SnapshotMeta
+from manager.state.raft.walformat import (
+    ENTRY,
+    ENTRY_HEAD,
+    HARD_HEAD,
+    HARD_STATE,
+    HEADER,
+    SNAPSHOT,
+    SNAPSHOT_BODY,
+    TRUNCATE,
+    TRUNCATE_BODY,
+    CorruptLogError,
+    check_magic,
+    decode_snapshot,
+    encode_entry,
+    encode_hard_state,
+    encode_snapshot,
+    parse_at,
+    record,
+    seal_records,
+    unseal_record,
+    valid_record_after,
+    wal_magic,
+)
 
 __all__ = ["DEFAULT_SEGMENT_BYTES", "CorruptLogError", "RaftStorage"]
 
@@ -45,40 +75,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 """A segment is closed and a new one started once it holds this many bytes."""
 
-_WAL_MAGIC = b"SWLWAL1\n"
-_SNAP_MAGIC = b"SWLSNP1\n"
-_HEADER = struct.Struct("<IIB")  # payload length, CRC-32 over type + payload, type
-_MAX_PAYLOAD = 256 * 1024 * 1024  # a length beyond this is damage, not data
-
-# Record types. On-disk values: ONLY APPEND TO THIS LIST.
-_ENTRY = 1
-_HARD_STATE = 2
-_TRUNCATE = 3
-_SNAPSHOT = 4
-_KNOWN = frozenset({_ENTRY, _HARD_STATE, _TRUNCATE, _SNAPSHOT})
-_TYPE_BYTE = re.compile(b"[" + re.escape(bytes(sorted(_KNOWN))) + b"]")
-
-_ENTRY_HEAD = struct.Struct("<QQB")  # index, term, entry type; the data follows
-_HARD_HEAD = struct.Struct("<QQ")  # term, commit; the vote (UTF-8) follows
-_TRUNCATE_BODY = struct.Struct("<Q")  # first void index
-_SNAPSHOT_BODY = struct.Struct("<QQB")  # index, term, 1 if the entries after it were kept
-_SNAP_HEAD = struct.Struct("<QQI")  # index, term, length of the encoded membership
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
-_U16 = struct.Struct("<H")
-
 _SEGMENT_NAME = re.compile(r"^wal-([0-9a-f]{16})-([0-9a-f]{16})\.log$")
 _SNAPSHOT_NAME = re.compile(r"^snap-([0-9a-f]{16})-([0-9a-f]{16})\.snap$")
-
-
-class CorruptLogError(Exception):
-    """The log or a snapshot is damaged somewhere a crash cannot explain; the manager must stop."""
-
-    def __init__(self, path: str | os.PathLike[str], offset: int, reason: str) -> None:
-        self.path = str(path)
-        self.offset = offset
-        self.reason = reason
-        super().__init__(f"{self.path}: corrupt at byte offset {offset}: {reason}")
 
 
 @dataclass
@@ -88,40 +86,6 @@ class _Segment:
     max_index: int  # highest entry index written in it, 0 if none: compaction drops it once covered
 
 
-def _record(kind: int, payload: bytes) -> bytes:
-    return _HEADER.pack(len(payload), zlib.crc32(bytes((kind,)) + payload), kind) + payload
-
-
-def _encode_entry(entry: Entry) -> bytes:
-    return _record(_ENTRY, _ENTRY_HEAD.pack(entry.index, entry.term, int(entry.type)) + entry.data)
-
-
-def _encode_hard_state(state: HardState) -> bytes:
-    return _record(_HARD_STATE, _HARD_HEAD.pack(state.term, state.commit) + state.vote.encode())
-
-
-def _encode_names(names: Sequence[str]) -> bytes:
-    out = [_U32.pack(len(names))]
-    for name in names:
-        raw = name.encode()
-        out.append(_U16.pack(len(raw)) + raw)
-    return b"".join(out)
-
-
-def _decode_names(raw: bytes, pos: int) -> tuple[tuple[str, ...], int]:
-    (count,) = _U32.unpack_from(raw, pos)
-    pos += _U32.size
-    names = []
-    for _ in range(count):
-        (size,) = _U16.unpack_from(raw, pos)
-        pos += _U16.size
-        if pos + size > len(raw):
-            raise ValueError("membership runs past its end")
-        names.append(raw[pos : pos + size].decode())
-        pos += size
-    return tuple(names), pos
-
-
 def _fsync_dir(directory: Path) -> None:
     # A rename or a new file is durable only once the directory entry is.
     fd = os.open(directory, os.O_RDONLY)
@@ -129,35 +93,6 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _parse_at(data: bytes, pos: int) -> tuple[int, bytes] | None:
-    """The record at ``pos`` if it is whole and its CRC matches, else None."""
-    if len(data) - pos < _HEADER.size:
-        return None
-    length, crc, kind = _HEADER.unpack_from(data, pos)
-    end = pos + _HEADER.size + length
-    if kind not in _KNOWN or length > _MAX_PAYLOAD or end > len(data):
-        return None
-    payload = data[pos + _HEADER.size : end]
-    if zlib.crc32(bytes((kind,)) + payload) != crc:
-        return None
-    return kind, payload
-
-
-def _valid_record_after(data: bytes, start: int) -> int | None:
-    """Offset of the first valid record at or after ``start``, if any.
-
-    Used to tell a torn tail (nothing valid follows) from damage in the middle; it must look at
-    every offset, since a damaged length says nothing about where the next record begins.
-    """
-    # Only offsets whose type byte is a known type can start a record; re finds them at C speed,
-    # which matters for a long zero-filled tail.
-    for candidate in _TYPE_BYTE.finditer(data, start + _HEADER.size - 1):
-        pos = candidate.start() - (_HEADER.size - 1)
-        if _parse_at(data, pos) is not None:
-            return pos
-    return None
 
 
 class RaftStorage:
@@ -173,11 +108,13 @@ class RaftStorage:
     snapshot_data: bytes
     """The latest snapshot's state-machine image, b"" if none."""
 
-    def __init__(self, directory: Path, fsync: bool, segment_bytes: int) -> None:
+    def __init__(self, directory: Path, fsync: bool, segment_bytes: int, cipher: DataCipher | None) -> None:
         # Use open(): this only sets fields.
         self._dir = directory
         self._fsync = fsync
         self._segment_bytes = segment_bytes
+        self._cipher = cipher
+        self._wal_magic = wal_magic(cipher)
         self.hard_state = HardState()
         self.snapshot = None
         self.snapshot_data = b""
@@ -198,18 +135,22 @@ class RaftStorage:
         *,
         fsync: bool = True,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        cipher: DataCipher | None = None,
     ) -> RaftStorage:
         """Create the storage in ``directory``, or recover what is there.
 
-        ``fsync`` False skips fsync (simulations and tests that do not model crashes). A torn record
-        at the end of the last segment is truncated with a logging warning; any other damage raises
+        ``fsync`` False skips fsync (simulations and tests that do not model crashes). ``cipher``
+        (the data key) encrypts everything written and must open everything read; None keeps
+        the log in plaintext (simulations and benchmarks only). A torn record at the end of the
+        last segment is truncated with a logging warning; any other damage, a record that does
+        not decrypt, or a log encrypted the other way (or not at all) raises
         :class:`CorruptLogError`. Raises ``RuntimeError`` if another process has it open.
         """
         if segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        storage = cls(path, fsync, segment_bytes)
+        storage = cls(path, fsync, segment_bytes, cipher)
         storage._lock()
         try:
             storage._recover()
@@ -251,7 +192,7 @@ class RaftStorage:
             if not keep:
                 self._entries = []
             self._open_tail()
-            self._append(_record(_SNAPSHOT, _SNAPSHOT_BODY.pack(self._base, self._base_term, int(keep))))
+            self._append(record(SNAPSHOT, SNAPSHOT_BODY.pack(self._base, self._base_term, int(keep))))
         else:
             self._open_tail()
 
@@ -265,29 +206,9 @@ class RaftStorage:
             return
         found.sort()
         path = found[-1][1]
-        data = path.read_bytes()
-        if len(data) < len(_SNAP_MAGIC) + _U32.size or data[: len(_SNAP_MAGIC)] != _SNAP_MAGIC:
-            raise CorruptLogError(path, 0, "not a swarmlet snapshot (bad magic or too short)")
-        (crc,) = _U32.unpack_from(data, len(data) - _U32.size)
-        if zlib.crc32(data[: -_U32.size]) != crc:
-            raise CorruptLogError(path, len(data) - _U32.size, "snapshot CRC mismatch")
-        try:
-            pos = len(_SNAP_MAGIC)
-            index, term, conf_size = _SNAP_HEAD.unpack_from(data, pos)
-            pos += _SNAP_HEAD.size
-            conf_raw = data[pos : pos + conf_size]
-            voters, at = _decode_names(conf_raw, 0)
-            learners, _ = _decode_names(conf_raw, at)
-            pos += conf_size
-            (size,) = _U64.unpack_from(data, pos)
-            pos += _U64.size
-            if pos + size != len(data) - _U32.size:
-                raise ValueError("data length does not match the file")
-        except (struct.error, ValueError, UnicodeDecodeError) as exc:
-            raise CorruptLogError(path, len(_SNAP_MAGIC), f"bad snapshot header: {exc}") from None
-        self.snapshot = SnapshotMeta(index, term, ConfState(voters, learners))
-        self.snapshot_data = data[pos : pos + size]
-        self._base, self._base_term = index, term
+        meta, self.snapshot_data = decode_snapshot(path, path.read_bytes(), self._cipher)
+        self.snapshot = meta
+        self._base, self._base_term = meta.index, meta.term
         for _, older in found[:-1]:
             older.unlink()  # superseded: a crash came before the newer snapshot's clean-up
 
@@ -297,19 +218,19 @@ class RaftStorage:
         """Apply one segment's records; returns the updated (recorded snapshot, term at base)."""
         path = segment.path
         data = path.read_bytes()
-        magic = len(_WAL_MAGIC)
-        if data[:magic] != _WAL_MAGIC:
-            if last and len(data) < magic and _WAL_MAGIC.startswith(data):
+        magic = len(self._wal_magic)
+        if data[:magic] != self._wal_magic:
+            if last and len(data) < magic and self._wal_magic.startswith(data):
                 # Created but not yet fully written when the process died.
                 logger.warning("%s: torn segment header; rewriting it", path)
-                self._rewrite(path, 0, _WAL_MAGIC)
+                self._rewrite(path, 0, self._wal_magic)
                 return recorded_snapshot, base_term
-            raise CorruptLogError(path, 0, "not a swarmlet log segment (bad magic)")
+            check_magic(path, data[:magic], self._cipher, "log segment")
         pos = magic
         while pos < len(data):
-            parsed = _parse_at(data, pos)
+            parsed = parse_at(data, pos)
             if parsed is None:
-                follower = _valid_record_after(data, pos + 1)
+                follower = valid_record_after(data, pos + 1)
                 if last and follower is None:
                     logger.warning(
                         "%s: torn record at byte offset %d (a crash during a write); truncating %d bytes",
@@ -323,19 +244,20 @@ class RaftStorage:
                 raise CorruptLogError(path, pos, f"bad record length or CRC ({what})")
             kind, payload = parsed
             try:
-                recorded_snapshot, base_term = self._apply(
-                    kind, payload, segment, recorded_snapshot, base_term
-                )
-            except (ValueError, struct.error, UnicodeDecodeError) as exc:
+                for inner_kind, inner in unseal_record(kind, payload, self._cipher):
+                    recorded_snapshot, base_term = self._apply(
+                        inner_kind, inner, segment, recorded_snapshot, base_term
+                    )
+            except (ValueError, struct.error, UnicodeDecodeError, DecryptError) as exc:
                 raise CorruptLogError(path, pos, str(exc)) from None
-            pos += _HEADER.size + len(payload)
+            pos += HEADER.size + len(payload)
         return recorded_snapshot, base_term
 
     def _apply(
         self, kind: int, payload: bytes, segment: _Segment, recorded_snapshot: int, base_term: int | None
     ) -> tuple[int, int | None]:
-        if kind == _ENTRY:
-            index, term, entry_type = _ENTRY_HEAD.unpack_from(payload)
+        if kind == ENTRY:
+            index, term, entry_type = ENTRY_HEAD.unpack_from(payload)
             segment.max_index = max(segment.max_index, index)
             if index <= self._base:
                 if index == self._base:
@@ -344,12 +266,12 @@ class RaftStorage:
             expected = self._base + len(self._entries) + 1
             if index != expected:
                 raise ValueError(f"entry index {index} where {expected} was expected")
-            self._entries.append(Entry(index, term, EntryType(entry_type), payload[_ENTRY_HEAD.size :]))
-        elif kind == _HARD_STATE:
-            term, commit = _HARD_HEAD.unpack_from(payload)
-            self.hard_state = HardState(term, payload[_HARD_HEAD.size :].decode(), commit)
-        elif kind == _TRUNCATE:
-            (first_void,) = _TRUNCATE_BODY.unpack(payload)
+            self._entries.append(Entry(index, term, EntryType(entry_type), payload[ENTRY_HEAD.size :]))
+        elif kind == HARD_STATE:
+            term, commit = HARD_HEAD.unpack_from(payload)
+            self.hard_state = HardState(term, payload[HARD_HEAD.size :].decode(), commit)
+        elif kind == TRUNCATE:
+            (first_void,) = TRUNCATE_BODY.unpack(payload)
             if first_void > self._base + len(self._entries) + 1:
                 raise ValueError(f"truncate at {first_void} beyond the log's end")
             if first_void <= self._base:
@@ -358,7 +280,7 @@ class RaftStorage:
             else:
                 del self._entries[first_void - self._base - 1 :]
         else:
-            index, term, kept = _SNAPSHOT_BODY.unpack(payload)
+            index, term, kept = SNAPSHOT_BODY.unpack(payload)
             if index > self._base:
                 raise ValueError(f"the log records a snapshot at index {index}, but its file is missing")
             if not kept:
@@ -389,7 +311,7 @@ class RaftStorage:
         path = self._dir / f"wal-{seq:016x}-{self.last_index() + 1:016x}.log"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, _WAL_MAGIC)
+            os.write(fd, self._wal_magic)
             if self._fsync:
                 os.fsync(fd)
                 _fsync_dir(self._dir)
@@ -399,11 +321,13 @@ class RaftStorage:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
-        self._size = len(_WAL_MAGIC)
+        self._size = len(self._wal_magic)
         self._segments.append(_Segment(path, seq, 0))
 
     def _append(self, blob: bytes) -> None:
-        """Write ``blob`` at the end of the current segment and fsync; all or nothing."""
+        """Write the records ``blob`` at the end of the current segment (sealed into one record
+        when encrypted) and fsync; all or nothing."""
+        blob = seal_records(blob, self._cipher)
         before = self._size
         view = memoryview(blob)
         try:
@@ -464,10 +388,10 @@ class RaftStorage:
             if first > self.last_index() + 1:
                 raise ValueError(f"entry {first} leaves a gap after the last index {self.last_index()}")
             if first <= self.last_index():
-                blob.append(_record(_TRUNCATE, _TRUNCATE_BODY.pack(first)))
-            blob.extend(_encode_entry(entry) for entry in entries)
+                blob.append(record(TRUNCATE, TRUNCATE_BODY.pack(first)))
+            blob.extend(encode_entry(entry) for entry in entries)
         if hard_state is not None and hard_state != self.hard_state:
-            blob.append(_encode_hard_state(hard_state))
+            blob.append(encode_hard_state(hard_state))
         if not blob:
             return
         if self._size >= self._segment_bytes:
@@ -501,29 +425,21 @@ class RaftStorage:
         keep = self.term(meta.index) == meta.term
         self._write_snapshot_file(meta, data)
         # Start a fresh segment so every older one can go once the snapshot covers it.
-        if self._size > len(_WAL_MAGIC):
+        if self._size > len(self._wal_magic):
             self._new_segment()
-        marker = _record(_SNAPSHOT, _SNAPSHOT_BODY.pack(meta.index, meta.term, int(keep)))
+        marker = record(SNAPSHOT, SNAPSHOT_BODY.pack(meta.index, meta.term, int(keep)))
         # The hard state is repeated here because the segment that last recorded it may be removed.
-        self._append(marker + _encode_hard_state(self.hard_state))
+        self._append(marker + encode_hard_state(self.hard_state))
         self._entries = self._entries[meta.index - self._base :] if keep else []
         self._base, self._base_term = meta.index, meta.term
         self.snapshot, self.snapshot_data = meta, bytes(data)
         self._compact(meta.index, keep)
 
     def _write_snapshot_file(self, meta: SnapshotMeta, data: bytes) -> None:
-        conf = _encode_names(meta.conf.voters) + _encode_names(meta.conf.learners)
-        body = (
-            _SNAP_MAGIC
-            + _SNAP_HEAD.pack(meta.index, meta.term, len(conf))
-            + conf
-            + _U64.pack(len(data))
-            + data
-        )
         final = self._dir / f"snap-{meta.index:016x}-{meta.term:016x}.snap"
         temp = final.with_name(final.name + ".tmp")
         with open(temp, "wb") as handle:
-            handle.write(body + _U32.pack(zlib.crc32(body)))
+            handle.write(encode_snapshot(meta, data, self._cipher))
             handle.flush()
             if self._fsync:
                 os.fsync(handle.fileno())
