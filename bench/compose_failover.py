@@ -26,7 +26,7 @@ import statistics
 import time
 
 from deploy.backends import load_backend
-from deploy.backends.base import NodeHandle
+from deploy.backends.base import NodeHandle, use_cluster_tls
 from manager.controlapi.client import cluster_info, list_nodes
 
 
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--no-worker", action="store_true", help="skip the worker rounds")
     args = parser.parse_args()
     faults = ("kill", "pause") if args.both else ("pause",) if args.pause else ("kill",)
+    use_cluster_tls()  # the managers' 2377 takes mutual TLS: an operator certificate of the cluster's CA
     backend = load_backend()
     managers = _managers(backend.nodes())
     results: dict[str, list[float]] = {}

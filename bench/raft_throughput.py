@@ -18,13 +18,17 @@ writes acknowledged (committed on a majority and applied on the leader) per seco
 prints one line per implementation and the ratio swarmlet / PySyncObj. swarmlet's log is
 encrypted at rest, as every manager runs it (a random data key; AES-GCM per save). With
 ``--against plaintext`` the same swarmlet without encryption takes PySyncObj's place: the ratio
-is then the cost of encryption at rest (issue 13's goal: at least 0.7).
+is then the cost of encryption at rest (issue 13's goal: at least 0.7). With ``--against
+notls`` the other side is swarmlet encrypted but without mutual TLS (``swarmlet-notls``): the
+ratio is then the cost of TLS alone. ``swarmlet`` runs mutual TLS between the managers as clusters
+do (certificates from a root CA, the 2377 guard on every call); ``swarmlet-plain`` has neither.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import pathlib
@@ -88,11 +92,29 @@ async def _swarmlet_node(args: argparse.Namespace) -> None:
         config=ShellConfig(fsync=args.fsync),
         raft_config=RaftConfig.default(),
         rng=random.Random(args.index),
-        data_key=os.urandom(32) if args.impl == "swarmlet" else None,
+        data_key=os.urandom(32) if args.impl in ("swarmlet", "swarmlet-notls") else None,
     )
-    server = grpc.aio.server()
+    interceptors: list[Any] = []
+    if args.impl == "swarmlet":
+        # Mutual TLS as the managers run it: a manager certificate from the cluster's root CA (made
+        # by the parent), the roots checked on both ends, and the 2377 guard on every call.
+        from manager.ca.authority import RootCA
+        from manager.ca.service import CertificateGuard
+        from nodeagent import tls
+
+        ca_dir = pathlib.Path(args.dir)
+        root = RootCA((ca_dir / "ca.crt").read_bytes(), (ca_dir / "ca.key").read_bytes())
+        key = tls.new_key()
+        cert = root.issue(_public_key(key), node_id=me, role="manager", cluster_id="bench",
+                          expiry=datetime.timedelta(days=1), now=datetime.datetime.now(datetime.UTC))
+        tls.set_enabled(True)
+        tls.set_credentials(tls.NodeCredentials(cert, key, root.cert_pem))
+        interceptors.append(CertificateGuard(lambda node_id: False))
+    server = grpc.aio.server(interceptors=interceptors)
     server.add_generic_rpc_handlers((raft_transport_handler(lambda: shell),))
-    server.add_insecure_port(peers[me])
+    from nodeagent import tls as _tls
+
+    _tls.add_port(server, peers[me])
     await shell.start()
     await server.start()
     deadline = time.monotonic() + 20
@@ -124,6 +146,12 @@ async def _swarmlet_node(args: argparse.Namespace) -> None:
         _report(counts[0], elapsed, latencies)
     else:
         await asyncio.sleep(3600)
+
+
+def _public_key(key_pem: bytes) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(key_pem, None).public_key()
 
 
 # ---------------------------------------------------------------------- PySyncObj node
@@ -207,6 +235,11 @@ def _run(impl: str, args: argparse.Namespace) -> dict[str, Any]:
     hosts = [f"127.0.{base}.{i + 1}" for i in range(3)]
     addrs = [f"{h}:{_free_port(h)}" for h in hosts]
     workdir = tempfile.mkdtemp(prefix=f"raftbench-{impl}-")
+    if impl == "swarmlet":
+        sys.path[:0] = [str(ROOT), str(ROOT / "proto")]
+        from manager.ca.tokens import ClusterCredentials
+
+        ClusterCredentials.create().write(workdir)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "proto"), env.get("PYTHONPATH", "")])
     procs = []
@@ -247,11 +280,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=32, help="bytes per value")
     parser.add_argument("--no-fsync", dest="fsync", action="store_false", help="both without durable logs")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the two this many times")
-    parser.add_argument("--against", choices=("pysyncobj", "plaintext"), default="pysyncobj",
+    parser.add_argument("--against", choices=("pysyncobj", "plaintext", "notls"), default="pysyncobj",
                         help="what swarmlet (encrypted at rest) is compared with")
     sub = parser.add_subparsers(dest="mode")
     node = sub.add_parser("node")
-    node.add_argument("impl", choices=("swarmlet", "swarmlet-plain", "pysyncobj"))
+    node.add_argument("impl", choices=("swarmlet", "swarmlet-plain", "swarmlet-notls", "pysyncobj"))
     node.add_argument("--index", type=int, required=True)
     node.add_argument("--dir", required=True)
     node.add_argument("--addrs", nargs=3, required=True)
@@ -270,7 +303,7 @@ def main() -> int:
     print(f"3 nodes on loopback, {args.clients} clients, {args.size}-byte values, "
           f"{args.seconds:g} s measured after {args.warmup:g} s, fsync={'on' if args.fsync else 'off'}, "
           f"{os.cpu_count()} CPUs")  # fmt: skip
-    other = "pysyncobj" if args.against == "pysyncobj" else "swarmlet-plain"
+    other = {"pysyncobj": "pysyncobj", "plaintext": "swarmlet-plain", "notls": "swarmlet-notls"}[args.against]
     totals = {"swarmlet": 0.0, other: 0.0}
     for _ in range(args.rounds):
         for impl in ("swarmlet", other):

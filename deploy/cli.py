@@ -102,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             project_name()
         except BackendError as e:
             return error(str(e))
+    if args.command in CLUSTER_COMMANDS:
+        from deploy.backends.base import use_cluster_tls
+
+        use_cluster_tls()
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ from manager.state.store.errors import StoreError
 from manager.state.store.objects import default_cluster_spec, format_timestamp
 from manager.state.store.watch import Watch
 from manager.swarm_metrics import SwarmManagerMetrics
+from nodeagent import tls
 from nodeagent.identity import VERSION, founders, token_digest
 from nodeagent.membership import INIT_SPEC_FILE
 from nodeagent.transport.faults import LinkFaults
@@ -145,6 +147,13 @@ class ManagerRuntime:
         self._write_lock = asyncio.Lock()
         self.manager_token = ""
         self.worker_token = ""
+        from manager.ca.service import ClusterCA
+
+        self.ca = ClusterCA(self)
+        self.cluster_id = ""
+        self.removed_nodes: set[str] = set()
+        """Nodes removed from the swarm (``docker node rm``): their certificates are refused."""
+        self._made_ca_key: pathlib.Path | None = None
         self._known_managers: dict[str, str] = {}
         self._node_watch: Watch | None = None
         self.keys: RaftKeys | None = None
@@ -198,6 +207,7 @@ class ManagerRuntime:
     async def _start_unlocked(self) -> None:
         from swarmlet.v1 import control_pb2_grpc, dispatcher_pb2_grpc
 
+        from manager.ca.service import CertificateGuard, NodeCAServicer
         from manager.controlapi.server import ControlServer
         from manager.dispatcher.server import Dispatcher
         from manager.dispatcher.tasks import TaskDispatcher
@@ -228,17 +238,22 @@ class ManagerRuntime:
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
         self.task_dispatcher = TaskDispatcher(self)
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS])
+        if self.options.bootstrap:
+            self._bootstrap_ca()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS],
+                                 interceptors=[CertificateGuard(self.removed_nodes.__contains__)])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
         dispatcher_pb2_grpc.add_AssignmentsServicer_to_server(self.task_dispatcher, server)  # type: ignore[no-untyped-call]
+        dispatcher_pb2_grpc.add_NodeCAServicer_to_server(  # type: ignore[no-untyped-call]
+            NodeCAServicer(self, self.dispatcher.record_certificate), server)
         # The Engine API's cluster routes on the node's port 2375, and forwarded writes on 2377.
         from manager.engineapi import install as install_engine_api
 
         self.engine_api = install_engine_api(self, server)
         bind = f"{self.options.listen_addr}:{self.options.cluster_port}"
-        if server.add_insecure_port(bind) == 0:
+        if tls.add_port(server, bind) == 0:
             raise RuntimeError(f"cannot listen on {bind} (--cluster-port)")
         await self.shell.start()
         await server.start()
@@ -286,6 +301,8 @@ class ManagerRuntime:
 
             credentials = ClusterCredentials.create()
             credentials.write(pathlib.Path(manager_file).parent)
+            # The key goes into the Raft store with the Cluster object; this copy is deleted then.
+            self._made_ca_key = pathlib.Path(manager_file).parent / "ca.key"
             for made, wanted in ((MANAGER_TOKEN_FILE, manager_file), (WORKER_TOKEN_FILE, worker_file)):
                 made_path = pathlib.Path(manager_file).parent / made
                 if made_path != pathlib.Path(wanted):
@@ -293,6 +310,40 @@ class ManagerRuntime:
             log.info("made the new cluster's CA and join tokens in %s", pathlib.Path(manager_file).parent)
         self.manager_token = _read_token(manager_file)
         self.worker_token = _read_token(worker_file)
+
+    def _bootstrap_ca(self) -> None:
+        """The bootstrapping manager's root CA (the one its join tokens were made for, kept beside
+        them) and, with TLS on, its own certificate: it signs that itself, being the CA."""
+        from manager.ca.authority import RootCA, new_root
+        from manager.ca.tokens import CA_CERT_FILE, CA_KEY_FILE, parse_token
+        from manager.state.store.objects import new_id
+
+        root: RootCA | None = None
+        manager_file = getattr(self.options, "manager_token_file", None)
+        if manager_file:
+            folder = pathlib.Path(manager_file).parent
+            try:
+                root = RootCA((folder / CA_CERT_FILE).read_bytes(), (folder / CA_KEY_FILE).read_bytes())
+            except OSError:
+                root = None
+            if root is not None and self.manager_token and not parse_token(self.manager_token).matches_ca(
+                    root.cert_pem):
+                raise RuntimeError(f"{folder}/{CA_CERT_FILE} is not the CA of the manager join token")
+        if root is None:
+            if self.cluster() is not None:
+                return  # a restart: the Cluster object holds the CA
+            root = new_root(datetime.datetime.now(datetime.UTC))
+        self.ca.bootstrap_root = root
+        held = tls.credentials()
+        self.cluster_id = held.identity.cluster_id if held is not None else new_id(self.rng)
+        if not tls.enabled() or (held is not None and tls.issued_by(held.cert_pem, root.cert_pem)):
+            return
+        key = tls.new_key()
+        cert, roots = self.ca.issue(tls.make_csr(key, self.node_id), node_id=self.node_id, role="manager")
+        credentials = tls.NodeCredentials(cert, key, roots)
+        credentials.save(self.options.data_dir)
+        tls.set_credentials(credentials)
+        log.info("issued this bootstrapping manager's own certificate (cluster %s)", self.cluster_id)
 
     async def _start_web(self) -> None:
         """The web view on --web-port; a port that cannot be bound costs the view, not the manager."""
@@ -390,7 +441,10 @@ class ManagerRuntime:
         for change in self._node_watch.poll():
             node = change.object
             ms = node.extra.get("ManagerStatus")
-            if change.action == "remove" or node.id == self.node_id:
+            if change.action == "remove":
+                self.removed_nodes.add(node.id)
+                continue
+            if node.id == self.node_id:
                 continue
             if isinstance(ms, dict) and ms.get("Addr"):
                 addr = str(ms["Addr"])
@@ -436,9 +490,15 @@ class ManagerRuntime:
                 tokens = {"Worker": self.worker_token, "Manager": self.manager_token}
                 spec = merge_init_spec(running_cluster_spec(self.raft_config, self.heartbeat_period),
                                        self._init_spec())
-                extra = with_unlock_key({"JoinTokens": tokens}, spec, rotate=False,
-                                        fresh=format_unlock_key(new_key()))
-                op = Create("cluster", new_id(self.rng), spec, {}, extra)
+                extra: dict[str, Any] = with_unlock_key({"JoinTokens": tokens}, spec, rotate=False,
+                                                        fresh=format_unlock_key(new_key()))
+                root = self.ca.bootstrap_root
+                if root is not None:
+                    from manager.ca.service import tls_info
+
+                    extra["RootCA"] = root.to_store()
+                    extra["TLSInfo"] = tls_info(root.cert_pem, root.cert_pem)
+                op = Create("cluster", self.cluster_id or new_id(self.rng), spec, {}, extra)
                 ingress_id = new_id(self.rng)
                 ingress = ingress_network_spec()
                 ingress_extra = allocate_network(ingress_id, ingress, AllocationState())
@@ -448,6 +508,8 @@ class ManagerRuntime:
                 try:
                     await self.write([op, *networks])
                     log.info("created the cluster")
+                    if self._made_ca_key is not None:  # the store holds the key now
+                        self._made_ca_key.unlink(missing_ok=True)
                     return
                 except Exception as exc:  # lost leadership or a race: look again
                     log.info("bootstrap: creating the cluster failed (%s); retrying", exc)

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
+from nodeagent import tls
 from nodeagent.engineapi.errors import ApiError
 from nodeagent.engineapi.swarmnode import ALREADY_IN_SWARM, NOT_PART_OF_SWARM, JoinFailed
 from nodeagent.options import AgentOptions
@@ -322,6 +323,7 @@ class NodeSwarm:
             except Exception:
                 log.exception("stopping the tasks of the swarm left failed")
         await asyncio.to_thread(_delete_swarm_state, self.data_dir)
+        tls.set_credentials(None)
         self.options = self.context.options
         log.info("left the swarm: this node is in no swarm now")
 
@@ -341,5 +343,5 @@ def _delete_swarm_state(data_dir: pathlib.Path) -> None:
     for name in (SWARM_FILE, _SESSION_FILE, ROLE_FILE):
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).unlink()
-    for name in (SWARM_DIR, _MANAGER_DIR):
+    for name in (SWARM_DIR, _MANAGER_DIR, tls.CERT_DIR):
         shutil.rmtree(data_dir / name, ignore_errors=True)

@@ -36,6 +36,7 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
+from nodeagent import tls
 from nodeagent.engineapi import EngineApiServer, NodeFacts, NodeSwarmRoutes, session_swarm_info
 from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
@@ -228,6 +229,15 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                  kept, options.data_dir, options.role)
         options = dataclasses.replace(options, role=kept)
     log.info("node %s (%s), role %s", node_id, options.hostname, options.role)
+    tls.set_enabled(options.tls)
+    if options.tls:
+        held = tls.NodeCredentials.load(options.data_dir)
+        tls.set_credentials(held)
+        if held is not None:
+            log.info("certificate: %s of cluster %s, valid until %s", held.identity.role,
+                     held.identity.cluster_id, held.identity.not_after.isoformat())
+    else:
+        log.warning("--no-tls: gRPC between nodes is plaintext")
     version = VERSION
     # The *_created series double every counter on the page and say nothing a scrape needs.
     disable_created_metrics()  # type: ignore[no-untyped-call]

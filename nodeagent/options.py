@@ -96,6 +96,8 @@ class AgentOptions:
     among them. Each starts as one of Raft's voters with them (as etcd's --initial-cluster), so
     no membership change is needed; their node IDs follow from the cluster's CA and the names
     (:func:`nodeagent.identity.founder_id`). Ignored once the node has Raft data."""
+    tls: bool = True
+    """Mutual TLS on every gRPC channel between nodes (``--no-tls`` turns it off, for benchmarks)."""
 
     @property
     def gossip_address(self) -> str:
@@ -155,6 +157,8 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
     ("--initial-cluster", "initial_cluster", "members", (),
      "managers: the founding managers of a new cluster, NAME=HOST:PORT[,...] (this one among them); "
      "they start as Raft's voters together, and the leader they elect creates the cluster"),
+    ("--no-tls", "no_tls", "bool", False,
+     "plaintext gRPC between nodes (no certificates): only to measure what mutual TLS costs"),
     ("--no-swarm", "no_swarm", "bool", False,
      "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -385,6 +389,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         no_swarm=bool(values["no_swarm"]),
         data_path_port=int(values["data_path_port"]),
         initial_cluster=tuple(values["initial_cluster"]),
+        tls=not values["no_tls"],
     )
 
 

@@ -13,6 +13,7 @@ a changed output fails with a diff, and a missing file fails saying how to creat
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 
@@ -40,3 +41,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def golden(request: pytest.FixtureRequest) -> Golden:
     """The golden-file checker of this run (update mode with --update-golden or SWARMLET_UPDATE_GOLDEN=1)."""
     return Golden(update_golden_requested(request.config))
+
+
+@pytest.fixture(autouse=True)
+def _plaintext_until_told() -> Iterator[None]:
+    """Each test starts with this process's gRPC clients plaintext and holding no certificate
+    (nodeagent.tls is per process); a test that runs an agent in-process, a local cluster
+    (tests/local/_procs_manager.py) or the local agents fixture turns TLS on."""
+    from nodeagent import tls
+
+    tls.set_enabled(False)
+    tls.set_credentials(None)
+    yield
+    tls.set_enabled(False)
+    tls.set_credentials(None)

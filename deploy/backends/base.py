@@ -37,6 +37,7 @@ __all__ = [
     "remove_state",
     "resolve_node",
     "state_dir",
+    "use_cluster_tls",
     "write_state",
 ]
 
@@ -294,6 +295,26 @@ def state_dir(project: str | None = None) -> pathlib.Path:
 def credentials_dir() -> pathlib.Path:
     """Where the CA and the two join tokens live; compose.yml reads its secrets from here."""
     return state_dir()
+
+
+def use_cluster_tls(folder: pathlib.Path | None = None) -> bool:
+    """Have this process's gRPC clients (``swarmlet status``, the wait in ``up``) present a
+    manager certificate signed by the cluster's root CA in ``folder``; False when there is none
+    yet, or ``SWARMLET_NO_TLS`` says the nodes run plaintext."""
+    from nodeagent import tls
+
+    if os.environ.get("SWARMLET_NO_TLS", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    folder = folder or credentials_dir()
+    try:
+        cert, key = (folder / "ca.crt").read_bytes(), (folder / "ca.key").read_bytes()
+    except OSError:
+        return False
+    held = tls.credentials()
+    if tls.enabled() and held is not None and held.roots_pem == cert:
+        return True
+    tls.use_operator_certificate(cert, key)
+    return True
 
 
 def write_state(state: ClusterState, folder: pathlib.Path | None = None) -> None:

@@ -32,6 +32,7 @@ from deploy.backends.base import (
     natural_key,
     project_name,
     read_state,
+    use_cluster_tls,
     write_state,
 )
 from deploy.commands.status import console as make_console
@@ -96,6 +97,7 @@ def ensure_credentials() -> str:
             "and run `swarmlet up` again"
         ) from None
     ClusterCredentials.create().write(folder)
+    use_cluster_tls(folder)
     return f"new root CA and join tokens in {folder}"
 
 

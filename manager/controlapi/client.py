@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
+from nodeagent import tls
+
 __all__ = [
     "ControlError",
     "NodeRow",
@@ -56,7 +58,7 @@ class NodeRow:
 
 @contextmanager
 def _stub(target: str) -> Iterator[control_pb2_grpc.ControlStub]:
-    channel = grpc.insecure_channel(target)
+    channel = tls.channel(target, sync=True)
     try:
         yield control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
     finally:

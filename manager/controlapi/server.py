@@ -29,6 +29,7 @@ from manager.dispatcher.roles import (
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.store.commands import Delete, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
+from nodeagent import tls
 from nodeagent.transport.planes import FaultGate, LinkPartitioned
 
 __all__ = [
@@ -381,7 +382,7 @@ class ControlServer(control_pb2_grpc.ControlServicer):
             await gate.call(leader_addr, min(timeout, self.runtime.shell.election_seconds()))
         except LinkPartitioned:  # injected (swarmlet chaos): as unreachable as a gone host
             await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
-        async with grpc.aio.insecure_channel(leader_addr) as channel:
+        async with tls.channel(leader_addr) as channel:
             # A leader this manager cannot reach within an election timeout is as good as none
             # (this manager will stop believing in it by then); the request never left, so
             # saying so is exact. This also bounds the wait for a host that is gone.

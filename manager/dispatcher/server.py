@@ -42,6 +42,8 @@ import prometheus_client
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.allocator.networks import find_ingress, network_to_swarm
+from manager.ca.authority import CertificateRefused
+from manager.ca.service import tls_info
 from manager.ca.tokens import InvalidToken, parse_token
 from manager.component import ComponentMetrics, ManagerHarness, StoreView
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD, NodeLiveness
@@ -227,9 +229,18 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             # Only a node started as a manager runs Raft; a worker process with the manager
             # token joins as a worker rather than as a manager that could never vote.
             role = "worker"
+        certificate = roots = b""
+        if request.csr:
+            # The certificate names the node ID the node asked for (this process drew it at its
+            # first start), the role the token granted and this cluster: never the CSR's words.
+            try:
+                certificate, roots = self.runtime.ca.issue(bytes(request.csr), node_id=request.node_id,
+                                                           role=role)
+            except CertificateRefused as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self._join_lock:
             try:
-                await self._register(request, role)
+                await self._register(request, role, tls_info(certificate, roots) if certificate else None)
             except (NotLeaderError, NoLeaderError):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
             except StoreError as exc:
@@ -238,9 +249,11 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             request.node_id, self.clock(), request.addr, request.cluster_addr if role == "manager" else ""
         )
         self._joins.labels(role).inc()
-        return dispatcher_pb2.JoinResponse(cluster_id=cluster.id, role=role, managers=self._managers())
+        return dispatcher_pb2.JoinResponse(cluster_id=cluster.id, role=role, managers=self._managers(),
+                                           certificate=certificate, root_ca=roots)
 
-    async def _register(self, request: dispatcher_pb2.JoinRequest, role: str) -> None:
+    async def _register(self, request: dispatcher_pb2.JoinRequest, role: str,
+                        tls: dict[str, str] | None = None) -> None:
         existing = self._lookup(request.node_id)
         description: dict[str, Any] = {"Hostname": request.hostname,
                                        "Engine": {"EngineVersion": request.engine_version}}
@@ -248,6 +261,8 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             description["Platform"] = {"Architecture": request.architecture, "OS": request.os or "linux"}
         if request.nano_cpus or request.memory_bytes:
             description["Resources"] = {"NanoCPUs": request.nano_cpus, "MemoryBytes": request.memory_bytes}
+        if tls is not None:
+            description["TLSInfo"] = tls
         status = {"State": "ready", "Message": "", "Addr": request.addr}
         extra: dict[str, Any] = {"Description": description}
         if role == "manager":
@@ -356,12 +371,43 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                 watch.poll()  # what changed does not matter: the pass looks at every node
                 try:
                     self._membership_once()
+                    await self._rotation_once()
                 except (NotLeaderError, NoLeaderError, StoreError) as exc:
                     log.debug("dispatcher: membership pass skipped: %s", exc)
                 except Exception:
                     log.exception("dispatcher: membership pass failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._membership_wake.wait(), self.monitor_every)
+
+    def role_of(self, node_id: str, spec_role: str) -> str:
+        """The role a node is told to run (and certified as): its Spec.Role, or manager while
+        a demoted manager is still a Raft member."""
+        conf = _conf_state(self.shell.node)
+        return session_role(spec_role, node_id in conf.voters or node_id in conf.learners)
+
+    async def _rotation_once(self) -> None:
+        """As leader: end a CA rotation once every node has moved to the new root."""
+        if not self._is_leader():
+            return
+        ops = self.runtime.ca.rotation_step()
+        if ops:
+            await self.runtime.write(ops)
+
+    async def record_certificate(self, node_id: str, certificate: bytes, roots: bytes) -> None:
+        """Keep a renewed certificate's TLSInfo in its Node (``docker node inspect`` shows it)."""
+        for _ in range(3):
+            node = self._lookup(node_id)
+            if node is None:
+                return
+            extra = copy.deepcopy(node.extra)
+            description = dict(extra.get("Description") or {})
+            description["TLSInfo"] = tls_info(certificate, roots)
+            extra["Description"] = description
+            try:
+                await self.runtime.write([Update("node", node_id, node.version, extra=extra)])
+                return
+            except StoreError as exc:  # written meanwhile (a heartbeat): read it again
+                log.debug("dispatcher: recording %s's certificate: %s", node_id, exc)
 
     def _count_states(self) -> None:
         counts = {"ready": 0, "down": 0, "unknown": 0, "disconnected": 0}

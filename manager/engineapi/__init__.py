@@ -28,6 +28,7 @@ from manager.engineapi.swarm import SwarmRoutes, manager_stats, manager_swarm_in
 from manager.engineapi.tasks import TaskRoutes
 from manager.engineapi.writes import LeaderWrites, propose_watching_leadership, write_handler
 from manager.state.store import Op, Store, StoredObject
+from nodeagent import tls
 from nodeagent.engineapi import Route, SwarmInfo
 from nodeagent.transport.planes import FaultGate
 
@@ -145,7 +146,7 @@ class RuntimeManager:
 
     async def _control(self, method: str, request: Any) -> None:
         target = str(self.runtime.cluster_address)
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with tls.channel(target) as channel:
             stub = control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
             try:
                 await getattr(stub, method)(request, timeout=10.0 * self.writes.timeout / 5.0)

@@ -11,6 +11,7 @@ joins against the Cluster object's tokens, so a rotated token is refused from th
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from aiohttp import web
 
@@ -123,6 +124,7 @@ class SwarmRoutes:
             extra["JoinTokens"] = rotated_tokens(dict(extra.get("JoinTokens") or {}), worker=worker,
                                                  manager=manager)
             extra = with_unlock_key(extra, spec, rotate=rotate_unlock, fresh=format_unlock_key(new_key()))
+            extra = _ca_rotation(dict(cluster.spec), spec, extra)
         except SpecRefused as exc:
             raise ApiError(_SPEC_HTTP.get(exc.code, 500), rpc_message(exc.code, str(exc))) from None
         await self.manager.write([Update("cluster", cluster.id, version, spec=spec, extra=extra)])
@@ -136,3 +138,35 @@ class SwarmRoutes:
             raise ApiError.unavailable(NOT_IN_SWARM)
         key = wanted_unlock_key(cluster)
         return json_response({"UnlockKey": format_unlock_key(key) if key is not None else ""})
+
+
+def _ca_rotation(current: dict[str, Any], spec: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``docker swarm ca --rotate`` (a new ``CAConfig.ForceRotate``) or a new signing CA given
+    (``--ca-cert`` and ``--ca-key``): the Cluster extra with the new root, rotation in progress,
+    and join tokens that name the new root (same secrets). The signing key is never kept in the
+    spec (``GET /swarm`` shows the spec)."""
+    import datetime
+
+    from manager.ca.service import ClusterCA
+    from manager.ca.tokens import make_token, parse_token
+
+    ca = spec.get("CAConfig") or {}
+    old = current.get("CAConfig") or {}
+    cert, key = str(ca.pop("SigningCACert", "") or ""), str(ca.pop("SigningCAKey", "") or "")
+    forced = int(ca.get("ForceRotate") or 0) != int(old.get("ForceRotate") or 0)
+    if not forced and not cert:
+        return extra
+    if bool(cert) != bool(key):
+        raise SpecRefused("InvalidArgument", "both a signing CA certificate and its key are needed")
+    try:
+        out = ClusterCA.rotated(extra, datetime.datetime.now(datetime.UTC),
+                                (cert.encode(), key.encode()) if cert else None)
+    except ValueError as exc:
+        raise SpecRefused("InvalidArgument", f"invalid signing CA: {exc}") from None
+    root = out["RootCA"]["CACert"].encode()
+    tokens = dict(out.get("JoinTokens") or {})
+    for name in ("Worker", "Manager"):
+        if tokens.get(name):
+            tokens[name] = make_token(root, secret=parse_token(str(tokens[name])).secret)
+    out["JoinTokens"] = tokens
+    return out

@@ -40,6 +40,7 @@ from manager.state.store import (
     encode_batch,
     format_timestamp,
 )
+from nodeagent import tls
 from nodeagent.transport.planes import FaultGate, LinkPartitioned
 
 __all__ = [
@@ -191,7 +192,7 @@ class LeaderWrites:
             await self.faults.call(leader, self.timeout)
         except LinkPartitioned:
             raise TimeoutError("context deadline exceeded") from None
-        async with grpc.aio.insecure_channel(leader) as channel:
+        async with tls.channel(leader) as channel:
             call = channel.unary_unary(WRITE_METHOD, None, None)
             try:
                 raw = await call(request, timeout=self.timeout)

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
+from nodeagent import tls
 from nodeagent.transport.faults import LinkFaultRule, faults_from_proto, faults_to_proto
 
 __all__ = ["PeerAdmin", "rule_json"]
@@ -36,11 +37,17 @@ class PeerAdmin:
         """``timeout``: seconds one call may take before the node counts as unreachable."""
         self.timeout = timeout
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls_generation = tls.generation()
 
     def _stub(self, address: str) -> Any:
+        if self._tls_generation != tls.generation():
+            # New certificates (the join, a renewal): channels keep the credentials they were
+            # made with, so the old ones are dropped (grpc closes them when collected).
+            self._tls_generation = tls.generation()
+            self._channels.clear()
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address)
+            channel = tls.channel(address, manager=False)  # a gossip port: any joined node's
             self._channels[address] = channel
         return _generated.AgentAdminStub(channel)
 

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from nodeagent import tls
 from nodeagent.agent.dependencies import KINDS, Payload
 from nodeagent.agent.worker import Worker
 from nodeagent.transport.planes import FaultGate
@@ -67,7 +68,7 @@ class DispatchClient:
             await asyncio.sleep(0.1 * self.time_scale)
 
     async def _stream(self, target: str) -> None:
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with tls.channel(target) as channel:
             stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Assignments(dispatcher_pb2.AssignmentsRequest(node_id=self.node_id))
             async for msg in call:
@@ -89,7 +90,7 @@ class DispatchClient:
         if self._channel is not None and self._channel[0] != target:
             await self.close()
         if self._channel is None:
-            self._channel = (target, grpc.aio.insecure_channel(target))
+            self._channel = (target, tls.channel(target))
         return self._channel[1]
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import datetime
 import json
 import logging
 import os
@@ -29,10 +30,11 @@ from typing import Any
 import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
+from nodeagent import tls
 from nodeagent.identity import VERSION
 from nodeagent.transport.planes import FaultGate
 
-__all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused"]
+__all__ = ["JOIN_REFUSED_MESSAGE", "AgentSession", "JoinRefused", "fingerprint_mismatch"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ _TOKEN_SHAPE = re.compile(r"SWMTKN-1-[0-9a-z]{50}-[0-9a-z]{25}")
 """Swarm's words when a node has no join token or a wrong one."""
 
 _SESSION_FILE = "session.json"
+_CERT_CHECK_SECONDS = 1.0
+_RENEW_AT_MOST_EVERY = 5.0
+"""How often a joined node asks for the roots and looks whether its certificate is due (before the
+time scale): a CA rotation reaches every node within a few of these."""
 _REFUSING = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 
 
@@ -48,8 +54,19 @@ STILL_CREATING = "the swarm is still being created"
 """How the bootstrap leader answers a join before it has written the Cluster object."""
 
 
+def fingerprint_mismatch(digest: str) -> str:
+    """swarmkit's words when the root CA a manager shows is not the one the join token names."""
+    return f"remote CA does not match fingerprint. Expected: {digest}"
+
+
 class JoinRefused(Exception):
     """The managers refused this node's join; ``str(e)`` is their message. The process exits 3."""
+
+
+def _not_before(cert_pem: bytes) -> datetime.datetime:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_before_utc + datetime.timedelta(hours=1)
 
 
 def _machine_memory() -> int:
@@ -101,6 +118,8 @@ class AgentSession:
         """The node's injected link faults on the links to the managers: a heartbeat into a
         partitioned link is not sent and an answer from one never arrives, so the session
         times out as with a cut cable; delay and loss hold heartbeats back."""
+        self._wanted_role = ""
+        self._cert_due = asyncio.Event()
 
     # ------------------------------------------------------------------ helpers
 
@@ -178,7 +197,9 @@ class AgentSession:
             # Joining with what may be a manager token: where Raft will reach this node once the
             # leader has told it to run the manager role.
             cluster_addr = f"{self.options.advertise_addr}:{self.options.cluster_port}"
+        key = tls.new_key() if tls.enabled() else b""
         request = dispatcher_pb2.JoinRequest(
+            csr=tls.make_csr(key, self.context.node_id) if key else b"",
             node_id=self.context.node_id,
             hostname=self.context.hostname,
             role=join_role,
@@ -199,7 +220,8 @@ class AgentSession:
                     log.info("join via %s: the link is partitioned (swarmlet chaos)", target)
                     continue
                 try:
-                    async with grpc.aio.insecure_channel(target) as channel:
+                    roots = await self._root_ca(target, token) if key else b""
+                    async with tls.channel(target, joining=True, roots=roots or None) as channel:
                         stub = dispatcher_pb2_grpc.DispatcherStub(channel)  # type: ignore[no-untyped-call]
                         reply = await stub.Join(request, timeout=5.0 * self.time_scale)
                 except grpc.aio.AioRpcError as exc:
@@ -216,6 +238,12 @@ class AgentSession:
                 if reply.leader_addr:
                     prefer = reply.leader_addr
                     break
+                if key:
+                    if not reply.certificate:
+                        raise JoinRefused(f"{target} answered the join without a certificate")
+                    credentials = tls.NodeCredentials(bytes(reply.certificate), key, bytes(reply.root_ca))
+                    credentials.save(self.options.data_dir)
+                    tls.set_credentials(credentials)
                 self.joined = True
                 self.joined_role = str(reply.role)
                 self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned})
@@ -224,11 +252,109 @@ class AgentSession:
             await self._pause(0.05 if prefer else 0.2)
         raise asyncio.CancelledError()
 
+    async def _root_ca(self, target: str, token: str) -> bytes:
+        """The roots ``target`` shows, checked against the token's digest before the token is sent.
+
+        Raises JoinRefused (the node exits) when they do not match: the token is never sent to
+        a manager of another cluster, or to someone posing as one."""
+        digest = token.split("-")[2]
+        async with tls.channel(target, joining=True, roots=tls.JOIN_CA_CERT_PEM) as channel:
+            stub = dispatcher_pb2_grpc.NodeCAStub(channel)  # type: ignore[no-untyped-call]
+            reply = await stub.GetRootCACertificate(dispatcher_pb2.GetRootCACertificateRequest(),
+                                                    timeout=5.0 * self.time_scale)
+        roots = bytes(reply.certificate)
+        try:
+            matches = bool(roots) and tls.ca_digest(roots) == digest
+        except ValueError:
+            matches = False
+        if not matches:
+            log.error("the root CA of %s does not match the join token's digest: the token was not sent",
+                      target)
+            raise JoinRefused(fingerprint_mismatch(digest))
+        return roots
+
+    # ------------------------------------------------------------------ certificates
+
+    async def renew(self, target: str) -> bool:
+        """Ask ``target`` (the leader) for a new certificate for a new key; True if one came."""
+        key = tls.new_key()
+        request = dispatcher_pb2.RenewNodeCertificateRequest(csr=tls.make_csr(key, self.context.node_id))
+        async with tls.channel(target) as channel:
+            stub = dispatcher_pb2_grpc.NodeCAStub(channel)  # type: ignore[no-untyped-call]
+            reply = await stub.RenewNodeCertificate(request, timeout=5.0 * self.time_scale)
+        if not reply.certificate:
+            return False
+        credentials = tls.NodeCredentials(bytes(reply.certificate), key, bytes(reply.root_ca))
+        credentials.save(self.options.data_dir)
+        tls.set_credentials(credentials)
+        identity = credentials.identity
+        log.info("new certificate: %s, valid until %s", identity.role, identity.not_after.isoformat())
+        return True
+
+    def _needs_renewal(self, roots: bytes, role: str) -> bool:
+        """Whether this node's certificate must be replaced now: half its life is gone, the
+        active root (the first of ``roots``) did not sign it, or its role is not ``role``."""
+        held = tls.credentials()
+        if held is None:
+            return False
+        identity = held.identity
+        if role in ("manager", "worker") and identity.role != role:
+            return True
+        first = tls.split_pems(roots)[:1]
+        if first and tls.issued_by(held.cert_pem, first[0]) is None:
+            return True
+        issued = _not_before(held.cert_pem)
+        now = datetime.datetime.now(datetime.UTC)
+        return now >= issued + (identity.not_after - issued) / 2
+
+    async def keep_certificate(self) -> None:
+        """While joined: follow the cluster's roots and renew this node's certificate when due
+        (half its life gone, a CA rotation, a promotion or demotion)."""
+        loop = asyncio.get_running_loop()
+        last_renewal = float("-inf")
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cert_due.wait(), _CERT_CHECK_SECONDS * self.time_scale)
+            self._cert_due.clear()
+            target = self.connected_to
+            held = tls.credentials()
+            if not target or held is None or not tls.enabled():
+                continue
+            try:
+                async with tls.channel(target) as channel:
+                    stub = dispatcher_pb2_grpc.NodeCAStub(channel)  # type: ignore[no-untyped-call]
+                    reply = await stub.GetRootCACertificate(dispatcher_pb2.GetRootCACertificateRequest(),
+                                                            timeout=5.0 * self.time_scale)
+                roots = bytes(reply.certificate)
+                if roots and roots != held.roots_pem and tls.issued_by(held.cert_pem, roots) is not None:
+                    # A rotation started or ended: trust what the managers trust now.
+                    tls.set_credentials(tls.NodeCredentials(held.cert_pem, held.key_pem, roots))
+                    tls.credentials().save(self.options.data_dir)  # type: ignore[union-attr]
+                due = self._needs_renewal(roots, self._wanted_role) if roots else False
+                # At most one renewal per few seconds: a role that is about to change (a demoted
+                # manager that Raft has not let go yet) must not make a renewal a second.
+                if self._stopping.is_set():
+                    return
+                if due and loop.time() - last_renewal >= _RENEW_AT_MOST_EVERY * self.time_scale:
+                    last_renewal = loop.time()
+                    await self.renew(target)
+            except grpc.aio.AioRpcError as exc:
+                log.info("certificate check with %s: %s", target, exc.details() or exc.code())
+            except Exception:
+                log.exception("certificate check with %s failed", target)
+
     # ------------------------------------------------------------------ session
 
     async def run(self) -> None:
         """Join (once), then heartbeat to the leader forever, reconnecting on failure."""
         await self.join()
+        keeper = asyncio.get_running_loop().create_task(self.keep_certificate(), name="certificates")
+        try:
+            await self._heartbeat_forever()
+        finally:
+            keeper.cancel()
+
+    async def _heartbeat_forever(self) -> None:
         prefer = ""
         while not self._stopping.is_set():
             progressed = False
@@ -287,7 +413,7 @@ class AgentSession:
                 producer.cancel()
 
         try:
-            async with grpc.aio.insecure_channel(target) as channel:
+            async with tls.channel(target) as channel:
                 stub = dispatcher_pb2_grpc.DispatcherStub(channel)  # type: ignore[no-untyped-call]
                 call = stub.Session(heartbeats())
                 self._call = call
@@ -316,6 +442,11 @@ class AgentSession:
                         return str(msg.leader_addr)
                     if msg.heartbeat_period_ms:
                         period_box[0] = msg.heartbeat_period_ms / 1000.0
+                    if msg.role:
+                        self._wanted_role = str(msg.role)
+                        held = tls.credentials()
+                        if held is not None and held.identity.role != self._wanted_role:
+                            self._cert_due.set()  # promoted or demoted: a new certificate now
                     if msg.role and self._on_role is not None:
                         self._on_role(str(msg.role))
                     self._ingress(bytes(msg.ingress))

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import agent_tasks_pb2, agent_tasks_pb2_grpc
 
+from nodeagent import tls
 from nodeagent.agent.logs import LogLine, LogStore, format_time_ns
 
 __all__ = ["NodeTasksServicer", "list_payloads", "list_tasks", "node_gossip_address", "task_logs"]
@@ -75,7 +76,7 @@ async def task_logs(node_addr: str, task_id: str, *, follow: bool = False, tail:
     task and ConnectionError when the node cannot be reached.
     """
     request = agent_tasks_pb2.TaskLogsRequest(task_id=task_id, follow=follow, tail=tail, since_ns=since_ns)
-    async with grpc.aio.insecure_channel(node_addr) as channel:
+    async with tls.channel(node_addr, manager=False) as channel:
         stub = agent_tasks_pb2_grpc.NodeTasksStub(channel)  # type: ignore[no-untyped-call]
         call = stub.TaskLogs(request)
         try:
@@ -95,7 +96,7 @@ async def task_logs(node_addr: str, task_id: str, *, follow: bool = False, tail:
 
 async def list_tasks(node_addr: str, timeout: float = 2.0) -> list[dict[str, str]]:
     """The tasks a node runs (task_id, name, image, state, desired_state, address)."""
-    async with grpc.aio.insecure_channel(node_addr) as channel:
+    async with tls.channel(node_addr, manager=False) as channel:
         stub = agent_tasks_pb2_grpc.NodeTasksStub(channel)  # type: ignore[no-untyped-call]
         try:
             reply = await stub.ListTasks(agent_tasks_pb2.ListTasksRequest(), timeout=timeout)
@@ -108,7 +109,7 @@ async def list_tasks(node_addr: str, timeout: float = 2.0) -> list[dict[str, str
 
 async def list_payloads(node_addr: str, timeout: float = 2.0) -> list[dict[str, Any]]:
     """The secrets and configs a node holds: kind, id, name, size, templated (never the data)."""
-    async with grpc.aio.insecure_channel(node_addr) as channel:
+    async with tls.channel(node_addr, manager=False) as channel:
         stub = agent_tasks_pb2_grpc.NodeTasksStub(channel)  # type: ignore[no-untyped-call]
         try:
             reply = await stub.ListPayloads(agent_tasks_pb2.ListPayloadsRequest(), timeout=timeout)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import grpc
 import prometheus_client
 
+from nodeagent import tls
 from nodeagent.networkdb.core import (
     ENDPOINTS,
     PEERS,
@@ -72,6 +73,7 @@ class NetworkDBShell:
         self.interval = config.tick_seconds * time_scale
         self.gossip: _Gossip | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls_generation = tls.generation()
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[set[str]], None]] = []
@@ -216,9 +218,14 @@ class NetworkDBShell:
         except ConnectionError:
             log.debug("networkdb: bulk sync with %s: the link is partitioned", sync.to)
             return
+        if self._tls_generation != tls.generation():  # new certificates: new connections
+            self._tls_generation = tls.generation()
+            stale, self._channels = list(self._channels.values()), {}
+            for old in stale:
+                await old.close(None)
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address)
+            channel = self._channels[address] = tls.channel(address, manager=False)
         call = channel.unary_unary(SYNC_METHOD, None, None)
         request = self.db.name.encode() + b"\n" + encode_entries(sync.entries)
         try:

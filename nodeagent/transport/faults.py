@@ -201,7 +201,9 @@ def faults_to_proto(rules: Sequence[LinkFaultRule]) -> transport_pb2.LinkFaults:
 def _admin_call(target: str, method: str, request: Any, timeout: float) -> Any:
     import grpc  # only the client needs it; the rules above stay importable without a network stack
 
-    with grpc.insecure_channel(target) as channel:
+    from nodeagent import tls
+
+    with tls.channel(target, manager=False, sync=True) as channel:
         try:
             return getattr(_generated.AgentAdminStub(channel), method)(request, timeout=timeout)
         except grpc.RpcError as exc:

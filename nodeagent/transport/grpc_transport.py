@@ -32,6 +32,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
+from nodeagent import tls
 from nodeagent.options import join_host_port, split_host_port
 from nodeagent.transport import Codec, MessageHandler
 from nodeagent.transport.faults import LinkFaults
@@ -156,7 +157,7 @@ class _OutgoingStream:
             yield envelope
 
     async def _run(self) -> None:
-        channel = grpc.aio.insecure_channel(self.peer, options=self.owner._channel_options)
+        channel = tls.channel(self.peer, self.owner._channel_options, manager=False)
         try:
             # Connect first, so that a peer that is down costs the queued messages only (counted
             # as unreachable) and never a stream that swallows them silently.
@@ -334,12 +335,12 @@ class GrpcTransport:
                 lambda: _Datagrams(self), local_addr=(self.listen_host, self.port)
             )
             port = udp.get_extra_info("sockname")[1]
-            server = grpc.aio.server(options=self._channel_options)
+            server = grpc.aio.server(options=self._channel_options, interceptors=[tls.NodeGuard()])
             _generated.add_GossipTransportServicer_to_server(_StreamServicer(self), server)
             for register in self._servicers:
                 register(server)
             try:
-                bound = server.add_insecure_port(join_host_port(self.listen_host, port))
+                bound = tls.add_port(server, join_host_port(self.listen_host, port))
             except RuntimeError:
                 bound = 0
             if bound == port:

@@ -67,3 +67,12 @@ def cluster(engine: None) -> Iterator[str]:
     finally:
         swarmlet("down", check=False)
         shutil.rmtree(STATE, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _operator_tls() -> None:
+    """This test process asks the managers' 2377 (the control API) over mutual TLS, as an operator
+    holding a manager certificate of the cluster's CA (in STATE, made by `swarmlet up`)."""
+    from deploy.backends.base import use_cluster_tls
+
+    use_cluster_tls(STATE)

@@ -9,7 +9,8 @@ import pytest
 
 from deploy.images import NODE_IMAGE
 from manager.ca import ClusterCredentials
-from tests.compose.helpers import backend, status_json
+from manager.ca.tokens import rotate_token
+from tests.compose.helpers import STATE, backend, status_json
 
 REFUSED = "A valid join token is necessary to join this cluster"
 
@@ -21,7 +22,7 @@ def join_with(token_dir: pathlib.Path | None, name: str) -> subprocess.Completed
         cmd += ["-v", f"{token_dir}:/run/secrets:ro"]
     cmd += [NODE_IMAGE, "--role=worker", "--join=manager1:2377,manager2:2377,manager3:2377",
             "--token-file=/run/secrets/worker_token"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
 
 
 def ids() -> set[tuple[str, str]]:
@@ -30,12 +31,25 @@ def ids() -> set[tuple[str, str]]:
 
 def test_wrong_token_stops_the_joining_node(cluster: str, tmp_path: pathlib.Path) -> None:
     before = ids()
-    ClusterCredentials.create().write(tmp_path)  # well formed, but another cluster's
+    # This cluster's CA digest, but a secret that is none of its tokens': the managers refuse it.
+    ours = (STATE / "worker_token").read_text().strip()
+    (tmp_path / "worker_token").write_text(rotate_token(ours) + "\n")
     proc = join_with(tmp_path, "intruder")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert REFUSED in proc.stdout + proc.stderr
     assert ids() == before
     assert all(r["hostname"] != "intruder" for r in status_json())
+
+
+def test_another_clusters_token_is_never_sent(cluster: str, tmp_path: pathlib.Path) -> None:
+    before = ids()
+    other = ClusterCredentials.create()  # well formed, but another CA's: the node sees it first
+    other.write(tmp_path)
+    proc = join_with(tmp_path, "stranger-ca")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    digest = other.worker_token.split("-")[2]
+    assert f"remote CA does not match fingerprint. Expected: {digest}" in proc.stdout + proc.stderr
+    assert ids() == before
 
 
 @pytest.mark.parametrize("content", ["", "SWMTKN-1-notatoken\n"])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from manager.ca.tokens import ClusterCredentials
+from nodeagent import tls
 
 __all__ = ["Cluster", "NodeProc", "free_port", "loopback_hosts", "running", "wait_until"]
 
@@ -123,8 +124,11 @@ class Cluster:
     def __post_init__(self) -> None:
         self.secrets = self.workdir / "secrets"
         self.secrets.mkdir(parents=True, exist_ok=True)
-        (self.secrets / "manager_token").write_text(self.credentials.manager_token + "\n")
-        (self.secrets / "worker_token").write_text(self.credentials.worker_token + "\n")
+        # The tokens, and the root CA they were made for (the bootstrapping manager takes it over).
+        self.credentials.write(self.secrets)
+        # This test process talks to the managers' gRPC ports as an operator holding a manager
+        # certificate from that CA.
+        tls.use_operator_certificate(self.credentials.ca_cert_pem, self.credentials.ca_key_pem)
 
     def add_managers(self, count: int) -> list[NodeProc]:
         hosts = loopback_hosts(count)

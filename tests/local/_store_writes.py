@@ -16,18 +16,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.engineapi.writes import WRITE_METHOD
 from manager.state.store import Create, Op, Update, encode_batch, format_timestamp
+from nodeagent import tls
 
 __all__ = ["assigned_task", "node_tasks", "service", "set_desired_state", "write_ops"]
 
 
 def write_ops(target: str, ops: Sequence[Op], timeout: float = 5.0) -> int:
     """Commit ``ops`` as one batch through the leader at ``target``; the index it was applied at."""
-    with grpc.insecure_channel(target) as channel:
+    with tls.channel(target, sync=True) as channel:
         call = channel.unary_unary(WRITE_METHOD, None, None)
         raw = call(encode_batch(list(ops), now=format_timestamp(time.time())), timeout=timeout)
     answer = json.loads(raw)
@@ -38,7 +38,7 @@ def write_ops(target: str, ops: Sequence[Op], timeout: float = 5.0) -> int:
 
 def node_tasks(target: str, node_id: str = "") -> dict[str, dict[str, Any]]:
     """The tasks of ``node_id`` (every task for "") in the store of the manager at ``target``."""
-    with grpc.insecure_channel(target) as channel:
+    with tls.channel(target, sync=True) as channel:
         stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
         reply = stub.NodeTasks(dispatcher_pb2.NodeTasksRequest(node_id=node_id), timeout=3.0)
     tasks = [json.loads(raw) for raw in reply.tasks]

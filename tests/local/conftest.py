@@ -24,6 +24,8 @@ import grpc
 import pytest
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
+from nodeagent import tls
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 _generated: Any = transport_pb2_grpc
 
@@ -129,7 +131,7 @@ class Agent:
     def admin(self) -> Any:
         """A stub for the agent's AgentAdmin service."""
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.gossip_address)
+            self._channel = tls.channel(self.gossip_address, manager=False, sync=True)
         return _generated.AgentAdminStub(self._channel)
 
     def members(self) -> dict[str, str]:
@@ -177,6 +179,7 @@ def _normalise(key: str) -> str:
 AgentFactory = Callable[..., list[Agent]]
 
 
+
 @pytest.fixture
 def agents(tmp_path: pathlib.Path) -> Iterator[AgentFactory]:
     """``agents(n, *extra_flags, seeds=1, wait=True, role="worker")``: start ``n`` agents.
@@ -185,6 +188,7 @@ def agents(tmp_path: pathlib.Path) -> Iterator[AgentFactory]:
     the call returns once every agent answers on /metrics.
     """
     started: list[Agent] = []
+    tls.set_enabled(True)  # agents in no swarm: this process talks to them with a join certificate
 
     def start(n: int, *extra: str, seeds: int = 1, wait: bool = True, role: str = "worker") -> list[Agent]:
         ips = loopback_block(n)

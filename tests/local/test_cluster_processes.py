@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from _procs_manager import Cluster, NodeProc, wait_until
 
-from manager.ca.tokens import ClusterCredentials
+from manager.ca.tokens import rotate_token
 from manager.controlapi import ControlError, NodeRow, cluster_info, list_nodes, update_node
 
 NO_LEADER = (
@@ -168,8 +168,9 @@ def test_wrong_or_missing_token_is_refused_and_changes_nothing(tmp_path: Any) ->
         m.start()
         wait_until(lambda: "manager1" in _rows(m), 20, 0.1, "the first manager registered")
         before = _rows(m)
-        other = ClusterCredentials.create()
-        wrong = c.add_worker("intruder", token=other.worker_token)
+        # This cluster's CA digest with a secret that is not one of its tokens' (a token of
+        # another CA is refused earlier, before it is sent: tests/local/test_mtls_processes.py).
+        wrong = c.add_worker("intruder", token=rotate_token(c.credentials.worker_token))
         missing = c.add_worker("tokenless", token=None)
         for node in (wrong, missing):
             node.start()

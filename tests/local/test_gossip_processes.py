@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from nodeagent import tls
 from nodeagent.transport.faults import LinkFaultRule, set_link_faults
 from tests.local.conftest import Agent, AgentFactory, agent_env, free_port, loopback_block, wait_for
 
@@ -276,7 +277,10 @@ def test_a_worker_finds_its_manager_by_mdns_joins_and_gossips(
     from manager.controlapi.client import list_nodes
 
     creds = tmp_path / "creds"
-    ClusterCredentials.create().write(creds)
+    made = ClusterCredentials.create()
+    made.write(creds)
+    # This test process asks the manager's control API as an operator of that CA (mutual TLS).
+    tls.use_operator_certificate(made.ca_cert_pem, made.ca_key_pem)
     manager_token, worker_token = str(creds / "manager_token"), str(creds / "worker_token")
     [manager] = agents(1, "--bootstrap", "--token-file", manager_token, "--manager-token-file", manager_token,
                        "--worker-token-file", worker_token, role="manager", seeds=0)

@@ -20,7 +20,6 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 from _docker_cli import requires_docker
 from _procs_manager import Cluster, NodeProc, running, wait_until
@@ -30,6 +29,7 @@ from manager.scheduler.build import task_template
 from manager.state.store import Create
 from manager.state.store.commands import encode_batch
 from manager.state.store.objects import format_timestamp
+from nodeagent import tls
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def create_service(node: NodeProc, replicas: int) -> str:
     request = encode_batch([Create("service", "s" * 25, spec, {}, {})], now=format_timestamp(0))
 
     async def send() -> bytes:
-        async with grpc.aio.insecure_channel(node.target) as channel:
+        async with tls.channel(node.target) as channel:
             answer: bytes = await channel.unary_unary(WRITE_METHOD, None, None)(request, timeout=5)
             return answer
 

@@ -22,6 +22,7 @@ import grpc
 from manager.state.raft.addresses import AddressBook
 from manager.state.raft.framing import pack_frame, unpack_frame
 from manager.state.raft.messages import Message, MessageType
+from nodeagent import tls
 from nodeagent.transport.planes import FaultGate
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class RaftTransport:
         self._last_contact = last_contact
         self._peers: dict[str, _Peer] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tls_generation = tls.generation()
         self._closing: set[asyncio.Future[None]] = set()
         self._stopping = False
 
@@ -199,13 +201,26 @@ class RaftTransport:
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    def _follow_credentials(self) -> None:
+        """New certificates (a renewal, a promotion, a CA rotation): reconnect with them; a
+        channel keeps the credentials it was made with."""
+        if self._tls_generation == tls.generation():
+            return
+        self._tls_generation = tls.generation()
+        for channel in self._channels.values():
+            task = asyncio.ensure_future(channel.close(None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._channels.clear()
+
     async def _stream_to(self, to: str, peer: _Peer) -> None:
         metadata = ((_MD_FROM, self.node_id), (_MD_ADDR, self.address))
         backoff = 0.05
         while not self._stopping:
+            self._follow_credentials()
             channel = self._channels.get(peer.address)
             if channel is None:
-                channel = grpc.aio.insecure_channel(peer.address, options=_CHANNEL_OPTIONS)
+                channel = tls.channel(peer.address, _CHANNEL_OPTIONS)
                 self._channels[peer.address] = channel
             call = channel.stream_unary(_METHOD, request_serializer=None, response_deserializer=None)
             outbox = peer.outbox

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswarmlet/v1/dispatcher.proto\x12\x0bswarmlet.v1\"\xd4\x01\n\x0bJoinRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x05 \x01(\t\x12\x14\n\x0c\x63luster_addr\x18\x06 \x01(\t\x12\x16\n\x0e\x65ngine_version\x18\x07 \x01(\t\x12\x11\n\tnano_cpus\x18\x08 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\t \x01(\x03\x12\n\n\x02os\x18\n \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x0b \x01(\t\"W\n\x0cJoinResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08managers\x18\x03 \x03(\t\x12\x13\n\x0bleader_addr\x18\x04 \x01(\t\"|\n\tHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12\x14\n\x0c\x63luster_addr\x18\x04 \x01(\t\x12\x16\n\x0e\x65ngine_version\x18\x05 \x01(\t\x12\x10\n\x08sequence\x18\x06 \x01(\x04\"\x82\x01\n\x0eSessionMessage\x12\x1b\n\x13heartbeat_period_ms\x18\x01 \x01(\r\x12\x10\n\x08managers\x18\x02 \x03(\t\x12\x13\n\x0bleader_addr\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0f\n\x07ingress\x18\x06 \x01(\x0c\"%\n\x12\x41ssignmentsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\x94\x01\n\x10\x41ssignmentChange\x12\x34\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32$.swarmlet.v1.AssignmentChange.Action\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06object\x18\x04 \x01(\x0c\" \n\x06\x41\x63tion\x12\n\n\x06UPDATE\x10\x00\x12\n\n\x06REMOVE\x10\x01\"\xd8\x01\n\x12\x41ssignmentsMessage\x12\x32\n\x04type\x18\x01 \x01(\x0e\x32$.swarmlet.v1.AssignmentsMessage.Type\x12\x13\n\x0bstore_index\x18\x02 \x01(\x04\x12.\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x1d.swarmlet.v1.AssignmentChange\x12\x13\n\x0bleader_addr\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"%\n\x04Type\x12\x0c\n\x08\x43OMPLETE\x10\x00\x12\x0f\n\x0bINCREMENTAL\x10\x01\"3\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x0c\"Z\n\x17UpdateTaskStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x03(\x0b\x32\x1d.swarmlet.v1.TaskStatusUpdate\"Q\n\x18UpdateTaskStatusResponse\x12\x13\n\x0bleader_addr\x18\x01 \x01(\t\x12\x0f\n\x07written\x18\x02 \x01(\r\x12\x0f\n\x07ignored\x18\x03 \x01(\r\"#\n\x10NodeTasksRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\"\n\x11NodeTasksResponse\x12\r\n\x05tasks\x18\x01 \x03(\x0c\x32\x8d\x01\n\nDispatcher\x12;\n\x04Join\x12\x18.swarmlet.v1.JoinRequest\x1a\x19.swarmlet.v1.JoinResponse\x12\x42\n\x07Session\x12\x16.swarmlet.v1.Heartbeat\x1a\x1b.swarmlet.v1.SessionMessage(\x01\x30\x01\x32\x8d\x02\n\x0b\x41ssignments\x12Q\n\x0b\x41ssignments\x12\x1f.swarmlet.v1.AssignmentsRequest\x1a\x1f.swarmlet.v1.AssignmentsMessage0\x01\x12_\n\x10UpdateTaskStatus\x12$.swarmlet.v1.UpdateTaskStatusRequest\x1a%.swarmlet.v1.UpdateTaskStatusResponse\x12J\n\tNodeTasks\x12\x1d.swarmlet.v1.NodeTasksRequest\x1a\x1e.swarmlet.v1.NodeTasksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswarmlet/v1/dispatcher.proto\x12\x0bswarmlet.v1\"\xe1\x01\n\x0bJoinRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x05 \x01(\t\x12\x14\n\x0c\x63luster_addr\x18\x06 \x01(\t\x12\x16\n\x0e\x65ngine_version\x18\x07 \x01(\t\x12\x11\n\tnano_cpus\x18\x08 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\t \x01(\x03\x12\n\n\x02os\x18\n \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x0b \x01(\t\x12\x0b\n\x03\x63sr\x18\x0c \x01(\x0c\"}\n\x0cJoinResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x10\n\x08managers\x18\x03 \x03(\t\x12\x13\n\x0bleader_addr\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x0f\n\x07root_ca\x18\x06 \x01(\x0c\"|\n\tHeartbeat\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x03 \x01(\t\x12\x14\n\x0c\x63luster_addr\x18\x04 \x01(\t\x12\x16\n\x0e\x65ngine_version\x18\x05 \x01(\t\x12\x10\n\x08sequence\x18\x06 \x01(\x04\"\x82\x01\n\x0eSessionMessage\x12\x1b\n\x13heartbeat_period_ms\x18\x01 \x01(\r\x12\x10\n\x08managers\x18\x02 \x03(\t\x12\x13\n\x0bleader_addr\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0c\n\x04role\x18\x05 \x01(\t\x12\x0f\n\x07ingress\x18\x06 \x01(\x0c\"%\n\x12\x41ssignmentsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\x94\x01\n\x10\x41ssignmentChange\x12\x34\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32$.swarmlet.v1.AssignmentChange.Action\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06object\x18\x04 \x01(\x0c\" \n\x06\x41\x63tion\x12\n\n\x06UPDATE\x10\x00\x12\n\n\x06REMOVE\x10\x01\"\xd8\x01\n\x12\x41ssignmentsMessage\x12\x32\n\x04type\x18\x01 \x01(\x0e\x32$.swarmlet.v1.AssignmentsMessage.Type\x12\x13\n\x0bstore_index\x18\x02 \x01(\x04\x12.\n\x07\x63hanges\x18\x03 \x03(\x0b\x32\x1d.swarmlet.v1.AssignmentChange\x12\x13\n\x0bleader_addr\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"%\n\x04Type\x12\x0c\n\x08\x43OMPLETE\x10\x00\x12\x0f\n\x0bINCREMENTAL\x10\x01\"3\n\x10TaskStatusUpdate\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x0c\"Z\n\x17UpdateTaskStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\x07updates\x18\x02 \x03(\x0b\x32\x1d.swarmlet.v1.TaskStatusUpdate\"Q\n\x18UpdateTaskStatusResponse\x12\x13\n\x0bleader_addr\x18\x01 \x01(\t\x12\x0f\n\x07written\x18\x02 \x01(\r\x12\x0f\n\x07ignored\x18\x03 \x01(\r\"#\n\x10NodeTasksRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\"\n\x11NodeTasksResponse\x12\r\n\x05tasks\x18\x01 \x03(\x0c\"\x1d\n\x1bGetRootCACertificateRequest\"3\n\x1cGetRootCACertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\"*\n\x1bRenewNodeCertificateRequest\x12\x0b\n\x03\x63sr\x18\x01 \x01(\x0c\"Y\n\x1cRenewNodeCertificateResponse\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x0f\n\x07root_ca\x18\x02 \x01(\x0c\x12\x13\n\x0bleader_addr\x18\x03 \x01(\t2\x8d\x01\n\nDispatcher\x12;\n\x04Join\x12\x18.swarmlet.v1.JoinRequest\x1a\x19.swarmlet.v1.JoinResponse\x12\x42\n\x07Session\x12\x16.swarmlet.v1.Heartbeat\x1a\x1b.swarmlet.v1.SessionMessage(\x01\x30\x01\x32\x8d\x02\n\x0b\x41ssignments\x12Q\n\x0b\x41ssignments\x12\x1f.swarmlet.v1.AssignmentsRequest\x1a\x1f.swarmlet.v1.AssignmentsMessage0\x01\x12_\n\x10UpdateTaskStatus\x12$.swarmlet.v1.UpdateTaskStatusRequest\x1a%.swarmlet.v1.UpdateTaskStatusResponse\x12J\n\tNodeTasks\x12\x1d.swarmlet.v1.NodeTasksRequest\x1a\x1e.swarmlet.v1.NodeTasksResponse2\xe2\x01\n\x06NodeCA\x12k\n\x14GetRootCACertificate\x12(.swarmlet.v1.GetRootCACertificateRequest\x1a).swarmlet.v1.GetRootCACertificateResponse\x12k\n\x14RenewNodeCertificate\x12(.swarmlet.v1.RenewNodeCertificateRequest\x1a).swarmlet.v1.RenewNodeCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,35 +32,45 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarmlet.v1.dispatcher_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOINREQUEST']._serialized_start=46
-  _globals['_JOINREQUEST']._serialized_end=258
-  _globals['_JOINRESPONSE']._serialized_start=260
-  _globals['_JOINRESPONSE']._serialized_end=347
-  _globals['_HEARTBEAT']._serialized_start=349
-  _globals['_HEARTBEAT']._serialized_end=473
-  _globals['_SESSIONMESSAGE']._serialized_start=476
-  _globals['_SESSIONMESSAGE']._serialized_end=606
-  _globals['_ASSIGNMENTSREQUEST']._serialized_start=608
-  _globals['_ASSIGNMENTSREQUEST']._serialized_end=645
-  _globals['_ASSIGNMENTCHANGE']._serialized_start=648
-  _globals['_ASSIGNMENTCHANGE']._serialized_end=796
-  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_start=764
-  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_end=796
-  _globals['_ASSIGNMENTSMESSAGE']._serialized_start=799
-  _globals['_ASSIGNMENTSMESSAGE']._serialized_end=1015
-  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_start=978
-  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_end=1015
-  _globals['_TASKSTATUSUPDATE']._serialized_start=1017
-  _globals['_TASKSTATUSUPDATE']._serialized_end=1068
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1070
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=1160
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=1162
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=1243
-  _globals['_NODETASKSREQUEST']._serialized_start=1245
-  _globals['_NODETASKSREQUEST']._serialized_end=1280
-  _globals['_NODETASKSRESPONSE']._serialized_start=1282
-  _globals['_NODETASKSRESPONSE']._serialized_end=1316
-  _globals['_DISPATCHER']._serialized_start=1319
-  _globals['_DISPATCHER']._serialized_end=1460
-  _globals['_ASSIGNMENTS']._serialized_start=1463
-  _globals['_ASSIGNMENTS']._serialized_end=1732
+  _globals['_JOINREQUEST']._serialized_end=271
+  _globals['_JOINRESPONSE']._serialized_start=273
+  _globals['_JOINRESPONSE']._serialized_end=398
+  _globals['_HEARTBEAT']._serialized_start=400
+  _globals['_HEARTBEAT']._serialized_end=524
+  _globals['_SESSIONMESSAGE']._serialized_start=527
+  _globals['_SESSIONMESSAGE']._serialized_end=657
+  _globals['_ASSIGNMENTSREQUEST']._serialized_start=659
+  _globals['_ASSIGNMENTSREQUEST']._serialized_end=696
+  _globals['_ASSIGNMENTCHANGE']._serialized_start=699
+  _globals['_ASSIGNMENTCHANGE']._serialized_end=847
+  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_start=815
+  _globals['_ASSIGNMENTCHANGE_ACTION']._serialized_end=847
+  _globals['_ASSIGNMENTSMESSAGE']._serialized_start=850
+  _globals['_ASSIGNMENTSMESSAGE']._serialized_end=1066
+  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_start=1029
+  _globals['_ASSIGNMENTSMESSAGE_TYPE']._serialized_end=1066
+  _globals['_TASKSTATUSUPDATE']._serialized_start=1068
+  _globals['_TASKSTATUSUPDATE']._serialized_end=1119
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1121
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=1211
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=1213
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=1294
+  _globals['_NODETASKSREQUEST']._serialized_start=1296
+  _globals['_NODETASKSREQUEST']._serialized_end=1331
+  _globals['_NODETASKSRESPONSE']._serialized_start=1333
+  _globals['_NODETASKSRESPONSE']._serialized_end=1367
+  _globals['_GETROOTCACERTIFICATEREQUEST']._serialized_start=1369
+  _globals['_GETROOTCACERTIFICATEREQUEST']._serialized_end=1398
+  _globals['_GETROOTCACERTIFICATERESPONSE']._serialized_start=1400
+  _globals['_GETROOTCACERTIFICATERESPONSE']._serialized_end=1451
+  _globals['_RENEWNODECERTIFICATEREQUEST']._serialized_start=1453
+  _globals['_RENEWNODECERTIFICATEREQUEST']._serialized_end=1495
+  _globals['_RENEWNODECERTIFICATERESPONSE']._serialized_start=1497
+  _globals['_RENEWNODECERTIFICATERESPONSE']._serialized_end=1586
+  _globals['_DISPATCHER']._serialized_start=1589
+  _globals['_DISPATCHER']._serialized_end=1730
+  _globals['_ASSIGNMENTS']._serialized_start=1733
+  _globals['_ASSIGNMENTS']._serialized_end=2002
+  _globals['_NODECA']._serialized_start=2005
+  _globals['_NODECA']._serialized_end=2231
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class JoinRequest(_message.Message):
-    __slots__ = ("node_id", "hostname", "role", "token", "addr", "cluster_addr", "engine_version", "nano_cpus", "memory_bytes", "os", "architecture")
+    __slots__ = ("node_id", "hostname", "role", "token", "addr", "cluster_addr", "engine_version", "nano_cpus", "memory_bytes", "os", "architecture", "csr")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class JoinRequest(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     hostname: str
     role: str
@@ -31,19 +32,24 @@ class JoinRequest(_message.Message):
     memory_bytes: int
     os: str
     architecture: str
-    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., role: _Optional[str] = ..., token: _Optional[str] = ..., addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., engine_version: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., architecture: _Optional[str] = ...) -> None: ...
+    csr: bytes
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., role: _Optional[str] = ..., token: _Optional[str] = ..., addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., engine_version: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., architecture: _Optional[str] = ..., csr: _Optional[bytes] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
-    __slots__ = ("cluster_id", "role", "managers", "leader_addr")
+    __slots__ = ("cluster_id", "role", "managers", "leader_addr", "certificate", "root_ca")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     role: str
     managers: _containers.RepeatedScalarFieldContainer[str]
     leader_addr: str
-    def __init__(self, cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ...) -> None: ...
+    certificate: bytes
+    root_ca: bytes
+    def __init__(self, cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ..., certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("node_id", "hostname", "addr", "cluster_addr", "engine_version", "sequence")
@@ -158,3 +164,29 @@ class NodeTasksResponse(_message.Message):
     TASKS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, tasks: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class GetRootCACertificateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetRootCACertificateResponse(_message.Message):
+    __slots__ = ("certificate",)
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    def __init__(self, certificate: _Optional[bytes] = ...) -> None: ...
+
+class RenewNodeCertificateRequest(_message.Message):
+    __slots__ = ("csr",)
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
+
+class RenewNodeCertificateResponse(_message.Message):
+    __slots__ = ("certificate", "root_ca", "leader_addr")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    root_ca: bytes
+    leader_addr: str
+    def __init__(self, certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ..., leader_addr: _Optional[str] = ...) -> None: ...

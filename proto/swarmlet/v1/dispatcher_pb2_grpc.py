@@ -320,3 +320,131 @@ class Assignments:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class NodeCAStub:
+    """---------------------------------------------------------------------------------------------
+    The cluster's certificate authority (issue 13), served by every manager on 2377.
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetRootCACertificate = channel.unary_unary(
+                '/swarmlet.v1.NodeCA/GetRootCACertificate',
+                request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.GetRootCACertificateRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.GetRootCACertificateResponse.FromString,
+                _registered_method=True)
+        self.RenewNodeCertificate = channel.unary_unary(
+                '/swarmlet.v1.NodeCA/RenewNodeCertificate',
+                request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateResponse.FromString,
+                _registered_method=True)
+
+
+class NodeCAServicer:
+    """---------------------------------------------------------------------------------------------
+    The cluster's certificate authority (issue 13), served by every manager on 2377.
+
+    """
+
+    def GetRootCACertificate(self, request, context):
+        """The cluster's root CA certificate(s), to anyone: a joining node checks them against the
+        digest in its join token before it sends the token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenewNodeCertificate(self, request, context):
+        """A joined node's new certificate for a new key: before its certificate expires, and after a
+        CA rotation. The node is the one its current certificate names; its role is its Node's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeCAServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetRootCACertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRootCACertificate,
+                    request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.GetRootCACertificateRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.GetRootCACertificateResponse.SerializeToString,
+            ),
+            'RenewNodeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewNodeCertificate,
+                    request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'swarmlet.v1.NodeCA', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('swarmlet.v1.NodeCA', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeCA:
+    """---------------------------------------------------------------------------------------------
+    The cluster's certificate authority (issue 13), served by every manager on 2377.
+
+    """
+
+    @staticmethod
+    def GetRootCACertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.NodeCA/GetRootCACertificate',
+            swarmlet_dot_v1_dot_dispatcher__pb2.GetRootCACertificateRequest.SerializeToString,
+            swarmlet_dot_v1_dot_dispatcher__pb2.GetRootCACertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewNodeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.NodeCA/RenewNodeCertificate',
+            swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateRequest.SerializeToString,
+            swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
