@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import datetime
+import functools
 import json
 import logging
 import os
