@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from deploy.backends import load_backend
-from deploy.backends.base import NodeHandle
+from deploy.backends.base import NodeHandle, use_cluster_tls
 from deploy.linkfaults import plan
 from manager.controlapi.client import list_nodes
 from nodeagent.transport.faults import get_link_faults, set_link_faults
@@ -100,6 +100,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    use_cluster_tls()  # the agents' 7946 and the managers' 2377 take mutual TLS: an operator's certificate
     results = []
     for i in range(args.rounds):
         nodes = load_backend().nodes()

@@ -128,12 +128,13 @@ def page(task_id: str) -> str:
     as the local tests read it; ``docker exec`` reaches it from the node itself, so this works
     wherever the host cannot route to the project's network.
     """
-    import grpc
     from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+    from nodeagent import tls
 
     addr = handles()["manager1"].control_addr
     assert addr
-    with grpc.insecure_channel(addr) as channel:
+    with tls.channel(addr, sync=True) as channel:  # the compose conftest set the operator's certificate
         stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
         reply = stub.NodeTasks(dispatcher_pb2.NodeTasksRequest(node_id=""), timeout=5.0)
     task = next(t for t in map(json.loads, reply.tasks) if t["ID"] == task_id)
