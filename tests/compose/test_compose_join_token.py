@@ -10,19 +10,27 @@ import pytest
 from deploy.images import NODE_IMAGE
 from manager.ca import ClusterCredentials
 from manager.ca.tokens import rotate_token
-from tests.compose.helpers import STATE, backend, status_json
+from tests.compose.helpers import PROJECT, STATE, backend, status_json
 
 REFUSED = "A valid join token is necessary to join this cluster"
 
 
 def join_with(token_dir: pathlib.Path | None, name: str) -> subprocess.CompletedProcess[str]:
-    """Run a worker container next to the cluster, as compose would, and wait for it to exit."""
-    cmd = ["docker", "run", "--rm", "--init", "--network", backend().network, "--hostname", name]
+    """Run a worker container next to the cluster, as compose would, and wait for it to exit.
+
+    The container is named after the test's project and removed whatever happens: a node that
+    does not exit within the timeout must not outlive the test."""
+    container = f"{PROJECT}-{name}"
+    cmd = ["docker", "run", "--rm", "--init", "--name", container, "--network", backend().network,
+           "--hostname", name]
     if token_dir is not None:
         cmd += ["-v", f"{token_dir}:/run/secrets:ro"]
     cmd += [NODE_IMAGE, "--role=worker", "--join=manager1:2377,manager2:2377,manager3:2377",
             "--token-file=/run/secrets/worker_token"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
 
 
 def ids() -> set[tuple[str, str]]:
