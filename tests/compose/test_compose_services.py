@@ -189,7 +189,8 @@ def test_scale_to_10_then_memory_with_10_tasks_per_node(tidy: None) -> None:
     figures: dict[str, float] = {}
     for _ in range(2):
         for name, mib in sample(PROJECT).items():
-            figures[name] = max(mib, figures.get(name, 0.0))
+            if "-prometheus-" not in name:  # the cluster's Prometheus is no node: no budget
+                figures[name] = max(mib, figures.get(name, 0.0))
     print("memory with 10 tasks per node:", {k.rsplit("-", 2)[-2]: round(v, 1) for k, v in figures.items()})
     assert len(figures) == 5
     assert max(figures.values()) <= BUDGET_MIB, figures
