@@ -45,7 +45,7 @@ from manager.state.store.objects import default_cluster_spec, format_timestamp
 from manager.state.store.watch import Watch
 from manager.swarm_metrics import SwarmManagerMetrics
 from nodeagent import tls
-from nodeagent.identity import VERSION, founders, token_digest
+from nodeagent.identity import VERSION, founders, founders_cluster_id, token_digest
 from nodeagent.membership import INIT_SPEC_FILE
 from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.planes import FaultGate
@@ -238,8 +238,8 @@ class ManagerRuntime:
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
         self.task_dispatcher = TaskDispatcher(self)
-        if self.options.bootstrap:
-            self._bootstrap_ca()
+        if self.options.bootstrap or founding:
+            self._bootstrap_ca(founding=bool(founding))
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS],
                                  interceptors=[CertificateGuard(self.removed_nodes.__contains__)])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
@@ -311,9 +311,13 @@ class ManagerRuntime:
         self.manager_token = _read_token(manager_file)
         self.worker_token = _read_token(worker_file)
 
-    def _bootstrap_ca(self) -> None:
+    def _bootstrap_ca(self, founding: bool = False) -> None:
         """The bootstrapping manager's root CA (the one its join tokens were made for, kept beside
-        them) and, with TLS on, its own certificate: it signs that itself, being the CA."""
+        them) and, with TLS on, its own certificate: it signs that itself, being the CA.
+
+        The founders of a new cluster (``--initial-cluster``) do the same, each with the CA given
+        to all of them, under the cluster ID they all derive from its digest; whichever leads
+        first writes the Cluster object with that CA."""
         from manager.ca.authority import RootCA, new_root
         from manager.ca.tokens import CA_CERT_FILE, CA_KEY_FILE, parse_token
         from manager.state.store.objects import new_id
@@ -335,7 +339,12 @@ class ManagerRuntime:
             root = new_root(datetime.datetime.now(datetime.UTC))
         self.ca.bootstrap_root = root
         held = tls.credentials()
-        self.cluster_id = held.identity.cluster_id if held is not None else new_id(self.rng)
+        if held is not None:
+            self.cluster_id = held.identity.cluster_id
+        elif founding:
+            self.cluster_id = founders_cluster_id(token_digest(self.options.manager_token_file))
+        else:
+            self.cluster_id = new_id(self.rng)
         if not tls.enabled() or (held is not None and tls.issued_by(held.cert_pem, root.cert_pem)):
             return
         key = tls.new_key()

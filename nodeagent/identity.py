@@ -51,6 +51,14 @@ def founder_id(cluster_key: str, hostname: str) -> str:
     return _base36(int.from_bytes(digest[:16], "big"))
 
 
+def founders_cluster_id(cluster_key: str) -> str:
+    """The cluster ID that the founding managers of the cluster whose CA digest is ``cluster_key``
+    agree on before any has started: each puts it in its own certificate (O), and the one that
+    leads first writes the Cluster object under it."""
+    digest = hashlib.sha256(f"swarmlet-cluster\0{cluster_key}".encode()).digest()
+    return _base36(int.from_bytes(digest[:16], "big"))
+
+
 def token_digest(token_file: str | None) -> str:
     """The CA digest of the join token in ``token_file`` ("" if there is none or it is unreadable).
 

@@ -133,3 +133,12 @@ def test_initial_cluster_names_the_founders_and_is_checked(tmp_path: pathlib.Pat
     ):
         with pytest.raises(OptionsError, match=words):
             parse_options(argv, {})
+
+
+def test_founders_agree_on_the_cluster_id_their_certificates_carry() -> None:
+    from nodeagent.identity import founder_id, founders_cluster_id, is_id
+
+    ours = founders_cluster_id("d" * 50)
+    assert is_id(ours) and ours == founders_cluster_id("d" * 50)  # every founder derives the same
+    assert ours != founders_cluster_id("e" * 50)  # another CA, another cluster
+    assert ours not in {founder_id("d" * 50, f"manager{i}") for i in (1, 2, 3)}  # never a node's ID
