@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import signal
+import subprocess
+import sys
 
-__all__ = ["flip", "record_offsets", "segments"]
+__all__ = ["flip", "record_offsets", "segments", "sigkill_after"]
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def segments(directory: pathlib.Path) -> list[pathlib.Path]:
@@ -27,3 +33,26 @@ def flip(path: pathlib.Path, offset: int) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def sigkill_after(writer: str, directory: pathlib.Path, acknowledged: int) -> int:
+    """Run the Python ``writer`` (given ``directory`` as its argument; it prints each index whose
+    save returned) and SIGKILL it once it has printed ``acknowledged``, or when it ends; the last
+    index it printed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", writer, str(directory)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.stdout is not None
+    seen = 0
+    for line in child.stdout:
+        seen = int(line)
+        if seen >= acknowledged:
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    return seen

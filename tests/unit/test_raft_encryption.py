@@ -10,15 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import pathlib
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from _wal import flip, record_offsets, segments
+from _wal import flip, record_offsets, segments, sigkill_after
 
 from manager.state.raft.encryption import (
     DataCipher,
@@ -34,7 +30,6 @@ from manager.state.raft.keyfile import INVALID_UNLOCK_KEY, InvalidUnlockKey, Raf
 from manager.state.raft.storage import CorruptLogError, RaftStorage
 from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 SECRET = b"the-launch-codes-0451"
 VOTER = "manager-two-7c1e9a"  # long enough never to turn up in random ciphertext by chance
@@ -258,22 +253,7 @@ _WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("acknowledged", [5, 120])
 def test_no_acknowledged_encrypted_save_is_lost_to_sigkill(tmp_path: pathlib.Path, acknowledged: int) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert child.stdout is not None
-    seen = 0
-    for line in child.stdout:
-        seen = int(line)
-        if seen >= acknowledged:
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
+    seen = sigkill_after(_WRITER, tmp_path, acknowledged)
     with RaftStorage.open(tmp_path, segment_bytes=4096, cipher=_cipher()) as storage:
         assert storage.last_index() >= seen
         entries = storage.entries()

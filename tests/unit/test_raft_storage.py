@@ -5,18 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from _wal import flip, record_offsets, segments
+from _wal import flip, record_offsets, segments, sigkill_after
 
 from manager.state.raft.storage import CorruptLogError, RaftStorage
 from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _entries(first: int, last: int, term: int = 1) -> list[Entry]:
@@ -227,22 +222,7 @@ _WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("acknowledged", [5, 40, 150])
 def test_no_acknowledged_save_is_lost_to_sigkill(tmp_path: pathlib.Path, acknowledged: int) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert child.stdout is not None
-    seen = 0
-    for line in child.stdout:
-        seen = int(line)
-        if seen >= acknowledged:
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
+    seen = sigkill_after(_WRITER, tmp_path, acknowledged)
     assert seen >= acknowledged
     with RaftStorage.open(tmp_path, segment_bytes=4096) as storage:
         assert storage.last_index() >= seen
