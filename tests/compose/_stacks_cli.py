@@ -11,14 +11,17 @@ import json
 import pathlib
 import shutil
 import subprocess
+import tempfile
 import time
 from typing import Any
 
-from tests.compose.helpers import STATE, cli_env, node
+from tests.compose.helpers import cli_env, node
 
 __all__ = ["DOCKER", "api_json", "docker", "in_node", "node", "sh", "talk"]
 
 DOCKER = shutil.which("docker")
+_WORK = pathlib.Path(tempfile.mkdtemp(prefix="stacks-cli-"))
+"""The commands' working folder when a test names none."""
 
 
 def _env(host: str | None = None) -> dict[str, str]:
@@ -46,14 +49,14 @@ def _run(argv: list[str], env: dict[str, str], stdin: str | None, timeout: float
 def sh(cmd: str, *, cwd: pathlib.Path | None = None, host: str | None = None,
        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``cmd`` run by bash as a user types it, DOCKER_HOST at manager1 (or ``host``)."""
-    return _run(["bash", "-c", cmd], _env(host), None, timeout, cwd or STATE)
+    return _run(["bash", "-c", cmd], _env(host), None, timeout, cwd or _WORK)
 
 
 def docker(*args: str, host: str | None = None, stdin: str | None = None,
            timeout: float = 120, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
     """The docker CLI with ``args``."""
     assert DOCKER is not None
-    return _run([DOCKER, *args], _env(host), stdin, timeout, cwd or STATE)
+    return _run([DOCKER, *args], _env(host), stdin, timeout, cwd or _WORK)
 
 
 def api_json(*args: str) -> Any:
