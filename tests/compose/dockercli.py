@@ -17,7 +17,7 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-from tests.compose.helpers import docker_cli, nodes, wait_for
+from tests.compose.helpers import docker_cli, nodes, start_stopped_nodes, wait_for
 
 __all__ = [
     "NODES", "api", "docker", "five_ready", "json_rows", "manager_host", "node_ids", "ok",
@@ -147,13 +147,7 @@ def pages(service: str, count: int) -> list[str]:
 def tidy_cluster(services_before: set[str]) -> None:
     """Leave the cluster as a test found it: its new services removed, every node started, Active,
     without labels, and the five Ready."""
-    from tests.compose.helpers import swarmlet
-
-    for node in nodes().values():
-        if node.state == "paused":
-            swarmlet("chaos", "unpause", node.hostname)
-        elif node.state != "running":
-            swarmlet("chaos", "start", node.hostname)
+    start_stopped_nodes()
     extra = sorted(set(service_ls()) - services_before)
     if extra:
         ok("service", "rm", *extra)

@@ -23,7 +23,7 @@ from deploy.backends.compose import ComposeBackend
 from tests.needs import need
 
 __all__ = ["NODE_CPUS", "NODE_MEMORY", "PROJECT", "STATE", "all_ready", "backend", "cli_env", "docker_cli",
-           "node", "nodes", "status_json", "swarmlet", "wait_for"]
+           "node", "nodes", "start_stopped_nodes", "status_json", "swarmlet", "wait_for"]
 
 PROJECT = f"swarmlet-test-{os.getpid()}-{secrets.token_hex(2)}"
 """The compose project of this test session: never the default ``swarmlet``, never reused."""
@@ -88,6 +88,15 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: floa
 def status_json() -> list[dict[str, Any]]:
     """`swarmlet status --json` as a list of node objects."""
     return list(json.loads(swarmlet("status", "--json", timeout=30).stdout))
+
+
+def start_stopped_nodes() -> None:
+    """Start again every node container a test paused or stopped (`swarmlet chaos unpause/start`)."""
+    for n in nodes().values():
+        if n.state == "paused":
+            swarmlet("chaos", "unpause", n.hostname)
+        elif n.state != "running":
+            swarmlet("chaos", "start", n.hostname)
 
 
 def all_ready() -> bool:

@@ -17,6 +17,7 @@ from tests.compose.helpers import (
     docker_cli,
     node,
     nodes,
+    start_stopped_nodes,
     status_json,
     swarmlet,
     wait_for,
@@ -44,11 +45,7 @@ def healthy(cluster: str) -> Iterator[None]:
     """
     wait_for("5 Ready nodes and a leader", all_ready, timeout=30, interval=0.5)
     yield
-    for n in nodes().values():
-        if n.state == "paused":
-            swarmlet("chaos", "unpause", n.hostname)
-        elif n.state != "running":
-            swarmlet("chaos", "start", n.hostname)
+    start_stopped_nodes()
     wait_for("the cluster to heal", all_ready, timeout=30, interval=0.5)
 
 

@@ -21,7 +21,16 @@ from typing import Any
 import pytest
 
 from deploy.addresses import prometheus_url
-from tests.compose.helpers import all_ready, backend, docker_cli, nodes, status_json, swarmlet, wait_for
+from tests.compose.helpers import (
+    all_ready,
+    backend,
+    docker_cli,
+    nodes,
+    start_stopped_nodes,
+    status_json,
+    swarmlet,
+    wait_for,
+)
 
 SCRAPE_INTERVAL = 1.0
 """deploy/prometheus.yml's scrape_interval."""
@@ -62,11 +71,7 @@ def healthy(cluster: str) -> Iterator[None]:
     """Every node running and scraped before; worker1 started again after, whatever happened."""
     wait_for("5 Ready nodes and a leader", all_ready, timeout=60, interval=0.5)
     yield
-    for n in backend().nodes():
-        if n.state == "paused":
-            swarmlet("chaos", "unpause", n.hostname)
-        elif n.state != "running":
-            swarmlet("chaos", "start", n.hostname)
+    start_stopped_nodes()
     wait_for("the cluster to heal", all_ready, timeout=60, interval=0.5)
 
 
