@@ -25,6 +25,8 @@ import argparse
 import statistics
 import time
 
+from _poll import seconds_until
+
 from deploy.backends import load_backend
 from deploy.backends.base import NodeHandle, use_cluster_tls
 from manager.controlapi.client import cluster_info, list_nodes
@@ -32,18 +34,6 @@ from manager.controlapi.client import cluster_info, list_nodes
 
 def _managers(nodes: list[NodeHandle]) -> dict[str, str]:
     return {n.hostname: str(n.control_addr) for n in nodes if n.role == "manager" and n.control_addr}
-
-
-def _wait(probe, timeout: float, interval: float = 0.02) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if probe():
-                return time.monotonic() - start
-        except Exception:  # a manager may be restarting: ask again
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"not within {timeout} s")
 
 
 def leader_round(backend, managers: dict[str, str], fault: str = "kill") -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
@@ -67,13 +57,13 @@ def leader_round(backend, managers: dict[str, str], fault: str = "kill") -> tupl
         seen = {leader_at(a) for a in others}
         return len(seen) == 1 and seen.isdisjoint((None, "", old))
 
-    elected = _wait(new_leader, 15)
+    elected = seconds_until(new_leader, 15)
 
     def unreachable() -> bool:
         rows = list_nodes(others[0], timeout=0.5)
         return any(r.hostname == old and r.manager_status == "Unreachable" for r in rows)
 
-    shown = _wait(unreachable, 15) + elected
+    shown = seconds_until(unreachable, 15) + elected
     backend.chaos("unpause" if fault == "pause" else "start", victim)
 
     def ready_again() -> bool:
@@ -81,7 +71,7 @@ def leader_round(backend, managers: dict[str, str], fault: str = "kill") -> tupl
         return any(r.hostname == old and r.status == "Ready" and r.manager_status == "Reachable"
                    for r in rows)
 
-    _wait(ready_again, 30)
+    seconds_until(ready_again, 30)
     return elected, shown, call_took
 
 
@@ -98,9 +88,9 @@ def worker_round(backend, managers: dict[str, str]) -> float:  # type: ignore[no
             for a in managers.values()
         )
 
-    took = _wait(down_everywhere, 15) + stop_took  # from the moment the stop was asked for
+    took = seconds_until(down_everywhere, 15) + stop_took  # from the moment the stop was asked for
     backend.chaos("start", worker)
-    _wait(lambda: all(r.status == "Ready" for r in list_nodes(next(iter(managers.values())))), 30)
+    seconds_until(lambda: all(r.status == "Ready" for r in list_nodes(next(iter(managers.values())))), 30)
     return took
 
 

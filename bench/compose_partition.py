@@ -19,7 +19,8 @@ import argparse
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+
+from _poll import seconds_until
 
 from deploy.backends import load_backend
 from deploy.backends.base import NodeHandle, use_cluster_tls
@@ -28,18 +29,6 @@ from manager.controlapi.client import list_nodes
 from nodeagent.transport.faults import get_link_faults, set_link_faults
 
 LOST = "raft: failed to process the request: node lost leader status"
-
-
-def _wait(probe: Callable[[], object], timeout: float, interval: float = 0.02) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if probe():
-                return time.monotonic() - start
-        except Exception:  # a manager may be busy electing: ask again
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"not within {timeout} s")
 
 
 def _tell(nodes: list[NodeHandle], action: str, node: str | None, peers: list[str]) -> None:
@@ -77,8 +66,8 @@ def one_round(nodes: list[NodeHandle]) -> tuple[float, float, float, float]:
                                  worker], capture_output=True, text=True, timeout=30, check=False)
         return answer.returncode == 1 and LOST in answer.stderr
 
-    elected = _wait(new_leader, 15)
-    refusing = _wait(refused, 15, 0.1)
+    elected = seconds_until(new_leader, 15)
+    refusing = seconds_until(refused, 15, 0.1)
     healed_at = time.monotonic()
     _tell(nodes, "heal", None, [])
 
@@ -91,7 +80,7 @@ def one_round(nodes: list[NodeHandle]) -> tuple[float, float, float, float]:
                 return False
         return True
 
-    _wait(whole, 60, 0.1)
+    seconds_until(whole, 60, 0.1)
     return call, elected, refusing, time.monotonic() - healed_at
 
 

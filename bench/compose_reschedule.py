@@ -25,8 +25,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
+
+from _poll import seconds_until
 
 from deploy.backends.compose import ComposeBackend
 
@@ -34,18 +35,6 @@ from deploy.backends.compose import ComposeBackend
 def _get(host: str, path: str) -> Any:
     with urllib.request.urlopen(f"http://{host}/v1.47{path}", timeout=2) as answer:
         return json.loads(answer.read())
-
-
-def _wait(probe: Callable[[], bool], timeout: float, interval: float = 0.02) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if probe():
-                return time.monotonic() - start
-        except Exception:  # a manager may be busy: ask again
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"not within {timeout} s")
 
 
 def one_round(backend: ComposeBackend, host: str, service: str) -> tuple[str, float, float]:
@@ -68,9 +57,9 @@ def one_round(backend: ComposeBackend, host: str, service: str) -> tuple[str, fl
         return len(live) == 4
 
     start = time.monotonic()
-    _wait(down, 30)
+    seconds_until(down, 30)
     detected = time.monotonic() - start
-    _wait(replaced, 60)
+    seconds_until(replaced, 60)
     took = time.monotonic() - start
     backend.chaos("start", victim)
 
@@ -81,7 +70,7 @@ def one_round(backend: ComposeBackend, host: str, service: str) -> tuple[str, fl
         old = [t for t in rows if nodes.get(t.get("NodeID", "")) == victim.hostname]
         return back and all(t["Status"]["State"] not in ("running", "assigned") for t in old)
 
-    _wait(healed, 60, 0.2)
+    seconds_until(healed, 60, 0.2)
     return victim.hostname, detected, took
 
 
@@ -107,7 +96,7 @@ def main() -> int:
     try:
         subprocess.run([*docker, "service", "create", "-d", "--name", service, "--replicas", "4", *delay,
                         "nginx:1.25"], check=True, capture_output=True)  # fmt: skip
-        _wait(lambda: len([t for t in _get(host, f'/tasks?filters={{"service":["{service}"]}}')
+        seconds_until(lambda: len([t for t in _get(host, f'/tasks?filters={{"service":["{service}"]}}')
                            if t["Status"]["State"] == "running"]) == 4, 60, 0.2)  # fmt: skip
         downs, replaced, beyond = [], [], []
         for i in range(args.rounds):

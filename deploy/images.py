@@ -157,17 +157,20 @@ def _image_size(tag: str) -> int:
     return int(out.stdout.strip() or 0)
 
 
+def _recipe_key(version: int, packages: tuple[str, ...], dpkg: tuple[str, ...],
+                changes: tuple[str, ...] | None = None) -> str:
+    """A Debian image's tag: a hash of its recipe (suite, mirrors, packages, dpkg options, hooks,
+    and the ``docker import`` changes where they are part of the recipe)."""
+    recipe: dict[str, object] = {"version": version, "suite": SUITE, "mirrors": MIRRORS,
+                                 "packages": packages, "dpkg": dpkg, "hooks": _HOOKS}
+    if changes is not None:
+        recipe["changes"] = changes
+    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+
+
 def base_image_key() -> str:
     """The base image's tag: a hash of everything that goes into it."""
-    recipe = {
-        "version": _BASE_RECIPE_VERSION,
-        "suite": SUITE,
-        "mirrors": MIRRORS,
-        "packages": BASE_PACKAGES,
-        "dpkg": _DPKG_EXCLUDES,
-        "hooks": _HOOKS,
-    }
-    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+    return _recipe_key(_BASE_RECIPE_VERSION, BASE_PACKAGES, _DPKG_EXCLUDES)
 
 
 def _ensure_mmdebstrap(log: pathlib.Path, progress: Progress) -> None:
@@ -182,36 +185,48 @@ def _ensure_mmdebstrap(log: pathlib.Path, progress: Progress) -> None:
          log, "installing mmdebstrap", env)
 
 
-def ensure_base_image(progress: Progress | None = None) -> BuiltImage:
-    """Build the base image unless one with the same inputs exists."""
-    say = progress or (lambda _msg: None)
-    tag = f"{BASE_REPO}:{base_image_key()}"
-    if image_exists(tag):
-        return BuiltImage(tag, False, 0.0, _image_size(tag))
-    start = time.monotonic()
-    log = cache_dir() / "base-build.log"
+def _debootstrap_image(tag: str, name: str, packages: tuple[str, ...], dpkg: tuple[str, ...],
+                       changes: Iterable[str], say: Progress) -> pathlib.Path:
+    """Build ``tag`` as a root file system that mmdebstrap makes from Debian ``packages`` (on top
+    of the essential set), loaded with ``docker import`` and its ``changes``; returns the log.
+
+    ``name`` names the image in the log file, the temporary folder and the steps' messages."""
+    log = cache_dir() / f"{name}-build.log"
     log.write_text("")
     _ensure_mmdebstrap(log, say)
-    with tempfile.TemporaryDirectory(prefix="swarmlet-base-", dir=cache_dir()) as tmp:
+    label, contents = ("", "") if name == "base" else (f" ({name})", f" with {', '.join(packages)}")
+    with tempfile.TemporaryDirectory(prefix=f"swarmlet-{name}-", dir=cache_dir()) as tmp:
         tarball = pathlib.Path(tmp) / "rootfs.tar"
-        say(f"debootstrapping Debian {SUITE} (mmdebstrap)")
-        cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(BASE_PACKAGES)]
-        cmd += [f"--dpkgopt={opt}" for opt in _DPKG_EXCLUDES]
+        say(f"debootstrapping Debian {SUITE}{contents} (mmdebstrap)")
+        cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(packages)]
+        cmd += [f"--dpkgopt={opt}" for opt in dpkg]
         cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
         cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
-        _run(cmd, log, "mmdebstrap")
-        say("importing the root file system (docker import)")
-        changes = [
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ENV LANG=C.UTF-8",
-            'CMD ["python3"]',
-            f"LABEL org.swarmlet.base-key={tag.split(':')[1]}",
-        ]
+        _run(cmd, log, f"mmdebstrap{label}")
+        say(f"importing the root file system{contents} (docker import)")
         cmd = ["docker", "import"]
         for change in changes:
             cmd += ["--change", change]
-        _run([*cmd, str(tarball), tag], log, "docker import")
-    _remove_older(BASE_REPO, keep={tag.split(":")[1]})
+        _run([*cmd, str(tarball), tag], log, f"docker import{label}")
+    return log
+
+
+def ensure_base_image(progress: Progress | None = None) -> BuiltImage:
+    """Build the base image unless one with the same inputs exists."""
+    say = progress or (lambda _msg: None)
+    key = base_image_key()
+    tag = f"{BASE_REPO}:{key}"
+    if image_exists(tag):
+        return BuiltImage(tag, False, 0.0, _image_size(tag))
+    start = time.monotonic()
+    changes = (
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "ENV LANG=C.UTF-8",
+        'CMD ["python3"]',
+        f"LABEL org.swarmlet.base-key={key}",
+    )
+    _debootstrap_image(tag, "base", BASE_PACKAGES, _DPKG_EXCLUDES, changes, say)
+    _remove_older(BASE_REPO, keep={key})
     return BuiltImage(tag, True, time.monotonic() - start, _image_size(tag))
 
 
@@ -368,16 +383,8 @@ _PROMETHEUS_DPKG_EXCLUDES = (*_DPKG_EXCLUDES, "path-exclude=/usr/share/javascrip
 
 def prometheus_image_key() -> str:
     """The Prometheus image's tag: a hash of its suite, mirrors, packages and recipe."""
-    recipe = {
-        "version": _PROMETHEUS_RECIPE_VERSION,
-        "suite": SUITE,
-        "mirrors": MIRRORS,
-        "packages": PROMETHEUS_PACKAGES,
-        "dpkg": _PROMETHEUS_DPKG_EXCLUDES,
-        "hooks": _HOOKS,
-        "changes": _PROMETHEUS_CHANGES,
-    }
-    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+    return _recipe_key(_PROMETHEUS_RECIPE_VERSION, PROMETHEUS_PACKAGES, _PROMETHEUS_DPKG_EXCLUDES,
+                       _PROMETHEUS_CHANGES)
 
 
 def ensure_prometheus_image(progress: Progress | None = None) -> BuiltImage:
@@ -394,28 +401,17 @@ def ensure_prometheus_image(progress: Progress | None = None) -> BuiltImage:
     built = False
     if not image_exists(tag):
         built = True
-        log = cache_dir() / "prometheus-build.log"
-        log.write_text("")
-        _ensure_mmdebstrap(log, say)
-        with tempfile.TemporaryDirectory(prefix="swarmlet-prometheus-", dir=cache_dir()) as tmp:
-            tarball = pathlib.Path(tmp) / "rootfs.tar"
-            say(f"debootstrapping Debian {SUITE} with Prometheus (mmdebstrap)")
-            cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(PROMETHEUS_PACKAGES)]
-            cmd += [f"--dpkgopt={opt}" for opt in _PROMETHEUS_DPKG_EXCLUDES]
-            cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
-            cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
-            _run(cmd, log, "mmdebstrap (prometheus)")
-            say("importing the Prometheus root file system (docker import)")
-            cmd = ["docker", "import"]
-            for change in (*_PROMETHEUS_CHANGES, f"LABEL org.swarmlet.prometheus-key={key}"):
-                cmd += ["--change", change]
-            _run([*cmd, str(tarball), tag], log, "docker import (prometheus)")
+        changes = (*_PROMETHEUS_CHANGES, f"LABEL org.swarmlet.prometheus-key={key}")
+        log = _debootstrap_image(tag, "prometheus", PROMETHEUS_PACKAGES, _PROMETHEUS_DPKG_EXCLUDES,
+                                 changes, say)
         say("checking the Prometheus image")
         _run(["docker", "run", "--rm", "--network", "none", tag, "--version"], log, "prometheus image check")
     subprocess.run(["docker", "tag", tag, PROMETHEUS_IMAGE], capture_output=True, check=True)
     if built:
         _remove_older(PROMETHEUS_REPO, keep={key, "latest"})
     return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
+
+
 # The nginx image: a reference reverse proxy for bench/mesh.py, built as the base image is (Debian
 # packages into a root file system with mmdebstrap, then docker import; nothing pulled). Only the
 # benchmark uses it; no node or test does.
@@ -428,39 +424,23 @@ _NGINX_RECIPE_VERSION = 1
 
 def nginx_image_key() -> str:
     """The nginx image's tag: a hash of its recipe."""
-    recipe = {"version": _NGINX_RECIPE_VERSION, "suite": SUITE, "mirrors": MIRRORS,
-              "packages": NGINX_PACKAGES, "dpkg": _DPKG_EXCLUDES, "hooks": _HOOKS}  # fmt: skip
-    return _digest([json.dumps(recipe, sort_keys=True).encode()])
+    return _recipe_key(_NGINX_RECIPE_VERSION, NGINX_PACKAGES, _DPKG_EXCLUDES)
 
 
 def ensure_nginx_image(progress: Progress | None = None) -> BuiltImage:
     """Build the nginx image (``nginx -g 'daemon off;'``) unless one with the same inputs exists."""
     say = progress or (lambda _msg: None)
-    tag = f"{NGINX_REPO}:{nginx_image_key()}"
+    key = nginx_image_key()
+    tag = f"{NGINX_REPO}:{key}"
     if image_exists(tag):
         return BuiltImage(tag, False, 0.0, _image_size(tag))
     start = time.monotonic()
-    log = cache_dir() / "nginx-build.log"
-    log.write_text("")
-    _ensure_mmdebstrap(log, say)
-    with tempfile.TemporaryDirectory(prefix="swarmlet-nginx-", dir=cache_dir()) as tmp:
-        tarball = pathlib.Path(tmp) / "rootfs.tar"
-        say(f"debootstrapping Debian {SUITE} with nginx (mmdebstrap)")
-        cmd = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(NGINX_PACKAGES)]
-        cmd += [f"--dpkgopt={opt}" for opt in _DPKG_EXCLUDES]
-        cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
-        cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
-        _run(cmd, log, "mmdebstrap (nginx)")
-        say("importing the root file system (docker import)")
-        changes = [
-            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            'CMD ["nginx", "-g", "daemon off;"]',
-            f"LABEL org.swarmlet.nginx-key={tag.split(':')[1]}",
-        ]
-        cmd = ["docker", "import"]
-        for change in changes:
-            cmd += ["--change", change]
-        _run([*cmd, str(tarball), tag], log, "docker import (nginx)")
+    changes = (
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        'CMD ["nginx", "-g", "daemon off;"]',
+        f"LABEL org.swarmlet.nginx-key={key}",
+    )
+    _debootstrap_image(tag, "nginx", NGINX_PACKAGES, _DPKG_EXCLUDES, changes, say)
     return BuiltImage(tag, True, time.monotonic() - start, _image_size(tag))
 
 

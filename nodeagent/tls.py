@@ -39,7 +39,9 @@ from typing import Any
 import grpc
 
 __all__ = [
+    "BASE36_DIGITS",
     "CERT_DIR",
+    "DIGEST_LENGTH",
     "JOIN_CA_CERT_PEM",
     "JOIN_OU",
     "MANAGER_OU",
@@ -48,6 +50,7 @@ __all__ = [
     "WORKER_OU",
     "NodeCredentials",
     "PeerIdentity",
+    "base36",
     "ca_digest",
     "channel",
     "credentials",
@@ -83,7 +86,9 @@ NODE_TARGET = "swarm-node"
 """The name a client checks any joined node's certificate for (managers' and workers')."""
 
 DIGEST_LENGTH = 50
-_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+"""Characters of the join token's CA digest: a 256-bit number in base 36 needs at most 50."""
+BASE36_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+"""The digits of the join token's base-36 fields, in order."""
 
 # The public join CA (ECDSA P-256, valid to 2074). Its key is public by design: see the module doc.
 JOIN_CA_CERT_PEM = b"""-----BEGIN CERTIFICATE-----
@@ -109,11 +114,12 @@ LV1MeldLn0p7sdToOp120PjK8Gp8cZFdP3jAgXf1nYq4Lcc8rj/HZQA/
 # ---------------------------------------------------------------------- certificates (pure)
 
 
-def _base36(value: int, width: int) -> str:
+def base36(value: int, width: int) -> str:
+    """``value`` (not negative) in base 36, zero-padded to ``width`` characters."""
     digits = []
     while value:
         value, rem = divmod(value, 36)
-        digits.append(_ALPHABET[rem])
+        digits.append(BASE36_DIGITS[rem])
     return "".join(reversed(digits)).rjust(width, "0")
 
 
@@ -128,7 +134,7 @@ def ca_digest(ca_cert_pem: bytes) -> str:
     except ValueError as e:
         raise ValueError(f"not a PEM certificate: {e}") from None
     der = cert.public_bytes(Encoding.DER)
-    return _base36(int.from_bytes(hashlib.sha256(der).digest(), "big"), DIGEST_LENGTH)
+    return base36(int.from_bytes(hashlib.sha256(der).digest(), "big"), DIGEST_LENGTH)
 
 
 def new_key() -> bytes:

@@ -13,12 +13,13 @@ This module does no network I/O; the files it writes are the only side effect.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 import pathlib
 import secrets as _secrets
-import string
 from dataclasses import dataclass
+
+from manager.ca.authority import new_root
+from nodeagent.tls import BASE36_DIGITS, DIGEST_LENGTH, base36, ca_digest
 
 __all__ = [
     "DIGEST_LENGTH",
@@ -36,14 +37,10 @@ __all__ = [
 TOKEN_PREFIX = "SWMTKN"
 """The first field of every join token, as Swarm's."""
 
-DIGEST_LENGTH = 50
-"""Characters of the CA digest: a 256-bit number in base 36 needs at most 50."""
-
 SECRET_LENGTH = 25
 """Characters of the secret: 25 base-36 characters hold the 128 random bits Swarm uses."""
 
 _VERSION = 1
-_ALPHABET = string.digits + string.ascii_lowercase
 _SECRET_BITS = 128
 
 # The file names ClusterCredentials.write uses; compose mounts the token files as secrets.
@@ -81,36 +78,15 @@ class JoinToken:
         return _secrets.compare_digest(self.ca_digest, ca_digest(ca_cert_pem))
 
 
-def _base36(value: int, width: int) -> str:
-    digits = []
-    while value:
-        value, rem = divmod(value, 36)
-        digits.append(_ALPHABET[rem])
-    return "".join(reversed(digits)).rjust(width, "0")
-
-
-def _is_base36(text: str) -> bool:
-    return all(c in _ALPHABET for c in text)
-
-
-def ca_digest(ca_cert_pem: bytes) -> str:
-    """The token's digest field for a PEM root CA certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    try:
-        cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    except ValueError as e:
-        raise ValueError(f"not a PEM certificate: {e}") from None
-    der = cert.public_bytes(Encoding.DER)
-    return _base36(int.from_bytes(hashlib.sha256(der).digest(), "big"), DIGEST_LENGTH)
+def _isbase36(text: str) -> bool:
+    return all(c in BASE36_DIGITS for c in text)
 
 
 def make_token(ca_cert_pem: bytes, secret: str | None = None) -> str:
     """A join token for the root CA ``ca_cert_pem``; a fresh random secret unless one is given."""
     if secret is None:
-        secret = _base36(_secrets.randbits(_SECRET_BITS), SECRET_LENGTH)
-    if len(secret) != SECRET_LENGTH or not _is_base36(secret):
+        secret = base36(_secrets.randbits(_SECRET_BITS), SECRET_LENGTH)
+    if len(secret) != SECRET_LENGTH or not _isbase36(secret):
         raise ValueError(f"a token secret is {SECRET_LENGTH} lowercase base-36 characters")
     return str(JoinToken(_VERSION, ca_digest(ca_cert_pem), secret))
 
@@ -123,8 +99,8 @@ def rotate_token(token: str, secret: str | None = None) -> str:
     """
     old = parse_token(token)
     if secret is None:
-        secret = _base36(_secrets.randbits(_SECRET_BITS), SECRET_LENGTH)
-    if len(secret) != SECRET_LENGTH or not _is_base36(secret):
+        secret = base36(_secrets.randbits(_SECRET_BITS), SECRET_LENGTH)
+    if len(secret) != SECRET_LENGTH or not _isbase36(secret):
         raise ValueError(f"a token secret is {SECRET_LENGTH} lowercase base-36 characters")
     return str(JoinToken(old.version, old.ca_digest, secret))
 
@@ -140,9 +116,9 @@ def parse_token(token: str) -> JoinToken:
     _, version, digest, secret = parts
     if version != str(_VERSION):
         raise InvalidToken(f"unsupported token version {version!r}")
-    if len(digest) != DIGEST_LENGTH or not _is_base36(digest):
+    if len(digest) != DIGEST_LENGTH or not _isbase36(digest):
         raise InvalidToken(f"the CA digest must be {DIGEST_LENGTH} base-36 characters")
-    if len(secret) != SECRET_LENGTH or not _is_base36(secret):
+    if len(secret) != SECRET_LENGTH or not _isbase36(secret):
         raise InvalidToken(f"the secret must be {SECRET_LENGTH} base-36 characters")
     return JoinToken(_VERSION, digest, secret)
 
@@ -163,41 +139,8 @@ class ClusterCredentials:
     @classmethod
     def create(cls, now: datetime.datetime | None = None) -> ClusterCredentials:
         """A new root CA (ECDSA P-256, valid 20 years as Swarm's) and fresh worker and manager tokens."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        start = (now or datetime.datetime.now(datetime.UTC)) - datetime.timedelta(hours=1)
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm-ca")])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=20 * 365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                    crl_sign=True, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return cls(cert_pem, key_pem, make_token(cert_pem), make_token(cert_pem))
+        root = new_root(now or datetime.datetime.now(datetime.UTC))
+        return cls(root.cert_pem, root.key_pem, make_token(root.cert_pem), make_token(root.cert_pem))
 
     def role_for(self, token: str) -> str | None:
         """"worker" or "manager" if ``token`` is one of this cluster's tokens, else None."""

@@ -8,7 +8,6 @@ inside a node's container (the node's task service and the tasks' listeners are 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -16,25 +15,19 @@ import tempfile
 import time
 from typing import Any
 
-from deploy.backends.base import NodeHandle
-from tests.compose.helpers import backend
+from tests.compose.helpers import cli_env, node
 
 __all__ = ["DOCKER", "api_json", "docker", "in_node", "node", "sh", "talk"]
 
 DOCKER = shutil.which("docker")
-_HOME = pathlib.Path(tempfile.mkdtemp(prefix="stacks-cli-"))
-
-
-def node(hostname: str) -> NodeHandle:
-    """The node called ``hostname`` (compose: its container)."""
-    return next(n for n in backend().nodes() if n.hostname == hostname)
+_WORK = pathlib.Path(tempfile.mkdtemp(prefix="stacks-cli-"))
+"""The commands' working folder when a test names none."""
 
 
 def _env(host: str | None = None) -> dict[str, str]:
     target = host or node("manager1").docker_host
     assert target, "manager1 publishes no Engine API"
-    return {"PATH": os.environ.get("PATH", ""), "DOCKER_HOST": target, "HOME": str(_HOME),
-            "DOCKER_CONFIG": str(_HOME / "docker-config")}  # fmt: skip
+    return cli_env(target)
 
 
 _NO_LEADER = ("node lost leader status", "does not have a leader")
@@ -56,14 +49,14 @@ def _run(argv: list[str], env: dict[str, str], stdin: str | None, timeout: float
 def sh(cmd: str, *, cwd: pathlib.Path | None = None, host: str | None = None,
        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``cmd`` run by bash as a user types it, DOCKER_HOST at manager1 (or ``host``)."""
-    return _run(["bash", "-c", cmd], _env(host), None, timeout, cwd or _HOME)
+    return _run(["bash", "-c", cmd], _env(host), None, timeout, cwd or _WORK)
 
 
 def docker(*args: str, host: str | None = None, stdin: str | None = None,
            timeout: float = 120, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess[str]:
     """The docker CLI with ``args``."""
     assert DOCKER is not None
-    return _run([DOCKER, *args], _env(host), stdin, timeout, cwd or _HOME)
+    return _run([DOCKER, *args], _env(host), stdin, timeout, cwd or _WORK)
 
 
 def api_json(*args: str) -> Any:

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
 from collections import Counter
 from typing import Any
 
-from deploy.backends.base import NodeHandle
-from tests.compose.helpers import STATE, backend, wait_for
-from tests.needs import need
+from tests.compose.helpers import docker_cli, nodes, start_stopped_nodes, wait_for
 
 __all__ = [
-    "NODES", "api", "docker", "five_ready", "handles", "json_rows", "manager_host", "node_ids", "ok",
+    "NODES", "api", "docker", "five_ready", "json_rows", "manager_host", "node_ids", "ok",
     "page", "pages", "running_tasks", "service_ls", "service_ps", "tasks_per_node", "tidy_cluster",
 ]
 
@@ -32,29 +28,17 @@ NODES = ("manager1", "manager2", "manager3", "worker1", "worker2")
 """The session cluster's nodes (tests/compose/conftest.py)."""
 
 
-def handles() -> dict[str, NodeHandle]:
-    """hostname -> the backend's handle (runs `docker compose ps`: 0.3 to 0.8 s here)."""
-    return {n.hostname: n for n in backend().nodes()}
-
-
 @functools.cache
 def manager_host() -> str:
     """manager1's Engine API address, ``ADDR:2375`` (looked up once: addresses never move)."""
-    addr = handles()["manager1"].addr
+    addr = nodes()["manager1"].addr
     assert addr, "manager1 has no address"
     return f"{addr}:2375"
 
 
 def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the docker CLI against manager1 (writes are forwarded to the leader)."""
-    binary = shutil.which("docker")
-    need("the docker command is not installed here" if binary is None else None)
-    assert binary is not None
-    config = STATE / "docker-config"
-    config.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(config), "HOME": str(STATE)}
-    return subprocess.run([binary, "-H", f"tcp://{manager_host()}", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return docker_cli(f"tcp://{manager_host()}", *args, timeout=timeout)
 
 
 def ok(*args: str, timeout: float = 120) -> str:
@@ -132,7 +116,7 @@ def page(task_id: str) -> str:
 
     from nodeagent import tls
 
-    addr = handles()["manager1"].control_addr
+    addr = nodes()["manager1"].control_addr
     assert addr
     with tls.channel(addr, sync=True) as channel:  # the compose conftest set the operator's certificate
         stub = dispatcher_pb2_grpc.AssignmentsStub(channel)  # type: ignore[no-untyped-call]
@@ -142,7 +126,7 @@ def page(task_id: str) -> str:
     hostname = {v: k for k, v in node_ids().items()}[task["NodeID"]]
     url = f"http://{listener['Addr']}:{listener['Port']}/"
     script = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
-    done = subprocess.run(["docker", "exec", handles()[hostname].ref, "python3", "-c", script],
+    done = subprocess.run(["docker", "exec", nodes()[hostname].ref, "python3", "-c", script],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -163,13 +147,7 @@ def pages(service: str, count: int) -> list[str]:
 def tidy_cluster(services_before: set[str]) -> None:
     """Leave the cluster as a test found it: its new services removed, every node started, Active,
     without labels, and the five Ready."""
-    from tests.compose.helpers import swarmlet
-
-    for node in handles().values():
-        if node.state == "paused":
-            swarmlet("chaos", "unpause", node.hostname)
-        elif node.state != "running":
-            swarmlet("chaos", "start", node.hostname)
+    start_stopped_nodes()
     extra = sorted(set(service_ls()) - services_before)
     if extra:
         ok("service", "rm", *extra)

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 from deploy.addresses import node_addr, parse_name
-from deploy.backends.base import NodeHandle
-from tests.compose.helpers import backend, status_json, swarmlet, wait_for
-from tests.needs import need
+from tests.compose.helpers import docker_cli, nodes, status_json, swarmlet, wait_for
 
 NAMES = ["manager1", "manager2", "manager3", "worker1", "worker2"]
-
-
-def nodes() -> dict[str, NodeHandle]:
-    return {n.hostname: n for n in backend().nodes()}
 
 
 def block_of(addr: str) -> int:
@@ -24,9 +16,7 @@ def block_of(addr: str) -> int:
 
 def docker_node_ls(addr: str) -> list[str]:
     """`docker -H tcp://ADDR:2375 node ls`, the real CLI's lines (header first)."""
-    need("the docker command is not installed here" if shutil.which("docker") is None else None)
-    proc = subprocess.run(["docker", "-H", f"tcp://{addr}:2375", "node", "ls"], capture_output=True,
-                          text=True, timeout=30, check=False)
+    proc = docker_cli(f"tcp://{addr}:2375", "node", "ls", timeout=30)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
@@ -78,8 +68,7 @@ def test_node_add_then_rm_a_worker(cluster: str) -> None:
         assert rows["worker3"]["status"] == "Ready" and rows["worker3"]["role"] == "worker"
         assert nodes()["worker3"].addr == addr
         # Its own engine answers there, as a worker's: Swarm's 503 for a cluster request.
-        lines = subprocess.run(["docker", "-H", f"tcp://{addr}:2375", "node", "ls"], capture_output=True,
-                               text=True, timeout=30, check=False)
+        lines = docker_cli(f"tcp://{addr}:2375", "node", "ls", timeout=30)
         assert lines.returncode == 1 and "This node is not a swarm manager" in lines.stderr
     finally:
         removed = swarmlet("node", "rm", "worker3", timeout=120)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 import subprocess
 import tarfile
@@ -21,7 +20,7 @@ import time
 
 from deploy.backends.base import NodeHandle
 from manager.controlapi.client import list_nodes
-from tests.compose.helpers import backend, swarmlet, wait_for
+from tests.compose.helpers import backend, docker_cli, node, swarmlet, wait_for
 
 SECRET = b"s3cret-compose-autolock-71c3"
 MARKER = "known-marker-compose-4d2e"
@@ -31,16 +30,10 @@ INVALID = "Error response from daemon: swarm could not be unlocked: invalid key 
 DATA = "/var/lib/swarmlet"
 
 
-def node(hostname: str) -> NodeHandle:
-    return next(n for n in backend().nodes() if n.hostname == hostname)
-
-
 def docker(target: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     host = node(target).docker_host
     assert host, f"{target} publishes no Engine API"
-    env = {**os.environ, "DOCKER_HOST": host}
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60, input=stdin,
-                          env=env, check=False)
+    return docker_cli(host, *args, stdin=stdin)
 
 
 def _forms(secret: bytes) -> list[bytes]:

@@ -9,9 +9,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from deploy.backends.base import NodeHandle
 from manager.controlapi.client import NodeRow, list_nodes
-from tests.compose.helpers import NODE_CPUS, NODE_MEMORY, backend, docker_cli, status_json, swarmlet, wait_for
+from tests.compose.helpers import (
+    NODE_CPUS,
+    NODE_MEMORY,
+    all_ready,
+    docker_cli,
+    node,
+    nodes,
+    start_stopped_nodes,
+    status_json,
+    swarmlet,
+    wait_for,
+)
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -19,26 +29,11 @@ NO_LEADER = (
 )
 
 
-def nodes() -> list[NodeHandle]:
-    return backend().nodes()
-
-
-def node(hostname: str) -> NodeHandle:
-    return next(n for n in nodes() if n.hostname == hostname)
-
-
 def rows_at(manager: str) -> dict[str, NodeRow]:
     """hostname -> row, as the manager ``manager`` sees the cluster."""
     addr = node(manager).control_addr
     assert addr, f"{manager} publishes no control port"
     return {r.hostname: r for r in list_nodes(addr, timeout=2.0)}
-
-
-def all_ready() -> bool:
-    rows = status_json()
-    return len([r for r in rows if r["status"] == "Ready"]) == 5 and any(
-        r["manager_status"] == "Leader" for r in rows
-    )
 
 
 @pytest.fixture
@@ -50,11 +45,7 @@ def healthy(cluster: str) -> Iterator[None]:
     """
     wait_for("5 Ready nodes and a leader", all_ready, timeout=30, interval=0.5)
     yield
-    for n in nodes():
-        if n.state == "paused":
-            swarmlet("chaos", "unpause", n.hostname)
-        elif n.state != "running":
-            swarmlet("chaos", "start", n.hostname)
+    start_stopped_nodes()
     wait_for("the cluster to heal", all_ready, timeout=30, interval=0.5)
 
 
@@ -70,10 +61,10 @@ def test_up_prints_five_ready_nodes_and_one_leader(cluster: str) -> None:
 
 
 def test_stopped_worker_is_down_within_2s_at_every_live_manager(healthy: None) -> None:
-    worker = next(n for n in nodes() if n.role == "worker")
+    worker = next(n for n in nodes().values() if n.role == "worker")
     # The managers' addresses are looked up once, before: each look-up runs `docker compose ps`,
     # whose time (0.3 to 0.8 s on a loaded machine) is not the cluster's.
-    addrs = {n.hostname: n.control_addr for n in nodes() if n.role == "manager" and n.control_addr}
+    addrs = {n.hostname: n.control_addr for n in nodes().values() if n.role == "manager" and n.control_addr}
     assert sorted(addrs) == ["manager1", "manager2", "manager3"]
     swarmlet("chaos", "stop", worker.hostname)
     stopped = time.monotonic()
@@ -210,7 +201,7 @@ def _forget_down_nodes() -> None:
     so that the next tests find the five nodes they started with and nothing else."""
     from deploy import engine
 
-    host = next(n.docker_host for n in nodes() if n.hostname == "manager1")
+    host = node("manager1").docker_host
     assert host
     for row in engine.list_nodes(host):
         if (row.get("Status") or {}).get("State") == "down":
@@ -223,7 +214,7 @@ def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
     try:
         up = swarmlet("up", "--discover", "mdns", "--timeout", "60", *capacity)
         assert "5 nodes Ready" in up.stdout
-        running = [n for n in nodes() if n.role == "worker" and n.state == "running"]
+        running = [n for n in nodes().values() if n.role == "worker" and n.state == "running"]
         assert sorted(n.hostname for n in running) == ["worker1", "worker2"]
         for n in running:  # the same named workers, started with --discover=mdns and no --join
             command = subprocess.run(["docker", "inspect", "-f", "{{json .Config.Cmd}}", n.ref],

@@ -27,27 +27,17 @@ from pathlib import Path
 
 import pytest
 
-from deploy.backends.base import NodeHandle
-from tests.compose.helpers import backend, wait_for
+from tests.compose.helpers import docker_cli, nodes, wait_for
 from tests.needs import need
 
 DOCKER = shutil.which("docker")
 
 
-def nodes() -> dict[str, NodeHandle]:
-    return {n.hostname: n for n in backend().nodes()}
-
-
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The real docker CLI at manager1's Engine API, with a config folder of its own."""
-    need("the docker command is not installed here" if DOCKER is None else None)
-    assert DOCKER is not None
     host = nodes()["manager1"].docker_host
     assert host
-    config = Path(tempfile.gettempdir()) / "swarmlet-mesh-test-docker-config"
-    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_CONFIG": str(config), "HOME": str(config)}
-    proc = subprocess.run([DOCKER, "-H", host, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    proc = docker_cli(host, *args, timeout=timeout)
     if check:
         assert proc.returncode == 0, f"docker {' '.join(args)}: {proc.stderr}"
     return proc

@@ -21,18 +21,22 @@ from typing import Any
 import pytest
 
 from deploy.addresses import prometheus_url
-from deploy.backends.base import NodeHandle
-from tests.compose.helpers import backend, status_json, swarmlet, wait_for
+from tests.compose.helpers import (
+    all_ready,
+    backend,
+    docker_cli,
+    nodes,
+    start_stopped_nodes,
+    status_json,
+    swarmlet,
+    wait_for,
+)
 
 SCRAPE_INTERVAL = 1.0
 """deploy/prometheus.yml's scrape_interval."""
 SLACK = 4.0
 """Added to two scrape intervals: the scrape timeout (1 s) and a loaded machine's delays."""
 NODES = ["manager1", "manager2", "manager3", "worker1", "worker2"]
-
-
-def nodes() -> dict[str, NodeHandle]:
-    return {n.hostname: n for n in backend().nodes()}
 
 
 def prometheus() -> str:
@@ -62,23 +66,12 @@ def up_by_node() -> dict[str, str]:
     return {row["NODE"]: row["VALUE"] for row in table("up")}
 
 
-def all_ready() -> bool:
-    rows = status_json()
-    return len([r for r in rows if r["status"] == "Ready"]) == 5 and any(
-        r["manager_status"] == "Leader" for r in rows
-    )
-
-
 @pytest.fixture
 def healthy(cluster: str) -> Iterator[None]:
     """Every node running and scraped before; worker1 started again after, whatever happened."""
     wait_for("5 Ready nodes and a leader", all_ready, timeout=60, interval=0.5)
     yield
-    for n in backend().nodes():
-        if n.state == "paused":
-            swarmlet("chaos", "unpause", n.hostname)
-        elif n.state != "running":
-            swarmlet("chaos", "start", n.hostname)
+    start_stopped_nodes()
     wait_for("the cluster to heal", all_ready, timeout=60, interval=0.5)
 
 
@@ -162,8 +155,9 @@ def test_an_added_node_is_scraped_without_touching_prometheus(cluster: str) -> N
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:
     leader = next(r["hostname"] for r in status_json() if r["manager_status"] == "Leader")
-    return subprocess.run(["docker", "-H", f"tcp://{nodes()[leader].addr}:2375", *args], capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = docker_cli(f"tcp://{nodes()[leader].addr}:2375", *args)
+    assert done.returncode == 0, f"docker {' '.join(args)} exited {done.returncode}: {done.stderr}"
+    return done
 
 
 def test_tasks_by_state_follow_a_scaled_service(cluster: str) -> None:

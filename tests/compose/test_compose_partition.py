@@ -14,14 +14,10 @@ import pytest
 
 from deploy.backends.base import NodeHandle
 from manager.controlapi.client import ControlError, NodeRow, list_nodes
-from tests.compose.helpers import backend, status_json, swarmlet, wait_for
+from tests.compose.helpers import docker_cli, nodes, status_json, swarmlet, wait_for
 
 MANAGERS = ("manager1", "manager2", "manager3")
 LOST_LEADERSHIP = "raft: failed to process the request: node lost leader status"
-
-
-def nodes() -> dict[str, NodeHandle]:
-    return {n.hostname: n for n in backend().nodes()}
 
 
 def rows_at(addr: str) -> dict[str, NodeRow]:
@@ -45,8 +41,7 @@ def whole() -> bool:
 def docker(node: NodeHandle, *args: str) -> subprocess.CompletedProcess[str]:
     """The real docker CLI against ``node``'s Engine API."""
     assert node.docker_host
-    return subprocess.run(["docker", "-H", node.docker_host, *args], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return docker_cli(node.docker_host, *args)
 
 
 def injected(node: NodeHandle, kind: str, plane: str) -> float:

@@ -157,7 +157,9 @@ def test_nginx_serves_a_config_mounted_as_its_index_page() -> None:
     asyncio.run(main())
 
 
-async def _talk(port: int, *lines: str) -> list[str]:
+async def talk(port: int, *lines: str) -> list[str]:
+    """Send ``lines`` to the line-protocol listener on 127.0.0.1:``port`` (the database images');
+    the answer to each."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     out = []
     for line in lines:
@@ -183,7 +185,7 @@ def test_postgres_reads_its_password_from_the_file_and_never_logs_it() -> None:
         assert out[-1].endswith("LOG:  database system is ready to accept connections")
         assert not any("s3cret" in line for line in out + err)
         port = e.ports[5432]
-        assert await _talk(port, "PING", "LOGIN postgres nope app", "LOGIN postgres s3cret nosuch",
+        assert await talk(port, "PING", "LOGIN postgres nope app", "LOGIN postgres s3cret nosuch",
                            "LOGIN postgres s3cret app", "SELECT 1") == [
             "PONG", 'FATAL:  password authentication failed for user "postgres"',
             'FATAL:  database "nosuch" does not exist', "OK", "ERROR: swarmlet emulates no SQL",
@@ -240,7 +242,7 @@ def test_mysql_and_mariadb_read_the_root_password_file(image: str) -> None:
         assert 'user "root"; password read from the file /run/secrets/root (MYSQL_ROOT_PASSWORD_FILE)' in text
         assert 'user "app"; password read from the file /run/secrets/app (MYSQL_PASSWORD_FILE)' in text
         assert "ready for connections" in text and "r00t" not in text and "apppw" not in text
-        assert await _talk(e.ports[3306], "LOGIN root r00t", "LOGIN app apppw shop", "LOGIN app x") == [
+        assert await talk(e.ports[3306], "LOGIN root r00t", "LOGIN app apppw shop", "LOGIN app x") == [
             "OK",
             "OK",
             "ERROR 1045 (28000): Access denied for user 'app'@'localhost' (using password: YES)",

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
-from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from test_engineapi_nodes import CLUSTER, FakeManager
-from test_engineapi_swarm import INIT, FakeMembership, node_server
+from test_engineapi_swarm import INIT, FakeMembership, message, node_server, serve
 
 from manager.engineapi.clusterspec import merge_init_spec
 from manager.engineapi.locked import LockedManagerApi
@@ -35,18 +34,6 @@ from nodeagent.engineapi.errors import SWARM_LOCKED
 Client = TestClient[web.Request, web.Application]
 LOCKED_WORDS = ('Swarm is encrypted and needs to be unlocked before it can be used. Please use '
                 '"docker swarm unlock" to unlock it.')
-
-
-def serve(server: EngineApiServer, check: Any) -> None:
-    async def main() -> None:
-        async with TestClient(TestServer(server.app)) as client:
-            await check(client)
-
-    asyncio.run(main())
-
-
-async def message(resp: Any) -> tuple[int, str]:
-    return resp.status, (await resp.json())["message"]
 
 
 @pytest.fixture

@@ -10,14 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import pathlib
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from _wal import flip, record_offsets, segments, sigkill_after
 
 from manager.state.raft.encryption import (
     DataCipher,
@@ -33,7 +30,6 @@ from manager.state.raft.keyfile import INVALID_UNLOCK_KEY, InvalidUnlockKey, Raf
 from manager.state.raft.storage import CorruptLogError, RaftStorage
 from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 SECRET = b"the-launch-codes-0451"
 VOTER = "manager-two-7c1e9a"  # long enough never to turn up in random ciphertext by chance
@@ -45,25 +41,6 @@ def _cipher(key: bytes = KEY) -> DataCipher:
 
 def _entries(first: int, last: int, term: int = 1) -> list[Entry]:
     return [Entry(i, term, EntryType.NORMAL, SECRET + b" %d" % i) for i in range(first, last + 1)]
-
-
-def _segments(directory: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(directory.glob("wal-*.log"))
-
-
-def _record_offsets(path: pathlib.Path) -> list[int]:
-    data = path.read_bytes()
-    offsets, pos = [], 8
-    while pos < len(data):
-        offsets.append(pos)
-        pos += 9 + int.from_bytes(data[pos : pos + 4], "little")
-    return offsets
-
-
-def _flip(path: pathlib.Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def _disk_bytes(directory: pathlib.Path) -> bytes:
@@ -176,8 +153,8 @@ def test_torn_sealed_tail_loses_only_the_unacknowledged_save(
     with RaftStorage.open(tmp_path, cipher=_cipher()) as storage:
         storage.save(HardState(term=1), _entries(1, 2))
         storage.save(HardState(term=2), _entries(3, 4))
-    (segment,) = _segments(tmp_path)
-    last = _record_offsets(segment)[-1]
+    (segment,) = segments(tmp_path)
+    last = record_offsets(segment)[-1]
     with open(segment, "r+b") as handle:
         handle.truncate(segment.stat().st_size - 5)
     with caplog.at_level(logging.WARNING, logger="manager.state.raft.storage"):
@@ -195,9 +172,9 @@ def test_damaged_ciphertext_in_the_middle_is_corruption(tmp_path: pathlib.Path) 
     with RaftStorage.open(tmp_path, cipher=_cipher()) as storage:
         for i in range(1, 4):
             storage.save(None, _entries(i, i))
-    (segment,) = _segments(tmp_path)
-    second = _record_offsets(segment)[1]
-    _flip(segment, second + 20)
+    (segment,) = segments(tmp_path)
+    second = record_offsets(segment)[1]
+    flip(segment, second + 20)
     with pytest.raises(CorruptLogError) as info:
         RaftStorage.open(tmp_path, cipher=_cipher())
     assert (info.value.path, info.value.offset) == (str(segment), second)
@@ -211,8 +188,8 @@ def test_tampered_record_with_a_good_crc_does_not_decrypt(tmp_path: pathlib.Path
     with RaftStorage.open(tmp_path, cipher=_cipher()) as storage:
         storage.save(HardState(term=1), _entries(1, 2))
         storage.save(None, _entries(3, 3))
-    (segment,) = _segments(tmp_path)
-    first = _record_offsets(segment)[0]
+    (segment,) = segments(tmp_path)
+    first = record_offsets(segment)[0]
     data = bytearray(segment.read_bytes())
     length = int.from_bytes(data[first : first + 4], "little")
     data[first + 9 + 20] ^= 0x01
@@ -252,7 +229,7 @@ def test_a_plaintext_snapshot_is_refused_clearly(tmp_path: pathlib.Path) -> None
     with RaftStorage.open(tmp_path) as storage:
         storage.save(HardState(term=1), _entries(1, 2))
         storage.save_snapshot(SnapshotMeta(2, 1), b"image")
-    for segment in _segments(tmp_path):
+    for segment in segments(tmp_path):
         segment.unlink()
     with pytest.raises(CorruptLogError, match="an unencrypted Raft snapshot"):
         RaftStorage.open(tmp_path, cipher=_cipher())
@@ -276,22 +253,7 @@ _WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("acknowledged", [5, 120])
 def test_no_acknowledged_encrypted_save_is_lost_to_sigkill(tmp_path: pathlib.Path, acknowledged: int) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert child.stdout is not None
-    seen = 0
-    for line in child.stdout:
-        seen = int(line)
-        if seen >= acknowledged:
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
+    seen = sigkill_after(_WRITER, tmp_path, acknowledged)
     with RaftStorage.open(tmp_path, segment_bytes=4096, cipher=_cipher()) as storage:
         assert storage.last_index() >= seen
         entries = storage.entries()

@@ -5,41 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from _wal import flip, record_offsets, segments, sigkill_after
 
 from manager.state.raft.storage import CorruptLogError, RaftStorage
 from manager.state.raft.types import ConfState, Entry, EntryType, HardState, SnapshotMeta
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-
 
 def _entries(first: int, last: int, term: int = 1) -> list[Entry]:
     return [Entry(i, term, EntryType.NORMAL, f"cmd {i} t{term}".encode()) for i in range(first, last + 1)]
-
-
-def _segments(directory: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(directory.glob("wal-*.log"))
-
-
-def _record_offsets(path: pathlib.Path) -> list[int]:
-    """Byte offset of every record in a segment (8-byte magic, then length-prefixed records)."""
-    data = path.read_bytes()
-    offsets, pos = [], 8
-    while pos < len(data):
-        offsets.append(pos)
-        pos += 9 + int.from_bytes(data[pos : pos + 4], "little")
-    return offsets
-
-
-def _flip(path: pathlib.Path, offset: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def test_saved_state_survives_reopen(tmp_path: pathlib.Path) -> None:
@@ -91,8 +67,8 @@ def test_torn_tail_is_truncated_with_a_warning(
 ) -> None:
     with RaftStorage.open(tmp_path) as storage:
         storage.save(HardState(term=1), _entries(1, 4))
-    (segment,) = _segments(tmp_path)
-    last = _record_offsets(segment)[-1]
+    (segment,) = segments(tmp_path)
+    last = record_offsets(segment)[-1]
     with open(segment, "r+b") as handle:  # the crash came in the middle of the last record
         handle.truncate(segment.stat().st_size - 3)
     with caplog.at_level(logging.WARNING, logger="manager.state.raft.storage"):
@@ -111,9 +87,9 @@ def test_bad_crc_on_the_last_record_is_a_torn_tail(
 ) -> None:
     with RaftStorage.open(tmp_path) as storage:
         storage.save(None, _entries(1, 3))
-    (segment,) = _segments(tmp_path)
-    last = _record_offsets(segment)[-1]
-    _flip(segment, segment.stat().st_size - 1)
+    (segment,) = segments(tmp_path)
+    last = record_offsets(segment)[-1]
+    flip(segment, segment.stat().st_size - 1)
     with (
         caplog.at_level(logging.WARNING, logger="manager.state.raft.storage"),
         RaftStorage.open(tmp_path) as again,
@@ -126,7 +102,7 @@ def test_zero_filled_tail_is_a_torn_tail(tmp_path: pathlib.Path, caplog: pytest.
     # A file system may show blocks allocated before the crash but never written, as zeros.
     with RaftStorage.open(tmp_path) as storage:
         storage.save(HardState(term=3), _entries(1, 3))
-    (segment,) = _segments(tmp_path)
+    (segment,) = segments(tmp_path)
     size = segment.stat().st_size
     with open(segment, "ab") as handle:
         handle.write(bytes(64 * 1024))
@@ -143,9 +119,9 @@ def test_zero_filled_tail_is_a_torn_tail(tmp_path: pathlib.Path, caplog: pytest.
 def test_damage_in_the_middle_names_file_and_offset(tmp_path: pathlib.Path, where: str) -> None:
     with RaftStorage.open(tmp_path) as storage:
         storage.save(None, _entries(1, 5))
-    (segment,) = _segments(tmp_path)
-    second = _record_offsets(segment)[1]
-    _flip(segment, second + (12 if where == "payload" else 2))
+    (segment,) = segments(tmp_path)
+    second = record_offsets(segment)[1]
+    flip(segment, second + (12 if where == "payload" else 2))
     with pytest.raises(CorruptLogError) as info:
         RaftStorage.open(tmp_path)
     assert (info.value.path, info.value.offset) == (str(segment), second)
@@ -159,13 +135,13 @@ def test_damage_at_the_end_of_an_earlier_segment_is_corruption(tmp_path: pathlib
     with RaftStorage.open(tmp_path, segment_bytes=1024) as storage:
         for i in range(1, 60):
             storage.save(None, _entries(i, i))
-    segments = _segments(tmp_path)
-    assert len(segments) >= 2
-    last = _record_offsets(segments[0])[-1]
-    _flip(segments[0], segments[0].stat().st_size - 1)
+    files = segments(tmp_path)
+    assert len(files) >= 2
+    last = record_offsets(files[0])[-1]
+    flip(files[0], files[0].stat().st_size - 1)
     with pytest.raises(CorruptLogError) as info:
         RaftStorage.open(tmp_path)
-    assert (info.value.path, info.value.offset) == (str(segments[0]), last)
+    assert (info.value.path, info.value.offset) == (str(files[0]), last)
 
 
 def test_snapshot_compacts_the_log(tmp_path: pathlib.Path) -> None:
@@ -173,11 +149,11 @@ def test_snapshot_compacts_the_log(tmp_path: pathlib.Path) -> None:
     with RaftStorage.open(tmp_path, segment_bytes=1024) as storage:
         for i in range(1, 101):
             storage.save(HardState(term=1, commit=i - 1), _entries(i, i))
-        before = len(_segments(tmp_path))
+        before = len(segments(tmp_path))
         storage.save_snapshot(SnapshotMeta(90, 1, conf), b"state at 90")
         assert storage.entries() == _entries(91, 100)
         assert (storage.first_index(), storage.last_index(), storage.term(90)) == (91, 100, 1)
-        after = len(_segments(tmp_path))
+        after = len(segments(tmp_path))
         assert after < before
     with RaftStorage.open(tmp_path, segment_bytes=1024) as again:
         assert again.snapshot == SnapshotMeta(90, 1, conf)
@@ -218,7 +194,7 @@ def test_damaged_snapshot_names_the_file(tmp_path: pathlib.Path) -> None:
         storage.save(None, _entries(1, 3))
         storage.save_snapshot(SnapshotMeta(2, 1), b"x" * 100)
     (snapshot,) = tmp_path.glob("snap-*.snap")
-    _flip(snapshot, 60)
+    flip(snapshot, 60)
     with pytest.raises(CorruptLogError) as info:
         RaftStorage.open(tmp_path)
     assert info.value.path == str(snapshot)
@@ -246,22 +222,7 @@ _WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("acknowledged", [5, 40, 150])
 def test_no_acknowledged_save_is_lost_to_sigkill(tmp_path: pathlib.Path, acknowledged: int) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(tmp_path)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert child.stdout is not None
-    seen = 0
-    for line in child.stdout:
-        seen = int(line)
-        if seen >= acknowledged:
-            break
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    child.stdout.close()
+    seen = sigkill_after(_WRITER, tmp_path, acknowledged)
     assert seen >= acknowledged
     with RaftStorage.open(tmp_path, segment_bytes=4096) as storage:
         assert storage.last_index() >= seen
@@ -276,7 +237,7 @@ def test_failed_fsync_leaves_nothing_half_written(
 ) -> None:
     storage = RaftStorage.open(tmp_path)
     storage.save(HardState(term=1), _entries(1, 2))
-    (segment,) = _segments(tmp_path)
+    (segment,) = segments(tmp_path)
     size = segment.stat().st_size
 
     def broken(fd: int) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from test_agent_dependencies import talk
 
 from nodeagent.agent.volumes import SHARED_DRIVER, MountError, VolumeStore
 from nodeagent.engineapi import EngineApiServer, NodeFacts
@@ -149,22 +150,11 @@ def test_the_nodes_volume_routes_answer_as_docker(tmp_path: pathlib.Path) -> Non
     asyncio.run(main())
 
 
-async def _talk(port: int, *lines: str) -> list[str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    out = []
-    for line in lines:
-        writer.write(line.encode() + b"\n")
-        await writer.drain()
-        out.append((await reader.readline()).decode().strip())
-    writer.close()
-    return out
-
-
 async def _serve(proc: Any, e: TaskEnv, port: int, *lines: str) -> list[str]:
     await proc.start()
     run = asyncio.create_task(proc.run())
     try:
-        return await _talk(e.ports[port], *lines)
+        return await talk(e.ports[port], *lines)
     finally:
         proc.terminate()
         assert await run == 0
