@@ -43,7 +43,7 @@ from nodeagent.overlay.mesh import (
     listener_changes,
     published_ports,
 )
-from nodeagent.overlay.splice import Splice, join
+from nodeagent.overlay.splice import Splice, hand_over, join, serves_here
 
 __all__ = ["LINGER", "Mesh", "MeshMetrics"]
 
@@ -268,12 +268,17 @@ class Mesh:
             if task is not None:
                 self._conns.discard(task)
 
-    async def _open(self, backend: Backend) -> Splice:
+    async def _open(self, backend: Backend, client: Splice) -> Splice | None:
+        """A connection to ``backend`` to join ``client`` to; None when a listener of this
+        process took ``client`` itself (:func:`~nodeagent.overlay.splice.hand_over`)."""
         endpoint = backend.endpoint
         if endpoint.node == self.node_id:
             listener = endpoint.listener_for(backend.target)
             if listener is None:
                 raise ConnectionRefusedError("Connection refused")
+            if serves_here(listener) and hand_over(client, listener):
+                self._splices.discard(client)
+                return None
             _, upstream = await asyncio.get_running_loop().create_connection(Splice, *listener)
             return upstream
         if self.ingress is None:
@@ -288,8 +293,11 @@ class Mesh:
             if client.lost:
                 return
             try:
-                upstream = await asyncio.wait_for(self._open(backend), 5.0)
+                upstream = await asyncio.wait_for(self._open(backend, client), 5.0)
                 chosen = backend
+                if upstream is None:  # handed over to the task's listener in this process
+                    self.metrics.connections.labels(port=str(port), outcome="local").inc()
+                    return
                 break
             except (OSError, TimeoutError) as exc:
                 log.debug("routing mesh: port %d: task %s refused (%s); trying the next", port,

@@ -44,7 +44,7 @@ from nodeagent.networkdb.shell import NetworkDBShell
 from nodeagent.overlay.attach import Attachment, attachments, endpoint_for
 from nodeagent.overlay.dns import RoundRobin, backends, find_endpoint, resolve
 from nodeagent.overlay.frames import VXLAN_PORT, Datagram, FrameError, decode_frame, encode_frame
-from nodeagent.overlay.splice import Splice, join
+from nodeagent.overlay.splice import Splice, hand_over, join, serves_here
 from nodeagent.transport.planes import FaultGate
 
 __all__ = ["TUNNEL_MAGIC", "Overlay", "OverlayMetrics", "TaskNetwork"]
@@ -446,6 +446,15 @@ class Overlay:
             self._refuse(tunnel, "No route to host")
             return
         listener = endpoint.listener_for(dport)
+        if listener is not None and serves_here(listener):
+            # The task's listener is in this process: it takes the tunnel's connection itself.
+            tunnel.write(b"OK\n")
+            self._splices.discard(tunnel)
+            if hand_over(tunnel, listener, lambda size: self.metrics.count(vni, "rx", size),
+                         lambda size: self.metrics.count(vni, "tx", size)):  # fmt: skip
+                return
+            tunnel.close()
+            return
         loop = asyncio.get_running_loop()
         try:
             if listener is None:

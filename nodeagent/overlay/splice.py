@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["Splice", "join"]
+__all__ = ["Splice", "hand_over", "join", "register_listener", "serves_here", "unregister_listener"]
 
 
 class Splice(asyncio.Protocol):
@@ -141,3 +142,130 @@ def join(a: Splice, b: Splice) -> None:
             side.data_received(data)
         if side._eof:
             side.eof_received()
+
+
+# Listeners of this process --------------------------------------------------------------------
+_LISTENERS: dict[tuple[str, int], asyncio.Server] = {}
+
+
+def register_listener(server: asyncio.Server) -> None:
+    """``server`` (an emulated task's listener) serves in this process: a relayed connection to
+    its address is handed to it directly (:func:`hand_over`) rather than dialled."""
+    for sock in server.sockets:
+        host, port = sock.getsockname()[:2]
+        _LISTENERS[(str(host), int(port))] = server
+
+
+def unregister_listener(server: asyncio.Server) -> None:
+    """``server`` is closed: dial its address again (refused)."""
+    for key in [k for k, s in _LISTENERS.items() if s is server]:
+        del _LISTENERS[key]
+
+
+def serves_here(listener: tuple[str, int]) -> bool:
+    """Whether a listener of this process serves at ``listener`` (:func:`hand_over` takes it)."""
+    server = _LISTENERS.get((str(listener[0]), int(listener[1])))
+    return server is not None and server.is_serving()
+
+
+def hand_over(splice: Splice, listener: tuple[str, int], rx: Callable[[int], None] | None = None,
+              tx: Callable[[int], None] | None = None) -> bool:
+    """Give ``splice``'s connection to the listener of this process at ``listener``, as if it had
+    accepted it, instead of dialling it and relaying (two sockets and a copy of every byte less).
+    ``rx``/``tx`` count the bytes received and sent. False when no such listener serves here."""
+    server = _LISTENERS.get((str(listener[0]), int(listener[1])))
+    transport = splice.transport
+    if server is None or not server.is_serving() or transport is None:
+        return False
+    # asyncio.Server keeps the factory of its connections' protocols (start_server's
+    # StreamReaderProtocol) in _protocol_factory, which its accept loop calls for each one.
+    protocol: asyncio.Protocol = server._protocol_factory()  # type: ignore[attr-defined]
+    outer: asyncio.Transport = transport if tx is None else _CountingTransport(transport, tx)
+    relay = _Counted(protocol, rx) if rx is not None else protocol
+    transport.set_protocol(relay)
+    protocol.connection_made(outer)
+    for data in splice.take_pending():
+        relay.data_received(data)
+    if splice._eof:
+        relay.eof_received()
+    return True
+
+
+class _Counted(asyncio.Protocol):
+    """A protocol in front of another that counts the bytes received."""
+
+    def __init__(self, inner: asyncio.Protocol, count: Callable[[int], None]) -> None:
+        self.inner = inner
+        self.count = count
+
+    def data_received(self, data: bytes) -> None:
+        self.count(len(data))
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _CountingTransport(asyncio.Transport):
+    """A transport in front of another that counts the bytes written."""
+
+    def __init__(self, inner: asyncio.Transport, count: Callable[[int], None]) -> None:
+        super().__init__(inner.get_extra_info("extra"))
+        self.inner = inner
+        self.count = count
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.count(len(data))
+        self.inner.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.inner.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self.inner.is_closing()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    def can_write_eof(self) -> bool:
+        return self.inner.can_write_eof()
+
+    def write_eof(self) -> None:
+        self.inner.write_eof()
+
+    def pause_reading(self) -> None:
+        self.inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self.inner.is_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.inner.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self.inner.get_write_buffer_size()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.inner.get_protocol()
