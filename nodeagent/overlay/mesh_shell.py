@@ -12,9 +12,10 @@ connections going to the backends last known.
 
 Each accepted connection goes to the next backend in turn (round robin per port): a task on this
 node is dialled at its listener, a task on another node through an overlay tunnel tagged with
-the ingress VNI (:meth:`nodeagent.overlay.shell.Overlay.open_stream`). A backend that refuses
-before any byte was relayed is skipped for the next one; when none accepts, the client's
-connection is closed. Then bytes are piped both ways until either side closes.
+the ingress VNI (:meth:`nodeagent.overlay.shell.Overlay.open_splice`); a task's listener in this
+process is handed the client's connection itself. A backend that refuses before any byte was
+relayed is skipped for the next one; when none accepts, the client's connection is closed. Then
+the two connections are spliced (:mod:`nodeagent.overlay.splice`) until both sides close.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ it exits, it is withdrawn and the node leaves a network its last task left (:met
   port 4789 that opens with one header line, ``SWARMLET-TUNNEL 1 {"vni", "src", "sport", "dst",
   "dport"}``; the receiver finds the task with address ``dst`` on the network of ``vni`` among its
   own, connects to its listener for ``dport`` and answers ``OK`` (or ``ERR`` and a reason), then
-  pipes bytes both ways. A task on this node is dialled directly.
+  relays bytes both ways (:mod:`nodeagent.overlay.splice`); a listener of this process (the
+  emulated images') is handed the tunnel's connection instead of being dialled. A task on this
+  node is dialled directly.
 * **Names** resolve with :func:`nodeagent.overlay.dns.resolve` over this node's endpoint table,
   on the task's own networks only; a VIP is balanced round robin over its running tasks.
 
