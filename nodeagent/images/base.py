@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nodeagent.images.fs import ContainerFS, FsError, Mount
+from nodeagent.overlay.splice import register_listener, unregister_listener
 
 __all__ = [
     "FsError",
@@ -152,6 +153,7 @@ class ListeningProcess(WaitingProcess):
     ) -> int:
         """Bind ``handler`` on the node's address and record it as ``container_port``; the host port."""
         self.server = await asyncio.start_server(handler, self.env.listen_host, 0)
+        register_listener(self.server)
         port = int(self.server.sockets[0].getsockname()[1])
         self.env.ports[container_port] = port
         return port
@@ -159,6 +161,7 @@ class ListeningProcess(WaitingProcess):
     async def close(self) -> None:
         """Close the listener."""
         if self.server is not None:
+            unregister_listener(self.server)
             self.server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 0.5)

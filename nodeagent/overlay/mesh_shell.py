@@ -12,9 +12,10 @@ connections going to the backends last known.
 
 Each accepted connection goes to the next backend in turn (round robin per port): a task on this
 node is dialled at its listener, a task on another node through an overlay tunnel tagged with
-the ingress VNI (:meth:`nodeagent.overlay.shell.Overlay.open_stream`). A backend that refuses
-before any byte was relayed is skipped for the next one; when none accepts, the client's
-connection is closed. Then bytes are piped both ways until either side closes.
+the ingress VNI (:meth:`nodeagent.overlay.shell.Overlay.open_splice`); a task's listener in this
+process is handed the client's connection itself. A backend that refuses before any byte was
+relayed is skipped for the next one; when none accepts, the client's connection is closed. Then
+the two connections are spliced (:mod:`nodeagent.overlay.splice`) until both sides close.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from nodeagent.overlay.mesh import (
     listener_changes,
     published_ports,
 )
+from nodeagent.overlay.splice import Splice, hand_over, join, serves_here
 
 __all__ = ["LINGER", "Mesh", "MeshMetrics"]
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 65536
 LINGER = 10.0
 """Seconds a published port stays open after the table lost its last backend, connections going
 to the backends last known: gossip may take a live but busy node for dead for a moment, and
@@ -95,7 +96,8 @@ class Mesh:
         self._failed_udp: set[int] = set()
         self._dirty = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
-        self._conns: set[asyncio.Task[Any]] = set()
+        self._conns: set[asyncio.Task[Any]] = set()  # connections choosing their backend
+        self._splices: set[Splice] = set()  # relayed connections (both sides)
         overlay.mesh = self
         self.ndb.on_change(self._changed)
 
@@ -119,6 +121,8 @@ class Mesh:
         self._udp.clear()
         for task in list(self._conns):
             task.cancel()
+        for splice in list(self._splices):
+            splice.abort()
 
     # Inputs -------------------------------------------------------------------------------------
     def configure(self, network: Mapping[str, Any] | None) -> None:
@@ -214,13 +218,14 @@ class Mesh:
         wanted = set(self.routes) | set(self._known)
         self._failed &= wanted
         self._failed_udp &= set(self.udp_routes)
+        loop = asyncio.get_running_loop()
         opening, closing = listener_changes(self._servers, wanted - self._failed)
         for port in closing:
             self._servers.pop(port).close()
         for port in opening:
             try:
-                self._servers[port] = await asyncio.start_server(
-                    functools.partial(self._accept, port), self.host, port, reuse_address=True)
+                self._servers[port] = await loop.create_server(
+                    functools.partial(self._client, port), self.host, port, reuse_address=True)
             except OSError as exc:
                 self._failed.add(port)
                 log.warning("routing mesh: cannot listen on %s:%d (%s)", self.host, port, exc.strerror or exc)
@@ -244,53 +249,68 @@ class Mesh:
         return [f"{p}/tcp" for p in sorted(self._servers)] + [f"{p}/udp" for p in sorted(self._udp)]
 
     # Connections --------------------------------------------------------------------------------
-    async def _accept(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _client(self, port: int) -> Splice:
+        """The protocol of a connection to published ``port``: held until a backend answers."""
+        client = _Client(self, port)
+        self._track(client)
+        return client
+
+    def _track(self, splice: Splice) -> None:
+        self._splices.add(splice)
+        splice.on_lost = self._splices.discard
+
+    async def _accept(self, port: int, client: Splice) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._conns.add(task)
         try:
-            await self._relay(port, reader, writer)
+            await self._relay(port, client)
         finally:
             if task is not None:
                 self._conns.discard(task)
 
-    async def _open(self, backend: Backend) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self, backend: Backend, client: Splice) -> Splice | None:
+        """A connection to ``backend`` to join ``client`` to; None when a listener of this
+        process took ``client`` itself (:func:`~nodeagent.overlay.splice.hand_over`)."""
         endpoint = backend.endpoint
         if endpoint.node == self.node_id:
             listener = endpoint.listener_for(backend.target)
             if listener is None:
                 raise ConnectionRefusedError("Connection refused")
-            return await asyncio.open_connection(*listener)
+            if serves_here(listener) and hand_over(client, listener):
+                self._splices.discard(client)
+                return None
+            _, upstream = await asyncio.get_running_loop().create_connection(Splice, *listener)
+            return upstream
         if self.ingress is None:
             raise OSError("no ingress network")
-        opened: tuple[asyncio.StreamReader, asyncio.StreamWriter]
-        opened = await self.overlay.open_stream(self.ingress, endpoint, backend.target)
+        opened: Splice = await self.overlay.open_splice(self.ingress, endpoint, backend.target)
         return opened
 
-    async def _relay(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    async def _relay(self, port: int, client: Splice) -> None:
+        upstream: Splice | None = None
         chosen: Backend | None = None
         for backend in self.balancer.rotation(port, self.backends(port)):
+            if client.lost:
+                return
             try:
-                upstream = await asyncio.wait_for(self._open(backend), 5.0)
+                upstream = await asyncio.wait_for(self._open(backend, client), 5.0)
                 chosen = backend
+                if upstream is None:  # handed over to the task's listener in this process
+                    self.metrics.connections.labels(port=str(port), outcome="local").inc()
+                    return
                 break
             except (OSError, TimeoutError) as exc:
                 log.debug("routing mesh: port %d: task %s refused (%s); trying the next", port,
                           backend.endpoint.task_id[:12], exc)
         if upstream is None or chosen is None:
             self.metrics.connections.labels(port=str(port), outcome="refused").inc()
-            writer.close()
+            client.close()
             return
         outcome = "local" if chosen.endpoint.node == self.node_id else "tunnel"
         self.metrics.connections.labels(port=str(port), outcome=outcome).inc()
-        up_reader, up_writer = upstream
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            up_writer.close()
-            writer.close()
-
+        self._track(upstream)
+        join(client, upstream)
 
     def datagram(self, port: int, data: bytes, client: tuple[str, int]) -> None:
         """A datagram to UDP ingress ``port``: to its flow's backend (chosen in turn at the flow's
@@ -321,12 +341,14 @@ class _UdpIngress(asyncio.DatagramProtocol):
         self.mesh.datagram(self.port, data, (str(addr[0]), int(addr[1])))
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(_CHUNK):
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (OSError, asyncio.IncompleteReadError):
-        writer.close()
+class _Client(Splice):
+    """A connection to a published port: :meth:`Mesh._accept` finds it a backend and joins them."""
+
+    def __init__(self, mesh: Mesh, port: int) -> None:
+        super().__init__()
+        self.mesh = mesh
+        self.port = port
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        asyncio.get_running_loop().create_task(self.mesh._accept(self.port, self))

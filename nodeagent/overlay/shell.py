@@ -13,7 +13,9 @@ it exits, it is withdrawn and the node leaves a network its last task left (:met
   port 4789 that opens with one header line, ``SWARMLET-TUNNEL 1 {"vni", "src", "sport", "dst",
   "dport"}``; the receiver finds the task with address ``dst`` on the network of ``vni`` among its
   own, connects to its listener for ``dport`` and answers ``OK`` (or ``ERR`` and a reason), then
-  pipes bytes both ways. A task on this node is dialled directly.
+  relays bytes both ways (:mod:`nodeagent.overlay.splice`); a listener of this process (the
+  emulated images') is handed the tunnel's connection instead of being dialled. A task on this
+  node is dialled directly.
 * **Names** resolve with :func:`nodeagent.overlay.dns.resolve` over this node's endpoint table,
   on the task's own networks only; a VIP is balanced round robin over its running tasks.
 
@@ -29,7 +31,6 @@ dropped on arrival, and a tunnel to a node behind a partitioned link is not open
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
 import json
@@ -45,6 +46,7 @@ from nodeagent.networkdb.shell import NetworkDBShell
 from nodeagent.overlay.attach import Attachment, attachments, endpoint_for
 from nodeagent.overlay.dns import RoundRobin, backends, find_endpoint, resolve
 from nodeagent.overlay.frames import VXLAN_PORT, Datagram, FrameError, decode_frame, encode_frame
+from nodeagent.overlay.splice import Splice, hand_over, join, serves_here
 from nodeagent.transport.planes import FaultGate
 
 __all__ = ["TUNNEL_MAGIC", "Overlay", "OverlayMetrics", "TaskNetwork"]
@@ -53,7 +55,6 @@ log = logging.getLogger(__name__)
 
 TUNNEL_MAGIC = "SWARMLET-TUNNEL 1 "
 _HEADER_LIMIT = 4096
-_CHUNK = 65536
 
 
 def _unreachable(addr: str) -> OSError:
@@ -185,7 +186,8 @@ class Overlay:
         self._bindings: dict[tuple[str, str, int], asyncio.Queue[Datagram]] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
+        self._pipes: set[asyncio.Task[None]] = set()  # tunnels in, until their header is answered
+        self._splices: set[Splice] = set()  # connections of tunnels in
         self._published: dict[str, list[Endpoint]] = {}  # task ID -> its endpoints, while published
         self._draining: dict[tuple[str, str], Endpoint] = {}  # (network, addr) of tasks being stopped
         self._held: dict[str, Attachment] = {}  # networks the node itself carries (the mesh's ingress)
@@ -199,7 +201,7 @@ class Overlay:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self),
                                                            local_addr=(self.host, self.port))  # fmt: skip
-        self._server = await asyncio.start_server(self._tunnel_in, self.host, self.port)
+        self._server = await loop.create_server(self._tunnel_protocol, self.host, self.port)
 
     async def stop(self) -> None:
         """Close both sockets and every tunnel."""
@@ -209,6 +211,8 @@ class Overlay:
             self._server.close()
         for task in list(self._pipes):
             task.cancel()
+        for splice in list(self._splices):
+            splice.abort()
 
     # Tasks --------------------------------------------------------------------------------------
     def _use(self, a: Attachment) -> None:
@@ -331,22 +335,45 @@ class Overlay:
             if listener is None:
                 raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
             return await asyncio.open_connection(*listener)
+        upstream = await self.open_splice(attachment, endpoint, port)
+        reader = asyncio.StreamReader()
+        stream = asyncio.StreamReaderProtocol(reader)
+        transport = upstream.transport
+        if transport is None:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+        transport.set_protocol(stream)
+        stream.connection_made(transport)
+        for data in upstream.take_pending():
+            stream.data_received(data)
+        return reader, asyncio.StreamWriter(transport, stream, reader, asyncio.get_running_loop())
+
+    async def open_splice(self, attachment: Attachment, endpoint: Endpoint, port: int) -> Splice:
+        """A tunnel to the task of ``endpoint`` (on another node) on ``attachment``'s network,
+        container ``port``, as a :class:`~nodeagent.overlay.splice.Splice` to join to another
+        connection (the routing mesh's client); OSError as a socket would."""
         peer = self._peer(attachment, endpoint)
         try:
             await self.faults.call(f"{peer[0]}:{peer[1]}", 0.0)
         except ConnectionError:
             raise OSError(errno.ETIMEDOUT, "Connection timed out") from None
-        reader, writer = await asyncio.open_connection(*peer)
+        loop = asyncio.get_running_loop()
+        _, upstream = await loop.create_connection(lambda: Splice(line_limit=_HEADER_LIMIT), *peer)
         header = {"vni": attachment.vni, "src": attachment.addr, "sport": 0, "dst": endpoint.addr,
                   "dport": port}  # fmt: skip
-        writer.write((TUNNEL_MAGIC + json.dumps(header, separators=(",", ":")) + "\n").encode())
-        answer = (await reader.readline()).decode(errors="replace").strip()
+        upstream.write((TUNNEL_MAGIC + json.dumps(header, separators=(",", ":")) + "\n").encode())
+        try:
+            answer = (await upstream.read_line()).decode(errors="replace").strip()
+        except (ValueError, ConnectionError):
+            answer = ""
+        except BaseException:
+            upstream.abort()
+            raise
         if answer != "OK":
-            writer.close()
+            upstream.close()
             reason = answer[4:] if answer.startswith("ERR ") else "tunnel closed"
             code = errno.ECONNREFUSED if "refused" in reason else errno.EHOSTUNREACH
             raise OSError(code, reason)
-        return reader, writer
+        return upstream
 
     def send_datagram(self, attachment: Attachment, datagram: Datagram) -> None:
         """Deliver one datagram: locally, or as a VXLAN frame to the node of its destination."""
@@ -384,15 +411,32 @@ class Overlay:
             queue.put_nowait(datagram)
 
     # Tunnels in ---------------------------------------------------------------------------------
-    async def _tunnel_in(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _tunnel_protocol(self) -> Splice:
+        """The protocol of a connection to TCP 4789: its header is read, then it is spliced."""
+        tunnel = _TunnelIn(self)
+        self._splices.add(tunnel)
+        tunnel.on_lost = self._splices.discard
+        return tunnel
+
+    async def _tunnel_in(self, tunnel: Splice) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._pipes.add(task)
         try:
-            line = (await asyncio.wait_for(reader.readline(), 5.0))[:_HEADER_LIMIT].decode(errors="replace")
+            await self._answer_tunnel(tunnel)
+        finally:
+            if task is not None:
+                self._pipes.discard(task)
+
+    async def _answer_tunnel(self, tunnel: Splice) -> None:
+        try:
+            line = (await asyncio.wait_for(tunnel.read_line(), 5.0)).decode(errors="replace")
             if not line.startswith(TUNNEL_MAGIC):
                 raise ValueError("not a tunnel header")
             header = json.loads(line[len(TUNNEL_MAGIC):])
             vni, dst, dport = int(header["vni"]), str(header["dst"]), int(header["dport"])
         except (ValueError, KeyError, TypeError, TimeoutError, OSError):
-            writer.close()
+            tunnel.close()
             return
         attachment = self._by_vni.get(vni)
         endpoint = None
@@ -401,45 +445,45 @@ class Overlay:
             endpoint = (find_endpoint(network_id, dst, self.endpoints(network_id))
                         or self._draining.get((network_id, dst)))  # fmt: skip
         if attachment is None or endpoint is None or endpoint.node != self.node_id:
-            await self._refuse(writer, "No route to host")
+            self._refuse(tunnel, "No route to host")
             return
         listener = endpoint.listener_for(dport)
+        if listener is not None and serves_here(listener):
+            # The task's listener is in this process: it takes the tunnel's connection itself.
+            tunnel.write(b"OK\n")
+            self._splices.discard(tunnel)
+            if hand_over(tunnel, listener, lambda size: self.metrics.count(vni, "rx", size),
+                         lambda size: self.metrics.count(vni, "tx", size)):  # fmt: skip
+                return
+            tunnel.close()
+            return
+        loop = asyncio.get_running_loop()
         try:
             if listener is None:
                 raise ConnectionRefusedError
-            inner_reader, inner_writer = await asyncio.open_connection(*listener)
+            _, inner = await loop.create_connection(
+                lambda: Splice(lambda size: self.metrics.count(vni, "tx", size)), *listener)
         except OSError:
-            await self._refuse(writer, "Connection refused")
+            self._refuse(tunnel, "Connection refused")
             return
-        writer.write(b"OK\n")
-        task = asyncio.current_task()
-        if task is not None:
-            self._pipes.add(task)
-        try:
-            await asyncio.gather(self._pipe(reader, inner_writer, vni, "rx"),
-                                 self._pipe(inner_reader, writer, vni, "tx"))  # fmt: skip
-        finally:
-            inner_writer.close()
-            if task is not None:
-                self._pipes.discard(task)
+        self._splices.add(inner)
+        inner.on_lost = self._splices.discard
+        tunnel.count = lambda size: self.metrics.count(vni, "rx", size)
+        tunnel.write(b"OK\n")
+        join(tunnel, inner)
 
-    async def _refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
-        writer.write(f"ERR {reason}\n".encode())
-        with contextlib.suppress(OSError):
-            await writer.drain()
-        writer.close()
+    def _refuse(self, tunnel: Splice, reason: str) -> None:
+        tunnel.write(f"ERR {reason}\n".encode())
+        tunnel.close()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, vni: int,
-                    direction: str) -> None:
-        try:
-            while data := await reader.read(_CHUNK):
-                self.metrics.count(vni, direction, len(data))
-                writer.write(data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            if direction == "tx":
-                writer.close()
+
+class _TunnelIn(Splice):
+    """A connection to TCP 4789: reads its header line, then :meth:`Overlay._tunnel_in` answers it."""
+
+    def __init__(self, overlay: Overlay) -> None:
+        super().__init__(line_limit=_HEADER_LIMIT)
+        self.overlay = overlay
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        asyncio.get_running_loop().create_task(self.overlay._tunnel_in(self))

@@ -175,10 +175,12 @@ def _sync(a: NetworkDBShell, b: NetworkDBShell) -> None:
     b.flush()
 
 
-async def _web(host: str, name: str) -> asyncio.Server:
+async def _web(host: str, name: str, port: bool = False) -> asyncio.Server:
+    """A listener answering its ``name`` (and with ``port``, the port the connection reached)."""
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        body = name.encode()
+        body = (f"{name} {writer.get_extra_info('sockname')[1]}" if port else name).encode()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         await writer.drain()
         writer.close()
@@ -411,5 +413,58 @@ def test_the_web_page_counts_visits_in_redis_reached_by_name() -> None:
             await controller.shutdown(grace=0.5)
             await controller.remove()
         assert NGINX.flavour == "nginx"
+
+    asyncio.run(main())
+
+
+def test_a_tunnel_hands_its_connection_to_a_listener_of_the_same_process() -> None:
+    """The emulated images' listeners register; a tunnel to them is given to them, not dialled:
+    the answers, the round robin and the overlay's byte counters are the same, and a listener
+    that stopped serving refuses (the next task answers)."""
+    from nodeagent.overlay.splice import register_listener, unregister_listener
+
+    async def main() -> None:
+        h1, h2, data_port, published = _hosts()
+        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
+        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
+        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
+        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
+        m1, m2 = Mesh(o1, linger=0.3), Mesh(o2, linger=0.3)
+        servers = [await _web(h2, "task-a", port=True), await _web(h2, "task-b", port=True)]
+        for server in servers:
+            register_listener(server)
+        for part in (o1, o2, m1, m2):
+            await part.start()
+        try:
+            m1.configure(INGRESS)
+            m2.configure(INGRESS)
+            ports = _ports((published, 80, "tcp", "ingress"))
+            for i, (server, addr) in enumerate(zip(servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
+                task = _task(f"task-{'ab'[i]}", addr, ports)
+                o2.join(task)
+                o2.publish(task, {80: server.sockets[0].getsockname()[1]})
+            _sync(ndb1, ndb2)
+            await _until(lambda: m1.ports == [f"{published}/tcp"] and m2.ports == [f"{published}/tcp"])
+            # Through a tunnel (n1) and on the tasks' own node (n2): in turn, whole answers.
+            # The task is given the tunnel's own connection, to n2's data path port (dialled, the
+            # connection would reach its listener's port).
+            tunnel = [f"task-a {data_port}", f"task-b {data_port}"]
+            assert [await _get(h1, published) for _ in range(4)] == tunnel * 2
+            assert [(await _get(h2, published)).split()[0] for _ in range(2)] == ["task-a", "task-b"]
+            rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
+            tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
+            request, answer = len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), len(b"HTTP/1.1 200 OK\r\n")
+            assert rx >= 4 * request and tx >= 4 * answer
+            # task-a's listener stops serving (its task got SIGTERM) but the tables still name it.
+            servers[0].close()
+            assert [await _get(h1, published) for _ in range(2)] == [f"task-b {data_port}"] * 2
+            # Connections already given to a listener are not the mesh's to close at stop.
+            assert not o2._splices
+        finally:
+            for part in (m1, m2, o1, o2):
+                await part.stop()
+            for server in servers:
+                unregister_listener(server)
+                server.close()
 
     asyncio.run(main())
