@@ -238,8 +238,8 @@ class ManagerRuntime:
         self.dispatcher = Dispatcher(self)
         self.control = ControlServer(self)
         self.task_dispatcher = TaskDispatcher(self)
-        if self.options.bootstrap:
-            self._bootstrap_ca()
+        if self.options.bootstrap or founding:
+            self._bootstrap_ca(founding=bool(founding) and not self.options.bootstrap)
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS],
                                  interceptors=[CertificateGuard(self.removed_nodes.__contains__)])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
@@ -311,9 +311,13 @@ class ManagerRuntime:
         self.manager_token = _read_token(manager_file)
         self.worker_token = _read_token(worker_file)
 
-    def _bootstrap_ca(self) -> None:
+    def _bootstrap_ca(self, founding: bool = False) -> None:
         """The bootstrapping manager's root CA (the one its join tokens were made for, kept beside
-        them) and, with TLS on, its own certificate: it signs that itself, being the CA."""
+        them) and, with TLS on, its own certificate: it signs that itself, being the CA.
+
+        Founders (``--initial-cluster``) do the same, each with the root given beside the tokens
+        (the same for all) and the cluster ID the tokens imply, so that their certificates agree
+        before the Cluster object exists; a founder given no root makes none."""
         from manager.ca.authority import RootCA, new_root
         from manager.ca.tokens import CA_CERT_FILE, CA_KEY_FILE, parse_token
         from manager.state.store.objects import new_id
@@ -330,12 +334,17 @@ class ManagerRuntime:
                     root.cert_pem):
                 raise RuntimeError(f"{folder}/{CA_CERT_FILE} is not the CA of the manager join token")
         if root is None:
-            if self.cluster() is not None:
+            if self.cluster() is not None or founding:
                 return  # a restart: the Cluster object holds the CA
             root = new_root(datetime.datetime.now(datetime.UTC))
         self.ca.bootstrap_root = root
         held = tls.credentials()
-        self.cluster_id = held.identity.cluster_id if held is not None else new_id(self.rng)
+        if held is not None:
+            self.cluster_id = held.identity.cluster_id
+        elif founding:
+            self.cluster_id = new_id(random.Random(token_digest(self.options.manager_token_file)))
+        else:
+            self.cluster_id = new_id(self.rng)
         if not tls.enabled() or (held is not None and tls.issued_by(held.cert_pem, root.cert_pem)):
             return
         key = tls.new_key()
