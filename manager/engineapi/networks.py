@@ -31,7 +31,14 @@ from manager.allocator.networks import (
 from manager.allocator.ports import check_endpoint_spec, check_port_conflicts, ingress_ports
 from manager.engineapi.base import ManagerView, guarded, rpc_message
 from manager.engineapi.nodes import labels_match
-from manager.engineapi.render_networks import LOCAL_NETWORKS, PREDEFINED, local_networks, network_to_api
+from manager.engineapi.render_networks import (
+    LOCAL_NETWORKS,
+    PREDEFINED,
+    local_networks,
+    network_to_api,
+    with_node_view,
+)
+from manager.engineapi.tasks import task_name
 from manager.state.store import Create, Delete, InUse, NameConflict, Store, StoredObject, new_id
 from manager.state.store.validate import check_create
 from nodeagent.engineapi import ApiError, Route, decode, json_response, parse_filters
@@ -240,7 +247,23 @@ class NetworkRoutes:
     async def inspect(self, request: web.Request) -> web.StreamResponse:
         """``GET /networks/{id}?scope=&verbose=``: by ID, name or unique ID prefix."""
         scope = request.query.get("scope", "")
-        return json_response(self._find(request.match_info["id"], "" if scope == "global" else scope))
+        found = self._find(request.match_info["id"], "" if scope == "global" else scope)
+        if found["Scope"] != "swarm":
+            return json_response(found)
+        return json_response(self._node_view(found))
+
+    def _node_view(self, rendered: dict[str, Any]) -> dict[str, Any]:
+        """The network as this node's daemon shows it: with Containers and Peers if it carries it."""
+        store = self.manager.store
+        tasks = [t for t in store.find("task") if t.status.get("State") == "running"]
+        services = {s.id: s.name for s in store.find("service")}
+        names: dict[str, str] = {}
+        for task in tasks:
+            annotations = task.extra.get("ServiceAnnotations")
+            service = annotations.get("Name") if isinstance(annotations, Mapping) else None
+            service = service or services.get(str(task.extra.get("ServiceID")), "")
+            names[task.id] = task_name(task, str(service))
+        return with_node_view(rendered, self.manager.node_id, tasks, store.find("node"), names)
 
     async def create(self, request: web.Request) -> web.StreamResponse:
         """``POST /networks/create``: an overlay network scoped to the swarm; 201 ``{"Id", "Warning"}``."""

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from test_engineapi_nodes import FOLLOWER, INGRESS, Client, FakeManager, serve
+from test_engineapi_nodes import FOLLOWER, INGRESS, LEADER, WORKER, Client, FakeManager, serve
 
 from manager.allocator.networks import predefined_network_specs
-from manager.state.store import Create
+from manager.state.store import Create, Update
 from nodeagent.engineapi import EngineApiServer, NodeFacts, SwarmInfo
 
 VXLAN = "com.docker.network.driver.overlay.vxlanid_list"
@@ -330,5 +330,48 @@ def test_the_swarms_predefined_host_and_bridge_networks(manager: FakeManager) ->
                                                           "Networks": [{"Target": "none"}]}})
         await refused(client, "DELETE", "/v1.47/networks/host", 403,
                       "host is a pre-defined network and cannot be removed")
+
+    serve(manager, check)
+
+
+def test_inspect_on_a_node_with_a_task_shows_its_containers_and_the_peers(manager: FakeManager) -> None:
+    """As api/network-labnet.json: the node's own tasks and its lb-NETWORK endpoint under Containers,
+    every node carrying the network under Peers; a node that carries none shows neither."""
+
+    async def check(client: Client) -> None:
+        labnet = await make(client, "labnet")
+        got = await (await client.get("/v1.47/networks/labnet")).json()
+        assert got["Containers"] is None and "Peers" not in got  # no task on it yet
+        network = {"ID": labnet}
+
+        def task(tid: str, node: str, slot: int, address: str, state: str = "running") -> Create:
+            return Create("task", tid, {"ContainerSpec": {"Image": "nginx"}},
+                          {"State": state, "ContainerStatus": {"ContainerID": tid[0] * 64}},
+                          {"ServiceID": "s" * 25, "Slot": slot, "NodeID": node,
+                           "DesiredState": "running", "ServiceAnnotations": {"Name": "netsvc"},
+                           "NetworksAttachments": [{"Network": network, "Addresses": [address]}]})
+
+        follower = manager.store.get("node", FOLLOWER)
+        await manager.write([
+            task("t" * 25, FOLLOWER, 1, "10.0.1.3/24"), task("u" * 25, WORKER, 2, "10.0.1.4/24"),
+            task("v" * 25, LEADER, 3, "10.0.1.6/24", state="shutdown"),
+            Update("node", FOLLOWER, follower.version, extra={
+                **follower.extra, "Attachments": [{"Network": network, "Addresses": ["10.0.1.5/24"]}]}),
+        ])  # fmt: skip
+        got = await (await client.get("/v1.47/networks/labnet")).json()
+        ids = {k: v["EndpointID"] for k, v in got["Containers"].items()}
+        assert got["Containers"] == {
+            "t" * 64: {"Name": f"netsvc.1.{'t' * 25}", "EndpointID": ids.get("t" * 64),
+                       "MacAddress": "02:42:0a:00:01:03", "IPv4Address": "10.0.1.3/24", "IPv6Address": ""},
+            "lb-labnet": {"Name": "labnet-endpoint", "EndpointID": ids.get("lb-labnet"),
+                          "MacAddress": "02:42:0a:00:01:05", "IPv4Address": "10.0.1.5/24", "IPv6Address": ""},
+        }  # fmt: skip
+        assert all(len(c["EndpointID"]) == 64 for c in got["Containers"].values())
+        assert got["Peers"] == [{"Name": "manager2", "IP": "127.0.0.1"},
+                                {"Name": "worker1", "IP": "127.0.0.1"}]
+        assert list(got)[-2:] == ["Labels", "Peers"]
+        query = json.dumps({"name": ["labnet"]})
+        listed = await (await client.get(f"/v1.47/networks?filters={query}")).json()
+        assert listed[0]["Containers"] is None  # the list shows what the cluster knows, as Swarm's
 
     serve(manager, check)
