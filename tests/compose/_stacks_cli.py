@@ -66,9 +66,18 @@ def api_json(*args: str) -> Any:
     return json.loads(out.stdout)
 
 
+_AS_THE_NODE = (
+    "from nodeagent import tls as _tls\n"
+    "_tls.set_enabled(True)\n"
+    "_tls.set_credentials(_tls.NodeCredentials.load('/var/lib/swarmlet'))\n"
+)
+
+
 def in_node(hostname: str, code: str, timeout: float = 60) -> str:
-    """Run Python ``code`` inside the node's container; its stdout."""
+    """Run Python ``code`` inside the node's container, as the node (its own certificate: the
+    agents' 7946 takes mutual TLS); its stdout."""
     ref = node(hostname).ref
+    code = _AS_THE_NODE + code
     proc = subprocess.run(["docker", "exec", ref, "python3", "-c", code], capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
