@@ -38,7 +38,7 @@ from collections.abc import Sequence
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from deploy.backends import load_backend
-from deploy.backends.base import NodeHandle
+from deploy.backends.base import NodeHandle, use_cluster_tls
 
 SERVICE = "meshbench"
 PORT = 8080
@@ -188,6 +188,7 @@ def main() -> int:
                         help="the node whose mesh is measured (default: one with no task)")
     args = parser.parse_args()
 
+    use_cluster_tls()  # the agents' 7946 takes mutual TLS: an operator's certificate of the cluster's CA
     backend = load_backend()
     nodes = [n for n in backend.nodes() if n.state == "running"]
     manager = next(n for n in nodes if n.role == "manager" and n.docker_host)
