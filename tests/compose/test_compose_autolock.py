@@ -120,7 +120,10 @@ def test_nothing_in_plaintext_on_any_disk(cluster: str) -> None:
             assert segments and all(s.startswith(b"SWLWAL2\n") for s in segments), n.hostname
     assert scanned > 0
     assert _leaks({"control": b"x" + base64.b64encode(b"a" + SECRET)}, SECRET)  # the search finds it
+    # The session's cluster as found: later tests count worker1's labels and the secrets.
     docker("manager1", "service", "rm", "atrest")
+    docker("manager1", "node", "update", "--label-rm", "mark", "worker1")
+    wait_for("atrest gone", lambda: docker("manager1", "secret", "rm", "at_rest").returncode == 0, timeout=30)
 
 
 def test_autolock_restart_manager2(cluster: str) -> None:
@@ -160,3 +163,4 @@ def test_autolock_restart_manager2(cluster: str) -> None:
         docker("manager2", "swarm", "unlock", stdin=current + "\n")
         done = docker("manager1", "swarm", "update", "--autolock=false")
         assert done.returncode == 0, done.stderr
+        docker("manager1", "secret", "rm", "while_locked")

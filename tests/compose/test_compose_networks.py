@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.compose.dockercli import api, docker, handles, json_rows, ok, running_tasks
-from tests.compose.helpers import docker_cli, wait_for
+from tests.compose.dockercli import api, docker, json_rows, ok, running_tasks
+from tests.compose.helpers import docker_cli, nodes, wait_for
 
 # The client's script: busybox's nslookup and wget, a few rounds (the DNS entries of tasks that
 # have just started reach the client's node through the network database within a second or two).
@@ -112,7 +112,7 @@ def test_network_inspect_on_a_node_with_a_task_shows_its_containers_and_peers(ap
     (client,) = running_tasks("client")
     (address,) = task_addresses("client", appnet["Id"])
     carriers = {"manager1"} | {t["Node"] for t in running_tasks("srv")}
-    found = handles()
+    found = nodes()
     addrs = {r["Description"]["Hostname"]: r["Status"]["Addr"]
              for r in json.loads(ok("node", "inspect", *sorted(found)))}
 
