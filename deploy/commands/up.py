@@ -127,11 +127,15 @@ def readiness(
     """(Ready nodes, leader's hostname or None, whether the cluster is complete) for a node list.
 
     With ``live`` (the hostnames of the containers or processes running now), only those count:
-    a node just replaced can still look Ready until its heartbeats are missed.
+    a node just replaced can still look Ready until its heartbeats are missed. The cluster is not
+    complete while a live manager is listed Unreachable: the leader has not heard from it yet,
+    and the table `up` prints at the end should not show it so.
     """
-    ready = sum(1 for r in rows if r.status == "Ready" and (live is None or r.hostname in live))
+    counted = [r for r in rows if live is None or r.hostname in live]
+    ready = sum(1 for r in counted if r.status == "Ready")
     leader = next((r.hostname for r in rows if r.manager_status == "Leader"), None)
-    return ready, leader, ready >= expected and leader is not None
+    unheard = any(r.manager_status == "Unreachable" for r in counted)
+    return ready, leader, ready >= expected and leader is not None and not unheard
 
 
 def ask_managers(nodes: Sequence[NodeHandle], timeout: float = 2.0) -> list[Any]:

@@ -273,3 +273,21 @@ def test_the_declared_capacity_rides_in_the_layout_to_every_node() -> None:
     env = _node_env(layout)
     assert (env["SWARMLET_CPUS"], env["SWARMLET_MEMORY"]) == ("1", "1g")
     assert Layout.of(1, 1).capacity_env() == {"SWARMLET_CPUS": "", "SWARMLET_MEMORY": ""}
+
+
+def test_up_is_not_done_while_a_live_manager_is_listed_unreachable() -> None:
+    from deploy.commands.up import readiness
+    from deploy.engine import NodeRow
+
+    def row(name: str, status: str = "Ready", manager: str = "") -> NodeRow:
+        return NodeRow(id=name, hostname=name, role="manager" if manager else "worker", status=status,
+                       availability="Active", manager_status=manager, engine_version="0.1.0", is_self=False)
+
+    rows = [row("manager1", manager="Leader"), row("manager2", manager="Unreachable"),
+            row("manager3", manager="Reachable"), row("worker1"), row("worker2")]
+    assert readiness(rows, 5) == (5, "manager1", False)  # the leader has not heard manager2 yet
+    rows[1] = row("manager2", manager="Reachable")
+    assert readiness(rows, 5) == (5, "manager1", True)
+    stopped = [row("manager1", manager="Leader"), row("manager2", "Down", "Unreachable"), *rows[2:]]
+    live = {"manager1", "manager3", "worker1", "worker2"}
+    assert readiness(stopped, 4, live) == (4, "manager1", True)  # a stopped manager is not waited for
