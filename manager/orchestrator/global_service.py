@@ -35,7 +35,8 @@ from manager.orchestrator.common import (
     set_desired,
     state,
 )
-from manager.orchestrator.restart import held_start, release_state, restart, should_restart
+from manager.orchestrator.restart import should_restart
+from manager.orchestrator.tend import restart_or_release
 from manager.scheduler.constraint import Constraint, ConstraintError, node_matches, parse_constraints
 from manager.state.store.commands import Delete
 from manager.state.store.objects import StoredObject
@@ -144,19 +145,8 @@ class GlobalOrchestrator(ServiceOrchestrator):
         for extra in fresh or live:
             if extra.id != keep.id:
                 plan.add(set_desired(extra, "shutdown"))
-        if state(keep) > RUNNING:
-            if node.spec.get("Availability") == "pause":
-                plan.add(set_desired(keep, "shutdown"))
-                return None
-            ops, held = restart(
-                keep, service, slot_tasks=node_tasks, node=node, now=ctx.now, new_id=ctx.new_id,
-                default_delay=ctx.default_delay,
-            )  # fmt: skip
-            return held if plan.add(*ops) else None
-        if keep.extra.get("DesiredState") == "ready":
-            when = held_start(keep, node_tasks, ctx.nodes(), ctx.default_delay)
-            if when <= ctx.now:
-                plan.add(set_desired(keep, release_state(keep)))
-                return None
-            return when
-        return None
+        if state(keep) > RUNNING and node.spec.get("Availability") == "pause":
+            plan.add(set_desired(keep, "shutdown"))
+            return None
+        return restart_or_release(ctx, plan, keep, service, node_tasks, node,
+                                  restart_now=state(keep) > RUNNING)

@@ -44,7 +44,8 @@ from manager.orchestrator.global_service import (
     satisfies,
 )
 from manager.orchestrator.replicated import newest, slots_of
-from manager.orchestrator.restart import held_start, release_state, restart, should_restart
+from manager.orchestrator.restart import should_restart
+from manager.orchestrator.tend import restart_or_release
 from manager.state.store.objects import StoredObject
 
 __all__ = ["GlobalJobOrchestrator", "ReplicatedJobOrchestrator", "job_limits", "task_iteration"]
@@ -94,19 +95,8 @@ def _tend(
     node_id = task.extra.get("NodeID")
     node = ctx.node(node_id)
     lost = bool(node_id) and invalid_node(node) and state(task) <= RUNNING
-    if state(task) > COMPLETE or lost:
-        ops, held = restart(
-            task, service, slot_tasks=group, node=node, now=ctx.now, new_id=ctx.new_id,
-            default_delay=ctx.default_delay,
-        )  # fmt: skip
-        return held if plan.add(*ops) else None
-    if task.extra.get("DesiredState") == "ready":
-        when = held_start(task, group, ctx.nodes(), ctx.default_delay)
-        if when <= ctx.now:
-            plan.add(set_desired(task, release_state(task)))
-            return None
-        return when
-    return None
+    return restart_or_release(ctx, plan, task, service, group, node,
+                              restart_now=state(task) > COMPLETE or lost)
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

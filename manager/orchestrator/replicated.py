@@ -35,7 +35,8 @@ from manager.orchestrator.common import (
     set_desired,
     state,
 )
-from manager.orchestrator.restart import held_start, release_state, restart, should_restart
+from manager.orchestrator.restart import should_restart
+from manager.orchestrator.tend import restart_or_release
 from manager.state.store.objects import StoredObject
 
 __all__ = ["ReplicatedOrchestrator", "replicas_of", "scale_down_order", "slots_of"]
@@ -164,17 +165,9 @@ class ReplicatedOrchestrator(ServiceOrchestrator):
                 continue  # an occupied slot whose stopped task is not to be restarted
             node_id = task.extra.get("NodeID")
             node = ctx.node(node_id)
-            if state(task) > RUNNING or (node_id and ctx.lost(str(node_id))):
-                ops, held = restart(
-                    task, service, slot_tasks=slot_tasks, node=node, now=ctx.now, new_id=ctx.new_id,
-                    default_delay=ctx.default_delay,
-                )  # fmt: skip
-                if plan.add(*ops) and held is not None:
-                    wake = held if wake is None else min(wake, held)
-            elif task.extra.get("DesiredState") == "ready":
-                when = held_start(task, slot_tasks, ctx.nodes(), ctx.default_delay)
-                if when <= ctx.now:
-                    plan.add(set_desired(task, release_state(task)))
-                else:
-                    wake = when if wake is None else min(wake, when)
+            lost = bool(node_id) and ctx.lost(str(node_id))
+            when = restart_or_release(ctx, plan, task, service, slot_tasks, node,
+                                      restart_now=state(task) > RUNNING or lost)
+            if when is not None:
+                wake = when if wake is None else min(wake, when)
         return wake
