@@ -20,6 +20,7 @@ Run ``python -m deploy.images`` to build what is missing and print the times.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -285,12 +286,29 @@ def _download_dependencies(root: pathlib.Path, log: pathlib.Path, say: Progress)
     return folder
 
 
-def _remove_older(repo: str, keep: set[str]) -> None:
-    """Untag earlier builds of ``repo`` so that they do not pile up; ones still in use stay."""
+def _remove_older(repo: str, keep: set[str], grace_s: float = 3 * 3600.0) -> None:
+    """Untag earlier builds of ``repo`` so that they do not pile up.
+
+    Tags in use by a container stay (docker refuses to untag them), and so do tags made within
+    ``grace_s``: another checkout on this machine may have just built one and not yet started
+    its containers.
+    """
     listed = subprocess.run(
-        ["docker", "image", "ls", "--format", "{{.Tag}}", repo], capture_output=True, text=True, check=False
+        ["docker", "image", "ls", "--format", "{{.Tag}}\t{{.CreatedAt}}", repo],
+        capture_output=True, text=True, check=False,
     )
-    old = [f"{repo}:{t}" for t in listed.stdout.split() if t not in keep and t != "<none>"]
+    old = []
+    now = time.time()
+    for line in listed.stdout.splitlines():
+        tag, _, created = line.partition("\t")
+        if tag in keep or tag in ("", "<none>"):
+            continue
+        try:
+            made = datetime.datetime.strptime(created[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue  # a date this code cannot read: leave the image alone
+        if now - made.timestamp() > grace_s:
+            old.append(f"{repo}:{tag}")
     if old:
         subprocess.run(["docker", "image", "rm", *old], capture_output=True, check=False)
 
