@@ -151,8 +151,6 @@ class ManagerRuntime:
 
         self.ca = ClusterCA(self)
         self.cluster_id = ""
-        self.removed_nodes: set[str] = set()
-        """Nodes removed from the swarm (``docker node rm``): their certificates are refused."""
         self._made_ca_key: pathlib.Path | None = None
         self._known_managers: dict[str, str] = {}
         self._node_watch: Watch | None = None
@@ -241,7 +239,7 @@ class ManagerRuntime:
         if self.options.bootstrap or founding:
             self._bootstrap_ca(founding=bool(founding))
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *RAFT_SERVER_OPTIONS],
-                                 interceptors=[CertificateGuard(self.removed_nodes.__contains__)])
+                                 interceptors=[CertificateGuard(self.is_removed)])
         server.add_generic_rpc_handlers((raft_transport_handler(lambda: self.shell),))
         dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)  # type: ignore[no-untyped-call]
         control_pb2_grpc.add_ControlServicer_to_server(self.control, server)  # type: ignore[no-untyped-call]
@@ -425,6 +423,13 @@ class ManagerRuntime:
             raise StoreError(str(error))
         return result
 
+    def is_removed(self, node_id: str) -> bool:
+        """Whether ``node_id`` was removed from the swarm (``docker node rm``): the Cluster
+        object in this manager's store lists it, so its certificate is refused."""
+        from manager.ca.removed import is_removed
+
+        return is_removed(self.cluster(), node_id)
+
     def cluster(self) -> Any:
         """The Cluster object, or None before the bootstrap manager has written it."""
         found = self.store.find("cluster")
@@ -451,7 +456,6 @@ class ManagerRuntime:
             node = change.object
             ms = node.extra.get("ManagerStatus")
             if change.action == "remove":
-                self.removed_nodes.add(node.id)
                 continue
             if node.id == self.node_id:
                 continue

@@ -30,6 +30,7 @@ from manager.ca.authority import (
     issued_by,
     new_root,
 )
+from manager.ca.removed import removed_denied
 from manager.state.store.commands import Op, Update
 from nodeagent import tls
 
@@ -213,7 +214,8 @@ class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Checks the caller's certificate (its OU, whether its node was removed) before any handler."""
 
     def __init__(self, removed: Callable[[str], bool]) -> None:
-        """``removed(node_id)``: whether that node was removed from the swarm."""
+        """``removed(node_id)``: whether that node was removed from the swarm (the Cluster
+        object's list in this manager's store, :func:`manager.ca.removed.is_removed`)."""
         self._removed = removed
 
     def check(self, method: str, peer: tls.PeerIdentity | None) -> tuple[grpc.StatusCode, str] | None:
@@ -229,7 +231,7 @@ class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         else:
             allowed = peer.role == "manager"
         if peer.node_id and self._removed(peer.node_id):
-            return grpc.StatusCode.PERMISSION_DENIED, f"node {peer.node_id} was removed from the swarm"
+            return grpc.StatusCode.PERMISSION_DENIED, removed_denied(peer.node_id)
         if not allowed:
             return grpc.StatusCode.PERMISSION_DENIED, _denied_role()
         return None

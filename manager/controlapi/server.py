@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
 import logging
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
 
+from manager.ca.removed import removal_expiry, with_removed
 from manager.dispatcher.roles import (
     DEMOTE_LAST_MANAGER_MESSAGE,
     Refusal,
@@ -27,7 +29,7 @@ from manager.dispatcher.roles import (
     remove_refusal,
 )
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
-from manager.state.store.commands import Delete, Update
+from manager.state.store.commands import Delete, Op, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
 from nodeagent import tls
 from nodeagent.transport.planes import FaultGate, LinkPartitioned
@@ -348,8 +350,7 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         if refusal is not None:
             await context.abort(getattr(grpc.StatusCode, refusal.code), refusal.message)
         try:
-            op = Delete("node", node.id, node.version)
-            await self.runtime.write([op], timeout=5.0 * self.runtime.time_scale)
+            await self._remove(node)
         except (NotLeaderError, NoLeaderError, ProposalDropped, ConnectionAbortedError):
             await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
         except TimeoutError:
@@ -359,6 +360,27 @@ class ControlServer(control_pb2_grpc.ControlServicer):
             await context.abort(_CODES.get(exc.code, grpc.StatusCode.UNKNOWN), str(exc))
         log.info("control: removed node %s (%s)", _hostname(node) or node.id, node.id)
         return control_pb2.RemoveNodeResponse()
+
+    async def _remove(self, node: Any) -> None:
+        """Delete the Node and, in the same write, list it in the Cluster object as removed, so
+        that every manager refuses its certificate from then on (manager/ca/removed.py)."""
+        for attempt in range(3):
+            now = datetime.datetime.now(datetime.UTC)
+            ops: list[Op] = [Delete("node", node.id, node.version)]
+            cluster = self.runtime.cluster()
+            if cluster is not None:
+                expiry = removal_expiry(node.extra, now, self.runtime.ca.expiry())
+                extra = with_removed(cluster.extra, node.id, expiry, now)
+                ops.append(Update("cluster", cluster.id, cluster.version, extra=extra))
+            try:
+                await self.runtime.write(ops, timeout=5.0 * self.runtime.time_scale)
+                return
+            except UpdateOutOfSequence:
+                # The Cluster object was written meanwhile (a rotation step, swarm update): the
+                # batch changed nothing; read both again.
+                if attempt == 2:
+                    raise
+                node = find_node(self.runtime.store, node.id)
 
     async def _forward_write(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]

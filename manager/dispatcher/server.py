@@ -43,6 +43,7 @@ from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.allocator.networks import find_ingress, network_to_swarm
 from manager.ca.authority import CertificateRefused
+from manager.ca.removed import CERT_EXPIRY_FIELD, certificate_expiry
 from manager.ca.service import tls_info
 from manager.ca.tokens import InvalidToken, parse_token
 from manager.component import ComponentMetrics, ManagerHarness, StoreView
@@ -240,7 +241,8 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self._join_lock:
             try:
-                await self._register(request, role, tls_info(certificate, roots) if certificate else None)
+                await self._register(request, role, tls_info(certificate, roots) if certificate else None,
+                                     certificate_expiry(certificate) if certificate else "")
             except (NotLeaderError, NoLeaderError):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
             except StoreError as exc:
@@ -253,7 +255,7 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
                                            certificate=certificate, root_ca=roots)
 
     async def _register(self, request: dispatcher_pb2.JoinRequest, role: str,
-                        tls: dict[str, str] | None = None) -> None:
+                        tls: dict[str, str] | None = None, cert_expiry: str = "") -> None:
         existing = self._lookup(request.node_id)
         description: dict[str, Any] = {"Hostname": request.hostname,
                                        "Engine": {"EngineVersion": request.engine_version}}
@@ -265,6 +267,8 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             description["TLSInfo"] = tls
         status = {"State": "ready", "Message": "", "Addr": request.addr}
         extra: dict[str, Any] = {"Description": description}
+        if cert_expiry:
+            extra[CERT_EXPIRY_FIELD] = cert_expiry  # how long a removal must be remembered
         if role == "manager":
             cluster_addr = request.cluster_addr or f"{request.addr}:2377"
             leader = request.node_id == self.runtime.node_id
@@ -403,6 +407,7 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             description = dict(extra.get("Description") or {})
             description["TLSInfo"] = tls_info(certificate, roots)
             extra["Description"] = description
+            extra[CERT_EXPIRY_FIELD] = certificate_expiry(certificate)
             try:
                 await self.runtime.write([Update("node", node_id, node.version, extra=extra)])
                 return

@@ -11,10 +11,12 @@ joins against the Cluster object's tokens, so a rotated token is refused from th
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 from aiohttp import web
 
+from manager.ca.removed import pruned
 from manager.engineapi.base import ManagerView, guarded, rpc_message
 from manager.engineapi.clusterspec import SpecRefused, rotated_tokens, updated_spec, with_unlock_key
 from manager.engineapi.nodes import parse_version
@@ -125,6 +127,7 @@ class SwarmRoutes:
                                                  manager=manager)
             extra = with_unlock_key(extra, spec, rotate=rotate_unlock, fresh=format_unlock_key(new_key()))
             extra = _ca_rotation(dict(cluster.spec), spec, extra)
+            extra = pruned(extra, datetime.datetime.now(datetime.UTC))  # removed nodes long expired
         except SpecRefused as exc:
             raise ApiError(_SPEC_HTTP.get(exc.code, 500), rpc_message(exc.code, str(exc))) from None
         await self.manager.write([Update("cluster", cluster.id, version, spec=spec, extra=extra)])

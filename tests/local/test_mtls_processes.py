@@ -90,10 +90,21 @@ def test_plaintext_and_a_workers_certificate_are_refused(cluster: Cluster) -> No
     def beat() -> Iterator[dispatcher_pb2.Heartbeat]:
         yield dispatcher_pb2.Heartbeat(node_id=node_id, hostname="worker1")
 
-    with tls.channel(m.target, sync=True) as channel, pytest.raises(grpc.RpcError) as gone:
-        next(iter(dispatcher_pb2_grpc.DispatcherStub(channel).Session(beat(), timeout=5)))
-    assert gone.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert gone.value.details() == f"node {node_id} was removed from the swarm"
+    def refused() -> None:
+        with tls.channel(m.target, sync=True) as channel, pytest.raises(grpc.RpcError) as gone:
+            next(iter(dispatcher_pb2_grpc.DispatcherStub(channel).Session(beat(), timeout=5)))
+        assert gone.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert gone.value.details() == f"Permission denied: node {node_id} was removed from swarm"
+
+    refused()
+    # The removal is kept in the Raft store, not in the manager's memory: after a restart the
+    # certificate is still refused.
+    m.kill()
+    m.start()
+    tls.set_credentials(operator)
+    wait_until(lambda: _ready(m, {"manager1"}), 60, 0.2, "the manager back")
+    tls.set_credentials(worker)
+    refused()
 
 
 def test_a_token_of_another_ca_is_refused_before_it_is_sent(tmp_path: pathlib.Path) -> None:

@@ -8,6 +8,7 @@ refuses them with Swarm's no-leader error, or names another manager as the leade
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import threading
 import time
@@ -18,10 +19,13 @@ import grpc
 import pytest
 from swarmlet.v1 import control_pb2_grpc
 
+from manager.ca.removed import REMOVED_FIELD, is_removed
+from manager.ca.service import CertificateGuard
 from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, remove_node, update_node
 from manager.controlapi.server import ControlServer
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
 from manager.state.store import Create, Store, Update, encode_batch, format_timestamp
+from nodeagent import tls
 
 NO_LEADER = (
     "The swarm does not have a leader. It's possible that too few managers are online. "
@@ -77,6 +81,11 @@ class FakeShell:
         return 0.8
 
 
+class _FakeCA:
+    def expiry(self) -> datetime.timedelta:
+        return datetime.timedelta(hours=2)
+
+
 class FakeRuntime:
     """What ControlServer needs of a ManagerRuntime, with writes applied straight to the store."""
 
@@ -87,6 +96,7 @@ class FakeRuntime:
         self.store = Store()
         self.shell = FakeShell()
         self._index = itertools.count(1)
+        self.ca = _FakeCA()
 
     async def write(self, ops: list[Any], timeout: float = 5.0) -> Any:
         self.shell.check()
@@ -378,8 +388,28 @@ def test_node_rm_refuses_a_raft_member_and_a_live_node_without_force(
         remove_node(server.target, "nosuchnode")
     assert str(err.value) == "node nosuchnode not found"
     assert len(runtime.store.find("node")) == 3
+    assert runtime.cluster().extra.get(REMOVED_FIELD) is None
     remove_node(server.target, "worker1", force=True)
     assert sorted(_hostnames(runtime)) == ["manager1", "manager2"]
+    # The removal is in the Cluster object: a store rebuilt from a snapshot (a manager that
+    # restarts after compaction, a new member) still refuses the node's certificate.
+    removed = runtime.cluster().extra[REMOVED_FIELD]
+    assert list(removed) == ["w" * 25]
+    expiry = datetime.datetime.fromisoformat(removed["w" * 25]["Expiry"])
+    now = datetime.datetime.now(datetime.UTC)
+    assert datetime.timedelta(hours=1.9) < expiry - now <= datetime.timedelta(hours=2)
+    rebuilt = Store()
+    rebuilt.restore(runtime.store.snapshot(), 10)
+    guard = CertificateGuard(lambda node_id: is_removed(rebuilt.find("cluster")[0], node_id))
+    tls.set_enabled(True)
+    try:
+        peer = tls.PeerIdentity("w" * 25, "worker", "c" * 25, now, "swarm-ca")
+        assert guard.check("/swarmlet.v1.Dispatcher/Session", peer) == (
+            grpc.StatusCode.PERMISSION_DENIED, f"Permission denied: node {'w' * 25} was removed from swarm")
+        other = tls.PeerIdentity("b" * 25, "manager", "c" * 25, now, "swarm-ca")
+        assert guard.check("/swarmlet.v1.Dispatcher/Session", other) is None
+    finally:
+        tls.set_enabled(False)
 
 
 def _hostnames(runtime: FakeRuntime) -> list[str]:

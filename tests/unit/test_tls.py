@@ -97,7 +97,8 @@ def test_the_guard_lets_each_role_call_only_what_it_may() -> None:
                            "remote certificate not part of OUs: [swarm-manager]")
     assert guard.check(raft, _Peer("manager").identity()) is None
     refused = guard.check(session, _Peer("manager", "r" * 25).identity())
-    assert refused == (grpc.StatusCode.PERMISSION_DENIED, f"node {'r' * 25} was removed from the swarm")
+    assert refused == (grpc.StatusCode.PERMISSION_DENIED,
+                       f"Permission denied: node {'r' * 25} was removed from swarm")
     assert guard.check(raft, None) is not None
     tls.set_enabled(False)
     assert guard.check(raft, None) is None  # plaintext clusters (the benchmark's switch) check nothing
@@ -159,3 +160,33 @@ def test_a_rotation_ends_once_every_node_that_is_up_holds_a_certificate_of_the_n
     assert done.extra["RootRotationInProgress"] is False
     assert "PreviousCACert" not in done.extra["RootCA"]
     assert done.extra["TLSInfo"]["TrustRoot"] == new_cert.decode()
+
+
+def test_removed_nodes_are_kept_until_a_week_after_their_certificates_expire() -> None:
+    from manager.ca.removed import (
+        CERT_EXPIRY_FIELD,
+        EXPIRED_CERT_GRACE,
+        REMOVED_FIELD,
+        certificate_expiry,
+        pruned,
+        removal_expiry,
+        with_removed,
+    )
+
+    creds = _issue(new_root(NOW), "n" * 25, "worker")
+    recorded = certificate_expiry(creds.cert_pem)
+    assert datetime.datetime.fromisoformat(recorded) == NOW + DAY
+    # The later of the recorded certificate's end and now + the current lifetime: a certificate
+    # issued under a longer --cert-expiry is remembered as long as it lives.
+    assert removal_expiry({CERT_EXPIRY_FIELD: recorded}, NOW, DAY / 2) == NOW + DAY
+    assert removal_expiry({CERT_EXPIRY_FIELD: recorded}, NOW, 3 * DAY) == NOW + 3 * DAY
+    assert removal_expiry({}, NOW, 3 * DAY) == NOW + 3 * DAY
+
+    extra = with_removed({"JoinTokens": {"Worker": "w"}}, "a" * 25, NOW + DAY, NOW)
+    extra = with_removed(extra, "b" * 25, None, NOW)  # no expiry known: kept for ever
+    assert extra["JoinTokens"] == {"Worker": "w"} and set(extra[REMOVED_FIELD]) == {"a" * 25, "b" * 25}
+    assert pruned(extra, NOW + DAY + EXPIRED_CERT_GRACE) is extra  # not yet past the grace
+    later = NOW + DAY + EXPIRED_CERT_GRACE + datetime.timedelta(seconds=1)
+    assert set(pruned(extra, later)[REMOVED_FIELD]) == {"b" * 25}
+    # A removal prunes the list as it writes it.
+    assert set(with_removed(extra, "c" * 25, later + DAY, later)[REMOVED_FIELD]) == {"b" * 25, "c" * 25}
