@@ -227,7 +227,7 @@ class ManagerRuntime:
             raft_config=self.raft_config,
             registry=self.context.registry,
             rng=self.rng,
-            data_key=self.keys.dek,
+            keys=self.keys,
             faults=FaultGate(self.faults, "raft"),
         )
         # Before the log is replayed, so that every Node object it holds is seen.

@@ -74,12 +74,31 @@ def _check(key: bytes) -> None:
 
 
 class DataCipher:
-    """AES-256-GCM under one key: ``seal`` and ``open`` with a purpose (associated data)."""
+    """AES-256-GCM: ``seal`` under the current key, ``open`` under it or an older one, with a
+    purpose (associated data).
 
-    def __init__(self, key: bytes) -> None:
-        """``key``: the 32-byte DEK."""
+    The older keys are those of a data key rotation under way (swarmkit's pending DEK): what
+    was sealed before the rotation still opens until a snapshot under the new key replaces it.
+    """
+
+    def __init__(self, key: bytes, older: tuple[bytes, ...] = ()) -> None:
+        """``key``: the 32-byte DEK that seals; ``older``: DEKs that may still open old data."""
         _check(key)
+        for old in older:
+            _check(old)
+        self.key = key
+        """The key that seals."""
+        self.older = older
+        """Keys that only open."""
         self._aead = AESGCM(key)
+        self._older = [AESGCM(old) for old in older]
+        self.older_opens = 0
+        """How many opens needed an older key (the storage counts them to know which files
+        still need one)."""
+
+    def rotated(self, new_key: bytes) -> DataCipher:
+        """A cipher that seals under ``new_key`` and still opens under this one's keys."""
+        return DataCipher(new_key, (self.key, *self.older))
 
     def seal(self, plaintext: bytes, purpose: bytes) -> bytes:
         """nonce | ciphertext | tag; ``purpose`` must be given again to open it."""
@@ -87,13 +106,23 @@ class DataCipher:
         return nonce + self._aead.encrypt(nonce, plaintext, purpose)
 
     def open(self, sealed: bytes, purpose: bytes) -> bytes:
-        """The plaintext of :meth:`seal`'s output; raises :class:`DecryptError` if it does not open."""
+        """The plaintext of :meth:`seal`'s output (under the current key or an older one);
+        raises :class:`DecryptError` if no key opens it."""
         if len(sealed) < SEAL_OVERHEAD:
             raise DecryptError("sealed data too short")
+        nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
         try:
-            return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], purpose)
+            return self._aead.decrypt(nonce, body, purpose)
         except InvalidTag:
-            raise DecryptError("authentication failed (wrong key, or the data was changed)") from None
+            pass
+        for aead in self._older:
+            try:
+                plain = aead.decrypt(nonce, body, purpose)
+            except InvalidTag:
+                continue
+            self.older_opens += 1
+            return plain
+        raise DecryptError("authentication failed (wrong key, or the data was changed)")
 
 
 def wrap_key(kek: bytes, dek: bytes) -> bytes:

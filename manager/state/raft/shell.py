@@ -48,6 +48,7 @@ from manager.state.raft.pending import PendingRequests
 from manager.state.raft.probe import LeaderProbe
 from manager.state.raft.promotion import Promotions
 from manager.state.raft.recovery import StateMachine, recover
+from manager.state.raft.rekey import DataKeyRotation, DataKeys
 from manager.state.raft.storage import RaftStorage
 from manager.state.raft.transport import (
     SERVER_OPTIONS,
@@ -97,6 +98,7 @@ class RaftShell:
         on_apply: Callable[[int], None] | None = None,
         data_key: bytes | None = None,
         faults: FaultGate | None = None,
+        keys: DataKeys | None = None,
     ) -> None:
         """``bootstrap`` makes a new single-voter cluster on first start; ``voters`` instead
         starts a fixed membership (a new cluster's founding managers, tests, benchmarks); with
@@ -105,7 +107,9 @@ class RaftShell:
         Neither: wait to be added by a leader. ``peers`` maps node ids to cluster addresses
         ("host:port"). ``data_key`` (32 bytes) encrypts the log and snapshots at rest, as every
         manager runs; None leaves them in plaintext (benchmarks comparing the two). ``faults`` is
-        the node's injected link faults (``swarmlet chaos``) as the Raft plane sees them."""
+        the node's injected link faults (``swarmlet chaos``) as the Raft plane sees them. ``keys``
+        (the manager's key file) gives the data key instead of ``data_key``, and lets the shell
+        rotate it when autolock is turned on (:mod:`.rekey`)."""
         self._faults = faults
         self.node_id = node_id
         self.address = address
@@ -136,7 +140,10 @@ class RaftShell:
         self._snapshot_index = 0
         self._read_ids = itertools.count(1)
         self._on_apply = on_apply
-        self._cipher = DataCipher(data_key) if data_key is not None else None
+        self._rekey = DataKeyRotation(keys) if keys is not None else None
+        """The data key rotation (a manager's shell); None with a fixed key or none."""
+        self._cipher = (self._rekey.cipher() if self._rekey is not None
+                        else DataCipher(data_key) if data_key is not None else None)
         self._last_role = ""
         self.last_contact: dict[str, float] = {}
         """Monotonic time each peer last sent us a message (the leader's view of reachability)."""
@@ -166,6 +173,8 @@ class RaftShell:
         storage = await asyncio.to_thread(RaftStorage.open, raft_dir, fsync=self.config.fsync,
                                           cipher=self._cipher)
         self._storage = storage
+        if self._rekey is not None:
+            await self._rekey.opened(storage)
         self._node = recover(
             storage, self.state_machine, self.raft_config, self.node_id, self._rng,
             bootstrap=self._bootstrap, voters=self._initial_voters,
@@ -385,6 +394,8 @@ class RaftShell:
                 self._pending.place(node, self._book.get)
             try:
                 await self._drain_ready(node)
+                if self._rekey is not None:
+                    await self._rotate_data_key(node)
             except Exception:
                 # Storage failing means this node can no longer promise anything: stop it.
                 log.exception("raft: cannot persist; stopping this manager's Raft")
@@ -405,6 +416,8 @@ class RaftShell:
             meta, data = rd.snapshot
             await asyncio.to_thread(storage.save_snapshot, meta, data)
             self.metrics.bytes_snapshotted.inc(len(data))
+            if self._rekey is not None:
+                await self._rekey.snapshotted(storage)
             self.state_machine.restore(data, meta.index)
             self._applied = meta.index
             self._snapshot_index = meta.index
@@ -463,6 +476,20 @@ class RaftShell:
         self.metrics.bytes_snapshotted.inc(len(data))
         self.metrics.snapshot_latency.observe(time.monotonic() - began)
         self._snapshot_index = index
+        if self._rekey is not None:
+            await self._rekey.snapshotted(storage)
+
+    async def _rotate_data_key(self, node: RaftNode) -> None:
+        # Begin a rotation the key file asks for; snapshot once that replaces every old file.
+        assert self._rekey is not None and self._storage is not None
+        if await self._rekey.step(self._storage, self._applied, node.snapshot.index):
+            await self._take_snapshot(node)
+            await self._drain_ready(node)
+
+    @property
+    def data_key_rotations(self) -> int:
+        """Data key rotations finished since this shell started (tests)."""
+        return self._rekey.rotations if self._rekey is not None else 0
 
     def _observe_soft_state(self, node: RaftNode) -> None:
         leader = node.leader or ""

@@ -17,6 +17,12 @@ snapshot's header, membership and data are sealed as one; only the magic, the ou
 framing and the CRCs are in the clear. Encrypted files have their own magics, so an unencrypted
 log is refused with a clear error rather than misread (swarmlet does not migrate one).
 
+Data key rotation (autolock turned on): :meth:`RaftStorage.rotate_key` seals everything from
+then on under the new key, in a new segment; the cipher still opens what the old key sealed.
+Once a snapshot at or past :meth:`RaftStorage.rotation_index` is saved, the compaction has
+removed every file the old key sealed (:attr:`RaftStorage.old_key_in_use` turns False) and
+the old key can be forgotten.
+
 Record types: an entry; the hard state (term, vote, commit); a truncate marker (every entry from
 this index on is void, written before the entries of a leader that overwrote a conflicting
 suffix); a snapshot marker (the log up to this index is compacted, and whether the entries after
@@ -84,6 +90,7 @@ class _Segment:
     path: Path
     seq: int
     max_index: int  # highest entry index written in it, 0 if none: compaction drops it once covered
+    old_key: bool = False  # sealed (partly) under a data key older than the current one
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -125,6 +132,7 @@ class RaftStorage:
         self._fd = -1
         self._size = 0
         self._lock_fd = -1
+        self._snapshot_old_key = False  # the snapshot file is sealed under an older data key
 
     # ---- opening and recovery -------------------------------------------------------------
 
@@ -206,7 +214,9 @@ class RaftStorage:
             return
         found.sort()
         path = found[-1][1]
+        before = self._older_opens()
         meta, self.snapshot_data = decode_snapshot(path, path.read_bytes(), self._cipher)
+        self._snapshot_old_key = self._older_opens() > before
         self.snapshot = meta
         self._base, self._base_term = meta.index, meta.term
         for _, older in found[:-1]:
@@ -227,6 +237,7 @@ class RaftStorage:
                 return recorded_snapshot, base_term
             check_magic(path, data[:magic], self._cipher, "log segment")
         pos = magic
+        before = self._older_opens()
         while pos < len(data):
             parsed = parse_at(data, pos)
             if parsed is None:
@@ -251,7 +262,11 @@ class RaftStorage:
             except (ValueError, struct.error, UnicodeDecodeError, DecryptError) as exc:
                 raise CorruptLogError(path, pos, str(exc)) from None
             pos += HEADER.size + len(payload)
+        segment.old_key = segment.old_key or self._older_opens() > before
         return recorded_snapshot, base_term
+
+    def _older_opens(self) -> int:
+        return self._cipher.older_opens if self._cipher is not None else 0
 
     def _apply(
         self, kind: int, payload: bytes, segment: _Segment, recorded_snapshot: int, base_term: int | None
@@ -424,6 +439,7 @@ class RaftStorage:
             raise ValueError("a snapshot's index starts at 1")
         keep = self.term(meta.index) == meta.term
         self._write_snapshot_file(meta, data)
+        self._snapshot_old_key = False  # the older snapshot files go in the compaction below
         # Start a fresh segment so every older one can go once the snapshot covers it.
         if self._size > len(self._wal_magic):
             self._new_segment()
@@ -463,6 +479,48 @@ class RaftStorage:
                 child.unlink()
         if self._fsync:
             _fsync_dir(self._dir)
+
+    # ---- data key rotation ----------------------------------------------------------------
+
+    def rotate_key(self, new_key: bytes) -> None:
+        """Seal everything from now on under ``new_key``; what the old key sealed still opens.
+
+        A new segment is started (when the current one holds anything), so that every file the
+        old key sealed can go whole once a snapshot covers it (:meth:`rotation_index`).
+        """
+        self._check_open()
+        if self._cipher is None:
+            raise RuntimeError("an unencrypted log has no data key to rotate")
+        for segment in self._segments:
+            segment.old_key = True
+        self._snapshot_old_key = self.snapshot is not None
+        self._cipher = self._cipher.rotated(new_key)
+        if self._size > len(self._wal_magic):
+            self._new_segment()
+        else:
+            self._segments[-1].old_key = False  # only its magic: nothing in it is sealed
+
+    @property
+    def old_key_in_use(self) -> bool:
+        """Whether a file on disk still needs a data key older than the current one."""
+        return self._snapshot_old_key or any(segment.old_key for segment in self._segments)
+
+    def rotation_index(self) -> int:
+        """The least index a snapshot must have to replace every file an older key sealed
+        (swarmkit's waitForAppliedIndex): past the current snapshot, and covering every entry
+        an old segment holds. 0 when no file needs an older key."""
+        if not self.old_key_in_use:
+            return 0
+        held = [segment.max_index for segment in self._segments if segment.old_key]
+        return max([self._base + 1, *held])
+
+    def forget_old_keys(self) -> bool:
+        """Drop the older data keys once no file needs them; whether they were dropped."""
+        if self._cipher is None or self.old_key_in_use:
+            return False
+        if self._cipher.older:
+            self._cipher = DataCipher(self._cipher.key)
+        return True
 
     # ---- lifecycle ------------------------------------------------------------------------
 
