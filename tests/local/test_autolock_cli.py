@@ -3,7 +3,9 @@
 Three managers and a worker run as ``python -m nodeagent`` on 127.x addresses. A secret created
 through the API, and a known string written to the store (a node label), are found nowhere on
 any node's disk, raw or in base64. ``docker swarm update --autolock=true`` prints the unlock key
-as Swarm does; ``unlock-key --rotate`` replaces it. manager2 restarted stays locked: its Engine
+as Swarm does; ``unlock-key --rotate`` replaces it. Every manager rotates its data key: manager2's
+disk then opens under its new data key alone, not under the one it had before autolock (a copy
+of its key file taken then opens nothing). manager2 restarted stays locked: its Engine
 API answers with Swarm's locked message, ``docker info`` says "Swarm: locked", its cluster port
 is closed and its log does not move while the others write (no part in Raft); a wrong key and
 the rotated-out key are refused in Swarm's words, the current key unlocks it and it catches up.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import time
@@ -23,6 +26,10 @@ import time
 import pytest
 from _docker_cli import docker, requires_docker
 from _procs_manager import Cluster, NodeProc, running, wait_until
+
+from manager.state.raft.encryption import DataCipher, parse_unlock_key
+from manager.state.raft.keyfile import RaftKeys
+from manager.state.raft.storage import CorruptLogError, RaftStorage
 
 pytestmark = requires_docker
 
@@ -72,6 +79,20 @@ def _key_file(node: NodeProc, cluster: Cluster) -> str:
     return (cluster.workdir / node.name / "manager" / "raft" / "keys.json").read_text()
 
 
+def _plain_dek(node: NodeProc, cluster: Cluster) -> bytes:
+    keys = RaftKeys(cluster.workdir / node.name / "manager" / "raft" / "keys.json")
+    keys.load()
+    return keys.dek
+
+
+def _entries_under(raft_dir: pathlib.Path, cipher: DataCipher, copy: pathlib.Path) -> int:
+    """How many entries and snapshots a copy of ``raft_dir`` holds under ``cipher`` (the copy:
+    opening may tidy a torn tail); CorruptLogError if some file does not open."""
+    shutil.copytree(raft_dir, copy, ignore=shutil.ignore_patterns("LOCK"))
+    with RaftStorage.open(copy, cipher=cipher) as storage:
+        return len(storage.entries()) + (storage.snapshot is not None)
+
+
 @pytest.mark.slow
 def test_encrypted_at_rest_and_autolock(tmp_path: pathlib.Path) -> None:
     with running(tmp_path, 3, ["worker1"]) as cluster:
@@ -111,6 +132,11 @@ def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m
     (control / "b64").write_bytes(b"x" + base64.b64encode(b"ab" + SECRET))
     assert _leaks(control, SECRET) != []  # the search finds the secret where it is
 
+    # The data keys before autolock, and a copy of manager2's key file (a disk copied then).
+    old_deks = {m.name: _plain_dek(m, cluster) for m in (m1, m2, m3)}
+    stolen = tmp / "stolen-keys.json"
+    shutil.copy(cluster.workdir / m2.name / "manager" / "raft" / "keys.json", stolen)
+
     # ---- autolock on: the key, printed as Swarm prints it
     done = docker(tmp, m1.host, "swarm", "update", "--autolock=true")
     assert done.returncode == 0, done.stderr
@@ -127,6 +153,11 @@ def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m
     # Every manager re-wraps its data key under the new key (no plaintext KEK left).
     wait_until(lambda: all('"autolock": true' in _key_file(m, cluster) for m in (m1, m2, m3)),
                timeout=30, what="every manager autolocked")
+    # ... and rotates its data key (swarmkit's RaftDEKManager): the rotation finishes once a
+    # snapshot under the new key has replaced every file the old key sealed.
+    wait_until(lambda: not any(word in _key_file(m, cluster) for m in (m1, m2, m3)
+                               for word in ("pending_dek", "needs_rotation")),
+               timeout=30, what="every manager's data key rotation finished")
     done = docker(tmp, m1.host, "swarm", "unlock", stdin=current + "\n")
     assert (done.returncode, done.stderr.strip()) == (1, "Error: swarm is not locked")
 
@@ -147,6 +178,19 @@ def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m
     # No part in Raft: its cluster port stays closed and its log does not move.
     assert _state(tmp, m2) == "locked" and not _port_open(m2)
     assert {p.name: p.stat().st_size for p in raft_dir.iterdir()} == before
+
+    # Its data key is a new one; what is on its disk opens under it alone, and neither under the
+    # data key it had before autolock nor with the key file copied then.
+    keys = RaftKeys(raft_dir / "keys.json")
+    keys.load()
+    keys.unlock(parse_unlock_key(current))
+    assert keys.dek != old_deks[m2.name]
+    assert _entries_under(raft_dir, DataCipher(keys.dek), tmp / "copy-new")
+    stolen_keys = RaftKeys(stolen)
+    stolen_keys.load()
+    assert stolen_keys.dek == old_deks[m2.name]
+    with pytest.raises(CorruptLogError):
+        _entries_under(raft_dir, DataCipher(stolen_keys.dek), tmp / "copy-old")
 
     # Wrong keys: a malformed one, one that is not the swarm's, and the rotated-out one.
     done = docker(tmp, m2.host, "swarm", "unlock", stdin="SWMKEY-1-bogus\n")

@@ -107,6 +107,43 @@ def test_plaintext_and_a_workers_certificate_are_refused(cluster: Cluster) -> No
     refused()
 
 
+@requires_docker
+def test_a_removed_node_stays_refused_once_its_removal_is_only_in_a_snapshot(cluster: Cluster) -> None:
+    """The removal lives in the Cluster object: after the log that recorded it is compacted away
+    (autolock on rotates the data key, which takes a snapshot and drops every older segment) and
+    the manager restarts from that snapshot, the removed worker's certificate is still refused."""
+    c = cluster
+    m = c.managers()[0]
+    worker = _creds(c, "worker1")
+    node_id = worker.identity.node_id
+    c.nodes["worker1"].kill()
+    _cli(c, "node", "rm", "--force", "worker1")
+    raft_dir = c.workdir / "manager1" / "manager" / "raft"
+    before = {p.name for p in raft_dir.glob("wal-*.log")}
+    key = _cli(c, "swarm", "update", "--autolock=true").split("SWMKEY-1-", 1)[1].split()[0]
+    keys = raft_dir / "keys.json"
+    wait_until(lambda: "autolock" in keys.read_text() and "pending_dek" not in keys.read_text()
+               and "needs_rotation" not in keys.read_text(), 30, 0.2, "the data key rotated")
+    # Every segment that held the removal is gone: only a snapshot taken after it remembers it.
+    assert list(raft_dir.glob("snap-*.snap")) and not before & {p.name for p in raft_dir.glob("wal-*.log")}
+    m.kill()
+    m.start()
+    wait_until(lambda: docker(c.workdir, m.host, "info", "--format", "{{.Swarm.LocalNodeState}}")
+               .stdout.strip() == "locked", 60, 0.2, "manager1 locked")
+    done = docker(c.workdir, m.host, "swarm", "unlock", stdin=f"SWMKEY-1-{key}\n")
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: _ready(m, {"manager1"}), 60, 0.2, "manager1 serving again")
+    tls.set_credentials(worker)
+
+    def beat() -> Iterator[dispatcher_pb2.Heartbeat]:
+        yield dispatcher_pb2.Heartbeat(node_id=node_id, hostname="worker1")
+
+    with tls.channel(m.target, sync=True) as channel, pytest.raises(grpc.RpcError) as gone:
+        next(iter(dispatcher_pb2_grpc.DispatcherStub(channel).Session(beat(), timeout=5)))
+    assert gone.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert gone.value.details() == f"Permission denied: node {node_id} was removed from swarm"
+
+
 def test_a_token_of_another_ca_is_refused_before_it_is_sent(tmp_path: pathlib.Path) -> None:
     c = Cluster(tmp_path)
     (m,) = c.add_managers(1)
