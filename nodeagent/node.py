@@ -27,6 +27,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from prometheus_client import disable_created_metrics
 
 from nodeagent import tls
 from nodeagent.engineapi import EngineApiServer, NodeFacts, NodeSwarmRoutes, session_swarm_info
+from nodeagent.engineapi.runner import tlsverify_context
 from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
@@ -259,8 +261,14 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     # starts later, hence the late lookup).
     images = RuntimeImages(lambda: running.task_runtime.worker.images_used if running.task_runtime else [])
     volumes = lambda: running.task_runtime.volumes if running.task_runtime else None  # noqa: E731
+    engine_ssl = None
+    if options.engine_tls is not None:
+        try:
+            engine_ssl = tlsverify_context(*options.engine_tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise AgentError(f"--tlsverify: cannot use the certificate files ({exc})") from None
     engine_api = EngineApiServer(facts, swarm_info, options.listen_addr, options.engine_port, images=images,
-                                 volumes=volumes)
+                                 volumes=volumes, ssl_context=engine_ssl)
     try:
         await engine_api.start()
     except OSError as exc:

@@ -98,6 +98,9 @@ class AgentOptions:
     (:func:`nodeagent.identity.founder_id`). Ignored once the node has Raft data."""
     tls: bool = True
     """Mutual TLS on every gRPC channel between nodes (``--no-tls`` turns it off, for benchmarks)."""
+    engine_tls: tuple[str, str, str] | None = None
+    """The Engine API over TLS with client certificates, as dockerd's ``--tlsverify``: the files
+    (CA that client certificates must chain to, server certificate, server key); None: HTTP."""
 
     @property
     def gossip_address(self) -> str:
@@ -159,6 +162,12 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
      "they start as Raft's voters together, and the leader they elect creates the cluster"),
     ("--no-tls", "no_tls", "bool", False,
      "plaintext gRPC between nodes (no certificates): only to measure what mutual TLS costs"),
+    ("--tlsverify", "tlsverify", "bool", False,
+     "the Engine API over TLS, and only for clients with a certificate signed by --tlscacert "
+     "(as dockerd's --tlsverify)"),
+    ("--tlscacert", "tlscacert", "file", None, "with --tlsverify: trust client certificates this CA signed"),
+    ("--tlscert", "tlscert", "file", None, "with --tlsverify: the Engine API's certificate"),
+    ("--tlskey", "tlskey", "file", None, "with --tlsverify: the Engine API's key"),
     ("--no-swarm", "no_swarm", "bool", False,
      "start in no swarm; join or create one through the Engine API (docker swarm join / init)"),
     ("--join", "join", "addresses", (), "manager cluster addresses HOST:PORT[,HOST:PORT...]"),
@@ -352,6 +361,15 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         if not values["manager_token_file"]:
             raise OptionsError("--initial-cluster needs --manager-token-file (the founders' node IDs "
                                "follow from the cluster's CA digest in the token)")
+    engine_tls = None
+    given = [flag for flag in ("tlscacert", "tlscert", "tlskey") if values[flag]]
+    if values["tlsverify"]:
+        missing = [f"--{flag}" for flag in ("tlscacert", "tlscert", "tlskey") if not values[flag]]
+        if missing:
+            raise OptionsError(f"--tlsverify needs {', '.join(missing)}")
+        engine_tls = (str(values["tlscacert"]), str(values["tlscert"]), str(values["tlskey"]))
+    elif given:
+        raise OptionsError(f"--{given[0]} is only used with --tlsverify")
     ports = {"--gossip-port": values["gossip_port"], "--metrics-port": values["metrics_port"],
              "--engine-port": values["engine_port"], "--data-path-port": values["data_path_port"],
              "--web-port": values["web_port"]}
@@ -390,6 +408,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         data_path_port=int(values["data_path_port"]),
         initial_cluster=tuple(values["initial_cluster"]),
         tls=not values["no_tls"],
+        engine_tls=engine_tls,
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -152,10 +153,12 @@ class EngineApiServer:
 
     def __init__(self, facts: NodeFacts, swarm_info: Callable[[], SwarmInfo], host: str, port: int,
                  images: ImageCatalog | None = None,
-                 volumes: Callable[[], VolumeCatalog | None] | None = None) -> None:
+                 volumes: Callable[[], VolumeCatalog | None] | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         """``swarm_info()`` gives the node's own view of its swarm membership, asked per request;
         ``images`` the emulated runtime's images (a built-in list when None); ``volumes()`` the
-        node's volume store (None: the volume routes answer 503)."""
+        node's volume store (None: the volume routes answer 503); ``ssl_context`` serves HTTPS
+        only (``--tlsverify``)."""
         self.facts = facts
         self.images = ImageRoutes(images or BuiltinImages(), facts.go_arch)
         self.volumes = VolumeRoutes(volumes or (lambda: None))
@@ -167,7 +170,7 @@ class EngineApiServer:
         self._started = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace(
             "+00:00", "Z")
         self.app = self._build_app()
-        self._http = HttpServer(self.app, host, port)
+        self._http = HttpServer(self.app, host, port, ssl_context)
 
     @property
     def port(self) -> int:

@@ -142,3 +142,22 @@ def test_founders_agree_on_the_cluster_id_their_certificates_carry() -> None:
     assert is_id(ours) and ours == founders_cluster_id("d" * 50)  # every founder derives the same
     assert ours != founders_cluster_id("e" * 50)  # another CA, another cluster
     assert ours not in {founder_id("d" * 50, f"manager{i}") for i in (1, 2, 3)}  # never a node's ID
+
+
+def test_tlsverify_takes_dockerds_three_files(tmp_path: pathlib.Path) -> None:
+    files = []
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+        files.append(str(tmp_path / name))
+    assert parse_options(BASE, {}).engine_tls is None
+    flags = ["--tlsverify", "--tlscacert", files[0], "--tlscert", files[1], "--tlskey", files[2]]
+    assert parse_options([*BASE, *flags], {}).engine_tls == tuple(files)
+    env = {"SWARMLET_TLSVERIFY": "1", "SWARMLET_TLSCACERT": files[0], "SWARMLET_TLSCERT": files[1],
+           "SWARMLET_TLSKEY": files[2]}
+    assert parse_options(BASE, env).engine_tls == tuple(files)
+    with pytest.raises(OptionsError, match=r"^--tlsverify needs --tlscert, --tlskey$"):
+        parse_options([*BASE, "--tlsverify", "--tlscacert", files[0]], {})
+    with pytest.raises(OptionsError, match=r"^--tlskey is only used with --tlsverify$"):
+        parse_options([*BASE, "--tlskey", files[2]], {})
+    with pytest.raises(OptionsError, match=r"--tlscert: .*no such file"):
+        parse_options([*BASE, "--tlsverify", "--tlscert", str(tmp_path / "missing.pem")], {})
