@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Imported after the options are good, so that `--help` and bad flags answer at once.
     from nodeagent.node import run_agent
 
-    return asyncio.run(run_agent(options, on_ready=_collect_from_now_on))
+    try:
+        return asyncio.run(run_agent(options, on_ready=_collect_from_now_on))
+    finally:
+        gc.enable()  # also after a start that failed, for a caller that goes on
 
 
 def _collect_from_now_on() -> None:
