@@ -15,6 +15,10 @@ log lines, and removes the project. The phases, from the moment `swarmlet up` wa
   joined     the last node's join accepted ("joined cluster")
   ready      `swarmlet up` saw 5 Ready and a leader (its own figure), and the command's exit
 
+and, apart, ``cpu``: the most CPU one agent had used when it logged "node agent ready" (seconds
+of CPU, not a time: Python's start, the imports and the agent's start, managers' role included),
+from agents that log it.
+
 and, apart, when the cluster's Prometheus container started (``prom``): `up` starts it once the
 nodes are started and does not wait for it, so it is in none of the phases above.
 """
@@ -36,7 +40,8 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "bench-bringup"
-PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit", "prom")
+PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit", "prom", "cpu")
+_READY_CPU = re.compile(r"node agent ready \(([0-9.]+) s of CPU\)")
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
@@ -119,6 +124,9 @@ def one_run(state: pathlib.Path, extra: list[str]) -> dict[str, float]:
         phases["ready"] = float(after.group(2)) if after else float("nan")
         others = [_epoch(str(c["State"]["StartedAt"])) for c in _containers(nodes=False)]  # type: ignore[index]
         phases["prom"] = max(others) - start if others else float("nan")
+        cpu = [float(m.group(1)) for lines in logs.values() for _, line in lines
+               if (m := _READY_CPU.search(line))]
+        phases["cpu"] = max(cpu) if cpu else float("nan")
         return phases
     finally:
         _swarmlet(state, "down")
@@ -137,7 +145,8 @@ def main() -> int:
     extra = [] if args.publish is None else ["--publish", args.publish]
     state = pathlib.Path(tempfile.mkdtemp(prefix=f"{PROJECT}-"))
     runs = []
-    print("run  " + "  ".join(f"{p:>8s}" for p in PHASES) + "   (seconds from the start of `swarmlet up`)")
+    print("run  " + "  ".join(f"{p:>8s}" for p in PHASES)
+          + "   (seconds from the start of `swarmlet up`; cpu: see above)")
     failed = 0
     for i in range(args.runs):
         try:

@@ -156,6 +156,8 @@ class ManagerRuntime:
         self._node_watch: Watch | None = None
         self.keys: RaftKeys | None = None
         self._key_sync: KeySync | None = None
+        self._serving = asyncio.Event()
+        """Set once the role serves (at start, or after ``docker swarm unlock``)."""
         self.raft_config = RaftConfig.default().scaled(self.time_scale)
         self.heartbeat_period = DEFAULT_HEARTBEAT_PERIOD * self.time_scale
         self.faults: LinkFaults | None = getattr(context, "faults", None)
@@ -184,6 +186,7 @@ class ManagerRuntime:
                         "`docker swarm unlock` gives it the unlock key", self.node_id)
             return
         await self._start_unlocked()
+        self._serving.set()
 
     @property
     def locked(self) -> bool:
@@ -201,6 +204,15 @@ class ManagerRuntime:
         await asyncio.to_thread(self.keys.unlock, unlock_key)
         log.info("manager %s unlocked", self.node_id)
         await self._start_unlocked()
+        self._serving.set()
+
+    async def wait_unlocked(self) -> None:
+        """Return once this manager serves: at once unless it is locked, else after the unlock.
+
+        The node's agent session waits for it (nodeagent.membership): a locked Swarm manager runs
+        no agent either, so it sends no heartbeat, and the other managers see it Unreachable and
+        then Down, as a real Swarm shows a locked manager."""
+        await self._serving.wait()
 
     async def _start_unlocked(self) -> None:
         from swarmlet.v1 import control_pb2_grpc, dispatcher_pb2_grpc

@@ -201,9 +201,17 @@ class NodeSwarm:
         self.session = module.AgentSession(context, self.managers, role=lambda: switch.role,
                                            on_role=switch.want, join_role=join_role)
         self._refused = None
-        self._session_task = self._spawn(self._run_session(self.session, module, at_start), "session")
+        self._session_task = self._spawn(self._run_session(self.session, module, at_start, switch), "session")
 
-    async def _run_session(self, session: Any, module: ModuleType, at_start: bool) -> None:
+    async def _run_session(
+        self, session: Any, module: ModuleType, at_start: bool, switch: RoleSwitch
+    ) -> None:
+        # A manager locked by autolock runs no agent until it is unlocked: no join and no
+        # heartbeat, so the other managers see it Unreachable and then Down, as in Swarm.
+        unlocked: Callable[[], Awaitable[None]] | None = getattr(switch.extension, "wait_unlocked", None)
+        if unlocked is not None and getattr(switch.extension, "locked", False):
+            log.info("the agent session starts once the manager is unlocked (docker swarm unlock)")
+            await unlocked()
         try:
             await session.run()
         except module.JoinRefused as exc:

@@ -9,6 +9,7 @@ on its cluster port the gRPC method through which followers hand writes to the l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,10 @@ from manager.state.store import Op, Store, StoredObject
 from nodeagent import tls
 from nodeagent.engineapi import Route, SwarmInfo
 from nodeagent.transport.planes import FaultGate
+
+_GONE_FRESH_S = 0.01
+"""How long one answer of :meth:`RuntimeManager.unreachable` serves (seconds, before the time
+scale): a tenth of Raft's heartbeat interval, far below the election timeout it measures."""
 
 __all__ = [
     "HostFacts",
@@ -86,6 +91,8 @@ class RuntimeManager:
         self.writes = LeaderWrites(self._propose, runtime.store, timeout=5.0 * scale, settle=0.8 * scale,
                                    faults=FaultGate(getattr(runtime, "faults", None), "control"))
         self._host = HostFacts()
+        self._scale = scale
+        self._gone: tuple[float, Any, frozenset[str]] | None = None
 
     async def _propose(self, ops: Sequence[Op]) -> Any:
         shell = self.runtime.shell
@@ -123,8 +130,17 @@ class RuntimeManager:
 
     def unreachable(self) -> frozenset[str]:
         """The Raft members not heard from within an election timeout, on a leader or a manager
-        that knows no leader (manager.controlapi.server.gone_managers)."""
-        return frozenset(gone_managers(self.runtime.shell, self.node_id))
+        that knows no leader (manager.controlapi.server.gone_managers).
+
+        Worked out at most once per :data:`_GONE_FRESH_S` (a tenth of Raft's heartbeat): requests
+        that come together (``GET /nodes`` from many clients) share one answer."""
+        now = time.monotonic()
+        shell = self.runtime.shell
+        if self._gone is not None and now < self._gone[0] and self._gone[1] is shell:
+            return self._gone[2]
+        gone = frozenset(gone_managers(shell, self.node_id))
+        self._gone = (now + _GONE_FRESH_S * self._scale, shell, gone)
+        return gone
 
     def cluster(self) -> StoredObject | None:
         """The Cluster object, if written yet."""

@@ -96,6 +96,8 @@ CLUSTER_ROUTES: tuple[tuple[str, str], ...] = (
 """Swarm's routes: answered by managers only (Docker answers them 503 elsewhere)."""
 
 _VERSION_PREFIX = "/v{version:[0-9][0-9.]*}"
+_HOT_READS = ("/nodes", "/tasks", "/services")
+"""The lists ``docker node ls``, ``service ps`` and ``service ls`` ask (and poll): routed first."""
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 
 
@@ -121,8 +123,14 @@ def _parse_version(text: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+_accepted_versions: set[str] = set()
+"""Version prefixes already checked and accepted: a client sends the same one on every request."""
+
+
 def check_api_version(text: str) -> None:
     """Refuse a client API version outside [MIN_API_VERSION, API_VERSION] in Docker's words."""
+    if text in _accepted_versions:
+        return
     asked = _parse_version(text)
     if asked is None:
         raise ApiError.bad_request(f"invalid API version: {text}")
@@ -138,6 +146,8 @@ def check_api_version(text: str) -> None:
             f"client version {text} is too old. Minimum supported API version is {MIN_API_VERSION}, "
             "please upgrade your client to a newer version"
         )
+    if len(_accepted_versions) < 64:  # a bounded set: "1.41", "1.47", "1.047"... whatever is asked
+        _accepted_versions.add(text)
 
 
 @web.middleware
@@ -169,6 +179,13 @@ class EngineApiServer:
         # When the node's local networks were "created": this server's start, in Docker's format.
         self._started = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace(
             "+00:00", "Z")
+        self._static_headers = {
+            "Api-Version": API_VERSION,
+            "Docker-Experimental": "false",
+            "Ostype": "linux",
+            "Server": f"Docker/{facts.engine_version} (linux)",
+        }
+        """Docker's headers on every answer."""
         self.app = self._build_app()
         self._http = HttpServer(self.app, host, port, ssl_context)
 
@@ -257,9 +274,10 @@ class EngineApiServer:
         cluster_routes = [(m, p, self._cluster_route(m, p)) for m, p in CLUSTER_ROUTES]
         # aiohttp tries every versioned path (``/v{version}/...``, a pattern from its first
         # segment) in turn, in the order added: one resource per path, and the cluster routes
-        # (what the CLI asks with a version: /nodes, /tasks, /services) first. The order of
-        # paths that overlap (/images/json, /images/{name}/json) is kept.
-        by_path: dict[str, list[tuple[str, Handler]]] = {}
+        # (what the CLI asks with a version: /nodes, /tasks, /services) first, the lists it polls
+        # (_HOT_READS) first of all. The order of paths that overlap (/images/json,
+        # /images/{name}/json) is kept.
+        by_path: dict[str, list[tuple[str, Handler]]] = {path: [] for path in _HOT_READS}
         for method, path, handler in [*cluster_routes, *node_routes]:
             by_path.setdefault(path, []).append((method, handler))
         for prefix in ("", _VERSION_PREFIX):
@@ -270,10 +288,7 @@ class EngineApiServer:
         return app
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["Api-Version"] = API_VERSION
-        response.headers["Docker-Experimental"] = "false"
-        response.headers["Ostype"] = "linux"
-        response.headers["Server"] = f"Docker/{self.facts.engine_version} (linux)"
+        response.headers.update(self._static_headers)
 
     def _cluster_route(self, method: str, path: str) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:

@@ -225,12 +225,13 @@ def test_versions_too_new_too_old_and_unknown_routes() -> None:
 
 
 def test_check_api_version_accepts_the_range() -> None:
-    for ok in ("1.24", "1.41", "1.47"):
-        check_api_version(ok)
-    for bad in ("1.48", "2.0", "1.2", "x"):
-        with pytest.raises(ApiError) as err:
-            check_api_version(bad)
-        assert err.value.status == 400
+    for _ in range(2):  # the second time from the accepted versions already seen
+        for ok in ("1.24", "1.41", "1.47"):
+            check_api_version(ok)
+        for bad in ("1.48", "2.0", "1.2", "x"):
+            with pytest.raises(ApiError) as err:
+                check_api_version(bad)
+            assert err.value.status == 400
 
 
 # ---------------------------------------------------------------------- Go-style bodies
