@@ -7,6 +7,7 @@
     python bench/memory.py --up --project mem --web --settle 30  # with every manager's web view open
 
     python bench/memory.py --up --project mem --tasks 10   # with 10 nginx tasks running on every node
+    python bench/memory.py --up --project mem --history 40 --tasks 10  # after 40 rounds of writes first
 
 Prints one line per container (the largest of its samples) and the mean and maximum over the
 nodes; the cluster's Prometheus is printed apart (it is not a node: no budget). With ``--web``,
@@ -14,7 +15,10 @@ every manager's web view is held open during the settle time and the samples, as
 holds it: an event stream (``GET /api/events``, server-sent events) read to the end, which also
 makes the manager ask every node for its membership view once a second (docs/web.md). With
 ``--tasks N`` a service of N nginx replicas per node (spread evenly by the scheduler) runs while
-the samples are taken, and is removed after. Exits 1 when a node container is over the budget.
+the samples are taken, and is removed after. With ``--history N`` the managers first carry a
+history of writes, as they do late in the compose test session: N rounds, each creating a
+service of 5 nginx replicas, scaling it to 10, updating its image (a rolling update) and
+removing it, every step waited for. Exits 1 when a node container is over the budget.
 """
 
 from __future__ import annotations
@@ -133,6 +137,41 @@ def _start_tasks(project: str, per_node: int) -> None:
     raise SystemExit(f"the {total} tasks of {LOAD_SERVICE} did not all run within 300 s")
 
 
+def _running(docker: list[str], service: str, image: str) -> int:
+    out = subprocess.run([*docker, "service", "ps", "-f", "desired-state=running", "--format",
+                          "{{.Image}} {{.CurrentState}}", service], capture_output=True, text=True,
+                         check=False).stdout  # fmt: skip
+    return sum(1 for line in out.splitlines() if line.startswith(f"{image} Running "))
+
+
+def _wait_running(docker: list[str], service: str, count: int, image: str = "nginx:1.25",
+                  timeout: float = 120) -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while _running(docker, service, image) != count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{service} did not reach {count} running tasks within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _history(project: str, rounds: int) -> None:
+    """``rounds`` rounds of writes: create a service of 5 replicas, scale it to 10, update its
+    image, remove it; each step waited for, so that every task's states are reported too."""
+    docker = _docker(project)
+    start = time.monotonic()
+    for i in range(rounds):
+        name = f"memhist{i}"
+        subprocess.run([*docker, "service", "create", "-d", "--name", name, "--replicas", "5",
+                        "--update-parallelism", "5", "nginx:1.25"], capture_output=True, check=True)
+        _wait_running(docker, name, 5)
+        subprocess.run([*docker, "service", "scale", "-d", f"{name}=10"], capture_output=True, check=True)
+        _wait_running(docker, name, 10)
+        subprocess.run([*docker, "service", "update", "-d", "--image", "nginx:1.26", name],
+                       capture_output=True, check=True)
+        _wait_running(docker, name, 10, image="nginx:1.26")
+        subprocess.run([*docker, "service", "rm", name], capture_output=True, check=True)
+        print(f"history: round {i + 1}/{rounds} done at {time.monotonic() - start:.0f} s", flush=True)
+
+
 def _stop_tasks(project: str) -> None:
     subprocess.run([*_docker(project), "service", "rm", LOAD_SERVICE], capture_output=True, check=False)
 
@@ -150,6 +189,8 @@ def main() -> int:
     parser.add_argument("--project", default="swarmlet", help="the compose project (default swarmlet)")
     parser.add_argument("--web", action="store_true",
                         help="hold every manager's web view open (its event stream) while measuring")
+    parser.add_argument("--history", type=int, default=0, metavar="N",
+                        help="first N rounds of service create, scale, update and rm (default 0)")
     parser.add_argument("--tasks", type=int, default=0, metavar="N",
                         help="run N nginx tasks on every node while measuring (default 0)")
     args = parser.parse_args()
@@ -160,6 +201,8 @@ def main() -> int:
     if args.up or streams is not None:
         time.sleep(args.settle)
     try:
+        if args.history:
+            _history(args.project, args.history)
         if args.tasks:
             _start_tasks(args.project, args.tasks)
             time.sleep(args.settle)

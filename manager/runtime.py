@@ -122,6 +122,14 @@ def _read_token(path: str | None) -> str:
         raise RuntimeError(f"cannot read the token file {path}: {exc.strerror}") from None
 
 
+STORE_HISTORY = 256
+"""Recent changes the store keeps for a watch that starts in the past (``Store.watch(from_index=)``).
+No manager component watches from the past (each reads the store, then watches from now on), so
+a short history is enough; the store's default of 10,000 kept every version of every object
+written lately (each task status report is one), 10-15 MiB of a manager's memory late in a long
+session."""
+
+
 class ManagerRuntime:
     """One manager: constructed with the node's context, then ``start()`` and ``stop()``."""
 
@@ -133,7 +141,7 @@ class ManagerRuntime:
         self.hostname = context.hostname
         self.cluster_address = f"{self.options.advertise_addr}:{self.options.cluster_port}"
         self.time_scale = float(getattr(self.options, "time_scale", 1.0) or 1.0)
-        self.store = Store()
+        self.store = Store(history=STORE_HISTORY)
         self.rng = random.Random(int.from_bytes(os.urandom(8), "big"))
         self.shell: RaftShell | None = None
         self.server: grpc.aio.Server | None = None

@@ -254,3 +254,44 @@ def test_failed_fsync_leaves_nothing_half_written(
     storage.close()
     with RaftStorage.open(tmp_path) as again:
         assert again.entries() == _entries(1, 3)
+
+
+def test_written_pages_leave_the_page_cache_once_fsynced(tmp_path: pathlib.Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The files are read only at start-up: whole fsynced pages are dropped from the page cache
+    (which counts in a node container's memory), never the page the next append writes to."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    advised: list[tuple[str, int, int, int]] = []  # file name, offset, length (0: to the end), size then
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        assert advice == os.POSIX_FADV_DONTNEED
+        name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        advised.append((name, offset, length, os.fstat(fd).st_size))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    conf = ConfState(voters=("m1",), learners=())
+    big = [Entry(i, 1, EntryType.NORMAL, bytes(700)) for i in range(1, 41)]  # about 7 pages
+    with RaftStorage.open(tmp_path, segment_bytes=16 * page) as storage:
+        for entry in big:
+            storage.save(HardState(term=1, commit=entry.index - 1), [entry])
+        wal = [a for a in advised if a[0].startswith("wal-")]
+        assert wal, "no page of the log was dropped"
+        covered = 0
+        for _, offset, length, size in wal:
+            assert offset == covered and length > 0 and (offset + length) % page == 0  # whole pages, in order
+            assert offset + length <= size - size % page  # never the partly written last page
+            covered = offset + length
+        size = (tmp_path / wal[-1][0]).stat().st_size
+        assert covered == size - size % page  # every whole page so far
+        advised.clear()
+        storage.save_snapshot(SnapshotMeta(40, 1, conf), b"state at 40")
+        names = [a[0] for a in advised if a[2] == 0]
+        assert any(n.startswith("snap-") for n in names)  # the snapshot file, whole
+        assert any(n.startswith("wal-") for n in names)  # the finished segment, whole
+    advised.clear()
+    with RaftStorage.open(tmp_path, segment_bytes=16 * page) as again:
+        assert again.snapshot_data == b"state at 40" and again.last_index() == 40
+        read = {a[0] for a in advised if a[2] == 0}
+        assert read == {p.name for p in tmp_path.iterdir() if p.name.startswith(("wal-", "snap-"))}

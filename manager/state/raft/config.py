@@ -98,7 +98,7 @@ class RaftConfig:
             max_inflight=64,  # append messages in flight per follower
             max_batch_bytes=256 * 1024,  # payload bytes per append message
             snapshot_every=10_000,  # entries between application snapshots
-            keep_after_snapshot=5_000,  # entries kept behind a snapshot for slow followers
+            keep_after_snapshot=500,  # entries kept behind a snapshot for slow followers (Swarm's default)
         )
 
     @classmethod

@@ -33,10 +33,18 @@ acknowledged save survives a crash. A crash mid-write can leave the last record 
 incomplete; that torn tail is truncated with a warning. Any other damage (a bad CRC or length
 followed by a valid record, or in an earlier segment; an index that does not follow) raises
 :class:`CorruptLogError` naming the file and byte offset: nothing is ever skipped silently.
+
+Page cache: the files are read only when a manager starts (the log and snapshot it needs after
+that are in memory), so once written and fsynced their pages are dropped from the page cache
+(``posix_fadvise(DONTNEED)``): whole pages of a segment after each fsync, a segment when the next
+one starts, a snapshot file once durable, every file once recovery has read it. The page cache
+of a container is charged to its memory (``docker stats`` leaves out only the inactive part),
+and a page appended to record after record is accessed often enough to count as active.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import logging
@@ -93,6 +101,23 @@ class _Segment:
     old_key: bool = False  # sealed (partly) under a data key older than the current one
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _drop_cache(fd: int, start: int = 0, end: int = 0) -> None:
+    """Drop the clean cached pages of ``fd`` from ``start`` up to ``end`` (0: the end of the file)."""
+    with contextlib.suppress(OSError):  # advice only: a file system may not take it, and nothing changes
+        os.posix_fadvise(fd, start, end - start if end else 0, os.POSIX_FADV_DONTNEED)
+
+
+def _drop_file_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        _drop_cache(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(directory: Path) -> None:
     # A rename or a new file is durable only once the directory entry is.
     fd = os.open(directory, os.O_RDONLY)
@@ -131,6 +156,7 @@ class RaftStorage:
         self._segments: list[_Segment] = []
         self._fd = -1
         self._size = 0
+        self._dropped = 0  # the current segment's bytes before this are out of the page cache
         self._lock_fd = -1
         self._snapshot_old_key = False  # the snapshot file is sealed under an older data key
 
@@ -217,6 +243,7 @@ class RaftStorage:
         before = self._older_opens()
         meta, self.snapshot_data = decode_snapshot(path, path.read_bytes(), self._cipher)
         self._snapshot_old_key = self._older_opens() > before
+        _drop_file_cache(path)
         self.snapshot = meta
         self._base, self._base_term = meta.index, meta.term
         for _, older in found[:-1]:
@@ -228,6 +255,7 @@ class RaftStorage:
         """Apply one segment's records; returns the updated (recorded snapshot, term at base)."""
         path = segment.path
         data = path.read_bytes()
+        _drop_file_cache(path)
         magic = len(self._wal_magic)
         if data[:magic] != self._wal_magic:
             if last and len(data) < magic and self._wal_magic.startswith(data):
@@ -320,6 +348,7 @@ class RaftStorage:
         tail = self._segments[-1]
         self._fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
+        self._dropped = 0
 
     def _new_segment(self) -> None:
         seq = self._segments[-1].seq + 1 if self._segments else 1
@@ -334,9 +363,12 @@ class RaftStorage:
             os.close(fd)
             raise
         if self._fd >= 0:
+            if self._fsync:
+                _drop_cache(self._fd)  # the finished segment: every write to it fsynced
             os.close(self._fd)
         self._fd = fd
         self._size = len(self._wal_magic)
+        self._dropped = 0
         self._segments.append(_Segment(path, seq, 0))
 
     def _append(self, blob: bytes) -> None:
@@ -359,6 +391,12 @@ class RaftStorage:
                 logger.exception("%s: could not undo a failed write", self._segments[-1].path)
             raise
         self._size += len(blob)
+        if self._fsync:
+            # Clean now; the partly written last page stays, as the next append writes to it.
+            whole = self._size - self._size % _PAGE
+            if whole > self._dropped:
+                _drop_cache(self._fd, self._dropped, whole)
+                self._dropped = whole
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -459,6 +497,7 @@ class RaftStorage:
             handle.flush()
             if self._fsync:
                 os.fsync(handle.fileno())
+                _drop_cache(handle.fileno())  # read again only when the manager restarts
         os.replace(temp, final)
         if self._fsync:
             _fsync_dir(self._dir)
