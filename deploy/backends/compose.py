@@ -13,7 +13,7 @@ import os
 import pathlib
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +29,7 @@ from deploy.backends.base import (
     read_state,
     state_dir,
 )
-from deploy.backends.compose_files import BASE_FOUNDERS, BASE_NODES, PROMETHEUS_SERVICE, override_text
+from deploy.backends.compose_files import BASE_NODES, PROMETHEUS_SERVICE, override_text
 
 __all__ = [
     "NETWORK", "NODE_ALIAS", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error",
@@ -250,7 +250,7 @@ class ComposeBackend:
         """The override file for ``layout`` (none when compose.yml alone describes it)."""
         path = self._override_path()
         if (layout.names == BASE_NODES and layout.block == 0 and layout.publish == DEFAULT_PUBLISH
-                and layout.discover == "names" and not layout.no_swarm and layout.founders == BASE_FOUNDERS):
+                and layout.discover == "names" and not layout.no_swarm and not layout.founders):
             path.unlink(missing_ok=True)
             return
         text = override_text(str(self.root / "compose.yml"), layout.names, layout.block, layout.publish,
@@ -287,13 +287,16 @@ class ComposeBackend:
             raise BackendError(_explain(subprocess.CalledProcessError(proc.returncode, argv, proc.stdout,
                                                                       proc.stderr)))
 
-    def start_cluster(self, layout: Layout) -> None:
+    def start_cluster(self, layout: Layout, only: Sequence[str] = ()) -> None:
         """``docker compose up -d`` of the layout's nodes; this project's other nodes are removed.
 
         Prometheus is started once the nodes are, by a second ``docker compose up`` that runs
         while `swarmlet up` waits for the nodes to be Ready (:meth:`prometheus_url` collects it):
-        it never delays the nodes' start."""
+        it never delays the nodes' start. ``only``: just those nodes, nothing removed."""
         self._write_override(layout)
+        if only:
+            self._compose_up(layout, list(only), remove_orphans=False)
+            return
         unwanted = sorted({n.aliases[2] for n in self.nodes()} - set(layout.names))
         if unwanted:
             self._compose_rm(layout, unwanted)

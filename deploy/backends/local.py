@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from deploy.addresses import ENGINE_PORT, MAX_INDEX, parse_name
@@ -62,15 +62,19 @@ def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path
     argv = [sys.executable, "-m", "nodeagent", f"--role={role}", f"--hostname={name}",
             f"--advertise-addr={addr}", f"--listen-addr={addr}", f"--join={join}",
             f"--data-dir={data / name}", f"--shared-volumes={data / 'shared-volumes'}"]
-    if role == "manager":
+    if role == "manager" and index == 1 and not layout.founders and not layout.no_swarm:
+        # manager1 creates the cluster: the root CA and the join tokens are made in its own data
+        # folder; `up` reads the tokens back through its Engine API before it starts the others.
+        tokens = data / name / "swarm-tokens"
+        argv += ["--bootstrap", f"--manager-token-file={tokens / 'manager_token'}",
+                 f"--worker-token-file={tokens / 'worker_token'}"]
+    elif role == "manager":
         argv += [f"--token-file={creds / 'manager_token'}",
                  f"--manager-token-file={creds / 'manager_token'}",
                  f"--worker-token-file={creds / 'worker_token'}"]
         if name in layout.founders:
             founders = ",".join(f"{f}={layout.addr(f)}:{_CLUSTER_PORT}" for f in layout.founders)
             argv.append(f"--initial-cluster={founders}")
-        elif index == 1 and not layout.founders:
-            argv.append("--bootstrap")
     else:
         argv.append(f"--token-file={creds / 'worker_token'}")
     if layout.no_swarm:
@@ -210,8 +214,9 @@ class LocalBackend:
         extra = dict(state.extra, nodes=specs)
         write_state(ClusterState(self.name, state.managers, state.workers, extra).with_layout(layout))
 
-    def start_cluster(self, layout: Layout) -> None:
-        """Start every node's process; the state file lists them so later commands find them."""
+    def start_cluster(self, layout: Layout, only: Sequence[str] = ()) -> None:
+        """Start every node's process (``only``: just these); the state file lists them so later
+        commands find them."""
         specs = node_specs(0, 0, state_dir(), self.home, layout=layout)
         wanted = {s["hostname"] for s in specs}
         running = set()
@@ -220,11 +225,11 @@ class LocalBackend:
                 continue
             if old["hostname"] in wanted:
                 running.add(old["hostname"])
-            else:
+            elif not only:
                 self._stop(old["hostname"])  # the cluster shrank: this node is no longer wanted
         self._record(layout, specs)
         for spec in specs:
-            if spec["hostname"] not in running:
+            if spec["hostname"] not in running and (not only or spec["hostname"] in only):
                 self._spawn(spec, layout)
 
     def start_node(self, layout: Layout, name: str) -> None:

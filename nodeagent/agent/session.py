@@ -110,6 +110,8 @@ class AgentSession:
         """Whether this node has joined (now or in an earlier run)."""
         self.joined_role = ""
         """The role the managers granted at the join ("" if it joined in an earlier run)."""
+        self.node_id = str(getattr(context, "node_id", "") or "")
+        """The node's ID: after a join without one, the ID the managers chose (its certificate's CN)."""
         self.connected_to = ""
         """The manager the session is open with, "" while reconnecting."""
         self._ingress_seen: bytes | None = None
@@ -182,6 +184,7 @@ class AgentSession:
         state = self._load_state()
         if state.get("joined"):
             self.joined = True
+            self.node_id = str(state.get("node_id") or self.context.node_id)
             self._learn(list(state.get("managers") or []))
             return
         token = self._token()
@@ -198,8 +201,10 @@ class AgentSession:
             # leader has told it to run the manager role.
             cluster_addr = f"{self.options.advertise_addr}:{self.options.cluster_port}"
         key = tls.new_key() if tls.enabled() else b""
+        # No ID yet (a node started with --join, joining before anything else runs): the managers
+        # choose it and put it in the certificate.
         request = dispatcher_pb2.JoinRequest(
-            csr=tls.make_csr(key, self.context.node_id) if key else b"",
+            csr=tls.make_csr(key, self.context.node_id or "swarm-node") if key else b"",
             node_id=self.context.node_id,
             hostname=self.context.hostname,
             role=join_role,
@@ -238,16 +243,22 @@ class AgentSession:
                 if reply.leader_addr:
                     prefer = reply.leader_addr
                     break
+                node_id = str(reply.node_id or self.context.node_id)
                 if key:
                     if not reply.certificate:
                         raise JoinRefused(f"{target} answered the join without a certificate")
                     credentials = tls.NodeCredentials(bytes(reply.certificate), key, bytes(reply.root_ca))
+                    if credentials.identity.node_id != node_id:
+                        raise JoinRefused(f"{target} answered the join with a certificate for "
+                                          f"{credentials.identity.node_id}, not {node_id}")
                     credentials.save(self.options.data_dir)
                     tls.set_credentials(credentials)
                 self.joined = True
                 self.joined_role = str(reply.role)
-                self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned})
-                log.info("joined cluster %s as a %s", reply.cluster_id, reply.role)
+                self.node_id = node_id
+                self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned,
+                                  "node_id": node_id})
+                log.info("joined cluster %s as a %s, node ID %s", reply.cluster_id, reply.role, node_id)
                 return
             await self._pause(0.05 if prefer else 0.2)
         raise asyncio.CancelledError()

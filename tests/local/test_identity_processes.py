@@ -1,0 +1,111 @@
+"""Node IDs are issued by the CA (docs/security.md, "Joining"): real node processes.
+
+A node started with ``--join`` joins before anything else runs, with no ID of its own: the leader
+draws one, puts it in the certificate's CN and stores the Node under it; the node takes its ID
+from the certificate and keeps it across restarts. Shown with the real docker CLI: the ID
+``docker node ls`` shows for each node is the CN of the certificate in that node's data
+directory, and is not an ID the node had before it joined.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from _docker_cli import docker, requires_docker
+from _procs_manager import Cluster, wait_until
+
+from nodeagent import tls
+from nodeagent.identity import is_id, new_id
+
+pytestmark = [pytest.mark.slow, requires_docker]
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.add_managers(2)
+    c.add_worker("worker1")
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+def _node_ls(c: Cluster) -> dict[str, tuple[str, str]]:
+    """hostname -> (ID, STATUS) as `docker node ls` prints them, through manager1's Engine API."""
+    out = docker(c.workdir, c.managers()[0].host, "node", "ls",
+                 "--format", "{{.Hostname}} {{.ID}} {{.Status}}")
+    if out.returncode != 0:
+        return {}
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    return {r[0]: (r[1], r[2]) for r in rows if len(r) == 3}
+
+
+def _all_ready(c: Cluster, names: set[str]) -> dict[str, tuple[str, str]] | None:
+    rows = _node_ls(c)
+    return rows if all(rows.get(n, ("", ""))[1] == "Ready" for n in names) else None
+
+
+def _cn(c: Cluster, name: str) -> str:
+    held = tls.NodeCredentials.load(c.workdir / name)
+    assert held is not None, f"{name} holds no certificate"
+    return held.identity.node_id
+
+
+def test_the_ca_chooses_each_joining_nodes_id_and_the_node_keeps_it(cluster: Cluster) -> None:
+    names = {"manager1", "manager2", "worker1"}
+    # An ID the worker might have used had it chosen one itself: left in its data directory
+    # before its first start, where a node used to draw and keep its own.
+    drawn = new_id()
+    (cluster.workdir / "worker1").mkdir(parents=True)
+    (cluster.workdir / "worker1" / "node_id").write_text(drawn + "\n")
+    cluster.start_all()
+    rows = wait_until(lambda: _all_ready(cluster, names), 90, 0.3, "three nodes Ready")
+    ids = {name: rows[name][0] for name in names}
+    for name in names:
+        full = _cn(cluster, name)
+        assert is_id(full)
+        # `docker node ls` shows the ID truncated to 12 characters, as Docker's does.
+        assert full.startswith(ids[name]), (name, full, ids[name])
+        assert (cluster.workdir / name / "node_id").read_text().strip() == full
+    worker = _cn(cluster, "worker1")
+    assert worker != drawn  # the node did not choose it
+    assert "the ID the managers chose" in cluster.nodes["worker1"].log_path.read_text()
+    assert "the ID the managers chose" in cluster.nodes["manager2"].log_path.read_text()
+    inspect = docker(cluster.workdir, cluster.managers()[0].host, "node", "inspect", "worker1",
+                     "--format", "{{.ID}}")
+    assert inspect.stdout.strip() == worker
+
+    # A restart with its certificate: the same ID, the same Node, no second join.
+    cluster.nodes["worker1"].kill()
+    cluster.nodes["worker1"].start()
+    wait_until(lambda: "node agent ready" in cluster.nodes["worker1"].tail(200).split("---- start 2")[-1],
+               60, 0.2, "worker1 restarted")
+    rows = wait_until(lambda: _all_ready(cluster, names), 60, 0.3, "three nodes Ready again")
+    assert _cn(cluster, "worker1") == worker and rows["worker1"][0] == ids["worker1"]
+    assert sorted(rows) == sorted(names)  # no second Node for worker1
+    restarted = cluster.nodes["worker1"].log_path.read_text().split("---- start 2")[-1]
+    assert f"node {worker} (worker1)" in restarted and "joined as node" not in restarted
+
+
+def test_the_bootstrap_manager_names_itself_and_issues_every_other_id(tmp_path: pathlib.Path) -> None:
+    """The first manager is the CA: it names itself. Every other node's certificate was issued
+    by it, for an ID it drew, and the Node objects are stored under those IDs."""
+    c = Cluster(tmp_path)
+    c.add_managers(1)
+    c.add_worker("worker1")
+    c.add_worker("worker2")
+    c.start_all()
+    try:
+        rows = wait_until(lambda: _all_ready(c, {"manager1", "worker1", "worker2"}), 90, 0.3, "Ready")
+        manager_log = c.nodes["manager1"].log_path.read_text()
+        for name in ("worker1", "worker2"):
+            full = _cn(c, name)
+            assert f"dispatcher: {name} joined as worker {full}" in manager_log
+            assert full.startswith(rows[name][0])
+        assert len({_cn(c, n) for n in ("manager1", "worker1", "worker2")}) == 3
+    finally:
+        c.stop_all()
