@@ -166,8 +166,10 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
      "gossip seeds HOST:PORT[,...] (default: the --join hosts at the gossip port)"),
     ("--discover", "discover", "choice", None, "mdns: find managers by zeroconf instead of --join"),
     ("--token-file", "token_file", "file", None, "the file with the join token this node presents"),
-    ("--manager-token-file", "manager_token_file", "file", None, "managers: the manager join token file"),
-    ("--worker-token-file", "worker_token_file", "file", None, "managers: the worker join token file"),
+    ("--manager-token-file", "manager_token_file", "path", None,
+     "managers: the manager join token file (--bootstrap: made there if missing, with the root CA)"),
+    ("--worker-token-file", "worker_token_file", "path", None,
+     "managers: the worker join token file (--bootstrap: made there if missing)"),
     ("--gossip-config", "gossip_config", "choice", "default", "gossip timing preset: default or lan"),
     ("--time-scale", "time_scale", "scale", 1.0, "multiply every protocol timer by this"),
     ("--log-level", "log_level", "choice", "info", "debug, info, warning, error or critical"),
@@ -341,6 +343,12 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
                            ("--initial-cluster", "initial_cluster")):
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
+    for flag, dest in (("--manager-token-file", "manager_token_file"),
+                       ("--worker-token-file", "worker_token_file")):
+        # A bootstrapping manager makes the cluster's tokens (and its root CA) where they are missing.
+        path = values[dest]
+        if path and not values["bootstrap"] and not os.path.isfile(str(path)):
+            raise OptionsError(f"invalid value for {flag}: {str(path)!r}: no such file")
     if values["initial_cluster"]:
         names = [name for name, _ in values["initial_cluster"]]
         if values["bootstrap"]:

@@ -25,13 +25,42 @@ pytestmark = [pytest.mark.slow, requires_docker]
 
 @pytest.fixture
 def cluster(tmp_path: Any) -> Iterator[Cluster]:
+    """manager1 makes the cluster's CA and tokens in a folder of its own, as `swarmlet up`'s does;
+    manager2 and worker1 are started with the tokens it made (the test's own CA is not used)."""
     c = Cluster(tmp_path)
     c.add_managers(2)
     c.add_worker("worker1")
+    first = c.nodes["manager1"]
+    own = tmp_path / "manager1-tokens"
+    kept, skip = [], False
+    for arg in first.args:
+        if skip:
+            skip = False
+        elif arg in ("--token-file", "--manager-token-file", "--worker-token-file"):
+            skip = True
+        else:
+            kept.append(arg)
+    first.args = [*kept, "--manager-token-file", str(own / "manager_token"),
+                  "--worker-token-file", str(own / "worker_token")]
     try:
         yield c
     finally:
         c.stop_all()
+
+
+def _start_staged(c: Cluster) -> None:
+    """manager1 first; once it made the cluster (its CA key file deleted: the Raft store holds
+    the key), the others with its tokens."""
+    own = c.workdir / "manager1-tokens"
+    c.nodes["manager1"].start()
+    wait_until(lambda: (own / "worker_token").exists() and not (own / "ca.key").exists(), 60, 0.1,
+               "manager1 created the cluster")
+    for name in ("manager_token", "worker_token", "worker1_token"):
+        source = "manager_token" if name == "manager_token" else "worker_token"
+        (c.secrets / name).write_text((own / source).read_text())
+    for name, node in c.nodes.items():
+        if name != "manager1":
+            node.start()
 
 
 def _node_ls(c: Cluster) -> dict[str, tuple[str, str]]:
@@ -45,6 +74,10 @@ def _node_ls(c: Cluster) -> dict[str, tuple[str, str]]:
 
 
 def _all_ready(c: Cluster, names: set[str]) -> dict[str, tuple[str, str]] | None:
+    """The rows once every node is Ready and holds its certificate (a node is Ready from the
+    moment the leader registers its join, a moment before the answer reaches it)."""
+    if not all(tls.NodeCredentials.load(c.workdir / n) is not None for n in names):
+        return None
     rows = _node_ls(c)
     return rows if all(rows.get(n, ("", ""))[1] == "Ready" for n in names) else None
 
@@ -62,7 +95,9 @@ def test_the_ca_chooses_each_joining_nodes_id_and_the_node_keeps_it(cluster: Clu
     drawn = new_id()
     (cluster.workdir / "worker1").mkdir(parents=True)
     (cluster.workdir / "worker1" / "node_id").write_text(drawn + "\n")
-    cluster.start_all()
+    _start_staged(cluster)
+    # The key manager1 made is in its Raft store only: no key file left in its folder.
+    assert not (cluster.workdir / "manager1-tokens" / "ca.key").exists()
     rows = wait_until(lambda: _all_ready(cluster, names), 90, 0.3, "three nodes Ready")
     ids = {name: rows[name][0] for name in names}
     for name in names:
@@ -89,6 +124,20 @@ def test_the_ca_chooses_each_joining_nodes_id_and_the_node_keeps_it(cluster: Clu
     assert sorted(rows) == sorted(names)  # no second Node for worker1
     restarted = cluster.nodes["worker1"].log_path.read_text().split("---- start 2")[-1]
     assert f"node {worker} (worker1)" in restarted and "joined as node" not in restarted
+
+    # The manager that made the CA, restarted: its key is only in the Raft store now, and the
+    # manager keeps the certificate it holds rather than making itself another root.
+    first = cluster.nodes["manager1"]
+    before = (cluster.workdir / "manager1" / "certificates" / "swarm-node.crt").read_bytes()
+    first.kill()
+    first.start()
+    wait_until(lambda: "serving on" in first.log_path.read_text().split("---- start 2")[-1], 60, 0.2,
+               "manager1 serving again")
+    rows = wait_until(lambda: _all_ready(cluster, names), 60, 0.3, "all Ready after manager1 restarted")
+    assert (cluster.workdir / "manager1" / "certificates" / "swarm-node.crt").read_bytes() == before
+    assert rows["manager1"][0] == ids["manager1"]
+    assert "issued this bootstrapping manager's own certificate" not in first.log_path.read_text().split(
+        "---- start 2")[-1]
 
 
 def test_the_bootstrap_manager_names_itself_and_issues_every_other_id(tmp_path: pathlib.Path) -> None:
