@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ENV_PREFIX", "AgentOptions", "OptionsError", "parse_cpus", "parse_options", "parse_size"]
+__all__ = ["AWAIT_TOKEN_SECONDS", "ENV_PREFIX", "AgentOptions", "OptionsError", "parse_cpus", "parse_options",
+           "parse_size"]
+
+AWAIT_TOKEN_SECONDS = 120.0
+"""How long ``--await-token`` waits for a token in the token file; then the join goes on with what
+the file holds (and an empty or malformed token is refused as without the flag)."""
 
 #: Environment variables that configure the agent start with this.
 ENV_PREFIX = "SWARMLET_"
@@ -73,6 +78,10 @@ class AgentOptions:
     """Every protocol timer is multiplied by this (2.0 = slow motion, 0.2 = fast tests)."""
     log_level: str
     """Python logging level name, lower case."""
+    await_token: bool = False
+    """Wait (up to :data:`AWAIT_TOKEN_SECONDS`) for the token file to hold a join token before
+    joining: `swarmlet up` starts every node at once and writes the tokens, in place, once its
+    first manager has created the cluster and shown them."""
     no_swarm: bool = False
     """Start in no swarm (Docker's "Swarm: inactive"): the Engine API, gossip and metrics run, and
     the node waits for ``docker swarm init`` or ``docker swarm join``; a node that entered a swarm
@@ -166,6 +175,8 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
      "gossip seeds HOST:PORT[,...] (default: the --join hosts at the gossip port)"),
     ("--discover", "discover", "choice", None, "mdns: find managers by zeroconf instead of --join"),
     ("--token-file", "token_file", "file", None, "the file with the join token this node presents"),
+    ("--await-token", "await_token", "bool", False,
+     "wait for the token file to hold a join token (it is written once the first manager made the cluster)"),
     ("--manager-token-file", "manager_token_file", "path", None,
      "managers: the manager join token file (--bootstrap: made there if missing, with the root CA)"),
     ("--worker-token-file", "worker_token_file", "path", None,
@@ -398,6 +409,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         data_path_port=int(values["data_path_port"]),
         initial_cluster=tuple(values["initial_cluster"]),
         tls=not values["no_tls"],
+        await_token=bool(values["await_token"]),
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "Layout",
     "NodeHandle",
     "UnknownNode",
+    "clear_join_tokens",
     "cluster_block",
     "credentials_dir",
     "fetch_operator_certificate",
@@ -221,10 +222,9 @@ class Backend(Protocol):
     def agent_help(self, layout: Layout) -> str:
         """``python -m nodeagent --help`` as the nodes would run it (to check for a flag)."""
 
-    def start_cluster(self, layout: Layout, only: Sequence[str] = ()) -> None:
+    def start_cluster(self, layout: Layout) -> None:
         """Start the nodes of ``layout`` (and remove this cluster's nodes not in it); returns once
-        they are started, not once they are Ready. ``only``: start just these nodes of it (the
-        manager that creates a new swarm), removing nothing."""
+        they are started, not once they are Ready."""
 
     def start_node(self, layout: Layout, name: str) -> None:
         """Start the node ``name`` of ``layout`` alone (`swarmlet node add`); the others are left be."""
@@ -334,14 +334,37 @@ def save_join_tokens(swarm: dict[str, Any], folder: pathlib.Path | None = None) 
     root = str((swarm.get("TLSInfo") or {}).get("TrustRoot") or "")
     if not manager or not worker:
         return False
-    files = {MANAGER_TOKEN_FILE: (manager + "\n").encode(), WORKER_TOKEN_FILE: (worker + "\n").encode()}
     if root:
-        files[CA_CERT_FILE] = root.encode()
-    if not all((folder / name).is_file() and (folder / name).read_bytes() == data
-               for name, data in files.items()):
-        _write_private(folder, files)
+        _write_private(folder, {CA_CERT_FILE: root.encode()})
+    for name, token in ((WORKER_TOKEN_FILE, worker), (MANAGER_TOKEN_FILE, manager)):
+        _write_in_place(folder / name, (token + "\n").encode())
     (folder / _CA_KEY_FILE).unlink(missing_ok=True)
     return True
+
+
+def clear_join_tokens(folder: pathlib.Path | None = None) -> None:
+    """Empty the token files (made if missing), in place, before a new cluster starts: compose
+    mounts them into the joining nodes as they are, and those nodes wait (``--await-token``) until
+    :func:`save_join_tokens` writes the new cluster's tokens into the same files."""
+    folder = folder or credentials_dir()
+    for name in (MANAGER_TOKEN_FILE, WORKER_TOKEN_FILE):
+        _write_in_place(folder / name, b"")
+
+
+def _write_in_place(path: pathlib.Path, data: bytes) -> None:
+    """Overwrite ``path`` keeping its inode (mode 0600): a container that has the file
+    bind-mounted (a compose secret) sees the new content, where a rename would leave it the old
+    file. A reader may see it empty or half written; the agents wait for a whole token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.read_bytes() == data:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.truncate(0)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(path, 0o600)
 
 
 def has_tokens(folder: pathlib.Path | None = None) -> bool:

@@ -13,7 +13,7 @@ import os
 import pathlib
 import re
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -287,16 +287,13 @@ class ComposeBackend:
             raise BackendError(_explain(subprocess.CalledProcessError(proc.returncode, argv, proc.stdout,
                                                                       proc.stderr)))
 
-    def start_cluster(self, layout: Layout, only: Sequence[str] = ()) -> None:
+    def start_cluster(self, layout: Layout) -> None:
         """``docker compose up -d`` of the layout's nodes; this project's other nodes are removed.
 
         Prometheus is started once the nodes are, by a second ``docker compose up`` that runs
         while `swarmlet up` waits for the nodes to be Ready (:meth:`prometheus_url` collects it):
-        it never delays the nodes' start. ``only``: just those nodes, nothing removed."""
+        it never delays the nodes' start."""
         self._write_override(layout)
-        if only:
-            self._compose_up(layout, list(only), remove_orphans=False)
-            return
         unwanted = sorted({n.aliases[2] for n in self.nodes()} - set(layout.names))
         if unwanted:
             self._compose_rm(layout, unwanted)

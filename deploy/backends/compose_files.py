@@ -35,10 +35,11 @@ def node_command(
     """The node agent's arguments for the node ``name`` in a container (compose.yml's own shape).
 
     manager1 creates the cluster (``--bootstrap``): it makes the root CA and the join tokens in
-    its own data volume, and `swarmlet up` starts the other nodes once it has read the tokens
-    back (docs/bringup.md). Every other node joins through manager1..3 by their service names (a
-    joining agent tries each in turn) with its token (a compose secret); a worker with
-    ``discover="mdns"`` finds them by zeroconf instead. ``founders``: a cluster made by an older
+    its own data volume. Every other node joins through manager1..3 by their service names (a
+    joining agent tries each in turn) with its token (a compose secret), started at the same
+    time as manager1: ``--await-token`` has it wait until `swarmlet up` has read the tokens back
+    from manager1 and written them into the secret files (docs/bringup.md). A worker with
+    ``discover="mdns"`` finds the managers by zeroconf instead. ``founders``: a cluster made by an older
     swarmlet whose managers started Raft together (``--initial-cluster``), kept as it was."""
     role, index = parse_name(name)
     argv = [f"--role={role}", f"--hostname={name}"]
@@ -54,9 +55,11 @@ def node_command(
             argv += [_JOIN, "--token-file=/run/secrets/manager_token",
                      "--manager-token-file=/run/secrets/manager_token",
                      "--worker-token-file=/run/secrets/worker_token"]
+            if name not in founders:
+                argv.append("--await-token")
     else:
         argv += ["--discover=mdns"] if discover == "mdns" else [_JOIN]
-        argv.append("--token-file=/run/secrets/worker_token")
+        argv += ["--token-file=/run/secrets/worker_token", "--await-token"]
     return argv
 
 

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from deploy.addresses import ENGINE_PORT, MAX_INDEX, parse_name
@@ -64,7 +64,7 @@ def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path
             f"--data-dir={data / name}", f"--shared-volumes={data / 'shared-volumes'}"]
     if role == "manager" and index == 1 and not layout.founders and not layout.no_swarm:
         # manager1 creates the cluster: the root CA and the join tokens are made in its own data
-        # folder; `up` reads the tokens back through its Engine API before it starts the others.
+        # folder; `up` reads the tokens back through its Engine API for the others, which wait.
         tokens = data / name / "swarm-tokens"
         argv += ["--bootstrap", f"--manager-token-file={tokens / 'manager_token'}",
                  f"--worker-token-file={tokens / 'worker_token'}"]
@@ -75,8 +75,12 @@ def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path
         if name in layout.founders:
             founders = ",".join(f"{f}={layout.addr(f)}:{_CLUSTER_PORT}" for f in layout.founders)
             argv.append(f"--initial-cluster={founders}")
+        elif not layout.no_swarm:
+            argv.append("--await-token")  # up writes the tokens once manager1 has made them
     else:
         argv.append(f"--token-file={creds / 'worker_token'}")
+        if not layout.no_swarm:
+            argv.append("--await-token")
     if layout.no_swarm:
         argv.append("--no-swarm")
     return {"hostname": name, "role": role, "addr": addr, "argv": argv}
@@ -214,9 +218,8 @@ class LocalBackend:
         extra = dict(state.extra, nodes=specs)
         write_state(ClusterState(self.name, state.managers, state.workers, extra).with_layout(layout))
 
-    def start_cluster(self, layout: Layout, only: Sequence[str] = ()) -> None:
-        """Start every node's process (``only``: just these); the state file lists them so later
-        commands find them."""
+    def start_cluster(self, layout: Layout) -> None:
+        """Start every node's process; the state file lists them so later commands find them."""
         specs = node_specs(0, 0, state_dir(), self.home, layout=layout)
         wanted = {s["hostname"] for s in specs}
         running = set()
@@ -225,11 +228,11 @@ class LocalBackend:
                 continue
             if old["hostname"] in wanted:
                 running.add(old["hostname"])
-            elif not only:
+            else:
                 self._stop(old["hostname"])  # the cluster shrank: this node is no longer wanted
         self._record(layout, specs)
         for spec in specs:
-            if spec["hostname"] not in running and (not only or spec["hostname"] in only):
+            if spec["hostname"] not in running:
                 self._spawn(spec, layout)
 
     def start_node(self, layout: Layout, name: str) -> None:

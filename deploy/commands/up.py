@@ -28,6 +28,7 @@ from deploy.backends.base import (
     ClusterState,
     Layout,
     NodeHandle,
+    clear_join_tokens,
     cluster_block,
     credentials_dir,
     fetch_operator_certificate,
@@ -377,13 +378,14 @@ def run(args: argparse.Namespace) -> int:
             write_state(ClusterState(backend.name, args.managers, args.workers, kept).with_layout(layout))
             boot = time.monotonic()
             first = layout.role_names("manager")[0]
-            if not layout.no_swarm and not current:
+            fresh = not layout.no_swarm and not current
+            if fresh:
                 # A new swarm, made as Swarm makes one: manager1 creates it (its root CA, its key
-                # only ever in the Raft store, and the join tokens), then the others join with the
-                # tokens it shows. Nothing of the CA but its certificate reaches the host.
-                backend.start_cluster(layout, only=(first,))
-                wait_tokens(backend, first, args.timeout, progress)
-                report(f"{first} created the swarm; join tokens in {credentials_dir()}")
+                # only ever in the Raft store, and the join tokens); the others join with the
+                # tokens it shows. They start at the same time and wait for their token files,
+                # which are emptied now and filled once manager1 shows the tokens. Nothing of the
+                # CA but its certificate reaches the host.
+                clear_join_tokens()
             elif not layout.no_swarm and not read_tokens(current) and not has_tokens():
                 raise BackendError(f"no manager of the running cluster shows its join tokens, and "
                                    f"{credentials_dir()} holds none: `swarmlet down` first")
@@ -392,6 +394,9 @@ def run(args: argparse.Namespace) -> int:
             )
             backend.start_cluster(layout)
             progress.update(start_task, total=1, completed=1)
+            if fresh:
+                wait_tokens(backend, first, args.timeout, progress)
+                report(f"{first} created the swarm; join tokens in {credentials_dir()}")
             expected = args.managers + args.workers
             rows: list[Any] = []
             if layout.no_swarm:

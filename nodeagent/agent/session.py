@@ -188,6 +188,8 @@ class AgentSession:
             self._learn(list(state.get("managers") or []))
             return
         token = self._token()
+        if getattr(self.options, "await_token", False) and not _TOKEN_SHAPE.fullmatch(token):
+            token = await self._await_token()
         if not token:
             raise JoinRefused(JOIN_REFUSED_MESSAGE)
         if not _TOKEN_SHAPE.fullmatch(token):
@@ -262,6 +264,21 @@ class AgentSession:
                 return
             await self._pause(0.05 if prefer else 0.2)
         raise asyncio.CancelledError()
+
+    async def _await_token(self) -> str:
+        """``--await-token``: the token once the file holds a whole one (it is written in place,
+        so a read may see it empty or half written), or what it holds after AWAIT_TOKEN_SECONDS."""
+        from nodeagent.options import AWAIT_TOKEN_SECONDS
+
+        log.info("waiting for a join token in the token file")
+        deadline = asyncio.get_running_loop().time() + AWAIT_TOKEN_SECONDS
+        token = self._token()
+        while not _TOKEN_SHAPE.fullmatch(token) and asyncio.get_running_loop().time() < deadline:
+            if self._stopping.is_set():
+                raise asyncio.CancelledError()
+            await asyncio.sleep(0.02)
+            token = self._token()
+        return token
 
     async def _root_ca(self, target: str, token: str) -> bytes:
         """The roots ``target`` shows, checked against the token's digest before the token is sent.

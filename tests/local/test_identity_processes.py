@@ -17,6 +17,8 @@ import pytest
 from _docker_cli import docker, requires_docker
 from _procs_manager import Cluster, wait_until
 
+from deploy.backends.base import BackendError, fetch_operator_certificate
+from manager.ca.tokens import ClusterCredentials
 from nodeagent import tls
 from nodeagent.identity import is_id, new_id
 
@@ -49,18 +51,21 @@ def cluster(tmp_path: Any) -> Iterator[Cluster]:
 
 
 def _start_staged(c: Cluster) -> None:
-    """manager1 first; once it made the cluster (its CA key file deleted: the Raft store holds
-    the key), the others with its tokens."""
+    """As `swarmlet up` starts a new cluster: every node at once, the others' token files empty
+    and ``--await-token``; once manager1 made the cluster (its CA key file deleted: the Raft store
+    holds the key), its tokens are written into those files in place."""
     own = c.workdir / "manager1-tokens"
-    c.nodes["manager1"].start()
+    joining = {"manager_token": "manager_token", "worker1_token": "worker_token"}
+    for name in joining:
+        (c.secrets / name).write_text("")
+    for name, node in c.nodes.items():
+        node.start(() if name == "manager1" else ("--await-token",))
     wait_until(lambda: (own / "worker_token").exists() and not (own / "ca.key").exists(), 60, 0.1,
                "manager1 created the cluster")
-    for name in ("manager_token", "worker_token", "worker1_token"):
-        source = "manager_token" if name == "manager_token" else "worker_token"
-        (c.secrets / name).write_text((own / source).read_text())
-    for name, node in c.nodes.items():
-        if name != "manager1":
-            node.start()
+    for name, source in joining.items():
+        with open(c.secrets / name, "r+") as f:  # the same file the waiting nodes read
+            f.truncate(0)
+            f.write((own / source).read_text())
 
 
 def _node_ls(c: Cluster) -> dict[str, tuple[str, str]]:
@@ -108,6 +113,8 @@ def test_the_ca_chooses_each_joining_nodes_id_and_the_node_keeps_it(cluster: Clu
         assert (cluster.workdir / name / "node_id").read_text().strip() == full
     worker = _cn(cluster, "worker1")
     assert worker != drawn  # the node did not choose it
+    # It started before there was a token, and waited for one (--await-token).
+    assert "waiting for a join token" in cluster.nodes["worker1"].log_path.read_text()
     assert "the ID the managers chose" in cluster.nodes["worker1"].log_path.read_text()
     assert "the ID the managers chose" in cluster.nodes["manager2"].log_path.read_text()
     inspect = docker(cluster.workdir, cluster.managers()[0].host, "node", "inspect", "worker1",
@@ -156,5 +163,25 @@ def test_the_bootstrap_manager_names_itself_and_issues_every_other_id(tmp_path: 
             assert f"dispatcher: {name} joined as worker {full}" in manager_log
             assert full.startswith(rows[name][0])
         assert len({_cn(c, n) for n in ("manager1", "worker1", "worker2")}) == 3
+
+        # What `swarmlet up` keeps on the host instead of the CA's key: an operator certificate,
+        # for the manager token only, with no Node made for it.
+        m = c.managers()[0]
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / "manager_token").write_text(c.credentials.worker_token + "\n")
+        with pytest.raises(BackendError, match="A valid manager join token is necessary"):
+            fetch_operator_certificate(m.target, state)
+        assert not (state / "operator.crt").exists()
+        (state / "manager_token").write_text(c.credentials.manager_token + "\n")
+        fetch_operator_certificate(m.target, state)
+        operator = tls.identity_of((state / "operator.crt").read_bytes())
+        assert (operator.node_id, operator.role) == ("operator", "manager")
+        assert operator.cluster_id == tls.NodeCredentials.load(tmp_path / "manager1").identity.cluster_id
+        assert sorted(_node_ls(c)) == ["manager1", "worker1", "worker2"]
+        # A token of another CA is never sent: the roots do not match its digest.
+        (state / "manager_token").write_text(ClusterCredentials.create().manager_token + "\n")
+        with pytest.raises(BackendError, match="does not match the manager token"):
+            fetch_operator_certificate(m.target, state)
     finally:
         c.stop_all()
