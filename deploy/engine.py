@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EngineError", "NodeRow", "find_node", "list_nodes", "list_services", "node_row", "node_rows",
-           "remove_node", "set_role"]
+__all__ = ["EngineError", "NodeRow", "find_node", "inspect_swarm", "list_nodes", "list_services", "node_row",
+           "node_rows", "remove_node", "set_role"]
 
 
 class EngineError(Exception):
@@ -51,6 +51,12 @@ def _call(docker_host: str, method: str, path: str, body: object = None, timeout
     except OSError as e:
         raise EngineError(f"{docker_host} did not answer: {e}") from None
     return json.loads(text) if text.strip() else None
+
+
+def inspect_swarm(docker_host: str, timeout: float = 5.0) -> dict[str, Any]:
+    """``GET /swarm``: the Cluster object as `docker swarm join-token` reads it (JoinTokens,
+    TLSInfo.TrustRoot)."""
+    return dict(_call(docker_host, "GET", "/swarm", timeout=timeout) or {})
 
 
 def list_nodes(docker_host: str, timeout: float = 5.0) -> list[dict[str, Any]]:

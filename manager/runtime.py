@@ -351,12 +351,16 @@ class ManagerRuntime:
             if root is not None and self.manager_token and not parse_token(self.manager_token).matches_ca(
                     root.cert_pem):
                 raise RuntimeError(f"{folder}/{CA_CERT_FILE} is not the CA of the manager join token")
+        held = tls.credentials()
         if root is None:
-            if self.cluster() is not None:
-                return  # a restart: the Cluster object holds the CA
+            if self.cluster() is not None or held is not None:
+                # A restart: the Cluster object holds the CA (its key file was deleted once it
+                # did), and this manager its certificate; Raft's log brings both back.
+                if held is not None:
+                    self.cluster_id = held.identity.cluster_id
+                return
             root = new_root(datetime.datetime.now(datetime.UTC))
         self.ca.bootstrap_root = root
-        held = tls.credentials()
         if held is not None:
             self.cluster_id = held.identity.cluster_id
         elif founding:

@@ -1,9 +1,10 @@
 """Who a node is: its ID and the version it runs, each made in one place.
 
 IDs have swarmkit's form, 25 lowercase base-36 characters drawn from 128 random bits; a node
-keeps its ID in ``DATA_DIR/node_id`` across restarts. Object IDs (clusters, services, tasks)
-use the same form, drawn by the proposer from a seeded ``random.Random`` so that simulated runs
-replay.
+keeps its ID in ``DATA_DIR/node_id`` across restarts. The ID of a node that joins is chosen by
+the managers' CA and named by its certificate (the CN); ``node_id`` keeps a copy. Object IDs
+(clusters, services, tasks) use the same form, drawn by the proposer from a seeded
+``random.Random`` so that simulated runs replay.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import random
 import secrets
 
 __all__ = [
-    "ID_ALPHABET", "ID_LENGTH", "VERSION", "IdentityError", "founder_id", "founders", "is_id", "load_node_id",
-    "new_id", "token_digest",
+    "ID_ALPHABET", "ID_LENGTH", "VERSION", "IdentityError", "founder_id", "founders", "is_id", "keep_node_id",
+    "load_node_id", "new_id", "token_digest",
 ]
 
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -119,4 +120,29 @@ def load_node_id(data_dir: str, first: str | None = None) -> str:
         raise IdentityError(f"--data-dir {data_dir}: cannot read {path} ({exc.strerror})") from None
     if not is_id(node_id):
         raise IdentityError(f"--data-dir {data_dir}: {path} does not hold a node id (25 base-36 characters)")
+    return node_id
+
+
+def keep_node_id(data_dir: str, node_id: str) -> str:
+    """Write ``node_id`` (the ID the node's certificate names) into ``DATA_DIR/node_id`` unless it
+    is there already; returns it."""
+    if not is_id(node_id):
+        raise IdentityError(f"--data-dir {data_dir}: {node_id!r} is not a node id (25 base-36 characters)")
+    path = os.path.join(data_dir, "node_id")
+    try:
+        with open(path) as f:
+            if f.read().strip() == node_id:
+                return node_id
+    except OSError:
+        pass
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(node_id + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise IdentityError(f"--data-dir {data_dir}: cannot write the node id ({exc.strerror})") from None
     return node_id

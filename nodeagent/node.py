@@ -44,7 +44,15 @@ from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
 from nodeagent.gossip.messages import NodeMeta
 from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
-from nodeagent.identity import VERSION, IdentityError, founder_id, load_node_id, token_digest
+from nodeagent.identity import (
+    VERSION,
+    IdentityError,
+    founder_id,
+    is_id,
+    keep_node_id,
+    load_node_id,
+    token_digest,
+)
 from nodeagent.images import RuntimeImages
 from nodeagent.membership import NodeSwarm
 from nodeagent.metrics import (
@@ -218,18 +226,8 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None,
 
 async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                  failure: list[BaseException]) -> None:
-    first_id = None
-    if options.initial_cluster:
-        # A founding manager: its ID (and every other founder's) follows from the cluster's CA
-        # digest and its name, so that Raft's first voters are known to all before any starts.
-        key = token_digest(options.manager_token_file)
-        if not key:
-            raise AgentError(f"--initial-cluster: {options.manager_token_file} holds no join token")
-        first_id = founder_id(key, options.hostname)
-    try:
-        node_id = load_node_id(options.data_dir, first_id)
-    except IdentityError as exc:
-        raise AgentError(str(exc)) from None
+    tls.set_enabled(options.tls)
+    node_id = await _node_identity(options, stop)
     kept = read_role_file(options.data_dir)
     if kept is not None and kept != options.role:
         # The node was promoted or demoted since the command line was written (compose says
@@ -238,10 +236,8 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
                  kept, options.data_dir, options.role)
         options = dataclasses.replace(options, role=kept)
     log.info("node %s (%s), role %s", node_id, options.hostname, options.role)
-    tls.set_enabled(options.tls)
     if options.tls:
-        held = tls.NodeCredentials.load(options.data_dir)
-        tls.set_credentials(held)
+        held = tls.credentials()
         if held is not None:
             log.info("certificate: %s of cluster %s, valid until %s", held.identity.role,
                      held.identity.cluster_id, held.identity.not_after.isoformat())
@@ -388,6 +384,74 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     if running.task_runtime is not None:
         # The task runtime follows whichever session the node has now (none while in no swarm).
         running.task_runtime.start(swarm.connected_to)
+
+
+async def _node_identity(options: AgentOptions, stop: asyncio.Event) -> str:
+    """The node's ID, and with TLS its credentials loaded (``tls.credentials()``).
+
+    A node that holds a certificate is the node its certificate names. A node started with
+    ``--join`` that has not joined yet joins first, before anything else runs, and takes the ID
+    the managers chose (its certificate's CN), as a swarmkit node does. A bootstrapping manager
+    (it is the CA) and a blank engine draw their own; a founding manager derives its own from the
+    CA digest (``--initial-cluster``)."""
+    held = tls.NodeCredentials.load(options.data_dir) if options.tls else None
+    tls.set_credentials(held)
+    try:
+        if held is not None and is_id(held.identity.node_id):
+            return keep_node_id(options.data_dir, held.identity.node_id)
+        if _joins_first(options):
+            return keep_node_id(options.data_dir, await _join_first(options, stop))
+        first_id = None
+        if options.initial_cluster:
+            # A founding manager: its ID (and every other founder's) follows from the cluster's CA
+            # digest and its name, so that Raft's first voters are known to all before any starts.
+            key = token_digest(options.manager_token_file)
+            if not key:
+                raise AgentError(f"--initial-cluster: {options.manager_token_file} holds no join token")
+            first_id = founder_id(key, options.hostname)
+        return load_node_id(options.data_dir, first_id)
+    except IdentityError as exc:
+        raise AgentError(str(exc)) from None
+
+
+def _joins_first(options: AgentOptions) -> bool:
+    """Whether the node joins its swarm before it starts anything else: started with ``--join``
+    (not bootstrapping, founding or blank), and not joined in an earlier run."""
+    if options.no_swarm or options.bootstrap or options.initial_cluster or not options.join:
+        return False
+    if not (options.token_file or (options.role == "manager" and options.manager_token_file)):
+        return False
+    session_file = os.path.join(options.data_dir, "session.json")
+    return not os.path.exists(session_file)
+
+
+async def _join_first(options: AgentOptions, stop: asyncio.Event) -> str:
+    """Join through ``--join`` with no ID of its own; the ID the managers chose."""
+    from types import SimpleNamespace
+
+    from nodeagent.agent.session import AgentSession, JoinRefused
+
+    context = SimpleNamespace(options=options, node_id="", hostname=options.hostname, faults=None)
+    session = AgentSession(context, lambda: list(options.join))
+    joining = asyncio.get_running_loop().create_task(session.join(), name="join")
+    stopping = asyncio.get_running_loop().create_task(stop.wait(), name="join-stop")
+    try:
+        await asyncio.wait({joining, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not joining.done():
+            await session.stop()
+            joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await joining
+    if not joining.done() or joining.cancelled():
+        raise AgentError("stopped before the node had joined its swarm", EXIT_OK)
+    try:
+        joining.result()
+    except JoinRefused as exc:
+        raise AgentError(str(exc), EXIT_JOIN_REFUSED) from None
+    log.info("joined as node %s: the ID the managers chose", session.node_id)
+    return session.node_id
 
 
 def _task_host(options: AgentOptions) -> str:

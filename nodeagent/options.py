@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ENV_PREFIX", "AgentOptions", "OptionsError", "parse_cpus", "parse_options", "parse_size"]
+__all__ = ["AWAIT_TOKEN_SECONDS", "ENV_PREFIX", "AgentOptions", "OptionsError", "parse_cpus", "parse_options",
+           "parse_size"]
+
+AWAIT_TOKEN_SECONDS = 120.0
+"""How long ``--await-token`` waits for a token in the token file; then the join goes on with what
+the file holds (and an empty or malformed token is refused as without the flag)."""
 
 #: Environment variables that configure the agent start with this.
 ENV_PREFIX = "SWARMLET_"
@@ -73,6 +78,10 @@ class AgentOptions:
     """Every protocol timer is multiplied by this (2.0 = slow motion, 0.2 = fast tests)."""
     log_level: str
     """Python logging level name, lower case."""
+    await_token: bool = False
+    """Wait (up to :data:`AWAIT_TOKEN_SECONDS`) for the token file to hold a join token before
+    joining: `swarmlet up` starts every node at once and writes the tokens, in place, once its
+    first manager has created the cluster and shown them."""
     no_swarm: bool = False
     """Start in no swarm (Docker's "Swarm: inactive"): the Engine API, gossip and metrics run, and
     the node waits for ``docker swarm init`` or ``docker swarm join``; a node that entered a swarm
@@ -175,8 +184,12 @@ _FLAGS: list[tuple[str, str, str, object, str]] = [
      "gossip seeds HOST:PORT[,...] (default: the --join hosts at the gossip port)"),
     ("--discover", "discover", "choice", None, "mdns: find managers by zeroconf instead of --join"),
     ("--token-file", "token_file", "file", None, "the file with the join token this node presents"),
-    ("--manager-token-file", "manager_token_file", "file", None, "managers: the manager join token file"),
-    ("--worker-token-file", "worker_token_file", "file", None, "managers: the worker join token file"),
+    ("--await-token", "await_token", "bool", False,
+     "wait for the token file to hold a join token (it is written once the first manager made the cluster)"),
+    ("--manager-token-file", "manager_token_file", "path", None,
+     "managers: the manager join token file (--bootstrap: made there if missing, with the root CA)"),
+    ("--worker-token-file", "worker_token_file", "path", None,
+     "managers: the worker join token file (--bootstrap: made there if missing)"),
     ("--gossip-config", "gossip_config", "choice", "default", "gossip timing preset: default or lan"),
     ("--time-scale", "time_scale", "scale", 1.0, "multiply every protocol timer by this"),
     ("--log-level", "log_level", "choice", "info", "debug, info, warning, error or critical"),
@@ -350,6 +363,12 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
                            ("--initial-cluster", "initial_cluster")):
             if values[dest]:
                 raise OptionsError(f"{flag} is for managers only (this node's --role is worker)")
+    for flag, dest in (("--manager-token-file", "manager_token_file"),
+                       ("--worker-token-file", "worker_token_file")):
+        # A bootstrapping manager makes the cluster's tokens (and its root CA) where they are missing.
+        path = values[dest]
+        if path and not values["bootstrap"] and not os.path.isfile(str(path)):
+            raise OptionsError(f"invalid value for {flag}: {str(path)!r}: no such file")
     if values["initial_cluster"]:
         names = [name for name, _ in values["initial_cluster"]]
         if values["bootstrap"]:
@@ -409,6 +428,7 @@ def _finish(values: dict[str, Any]) -> AgentOptions:
         initial_cluster=tuple(values["initial_cluster"]),
         tls=not values["no_tls"],
         engine_tls=engine_tls,
+        await_token=bool(values["await_token"]),
     )
 
 

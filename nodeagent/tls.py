@@ -47,6 +47,7 @@ __all__ = [
     "MANAGER_OU",
     "MANAGER_TARGET",
     "NODE_TARGET",
+    "OPERATOR_CN",
     "WORKER_OU",
     "NodeCredentials",
     "PeerIdentity",
@@ -76,6 +77,8 @@ ROOTS_FILE = "swarm-root-ca.crt"
 
 MANAGER_OU = "swarm-manager"
 WORKER_OU = "swarm-worker"
+OPERATOR_CN = "operator"
+"""The CN of the manager certificates the host's tools present (never a node's ID)."""
 JOIN_OU = "swarm-join"
 """The OU of the throwaway certificates the public join CA signs."""
 ROLE_OF_OU = {MANAGER_OU: "manager", WORKER_OU: "worker", JOIN_OU: "join"}
@@ -576,7 +579,7 @@ def use_operator_certificate(ca_cert_pem: bytes, ca_key_pem: bytes) -> NodeCrede
     key_pem = new_key()
     key = serialization.load_pem_private_key(key_pem, None)
     cert = sign_leaf(ca_cert_pem=ca_cert_pem, ca_key_pem=ca_key_pem, public_key=key.public_key(),
-                     node_id="operator", ou=MANAGER_OU, cluster_id="", lifetime=datetime.timedelta(days=30),
+                     node_id=OPERATOR_CN, ou=MANAGER_OU, cluster_id="", lifetime=datetime.timedelta(days=30),
                      now=datetime.datetime.now(datetime.UTC))
     creds = NodeCredentials(cert, key_pem, ca_cert_pem)
     set_enabled(True)

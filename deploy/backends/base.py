@@ -29,13 +29,17 @@ __all__ = [
     "Layout",
     "NodeHandle",
     "UnknownNode",
+    "clear_join_tokens",
     "cluster_block",
     "credentials_dir",
+    "fetch_operator_certificate",
+    "has_tokens",
     "natural_key",
     "project_name",
     "read_state",
     "remove_state",
     "resolve_node",
+    "save_join_tokens",
     "state_dir",
     "use_cluster_tls",
     "write_state",
@@ -293,24 +297,154 @@ def state_dir(project: str | None = None) -> pathlib.Path:
 
 
 def credentials_dir() -> pathlib.Path:
-    """Where the CA and the two join tokens live; compose.yml reads its secrets from here."""
+    """Where the join tokens, the cluster's root CA certificate and the operator's certificate
+    live; compose.yml reads its token secrets from here. Never the CA's key: that is made on the
+    first manager and kept in the Raft store (docs/security.md)."""
     return state_dir()
 
 
+MANAGER_TOKEN_FILE = "manager_token"
+WORKER_TOKEN_FILE = "worker_token"
+CA_CERT_FILE = "ca.crt"
+OPERATOR_CERT_FILE = "operator.crt"
+OPERATOR_KEY_FILE = "operator.key"
+_CA_KEY_FILE = "ca.key"
+
+
+def _write_private(folder: pathlib.Path, files: dict[str, bytes]) -> None:
+    """Each file written beside its final name (mode 0600) and renamed into place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        tmp = folder / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+
+
+def save_join_tokens(swarm: dict[str, Any], folder: pathlib.Path | None = None) -> bool:
+    """Keep the join tokens and the root CA certificate of ``swarm`` (``GET /swarm``) in the
+    state folder, where compose's secrets and `swarmlet node add` find them; a CA key file left
+    there by an older swarmlet is deleted. False (nothing written) when ``swarm`` holds no tokens."""
+    folder = folder or credentials_dir()
+    tokens = swarm.get("JoinTokens") or {}
+    manager, worker = str(tokens.get("Manager") or ""), str(tokens.get("Worker") or "")
+    root = str((swarm.get("TLSInfo") or {}).get("TrustRoot") or "")
+    if not manager or not worker:
+        return False
+    if root:
+        _write_private(folder, {CA_CERT_FILE: root.encode()})
+    for name, token in ((WORKER_TOKEN_FILE, worker), (MANAGER_TOKEN_FILE, manager)):
+        _write_in_place(folder / name, (token + "\n").encode())
+    (folder / _CA_KEY_FILE).unlink(missing_ok=True)
+    return True
+
+
+def clear_join_tokens(folder: pathlib.Path | None = None) -> None:
+    """Empty the token files (made if missing), in place, before a new cluster starts: compose
+    mounts them into the joining nodes as they are, and those nodes wait (``--await-token``) until
+    :func:`save_join_tokens` writes the new cluster's tokens into the same files."""
+    folder = folder or credentials_dir()
+    for name in (MANAGER_TOKEN_FILE, WORKER_TOKEN_FILE):
+        _write_in_place(folder / name, b"")
+
+
+def _write_in_place(path: pathlib.Path, data: bytes) -> None:
+    """Overwrite ``path`` keeping its inode (mode 0600): a container that has the file
+    bind-mounted (a compose secret) sees the new content, where a rename would leave it the old
+    file. A reader may see it empty or half written; the agents wait for a whole token."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.read_bytes() == data:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.truncate(0)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(path, 0o600)
+
+
+def has_tokens(folder: pathlib.Path | None = None) -> bool:
+    """Whether ``folder`` holds both join tokens."""
+    folder = folder or credentials_dir()
+    return (folder / MANAGER_TOKEN_FILE).is_file() and (folder / WORKER_TOKEN_FILE).is_file()
+
+
+def fetch_operator_certificate(control_addr: str, folder: pathlib.Path | None = None,
+                               timeout: float = 10.0) -> None:
+    """Ask the manager at ``control_addr`` (its 2377) for an operator certificate with the manager
+    token kept in ``folder``, and keep it there (operator.crt, operator.key) for
+    :func:`use_cluster_tls`. The roots the manager shows are checked against the token's CA
+    digest before the token is sent, as a joining node does. Raises BackendError."""
+    import grpc
+    from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
+
+    from nodeagent import tls
+
+    folder = folder or credentials_dir()
+    try:
+        token = (folder / MANAGER_TOKEN_FILE).read_text().strip()
+    except OSError as e:
+        raise BackendError(f"no manager join token in {folder} ({e.strerror})") from None
+    digest = token.split("-")[2] if token.count("-") == 3 else ""
+    tls.set_enabled(True)
+    try:
+        with tls.channel(control_addr, joining=True, roots=tls.JOIN_CA_CERT_PEM, sync=True) as channel:
+            stub = dispatcher_pb2_grpc.NodeCAStub(channel)  # type: ignore[no-untyped-call]
+            roots = bytes(stub.GetRootCACertificate(dispatcher_pb2.GetRootCACertificateRequest(),
+                                                    timeout=timeout).certificate)
+            if not roots or tls.ca_digest(roots) != digest:
+                raise BackendError(f"the root CA of {control_addr} does not match the manager token in "
+                                   f"{folder}: the token was not sent")
+        key = tls.new_key()
+        csr = tls.make_csr(key, tls.OPERATOR_CN)
+        request = dispatcher_pb2.IssueOperatorCertificateRequest(token=token, csr=csr)
+        with tls.channel(control_addr, joining=True, roots=roots, sync=True) as channel:
+            stub = dispatcher_pb2_grpc.NodeCAStub(channel)  # type: ignore[no-untyped-call]
+            reply = stub.IssueOperatorCertificate(request, timeout=timeout)
+    except grpc.RpcError as e:
+        why = e.details() or e.code()
+        raise BackendError(f"{control_addr} gave no operator certificate: {why}") from None
+    _write_private(folder, {OPERATOR_CERT_FILE: bytes(reply.certificate), OPERATOR_KEY_FILE: key,
+                            CA_CERT_FILE: bytes(reply.root_ca)})
+    held = tls.credentials()
+    if held is None or held.identity.node_id == tls.OPERATOR_CN:
+        tls.set_credentials(tls.NodeCredentials(bytes(reply.certificate), key, bytes(reply.root_ca)))
+
+
 def use_cluster_tls(folder: pathlib.Path | None = None) -> bool:
-    """Have this process's gRPC clients (``swarmlet status``, the wait in ``up``) present a
-    manager certificate signed by the cluster's root CA in ``folder``; False when there is none
-    yet, or ``SWARMLET_NO_TLS`` says the nodes run plaintext."""
+    """Have this process's gRPC clients (``swarmlet status``, the tests) present the operator's
+    manager certificate kept in ``folder`` (:func:`fetch_operator_certificate`); False when there
+    is none yet, or ``SWARMLET_NO_TLS`` says the nodes run plaintext. A state folder that holds a
+    root CA's key (a cluster a test made with its own CA) signs one here instead."""
     from nodeagent import tls
 
     if os.environ.get("SWARMLET_NO_TLS", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     folder = folder or credentials_dir()
     try:
-        cert, key = (folder / "ca.crt").read_bytes(), (folder / "ca.key").read_bytes()
+        cert = (folder / CA_CERT_FILE).read_bytes()
     except OSError:
         return False
+    try:
+        credentials = tls.NodeCredentials((folder / OPERATOR_CERT_FILE).read_bytes(),
+                                          (folder / OPERATOR_KEY_FILE).read_bytes(), cert)
+    except OSError:
+        credentials = None
     held = tls.credentials()
+    if credentials is not None:
+        if not (tls.enabled() and held is not None and held.cert_pem == credentials.cert_pem
+                and held.roots_pem == cert):
+            tls.set_enabled(True)
+            tls.set_credentials(credentials)
+        return True
+    try:
+        key = (folder / _CA_KEY_FILE).read_bytes()
+    except OSError:
+        return False
     if tls.enabled() and held is not None and held.roots_pem == cert:
         return True
     tls.use_operator_certificate(cert, key)

@@ -29,7 +29,7 @@ from deploy.backends.base import (
     read_state,
     state_dir,
 )
-from deploy.backends.compose_files import BASE_FOUNDERS, BASE_NODES, PROMETHEUS_SERVICE, override_text
+from deploy.backends.compose_files import BASE_NODES, PROMETHEUS_SERVICE, override_text
 
 __all__ = [
     "NETWORK", "NODE_ALIAS", "PROJECT", "ComposeBackend", "compose_missing", "docker_engine_error",
@@ -250,7 +250,7 @@ class ComposeBackend:
         """The override file for ``layout`` (none when compose.yml alone describes it)."""
         path = self._override_path()
         if (layout.names == BASE_NODES and layout.block == 0 and layout.publish == DEFAULT_PUBLISH
-                and layout.discover == "names" and not layout.no_swarm and layout.founders == BASE_FOUNDERS):
+                and layout.discover == "names" and not layout.no_swarm and not layout.founders):
             path.unlink(missing_ok=True)
             return
         text = override_text(str(self.root / "compose.yml"), layout.names, layout.block, layout.publish,

@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 from deploy.addresses import PROMETHEUS_PORT, PortRange, node_addr, parse_name, port_bindings, prometheus_addr
 
-__all__ = ["BASE_FOUNDERS", "BASE_NODES", "PROMETHEUS_SERVICE", "node_command", "override_text"]
+__all__ = ["BASE_NODES", "BOOTSTRAP_TOKENS", "PROMETHEUS_SERVICE", "node_command", "override_text"]
 
 BASE_NODES = ("manager1", "manager2", "manager3", "worker1", "worker2")
 """The node services compose.yml itself defines."""
-BASE_FOUNDERS = ("manager1", "manager2", "manager3")
-"""The managers compose.yml starts as the founders of a new cluster (--initial-cluster)."""
+BOOTSTRAP_TOKENS = "/var/lib/swarmlet/swarm-tokens"
+"""Where manager1 makes the join tokens (and, until the Cluster object holds its key, the root CA)
+when it creates the cluster: in its data volume."""
 PROMETHEUS_SERVICE = "prometheus"
 """compose.yml's service that scrapes every node (deploy/prometheus.yml); not a node."""
 _JOIN = "--join=manager1:2377,manager2:2377,manager3:2377"
@@ -33,25 +34,32 @@ def node_command(
 ) -> list[str]:
     """The node agent's arguments for the node ``name`` in a container (compose.yml's own shape).
 
-    Every node joins through manager1..3 by their service names (a joining agent tries each in
-    turn); a worker with ``discover="mdns"`` finds them by zeroconf instead. The ``founders`` start
-    Raft together (``--initial-cluster``, each by its service name); without founders, manager1
-    bootstraps the cluster alone and the other managers are added one at a time."""
+    manager1 creates the cluster (``--bootstrap``): it makes the root CA and the join tokens in
+    its own data volume. Every other node joins through manager1..3 by their service names (a
+    joining agent tries each in turn) with its token (a compose secret), started at the same
+    time as manager1: ``--await-token`` has it wait until `swarmlet up` has read the tokens back
+    from manager1 and written them into the secret files (docs/bringup.md). A worker with
+    ``discover="mdns"`` finds the managers by zeroconf instead. ``founders``: a cluster made by an older
+    swarmlet whose managers started Raft together (``--initial-cluster``), kept as it was."""
     role, index = parse_name(name)
     argv = [f"--role={role}", f"--hostname={name}"]
+    if no_swarm:
+        return [*argv, "--no-swarm"]
     if role == "manager":
-        if name in founders and not no_swarm:
+        if name in founders:
             argv.append("--initial-cluster=" + ",".join(f"{f}={f}:2377" for f in founders))
-        elif index == 1 and not founders:
-            argv.append("--bootstrap")
-        argv += [_JOIN, "--token-file=/run/secrets/manager_token",
-                 "--manager-token-file=/run/secrets/manager_token",
-                 "--worker-token-file=/run/secrets/worker_token"]
+        if index == 1 and not founders:
+            argv += ["--bootstrap", _JOIN, f"--manager-token-file={BOOTSTRAP_TOKENS}/manager_token",
+                     f"--worker-token-file={BOOTSTRAP_TOKENS}/worker_token"]
+        else:
+            argv += [_JOIN, "--token-file=/run/secrets/manager_token",
+                     "--manager-token-file=/run/secrets/manager_token",
+                     "--worker-token-file=/run/secrets/worker_token"]
+            if name not in founders:
+                argv.append("--await-token")
     else:
         argv += ["--discover=mdns"] if discover == "mdns" else [_JOIN]
-        argv.append("--token-file=/run/secrets/worker_token")
-    if no_swarm:
-        argv.append("--no-swarm")
+        argv += ["--token-file=/run/secrets/worker_token", "--await-token"]
     return argv
 
 

@@ -62,17 +62,25 @@ def node_spec(layout: Layout, name: str, creds: pathlib.Path, data: pathlib.Path
     argv = [sys.executable, "-m", "nodeagent", f"--role={role}", f"--hostname={name}",
             f"--advertise-addr={addr}", f"--listen-addr={addr}", f"--join={join}",
             f"--data-dir={data / name}", f"--shared-volumes={data / 'shared-volumes'}"]
-    if role == "manager":
+    if role == "manager" and index == 1 and not layout.founders and not layout.no_swarm:
+        # manager1 creates the cluster: the root CA and the join tokens are made in its own data
+        # folder; `up` reads the tokens back through its Engine API for the others, which wait.
+        tokens = data / name / "swarm-tokens"
+        argv += ["--bootstrap", f"--manager-token-file={tokens / 'manager_token'}",
+                 f"--worker-token-file={tokens / 'worker_token'}"]
+    elif role == "manager":
         argv += [f"--token-file={creds / 'manager_token'}",
                  f"--manager-token-file={creds / 'manager_token'}",
                  f"--worker-token-file={creds / 'worker_token'}"]
         if name in layout.founders:
             founders = ",".join(f"{f}={layout.addr(f)}:{_CLUSTER_PORT}" for f in layout.founders)
             argv.append(f"--initial-cluster={founders}")
-        elif index == 1 and not layout.founders:
-            argv.append("--bootstrap")
+        elif not layout.no_swarm:
+            argv.append("--await-token")  # up writes the tokens once manager1 has made them
     else:
         argv.append(f"--token-file={creds / 'worker_token'}")
+        if not layout.no_swarm:
+            argv.append("--await-token")
     if layout.no_swarm:
         argv.append("--no-swarm")
     return {"hostname": name, "role": role, "addr": addr, "argv": argv}

@@ -1,7 +1,8 @@
 """``swarmlet down``: remove every container, network and volume (or process) that up made.
 
-The root CA and join tokens stay in the state folder, so that a plain ``docker compose up -d``
-still finds its secret files; `swarmlet up` reuses them.
+The join tokens, the root CA certificate and the operator certificate stay in the state folder
+(no CA key is ever there); the next `swarmlet up` replaces them with those of the cluster its
+manager1 makes.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 import urllib.request
 from collections.abc import Collection, Sequence
@@ -27,12 +28,15 @@ from deploy.backends.base import (
     ClusterState,
     Layout,
     NodeHandle,
+    clear_join_tokens,
     cluster_block,
     credentials_dir,
+    fetch_operator_certificate,
+    has_tokens,
     natural_key,
     project_name,
     read_state,
-    use_cluster_tls,
+    save_join_tokens,
     write_state,
 )
 from deploy.commands.status import console as make_console
@@ -40,9 +44,9 @@ from deploy.commands.status import error, node_table
 from nodeagent.options import parse_cpus, parse_size
 
 __all__ = [
-    "NodeExited", "add_arguments", "ask_managers", "endpoints_table", "ensure_credentials",
-    "founding_managers", "readiness",
-    "require_no_swarm_flag", "run", "wait_engines", "wait_ready",
+    "NodeExited", "add_arguments", "ask_managers", "endpoints_table", "founding_managers",
+    "operator_certificate", "read_tokens", "readiness", "require_no_swarm_flag", "run", "wait_engines",
+    "wait_ready", "wait_tokens",
 ]
 
 
@@ -81,24 +85,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def ensure_credentials() -> str:
-    """Make the cluster's root CA and join tokens unless they exist; says which it did."""
-    from manager.ca.tokens import ClusterCredentials, InvalidToken
+def read_tokens(nodes: Sequence[NodeHandle]) -> bool:
+    """Keep the join tokens (and the root CA certificate) the first running manager that answers
+    shows (``GET /swarm``) in the state folder; False if none answered with them."""
+    from deploy.engine import EngineError, inspect_swarm
 
-    folder = credentials_dir()
-    try:
-        ClusterCredentials.load(folder)
-        return f"join tokens reused from {folder}"
-    except FileNotFoundError:
-        pass
-    except (InvalidToken, ValueError) as e:
-        raise BackendError(
-            f"the join tokens in {folder} are damaged ({e}): remove that folder's token files "
-            "and run `swarmlet up` again"
-        ) from None
-    ClusterCredentials.create().write(folder)
-    use_cluster_tls(folder)
-    return f"new root CA and join tokens in {folder}"
+    for node in nodes:
+        if node.role != "manager" or node.state != "running" or not node.docker_host:
+            continue
+        try:
+            if save_join_tokens(inspect_swarm(node.docker_host, timeout=2.0)):
+                return True
+        except EngineError:
+            continue
+    return False
+
+
+def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress) -> None:
+    """Wait until the manager ``first``, which creates the cluster, shows its join tokens; keep
+    them in the state folder. Raises NodeExited, or BackendError at the timeout."""
+    task = progress.add_task(f"waiting for {first} to create the swarm", total=None)
+    deadline = time.monotonic() + timeout
+    nodes: list[NodeHandle] = []
+    looked = -1.0
+    while True:
+        if time.monotonic() - looked >= LOOK or not nodes:
+            nodes = [n for n in backend.nodes() if n.hostname == first]
+            looked = time.monotonic()
+            exited = [n for n in nodes if n.state in ("exited", "dead")]
+            if exited:
+                raise NodeExited(backend, exited)
+        if read_tokens(nodes):
+            progress.update(task, total=1, completed=1, description=f"{first} created the swarm")
+            return
+        if time.monotonic() >= deadline:
+            raise BackendError(f"after {timeout:.0f} s, {first} had not created the swarm; "
+                               f"see `swarmlet logs {first}`")
+        time.sleep(POLL)
+
+
+def operator_certificate(nodes: Sequence[NodeHandle]) -> str | None:
+    """Ask a running manager for the operator certificate the host's tools present on 2377 and
+    7946 (``swarmlet status``, the tests); the reason if none gave one."""
+    if os.environ.get("SWARMLET_NO_TLS", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    reasons = []
+    for node in nodes:
+        if node.role != "manager" or node.state != "running" or not node.control_addr:
+            continue
+        try:
+            fetch_operator_certificate(node.control_addr)
+            return None
+        except BackendError as e:
+            reasons.append(str(e))
+    return "; ".join(reasons) or "no manager is running"
 
 
 class NodeExited(BackendError):
@@ -255,14 +295,12 @@ def require_no_swarm_flag(backend: Backend, layout: Layout) -> None:
 
 
 def founding_managers(layout: Layout, recorded: Layout | None, running: bool) -> tuple[str, ...]:
-    """The managers that start Raft together (--initial-cluster): every manager of a new cluster;
-    for a cluster that has nodes already, the founders it was made with (those still in it), so
-    that no running node's command changes (compose would recreate its container). Blank
-    engines (--no-swarm) have none: `docker swarm init` makes their cluster."""
-    if layout.no_swarm:
+    """The managers that started Raft together (--initial-cluster): none for a new cluster
+    (manager1 creates it, with its own root CA, and the others join); for a cluster an older
+    swarmlet made that way and that has nodes still, the founders it was made with (those still
+    in it), so that no running node's command changes (compose would recreate its container)."""
+    if layout.no_swarm or not running:
         return ()
-    if not running:
-        return tuple(layout.role_names("manager"))
     kept = recorded.founders if recorded is not None else ()
     return tuple(n for n in kept if n in layout.names)
 
@@ -333,18 +371,32 @@ def run(args: argparse.Namespace) -> int:
             layout = dataclasses.replace(layout, image=backend.prepare(report))
             if layout.no_swarm:
                 require_no_swarm_flag(backend, layout)
-            report(ensure_credentials())
-            progress.update(step, total=1, completed=1, description="images and join tokens ready")
-            start_task = progress.add_task(
-                f"starting {args.managers} managers and {args.workers} workers ({backend.name})", total=None
-            )
+            progress.update(step, total=1, completed=1, description="images ready")
             # Recorded before starting, so that down can clean up even after a failed start;
             # the backend's own details (the local process table) are kept.
             kept = existing.extra if existing is not None and existing.backend == backend.name else {}
             write_state(ClusterState(backend.name, args.managers, args.workers, kept).with_layout(layout))
+            boot = time.monotonic()
+            first = layout.role_names("manager")[0]
+            fresh = not layout.no_swarm and not current
+            if fresh:
+                # A new swarm, made as Swarm makes one: manager1 creates it (its root CA, its key
+                # only ever in the Raft store, and the join tokens); the others join with the
+                # tokens it shows. They start at the same time and wait for their token files,
+                # which are emptied now and filled once manager1 shows the tokens. Nothing of the
+                # CA but its certificate reaches the host.
+                clear_join_tokens()
+            elif not layout.no_swarm and not read_tokens(current) and not has_tokens():
+                raise BackendError(f"no manager of the running cluster shows its join tokens, and "
+                                   f"{credentials_dir()} holds none: `swarmlet down` first")
+            start_task = progress.add_task(
+                f"starting {args.managers} managers and {args.workers} workers ({backend.name})", total=None
+            )
             backend.start_cluster(layout)
             progress.update(start_task, total=1, completed=1)
-            boot = time.monotonic()
+            if fresh:
+                wait_tokens(backend, first, args.timeout, progress)
+                report(f"{first} created the swarm; join tokens in {credentials_dir()}")
             expected = args.managers + args.workers
             rows: list[Any] = []
             if layout.no_swarm:
@@ -352,8 +404,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 rows, ok = wait_ready(backend, expected, args.timeout, progress)
         nodes = backend.nodes()
+        trouble = operator_certificate(nodes) if ok and not layout.no_swarm else None
     except BackendError as e:
         return error(str(e))
+    if trouble:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")
     if rows:
         console.print(node_table(rows))
     expected = args.managers + args.workers

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 JOIN_METHODS = frozenset({
     "/swarmlet.v1.NodeCA/GetRootCACertificate",
+    "/swarmlet.v1.NodeCA/IssueOperatorCertificate",
     "/swarmlet.v1.Dispatcher/Join",
 })
 """What a node without a certificate of the cluster (a join certificate) may call."""
@@ -50,6 +52,9 @@ WORKER_METHODS = JOIN_METHODS | {
     "/swarmlet.v1.Assignments/UpdateTaskStatus",
 }
 """What a worker's certificate may call; a manager's may call everything on 2377."""
+
+
+OPERATOR_REFUSED = "A valid manager join token is necessary for an operator certificate"
 
 
 def _denied_role() -> str:
@@ -183,6 +188,23 @@ class NodeCAServicer(dispatcher_pb2_grpc.NodeCAServicer):
         if not roots:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the swarm is still being created; try again")
         return dispatcher_pb2.GetRootCACertificateResponse(certificate=roots)
+
+    async def IssueOperatorCertificate(self, request: Any,
+                                       context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """A host tool's manager certificate (CN ``operator``) for the holder of the manager token."""
+        cluster = self.runtime.cluster()
+        if cluster is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the swarm is still being created; try again")
+        wanted = str((cluster.extra.get("JoinTokens") or {}).get("Manager") or "")
+        if not wanted or not secrets.compare_digest(request.token.strip().encode(), wanted.strip().encode()):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, OPERATOR_REFUSED)
+        try:
+            cert, roots = self.runtime.ca.issue(bytes(request.csr), node_id=tls.OPERATOR_CN, role="manager")
+        except CertificateRefused as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise AssertionError("unreachable") from None
+        log.info("issued an operator certificate")
+        return dispatcher_pb2.IssueOperatorCertificateResponse(certificate=cert, root_ca=roots)
 
     async def RenewNodeCertificate(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """A new certificate for the node the current one names, with its Node's role."""

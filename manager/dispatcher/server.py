@@ -55,6 +55,7 @@ from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeader
 from manager.state.store.commands import Create, Op, Update
 from manager.state.store.errors import StoreError
 from nodeagent.agent.session import STILL_CREATING
+from nodeagent.identity import is_id, new_id
 from nodeagent.transport.planes import FaultGate
 
 __all__ = ["JOIN_REFUSED_MESSAGE", "Dispatcher"]
@@ -208,8 +209,10 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         except InvalidToken as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             raise AssertionError("unreachable") from None
-        if not request.node_id or not request.hostname:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a join needs a node id and a hostname")
+        if not request.hostname:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a join needs a hostname")
+        if request.node_id and not is_id(request.node_id):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a node ID is 25 base-36 characters")
         leader_addr = await self._redirect(context)
         if leader_addr:
             return dispatcher_pb2.JoinResponse(leader_addr=leader_addr, managers=self._managers())
@@ -230,33 +233,37 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             # Only a node started as a manager runs Raft; a worker process with the manager
             # token joins as a worker rather than as a manager that could never vote.
             role = "worker"
+        # The CA names the node, as swarmkit's does: a node that joins with no ID (one started with
+        # --join) gets a fresh random one here, on the leader. A blank engine's `docker swarm join`
+        # sends the ID its running agent already answers to (docs/security.md).
+        node_id = request.node_id or new_id()
         certificate = roots = b""
         if request.csr:
-            # The certificate names the node ID the node asked for (this process drew it at its
-            # first start), the role the token granted and this cluster: never the CSR's words.
+            # The certificate names that node ID, the role the token granted and this cluster:
+            # never the CSR's words.
             try:
-                certificate, roots = self.runtime.ca.issue(bytes(request.csr), node_id=request.node_id,
-                                                           role=role)
+                certificate, roots = self.runtime.ca.issue(bytes(request.csr), node_id=node_id, role=role)
             except CertificateRefused as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         async with self._join_lock:
             try:
                 await self._register(request, role, tls_info(certificate, roots) if certificate else None,
-                                     certificate_expiry(certificate) if certificate else "")
+                                     certificate_expiry(certificate) if certificate else "", node_id=node_id)
             except (NotLeaderError, NoLeaderError):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
             except StoreError as exc:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         self.liveness.heartbeat(
-            request.node_id, self.clock(), request.addr, request.cluster_addr if role == "manager" else ""
+            node_id, self.clock(), request.addr, request.cluster_addr if role == "manager" else ""
         )
         self._joins.labels(role).inc()
+        log.info("dispatcher: %s joined as %s %s", request.hostname, role, node_id)
         return dispatcher_pb2.JoinResponse(cluster_id=cluster.id, role=role, managers=self._managers(),
-                                           certificate=certificate, root_ca=roots)
+                                           certificate=certificate, root_ca=roots, node_id=node_id)
 
     async def _register(self, request: dispatcher_pb2.JoinRequest, role: str,
-                        tls: dict[str, str] | None = None, cert_expiry: str = "") -> None:
-        existing = self._lookup(request.node_id)
+                        tls: dict[str, str] | None = None, cert_expiry: str = "", *, node_id: str) -> None:
+        existing = self._lookup(node_id)
         description: dict[str, Any] = {"Hostname": request.hostname,
                                        "Engine": {"EngineVersion": request.engine_version}}
         if request.architecture:
@@ -271,22 +278,22 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
             extra[CERT_EXPIRY_FIELD] = cert_expiry  # how long a removal must be remembered
         if role == "manager":
             cluster_addr = request.cluster_addr or f"{request.addr}:2377"
-            leader = request.node_id == self.runtime.node_id
+            leader = node_id == self.runtime.node_id
             extra["ManagerStatus"] = {"Leader": leader, "Reachability": "reachable", "Addr": cluster_addr}
-            self.shell.set_peer_address(request.node_id, cluster_addr)
+            self.shell.set_peer_address(node_id, cluster_addr)
         op: Op
         if existing is None:
             spec = {"Name": "", "Role": role, "Availability": "active", "Labels": {}}
-            op = Create("node", request.node_id, spec, status, extra)
+            op = Create("node", node_id, spec, status, extra)
         else:
             spec = copy.deepcopy(existing.spec)
             spec["Role"] = role
             merged = copy.deepcopy(existing.extra)
             merged.update(extra)
-            op = Update("node", request.node_id, existing.version, spec=spec, status=status, extra=merged)
+            op = Update("node", node_id, existing.version, spec=spec, status=status, extra=merged)
         await self.runtime.write([op])
         if role == "manager":
-            self._add_to_raft(request.node_id)
+            self._add_to_raft(node_id)
 
     def _add_to_raft(self, node_id: str) -> bool:
         """Propose adding a manager as a learner; False if it must wait for a pending change."""

@@ -110,6 +110,8 @@ class AgentSession:
         """Whether this node has joined (now or in an earlier run)."""
         self.joined_role = ""
         """The role the managers granted at the join ("" if it joined in an earlier run)."""
+        self.node_id = str(getattr(context, "node_id", "") or "")
+        """The node's ID: after a join without one, the ID the managers chose (its certificate's CN)."""
         self.connected_to = ""
         """The manager the session is open with, "" while reconnecting."""
         self._ingress_seen: bytes | None = None
@@ -182,9 +184,12 @@ class AgentSession:
         state = self._load_state()
         if state.get("joined"):
             self.joined = True
+            self.node_id = str(state.get("node_id") or self.context.node_id)
             self._learn(list(state.get("managers") or []))
             return
         token = self._token()
+        if getattr(self.options, "await_token", False) and not _TOKEN_SHAPE.fullmatch(token):
+            token = await self._await_token()
         if not token:
             raise JoinRefused(JOIN_REFUSED_MESSAGE)
         if not _TOKEN_SHAPE.fullmatch(token):
@@ -198,8 +203,10 @@ class AgentSession:
             # leader has told it to run the manager role.
             cluster_addr = f"{self.options.advertise_addr}:{self.options.cluster_port}"
         key = tls.new_key() if tls.enabled() else b""
+        # No ID yet (a node started with --join, joining before anything else runs): the managers
+        # choose it and put it in the certificate.
         request = dispatcher_pb2.JoinRequest(
-            csr=tls.make_csr(key, self.context.node_id) if key else b"",
+            csr=tls.make_csr(key, self.context.node_id or "swarm-node") if key else b"",
             node_id=self.context.node_id,
             hostname=self.context.hostname,
             role=join_role,
@@ -238,19 +245,40 @@ class AgentSession:
                 if reply.leader_addr:
                     prefer = reply.leader_addr
                     break
+                node_id = str(reply.node_id or self.context.node_id)
                 if key:
                     if not reply.certificate:
                         raise JoinRefused(f"{target} answered the join without a certificate")
                     credentials = tls.NodeCredentials(bytes(reply.certificate), key, bytes(reply.root_ca))
+                    if credentials.identity.node_id != node_id:
+                        raise JoinRefused(f"{target} answered the join with a certificate for "
+                                          f"{credentials.identity.node_id}, not {node_id}")
                     credentials.save(self.options.data_dir)
                     tls.set_credentials(credentials)
                 self.joined = True
                 self.joined_role = str(reply.role)
-                self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned})
-                log.info("joined cluster %s as a %s", reply.cluster_id, reply.role)
+                self.node_id = node_id
+                self._save_state({"joined": True, "cluster_id": reply.cluster_id, "managers": self._learned,
+                                  "node_id": node_id})
+                log.info("joined cluster %s as a %s, node ID %s", reply.cluster_id, reply.role, node_id)
                 return
             await self._pause(0.05 if prefer else 0.2)
         raise asyncio.CancelledError()
+
+    async def _await_token(self) -> str:
+        """``--await-token``: the token once the file holds a whole one (it is written in place,
+        so a read may see it empty or half written), or what it holds after AWAIT_TOKEN_SECONDS."""
+        from nodeagent.options import AWAIT_TOKEN_SECONDS
+
+        log.info("waiting for a join token in the token file")
+        deadline = asyncio.get_running_loop().time() + AWAIT_TOKEN_SECONDS
+        token = self._token()
+        while not _TOKEN_SHAPE.fullmatch(token) and asyncio.get_running_loop().time() < deadline:
+            if self._stopping.is_set():
+                raise asyncio.CancelledError()
+            await asyncio.sleep(0.02)
+            token = self._token()
+        return token
 
     async def _root_ca(self, target: str, token: str) -> bytes:
         """The roots ``target`` shows, checked against the token's digest before the token is sent.

@@ -13,6 +13,7 @@ from manager.controlapi.client import NodeRow, list_nodes
 from tests.compose.helpers import (
     NODE_CPUS,
     NODE_MEMORY,
+    STATE,
     all_ready,
     docker_cli,
     node,
@@ -58,6 +59,29 @@ def test_up_prints_five_ready_nodes_and_one_leader(cluster: str) -> None:
     assert [r["manager_status"] for r in rows].count("Leader") == 1
     table = swarmlet("status").stdout
     assert "MANAGER STATUS" in table and table.count(" * ") == 1
+
+
+def test_the_ca_lives_on_the_managers_and_names_every_node(cluster: str) -> None:
+    """No CA key on the host or in any container's secrets (manager1 made the CA; its key is in
+    the Raft store), and the ID `docker node ls` shows for each node is the CN of the certificate
+    in that node's data directory: the CA chose it."""
+    from nodeagent import tls
+    from tests.compose.dockercli import node_ids
+
+    keys = {f.name for f in STATE.iterdir() if f.is_file() and b"PRIVATE KEY" in f.read_bytes()}
+    assert keys == {"operator.key"}, keys  # the host tools' own leaf key, never the CA's
+    ids = node_ids()
+    handles = nodes()
+    assert sorted(ids) == sorted(handles)
+    for hostname, handle in handles.items():
+        cert = "/var/lib/swarmlet/certificates/swarm-node.crt"
+        pem = subprocess.run(["docker", "exec", handle.ref, "cat", cert],
+                             capture_output=True, check=True, timeout=30).stdout
+        assert tls.identity_of(pem).node_id == ids[hostname], hostname
+        look = "grep -rl 'PRIVATE KEY' /run/secrets /var/lib/swarmlet/swarm-tokens 2>/dev/null; true"
+        found = subprocess.run(["docker", "exec", handle.ref, "sh", "-c", look],
+                               capture_output=True, text=True, check=True, timeout=30).stdout
+        assert found.strip() == "", (hostname, found)
 
 
 def test_stopped_worker_is_down_within_2s_at_every_live_manager(healthy: None) -> None:

@@ -28,7 +28,6 @@ from deploy.addresses import (
 )
 from deploy.backends.base import ClusterState, Layout
 from deploy.backends.compose_files import (
-    BASE_FOUNDERS,
     BASE_NODES,
     PROMETHEUS_SERVICE,
     node_command,
@@ -147,7 +146,7 @@ def test_compose_yml_is_the_default_layout_as_the_override_would_write_it() -> N
     layout = Layout.of(3, 2)
     for name in BASE_NODES:
         assert services[name]["ports"] == port_bindings(layout.addr(name), DEFAULT_PUBLISH), name
-        assert services[name]["command"] == node_command(name, founders=BASE_FOUNDERS), name
+        assert services[name]["command"] == node_command(name), name
 
 
 def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
@@ -160,10 +159,11 @@ def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
                         "127.9.1.1:8081:8081", "127.9.1.1:8080:8080"]
     assert ports[2][0] == "127.9.2.3:2377:2377"
     commands = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("    command: ")]
-    assert commands[0][:3] == ["--role=manager", "--hostname=manager1", "--bootstrap"]
-    assert "--bootstrap" not in commands[1]
-    assert commands[2] == ["--role=worker", "--hostname=worker3", "--discover=mdns",
-                           "--token-file=/run/secrets/worker_token", "--no-swarm"]
+    # Blank engines: no swarm options at all (the agent refuses --bootstrap, --join or a token with
+    # --no-swarm); `docker swarm init` and `join` put them in a swarm.
+    assert commands == [["--role=manager", "--hostname=manager1", "--no-swarm"],
+                        ["--role=manager", "--hostname=manager4", "--no-swarm"],
+                        ["--role=worker", "--hostname=worker3", "--no-swarm"]]
     assert '    extends: {"file": "/repo/compose.yml", "service": "manager3"}' in lines
     assert '    extends: {"file": "/repo/compose.yml", "service": "worker2"}' in lines
     # Prometheus moves to the block's own address, which no node has.
@@ -171,17 +171,24 @@ def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
     assert lines[-2:] == ["volumes:", "  manager4-data: {}"]
 
 
-def test_founders_start_raft_together_and_later_managers_join() -> None:
-    """A new cluster's managers get --initial-cluster (each by its service name); a manager added
-    later (manager4), or a cluster recorded before founders existed, keeps the join path."""
+def test_manager1_creates_a_new_cluster_and_the_others_join_with_its_tokens() -> None:
+    """manager1 bootstraps, its tokens (and the CA, until the Raft store holds its key) made in its
+    own data volume; every other node joins with a token the host keeps. A cluster an older
+    swarmlet founded with --initial-cluster keeps its founders' commands."""
+    first = node_command("manager1")
+    assert first[2] == "--bootstrap"
+    assert "--manager-token-file=/var/lib/swarmlet/swarm-tokens/manager_token" in first
+    assert not any("/run/secrets" in arg or arg.startswith("--token-file") for arg in first)
+    for name in ("manager2", "manager4"):
+        command = node_command(name)
+        assert "--bootstrap" not in command and "--token-file=/run/secrets/manager_token" in command
+    assert "--token-file=/run/secrets/worker_token" in node_command("worker1")
     founders = ("manager1", "manager2", "manager3")
     wanted = "--initial-cluster=manager1=manager1:2377,manager2=manager2:2377,manager3=manager3:2377"
     for name in founders:
         command = node_command(name, founders=founders)
         assert wanted in command and "--bootstrap" not in command, command
     assert "--initial-cluster" not in " ".join(node_command("manager4", founders=founders))
-    assert "--initial-cluster" not in " ".join(node_command("worker1", founders=founders))
-    assert node_command("manager1")[2] == "--bootstrap"  # no founders: manager1 bootstraps alone
     text = override_text("/repo/compose.yml", ["manager1", "manager2", "manager4"], 9, (),
                          founders=("manager1", "manager2"))
     commands = [json.loads(line.split(": ", 1)[1]) for line in text.splitlines()
@@ -191,14 +198,14 @@ def test_founders_start_raft_together_and_later_managers_join() -> None:
     assert not any(c.startswith(("--initial-cluster", "--bootstrap")) for c in commands[2])
 
 
-def test_up_founds_a_new_cluster_with_every_manager_and_keeps_a_running_ones_founders() -> None:
+def test_up_founds_no_new_cluster_and_keeps_a_running_ones_founders() -> None:
     from deploy.commands.up import founding_managers
 
     fresh = Layout.of(5, 2)
-    assert founding_managers(fresh, None, running=False) == tuple(f"manager{i}" for i in range(1, 6))
+    assert founding_managers(fresh, None, running=False) == ()  # manager1 creates it alone
     recorded = dataclasses.replace(Layout.of(3, 2), founders=("manager1", "manager2", "manager3"))
     assert founding_managers(fresh, recorded, running=True) == ("manager1", "manager2", "manager3")
-    assert founding_managers(fresh, None, running=True) == ()  # made before founders existed
+    assert founding_managers(fresh, None, running=True) == ()
     assert founding_managers(dataclasses.replace(fresh, no_swarm=True), None, running=False) == ()
     # `node rm manager2`: the name leaves the founders, so a later `node add` of it joins.
     shrunk = recorded.with_names([n for n in recorded.names if n != "manager2"])

@@ -162,18 +162,25 @@ def test_up_never_removes_nodes_it_points_at_node_rm(
     assert (state / "state.json").read_text() == before
 
 
-def test_damaged_tokens_are_reported_not_replaced(state: pathlib.Path) -> None:
-    from deploy.backends.base import BackendError
-    from deploy.commands.up import ensure_credentials
+def test_tokens_read_from_a_manager_are_kept_without_any_ca_key(state: pathlib.Path) -> None:
+    """What `up` keeps of the cluster a manager created (GET /swarm): the two tokens and the root
+    CA certificate; a CA key left by an older swarmlet is deleted; an answer with no tokens
+    changes nothing."""
+    from deploy.backends.base import has_tokens, save_join_tokens
     from manager.ca import ClusterCredentials
 
-    assert "new root CA" in ensure_credentials()
-    creds = ClusterCredentials.load(state)
-    assert "reused" in ensure_credentials()
-    (state / "worker_token").write_text("SWMTKN-1-garbage\n")
-    with pytest.raises(BackendError, match="damaged"):
-        ensure_credentials()
-    assert (state / "manager_token").read_text().strip() == creds.manager_token
+    made = ClusterCredentials.create()
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "ca.key").write_bytes(made.ca_key_pem)
+    assert not save_join_tokens({"JoinTokens": {}}, state)
+    assert not has_tokens(state) and (state / "ca.key").exists()
+    swarm = {"JoinTokens": {"Worker": made.worker_token, "Manager": made.manager_token},
+             "TLSInfo": {"TrustRoot": made.ca_cert_pem.decode()}}
+    assert save_join_tokens(swarm, state) and has_tokens(state)
+    assert (state / "manager_token").read_text().strip() == made.manager_token
+    assert (state / "ca.crt").read_bytes() == made.ca_cert_pem
+    assert not (state / "ca.key").exists()
+    assert (state / "worker_token").stat().st_mode & 0o077 == 0
 
 
 def test_compose_override_adds_managers_beyond_three(state: pathlib.Path) -> None:
@@ -186,10 +193,11 @@ def test_compose_override_adds_managers_beyond_three(state: pathlib.Path) -> Non
     assert '  manager5:\n    extends: {"file": ' in override
     assert '    hostname: "manager5"' in override
     assert "  manager5-data: {}" in override
-    backend._write_override(Layout.of(3, 2, founders=("manager1", "manager2", "manager3")))
+    backend._write_override(Layout.of(3, 2))
     assert not (state / "compose.override.yml").exists()  # compose.yml alone is that cluster
-    backend._write_override(Layout.of(3, 2))  # made before founders: manager1 --bootstrap, not compose.yml's
-    assert '"--bootstrap"' in (state / "compose.override.yml").read_text()
+    # A running cluster an older swarmlet founded with --initial-cluster keeps its commands.
+    backend._write_override(Layout.of(3, 2, founders=("manager1", "manager2", "manager3")))
+    assert '"--initial-cluster=' in (state / "compose.override.yml").read_text()
 
 
 def test_compose_port_conflict_is_named() -> None:

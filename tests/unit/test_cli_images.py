@@ -132,12 +132,14 @@ def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_i
         assert all(p["host_ip"] == addrs[name] for p in svc["ports"]), name
         assert svc["hostname"] == name and f"--hostname={name}" in svc["command"], name
         assert not any("TOKEN" in key.upper() for key in svc.get("environment", {})), name
-        assert svc.get("secrets"), name
-    # The three managers found the cluster together: Raft's first voters, no one-at-a-time joins.
-    founders = "--initial-cluster=manager1=manager1:2377,manager2=manager2:2377,manager3=manager3:2377"
-    for name in ("manager1", "manager2", "manager3"):
-        assert founders in services[name]["command"] and "--bootstrap" not in services[name]["command"], name
-    assert not any(c.startswith("--initial-cluster") for c in services["worker1"]["command"])
+        # Tokens are secrets; no CA key is a secret, a file or anything else on the host.
+        assert all("ca" not in str(secret.get("source", secret)) for secret in svc.get("secrets") or []), name
+        assert bool(svc.get("secrets")) == (name != "manager1"), name
+    # manager1 creates the cluster (its CA and tokens in its own volume); the others join.
+    assert "--bootstrap" in services["manager1"]["command"]
+    for name in ("manager2", "manager3", "worker1"):
+        assert "--bootstrap" not in services[name]["command"], name
+        assert not any(c.startswith("--initial-cluster") for c in services[name]["command"]), name
     assert {v["source"] for s in services.values() for v in s.get("volumes", [])} == {
         "manager1-data", "manager2-data", "manager3-data", "shared-volumes"
     }

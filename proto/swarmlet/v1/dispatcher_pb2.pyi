@@ -36,20 +36,22 @@ class JoinRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., role: _Optional[str] = ..., token: _Optional[str] = ..., addr: _Optional[str] = ..., cluster_addr: _Optional[str] = ..., engine_version: _Optional[str] = ..., nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., os: _Optional[str] = ..., architecture: _Optional[str] = ..., csr: _Optional[bytes] = ...) -> None: ...
 
 class JoinResponse(_message.Message):
-    __slots__ = ("cluster_id", "role", "managers", "leader_addr", "certificate", "root_ca")
+    __slots__ = ("cluster_id", "role", "managers", "leader_addr", "certificate", "root_ca", "node_id")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     LEADER_ADDR_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
     role: str
     managers: _containers.RepeatedScalarFieldContainer[str]
     leader_addr: str
     certificate: bytes
     root_ca: bytes
-    def __init__(self, cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ..., certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ...) -> None: ...
+    node_id: str
+    def __init__(self, cluster_id: _Optional[str] = ..., role: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., leader_addr: _Optional[str] = ..., certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("node_id", "hostname", "addr", "cluster_addr", "engine_version", "sequence")
@@ -174,6 +176,22 @@ class GetRootCACertificateResponse(_message.Message):
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     certificate: bytes
     def __init__(self, certificate: _Optional[bytes] = ...) -> None: ...
+
+class IssueOperatorCertificateRequest(_message.Message):
+    __slots__ = ("token", "csr")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    csr: bytes
+    def __init__(self, token: _Optional[str] = ..., csr: _Optional[bytes] = ...) -> None: ...
+
+class IssueOperatorCertificateResponse(_message.Message):
+    __slots__ = ("certificate", "root_ca")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    root_ca: bytes
+    def __init__(self, certificate: _Optional[bytes] = ..., root_ca: _Optional[bytes] = ...) -> None: ...
 
 class RenewNodeCertificateRequest(_message.Message):
     __slots__ = ("csr",)

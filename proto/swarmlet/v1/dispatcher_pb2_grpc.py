@@ -344,6 +344,11 @@ class NodeCAStub:
                 request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateResponse.FromString,
                 _registered_method=True)
+        self.IssueOperatorCertificate = channel.unary_unary(
+                '/swarmlet.v1.NodeCA/IssueOperatorCertificate',
+                request_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.IssueOperatorCertificateRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.IssueOperatorCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class NodeCAServicer:
@@ -368,6 +373,15 @@ class NodeCAServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueOperatorCertificate(self, request, context):
+        """A host tool's certificate (CN "operator", OU swarm-manager) for the holder of the manager join
+        token, which grants as much: `swarmlet up` asks for one, as no CA key is kept on the host.
+        No Node is made. The caller checks the roots against the token's digest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeCAServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +394,11 @@ def add_NodeCAServicer_to_server(servicer, server):
                     servicer.RenewNodeCertificate,
                     request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateRequest.FromString,
                     response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateResponse.SerializeToString,
+            ),
+            'IssueOperatorCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueOperatorCertificate,
+                    request_deserializer=swarmlet_dot_v1_dot_dispatcher__pb2.IssueOperatorCertificateRequest.FromString,
+                    response_serializer=swarmlet_dot_v1_dot_dispatcher__pb2.IssueOperatorCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -439,6 +458,33 @@ class NodeCA:
             '/swarmlet.v1.NodeCA/RenewNodeCertificate',
             swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateRequest.SerializeToString,
             swarmlet_dot_v1_dot_dispatcher__pb2.RenewNodeCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueOperatorCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.v1.NodeCA/IssueOperatorCertificate',
+            swarmlet_dot_v1_dot_dispatcher__pb2.IssueOperatorCertificateRequest.SerializeToString,
+            swarmlet_dot_v1_dot_dispatcher__pb2.IssueOperatorCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,
