@@ -227,7 +227,8 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
             # n1 runs no task: its answers come from n2's tasks through tunnels, in turn.
             answers = [await _get(h1, published) for _ in range(4)]
             assert answers == ["task-a", "task-b", "task-a", "task-b"]
-            assert o2.metrics.frames.labels(vni="4096", direction="rx")._value.get() >= 4
+            # Counted as each stream ends (both sides closed).
+            await _until(lambda: o2.metrics.frames.labels(vni="4096", direction="rx")._value.get() >= 4)
             # task-a is being stopped: out of the balancer at once, on its own node...
             assert o2.withdraw("task-a") is True
             assert [await _get(h2, published) for _ in range(3)] == ["task-b"] * 3
@@ -451,10 +452,14 @@ def test_a_tunnel_hands_its_connection_to_a_listener_of_the_same_process() -> No
             tunnel = [f"task-a {data_port}", f"task-b {data_port}"]
             assert [await _get(h1, published) for _ in range(4)] == tunnel * 2
             assert [(await _get(h2, published)).split()[0] for _ in range(2)] == ["task-a", "task-b"]
-            rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
-            tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
             request, answer = len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), len(b"HTTP/1.1 200 OK\r\n")
-            assert rx >= 4 * request and tx >= 4 * answer
+
+            def counted() -> bool:
+                rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
+                tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
+                return bool(rx >= 4 * request and tx >= 4 * answer)
+
+            await _until(counted)
             # task-a's listener stops serving (its task got SIGTERM) but the tables still name it.
             servers[0].close()
             assert [await _get(h1, published) for _ in range(2)] == [f"task-b {data_port}"] * 2
