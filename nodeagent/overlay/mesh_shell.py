@@ -7,8 +7,10 @@ sandbox. From then on the ingress network's endpoint table says which ports are 
 which running, healthy tasks serve them (:func:`nodeagent.overlay.mesh.ingress_routes`); the
 node's own tasks with host-mode ports add theirs (:meth:`Mesh.task_running`). Whenever the table
 changes, the listeners follow: one TCP server per published port on the node's address. A port
-whose last backend left the table lingers (:data:`LINGER`) before its listener closes, its
-connections going to the backends last known.
+whose backends were withdrawn (the service removed or scaled to 0, a host-mode task stopped)
+closes at once, as Swarm's; one whose backends left the table because gossip declared their
+node dead lingers (:data:`LINGER`) before its listener closes, its connections going to the
+backends last known.
 
 Each accepted connection goes to the next backend in turn (round robin per port): a task on this
 node is dialled at its listener, a task on another node through a stream of the overlay's tunnel
@@ -55,10 +57,10 @@ __all__ = ["LINGER", "Mesh", "MeshMetrics"]
 log = logging.getLogger(__name__)
 
 LINGER = 10.0
-"""Seconds a published port stays open after the table lost its last backend, connections going
-to the backends last known: gossip may take a live but busy node for dead for a moment, and
-every node then drops its entries until it is back; a port that really went (the service was
-removed, scaled to 0) closes after that."""
+"""Seconds a published port stays open after its last backends left the table with their node
+(gossip declared it dead), connections going to the backends last known: gossip may take a live
+but busy node for dead for a moment, and every node then drops its entries until it is back. A
+port whose backends were withdrawn (the service removed, scaled to 0) closes at once."""
 
 
 class MeshMetrics:
@@ -190,8 +192,13 @@ class Mesh:
         now = time.monotonic()
         for port, backends in routes.items():
             self._known[port] = (backends, now)
+        # A port whose backends were withdrawn (service removed, scaled to 0, host-mode task
+        # stopped) closes at once; one whose backends went with a node gossip declared dead
+        # (its peer entry dropped with them) lingers, the node maybe only slow.
+        peers = self.ndb.db.peers(self.ingress.network_id) if self.ingress is not None else {}
+        here = self.node_id
         self._known = {p: (b, at) for p, (b, at) in self._known.items()
-                       if p in routes or now - at < self.linger}  # fmt: skip
+                       if p in routes or (now - at < self.linger and _lost_with_a_node(b, peers, here))}
         self.routes = routes
         self._dirty.set()
         if any(p not in routes for p in self._known):
@@ -371,6 +378,11 @@ class Mesh:
         self.metrics.connection(f"{port}/udp", "datagram")
         self.overlay.send_datagram(ingress, Datagram(ingress.vni, src, int(client[1]), backend.endpoint.addr,
                                                      backend.target, data))  # fmt: skip
+
+
+def _lost_with_a_node(backends: list[Backend], peers: Mapping[str, str], here: str) -> bool:
+    """Whether some of ``backends`` is on another node no longer in the ingress peer table."""
+    return any(b.endpoint.node != here and b.endpoint.node not in peers for b in backends)
 
 
 class _UdpIngress(asyncio.DatagramProtocol):
