@@ -26,6 +26,7 @@ from nodeagent.networkdb.shell import NetworkDBConfig, NetworkDBShell
 from nodeagent.overlay.attach import attachments, endpoint_for
 from nodeagent.overlay.mesh import (
     MeshBalancer,
+    host_port_status,
     host_routes,
     ingress_attachment,
     ingress_routes,
@@ -116,6 +117,15 @@ def test_host_routes_are_the_local_tasks_host_mode_ports_only() -> None:
     local = {"h1": (_endpoint("h1", "", "n1", ()), published_ports(task))}
     routes = host_routes(local)
     assert list(routes) == [8080] and routes[8080][0].target == 80
+
+
+def test_a_running_tasks_port_status_lists_its_host_mode_ports_as_swarm_does() -> None:
+    task = _task("h1", "", _ports((8080, 80, "tcp", "host"), (8081, 81, "tcp", "ingress"),
+                                  (5000, 50, "udp", "host")))  # fmt: skip
+    assert host_port_status(task) == {"Ports": [
+        {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "host"},
+        {"Protocol": "udp", "TargetPort": 50, "PublishedPort": 5000, "PublishMode": "host"}]}
+    assert host_port_status(_task("i1", "", _ports((8081, 81, "tcp", "ingress")))) == {}
 
 
 def test_listeners_follow_the_wanted_ports() -> None:
