@@ -541,8 +541,9 @@ class Overlay:
             network_id = attachment.network_id
             endpoint = (find_endpoint(network_id, request.dst, self.endpoints(network_id))
                         or self._draining.get((network_id, request.dst)))  # fmt: skip
-            if conn.peer_node and conn.peer_node not in self._last_peer:
-                endpoint = None  # a node that carries none of our networks (removed from the swarm)
+            if conn.peer_node and conn.peer_node not in self.ndb.db.peers(network_id) \
+                    and conn.peer_node not in self._last_peer:
+                endpoint = None  # a node that does not carry the network (removed from the swarm)
         if attachment is None or endpoint is None or endpoint.node != self.node_id:
             conn.answer(sid, "No route to host")
             return
