@@ -44,6 +44,11 @@ _HEAD = struct.Struct("!BII")
 _TAG = struct.Struct("!I4sH4sH")
 _MAX_FRAME = 16 * 1024 * 1024
 
+ANSWER_TIMEOUT = 5.0
+"""Seconds a stream may wait for its ``OPENED`` or ``REFUSED``: past that, the far node is taken
+for gone (a node killed leaves no one to close its connections) and the tunnel connection is
+dropped, its unanswered streams told (``on_refused``) so that they may go elsewhere."""
+
 
 @dataclass(frozen=True)
 class OpenRequest:
@@ -87,6 +92,7 @@ class Stream(asyncio.Transport):
         self.peername = peername
         self.protocol: asyncio.BaseProtocol | None = None
         self.opened = False
+        self.opened_at = 0.0  # loop time of the OPEN (the dialer's side)
         self.rx = self.tx = self.rx_frames = self.tx_frames = 0  # counted here, reported at the end
         self.on_end: Callable[[Stream], None] | None = None
         self.on_opened: Callable[[Stream], None] | None = None
@@ -179,9 +185,13 @@ class Connection(asyncio.Protocol):
     the connection); None on the dialer's side, where only this end opens streams."""
 
     def __init__(self, on_open: Callable[[Connection, int, OpenRequest], None] | None = None, *,
-                 on_ready: Callable[[Connection], bool] | None = None) -> None:
-        """``on_ready(conn)``: called once the connection is up (after TLS); False aborts it."""
+                 on_ready: Callable[[Connection], bool] | None = None,
+                 answer_timeout: float = ANSWER_TIMEOUT) -> None:
+        """``on_ready(conn)``: called once the connection is up (after TLS); False aborts it.
+        ``answer_timeout``: :data:`ANSWER_TIMEOUT`."""
         self.on_open = on_open
+        self.answer_timeout = answer_timeout
+        self._watchdog: asyncio.TimerHandle | None = None
         self.on_ready = on_ready
         self.dialer = on_open is None
         self.transport: asyncio.Transport | None = None
@@ -250,7 +260,14 @@ class Connection(asyncio.Protocol):
         if not self.ready.done():
             self.ready.set_exception(exc or ConnectionResetError("tunnel closed"))
             self.ready.exception()  # retrieved: nobody may be waiting
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for stream in list(self.streams.values()):
+            moved = not stream.opened and stream.on_refused is not None
+            if moved and stream.on_refused is not None and stream.on_refused(stream, "tunnel lost"):
+                stream._closing = True
+                self.streams.pop(stream.sid, None)
+                continue
             stream._end(ConnectionResetError("tunnel connection lost"), send=False)
         if self.on_lost is not None:
             self.on_lost(self)
@@ -279,6 +296,9 @@ class Connection(asyncio.Protocol):
                 self._abort()
                 return
             self.on_open(self, sid, request)
+            return
+        if not OPENED <= kind <= RESUME:
+            self._abort()
             return
         stream = self.streams.get(sid)
         if stream is None:
@@ -309,11 +329,8 @@ class Connection(asyncio.Protocol):
         elif kind == PAUSE:
             if protocol is not None:
                 protocol.pause_writing()
-        elif kind == RESUME:
-            if protocol is not None and not self._paused:
-                protocol.resume_writing()
-        else:
-            self._abort()
+        elif kind == RESUME and protocol is not None and not self._paused:
+            protocol.resume_writing()
 
     def send(self, kind: int, sid: int, payload: bytes) -> None:
         """Queue one frame; the frames of this turn of the event loop are written together."""
@@ -354,6 +371,9 @@ class Connection(asyncio.Protocol):
         stream = Stream(self, sid, (request.dst, request.dport))
         stream.protocol = protocol
         self.streams[sid] = stream
+        stream.opened_at = asyncio.get_running_loop().time()
+        if self._watchdog is None:
+            self._watch()
         self.send(OPEN, sid, request.encode())
         if early:
             stream.write(early)
@@ -374,6 +394,19 @@ class Connection(asyncio.Protocol):
             self.send(REFUSED, sid, refused.encode())
         else:
             self.send(OPENED, sid, b"")
+
+    def _watch(self) -> None:
+        """Every second while streams wait for their answer: drop the connection if one waited
+        longer than :attr:`answer_timeout` (the far node is gone)."""
+        loop = asyncio.get_running_loop()
+        self._watchdog = None
+        waiting = [s.opened_at for s in self.streams.values() if not s.opened]
+        if not waiting or self.lost:
+            return
+        if loop.time() - min(waiting) > self.answer_timeout:
+            self._abort()
+            return
+        self._watchdog = loop.call_later(1.0, self._watch)
 
     def close(self) -> None:
         """Close the connection (its streams end)."""
