@@ -119,7 +119,9 @@ def test_the_tunnel_port_drops_a_plaintext_connection_while_tunnelled_requests_f
     # A plaintext tunnel connection, as an agent without TLS would open it: the preface and an
     # OPEN frame for a task on the ingress network (VNI 4096 in the tag: any will do).
     frame = b"SWARMLET-TUNNEL 2\n" + bytes([1]) + (1).to_bytes(4, "big") + (16).to_bytes(4, "big") + bytes(16)
-    with socket.create_connection((str(found[busy[0]].addr), 4789), timeout=10) as sock:
+    ref = found[busy[0]].ref  # the node container's own address: 4789 is not published on the host
+    nets = json.loads(host_docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", ref))
+    with socket.create_connection((str(next(iter(nets.values()))["IPAddress"]), 4789), timeout=10) as sock:
         sock.sendall(frame)
         try:
             answer = sock.recv(100)
