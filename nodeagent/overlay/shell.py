@@ -223,7 +223,9 @@ class Overlay:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self),
                                                            local_addr=(self.host, self.port))  # fmt: skip
-        self._server = await loop.create_server(self._tunnel_protocol, self.host, self.port)
+        context = tunnel_tls.listener_context()
+        self._server = await loop.create_server(self._tunnel_protocol, self.host, self.port, ssl=context,
+                                                ssl_handshake_timeout=_TUNNEL_TIMEOUT if context else None)
 
     async def stop(self) -> None:
         """Close both sockets and every tunnel."""
@@ -498,39 +500,24 @@ class Overlay:
 
     # Tunnels in ---------------------------------------------------------------------------------
     def _tunnel_protocol(self) -> asyncio.Protocol:
-        """The protocol of a connection to TCP 4789 until it is set up (TLS) as a tunnel connection."""
-        return _TunnelAccept(self)
+        """The protocol of a connection to TCP 4789 (after the TLS handshake, when on): a tunnel
+        connection whose streams :meth:`_stream_opened` answers."""
+        return Connection(self._stream_opened, on_ready=self._tunnel_ready)
 
-    async def _serve_tunnel(self, transport: asyncio.Transport) -> None:
-        """A node dialled our port 4789: set up TLS (unless off), check its certificate, then
-        answer the streams it opens (:meth:`_stream_opened`)."""
-        conn = Connection(self._stream_opened)
-        context = tunnel_tls.server_context()
-        if context is None:
-            transport.set_protocol(conn)
-            conn.connection_made(transport)
-            transport.resume_reading()
-        else:
-            try:
-                secured = await asyncio.wait_for(asyncio.get_running_loop().start_tls(
-                    transport, conn, context, server_side=True, ssl_handshake_timeout=_TUNNEL_TIMEOUT),
-                    _TUNNEL_TIMEOUT)  # fmt: skip
-            except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-                log.debug("overlay: a tunnel connection failed its TLS handshake: %s", exc)
-                transport.abort()
-                return
-            if secured is None:
-                transport.abort()
-                return
-            peer = tunnel_tls.peer_identity(secured.get_extra_info("ssl_object"))
+    def _tunnel_ready(self, conn: Connection) -> bool:
+        """A node connected to our port 4789: with TLS, its certificate must be a manager's or a
+        worker's of this swarm (the handshake checked it against the roots)."""
+        transport = conn.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            peer = tunnel_tls.peer_identity(ssl_object)
             if peer is None or peer.role not in ("manager", "worker"):
                 log.warning("overlay: refused a tunnel connection: no node certificate of this swarm")
-                secured.abort()
-                return
+                return False
             conn.peer_node = peer.node_id
-            conn.connection_made(secured)
         self._served.add(conn)
         conn.on_lost = self._served.discard
+        return True
 
     def _stream_opened(self, conn: Connection, sid: int, request: OpenRequest) -> None:
         """Another node opened a stream to one of our tasks: hand it over, dial it, or refuse."""
@@ -573,15 +560,3 @@ class Overlay:
         inner.on_lost = self._splices.discard
         conn.answer(sid)
         join(splice, inner)
-
-
-class _TunnelAccept(asyncio.Protocol):
-    """A connection to TCP 4789 until :meth:`Overlay._serve_tunnel` takes it (reading paused)."""
-
-    def __init__(self, overlay: Overlay) -> None:
-        self.overlay = overlay
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()  # nothing is read before TLS takes the connection
-        self.overlay._spawn(self.overlay._serve_tunnel(transport))
