@@ -387,9 +387,9 @@ def test_every_node_shows_its_ingress_sbox_on_ingress_as_a_real_swarm() -> None:
     network = {"ID": "ingressid"}
 
     def node(node_id: str, host: str, addr: str) -> Any:
+        attachments = [{"Network": network, "Addresses": [addr]}]
         return SimpleNamespace(id=node_id, status={"Addr": "10.9.0.1"},
-                               extra={"Description": {"Hostname": host},
-                                      "Attachments": [{"Network": network, "Addresses": [addr]}]})  # fmt: skip
+                               extra={"Description": {"Hostname": host}, "Attachments": attachments})
 
     rendered = {"Name": "ingress", "Id": "ingressid", "Ingress": True, "Containers": None}
     got = with_node_view(rendered, "n1", [], [node("n1", "manager1", "10.0.0.2/24"),
