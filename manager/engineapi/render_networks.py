@@ -96,9 +96,11 @@ def with_node_view(rendered: dict[str, Any], node_id: str, tasks: Iterable[Store
     the network's gossip). Its daemon then fills ``Containers`` with its own tasks' endpoints
     (key: the container ID; Name, EndpointID, MacAddress 02:42 + the IPv4 address, IPv4Address
     with the prefix length) and its load balancer ``lb-NETWORK`` (Name ``NETWORK-endpoint``, the
-    node's own address there), and ``Peers`` with every node carrying it (Name: the node's
-    hostname, IP: its address), as the real Swarm shows it (api/network-labnet.json). A node that
-    carries it not shows ``Containers: null`` and no Peers. ``task_names``: task ID -> its name.
+    node's own address there; on ingress, which every node carries, ``ingress-sbox`` named
+    ``ingress-endpoint``, as api/network-ingress.json), and ``Peers`` with every node carrying it
+    (Name: the node's hostname, IP: its address), as the real Swarm shows it
+    (api/network-labnet.json). A node that carries it not shows ``Containers: null`` and no
+    Peers. ``task_names``: task ID -> its name.
     """
     network_id = str(rendered["Id"])
     carriers: dict[str, list[tuple[StoredObject, str]]] = {}
@@ -108,6 +110,10 @@ def with_node_view(rendered: dict[str, Any], node_id: str, tasks: Iterable[Store
         address = _address_on(task.extra.get("NetworksAttachments"), network_id)
         if address:
             carriers.setdefault(str(task.extra.get("NodeID") or ""), []).append((task, address))
+    nodes = list(nodes)
+    for node in nodes:  # a node with its own address there carries it (ingress: every node)
+        if _address_on(node.extra.get("Attachments"), network_id):
+            carriers.setdefault(node.id, [])
     if node_id not in carriers:
         return rendered
     containers: dict[str, Any] = {}
@@ -125,9 +131,11 @@ def with_node_view(rendered: dict[str, Any], node_id: str, tasks: Iterable[Store
         if node.id == node_id:
             address = _address_on(node.extra.get("Attachments"), network_id)
             if address:
-                name = f"lb-{rendered['Name']}"
+                name, endpoint = f"lb-{rendered['Name']}", f"{rendered['Name']}-endpoint"
+                if rendered.get("Ingress"):
+                    name, endpoint = "ingress-sbox", "ingress-endpoint"
                 containers[name] = {
-                    "Name": f"{rendered['Name']}-endpoint", "EndpointID": _endpoint_id(network_id, node.id),
+                    "Name": endpoint, "EndpointID": _endpoint_id(network_id, node.id),
                     "MacAddress": _mac(address), "IPv4Address": address, "IPv6Address": "",
                 }
         desc = node.extra.get("Description")

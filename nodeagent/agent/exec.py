@@ -119,8 +119,10 @@ class Executor(Protocol):
 
 
 def make_status(state: str, timestamp: str, *, message: str | None = None, err: str | None = None,
-                facts: ContainerFacts | None = None) -> dict[str, Any]:
-    """A task Status in the Engine API's shape, with the Message the state carries by default."""
+                facts: ContainerFacts | None = None,
+                port_status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A task Status in the Engine API's shape, with the Message the state carries by default;
+    ``port_status``: its PortStatus (the host-mode ports of a running task)."""
     status: dict[str, Any] = {
         "Timestamp": timestamp,
         "State": state,
@@ -134,7 +136,7 @@ def make_status(state: str, timestamp: str, *, message: str | None = None, err: 
             "PID": facts.pid,
             "ExitCode": facts.exit_code,
         }
-    status["PortStatus"] = {}
+    status["PortStatus"] = dict(port_status) if port_status else {}
     if facts is not None and facts.listeners:
         status["Listeners"] = [dict(e) for e in facts.listeners]
     return status

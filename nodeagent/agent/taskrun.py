@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.agent.exec import TERMINAL, Controller, ExitError, UnhealthyError, make_status
+from nodeagent.overlay.mesh import host_port_status
 
 __all__ = ["Plan", "Report", "TaskRunner", "desired_position", "plan"]
 
@@ -135,8 +136,9 @@ class TaskRunner:
 
     def _set(self, state: str, *, err: str | None = None, message: str | None = None) -> None:
         self.state = state
+        ports = host_port_status(self.task) if state == "running" else None
         status = make_status(state, self._timestamp(), message=message, err=err,
-                             facts=self.controller.facts())  # fmt: skip
+                             facts=self.controller.facts(), port_status=ports)  # fmt: skip
         self.message = str(status["Message"])
         self._report(self.task_id, status)
 

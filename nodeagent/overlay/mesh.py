@@ -35,6 +35,7 @@ __all__ = [
     "Backend",
     "MeshBalancer",
     "PublishedPort",
+    "host_port_status",
     "host_routes",
     "ingress_attachment",
     "ingress_routes",
@@ -87,6 +88,18 @@ def published_ports(task: Mapping[str, Any]) -> list[PublishedPort]:
         mode = str(port.get("PublishMode") or "ingress")
         out.append(PublishedPort(str(port.get("Protocol") or "tcp"), target, published, mode))
     return out
+
+
+def host_port_status(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's ``Status.PortStatus`` while it runs: its host-mode published ports, as Swarm's
+    executor reports the container's port bindings (``docker service ps`` shows them in its
+    PORTS column, ``*:8080->80/tcp``). Ingress ports are not there: Swarm shows none for them."""
+    ports = []
+    for port in published_ports(task):
+        if port.mode == "host":
+            ports.append({"Protocol": port.protocol, "TargetPort": port.target,
+                          "PublishedPort": port.published, "PublishMode": "host"})  # fmt: skip
+    return {"Ports": ports} if ports else {}
 
 
 def ingress_attachment(network: Mapping[str, Any]) -> Attachment | None:

@@ -7,15 +7,20 @@ sandbox. From then on the ingress network's endpoint table says which ports are 
 which running, healthy tasks serve them (:func:`nodeagent.overlay.mesh.ingress_routes`); the
 node's own tasks with host-mode ports add theirs (:meth:`Mesh.task_running`). Whenever the table
 changes, the listeners follow: one TCP server per published port on the node's address. A port
-whose last backend left the table lingers (:data:`LINGER`) before its listener closes, its
-connections going to the backends last known.
+whose backends were withdrawn (the service removed or scaled to 0, a host-mode task stopped)
+closes at once, as Swarm's; one whose backends left the table because gossip declared their
+node dead lingers (:data:`LINGER`) before its listener closes, its connections going to the
+backends last known.
 
 Each accepted connection goes to the next backend in turn (round robin per port): a task on this
-node is dialled at its listener, a task on another node through an overlay tunnel tagged with
-the ingress VNI (:meth:`nodeagent.overlay.shell.Overlay.open_splice`); a task's listener in this
-process is handed the client's connection itself. A backend that refuses before any byte was
-relayed is skipped for the next one; when none accepts, the client's connection is closed. Then
-the two connections are spliced (:mod:`nodeagent.overlay.splice`) until both sides close.
+node is dialled at its listener, a task on another node through a stream of the overlay's tunnel
+connection to its node, tagged with the ingress VNI (:mod:`nodeagent.overlay.tunnel`); a task's
+listener in this process is handed the client's connection itself. The common cases are decided
+in the accepting callback itself, with no task and no round trip: a listener of this process
+takes the connection, or a stream is opened on a tunnel connection that is up and the client's
+bytes follow it at once. A backend that refuses before it answered is skipped for the next one
+(the client's bytes sent so far go again); when none accepts, the client's connection is closed.
+The two sides are spliced (:mod:`nodeagent.overlay.splice`) until both close.
 """
 
 from __future__ import annotations
@@ -45,16 +50,17 @@ from nodeagent.overlay.mesh import (
     published_ports,
 )
 from nodeagent.overlay.splice import Splice, hand_over, join, serves_here
+from nodeagent.overlay.tunnel import Stream
 
 __all__ = ["LINGER", "Mesh", "MeshMetrics"]
 
 log = logging.getLogger(__name__)
 
 LINGER = 10.0
-"""Seconds a published port stays open after the table lost its last backend, connections going
-to the backends last known: gossip may take a live but busy node for dead for a moment, and
-every node then drops its entries until it is back; a port that really went (the service was
-removed, scaled to 0) closes after that."""
+"""Seconds a published port stays open after its last backends left the table with their node
+(gossip declared it dead), connections going to the backends last known: gossip may take a live
+but busy node for dead for a moment, and every node then drops its entries until it is back. A
+port whose backends were withdrawn (the service removed, scaled to 0) closes at once."""
 
 
 class MeshMetrics:
@@ -62,11 +68,19 @@ class MeshMetrics:
 
     def __init__(self, registry: prometheus_client.CollectorRegistry | None) -> None:
         registry = registry if registry is not None else prometheus_client.CollectorRegistry()
+        self._children: dict[tuple[int | str, str], Any] = {}
         self.connections = Counter("swarmlet_mesh_connections", "Connections the routing mesh accepted, by "
                                    "published port and outcome (local, tunnel, refused).",
                                    ["port", "outcome"], registry=registry)  # fmt: skip
         self.listeners = Gauge("swarmlet_mesh_listeners", "Published ports this node listens on.",
                                registry=registry)  # fmt: skip
+
+    def connection(self, port: int | str, outcome: str) -> None:
+        """One connection to ``port`` (labels resolved once per port and outcome)."""
+        child = self._children.get((port, outcome))
+        if child is None:
+            child = self._children[(port, outcome)] = self.connections.labels(port=str(port), outcome=outcome)
+        child.inc()
 
 
 class Mesh:
@@ -178,8 +192,13 @@ class Mesh:
         now = time.monotonic()
         for port, backends in routes.items():
             self._known[port] = (backends, now)
+        # A port whose backends were withdrawn (service removed, scaled to 0, host-mode task
+        # stopped) closes at once; one whose backends went with a node gossip declared dead
+        # (its peer entry dropped with them) lingers, the node maybe only slow.
+        peers = self.ndb.db.peers(self.ingress.network_id) if self.ingress is not None else {}
+        here = self.node_id
         self._known = {p: (b, at) for p, (b, at) in self._known.items()
-                       if p in routes or now - at < self.linger}  # fmt: skip
+                       if p in routes or (now - at < self.linger and _lost_with_a_node(b, peers, here))}
         self.routes = routes
         self._dirty.set()
         if any(p not in routes for p in self._known):
@@ -259,15 +278,44 @@ class Mesh:
         self._splices.add(splice)
         splice.on_lost = self._splices.discard
 
-    async def _accept(self, port: int, client: Splice) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._conns.add(task)
-        try:
-            await self._relay(port, client)
-        finally:
-            if task is not None:
-                self._conns.discard(task)
+    def _accept_now(self, client: _Client) -> None:
+        """A client connected: relay it at once when the chosen backend allows (a listener of
+        this process, or a tunnel connection that is up), else find it one in a task."""
+        port = client.port
+        rotation = self.balancer.rotation(port, self.backends(port))
+        if rotation:
+            backend = rotation[0]
+            endpoint = backend.endpoint
+            if endpoint.node == self.node_id:
+                listener = endpoint.listener_for(backend.target)
+                if listener is not None and serves_here(listener) and hand_over(client, listener):
+                    self._splices.discard(client)
+                    self.metrics.connection(port, "local")
+                    return
+            elif self.ingress is not None:
+                upstream = _Upstream(self, client, rotation[1:])
+                try:
+                    stream = self.overlay.open_now(self.ingress, endpoint, backend.target, upstream)
+                except OSError:
+                    stream = None
+                if stream is not None:
+                    stream.on_opened = upstream.opened
+                    stream.on_refused = upstream.refused
+                    upstream.connection_made(stream)
+                    self.metrics.connection(port, "tunnel")
+                    self._track(upstream)
+                    client.replay = []
+                    join(client, upstream)
+                    return
+        self._later(client, rotation)
+
+    def _later(self, client: _Client, rotation: list[Backend]) -> None:
+        task = asyncio.get_running_loop().create_task(self._accept(client.port, client, rotation))
+        self._conns.add(task)
+        task.add_done_callback(self._conns.discard)
+
+    async def _accept(self, port: int, client: Splice, rotation: list[Backend]) -> None:
+        await self._relay(port, client, rotation)
 
     async def _open(self, backend: Backend, client: Splice) -> Splice | None:
         """A connection to ``backend`` to join ``client`` to; None when a listener of this
@@ -287,28 +335,28 @@ class Mesh:
         opened: Splice = await self.overlay.open_splice(self.ingress, endpoint, backend.target)
         return opened
 
-    async def _relay(self, port: int, client: Splice) -> None:
+    async def _relay(self, port: int, client: Splice, rotation: list[Backend]) -> None:
         upstream: Splice | None = None
         chosen: Backend | None = None
-        for backend in self.balancer.rotation(port, self.backends(port)):
+        for backend in rotation:
             if client.lost:
                 return
             try:
                 upstream = await asyncio.wait_for(self._open(backend, client), 5.0)
                 chosen = backend
                 if upstream is None:  # handed over to the task's listener in this process
-                    self.metrics.connections.labels(port=str(port), outcome="local").inc()
+                    self.metrics.connection(port, "local")
                     return
                 break
             except (OSError, TimeoutError) as exc:
                 log.debug("routing mesh: port %d: task %s refused (%s); trying the next", port,
                           backend.endpoint.task_id[:12], exc)
         if upstream is None or chosen is None:
-            self.metrics.connections.labels(port=str(port), outcome="refused").inc()
+            self.metrics.connection(port, "refused")
             client.close()
             return
         outcome = "local" if chosen.endpoint.node == self.node_id else "tunnel"
-        self.metrics.connections.labels(port=str(port), outcome=outcome).inc()
+        self.metrics.connection(port, outcome)
         self._track(upstream)
         join(client, upstream)
 
@@ -327,9 +375,14 @@ class Mesh:
                 return
             backend = self._flows[key] = rotation[0]
         src = str(next(ingress.subnet.hosts())) if ingress.subnet is not None else "0.0.0.0"
-        self.metrics.connections.labels(port=f"{port}/udp", outcome="datagram").inc()
+        self.metrics.connection(f"{port}/udp", "datagram")
         self.overlay.send_datagram(ingress, Datagram(ingress.vni, src, int(client[1]), backend.endpoint.addr,
                                                      backend.target, data))  # fmt: skip
+
+
+def _lost_with_a_node(backends: list[Backend], peers: Mapping[str, str], here: str) -> bool:
+    """Whether some of ``backends`` is on another node no longer in the ingress peer table."""
+    return any(b.endpoint.node != here and b.endpoint.node not in peers for b in backends)
 
 
 class _UdpIngress(asyncio.DatagramProtocol):
@@ -341,14 +394,60 @@ class _UdpIngress(asyncio.DatagramProtocol):
         self.mesh.datagram(self.port, data, (str(addr[0]), int(addr[1])))
 
 
+_REPLAY_LIMIT = 64 * 1024
+"""Bytes of a client kept until its tunnelled backend answered, to send again to the next one if
+it refused; a client that sent more than that before any answer is not moved."""
+
+
 class _Client(Splice):
-    """A connection to a published port: :meth:`Mesh._accept` finds it a backend and joins them."""
+    """A connection to a published port: :meth:`Mesh._accept_now` finds it a backend and joins them."""
 
     def __init__(self, mesh: Mesh, port: int) -> None:
         super().__init__()
         self.mesh = mesh
         self.port = port
+        self.replay: list[bytes] | None = None  # bytes relayed while the backend has not answered
+        self._replayed = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        asyncio.get_running_loop().create_task(self.mesh._accept(self.port, self))
+        self.mesh._accept_now(self)
+
+    def data_received(self, data: bytes) -> None:
+        replay = self.replay
+        if replay is not None and self.peer is not None:
+            self._replayed += len(data)
+            if self._replayed > _REPLAY_LIMIT:
+                self.replay = None
+            else:
+                replay.append(data)
+        super().data_received(data)
+
+
+class _Upstream(Splice):
+    """A client's stream through a tunnel, opened before its node answered: if it refuses
+    (the task stopped since this node last heard), the client goes on to the next backends."""
+
+    def __init__(self, mesh: Mesh, client: _Client, rest: list[Backend]) -> None:
+        super().__init__()
+        self.mesh = mesh
+        self.client = client
+        self.rest = rest
+
+    def opened(self, _stream: Stream) -> None:
+        self.client.replay = None
+
+    def refused(self, _stream: Stream, reason: str) -> bool:
+        """The far end refused the stream: True when the client was given to the next backends."""
+        client = self.client
+        if client.replay is None or client.lost:
+            return False
+        log.debug("routing mesh: port %d: a tunnelled task refused (%s); trying the next", client.port,
+                  reason)
+        self.mesh._splices.discard(self)
+        self.transport = None
+        client.peer = None
+        client._pending = [*client.replay, *client._pending]
+        client.replay = None
+        self.mesh._later(client, self.rest)
+        return True

@@ -9,13 +9,16 @@ it exits, it is withdrawn and the node leaves a network its last task left (:met
 * **Datagrams** to a task on another node go as one VXLAN frame (:mod:`nodeagent.overlay.frames`)
   from this node's UDP 4789 to the other node's, found in the peer table. The receiver checks the
   VNI is one it carries and hands the payload to the task bound to (address, port) on it.
-* **Streams** to a task on another node go through a tunnel: a TCP connection to the other node's
-  port 4789 that opens with one header line, ``SWARMLET-TUNNEL 1 {"vni", "src", "sport", "dst",
-  "dport"}``; the receiver finds the task with address ``dst`` on the network of ``vni`` among its
-  own, connects to its listener for ``dport`` and answers ``OK`` (or ``ERR`` and a reason), then
-  relays bytes both ways (:mod:`nodeagent.overlay.splice`); a listener of this process (the
-  emulated images') is handed the tunnel's connection instead of being dialled. A task on this
-  node is dialled directly.
+* **Streams** to a task on another node go through a tunnel: a stream multiplexed on this node's
+  lasting tunnel connection to the other node's port 4789 (:mod:`nodeagent.overlay.tunnel`),
+  mutual TLS with the nodes' certificates unless TLS is off (:mod:`nodeagent.overlay.tunnel_tls`).
+  Each stream opens with a frame that tags it with the network's VNI and the destination task's
+  address and port; the receiver finds the task with that address on the network of that VNI
+  among its own and hands the stream to its listener, as if the listener had accepted it (the
+  emulated images' listeners are in this process), or dials the listener and relays bytes both
+  ways (:mod:`nodeagent.overlay.splice`); it answers ``OPENED``, or ``REFUSED`` and a reason. The
+  far end's certificate must be a manager's or worker's of this swarm, from a node that carries
+  the stream's network. A task on this node is dialled directly.
 * **Names** resolve with :func:`nodeagent.overlay.dns.resolve` over this node's endpoint table,
   on the task's own networks only; a VIP is balanced round robin over its running tasks.
 
@@ -24,17 +27,18 @@ subnets, or with no task on that network, is "No route to host" (EHOSTUNREACH).
 
 Injected link faults (``swarmlet chaos``, :mod:`nodeagent.transport.planes`) act on both halves:
 frames are dropped, duplicated or delayed on the way out, frames from a partitioned node are
-dropped on arrival, and a tunnel to a node behind a partitioned link is not opened
+dropped on arrival, and a stream to a node behind a partitioned link is not opened
 ("Connection timed out", ETIMEDOUT) or opens late by the link's delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import ipaddress
-import json
 import logging
+import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,18 +47,21 @@ from prometheus_client import Counter
 
 from nodeagent.networkdb.core import Endpoint
 from nodeagent.networkdb.shell import NetworkDBShell
+from nodeagent.overlay import tunnel_tls
 from nodeagent.overlay.attach import Attachment, attachments, endpoint_for
 from nodeagent.overlay.dns import RoundRobin, backends, find_endpoint, resolve
 from nodeagent.overlay.frames import VXLAN_PORT, Datagram, FrameError, decode_frame, encode_frame
-from nodeagent.overlay.splice import Splice, hand_over, join, serves_here
+from nodeagent.overlay.splice import Splice, join, serve_here, serves_here
+from nodeagent.overlay.tunnel import Connection, OpenRequest, Stream
+from nodeagent.tls import NODE_TARGET
 from nodeagent.transport.planes import FaultGate
 
-__all__ = ["TUNNEL_MAGIC", "Overlay", "OverlayMetrics", "TaskNetwork"]
+__all__ = ["Overlay", "OverlayMetrics", "TaskNetwork"]
 
 log = logging.getLogger(__name__)
 
-TUNNEL_MAGIC = "SWARMLET-TUNNEL 1 "
-_HEADER_LIMIT = 4096
+_TUNNEL_TIMEOUT = 5.0
+"""Seconds to set up a tunnel connection (TCP and TLS) or to wait for a stream's answer."""
 
 
 def _unreachable(addr: str) -> OSError:
@@ -83,6 +90,19 @@ class OverlayMetrics:
                                                        self.bytes.labels(vni=str(vni), direction=direction))
         series[0].inc()
         series[1].inc(size)
+
+    def count_stream(self, vni: int, stream: Stream) -> None:
+        """A tunnel's stream served here ended: its frames and bytes, counted once."""
+        for direction, frames, size in (("rx", stream.rx_frames, stream.rx),
+                                        ("tx", stream.tx_frames, stream.tx)):
+            if frames:
+                series = self._series.get((vni, direction))
+                if series is None:
+                    series = self._series[(vni, direction)] = (
+                        self.frames.labels(vni=str(vni), direction=direction),
+                        self.bytes.labels(vni=str(vni), direction=direction))
+                series[0].inc(frames)
+                series[1].inc(size)
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -186,8 +206,10 @@ class Overlay:
         self._bindings: dict[tuple[str, str, int], asyncio.Queue[Datagram]] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()  # tunnels in, until their header is answered
-        self._splices: set[Splice] = set()  # connections of tunnels in
+        self._pipes: set[asyncio.Task[Any]] = set()  # tunnel connections being set up, dials of streams
+        self._splices: set[Splice] = set()  # relays of streams in to dialled listeners
+        self._tunnels: dict[tuple[str, int], Connection] = {}  # peer (host, port) -> our connection to it
+        self._served: set[Connection] = set()  # tunnel connections other nodes made to us
         self._published: dict[str, list[Endpoint]] = {}  # task ID -> its endpoints, while published
         self._draining: dict[tuple[str, str], Endpoint] = {}  # (network, addr) of tasks being stopped
         self._held: dict[str, Attachment] = {}  # networks the node itself carries (the mesh's ingress)
@@ -201,7 +223,9 @@ class Overlay:
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self),
                                                            local_addr=(self.host, self.port))  # fmt: skip
-        self._server = await loop.create_server(self._tunnel_protocol, self.host, self.port)
+        context = tunnel_tls.listener_context()
+        self._server = await loop.create_server(self._tunnel_protocol, self.host, self.port, ssl=context,
+                                                ssl_handshake_timeout=_TUNNEL_TIMEOUT if context else None)
 
     async def stop(self) -> None:
         """Close both sockets and every tunnel."""
@@ -213,6 +237,8 @@ class Overlay:
             task.cancel()
         for splice in list(self._splices):
             splice.abort()
+        for conn in [*self._tunnels.values(), *self._served]:
+            conn.close()
 
     # Tasks --------------------------------------------------------------------------------------
     def _use(self, a: Attachment) -> None:
@@ -347,33 +373,95 @@ class Overlay:
             stream.data_received(data)
         return reader, asyncio.StreamWriter(transport, stream, reader, asyncio.get_running_loop())
 
+    def _request(self, attachment: Attachment, endpoint: Endpoint, port: int) -> OpenRequest:
+        return OpenRequest(attachment.vni, endpoint.addr, port, attachment.addr or "0.0.0.0", 0)
+
+    def open_now(self, attachment: Attachment, endpoint: Endpoint, port: int,
+                 protocol: asyncio.BaseProtocol) -> Stream | None:
+        """A stream to the task of ``endpoint`` (on another node), container ``port``, at once:
+        when the link has no injected fault and the tunnel connection to its node is up (else
+        None, and the connection is being made for next time). ``protocol`` rides on it (its
+        ``connection_made`` is the caller's to call); its first bytes may follow at once, the
+        answer comes later (``on_refused``). OSError when the node is unknown."""
+        if self.faults.active:
+            return None
+        peer = self._peer(attachment, endpoint)
+        conn = self._tunnels.get(peer)
+        if conn is None or conn.lost or conn.transport is None:
+            if conn is None:
+                self._spawn(self._tunnel(peer))
+            return None
+        return conn.open(self._request(attachment, endpoint, port), protocol)
+
     async def open_splice(self, attachment: Attachment, endpoint: Endpoint, port: int) -> Splice:
         """A tunnel to the task of ``endpoint`` (on another node) on ``attachment``'s network,
         container ``port``, as a :class:`~nodeagent.overlay.splice.Splice` to join to another
-        connection (the routing mesh's client); OSError as a socket would."""
+        connection, once the far end accepted it; OSError as a socket would."""
         peer = self._peer(attachment, endpoint)
         try:
             await self.faults.call(f"{peer[0]}:{peer[1]}", 0.0)
         except ConnectionError:
             raise OSError(errno.ETIMEDOUT, "Connection timed out") from None
-        loop = asyncio.get_running_loop()
-        _, upstream = await loop.create_connection(lambda: Splice(line_limit=_HEADER_LIMIT), *peer)
-        header = {"vni": attachment.vni, "src": attachment.addr, "sport": 0, "dst": endpoint.addr,
-                  "dport": port}  # fmt: skip
-        upstream.write((TUNNEL_MAGIC + json.dumps(header, separators=(",", ":")) + "\n").encode())
+        conn = await self._tunnel(peer)
+        splice = Splice()
+        stream = conn.open(self._request(attachment, endpoint, port), splice)
+        splice.connection_made(stream)
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def said(reason: str) -> None:
+            if not answer.done():
+                answer.set_result(reason)
+
+        stream.on_opened = lambda _s: said("")
+        def refused(_stream: Stream, reason: str) -> bool:
+            said(reason)
+            return False
+
+        stream.on_refused = refused
+        stream.on_end = lambda _s: said("tunnel closed")
         try:
-            answer = (await upstream.read_line()).decode(errors="replace").strip()
-        except (ValueError, ConnectionError):
-            answer = ""
+            reason = await asyncio.wait_for(answer, _TUNNEL_TIMEOUT)
         except BaseException:
-            upstream.abort()
+            stream.abort()
             raise
-        if answer != "OK":
-            upstream.close()
-            reason = answer[4:] if answer.startswith("ERR ") else "tunnel closed"
+        stream.on_end = None
+        if reason:
             code = errno.ECONNREFUSED if "refused" in reason else errno.EHOSTUNREACH
             raise OSError(code, reason)
-        return upstream
+        return splice
+
+    async def _tunnel(self, peer: tuple[str, int]) -> Connection:
+        """This node's tunnel connection to ``peer``, made (TCP, then TLS) if there is none."""
+        conn = self._tunnels.get(peer)
+        if conn is None or conn.lost:
+            conn = self._tunnels[peer] = Connection()
+
+            def lost(gone: Connection) -> None:
+                if self._tunnels.get(peer) is gone:
+                    del self._tunnels[peer]
+
+            conn.on_lost = lost
+            context = tunnel_tls.client_context()
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().create_connection(
+                    lambda: conn, *peer, ssl=context, server_hostname=NODE_TARGET if context else None,
+                    ssl_handshake_timeout=_TUNNEL_TIMEOUT if context else None), _TUNNEL_TIMEOUT)
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
+                lost(conn)
+                if not conn.ready.done():
+                    conn.ready.set_exception(OSError(errno.EHOSTUNREACH, f"tunnel to {peer[0]}: {exc}"))
+                    conn.ready.exception()  # retrieved: others may wait on it, or none
+        await asyncio.shield(conn.ready)
+        return conn
+
+    def _spawn(self, job: Any) -> None:
+        async def run() -> None:
+            with contextlib.suppress(OSError):
+                await job
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._pipes.add(task)
+        task.add_done_callback(self._pipes.discard)
 
     def send_datagram(self, attachment: Attachment, datagram: Datagram) -> None:
         """Deliver one datagram: locally, or as a VXLAN frame to the node of its destination."""
@@ -411,79 +499,64 @@ class Overlay:
             queue.put_nowait(datagram)
 
     # Tunnels in ---------------------------------------------------------------------------------
-    def _tunnel_protocol(self) -> Splice:
-        """The protocol of a connection to TCP 4789: its header is read, then it is spliced."""
-        tunnel = _TunnelIn(self)
-        self._splices.add(tunnel)
-        tunnel.on_lost = self._splices.discard
-        return tunnel
+    def _tunnel_protocol(self) -> asyncio.Protocol:
+        """The protocol of a connection to TCP 4789 (after the TLS handshake, when on): a tunnel
+        connection whose streams :meth:`_stream_opened` answers."""
+        return Connection(self._stream_opened, on_ready=self._tunnel_ready)
 
-    async def _tunnel_in(self, tunnel: Splice) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._pipes.add(task)
-        try:
-            await self._answer_tunnel(tunnel)
-        finally:
-            if task is not None:
-                self._pipes.discard(task)
+    def _tunnel_ready(self, conn: Connection) -> bool:
+        """A node connected to our port 4789: with TLS, its certificate must be a manager's or a
+        worker's of this swarm (the handshake checked it against the roots)."""
+        transport = conn.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            peer = tunnel_tls.peer_identity(ssl_object)
+            if peer is None or peer.role not in ("manager", "worker"):
+                log.warning("overlay: refused a tunnel connection: no node certificate of this swarm")
+                return False
+            conn.peer_node = peer.node_id
+        self._served.add(conn)
+        conn.on_lost = self._served.discard
+        return True
 
-    async def _answer_tunnel(self, tunnel: Splice) -> None:
-        try:
-            line = (await asyncio.wait_for(tunnel.read_line(), 5.0)).decode(errors="replace")
-            if not line.startswith(TUNNEL_MAGIC):
-                raise ValueError("not a tunnel header")
-            header = json.loads(line[len(TUNNEL_MAGIC):])
-            vni, dst, dport = int(header["vni"]), str(header["dst"]), int(header["dport"])
-        except (ValueError, KeyError, TypeError, TimeoutError, OSError):
-            tunnel.close()
-            return
+    def _stream_opened(self, conn: Connection, sid: int, request: OpenRequest) -> None:
+        """Another node opened a stream to one of our tasks: hand it over, dial it, or refuse."""
+        vni = request.vni
         attachment = self._by_vni.get(vni)
         endpoint = None
         if attachment is not None:
             network_id = attachment.network_id
-            endpoint = (find_endpoint(network_id, dst, self.endpoints(network_id))
-                        or self._draining.get((network_id, dst)))  # fmt: skip
+            endpoint = (find_endpoint(network_id, request.dst, self.endpoints(network_id))
+                        or self._draining.get((network_id, request.dst)))  # fmt: skip
+            if conn.peer_node and conn.peer_node not in self.ndb.db.peers(network_id) \
+                    and conn.peer_node not in self._last_peer:
+                endpoint = None  # a node that does not carry the network (removed from the swarm)
         if attachment is None or endpoint is None or endpoint.node != self.node_id:
-            self._refuse(tunnel, "No route to host")
+            conn.answer(sid, "No route to host")
             return
-        listener = endpoint.listener_for(dport)
-        if listener is not None and serves_here(listener):
-            # The task's listener is in this process: it takes the tunnel's connection itself.
-            tunnel.write(b"OK\n")
-            self._splices.discard(tunnel)
-            if hand_over(tunnel, listener, lambda size: self.metrics.count(vni, "rx", size),
-                         lambda size: self.metrics.count(vni, "tx", size)):  # fmt: skip
-                return
-            tunnel.close()
+        listener = endpoint.listener_for(request.dport)
+        if listener is None:
+            conn.answer(sid, "Connection refused")
             return
-        loop = asyncio.get_running_loop()
+        stream = conn.accept(sid, request)
+        stream.on_end = lambda s: self.metrics.count_stream(vni, s)
+        if serves_here(listener) and serve_here(stream, listener):
+            # The task's listener is in this process: it takes the stream itself.
+            conn.answer(sid)
+            return
+        splice = Splice()
+        stream.set_protocol(splice)
+        splice.connection_made(stream)
+        self._spawn(self._dial(conn, sid, splice, listener))
+
+    async def _dial(self, conn: Connection, sid: int, splice: Splice, listener: tuple[str, int]) -> None:
+        """Relay a stream in to a listener outside this process."""
         try:
-            if listener is None:
-                raise ConnectionRefusedError
-            _, inner = await loop.create_connection(
-                lambda: Splice(lambda size: self.metrics.count(vni, "tx", size)), *listener)
+            _, inner = await asyncio.get_running_loop().create_connection(Splice, *listener)
         except OSError:
-            self._refuse(tunnel, "Connection refused")
+            conn.answer(sid, "Connection refused")
             return
         self._splices.add(inner)
         inner.on_lost = self._splices.discard
-        tunnel.count = lambda size: self.metrics.count(vni, "rx", size)
-        tunnel.write(b"OK\n")
-        join(tunnel, inner)
-
-    def _refuse(self, tunnel: Splice, reason: str) -> None:
-        tunnel.write(f"ERR {reason}\n".encode())
-        tunnel.close()
-
-
-class _TunnelIn(Splice):
-    """A connection to TCP 4789: reads its header line, then :meth:`Overlay._tunnel_in` answers it."""
-
-    def __init__(self, overlay: Overlay) -> None:
-        super().__init__(line_limit=_HEADER_LIMIT)
-        self.overlay = overlay
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        asyncio.get_running_loop().create_task(self.overlay._tunnel_in(self))
+        conn.answer(sid)
+        join(splice, inner)

@@ -18,7 +18,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Splice", "hand_over", "join", "register_listener", "serves_here", "unregister_listener"]
+__all__ = ["Splice", "hand_over", "join", "register_listener", "serve_here", "serves_here",
+           "unregister_listener"]
 
 
 class Splice(asyncio.Protocol):
@@ -166,6 +167,20 @@ def serves_here(listener: tuple[str, int]) -> bool:
     """Whether a listener of this process serves at ``listener`` (:func:`hand_over` takes it)."""
     server = _LISTENERS.get((str(listener[0]), int(listener[1])))
     return server is not None and server.is_serving()
+
+
+def serve_here(transport: asyncio.Transport, listener: tuple[str, int]) -> bool:
+    """Give ``transport`` (an overlay tunnel's stream) to the listener of this process at
+    ``listener``, as if it had accepted it. False when no such listener serves here."""
+    server = _LISTENERS.get((str(listener[0]), int(listener[1])))
+    if server is None or not server.is_serving():
+        return False
+    # asyncio.Server keeps the factory of its connections' protocols (start_server's
+    # StreamReaderProtocol) in _protocol_factory, which its accept loop calls for each one.
+    protocol: asyncio.Protocol = server._protocol_factory()  # type: ignore[attr-defined]
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    return True
 
 
 def hand_over(splice: Splice, listener: tuple[str, int], rx: Callable[[int], None] | None = None,

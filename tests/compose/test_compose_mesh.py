@@ -5,7 +5,11 @@
   pages name them);
 * the visit counter: web (REDIS_HOST=redis) and redis on one overlay, on different nodes;
 * a capture on UDP 4789 inside a node container (tshark in the container's network namespace)
-  decodes VXLAN with the ingress network's VNI while datagrams to a UDP ingress port flow.
+  decodes VXLAN with the ingress network's VNI while datagrams to a UDP ingress port flow;
+* the stream tunnels between agents on TCP 4789 take mutual TLS: a plaintext connection is
+  dropped unanswered while tunnelled requests flow;
+* a removed service's published port closes at once; a host-mode port shows in
+  `docker service ps` (PORTS ``*:8080->80/tcp``) and answers only on the task's node.
 
 Each test removes its services and networks: the session's cluster is left as found.
 """
@@ -105,6 +109,57 @@ def test_every_node_answers_on_the_published_port_and_30_requests_reach_all_3_ta
         name = task_of(get(str(found[idle[0]].addr), 8080))
         spread[name] = spread.get(name, 0) + 1
     assert sorted(spread.values()) == [10, 10, 10], spread
+
+
+def test_the_tunnel_port_drops_a_plaintext_connection_while_tunnelled_requests_flow(web: str) -> None:
+    tasks = wait_for("3 running tasks", lambda: (t := running_tasks(web)) and len(t) == 3 and t, timeout=60)
+    found = nodes()
+    busy = sorted(set(tasks.values()))
+    idle = sorted(set(found) - set(busy))
+    # A plaintext tunnel connection, as an agent without TLS would open it: the preface and an
+    # OPEN frame for a task on the ingress network (VNI 4096 in the tag: any will do).
+    frame = b"SWARMLET-TUNNEL 2\n" + bytes([1]) + (1).to_bytes(4, "big") + (16).to_bytes(4, "big") + bytes(16)
+    ref = found[busy[0]].ref  # the node container's own address: 4789 is not published on the host
+    nets = json.loads(host_docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", ref))
+    with socket.create_connection((str(next(iter(nets.values()))["IPAddress"]), 4789), timeout=10) as sock:
+        sock.sendall(frame)
+        try:
+            answer = sock.recv(100)
+        except ConnectionResetError:
+            answer = b""
+    assert answer == b"" or answer[:1] == b"\x15", answer  # no OPENED: closed, or a TLS alert
+    for _ in range(6):  # while the agents' own tunnels (mutual TLS) carry requests
+        assert task_of(get(str(found[idle[0]].addr), 8080)) in tasks
+
+
+def test_a_removed_services_port_closes_at_once_and_a_host_mode_port_shows_in_ps(cluster: str) -> None:
+    found = nodes()
+    docker("service", "create", "--quiet", "--name", "hostweb", "--constraint", "node.hostname==worker1",
+           "--publish", "published=8080,target=80,mode=host", "nginx")
+    try:
+        out = wait_for("the host-mode port in service ps", lambda: (o := docker(
+            "service", "ps", "hostweb", "--filter", "desired-state=running",
+            "--format", "{{.Node}} {{.CurrentState}} {{.Ports}}").stdout.strip()) and " Running " in o and o,
+            timeout=60)
+        assert out.split()[0] == "worker1" and out.split()[-1] == "*:8080->80/tcp", out
+        assert "Welcome to nginx!" in wait_for("worker1:8080", lambda: get(str(found["worker1"].addr), 8080),
+                                               timeout=30)
+        assert not get(str(found["worker2"].addr), 8080)  # host mode: only the task's node listens
+    finally:
+        docker("service", "rm", "hostweb", check=False)
+    wait_for("port 8080 closed", lambda: not get(str(found["worker1"].addr), 8080), timeout=30)
+    # An ingress port: open on every node; once the service is removed, closed at once on every
+    # node (Swarm's), not kept for the 10 s a node that gossip took for dead keeps it.
+    docker("service", "create", "--quiet", "--name", "gone", "-p", "8080:80", "nginx")
+    try:
+        wait_for("8080 on every node", lambda: all(get(str(n.addr), 8080) for n in found.values()),
+                 timeout=60)
+    finally:
+        docker("service", "rm", "gone")
+    removed = time.monotonic()
+    wait_for("8080 closed on every node", lambda: all(not get(str(n.addr), 8080) for n in found.values()),
+             timeout=30)
+    assert time.monotonic() - removed < 5.0
 
 
 def test_the_visit_counter_counts_in_redis_on_another_node(cluster: str) -> None:

@@ -59,3 +59,34 @@ def test_a_held_task_is_allocated_only_once_released() -> None:
     w.set_task(held, desired="running")  # the orchestrator releases it after the delay
     w.run(Allocator(), {("task", held)})
     assert w.store.get("task", held).status["State"] == "pending"
+
+
+def test_every_node_gets_an_ingress_address_and_one_on_each_network_its_tasks_use() -> None:
+    from manager.allocator.networks import allocate_network, ingress_network_spec, state_from_view
+    from manager.state.store import Create
+
+    w = World(nodes=["n1", "n2"])
+    for network_id, spec in (("ingress", ingress_network_spec()),
+                             ("back", {"Name": "back", "Driver": "overlay", "Labels": {},
+                                       "IPAM": {"Driver": "default", "Config": []}})):  # fmt: skip
+        extra = allocate_network(network_id, spec, state_from_view(StoreView(w.store)))
+        w.apply([Create("network", network_id, spec, {}, extra)])
+    w.run(Allocator(), {("nodes", "")})
+
+    def addresses(node: str) -> dict[str, list[str]]:
+        found = w.store.get("node", node).extra.get("Attachments") or []
+        return {a["Network"]["ID"]: list(a["Addresses"]) for a in found}
+
+    # As a real Swarm: the ingress-sbox endpoint first, before any VIP (10.0.0.2 on one node).
+    assert addresses("n1") == {"ingress": ["10.0.0.2/24"]} and addresses("n2") == {"ingress": ["10.0.0.3/24"]}
+    sid = w.service("web")
+    w.apply([Create("task", "tb", {"ContainerSpec": {"Image": "nginx"}},
+                    {"State": "running", "Message": "started"},
+                    {"ServiceID": sid, "DesiredState": "running", "NodeID": "n1",
+                     "NetworksAttachments": [{"Network": {"ID": "back"}, "Addresses": ["10.0.1.2/24"]}]})])
+    w.run(Allocator(), {("node", "n1")})
+    assert addresses("n1") == {"ingress": ["10.0.0.2/24"], "back": ["10.0.1.3/24"]}  # its lb-back endpoint
+    assert w.run(Allocator(), {("node", "n1")}).ops == []  # kept: no write
+    w.set_task("tb", state="shutdown", desired="shutdown")
+    w.run(Allocator(), {("node", "n1")})
+    assert addresses("n1") == {"ingress": ["10.0.0.2/24"]}  # the node no longer carries back

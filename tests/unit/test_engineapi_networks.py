@@ -375,3 +375,26 @@ def test_inspect_on_a_node_with_a_task_shows_its_containers_and_the_peers(manage
         assert listed[0]["Containers"] is None  # the list shows what the cluster knows, as Swarm's
 
     serve(manager, check)
+
+
+def test_every_node_shows_its_ingress_sbox_on_ingress_as_a_real_swarm() -> None:
+    """As api/network-ingress.json: ingress-sbox (ingress-endpoint) with the node's own ingress
+    address, on a node that runs no task on ingress too; every node with one under Peers."""
+    from types import SimpleNamespace
+
+    from manager.engineapi.render_networks import with_node_view
+
+    network = {"ID": "ingressid"}
+
+    def node(node_id: str, host: str, addr: str) -> Any:
+        attachments = [{"Network": network, "Addresses": [addr]}]
+        return SimpleNamespace(id=node_id, status={"Addr": "10.9.0.1"},
+                               extra={"Description": {"Hostname": host}, "Attachments": attachments})
+
+    rendered = {"Name": "ingress", "Id": "ingressid", "Ingress": True, "Containers": None}
+    got = with_node_view(rendered, "n1", [], [node("n1", "manager1", "10.0.0.2/24"),
+                                              node("n2", "worker1", "10.0.0.3/24")], {})  # fmt: skip
+    assert got["Containers"] == {"ingress-sbox": {
+        "Name": "ingress-endpoint", "EndpointID": got["Containers"]["ingress-sbox"]["EndpointID"],
+        "MacAddress": "02:42:0a:00:00:02", "IPv4Address": "10.0.0.2/24", "IPv6Address": ""}}
+    assert [p["Name"] for p in got["Peers"]] == ["manager1", "worker1"]

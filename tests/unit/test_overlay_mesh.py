@@ -26,6 +26,7 @@ from nodeagent.networkdb.shell import NetworkDBConfig, NetworkDBShell
 from nodeagent.overlay.attach import attachments, endpoint_for
 from nodeagent.overlay.mesh import (
     MeshBalancer,
+    host_port_status,
     host_routes,
     ingress_attachment,
     ingress_routes,
@@ -116,6 +117,15 @@ def test_host_routes_are_the_local_tasks_host_mode_ports_only() -> None:
     local = {"h1": (_endpoint("h1", "", "n1", ()), published_ports(task))}
     routes = host_routes(local)
     assert list(routes) == [8080] and routes[8080][0].target == 80
+
+
+def test_a_running_tasks_port_status_lists_its_host_mode_ports_as_swarm_does() -> None:
+    task = _task("h1", "", _ports((8080, 80, "tcp", "host"), (8081, 81, "tcp", "ingress"),
+                                  (5000, 50, "udp", "host")))  # fmt: skip
+    assert host_port_status(task) == {"Ports": [
+        {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "host"},
+        {"Protocol": "udp", "TargetPort": 50, "PublishedPort": 5000, "PublishMode": "host"}]}
+    assert host_port_status(_task("i1", "", _ports((8081, 81, "tcp", "ingress")))) == {}
 
 
 def test_listeners_follow_the_wanted_ports() -> None:
@@ -210,7 +220,7 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
         ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
         o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
         o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
-        m1, m2 = Mesh(o1, linger=0.3), Mesh(o2, linger=0.3)
+        m1, m2 = Mesh(o1, linger=5.0), Mesh(o2, linger=5.0)
         servers = [await _web(h2, "task-a"), await _web(h2, "task-b")]
         for part in (o1, o2, m1, m2):
             await part.start()
@@ -227,7 +237,8 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
             # n1 runs no task: its answers come from n2's tasks through tunnels, in turn.
             answers = [await _get(h1, published) for _ in range(4)]
             assert answers == ["task-a", "task-b", "task-a", "task-b"]
-            assert o2.metrics.frames.labels(vni="4096", direction="rx")._value.get() >= 4
+            # Counted as each stream ends (both sides closed).
+            await _until(lambda: o2.metrics.frames.labels(vni="4096", direction="rx")._value.get() >= 4)
             # task-a is being stopped: out of the balancer at once, on its own node...
             assert o2.withdraw("task-a") is True
             assert [await _get(h2, published) for _ in range(3)] == ["task-b"] * 3
@@ -246,11 +257,12 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
             assert await _get(h1, published) == "task-b"
             ndb1.db.node_alive("n2")
             _sync(ndb1, ndb2)
-            # The last task goes: once the linger is over, no port to listen on.
+            # The last tasks are withdrawn (the service was removed): the port closes at once on
+            # every node, as Swarm's, not after the linger (a node declared dead's is kept).
             o2.detach("task-a")
             o2.detach("task-b")
             _sync(ndb1, ndb2)
-            await _until(lambda: m1.ports == [] and m2.ports == [])
+            await _until(lambda: m1.ports == [] and m2.ports == [], timeout=1.0)
             # The node still carries ingress for itself (the mesh holds it).
             assert "ingressid" in ndb1.db.joined and "ingressid" in ndb2.db.joined
         finally:
@@ -451,10 +463,14 @@ def test_a_tunnel_hands_its_connection_to_a_listener_of_the_same_process() -> No
             tunnel = [f"task-a {data_port}", f"task-b {data_port}"]
             assert [await _get(h1, published) for _ in range(4)] == tunnel * 2
             assert [(await _get(h2, published)).split()[0] for _ in range(2)] == ["task-a", "task-b"]
-            rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
-            tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
             request, answer = len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), len(b"HTTP/1.1 200 OK\r\n")
-            assert rx >= 4 * request and tx >= 4 * answer
+
+            def counted() -> bool:
+                rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
+                tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
+                return bool(rx >= 4 * request and tx >= 4 * answer)
+
+            await _until(counted)
             # task-a's listener stops serving (its task got SIGTERM) but the tables still name it.
             servers[0].close()
             assert [await _get(h1, published) for _ in range(2)] == [f"task-b {data_port}"] * 2

@@ -211,3 +211,83 @@ def test_a_name_is_reached_on_the_network_that_answered_even_with_overlapping_su
             await overlay.stop()
 
     asyncio.run(main())
+
+
+def _node_credentials(ca: Any, node_id: str, role: str = "worker") -> Any:
+    import datetime
+
+    from cryptography.hazmat.primitives import serialization
+
+    from nodeagent import tls
+
+    key_pem = tls.new_key()
+    key = serialization.load_pem_private_key(key_pem, None)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = ca.issue(key.public_key(), node_id=node_id, role=role, cluster_id="cluster1",
+                    expiry=datetime.timedelta(days=1), now=now)  # fmt: skip
+    return tls.NodeCredentials(cert, key_pem, ca.cert_pem)
+
+
+def test_tunnels_take_mutual_tls_and_refuse_plaintext_and_nodes_off_the_network() -> None:
+    import datetime
+
+    from manager.ca.authority import new_root
+    from nodeagent import tls
+    from nodeagent.overlay.tunnel import PREFACE, OpenRequest
+
+    ca = new_root(datetime.datetime.now(datetime.UTC))
+
+    async def main() -> None:
+        h1, h2, port = _hosts()
+        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
+        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
+        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=port)
+        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=port)
+        await o1.start()
+        await o2.start()
+        web = await _web(h2, b"page of web.1")
+        try:
+            web_task = _task("w1", "web", NET_A, "10.0.1.3/24", "10.0.1.2/24")
+            o2.join(web_task)
+            o2.publish(web_task, {80: web.sockets[0].getsockname()[1]})
+            client = o1.join(_task("c1", "client", NET_A, "10.0.1.4/24"))
+            _sync(ndb1, ndb2)
+            # One process holds one node's credentials: both ends present n1's worker certificate.
+            tls.set_credentials(_node_credentials(ca, "n1"))
+            for _ in range(3):
+                reader, writer = await client.connect("web", 80)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                assert (await reader.read()).endswith(b"page of web.1")
+                writer.close()
+            (served,) = o2._served
+            assert served.transport is not None and served.transport.get_extra_info("ssl_object") is not None
+            assert served.peer_node == "n1"
+
+            # Plaintext, as an agent without TLS would speak: dropped before any answer.
+            reader, writer = await asyncio.open_connection(h2, port)
+            writer.write(PREFACE + bytes([1]) + (1).to_bytes(4, "big") + (16).to_bytes(4, "big")
+                         + OpenRequest(4097, "10.0.1.3", 80, "10.0.1.4", 0).encode())  # fmt: skip
+            answer = await asyncio.wait_for(reader.read(), 10)
+            assert answer == b"" or answer[:1] == b"\x15"  # nothing, or a TLS alert: never OPENED
+            writer.close()
+
+            # A certificate of the swarm, but for a node that carries none of the networks (a
+            # node removed from the swarm): its streams are refused.
+            for conn in list(o1._tunnels.values()):
+                conn.close()
+            await asyncio.sleep(0.1)
+            tls.set_credentials(_node_credentials(ca, "n9"))
+            with pytest.raises(OSError) as info:
+                await client.connect("web", 80)
+            assert info.value.errno == errno.EHOSTUNREACH
+        finally:
+            web.close()
+            await o1.stop()
+            await o2.stop()
+
+    tls.set_enabled(True)
+    try:
+        asyncio.run(main())
+    finally:
+        tls.set_credentials(None)
+        tls.set_enabled(False)
