@@ -84,7 +84,8 @@ class RuntimeManager:
         self.runtime = runtime
         scale = float(getattr(runtime, "time_scale", 1.0) or 1.0)
         self.writes = LeaderWrites(self._propose, runtime.store, timeout=5.0 * scale, settle=0.8 * scale,
-                                   faults=FaultGate(getattr(runtime, "faults", None), "control"))
+                                   faults=FaultGate(getattr(runtime, "faults", None), "control"),
+                                   leadership=lambda: runtime.shell)
         self._host = HostFacts()
 
     async def _propose(self, ops: Sequence[Op]) -> Any:
