@@ -79,7 +79,8 @@ class LostLeadership(Exception):
     swarmkit answers so when a proposal's leader steps down before it commits; a real Swarm's
     surviving leader keeps listing itself Leader and answers every write so
     (five-nodes/x-multi.txt). Here: a write in flight when check-quorum steps the leader down,
-    and any write later on a manager whose store still names it Leader while it knows no leader.
+    and any write later on a manager whose store still names it Leader while it knows no leader
+    (once it has known none for several election timeouts: before, it waits for one).
     """
 
     def __init__(self) -> None:
@@ -100,6 +101,8 @@ class _Replica(Protocol):
 
 
 def _error_record(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, Unsent):  # refused before proposing: the follower waits for a leader
+        return {"type": "NotProposed", "message": str(exc.answer)}
     if isinstance(exc, StoreError):
         return {"type": type(exc).__name__, "message": exc.message}
     if isinstance(exc, LostLeadership | ProposalDropped):
@@ -147,13 +150,15 @@ async def propose_watching_leadership(propose: Propose, ops: Sequence[Op], shell
     """``propose(ops)``, refused with :class:`LostLeadership` as Swarm's surviving leader refuses.
 
     Before proposing: a manager that knows no leader while its store still names it Leader (the
-    flag ``node ls`` shows it by) lost its quorum as leader and says so at once. While proposing
+    flag ``node ls`` shows it by) lost its quorum as leader, or is in an election it may yet win:
+    it raises :class:`Unsent` with LostLeadership, which :class:`LeaderWrites` answers once no
+    leader has come for several election timeouts (at once when none came for long). While proposing
     on the leader: if it steps down (check-quorum) and no other leader is known, the caller is
     answered at once instead of at the write's timeout; the entry may still commit if this
     manager wins the next election with it in its log, as in swarmkit.
     """
     if shell is not None and not shell.leader_id and stored_leader_is_self():
-        raise LostLeadership()
+        raise Unsent(LostLeadership())
     if shell is None or not shell.is_leader:
         return await propose(ops)
     write = asyncio.ensure_future(propose(ops))
