@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from _docker_cli import docker, requires_docker
-from _procs_manager import Cluster, NodeProc, running, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, running, wait_until
 
 from manager.controlapi import cluster_info
 from manager.state.raft.shell import NO_LEADER_MESSAGE
@@ -92,7 +92,7 @@ def lose_quorum(tmp: pathlib.Path, cluster: Cluster, survivor: NodeProc, words: 
     assert info.stdout.strip() == "active true"
     for m in others:
         m.start()
-    wait_until(lambda: leader_of(tmp, cluster, survivor), timeout=30, what="quorum back: a Leader")
+    wait_until(lambda: leader_of(tmp, cluster, survivor), timeout=START_S, what="quorum back: a Leader")
     for m in cluster.managers():  # the refused write changed nothing
         def read(host: str = m.host) -> tuple[dict[str, str]] | None:
             got = labels(tmp, host)
@@ -105,7 +105,8 @@ def lose_quorum(tmp: pathlib.Path, cluster: Cluster, survivor: NodeProc, words: 
 def test_leader_killed_then_quorum_lost(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     m1, m2, m3 = cluster.managers()
     try:
-        first = wait_until(lambda: leader_of(tmp_path, cluster, m2), timeout=30, what="a Leader, 2 Reachable")
+        first = wait_until(lambda: leader_of(tmp_path, cluster, m2), timeout=START_S,
+                           what="a Leader, 2 Reachable")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
     # Managers list Reachable as soon as they join Raft as learners; wait until the leader has
@@ -130,7 +131,7 @@ def test_leader_killed_then_quorum_lost(cluster: Cluster, tmp_path: pathlib.Path
     print(got)
     assert got[first.name] == "Unreachable" and got["worker1"] == ""
     first.start()
-    leader = wait_until(lambda: leader_of(tmp_path, cluster, asked), timeout=30, what="3 managers again")
+    leader = wait_until(lambda: leader_of(tmp_path, cluster, asked), timeout=START_S, what="3 managers again")
 
     # The survivor was the leader: it still lists itself Leader, and refuses writes.
     lose_quorum(tmp_path, cluster, leader, LOST)
