@@ -79,7 +79,7 @@ def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_
         rows = ps()
         assert [row[2] for row in rows if row[4] == "Running"] == ["nginx:1.26"] * 4
         history = [row for row in rows if row[1].startswith("\\_ web.")]
-        assert len(history) == 4
+        assert len(history) == 4, "\n".join(" ".join(row) for row in rows)  # every row, to tell why
         assert all(row[2] == "nginx:1.25" and row[4] == "Shutdown" and row[5].startswith("Shutdown")
                    for row in history)  # fmt: skip
         ids = [line for line in run("service", "ps", "-q", "web").stdout.split() if line]
