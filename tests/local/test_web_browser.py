@@ -65,14 +65,18 @@ def _create_service(host: str, name: str, replicas: int) -> None:
         assert answer.status == 201
 
 
-def _settled(host: str) -> dict[str, Any] | None:
-    """The picture once 5 nodes are ready, a leader is known and every node's view is fetched."""
+def _settled(host: str) -> dict[str, Any]:
+    """The picture once 5 nodes are ready, a leader is known and every node's view is fetched;
+    raises saying what is missing (the wait's timeout message then names it)."""
     state = _state(host)
     nodes = state["nodes"]
     if len(nodes) != 5 or state["leader"] is None:
-        return None
-    if not all(n["colour"] == "ready" and n["view"]["ok"] and len(n["view"]["members"]) == 4 for n in nodes):
-        return None
+        raise ValueError(f"{len(nodes)} nodes, leader {state['leader']!r}")
+    unsettled = {n.get("hostname"): (n["colour"], n["view"].get("error") or len(n["view"]["members"]))
+                 for n in nodes
+                 if not (n["colour"] == "ready" and n["view"]["ok"] and len(n["view"]["members"]) == 4)}
+    if unsettled:
+        raise ValueError(f"not ready or without a view of 4 members: {unsettled}")
     return state
 
 
