@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from _browser import Browser, chromium_path
-from _procs_manager import Cluster, wait_until
+from _procs_manager import START_S, Cluster, wait_until
 from needs import need
 
 pytestmark = pytest.mark.slow
@@ -84,8 +84,8 @@ def test_the_page_shows_the_swarm_and_follows_a_kill_and_a_cut(
     cluster: Cluster, tmp_path: pathlib.Path
 ) -> None:
     managers = cluster.managers()
-    # Bring-up on the loaded 2-core machine: 5 nodes ready in 3-8 s; 60 s is slack for a bad moment.
-    state = wait_until(lambda: _settled(managers[1].host), 60, 0.3, "5 ready nodes and a leader")
+    # Bring-up on the loaded 2-core machine: 5 nodes ready in 3-8 s; START_S is slack for a bad moment.
+    state = wait_until(lambda: _settled(managers[1].host), START_S, 0.3, "5 ready nodes and a leader")
     leader = state["leader"]["hostname"]
     # The page is served by a manager that is not the leader and will not be killed.
     page_host = next(m.host for m in managers if m.name != leader)
@@ -188,7 +188,7 @@ def test_the_page_follows_chaos_stop_and_a_partition(
     local_swarm: tuple[pathlib.Path, dict[str, str]], tmp_path: pathlib.Path
 ) -> None:
     state_dir, addrs = local_swarm
-    settled = wait_until(lambda: _settled(addrs["manager2"]), 60, 0.3, "5 ready nodes and a leader")
+    settled = wait_until(lambda: _settled(addrs["manager2"]), START_S, 0.3, "5 ready nodes and a leader")
     leader = settled["leader"]["hostname"]
     page_host = addrs[next(m for m in ("manager2", "manager3", "manager1") if m != leader)]
     shots = tmp_path / "screenshots"
