@@ -146,7 +146,7 @@ def test_docker_node_promote_and_demote(cluster: Cluster, tmp_path: pathlib.Path
             found[host] = status
         return found.get(name)
 
-    wait_until(lambda: manager_status("worker1") == "", timeout=30, what="worker1 listed as a worker")
+    wait_until(lambda: manager_status("worker1") == "", timeout=START_S, what="worker1 listed as a worker")
     done = docker(tmp_path, m2.host, "node", "promote", "worker1")
     promoted = "Node worker1 promoted to a manager in the swarm."
     assert (done.returncode, done.stdout.strip()) == (0, promoted), done
