@@ -3,9 +3,12 @@
 Reads that ``docker node ls`` makes come from the answering manager's own store, so they work
 without quorum. ``InspectNode`` is linearizable by default: the leader confirms its leadership
 (ReadIndex) and waits until it has applied everything committed before answering; a follower
-forwards it. Writes go to the leader: a follower forwards them once, and without a leader they
-fail with Swarm's message. Errors carry, as their details, what Docker prints after
-"Error response from daemon: ".
+forwards it. Writes go to the leader: a follower forwards them once. A request that found no
+leader (none known, or the one known refused the connection or answered that it no longer
+leads, before proposing) is tried again once one is known, until the request's deadline, as
+swarmkit's LeaderConn waits (:mod:`manager.state.raft.leaderwait`); a manager that has known no
+leader for several election timeouts fails it at once with Swarm's message. Errors carry, as
+their details, what Docker prints after "Error response from daemon: ".
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import copy
 import datetime
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from swarmlet.v1 import control_pb2, control_pb2_grpc
@@ -28,6 +32,7 @@ from manager.dispatcher.roles import (
     demote_refusal,
     remove_refusal,
 )
+from manager.state.raft.leaderwait import Unsent, retry_unsent
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.store.commands import Delete, Op, Update
 from manager.state.store.errors import StoreError, UpdateOutOfSequence
@@ -45,8 +50,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 AVAILABILITIES = ("active", "pause", "drain")
 """A node's Spec.Availability values, as Swarm spells them."""
+
+_WAIT_SHARE = 0.75
+"""The share of a request's remaining time that may go to waiting for a leader; the rest is left
+for the attempt that follows."""
 
 _CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
@@ -187,17 +198,26 @@ class ControlServer(control_pb2_grpc.ControlServicer):
     ) -> control_pb2.NodeInfo:
         """One node; linearizable unless ``local`` is set."""
         if not request.local:
-            try:
-                await self.runtime.shell.read_barrier(timeout=3.0 * self.runtime.time_scale)
-            except NotLeaderError as exc:
-                if not exc.leader_addr:
+
+            async def barrier() -> control_pb2.NodeInfo | None:
+                try:
+                    await self.runtime.shell.read_barrier(timeout=3.0 * self.runtime.time_scale)
+                except NotLeaderError as exc:
+                    if not exc.leader_addr:
+                        raise Unsent(NoLeaderError()) from None
+                    info: control_pb2.NodeInfo = await self._forward(
+                        exc.leader_addr, "InspectNode", request, context
+                    )
+                    return info
+                except NoLeaderError:
+                    raise Unsent(NoLeaderError()) from None
+                except (TimeoutError, ProposalDropped):
                     await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
-                info: control_pb2.NodeInfo = await self._forward(
-                    exc.leader_addr, "InspectNode", request, context
-                )
-                return info
-            except (NoLeaderError, TimeoutError, ProposalDropped):
-                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                return None
+
+            forwarded = await self._with_leader(barrier, context)
+            if forwarded is not None:
+                return forwarded
         try:
             node = find_node(self.runtime.store, request.node)
         except StoreError as exc:
@@ -219,10 +239,13 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         demotion is refused, in Swarm's words, for the last manager, a manager not in Raft yet,
         or one whose removal would leave no reachable majority; nothing is written then.
         """
+        def attempt() -> Awaitable[control_pb2.UpdateNodeResponse]:
+            return self._update_node(request, context)
+
         if request.role:
             async with self._role_lock:
-                return await self._update_node(request, context)
-        return await self._update_node(request, context)
+                return await self._with_leader(attempt, context, wait=not request.forwarded)
+        return await self._with_leader(attempt, context, wait=not request.forwarded)
 
     async def _update_node(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -253,7 +276,7 @@ class ControlServer(control_pb2_grpc.ControlServicer):
             role_changes = bool(request.role) and request.role != str(node.spec.get("Role") or "worker")
             if role_changes and not self.runtime.shell.is_leader:
                 if request.forwarded or not self.runtime.shell.leader_address:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                    raise Unsent(NoLeaderError())
                 return await self._forward_write(request, context)
             refusal = self._role_change_refusal(node, request.role) if role_changes else None
             if refusal is not None:
@@ -278,10 +301,10 @@ class ControlServer(control_pb2_grpc.ControlServicer):
                 continue
             except NotLeaderError as exc:
                 if request.forwarded or not exc.leader_addr:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                    raise Unsent(NoLeaderError()) from None
                 return await self._forward_write(request, context)
-            except NoLeaderError:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            except NoLeaderError:  # the shell waited for a leader in vain, before proposing
+                raise Unsent(NoLeaderError()) from None
             except ProposalDropped as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"{NO_LEADER_MESSAGE} ({exc})")
             except ConnectionAbortedError as exc:
@@ -323,10 +346,19 @@ class ControlServer(control_pb2_grpc.ControlServicer):
         A manager still in Raft is refused in Swarm's words, with or without force; a node that
         is not down only goes with ``force``. Its agent session then ends ("node not found").
         """
+
+        def attempt() -> Awaitable[control_pb2.RemoveNodeResponse]:
+            return self._remove_node(request, context)
+
+        return await self._with_leader(attempt, context, wait=not request.forwarded)
+
+    async def _remove_node(
+        self, request: control_pb2.RemoveNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> control_pb2.RemoveNodeResponse:
         shell = self.runtime.shell
         if not shell.is_leader:
             if request.forwarded or not shell.leader_address:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                raise Unsent(NoLeaderError())
             forwarded = control_pb2.RemoveNodeRequest()
             forwarded.CopyFrom(request)
             forwarded.forwarded = True
@@ -351,8 +383,12 @@ class ControlServer(control_pb2_grpc.ControlServicer):
             await context.abort(getattr(grpc.StatusCode, refusal.code), refusal.message)
         try:
             await self._remove(node)
-        except (NotLeaderError, NoLeaderError, ProposalDropped, ConnectionAbortedError):
-            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+        except (NotLeaderError, NoLeaderError):  # refused before proposing
+            raise Unsent(NoLeaderError()) from None
+        except ProposalDropped as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{NO_LEADER_MESSAGE} ({exc})")
+        except ConnectionAbortedError as exc:  # the manager stopped mid-write: indeterminate
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except TimeoutError:
             indeterminate = "context deadline exceeded: the removal may or may not apply"
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, indeterminate)
@@ -382,6 +418,22 @@ class ControlServer(control_pb2_grpc.ControlServicer):
                     raise
                 node = find_node(self.runtime.store, node.id)
 
+    async def _with_leader(
+        self, attempt: Callable[[], Awaitable[T]], context: grpc.aio.ServicerContext[Any, Any],
+        wait: bool = True,
+    ) -> T:
+        """``attempt()``, tried again while it finds no leader and one may yet be known
+        (:func:`manager.state.raft.leaderwait.retry_unsent`); then Swarm's no-leader answer.
+        ``wait`` is False for a request another manager forwarded here: that one waits."""
+        remaining = context.time_remaining()
+        budget = 5.0 * self.runtime.time_scale if remaining is None else _WAIT_SHARE * remaining
+        leadership = self.runtime.shell if wait else None
+        try:
+            return await retry_unsent(attempt, leadership, time.monotonic() + budget)
+        except NoLeaderError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            raise AssertionError("unreachable") from None
+
     async def _forward_write(
         self, request: control_pb2.UpdateNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> control_pb2.UpdateNodeResponse:
@@ -396,14 +448,19 @@ class ControlServer(control_pb2_grpc.ControlServicer):
     async def _forward(
         self, leader_addr: str, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
-        """Ask the leader the same question and relay its answer (or its error) unchanged."""
+        """Ask the leader the same question and relay its answer (or its error) unchanged.
+
+        Raises :class:`Unsent` when the leader surely never saw the request: its link is cut,
+        its channel never became ready, it refused the connection, or it answered that it no
+        longer leads (Swarm's no-leader words alone, which it gives only before proposing).
+        """
         remaining = context.time_remaining()
         timeout = 5.0 if remaining is None else max(0.1, remaining - 0.05)
         gate = FaultGate(getattr(self.runtime, "faults", None), "control")
         try:
             await gate.call(leader_addr, min(timeout, self.runtime.shell.election_seconds()))
         except LinkPartitioned:  # injected (swarmlet chaos): as unreachable as a gone host
-            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+            raise Unsent(NoLeaderError()) from None
         async with tls.channel(leader_addr) as channel:
             # A leader this manager cannot reach within an election timeout is as good as none
             # (this manager will stop believing in it by then); the request never left, so
@@ -413,15 +470,19 @@ class ControlServer(control_pb2_grpc.ControlServicer):
                     channel.channel_ready(), min(timeout, self.runtime.shell.election_seconds())
                 )
             except (TimeoutError, grpc.aio.AioRpcError):
-                await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
+                raise Unsent(NoLeaderError()) from None
             stub = control_pb2_grpc.ControlStub(channel)  # type: ignore[no-untyped-call]
             try:
                 return await asyncio.wait_for(getattr(stub, method)(request), timeout)
             except grpc.aio.AioRpcError as exc:
-                # Only a refused connection means the leader never saw the request.
-                if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in (exc.details() or ""):
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, NO_LEADER_MESSAGE)
-                await context.abort(exc.code(), exc.details() or "")
+                # A refused connection, or the leader's own no-leader answer, means it never
+                # proposed the request; anything else is relayed as it came.
+                details = exc.details() or ""
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and (
+                    "failed to connect" in details or details == NO_LEADER_MESSAGE
+                ):
+                    raise Unsent(NoLeaderError()) from None
+                await context.abort(exc.code(), details)
             except TimeoutError:
                 await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
         raise AssertionError("unreachable")

@@ -89,7 +89,8 @@ class RuntimeManager:
         self.runtime = runtime
         scale = float(getattr(runtime, "time_scale", 1.0) or 1.0)
         self.writes = LeaderWrites(self._propose, runtime.store, timeout=5.0 * scale, settle=0.8 * scale,
-                                   faults=FaultGate(getattr(runtime, "faults", None), "control"))
+                                   faults=FaultGate(getattr(runtime, "faults", None), "control"),
+                                   leadership=lambda: runtime.shell)
         self._host = HostFacts()
         self._scale = scale
         self._gone: tuple[float, Any, frozenset[str]] | None = None

@@ -23,10 +23,17 @@ from typing import TypeVar
 from manager.ca.tokens import ClusterCredentials
 from nodeagent import tls
 
-__all__ = ["Cluster", "NodeProc", "free_port", "loopback_hosts", "running", "wait_until"]
+__all__ = ["START_S", "Cluster", "NodeProc", "free_port", "loopback_hosts", "running", "wait_until"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = TypeVar("T")
+
+START_S = 90.0
+"""How long tests wait for started (or restarted) node processes to settle: Ready, a leader,
+the voters. A deadline only: the waits end as soon as the state is reached. On an idle machine
+that takes seconds; at load average 20 on 2 cores each process took 12 to 15 s to start serving
+(interpreter, imports, certificates), and 30 s deadlines failed bring-ups (README, "Wall-clock
+bounds")."""
 
 
 def loopback_hosts(count: int) -> list[str]:

@@ -25,7 +25,7 @@ import time
 
 import pytest
 from _docker_cli import docker, requires_docker
-from _procs_manager import Cluster, NodeProc, running, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, running, wait_until
 
 from manager.state.raft.encryption import DataCipher, parse_unlock_key
 from manager.state.raft.keyfile import RaftKeys
@@ -106,7 +106,7 @@ def test_encrypted_at_rest_and_autolock(tmp_path: pathlib.Path) -> None:
 
 def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m3: NodeProc) -> None:
     wait_until(lambda: len(_managers(tmp, m1)) == 4 and "Leader" in _managers(tmp, m1).values(),
-               timeout=60, what="4 nodes, a leader")
+               timeout=START_S, what="4 nodes, a leader")
 
     # ---- at rest: nothing of a secret or of a stored string on any disk
     done = docker(tmp, m1.host, "secret", "create", "s1", "-", stdin=SECRET.decode())
@@ -164,7 +164,7 @@ def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m
     # ---- manager2 restarted: locked, out of Raft
     m2.kill(signal.SIGTERM)
     m2.start()
-    wait_until(lambda: _state(tmp, m2) == "locked", timeout=30, what="manager2 locked")
+    wait_until(lambda: _state(tmp, m2) == "locked", timeout=START_S, what="manager2 locked")
     info = docker(tmp, m2.host, "info")
     assert " Swarm: locked\n" in info.stdout, info.stdout
     done = docker(tmp, m2.host, "node", "ls")
@@ -221,7 +221,7 @@ def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m
     assert (done.returncode, done.stderr.strip()) == (1, "no unlock key is set")
     m2.kill(signal.SIGTERM)
     m2.start()
-    wait_until(lambda: _state(tmp, m2) == "active", timeout=30, what="manager2 active without a key")
+    wait_until(lambda: _state(tmp, m2) == "active", timeout=START_S, what="manager2 active without a key")
     for node in cluster.nodes.values():
         assert _leaks(cluster.workdir / node.name, SECRET) == []
 
@@ -232,7 +232,7 @@ def test_swarm_init_autolock_and_a_locked_single_manager(tmp_path: pathlib.Path)
     node = cluster.add_blank("node1")
     cluster.start_all()
     try:
-        wait_until(lambda: _state(tmp_path, node) == "inactive", timeout=30, what="node1 up")
+        wait_until(lambda: _state(tmp_path, node) == "inactive", timeout=START_S, what="node1 up")
         done = docker(tmp_path, node.host, "swarm", "init", "--autolock", "--advertise-addr", node.host)
         assert done.returncode == 0, done.stderr
         assert UNLOCK_WORDS in done.stdout, done.stdout
@@ -243,7 +243,7 @@ def test_swarm_init_autolock_and_a_locked_single_manager(tmp_path: pathlib.Path)
         wait_until(lambda: '"autolock": true' in keys.read_text(), timeout=30, what="the key file autolocked")
         node.kill(signal.SIGTERM)
         node.start()
-        wait_until(lambda: _state(tmp_path, node) == "locked", timeout=30, what="node1 locked")
+        wait_until(lambda: _state(tmp_path, node) == "locked", timeout=START_S, what="node1 locked")
         done = docker(tmp_path, node.host, "service", "ls")
         assert (done.returncode, done.stderr.strip()) == (1, LOCKED)
         done = docker(tmp_path, node.host, "swarm", "unlock", stdin=key.group(0) + "\n")

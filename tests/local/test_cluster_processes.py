@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, NodeProc, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, wait_until
 
 from manager.ca.tokens import rotate_token
 from manager.controlapi import ControlError, NodeRow, cluster_info, list_nodes, update_node
@@ -66,7 +66,7 @@ def test_node_status_follows_failures_and_quorum(cluster: Cluster) -> None:
     c = cluster
     c.start_all()
     try:
-        wait_until(lambda: _all_ready(c), 40, 0.1, "5 nodes Ready with one leader")
+        wait_until(lambda: _all_ready(c), START_S, 0.1, "5 nodes Ready with one leader")
         managers = c.managers()
         rows = _rows(managers[0])
         assert rows["worker1"].role == "worker" and rows["manager2"].role == "manager"
@@ -166,7 +166,7 @@ def test_wrong_or_missing_token_is_refused_and_changes_nothing(tmp_path: Any) ->
     (m,) = c.add_managers(1)
     try:
         m.start()
-        wait_until(lambda: "manager1" in _rows(m), 20, 0.1, "the first manager registered")
+        wait_until(lambda: "manager1" in _rows(m), START_S, 0.1, "the first manager registered")
         before = _rows(m)
         # This cluster's CA digest with a secret that is not one of its tokens' (a token of
         # another CA is refused earlier, before it is sent: tests/local/test_mtls_processes.py).

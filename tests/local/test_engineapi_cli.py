@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import cli_rows, docker, requires_docker
-from _procs_manager import Cluster, running, wait_until
+from _procs_manager import START_S, Cluster, running, wait_until
 
 from nodeagent.engineapi import NOT_MANAGER_WORKER
 
@@ -47,7 +47,8 @@ def test_the_docker_cli_drives_the_cluster(cluster: Cluster, tmp_path: pathlib.P
         return done if settled else None
 
     try:
-        done = wait_until(listed, timeout=30, what="docker node ls: 4 Ready nodes, a Leader, 2 Reachable")
+        done = wait_until(listed, timeout=START_S,
+                          what="docker node ls: 4 Ready nodes, a Leader, 2 Reachable")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
     print(done.stdout)
@@ -95,13 +96,13 @@ def test_docker_py_lists_nodes(cluster: Cluster) -> None:
     m1 = cluster.managers()[0]
     # The client asks /version as it is made: make it once the manager listens.
     client = wait_until(lambda: docker_py.DockerClient(base_url=f"tcp://{m1.host}:2375", timeout=10),
-                        timeout=30, what="docker-py connected")
+                        timeout=START_S, what="docker-py connected")
     try:
         def four() -> Any:
             nodes = client.nodes.list()
             return nodes if len(nodes) == 4 else None
 
-        nodes = wait_until(four, timeout=30, what="4 nodes through docker-py")
+        nodes = wait_until(four, timeout=START_S, what="4 nodes through docker-py")
         hostnames = sorted(n.attrs["Description"]["Hostname"] for n in nodes)
         assert hostnames == ["manager1", "manager2", "manager3", "worker1"]
         assert len(client.nodes.list(filters={"role": "manager"})) == 3
@@ -145,7 +146,7 @@ def test_docker_node_promote_and_demote(cluster: Cluster, tmp_path: pathlib.Path
             found[host] = status
         return found.get(name)
 
-    wait_until(lambda: manager_status("worker1") == "", timeout=30, what="worker1 listed as a worker")
+    wait_until(lambda: manager_status("worker1") == "", timeout=START_S, what="worker1 listed as a worker")
     done = docker(tmp_path, m2.host, "node", "promote", "worker1")
     promoted = "Node worker1 promoted to a manager in the swarm."
     assert (done.returncode, done.stdout.strip()) == (0, promoted), done

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import cli_rows, docker, requires_docker
-from _procs_manager import Cluster, running, wait_until
+from _procs_manager import START_S, Cluster, running, wait_until
 
 pytestmark = requires_docker
 
@@ -50,7 +50,7 @@ def test_docker_network_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
         return listed if " ingress " in listed.stdout else None
 
     try:
-        listed = wait_until(ready, timeout=30, what="4 Ready nodes and the ingress network")
+        listed = wait_until(ready, timeout=START_S, what="4 Ready nodes and the ingress network")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
     rows = cli_rows(listed.stdout)

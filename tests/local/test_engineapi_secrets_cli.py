@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import DOCKER, requires_docker
-from _procs_manager import Cluster, running, wait_until
+from _procs_manager import START_S, Cluster, running, wait_until
 
 pytestmark = requires_docker
 
@@ -56,7 +56,7 @@ def test_docker_secret_and_config_commands(cluster: Cluster, tmp_path: pathlib.P
         return done if done.returncode == 0 and done.stdout.count("Ready") == 3 else None
 
     try:
-        wait_until(ready, timeout=30, what="docker node ls: 3 Ready nodes")
+        wait_until(ready, timeout=START_S, what="docker node ls: 3 Ready nodes")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import DOCKER, cli_rows, docker, requires_docker
-from _procs_manager import Cluster, running, wait_until
+from _procs_manager import START_S, Cluster, running, wait_until
 from aiohttp.test_utils import TestServer
 
 from manager.engineapi import HostFacts, ManagerEngineApi
@@ -55,7 +55,7 @@ def test_docker_service_commands(cluster: Cluster, tmp_path: pathlib.Path) -> No
         return done if done.returncode == 0 and done.stdout.count("Ready") == 4 else None
 
     try:
-        wait_until(ready, timeout=30, what="docker node ls: 4 Ready nodes")
+        wait_until(ready, timeout=START_S, what="docker node ls: 4 Ready nodes")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
 

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from _docker_cli import docker, requires_docker
-from _procs_manager import Cluster, NodeProc, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, wait_until
 from swarmlet.v1 import control_pb2, control_pb2_grpc, dispatcher_pb2, dispatcher_pb2_grpc
 
 from manager.ca.tokens import ClusterCredentials, rotate_token
@@ -47,7 +47,7 @@ def cluster(tmp_path: Any) -> Iterator[Cluster]:
     c.add_worker("worker1")
     c.start_all()
     try:
-        wait_until(lambda: _ready(c.managers()[0], {"manager1", "worker1"}), 60, 0.2, "both nodes Ready")
+        wait_until(lambda: _ready(c.managers()[0], {"manager1", "worker1"}), START_S, 0.2, "both nodes Ready")
         yield c
     finally:
         c.stop_all()
@@ -149,7 +149,7 @@ def test_a_token_of_another_ca_is_refused_before_it_is_sent(tmp_path: pathlib.Pa
     (m,) = c.add_managers(1)
     try:
         m.start()
-        wait_until(lambda: _ready(m, {"manager1"}), 60, 0.2, "the manager Ready")
+        wait_until(lambda: _ready(m, {"manager1"}), START_S, 0.2, "the manager Ready")
         other = ClusterCredentials.create()
         stranger = c.add_worker("stranger", token=other.worker_token)
         guesser = c.add_worker("guesser", token=rotate_token(c.credentials.worker_token))

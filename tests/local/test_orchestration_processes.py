@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import requires_docker
-from _procs_manager import Cluster, NodeProc, running, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, running, wait_until
 
 from manager.engineapi.writes import WRITE_METHOD
 from manager.scheduler.build import task_template
@@ -105,7 +105,7 @@ def test_the_docker_cli_sees_services_converge_restart_and_reschedule(tmp_path: 
         return cli_rows(run("service", "ps", name).stdout)[1:]
 
     try:
-        wait_until(lambda: run("node", "ls").stdout.count("Ready") == 3, 40, 0.5, "3 nodes Ready")
+        wait_until(lambda: run("node", "ls").stdout.count("Ready") == 3, START_S, 0.5, "3 nodes Ready")
         web = run("service", "create", "--detach", "--name", "web", "--replicas", "4",
                   "--constraint", "node.role==worker", "nginx:1.25")  # fmt: skip
         assert web.returncode == 0, web.stderr

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, NodeProc, free_port, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, free_port, wait_until
 from _store_writes import assigned_task, node_tasks, service, write_ops
 
 from manager.controlapi import list_nodes
@@ -98,7 +98,7 @@ def test_a_task_fetches_another_nodes_web_task_by_name_and_another_overlay_canno
         rows = wait_until(
             lambda: (r := {r.hostname: r.id for r in list_nodes(manager.target, timeout=1.0)
                            if r.status == "Ready"}).keys() >= {"worker1", "worker2"} and r,
-            40, 0.1, "both workers Ready",
+            START_S, 0.1, "both workers Ready",
         )  # fmt: skip
         web = service("svcovweb00000000000000001", "web", {"Image": "nginx:1.25", "StopGracePeriod": 10**9})
         fetch = "sleep 1; wget -qO- http://web/; sleep 1; wget -qO- http://web/; sleep 1; wget -qO- http://web/"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from _docker_cli import docker, requires_docker
-from _procs_manager import Cluster, running, wait_until
+from _procs_manager import START_S, Cluster, running, wait_until
 
 pytestmark = requires_docker
 
@@ -34,7 +34,7 @@ def test_a_task_reaches_a_service_by_name_over_the_overlay(cluster: Cluster, tmp
         done = docker(tmp_path, manager, "node", "ls", "--format", "{{.Status}}")
         return done.returncode == 0 and done.stdout.split() == ["Ready"] * 3
 
-    wait_until(ready, timeout=30, what="3 nodes Ready")
+    wait_until(ready, timeout=START_S, what="3 nodes Ready")
     for network in ("appnet", "othernet"):
         done = docker(tmp_path, manager, "network", "create", "-d", "overlay", network)
         assert done.returncode == 0, done.stderr

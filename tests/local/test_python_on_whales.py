@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import DOCKER, requires_docker
-from _procs_manager import Cluster, running, wait_until
+from _procs_manager import START_S, Cluster, running, wait_until
 
 pytestmark = requires_docker
 
@@ -42,7 +42,7 @@ def test_python_on_whales_round_trip(cluster: Cluster, tmp_path: pathlib.Path) -
         return nodes if len(nodes) == 4 and len(managers) == 3 and len(leaders) == 1 and ready else None
 
     try:
-        nodes = wait_until(settled, timeout=30, what="4 Ready nodes, 3 managers, a leader")
+        nodes = wait_until(settled, timeout=START_S, what="4 Ready nodes, 3 managers, a leader")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
     assert sorted(n.description.hostname for n in nodes) == ["manager1", "manager2", "manager3", "worker1"]

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 from _docker_cli import docker, requires_docker
-from _procs_manager import Cluster, NodeProc, running, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, running, wait_until
 
+from manager.controlapi import cluster_info
 from manager.state.raft.shell import NO_LEADER_MESSAGE
 
 pytestmark = requires_docker
@@ -26,9 +27,6 @@ pytestmark = requires_docker
 LOST = ("Error response from daemon: rpc error: code = Unknown desc = raft: failed to process the request: "
         "node lost leader status")
 NO_LEADER = f"Error response from daemon: rpc error: code = Unknown desc = {NO_LEADER_MESSAGE}"
-# Check-quorum steps a leader without a majority down within two election timeouts (0.8 s at
-# time scale 1); the test waits well past that, so that the refused write was never proposed.
-STEP_DOWN_S = 3.0
 
 
 @pytest.fixture
@@ -64,11 +62,23 @@ def labels(tmp: pathlib.Path, host: str) -> dict[str, str] | None:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
+def knows_no_leader(node: NodeProc) -> bool:
+    """Whether the manager's Raft knows no leader (a leader stepped down by check-quorum)."""
+    return not cluster_info(node.target, timeout=2.0)["quorum"]
+
+
+def voters_everywhere(cluster: Cluster) -> bool:
+    """Whether every manager's Raft counts all three managers as voters."""
+    return all(cluster_info(m.target, timeout=2.0)["raft_voters"] == 3 for m in cluster.managers())
+
+
 def lose_quorum(tmp: pathlib.Path, cluster: Cluster, survivor: NodeProc, words: str) -> None:
     others = [m for m in cluster.managers() if m is not survivor]
     for m in others:
         m.kill()
-    time.sleep(STEP_DOWN_S)
+    # Check-quorum steps a leader without a majority down within two election timeouts (0.8 s
+    # at time scale 1), so that the refused write is never proposed; wait for that end state.
+    wait_until(lambda: knows_no_leader(survivor), timeout=30, what=f"{survivor.name} without a leader")
     listed = statuses(tmp, survivor.host)  # reads are local: still served
     print(survivor.name, listed)
     assert listed is not None and listed.get(survivor.name) == ("Leader" if words == LOST else "Reachable")
@@ -82,7 +92,7 @@ def lose_quorum(tmp: pathlib.Path, cluster: Cluster, survivor: NodeProc, words: 
     assert info.stdout.strip() == "active true"
     for m in others:
         m.start()
-    wait_until(lambda: leader_of(tmp, cluster, survivor), timeout=30, what="quorum back: a Leader")
+    wait_until(lambda: leader_of(tmp, cluster, survivor), timeout=START_S, what="quorum back: a Leader")
     for m in cluster.managers():  # the refused write changed nothing
         def read(host: str = m.host) -> tuple[dict[str, str]] | None:
             got = labels(tmp, host)
@@ -95,12 +105,13 @@ def lose_quorum(tmp: pathlib.Path, cluster: Cluster, survivor: NodeProc, words: 
 def test_leader_killed_then_quorum_lost(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     m1, m2, m3 = cluster.managers()
     try:
-        first = wait_until(lambda: leader_of(tmp_path, cluster, m2), timeout=30, what="a Leader, 2 Reachable")
+        first = wait_until(lambda: leader_of(tmp_path, cluster, m2), timeout=START_S,
+                           what="a Leader, 2 Reachable")
     except AssertionError:
         raise AssertionError(cluster.logs()) from None
-    # Managers list Reachable as soon as they join Raft as learners; give the leader time to make
-    # them voters (within a second here), or the two left could not elect anyone.
-    time.sleep(3.0)
+    # Managers list Reachable as soon as they join Raft as learners; wait until the leader has
+    # made them voters (within a second here), or the two left could not elect anyone.
+    wait_until(lambda: voters_everywhere(cluster), timeout=30, what="three voters on every manager")
     first.kill()
     asked = m2 if first is not m2 else m3
 
@@ -120,7 +131,7 @@ def test_leader_killed_then_quorum_lost(cluster: Cluster, tmp_path: pathlib.Path
     print(got)
     assert got[first.name] == "Unreachable" and got["worker1"] == ""
     first.start()
-    leader = wait_until(lambda: leader_of(tmp_path, cluster, asked), timeout=30, what="3 managers again")
+    leader = wait_until(lambda: leader_of(tmp_path, cluster, asked), timeout=START_S, what="3 managers again")
 
     # The survivor was the leader: it still lists itself Leader, and refuses writes.
     lose_quorum(tmp_path, cluster, leader, LOST)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, NodeProc, free_port, loopback_hosts, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, free_port, loopback_hosts, wait_until
 
 from manager.check.linearizable import check_history
 from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, update_node
@@ -66,7 +66,7 @@ def _start_and_form(c: Cluster) -> None:
     for m in c.managers():
         m.start()
     try:
-        wait_until(lambda: _formed(c), 30, 0.1, "three managers with a leader")
+        wait_until(lambda: _formed(c), START_S, 0.1, "three managers with a leader")
     except AssertionError:
         print(c.logs())
         raise
@@ -192,7 +192,7 @@ def test_leader_sigkill_during_writes_then_everything_acknowledged_survives(clus
     for m in managers:
         m.start()
     try:
-        wait_until(lambda: _leader(managers), 30, 0.1, "a leader after restarting all three")
+        wait_until(lambda: _leader(managers), START_S, 0.1, "a leader after restarting all three")
         wait_until(lambda: _labels_everywhere(c, clients.acked), 20, 0.2, "acknowledged writes after restart")
     except AssertionError:
         print(c.logs())
@@ -378,7 +378,7 @@ def test_every_failover_is_fast_when_leaders_are_killed_and_restarted_in_turn(cl
         wait_until(new_leader, 10, 0.01, "a new leader")
         took.append(time.monotonic() - killed_at)
         old.start()
-        wait_until(lambda: _formed(c), 30, 0.1, "the killed manager back as a follower")
+        wait_until(lambda: _formed(c), START_S, 0.1, "the killed manager back as a follower")
     print("failovers:", ", ".join(f"{t:.3f} s" for t in took))
     # Measured under load (6 runs of tests/local on 2 cores, one kept busy by a Python busy loop),
     # 18 failovers: min 0.034 s, median 0.049 s, max 0.075 s (15 more at load average 7 to 10: max

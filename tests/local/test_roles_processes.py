@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, NodeProc, free_port, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, free_port, wait_until
 
 from manager.controlapi import ControlError, NodeRow, cluster_info, list_nodes, remove_node, update_node
 
@@ -99,7 +99,8 @@ def test_promote_then_demote_a_worker_through_raft(cluster: Cluster) -> None:
     try:
         managers = c.managers()
         worker = c.nodes["worker1"]
-        wait_until(lambda: _settled(c, managers, 3) and "worker1" in _rows(managers[0]), 40, 0.1, "settled")
+        wait_until(lambda: _settled(c, managers, 3) and "worker1" in _rows(managers[0]), START_S, 0.1,
+                   "settled")
         leader = _leader(managers)
         assert leader is not None
         worker_id = _rows(leader)["worker1"].id

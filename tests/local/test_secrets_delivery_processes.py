@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import DOCKER, cli_rows, requires_docker
-from _procs_manager import Cluster, wait_until
+from _procs_manager import START_S, Cluster, wait_until
 
 from nodeagent.agent.taskservice import list_payloads, list_tasks
 
@@ -72,7 +72,7 @@ def test_a_secret_reaches_only_the_node_of_its_task_in_memory_and_is_dropped(tmp
         return up[0] if up else None
 
     try:
-        wait_until(lambda: run("node", "ls").stdout.count("Ready") == 2, 40, 0.5, "2 nodes Ready")
+        wait_until(lambda: run("node", "ls").stdout.count("Ready") == 2, START_S, 0.5, "2 nodes Ready")
         made = run("secret", "create", "db_pass", "-", stdin=SECRET.decode())
         assert made.returncode == 0, made.stderr
         (tmp_path / "index.html").write_text("<h1>served from a swarm config</h1>\n")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _procs_manager import Cluster, NodeProc, wait_until
+from _procs_manager import START_S, Cluster, NodeProc, wait_until
 from _store_writes import assigned_task, node_tasks, service, set_desired_state, write_ops
 
 from manager.controlapi import cluster_info, list_nodes
@@ -61,7 +61,7 @@ def test_assigned_tasks_run_on_the_worker_and_their_states_reach_the_store(clust
         rows = wait_until(
             lambda: {r.hostname: r for r in list_nodes(manager.target, timeout=1.0)
                      if r.status == "Ready" and r.hostname == "worker1"},
-            40, 0.1, "worker1 Ready",
+            START_S, 0.1, "worker1 Ready",
         )  # fmt: skip
         worker_id = rows["worker1"].id
         web = service("svcweb0000000000000000001", "web", {"Image": "nginx:1.25", "StopGracePeriod": 10**9},
@@ -142,7 +142,7 @@ def test_tasks_keep_running_across_a_leader_change_and_answer_the_new_leader(tmp
         rows = wait_until(
             lambda: {r.hostname: r for r in list_nodes(first.target, timeout=1.0) if r.status == "Ready"}
             if cluster_info(first.target, timeout=1.0)["raft_voters"] == 3 else None,
-            40, 0.1, "4 nodes Ready, 3 voters",
+            START_S, 0.1, "4 nodes Ready, 3 voters",
         )  # fmt: skip
         leader = c.nodes[str(cluster_info(first.target, timeout=1.0)["leader"])]
         web = service("svcweb0000000000000000002", "web", {"Image": "httpd:2.4", "StopGracePeriod": 10**9},

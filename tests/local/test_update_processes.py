@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from _docker_cli import requires_docker
-from _procs_manager import Cluster, wait_until
+from _procs_manager import START_S, Cluster, wait_until
 from _store_writes import node_tasks
 
 from manager.orchestrator.common import parse_timestamp
@@ -63,7 +63,7 @@ def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_
         return sorted(row[2] for row in ps() if row[4] == "Running" and row[5].startswith("Running"))
 
     try:
-        wait_until(lambda: run("node", "ls").stdout.count("Ready") == 2, 40, 0.5, "2 nodes Ready")
+        wait_until(lambda: run("node", "ls").stdout.count("Ready") == 2, START_S, 0.5, "2 nodes Ready")
         web = run("service", "create", "--detach", "--name", "web", "--replicas", "4", "nginx:1.25")
         assert web.returncode == 0, web.stderr
         wait_until(lambda: running_images() == ["nginx:1.25"] * 4, 30, 0.5, "4 tasks of nginx:1.25")
@@ -79,7 +79,7 @@ def test_rolling_update_rollback_and_automatic_rollback_with_the_docker_cli(tmp_
         rows = ps()
         assert [row[2] for row in rows if row[4] == "Running"] == ["nginx:1.26"] * 4
         history = [row for row in rows if row[1].startswith("\\_ web.")]
-        assert len(history) == 4
+        assert len(history) == 4, "\n".join(" ".join(row) for row in rows)  # every row, to tell why
         assert all(row[2] == "nginx:1.25" and row[4] == "Shutdown" and row[5].startswith("Shutdown")
                    for row in history)  # fmt: skip
         ids = [line for line in run("service", "ps", "-q", "web").stdout.split() if line]

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from _browser import Browser, chromium_path
-from _procs_manager import Cluster, wait_until
+from _procs_manager import START_S, Cluster, wait_until
 from needs import need
 
 pytestmark = pytest.mark.slow
@@ -65,14 +65,18 @@ def _create_service(host: str, name: str, replicas: int) -> None:
         assert answer.status == 201
 
 
-def _settled(host: str) -> dict[str, Any] | None:
-    """The picture once 5 nodes are ready, a leader is known and every node's view is fetched."""
+def _settled(host: str) -> dict[str, Any]:
+    """The picture once 5 nodes are ready, a leader is known and every node's view is fetched;
+    raises saying what is missing (the wait's timeout message then names it)."""
     state = _state(host)
     nodes = state["nodes"]
     if len(nodes) != 5 or state["leader"] is None:
-        return None
-    if not all(n["colour"] == "ready" and n["view"]["ok"] and len(n["view"]["members"]) == 4 for n in nodes):
-        return None
+        raise ValueError(f"{len(nodes)} nodes, leader {state['leader']!r}")
+    unsettled = {n.get("hostname"): (n["colour"], n["view"].get("error") or len(n["view"]["members"]))
+                 for n in nodes
+                 if not (n["colour"] == "ready" and n["view"]["ok"] and len(n["view"]["members"]) == 4)}
+    if unsettled:
+        raise ValueError(f"not ready or without a view of 4 members: {unsettled}")
     return state
 
 
@@ -80,8 +84,8 @@ def test_the_page_shows_the_swarm_and_follows_a_kill_and_a_cut(
     cluster: Cluster, tmp_path: pathlib.Path
 ) -> None:
     managers = cluster.managers()
-    # Bring-up on the loaded 2-core machine: 5 nodes ready in 3-8 s; 60 s is slack for a bad moment.
-    state = wait_until(lambda: _settled(managers[1].host), 60, 0.3, "5 ready nodes and a leader")
+    # Bring-up on the loaded 2-core machine: 5 nodes ready in 3-8 s; START_S is slack for a bad moment.
+    state = wait_until(lambda: _settled(managers[1].host), START_S, 0.3, "5 ready nodes and a leader")
     leader = state["leader"]["hostname"]
     # The page is served by a manager that is not the leader and will not be killed.
     page_host = next(m.host for m in managers if m.name != leader)
@@ -184,7 +188,7 @@ def test_the_page_follows_chaos_stop_and_a_partition(
     local_swarm: tuple[pathlib.Path, dict[str, str]], tmp_path: pathlib.Path
 ) -> None:
     state_dir, addrs = local_swarm
-    settled = wait_until(lambda: _settled(addrs["manager2"]), 60, 0.3, "5 ready nodes and a leader")
+    settled = wait_until(lambda: _settled(addrs["manager2"]), START_S, 0.3, "5 ready nodes and a leader")
     leader = settled["leader"]["hostname"]
     page_host = addrs[next(m for m in ("manager2", "manager3", "manager1") if m != leader)]
     shots = tmp_path / "screenshots"

@@ -52,6 +52,8 @@ class FakeShell:
         self.leader_addr = ""
         self.node = _Node()
         self.applied = 0
+        # Without a leader for a minute: quorum long lost, a write is refused at once.
+        self.leaderless = 60.0
 
     @property
     def is_leader(self) -> bool:
@@ -79,6 +81,9 @@ class FakeShell:
 
     def election_seconds(self) -> float:
         return 0.8
+
+    def leaderless_seconds(self) -> float:
+        return 0.0 if self.leader_id else self.leaderless
 
 
 class _FakeCA:
@@ -270,14 +275,110 @@ def test_follower_forwards_writes_to_the_leader(manager: tuple[FakeRuntime, Serv
 def test_follower_whose_leader_is_gone_answers_with_swarms_message(
     manager: tuple[FakeRuntime, ServerThread],
 ) -> None:
+    """The leader's port refuses the connection; the follower soon stops believing in it, and
+    no other leader comes: Swarm's message, nothing written."""
     runtime, server = manager
     runtime.shell.mode = "follower"
     runtime.shell.leader_addr = "127.0.0.1:1"  # nothing listens there
+    runtime.shell.leaderless = 0.0
     before = runtime.store.get("node", "w" * 25)
-    with pytest.raises(ControlError) as err:
-        update_node(server.target, "worker1", labels_add={"a": "b"})
+
+    def lose_the_leader() -> None:
+        runtime.shell.mode = "none"
+        runtime.shell.leaderless = 60.0  # and none since, for long
+
+    timer = threading.Timer(0.3, lose_the_leader)
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(ControlError) as err:
+            update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
+    finally:
+        timer.cancel()
     assert str(err.value) == NO_LEADER
+    assert time.monotonic() - start < 5.0  # answered once no leader was left, not at the deadline
     assert runtime.store.get("node", "w" * 25) == before
+
+
+def test_a_write_waits_for_a_leader_elected_meanwhile(manager: tuple[FakeRuntime, ServerThread]) -> None:
+    """As swarmkit's LeaderConn: a manager that has known no leader for a moment only (an
+    election under way) waits for one and then writes, instead of refusing."""
+    runtime, server = manager
+    runtime.shell.mode = "none"
+    runtime.shell.leaderless = 0.1
+    timer = threading.Timer(0.5, lambda: setattr(runtime.shell, "mode", "leader"))
+    timer.start()
+    start = time.monotonic()
+    try:
+        update_node(server.target, "worker1", labels_add={"zone": "east"})
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start >= 0.5
+    assert dict(runtime.store.get("node", "w" * 25).spec["Labels"]) == {"zone": "east"}
+    # A linearizable read and a removal wait the same way.
+    runtime.shell.mode = "none"
+    timer = threading.Timer(0.5, lambda: setattr(runtime.shell, "mode", "leader"))
+    timer.start()
+    try:
+        assert inspect_node(server.target, "worker1").labels == {"zone": "east"}
+        remove_node(server.target, "worker1", force=True)
+    finally:
+        timer.cancel()
+    assert sorted(_hostnames(runtime)) == ["manager1", "manager2"]
+
+
+def test_a_write_is_refused_once_no_leader_came_for_several_elections(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    """No leader for a while already: Swarm's message, without waiting for the deadline; and a
+    manager left without one in the middle of waiting gives up then too."""
+    runtime, server = manager
+    runtime.shell.mode = "none"
+    before = runtime.store.get("node", "w" * 25)
+    start = time.monotonic()
+    with pytest.raises(ControlError) as err:
+        update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
+    assert str(err.value) == NO_LEADER
+    assert time.monotonic() - start < 2.0
+    runtime.shell.leaderless = 0.0
+    timer = threading.Timer(0.5, lambda: setattr(runtime.shell, "leaderless", 60.0))
+    timer.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(ControlError) as err:
+            update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
+    finally:
+        timer.cancel()
+    assert str(err.value) == NO_LEADER
+    assert 0.5 <= time.monotonic() - start < 3.0
+    assert runtime.store.get("node", "w" * 25) == before
+
+
+def test_a_leader_that_no_longer_leads_is_asked_again_after_the_new_one_is_known(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    """The follower forwards to the manager it believes leads; that one has stepped down and
+    refuses before proposing; once the follower learns of the new leader, the write goes there."""
+    old_runtime, old = manager
+    old_runtime.shell.mode = "none"  # stepped down: refuses forwarded writes at once
+    new_runtime = FakeRuntime("c" * 25, "manager3")
+    new_runtime.seed()
+    new = ServerThread(new_runtime)
+    follower_runtime = FakeRuntime("b" * 25, "manager2")
+    follower_runtime.seed()
+    follower_runtime.shell.mode = "follower"
+    follower_runtime.shell.leader_addr = old.target
+    follower = ServerThread(follower_runtime)
+    timer = threading.Timer(0.5, lambda: setattr(follower_runtime.shell, "leader_addr", new.target))
+    timer.start()
+    try:
+        update_node(follower.target, "worker1", labels_add={"via": "new leader"})
+    finally:
+        timer.cancel()
+        follower.close()
+        new.close()
+    assert dict(new_runtime.store.get("node", "w" * 25).spec["Labels"]) == {"via": "new leader"}
+    assert dict(old_runtime.store.get("node", "w" * 25).spec["Labels"]) == {}
 
 
 def test_cluster_info_names_the_leader(manager: tuple[FakeRuntime, ServerThread]) -> None:

@@ -136,6 +136,7 @@ class RaftShell:
         self._storage: RaftStorage | None = None
         self._node: RaftNode | None = None
         self._leader = ""
+        self._leaderless_since: float | None = time.monotonic()  # None while a leader is known
         self._applied = 0
         self._snapshot_index = 0
         self._read_ids = itertools.count(1)
@@ -224,6 +225,12 @@ class RaftShell:
     def is_leader(self) -> bool:
         """Whether this manager is the leader now."""
         return self._node is not None and self._leader == self.node_id and self.role() == "leader"
+
+    def leaderless_seconds(self) -> float:
+        """How long this manager has known no leader, 0.0 while it knows one (swarmkit's
+        ticksWithNoLeader, in seconds): see :mod:`manager.state.raft.leaderwait`."""
+        since = self._leaderless_since
+        return 0.0 if since is None or self._leader else time.monotonic() - since
 
     @property
     def applied(self) -> int:
@@ -504,6 +511,7 @@ class RaftShell:
             self.metrics.leader_changes.inc()
         log.info("raft: leader is now %s (term %d)", leader or "unknown", node.term)
         self._leader = leader
+        self._leaderless_since = None if leader else time.monotonic()
         if leader:
             self._leader_event.set()
         if leader != self.node_id:
