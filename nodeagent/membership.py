@@ -9,12 +9,16 @@ does:
   starts with ``bootstrap`` (Raft alone, the Cluster object written with the running values)
   and makes the cluster's CA and join tokens in ``DATA_DIR/swarm/``; the node's agent session
   then joins its own cluster with the manager token, as a bootstrap manager does.
-* ``docker swarm join``: the node's agent session joins through the dispatcher with the token
-  given, asking for the manager role so that the token alone decides. A manager token makes
-  the leader add the node to Raft; its heartbeat answers then say ``manager`` and the
+* ``docker swarm join``: the node joins through the dispatcher with the token given and no ID,
+  asking for the manager role so that the token alone decides. The CA chooses the node's ID
+  (its certificate's CN), as Swarm's does at every join; the node keeps it in ``DATA_DIR/node_id``
+  and ``renew(node_id)`` restarts the parts that run under an ID (gossip, the data plane, the
+  task runtime) under it before the agent session starts. A manager token makes the leader add
+  the node to Raft; its heartbeat answers then say ``manager`` and the
   :class:`~nodeagent.roles.RoleSwitch` starts the manager role: the promote path.
 * ``docker swarm leave``: the session ends, the manager role (if any) is retired (its Raft data
-  deleted), and what the node kept of the swarm is deleted; it is blank again.
+  deleted), and what the node kept of the swarm is deleted, its node ID too; it is blank again,
+  and its next join (or init) gets a new ID.
 
 What the node was told is kept in ``DATA_DIR/swarm.json`` (the options a start with flags would
 have had), so a restart comes back in the swarm; ``leave`` deletes it.
@@ -31,12 +35,13 @@ import os
 import pathlib
 import shutil
 from collections.abc import Awaitable, Callable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from nodeagent import tls
 from nodeagent.engineapi.errors import ApiError
 from nodeagent.engineapi.swarmnode import ALREADY_IN_SWARM, NOT_PART_OF_SWARM, JoinFailed
+from nodeagent.identity import keep_node_id, load_node_id
 from nodeagent.options import AgentOptions
 from nodeagent.roles import ROLE_FILE, NodeContext, RoleSwitch, read_role_file
 
@@ -60,6 +65,7 @@ INIT_SPEC_FILE = "init_spec.json"
 into the Cluster object it creates."""
 _SESSION_FILE = "session.json"
 _MANAGER_DIR = "manager"
+NODE_ID_FILE = "node_id"
 
 # The options a swarm record keeps: what --bootstrap / --join and the token flags would say.
 _RECORDED = ("role", "bootstrap", "join", "token_file", "manager_token_file", "worker_token_file",
@@ -97,6 +103,7 @@ def _apply_record(options: AgentOptions, record: dict[str, Any]) -> AgentOptions
 
 
 Spawn = Callable[[Awaitable[None], str], "asyncio.Task[None]"]
+Renew = Callable[[str], Awaitable[NodeContext]]
 
 
 class NodeSwarm:
@@ -104,7 +111,9 @@ class NodeSwarm:
 
     ``spawn(coro, name)`` runs a task whose failure stops the process (node.py's ``loop_task``);
     ``on_refused(message)`` is called when the join made at start is refused (the process exits
-    3); ``on_role_change(role)`` after a role change at run time.
+    3); ``on_role_change(role)`` after a role change at run time. ``renew(node_id)`` restarts
+    what runs under the node's ID under a new one and returns the node's context with it (none
+    given: only the context's ``node_id`` changes).
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class NodeSwarm:
         on_refused: Callable[[str], None],
         on_role_change: Callable[[str], Awaitable[None]] | None = None,
         extra_managers: Callable[[], list[str]] = list,
+        renew: Renew | None = None,
     ) -> None:
         """``context`` is the node's (its options as given at start)."""
         self.context = context
@@ -128,6 +138,9 @@ class NodeSwarm:
         self._on_refused = on_refused
         self._on_role_change = on_role_change
         self._extra_managers = extra_managers
+        self._renew = renew
+        self._entered = False
+        self._granted = ""
         self._session_task: asyncio.Task[None] | None = None
         self._refused: str | None = None
         self._lock = asyncio.Lock()
@@ -230,6 +243,9 @@ class NodeSwarm:
         """
         async with self._lock:
             self._must_be_out()
+            # The ID the node was started with; a node that left a swarm forgot its ID and
+            # draws a new one, as Swarm's init does (the node is its own CA).
+            await self._adopt(await asyncio.to_thread(load_node_id, str(self.data_dir)))
             folder = self.data_dir / SWARM_DIR
             folder.mkdir(parents=True, exist_ok=True)
             (folder / INIT_SPEC_FILE).write_text(json.dumps(spec))
@@ -268,15 +284,20 @@ class NodeSwarm:
                 token_file=str(token_path), manager_token_file=None, worker_token_file=None,
                 advertise_addr=advertise_addr or self.context.options.advertise_addr)
             write_swarm_record(options.data_dir, options)
-            try:
-                await self._enter(options, at_start=False, join_role="manager")
-            except BaseException:
+            module = self._session_module
+            if module is None:
                 await self._forget()
-                raise
-            session = self.session
+                raise JoinFailed("no agent session in this build: it cannot join a swarm")
+            # No ID of its own: the CA chooses one at every join, as Swarm's does (the session
+            # started under it once the parts that run under an ID have been restarted with it).
+            blank = SimpleNamespace(options=options, node_id="", hostname=self.context.hostname,
+                                    faults=self.context.faults)
+            joining = module.AgentSession(blank, lambda: list(options.join), join_role="manager")
+            self.session, self._refused, self._entered, self._granted = joining, None, False, ""
+            self._session_task = self._spawn(self._join_then_enter(joining, module, options), "join")
 
             def settled() -> bool:
-                return bool(getattr(session, "joined", False)) or self._refused is not None
+                return self._entered or self._refused is not None
 
             try:
                 await self._wait(settled, timeout)
@@ -286,7 +307,7 @@ class NodeSwarm:
                 message = self._refused
                 await self._forget()
                 raise JoinFailed(message)
-            granted = str(getattr(session, "joined_role", "") or "worker")
+            granted = self._granted or "worker"
             if granted == "manager":
                 # The leader's heartbeat answers start the manager role (the promote path);
                 # Docker answers a manager's join once its manager is running, and the CLI's
@@ -294,6 +315,35 @@ class NodeSwarm:
                 with contextlib.suppress(TimeoutError):
                     await self._wait(lambda: self.role == "manager" and self._replica_ready(), timeout)
             return granted
+
+    async def _join_then_enter(self, joining: Any, module: ModuleType, options: AgentOptions) -> None:
+        """Join with no ID, keep the ID the CA chose, restart what runs under an ID with it, and
+        enter the swarm under it (a join that times out goes on here, pending, as Swarm's does)."""
+        try:
+            await joining.join()
+        except module.JoinRefused as exc:
+            self._refused = str(exc)
+            return
+        node_id = await asyncio.to_thread(keep_node_id, options.data_dir, str(joining.node_id))
+        self._granted = str(getattr(joining, "joined_role", "") or "")
+        log.info("joined as node %s: the ID the CA chose", node_id)
+        try:
+            await self._adopt(node_id)
+            await self._enter(options, at_start=False)
+        except Exception as exc:  # the answer to the join says why; the node is blank again
+            log.exception("entering the swarm joined failed")
+            self._refused = f"swarm component could not be started: {exc}"
+            return
+        self._entered = True
+
+    async def _adopt(self, node_id: str) -> None:
+        """Run as ``node_id`` from now on (nothing to do if the node runs as it already)."""
+        if node_id == self.context.node_id:
+            return
+        if self._renew is not None:
+            self.context = await self._renew(node_id)
+        else:
+            self.context = dataclasses.replace(self.context, node_id=node_id)
 
     async def leave(self) -> None:
         """``docker swarm leave``: end the session, retire the role, forget the swarm."""
@@ -333,6 +383,7 @@ class NodeSwarm:
         await asyncio.to_thread(_delete_swarm_state, self.data_dir)
         tls.set_credentials(None)
         self.options = self.context.options
+        self._entered, self._granted = False, ""
         log.info("left the swarm: this node is in no swarm now")
 
     def _replica_ready(self) -> bool:
@@ -347,8 +398,8 @@ class NodeSwarm:
 
 
 def _delete_swarm_state(data_dir: pathlib.Path) -> None:
-    """Everything a node keeps of its swarm (the node id stays: it is the engine's)."""
-    for name in (SWARM_FILE, _SESSION_FILE, ROLE_FILE):
+    """Everything a node keeps of its swarm, its node ID too: the next join gets a new one."""
+    for name in (SWARM_FILE, _SESSION_FILE, ROLE_FILE, NODE_ID_FILE):
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).unlink()
     for name in (SWARM_DIR, _MANAGER_DIR, tls.CERT_DIR):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from prometheus_client import disable_created_metrics
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from nodeagent import tls
 from nodeagent.engineapi import EngineApiServer, NodeFacts, NodeSwarmRoutes, session_swarm_info
@@ -128,6 +128,89 @@ class _Running:
     mesh: Any = None
     networkdb: Any = None
     tasks: list[asyncio.Task[None]] | None = None
+    node_id: str = ""
+    """The ID the node runs under now (``docker swarm join`` gives a blank node a new one)."""
+    plane_registry: CollectorRegistry | None = None
+    """Where the parts that run under the node's ID put their metrics (in the process's registry)."""
+    gossip_join: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _PlaneShared:
+    """What the parts that run under the node's ID keep across a change of ID."""
+
+    config: GossipConfig
+    gossip_metrics: GossipMetrics
+    fault_metrics: FaultMetrics
+    faults: LinkFaults
+    registry: CollectorRegistry
+    """The process's registry."""
+
+
+async def _start_plane(options: AgentOptions, node_id: str, running: _Running, shared: _PlaneShared) -> None:
+    """Start what runs under the node's ID: the gossip transport (7946) and member, the network
+    database, the overlay and routing mesh, and the task runtime (not started: it follows the
+    session). Their metrics go to a registry of their own inside the process's, so that a new
+    ID's can replace the old ones'."""
+    registry = CollectorRegistry(auto_describe=True)
+    transport = GrpcTransport(
+        listen_host=options.listen_addr, port=options.gossip_port, advertise_host=options.advertise_addr,
+        codec=GossipCodec(), stream_codec=GossipCodec(max_bytes=MAX_STREAM_BYTES), faults=shared.faults,
+        observer=shared.gossip_metrics, max_stream_bytes=MAX_STREAM_BYTES,
+    )
+    labels = (("hostname", options.hostname),)
+    addr = options.cluster_address if options.role == "manager" else options.advertise_addr
+    meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=VERSION)
+    admin = AgentAdminServicer(None, shared.faults, shared.fault_metrics)
+    transport.add_servicer(admin.register)
+    running.networkdb, running.overlay, running.mesh = _data_plane(options, node_id, registry, shared.faults)
+    transport.add_servicer(running.networkdb.register)
+    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay, shared.faults)
+    if running.task_runtime is not None:
+        transport.add_servicer(running.task_runtime.register)
+    try:
+        await transport.start()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AgentError(f"--gossip-port {options.gossip_port}: cannot listen ({reason})") from None
+    running.transport = transport
+    shared.registry.register(registry)
+    running.plane_registry = registry
+    # Built after the bind: the member's address is the port really bound.
+    shell = GossipShell(config=shared.config, name=node_id, meta=meta, transport=transport,
+                        rng=random.Random(), metrics=shared.gossip_metrics)
+    admin.shell = shell
+    await shell.start()
+    running.shell = shell
+    await running.networkdb.start(shell)
+    try:
+        await running.overlay.start()
+    except OSError as exc:  # tasks still run; they only cannot reach other nodes' tasks
+        log.warning("overlay data plane off: cannot bind %s:%d (%s)", running.overlay.host,
+                    running.overlay.port, exc.strerror or exc)
+    await running.mesh.start()
+
+
+async def _stop_plane(running: _Running, shared: _PlaneShared) -> None:
+    """Stop what :func:`_start_plane` started, newest first; the gossip member leaves gracefully."""
+    if running.task_runtime is not None:
+        with contextlib.suppress(Exception):
+            await running.task_runtime.stop()
+    for plane in (running.mesh, running.overlay, running.networkdb):
+        if plane is not None:
+            with contextlib.suppress(Exception):
+                await plane.stop()
+    if running.shell is not None:
+        with contextlib.suppress(Exception):
+            await running.shell.leave(_LEAVE_SECONDS)
+        await running.shell.stop()
+    if running.transport is not None:
+        await running.transport.stop(_STOP_GRACE_SECONDS)
+    if running.plane_registry is not None:
+        with contextlib.suppress(KeyError):
+            shared.registry.unregister(running.plane_registry)
+    running.task_runtime = running.mesh = running.overlay = running.networkdb = None
+    running.shell, running.transport, running.plane_registry = None, None, None
 
 
 async def _resolve(addresses: list[str]) -> list[str]:
@@ -279,44 +362,15 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     running.engine_api = engine_api
 
     base = GossipConfig.lan() if options.gossip_config == "lan" else GossipConfig.default()
-    config = base.scaled(options.time_scale)
-    gossip_metrics = GossipMetrics(registry)
     fault_metrics = FaultMetrics(registry)
-    faults = LinkFaults(on_fault=fault_metrics.acted)
-    transport = GrpcTransport(
-        listen_host=options.listen_addr, port=options.gossip_port, advertise_host=options.advertise_addr,
-        codec=GossipCodec(), stream_codec=GossipCodec(max_bytes=MAX_STREAM_BYTES), faults=faults,
-        observer=gossip_metrics, max_stream_bytes=MAX_STREAM_BYTES,
-    )
-    labels = (("hostname", options.hostname),)
-    addr = options.cluster_address if options.role == "manager" else options.advertise_addr
-    meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=version)
-    admin = AgentAdminServicer(None, faults, fault_metrics)
-    transport.add_servicer(admin.register)
-    running.networkdb, running.overlay, running.mesh = _data_plane(options, node_id, registry, faults)
-    transport.add_servicer(running.networkdb.register)
-    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay, faults)
-    if running.task_runtime is not None:
-        transport.add_servicer(running.task_runtime.register)
-    try:
-        await transport.start()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise AgentError(f"--gossip-port {options.gossip_port}: cannot listen ({reason})") from None
-    running.transport = transport
-    # Built after the bind: the member's address is the port really bound.
-    shell = GossipShell(config=config, name=node_id, meta=meta, transport=transport,
-                        rng=random.Random(), metrics=gossip_metrics)
-    admin.shell = shell
-    await shell.start()
-    running.shell = shell
-    await running.networkdb.start(shell)
-    try:
-        await running.overlay.start()
-    except OSError as exc:  # tasks still run; they only cannot reach other nodes' tasks
-        log.warning("overlay data plane off: cannot bind %s:%d (%s)", running.overlay.host,
-                    running.overlay.port, exc.strerror or exc)
-    await running.mesh.start()
+    shared = _PlaneShared(config=base.scaled(options.time_scale), gossip_metrics=GossipMetrics(registry),
+                          fault_metrics=fault_metrics, faults=LinkFaults(on_fault=fault_metrics.acted),
+                          registry=registry)
+    faults = shared.faults
+    running.node_id = node_id
+    await _start_plane(options, node_id, running, shared)
+    shell = running.shell
+    assert shell is not None
 
     # mDNS stays on the interface of the advertise address: the project's network in a
     # container, loopback for local processes. Never every interface of the host.
@@ -331,10 +385,10 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     async def role_changed(role: str) -> None:
         # Promoted or demoted at run time: the node_info series and the mDNS announcement follow.
         info.clear()
-        info.labels(node_id=node_id, hostname=options.hostname, role=role, version=version).set(1)
+        info.labels(node_id=running.node_id, hostname=options.hostname, role=role, version=version).set(1)
         is_manager.set(1 if role == "manager" else 0)
         if role == "manager" and running.announcer is None and mdns_interfaces is not None:
-            running.announcer = _announcer(options, node_id, mdns_interfaces)
+            running.announcer = _announcer(options, running.node_id, mdns_interfaces)
             await running.announcer.start()
         elif role != "manager" and running.announcer is not None:
             announcer, running.announcer = running.announcer, None
@@ -349,10 +403,14 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
             seeds += browser.gossip_seeds()
         return seeds
 
-    assert running.tasks is not None
-    rejoin = _keep_joined(shell, gossip_seeds, _REJOIN_SECONDS * options.time_scale,
-                          browser.changed if browser is not None else None)
-    running.tasks.append(loop_task(rejoin, "gossip-join", stop, failure))
+    def keep_gossip_joined() -> None:
+        assert running.shell is not None and running.tasks is not None
+        rejoin = _keep_joined(running.shell, gossip_seeds, _REJOIN_SECONDS * options.time_scale,
+                              browser.changed if browser is not None else None)
+        running.gossip_join = loop_task(rejoin, "gossip-join", stop, failure)
+        running.tasks.append(running.gossip_join)
+
+    keep_gossip_joined()
 
     def spawn(coro: Any, name: str) -> asyncio.Task[None]:
         # A session per swarm entered: the ones of swarms left are done, and forgotten here.
@@ -367,9 +425,35 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     context = NodeContext(options=options, node_id=node_id, hostname=options.hostname, registry=registry,
                           gossip=shell, engine_api=engine_api, task_runtime=running.task_runtime,
                           mesh=running.mesh, faults=faults)
+
+    async def renew(new_id: str) -> NodeContext:
+        # docker swarm join (or init after a leave) gave the node a new ID: what runs under an
+        # ID (gossip, the data plane, the task runtime) starts again under it, and the Engine
+        # API and the node_info series say it. The old gossip member leaves gracefully.
+        log.info("node %s is node %s from now on: restarting gossip and the data plane under it",
+                 running.node_id, new_id)
+        if running.gossip_join is not None:
+            running.gossip_join.cancel()
+        if running.announcer is not None:
+            announcer, running.announcer = running.announcer, None
+            await announcer.stop()
+        await _stop_plane(running, shared)
+        running.node_id = new_id
+        await _start_plane(options, new_id, running, shared)
+        keep_gossip_joined()
+        engine_api.facts = dataclasses.replace(engine_api.facts, node_id=new_id)
+        info.clear()
+        info.labels(node_id=new_id, hostname=options.hostname, role=swarm.role or options.role,
+                    version=version).set(1)
+        if running.task_runtime is not None:
+            running.task_runtime.start(swarm.connected_to)
+        assert running.shell is not None
+        return dataclasses.replace(swarm.context, node_id=new_id, gossip=running.shell,
+                                   task_runtime=running.task_runtime, mesh=running.mesh)
+
     swarm = NodeSwarm(context, session_module=_session_module(), spawn=spawn, on_refused=refused,
                       on_role_change=role_changed,
-                      extra_managers=browser.managers if browser is not None else list)
+                      extra_managers=browser.managers if browser is not None else list, renew=renew)
     running.swarm = swarm
     engine_api.serve_swarm(NodeSwarmRoutes(swarm, engine_api, time_scale=options.time_scale))
     try:
@@ -379,7 +463,7 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
     # After the manager role: the announcement (zeroconf's import and sockets) is for workers
     # that discover managers by mDNS, and must not hold up Raft's start.
     if options.role == "manager" and mdns_interfaces is not None and running.announcer is None:
-        running.announcer = _announcer(options, node_id, mdns_interfaces)
+        running.announcer = _announcer(options, running.node_id, mdns_interfaces)
         await running.announcer.start()
     if running.task_runtime is not None:
         # The task runtime follows whichever session the node has now (none while in no swarm).

@@ -136,7 +136,8 @@ def session_swarm_info(session: Callable[[], Any], node_id: str, node_addr: str)
         connected = str(getattr(current, "connected_to", "") or "")
         return SwarmInfo(
             local_node_state="active" if getattr(current, "joined", False) else "pending",
-            node_id=node_id,
+            # The session's: a node joined through the Engine API runs under the ID the CA chose.
+            node_id=str(getattr(current, "node_id", "") or node_id),
             node_addr=node_addr,
             remote_managers=(("", connected),) if connected else (),
         )

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from nodeagent.engineapi import ApiError, JoinFailed
+from nodeagent.identity import new_id
 from nodeagent.membership import SWARM_FILE, NodeSwarm, read_swarm_record
 from nodeagent.options import OptionsError, parse_options
 from nodeagent.roles import NodeContext
@@ -29,28 +30,34 @@ class JoinRefused(Exception):
 
 
 class FakeSession:
-    """Joins at once when the token file says ``good``; else refused in the dispatcher's words."""
+    """Joins at once when the token file says ``good``, under an ID it draws when it has none
+    (the CA's choice); else refused in the dispatcher's words."""
 
-    def __init__(self, context: Any, managers: Any, *, role: Any, on_role: Any,
-                 join_role: str | None) -> None:
+    def __init__(self, context: Any, managers: Any, *, role: Any = None, on_role: Any = None,
+                 join_role: str | None = None) -> None:
         self.options = context.options
         self.managers = managers
         self.join_role = join_role
+        self.node_id = context.node_id
         self.joined = False
         self.joined_role = ""
         self.connected_to = ""
         self.stopped = asyncio.Event()
         made.append(self)
 
-    async def run(self) -> None:
+    async def join(self) -> None:
         state = pathlib.Path(self.options.data_dir) / "session.json"
         if not state.exists():
             token = pathlib.Path(self.options.token_file).read_text().strip()
             if token != "good":
                 raise JoinRefused("A valid join token is necessary to join this cluster")
-            state.write_text(json.dumps({"joined": True}))
+            self.node_id = self.node_id or new_id()
+            state.write_text(json.dumps({"joined": True, "node_id": self.node_id}))
             self.joined_role = "worker"
         self.joined = True
+
+    async def run(self) -> None:
+        await self.join()
         self.connected_to = self.managers()[0]
         await self.stopped.wait()
 
@@ -94,7 +101,12 @@ def test_a_blank_node_joins_leaves_and_comes_back_after_a_restart(tmp_path: path
 
         granted = await swarm.join(["m1:2377"], "good", "", timeout=5)
         assert granted == "worker" and swarm.in_swarm() and swarm.role == "worker"
-        assert made[-1].join_role == "manager"  # the token decides, as in Swarm
+        assert made[-2].join_role == "manager"  # the token decides, as in Swarm
+        # The join went with no ID; the node runs (and its session) under the one the CA chose.
+        chosen = made[-1].node_id
+        assert made[-2].node_id == chosen and chosen != "n" * 25
+        assert swarm.context.node_id == chosen
+        assert (tmp_path / "node_id").read_text().strip() == chosen
         assert swarm.connected_to() == "m1:2377"
         record = read_swarm_record(str(tmp_path))
         assert record is not None and record["join"] == ["m1:2377"] and record["role"] == "worker"
@@ -110,8 +122,13 @@ def test_a_blank_node_joins_leaves_and_comes_back_after_a_restart(tmp_path: path
         await again.leave()
         assert not again.in_swarm() and again.session is None
         assert not (tmp_path / SWARM_FILE).exists() and not (tmp_path / "session.json").exists()
-        assert not (tmp_path / "swarm").exists()
+        assert not (tmp_path / "swarm").exists() and not (tmp_path / "node_id").exists()
         assert (await asyncio.wait_for(made[-1].stopped.wait(), 1)) is True
+
+        # The ID was forgotten with the swarm: the next join gets a new one.
+        await again.join(["m1:2377"], "good", "", timeout=5)
+        assert again.context.node_id not in ("n" * 25, chosen)
+        await again.stop()
 
     asyncio.run(main())
     assert refused == []
