@@ -24,26 +24,22 @@ import importlib.metadata
 import ipaddress
 import logging
 import os
-import random
 import signal
 import socket
 import ssl
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import disable_created_metrics
 
 from nodeagent import tls
 from nodeagent.engineapi import EngineApiServer, NodeFacts, NodeSwarmRoutes, session_swarm_info
 from nodeagent.engineapi.runner import tlsverify_context
-from nodeagent.gossip.codec import MAX_STREAM_BYTES, GossipCodec
 from nodeagent.gossip.config import GossipConfig
-from nodeagent.gossip.messages import NodeMeta
-from nodeagent.gossip.shell import AgentAdminServicer, GossipShell
+from nodeagent.gossip.shell import GossipShell
 from nodeagent.identity import (
     VERSION,
     IdentityError,
@@ -64,10 +60,9 @@ from nodeagent.metrics import (
     node_manager,
 )
 from nodeagent.options import AgentOptions, split_host_port
+from nodeagent.plane import LEAVE_SECONDS, STOP_GRACE_SECONDS, PlaneShared, Running, start_plane, stop_plane
 from nodeagent.roles import NodeContext, RoleNotFound, read_role_file
 from nodeagent.transport.faults import LinkFaults
-from nodeagent.transport.grpc_transport import GrpcTransport
-from nodeagent.transport.planes import FaultGate
 
 __all__ = [
     "EXIT_CONFIG",
@@ -86,8 +81,6 @@ EXIT_CONFIG = 2
 EXIT_JOIN_REFUSED = 3
 
 # The shutdown budget (the whole process must be gone within a second of SIGTERM).
-_LEAVE_SECONDS = 0.25
-_STOP_GRACE_SECONDS = 0.1
 _STOP_BUDGET_SECONDS = 0.8
 # How often a node that knows no live peer tries its seeds again (workers may start before
 # the managers they join through), before the time scale.
@@ -110,107 +103,6 @@ def _session_module() -> ModuleType | None:
         if exc.name == "nodeagent.agent.session":
             return None
         raise
-
-
-@dataclass
-class _Running:
-    """What has been started, so that shutdown stops exactly that, in reverse."""
-
-    metrics: MetricsServer | None = None
-    engine_api: EngineApiServer | None = None
-    transport: GrpcTransport | None = None
-    shell: GossipShell | None = None
-    swarm: NodeSwarm | None = None
-    announcer: Any = None
-    browser: Any = None
-    task_runtime: Any = None
-    overlay: Any = None
-    mesh: Any = None
-    networkdb: Any = None
-    tasks: list[asyncio.Task[None]] | None = None
-    node_id: str = ""
-    """The ID the node runs under now (``docker swarm join`` gives a blank node a new one)."""
-    plane_registry: CollectorRegistry | None = None
-    """Where the parts that run under the node's ID put their metrics (in the process's registry)."""
-    gossip_join: asyncio.Task[None] | None = None
-
-
-@dataclass
-class _PlaneShared:
-    """What the parts that run under the node's ID keep across a change of ID."""
-
-    config: GossipConfig
-    gossip_metrics: GossipMetrics
-    fault_metrics: FaultMetrics
-    faults: LinkFaults
-    registry: CollectorRegistry
-    """The process's registry."""
-
-
-async def _start_plane(options: AgentOptions, node_id: str, running: _Running, shared: _PlaneShared) -> None:
-    """Start what runs under the node's ID: the gossip transport (7946) and member, the network
-    database, the overlay and routing mesh, and the task runtime (not started: it follows the
-    session). Their metrics go to a registry of their own inside the process's, so that a new
-    ID's can replace the old ones'."""
-    registry = CollectorRegistry(auto_describe=True)
-    transport = GrpcTransport(
-        listen_host=options.listen_addr, port=options.gossip_port, advertise_host=options.advertise_addr,
-        codec=GossipCodec(), stream_codec=GossipCodec(max_bytes=MAX_STREAM_BYTES), faults=shared.faults,
-        observer=shared.gossip_metrics, max_stream_bytes=MAX_STREAM_BYTES,
-    )
-    labels = (("hostname", options.hostname),)
-    addr = options.cluster_address if options.role == "manager" else options.advertise_addr
-    meta = NodeMeta(node_id=node_id, role=options.role, addr=addr, labels=labels, version=VERSION)
-    admin = AgentAdminServicer(None, shared.faults, shared.fault_metrics)
-    transport.add_servicer(admin.register)
-    running.networkdb, running.overlay, running.mesh = _data_plane(options, node_id, registry, shared.faults)
-    transport.add_servicer(running.networkdb.register)
-    running.task_runtime = _task_runtime(options, node_id, registry, running.overlay, shared.faults)
-    if running.task_runtime is not None:
-        transport.add_servicer(running.task_runtime.register)
-    try:
-        await transport.start()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise AgentError(f"--gossip-port {options.gossip_port}: cannot listen ({reason})") from None
-    running.transport = transport
-    shared.registry.register(registry)
-    running.plane_registry = registry
-    # Built after the bind: the member's address is the port really bound.
-    shell = GossipShell(config=shared.config, name=node_id, meta=meta, transport=transport,
-                        rng=random.Random(), metrics=shared.gossip_metrics)
-    admin.shell = shell
-    await shell.start()
-    running.shell = shell
-    await running.networkdb.start(shell)
-    try:
-        await running.overlay.start()
-    except OSError as exc:  # tasks still run; they only cannot reach other nodes' tasks
-        log.warning("overlay data plane off: cannot bind %s:%d (%s)", running.overlay.host,
-                    running.overlay.port, exc.strerror or exc)
-    await running.mesh.start()
-
-
-async def _stop_plane(running: _Running, shared: _PlaneShared) -> None:
-    """Stop what :func:`_start_plane` started, newest first; the gossip member leaves gracefully."""
-    if running.task_runtime is not None:
-        with contextlib.suppress(Exception):
-            await running.task_runtime.stop()
-    for plane in (running.mesh, running.overlay, running.networkdb):
-        if plane is not None:
-            with contextlib.suppress(Exception):
-                await plane.stop()
-    if running.shell is not None:
-        with contextlib.suppress(Exception):
-            await running.shell.leave(_LEAVE_SECONDS)
-        await running.shell.stop()
-    if running.transport is not None:
-        await running.transport.stop(_STOP_GRACE_SECONDS)
-    if running.plane_registry is not None:
-        with contextlib.suppress(KeyError):
-            shared.registry.unregister(running.plane_registry)
-    running.task_runtime = running.mesh = running.overlay = running.networkdb = None
-    running.shell, running.transport, running.plane_registry = None, None, None
 
 
 async def _resolve(addresses: list[str]) -> list[str]:
@@ -280,7 +172,7 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    running = _Running(tasks=[])
+    running = Running(tasks=[])
     failure: list[BaseException] = []
     try:
         await _start(options, running, stop, failure)
@@ -307,7 +199,7 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None,
     return EXIT_OK
 
 
-async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
+async def _start(options: AgentOptions, running: Running, stop: asyncio.Event,
                  failure: list[BaseException]) -> None:
     tls.set_enabled(options.tls)
     node_id = await _node_identity(options, stop)
@@ -363,12 +255,16 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
 
     base = GossipConfig.lan() if options.gossip_config == "lan" else GossipConfig.default()
     fault_metrics = FaultMetrics(registry)
-    shared = _PlaneShared(config=base.scaled(options.time_scale), gossip_metrics=GossipMetrics(registry),
+    shared = PlaneShared(config=base.scaled(options.time_scale), gossip_metrics=GossipMetrics(registry),
                           fault_metrics=fault_metrics, faults=LinkFaults(on_fault=fault_metrics.acted),
                           registry=registry)
     faults = shared.faults
     running.node_id = node_id
-    await _start_plane(options, node_id, running, shared)
+    try:
+        await start_plane(options, node_id, running, shared)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise AgentError(f"--gossip-port {options.gossip_port}: cannot listen ({reason})") from None
     shell = running.shell
     assert shell is not None
 
@@ -437,9 +333,9 @@ async def _start(options: AgentOptions, running: _Running, stop: asyncio.Event,
         if running.announcer is not None:
             announcer, running.announcer = running.announcer, None
             await announcer.stop()
-        await _stop_plane(running, shared)
+        await stop_plane(running, shared)
         running.node_id = new_id
-        await _start_plane(options, new_id, running, shared)
+        await start_plane(options, new_id, running, shared)
         keep_gossip_joined()
         engine_api.facts = dataclasses.replace(engine_api.facts, node_id=new_id)
         info.clear()
@@ -538,38 +434,6 @@ async def _join_first(options: AgentOptions, stop: asyncio.Event) -> str:
     return session.node_id
 
 
-def _task_host(options: AgentOptions) -> str:
-    return options.listen_addr if options.listen_addr not in ("0.0.0.0", "::", "") else options.advertise_addr
-
-
-def _data_plane(options: AgentOptions, node_id: str, registry: Any,
-                faults: LinkFaults | None = None) -> tuple[Any, Any, Any]:
-    """The network database, the overlay (VXLAN and tunnels on the task address's port 4789) and
-    the routing mesh (the published ports, on the same address)."""
-    from nodeagent.networkdb.core import NetworkDBConfig
-    from nodeagent.networkdb.shell import NetworkDBShell
-    from nodeagent.overlay.mesh_shell import LINGER, Mesh
-    from nodeagent.overlay.shell import Overlay
-
-    ndb = NetworkDBShell(node_id, NetworkDBConfig(), random.Random(), time_scale=options.time_scale,
-                         registry=registry, faults=FaultGate(faults, "networkdb"))
-    overlay = Overlay(node_id=node_id, host=_task_host(options), ndb=ndb, registry=registry,
-                      port=options.data_path_port, faults=FaultGate(faults, "overlay"))
-    return ndb, overlay, Mesh(overlay, registry=registry, linger=LINGER * options.time_scale)
-
-
-def _task_runtime(options: AgentOptions, node_id: str, registry: Any, overlay: Any = None,
-                  faults: LinkFaults | None = None) -> Any:
-    """The node's task runtime (nodeagent.agent.tasks), listening for tasks on the node's address."""
-    from nodeagent.agent.tasks import TaskRuntime
-
-    return TaskRuntime(node_id=node_id, hostname=options.hostname, listen_host=_task_host(options),
-                       time_scale=options.time_scale, registry=registry, overlay=overlay,
-                       volumes_dir=os.path.join(options.data_dir, "volumes"),
-                       shared_volumes_dir=options.shared_volumes,
-                       faults=FaultGate(faults, "dispatcher"))  # fmt: skip
-
-
 def _announcer(options: AgentOptions, node_id: str, interfaces: list[str]) -> Any:
     """The mDNS announcement of this node as a manager (workers with --discover mdns find it)."""
     from nodeagent.discovery import ManagerAnnouncer, cluster_digest
@@ -600,7 +464,7 @@ def loop_task(coro: Any, name: str, stop: asyncio.Event, failure: list[BaseExcep
     return task
 
 
-async def _shutdown(running: _Running, *, leave: bool) -> None:
+async def _shutdown(running: Running, *, leave: bool) -> None:
     """Stop what runs, newest first, within the one-second budget."""
 
     async def steps() -> None:
@@ -619,7 +483,7 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
             except Exception:
                 log.exception("the manager role did not stop cleanly")
         if running.shell is not None and leave:
-            await running.shell.leave(_LEAVE_SECONDS)
+            await running.shell.leave(LEAVE_SECONDS)
         if running.shell is not None:
             await running.shell.stop()
         closers: list[Any] = []
@@ -628,7 +492,7 @@ async def _shutdown(running: _Running, *, leave: bool) -> None:
         if running.browser is not None:
             closers.append(running.browser.stop())
         if running.transport is not None:
-            closers.append(running.transport.stop(_STOP_GRACE_SECONDS))
+            closers.append(running.transport.stop(STOP_GRACE_SECONDS))
         if running.metrics is not None:
             closers.append(running.metrics.stop())
         if running.engine_api is not None:
