@@ -7,7 +7,8 @@ everything in < 1 s. The leader may promote or demote the node meanwhile: the se
 :class:`~nodeagent.roles.RoleSwitch`, which starts or retires the manager role. The role and the
 session are the node's :class:`~nodeagent.membership.NodeSwarm`: with ``--no-swarm`` neither
 starts until ``docker swarm init`` or ``join`` arrives on the Engine API, and ``docker swarm
-leave`` stops both.
+leave`` stops both. What runs under the node's ID (gossip, the data plane, the task runtime:
+:mod:`nodeagent.plane`) starts again under the ID the CA gives at ``docker swarm join``.
 
 Every failure a user can cause ends the process with a message and an exit code:
 2 for configuration (the message names the flag), 3 for a refused join. A port that cannot be
