@@ -386,6 +386,10 @@ def run(args: argparse.Namespace) -> int:
                 # which are emptied now and filled once manager1 shows the tokens. Nothing of the
                 # CA but its certificate reaches the host.
                 clear_join_tokens()
+            elif layout.no_swarm and not has_tokens():
+                # Blank nodes read no token, but compose mounts the token files (its secrets)
+                # into every node but manager1 as they are: they must exist.
+                clear_join_tokens()
             elif not layout.no_swarm and not read_tokens(current) and not has_tokens():
                 raise BackendError(f"no manager of the running cluster shows its join tokens, and "
                                    f"{credentials_dir()} holds none: `swarmlet down` first")
