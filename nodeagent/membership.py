@@ -18,7 +18,7 @@ does:
   :class:`~nodeagent.roles.RoleSwitch` starts the manager role: the promote path.
 * ``docker swarm leave``: the session ends, the manager role (if any) is retired (its Raft data
   deleted), and what the node kept of the swarm is deleted, its node ID too; it is blank again,
-  and its next join (or init) gets a new ID.
+  runs gossip and the data plane alone under a new ID, and its next join gets one from the CA.
 
 What the node was told is kept in ``DATA_DIR/swarm.json`` (the options a start with flags would
 have had), so a restart comes back in the swarm; ``leave`` deletes it.
@@ -351,6 +351,13 @@ class NodeSwarm:
             if not self.in_swarm():  # another leave got here first
                 raise ApiError.unavailable(NOT_PART_OF_SWARM)
             await self._forget()
+            # Blank again: what ran under the swarm's ID (gossip, the ingress routing mesh...)
+            # leaves the swarm too, its gossip member gracefully, and runs on alone under a new
+            # ID until the next join (the CA's ID) or init (this one).
+            try:
+                await self._adopt(await asyncio.to_thread(load_node_id, str(self.data_dir)))
+            except Exception:
+                log.exception("restarting gossip and the data plane under a new ID failed")
 
     def _must_be_out(self) -> None:
         # Checked again under the lock: two inits (or joins) at once must not both go ahead.

@@ -103,6 +103,7 @@ def test_a_blank_node_joins_under_the_id_its_certificate_names_and_a_new_one_aft
         done = docker(tmp_path, n2.host, "swarm", "leave", "--force")
         assert (done.returncode, done.stdout.strip()) == (0, "Node left the swarm."), done.stderr
         assert _info(tmp_path, n2, "Swarm.NodeID") == ""
+        assert _node_id_file(tmp_path, n2) != first_id  # forgotten with the swarm
         wait_until(lambda: _listed(tmp_path, n1).get("node2", ("", ""))[1] == "Down", timeout=30,
                    what="node2 Down")
         done = docker(tmp_path, n1.host, "node", "rm", "node2")

@@ -164,7 +164,7 @@ def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.
 @pytest.mark.slow
 def test_the_last_manager_leaves_and_inits_again(tmp_path: pathlib.Path) -> None:
     """The last manager is refused without --force in Docker's words; with it the node is blank
-    again and a second init makes a new cluster."""
+    again and a second init makes a new cluster, the node under a new ID."""
     c = Cluster(tmp_path, time_scale=TIME_SCALE)
     node = c.add_blank("solo")
     c.start_all()
@@ -174,6 +174,7 @@ def test_the_last_manager_leaves_and_inits_again(tmp_path: pathlib.Path) -> None
         assert done.stderr.strip() == "Error response from daemon: This node is not part of a swarm"
         assert docker(tmp_path, node.host, "swarm", "init", "--advertise-addr", node.host).returncode == 0
         first = docker(tmp_path, node.host, "info", "--format", "{{.Swarm.Cluster.ID}}").stdout.strip()
+        first_node = docker(tmp_path, node.host, "info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
         done = docker(tmp_path, node.host, "swarm", "leave")
         assert done.returncode == 1
         assert done.stderr.strip() == (
@@ -189,6 +190,11 @@ def test_the_last_manager_leaves_and_inits_again(tmp_path: pathlib.Path) -> None
         assert docker(tmp_path, node.host, "swarm", "init", "--advertise-addr", node.host).returncode == 0
         second = docker(tmp_path, node.host, "info", "--format", "{{.Swarm.Cluster.ID}}").stdout.strip()
         assert first and second and first != second
+        # The node forgot its ID when it left: the new swarm's first manager has a new one.
+        second_node = docker(tmp_path, node.host, "info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+        assert first_node and second_node and first_node != second_node
+        listed = docker(tmp_path, node.host, "node", "ls", "--format", "{{.ID}}").stdout.split()
+        assert listed == [second_node]
         token = docker(tmp_path, node.host, "swarm", "join-token", "-q", "worker").stdout
         assert token.startswith("SWMTKN-1-")
     except AssertionError:

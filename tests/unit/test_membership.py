@@ -122,12 +122,15 @@ def test_a_blank_node_joins_leaves_and_comes_back_after_a_restart(tmp_path: path
         await again.leave()
         assert not again.in_swarm() and again.session is None
         assert not (tmp_path / SWARM_FILE).exists() and not (tmp_path / "session.json").exists()
-        assert not (tmp_path / "swarm").exists() and not (tmp_path / "node_id").exists()
+        assert not (tmp_path / "swarm").exists()
+        # The swarm's ID is forgotten: the blank node runs under a new one of its own.
+        blank_id = (tmp_path / "node_id").read_text().strip()
+        assert again.context.node_id == blank_id and blank_id not in ("n" * 25, chosen)
         assert (await asyncio.wait_for(made[-1].stopped.wait(), 1)) is True
 
         # The ID was forgotten with the swarm: the next join gets a new one.
         await again.join(["m1:2377"], "good", "", timeout=5)
-        assert again.context.node_id not in ("n" * 25, chosen)
+        assert again.context.node_id not in ("n" * 25, chosen, blank_id)
         await again.stop()
 
     asyncio.run(main())
