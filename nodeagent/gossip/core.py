@@ -217,6 +217,7 @@ class Swim:
         self.meta = meta
         self.rng = rng
         self.incarnation = incarnation
+        self._first_incarnation = incarnation  # what this process started with
         self.stats = SwimStats()
         self._self = Member(name, address, meta, MemberState.ALIVE, incarnation, now)
         self._members = MemberTable()
@@ -716,10 +717,15 @@ class Swim:
         its next push-pull. Raised above the record, our alive beats every such message.
         """
         for e in entries:
-            if e.name == self.name:
-                if e.incarnation >= self.incarnation:
-                    self._refute(now, e.incarnation, accused_now=False)
+            if e.name != self.name:
+                continue
+            if e.incarnation < self.incarnation:
                 return
+            if (e.incarnation == self.incarnation and self.incarnation != self._first_incarnation
+                    and e.state is WireState.ALIVE and e.address == self.address and e.meta == self.meta):
+                return  # our own alive, already spread by this process (we joined through several seeds)
+            self._refute(now, e.incarnation, accused_now=False)
+            return
 
     # State changes --------------------------------------------------------------------------------------
     def _apply_alive(self, now: float, msg: Alive) -> None:

@@ -437,3 +437,16 @@ def test_a_probe_from_a_member_held_left_is_acked_with_that_claim() -> None:
     swim.handle(2.1, "c:7946", Ping(8, "a", "c"), False)
     (out,) = swim.take_outbox()
     assert _parts([out])[0][1] == Ack(8)
+
+
+def test_joining_through_several_seeds_outbids_the_former_self_only_once() -> None:
+    # The first answer holds the former self: we go to 1. A second seed, slower, has meanwhile
+    # heard our alive at 1 from the first: that record is ours, not to be outbid again.
+    swim = _node()
+    swim.join(0.0, ["b:7946", "c:7946"])
+    first = PushPull("b", (_pp("b", 0, "alive"), _pp("a", 0, "left")), join=True, reply=True)
+    swim.handle(0.01, "b:7946", first, True)
+    assert swim.incarnation == 1
+    second = PushPull("c", (_pp("c", 0, "alive"), _pp("a", 1, "alive")), join=True, reply=True)
+    swim.handle(0.02, "c:7946", second, True)
+    assert swim.incarnation == 1
