@@ -14,7 +14,11 @@ Every rule of the protocol lives in this file, read top to bottom:
   (:func:`timing.remaining_suspicion_time`). A probe of a suspect carries the suspicion, so the
   suspect hears of it directly and can refute.
 * **Incarnations**: only the node itself raises its incarnation, to refute a suspicion or death
-  claim about itself; a claim about a member counts only at or above the incarnation known.
+  claim about itself; a claim about a member counts only at or above the incarnation known. A
+  restarted node starts at 0 again: any record of itself in the answer to its join belongs to a
+  former self, and it outbids it. A claim about itself below its incarnation is answered with
+  its alive (the sender missed it); a ping from a member held dead or left is acked with that
+  claim, so the member can refute or answer it.
 * **Local health** (Lifeguard): missed acks and nacks, and having to refute, raise a score that
   stretches this node's own probe interval and timeout; successful probes lower it.
 * **Dissemination**: alive, suspect, dead and user messages are queued and piggybacked on probe
