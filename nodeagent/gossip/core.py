@@ -14,7 +14,11 @@ Every rule of the protocol lives in this file, read top to bottom:
   (:func:`timing.remaining_suspicion_time`). A probe of a suspect carries the suspicion, so the
   suspect hears of it directly and can refute.
 * **Incarnations**: only the node itself raises its incarnation, to refute a suspicion or death
-  claim about itself; a claim about a member counts only at or above the incarnation known.
+  claim about itself; a claim about a member counts only at or above the incarnation known. A
+  restarted node starts at 0 again: any record of itself in the answer to its join belongs to a
+  former self, and it outbids it. A claim about itself below its incarnation is answered with
+  its alive (the sender missed it); a ping from a member held dead or left is acked with that
+  claim, so the member can refute or answer it.
 * **Local health** (Lifeguard): missed acks and nacks, and having to refute, raise a score that
   stretches this node's own probe interval and timeout; successful probes lower it.
 * **Dissemination**: alive, suspect, dead and user messages are queued and piggybacked on probe
@@ -217,6 +221,7 @@ class Swim:
         self.meta = meta
         self.rng = rng
         self.incarnation = incarnation
+        self._first_incarnation = incarnation  # what this process started with
         self.stats = SwimStats()
         self._self = Member(name, address, meta, MemberState.ALIVE, incarnation, now)
         self._members = MemberTable()
@@ -628,10 +633,18 @@ class Swim:
         if ping.target != self.name:
             self.stats.dropped_misdirected += 1
             return
+        answer: list[Message] = [Ack(ping.seq)]
+        prober = self._members.get(ping.source) if type(ping.source) is str else None
+        if prober is not None and prober.state not in _LIVE and prober.name != self.name:
+            # A member we hold dead or left probes us: it is running after all (restarted, or
+            # back from a partition) and may not know what we hold. Tell it, as Lifeguard tells
+            # a suspect: it refutes, or answers a stale claim with its newer alive.
+            left = prober.state is MemberState.LEFT
+            answer.append(Dead(prober.incarnation, prober.name, prober.name if left else self.name))
         if reliable:
-            self._send(sender, Ack(ping.seq), reliable=True)
+            self._send(sender, answer[0] if len(answer) == 1 else Compound(tuple(answer)), reliable=True)
         else:
-            self._send_packet(sender, [Ack(ping.seq)])
+            self._send_packet(sender, answer)
 
     def _on_indirect_ping(self, now: float, sender: str, req: IndirectPing, reliable: bool) -> None:
         self._seq += 1
@@ -662,10 +675,10 @@ class Swim:
         self._apply_alive(now, msg)
 
     def _on_suspect_msg(self, now: float, sender: str, msg: Suspect, reliable: bool) -> None:
-        self._apply_suspect(now, msg)
+        self._apply_suspect(now, msg, sender)
 
     def _on_dead_msg(self, now: float, sender: str, msg: Dead, reliable: bool) -> None:
-        self._apply_dead(now, msg)
+        self._apply_dead(now, msg, sender)
 
     def _on_user_msg(self, now: float, sender: str, msg: UserMsg, reliable: bool) -> None:
         key = (msg.origin, msg.msg_id)
@@ -677,8 +690,11 @@ class Swim:
 
     def _on_push_pull(self, now: float, sender: str, msg: PushPull, reliable: bool) -> None:
         if not msg.reply:
-            # Answer with our state as it was before the merge, as memberlist does.
-            self._send(sender, self._push_pull(join=False, reply=True), reliable=True)
+            # Answer with our state as it was before the merge, as memberlist does; the answer
+            # carries the join flag back (memberlist's sendLocalState(conn, join)).
+            self._send(sender, self._push_pull(join=msg.join, reply=True), reliable=True)
+        elif msg.join and not self._left:
+            self._outbid_former_self(now, msg.entries)
         members = self._members
         for e in msg.entries:
             if e.state is WireState.ALIVE:
@@ -691,6 +707,29 @@ class Swim:
             else:
                 # Another node's "dead" is only a suspicion here: the accused may refute it.
                 self._apply_suspect(now, Suspect(e.incarnation, e.name, self.name))
+
+    def _outbid_former_self(self, now: float, entries: Sequence[PushPullEntry]) -> None:
+        """The answer to our join holds a record of us at or above our incarnation: outbid it.
+
+        Whatever the cluster held of us before it heard our join belongs to a former self: the
+        agent restarted (with incarnation 0, as memberlist's nodes do) and the others still hold
+        the old process, alive, suspect, dead or left, at an incarnation as high as ours or
+        higher. A record in another state is refuted by the merge anyway; an *alive* one at our
+        own incarnation is not (memberlist ignores it), and that leaves a window: the old
+        process's leave, or a suspicion of it, may still be spreading and would then land on
+        the new process, which nobody would tell (no one gossips to a member that left) until
+        its next push-pull. Raised above the record, our alive beats every such message.
+        """
+        for e in entries:
+            if e.name != self.name:
+                continue
+            if e.incarnation < self.incarnation:
+                return
+            if (e.incarnation == self.incarnation and self.incarnation != self._first_incarnation
+                    and e.state is WireState.ALIVE and e.address == self.address and e.meta == self.meta):
+                return  # our own alive, already spread by this process (we joined through several seeds)
+            self._refute(now, e.incarnation, accused_now=False)
+            return
 
     # State changes --------------------------------------------------------------------------------------
     def _apply_alive(self, now: float, msg: Alive) -> None:
@@ -736,9 +775,11 @@ class Swim:
             self._emit_member(member)
         self._enqueue(("n", msg.node), msg)
 
-    def _apply_suspect(self, now: float, msg: Suspect) -> None:
+    def _apply_suspect(self, now: float, msg: Suspect, sender: str | None = None) -> None:
         member = self._members.get(msg.node)
         if member is None or msg.incarnation < member.incarnation:
+            if msg.node == self.name:
+                self._announce_again(sender)
             return
         if msg.node == self.name:
             if not self._left:
@@ -768,9 +809,11 @@ class Swim:
         self._emit_member(member)
         self._enqueue(("n", msg.node), msg)
 
-    def _apply_dead(self, now: float, msg: Dead) -> None:
+    def _apply_dead(self, now: float, msg: Dead, sender: str | None = None) -> None:
         member = self._members.get(msg.node)
         if member is None or msg.incarnation < member.incarnation:
+            if msg.node == self.name:
+                self._announce_again(sender)
             return
         if member.state not in _LIVE:
             return
@@ -790,13 +833,31 @@ class Swim:
         self._emit_member(member)
         self._enqueue(("n", msg.node), msg)
 
-    def _refute(self, now: float, accused: int) -> None:
+    def _refute(self, now: float, accused: int, *, accused_now: bool = True) -> None:
         self.incarnation = max(self.incarnation, accused) + 1
         self._self.incarnation = self.incarnation
-        self.stats.suspicions_refuted += 1
-        # Being accused hints that we are the slow one (Lifeguard): stretch our own timeouts.
-        self._adjust_health(1)
+        if accused_now:
+            self.stats.suspicions_refuted += 1
+            # Being accused hints that we are the slow one (Lifeguard): stretch our own timeouts.
+            self._adjust_health(1)
         self._enqueue(("n", self.name), self._alive_self())
+
+    def _announce_again(self, sender: str | None) -> None:
+        """A claim about us below our incarnation: whoever spreads it missed our latest alive.
+
+        Gossip is probabilistic: a refutation (or a restarted node's outbidding alive) may run
+        out of retransmissions before some member hears it, and that member goes on to suspect
+        us, declare us dead or spread our former self's leave. When such a claim reaches us,
+        answer its sender with our alive, and queue it again if it is no longer queued, rather
+        than leave those members wrong until their next push-pull. memberlist ignores such
+        claims; this costs a packet per stale claim, and stale claims are rare.
+        """
+        if self._left:
+            return
+        if sender is not None and sender != self.address:
+            self._send_packet(sender, [self._alive_self()])
+        if not self._queue.has(("n", self.name)):
+            self._enqueue(("n", self.name), self._alive_self())
 
     def _emit_member(self, m: Member) -> None:
         self._events.append(MemberEvent(m.name, m.address, m.state, m.incarnation, m.meta))

@@ -160,6 +160,10 @@ class BroadcastQueue:
     def __len__(self) -> int:
         return len(self.index)
 
+    def has(self, key: tuple[Any, ...]) -> bool:
+        """Whether a message is queued under ``key``."""
+        return key in self.index
+
     def push(self, key: tuple[Any, ...], message: Broadcastable) -> None:
         """Queue ``message``, replacing whatever was queued under ``key``."""
         old = self.index.pop(key, None)

@@ -31,7 +31,7 @@ DeliveryObserver = Callable[[float, str, str, Any, bool], None]
 
 
 class _Node:
-    __slots__ = ("address", "host", "incarnation", "name", "swim", "wake_at")
+    __slots__ = ("address", "host", "incarnation", "lives", "name", "swim", "wake_at")
 
     def __init__(self, name: str, address: str, host: SimHost) -> None:
         self.name = name
@@ -39,7 +39,8 @@ class _Node:
         self.host = host
         self.swim: Swim | None = None
         self.wake_at = math.inf
-        self.incarnation = 0
+        self.incarnation = 0  # the incarnation its core starts with
+        self.lives = 0  # restarts so far: each life draws its own random stream
 
 
 class GossipCluster:
@@ -95,7 +96,7 @@ class GossipCluster:
 
     def _boot(self, node: _Node, *, seeds: Iterable[str] = (), view: ConvergedView | None = None) -> None:
         now = self.sim.now
-        rng = self.sim.fork_rng(f"swim/{node.name}/{node.incarnation}")
+        rng = self.sim.fork_rng(f"swim/{node.name}/{node.lives}")
         swim = Swim(self.config, node.name, node.address, self._meta(node), rng, now, node.incarnation)
         node.swim = swim
         node.wake_at = math.inf
@@ -168,12 +169,15 @@ class GossipCluster:
         node.swim = None
         node.wake_at = math.inf
 
-    def restart(self, name: str, *, seeds: Iterable[str] | None = None) -> None:
+    def restart(self, name: str, *, seeds: Iterable[str] | None = None, incarnation: int = 0) -> None:
         """Bring a crashed node back: a fresh core that joins through ``seeds`` (names; default:
-        every other node)."""
+        every other node). It starts at ``incarnation``, 0 by default as the real agent does (it
+        keeps no gossip state across a restart): the cluster may hold its former self at that
+        incarnation or above, and the core must outbid it."""
         node = self.nodes[name]
         self.net.restart(node.address)
-        node.incarnation += 1  # a restarted agent starts above its former self, as the shell's does
+        node.lives += 1
+        node.incarnation = incarnation
         seed_names = [n for n in self.nodes if n != name] if seeds is None else list(seeds)
         self._boot(node, seeds=[self.nodes[s].address for s in seed_names])
 

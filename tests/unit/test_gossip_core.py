@@ -366,3 +366,87 @@ def test_constructor_rejects_bad_identity() -> None:
         Swim(GossipConfig.lan(), "a", "a:1", _meta("a"), random.Random(1), 0.0, incarnation=-1)
     with pytest.raises(ValueError, match="clock_offset"):
         Swim(GossipConfig.lan(), "a", "a:1", _meta("a"), random.Random(1), 0.0, clock_offset=math.nan)
+
+
+def test_a_join_answer_holding_our_former_self_is_outbid() -> None:
+    # Restarted with incarnation 0; the seed still holds the former self alive at 0 (its leave is
+    # still on the way): that record is not ours, so we go above it, without counting it as an
+    # accusation (no refutation counted, health unchanged).
+    swim = _node()
+    swim.join(0.0, ["b:7946"])
+    swim.take_outbox()
+    answer = PushPull("b", (_pp("b", 0, "alive"), _pp("a", 0, "alive")), join=True, reply=True)
+    swim.handle(0.01, "b:7946", answer, True)
+    assert swim.incarnation == 1
+    assert swim.stats.suspicions_refuted == 0 and swim.health == 0
+    out = _run(swim, 1.0)
+    assert any(isinstance(m, Alive) and m.node == "a" and m.incarnation == 1 for _, m, _ in _parts(out))
+    # The former self's leave, arriving late, no longer takes us down anywhere: it is below us.
+    swim.handle(1.1, "b:7946", Dead(0, "a", "a"), False)
+    assert swim.incarnation == 1 and swim.member("a").state is MemberState.ALIVE  # type: ignore[union-attr]
+
+
+def test_a_join_answer_left_at_a_higher_incarnation_is_outbid_once() -> None:
+    swim = _node()
+    swim.join(0.0, ["b:7946"])
+    answer = PushPull("b", (_pp("b", 0, "alive"), _pp("a", 4, "left")), join=True, reply=True)
+    swim.handle(0.01, "b:7946", answer, True)
+    assert swim.incarnation == 5
+
+
+def test_a_periodic_push_pull_with_our_own_record_changes_nothing() -> None:
+    # Only the answer to a join holds a former self: a push-pull later carries our own record.
+    swim = _node()
+    _add(swim, "b")
+    swim.handle(1.0, "b:7946", PushPull("b", (_pp("b", 0, "alive"), _pp("a", 0, "alive")), False, True), True)
+    assert swim.incarnation == 0
+
+
+def test_the_answer_to_a_push_pull_carries_the_join_flag_back() -> None:
+    swim = _node()
+    for join in (True, False):
+        swim.handle(1.0, "b:7946", PushPull("b", (_pp("b", 0, "alive"),), join=join, reply=False), True)
+        (out,) = swim.take_outbox()
+        assert isinstance(out.message, PushPull) and out.message.reply and out.message.join is join
+
+
+def test_a_stale_claim_about_us_is_answered_with_our_alive() -> None:
+    # We refuted at 1; a member that missed it gossips our death at 0: it gets our alive back.
+    swim = _node()
+    _add(swim, "b", "c")
+    swim.handle(1.0, "b:7946", Suspect(0, "a", "b"), False)
+    assert swim.incarnation == 1
+    _run(swim, 5.0)  # the refutation is sent its retransmit count, then dropped
+    assert swim.pending_broadcasts() == 0
+    swim.handle(5.5, "c:7946", Dead(0, "a", "c"), False)
+    out = _parts(swim.take_outbox())
+    assert ("c:7946", Alive(1, "a", "a:7946", _meta("a")), False) in out
+    assert swim.incarnation == 1 and swim.pending_broadcasts() == 1  # and queued for gossip again
+
+
+def test_a_probe_from_a_member_held_left_is_acked_with_that_claim() -> None:
+    swim = _node()
+    _add(swim, "b")
+    swim.handle(1.0, "b:7946", Dead(0, "b", "b"), False)
+    swim.take_outbox()
+    swim.handle(2.0, "b:7946", Ping(7, "a", "b"), False)
+    (out,) = swim.take_outbox()
+    assert isinstance(out.message, Compound) and out.message.parts[:2] == (Ack(7), Dead(0, "b", "b"))
+    # A member held alive gets the plain ack.
+    _add(swim, "c")
+    swim.handle(2.1, "c:7946", Ping(8, "a", "c"), False)
+    (out,) = swim.take_outbox()
+    assert _parts([out])[0][1] == Ack(8)
+
+
+def test_joining_through_several_seeds_outbids_the_former_self_only_once() -> None:
+    # The first answer holds the former self: we go to 1. A second seed, slower, has meanwhile
+    # heard our alive at 1 from the first: that record is ours, not to be outbid again.
+    swim = _node()
+    swim.join(0.0, ["b:7946", "c:7946"])
+    first = PushPull("b", (_pp("b", 0, "alive"), _pp("a", 0, "left")), join=True, reply=True)
+    swim.handle(0.01, "b:7946", first, True)
+    assert swim.incarnation == 1
+    second = PushPull("c", (_pp("c", 0, "alive"), _pp("a", 1, "alive")), join=True, reply=True)
+    swim.handle(0.02, "c:7946", second, True)
+    assert swim.incarnation == 1
