@@ -123,7 +123,16 @@ class ClusterCA:
         cluster_id = cluster.id if cluster is not None else str(getattr(self.runtime, "cluster_id", ""))
         cert = issue_from_csr(root, csr_pem, node_id=node_id, role=role, cluster_id=cluster_id,
                               expiry=self.expiry(), now=datetime.datetime.now(datetime.UTC))
-        return cert, self.roots_pem()
+        return cert + self.cross_signed(), self.roots_pem()
+
+    def cross_signed(self) -> bytes:
+        """While a rotation runs: the new root signed by the previous one, sent with every
+        certificate issued, so that nodes still trusting only the previous root verify it."""
+        cluster = self.runtime.cluster()
+        stored = (cluster.extra.get("RootCA") or {}) if cluster is not None else {}
+        if not stored.get("PreviousCACert"):
+            return b""
+        return str(stored.get("CrossSignedCACert") or "").encode()
 
     # ------------------------------------------------------------------ rotation
 
@@ -144,6 +153,9 @@ class ClusterCA:
         stored = new.to_store()
         if old is not None and old.cert_pem != new.cert_pem:
             stored["PreviousCACert"] = old.cert_pem.decode()
+            # swarmkit's cross-signed root: certificates of the new root chain up to the old one
+            # through it, so a node that has not fetched the new root yet still trusts them.
+            stored["CrossSignedCACert"] = tls.cross_sign(new.cert_pem, old.cert_pem, old.key_pem).decode()
             out["RootRotationInProgress"] = True
         out["RootCA"] = stored
         return out
@@ -167,6 +179,7 @@ class ClusterCA:
         extra = dict(cluster.extra)
         stored = dict(extra.get("RootCA") or {})
         stored.pop("PreviousCACert", None)
+        stored.pop("CrossSignedCACert", None)
         extra["RootCA"] = stored
         extra["RootRotationInProgress"] = False
         extra["TLSInfo"] = tls_info(root.cert_pem, root.cert_pem)
