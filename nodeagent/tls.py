@@ -62,6 +62,7 @@ __all__ = [
     "join_certificate",
     "make_csr",
     "new_key",
+    "peer_certificate",
     "peer_identity",
     "presented_chains",
     "server_credentials",
@@ -519,17 +520,23 @@ def server_credentials() -> grpc.ServerCredentials:
     return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)
 
 
-def peer_identity(context: Any) -> PeerIdentity | None:
-    """Who the peer of a server call is (from its verified certificate); None on plaintext."""
+def peer_certificate(context: Any) -> bytes | None:
+    """The verified certificate (PEM) the peer of a server call presented; None on plaintext."""
     try:
         auth = context.auth_context()
     except Exception:
         return None
     pem = (auth or {}).get("x509_pem_cert")
-    if not pem:
+    return bytes(pem[0]) if pem else None
+
+
+def peer_identity(context: Any) -> PeerIdentity | None:
+    """Who the peer of a server call is (from its verified certificate); None on plaintext."""
+    pem = peer_certificate(context)
+    if pem is None:
         return None
     try:
-        return identity_of(bytes(pem[0]))
+        return identity_of(pem)
     except ValueError:
         return None
 

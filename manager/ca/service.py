@@ -35,7 +35,8 @@ from manager.ca.removed import removed_denied
 from manager.state.store.commands import Op, Update
 from nodeagent import tls
 
-__all__ = ["JOIN_METHODS", "WORKER_METHODS", "CertificateGuard", "ClusterCA", "NodeCAServicer", "tls_info"]
+__all__ = ["JOIN_METHODS", "PRESENTED_ISSUER_FIELD", "WORKER_METHODS", "CertificateGuard", "ClusterCA",
+           "NodeCAServicer", "tls_info"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ WORKER_METHODS = JOIN_METHODS | {
 }
 """What a worker's certificate may call; a manager's may call everything on 2377."""
 
+
+PRESENTED_ISSUER_FIELD = "PresentedCertIssuerPublicKey"
+"""In a Node's extra: the issuer (its public key, as TLSInfo's CertIssuerPublicKey) of the
+certificate the node last presented to the leader. A rotation ends on this, not on what was
+issued: a certificate whose reply was lost on the way never reached its node, and dropping the
+old root then would lock that node out for good."""
 
 OPERATOR_REFUSED = "A valid manager join token is necessary for an operator certificate"
 
@@ -161,8 +168,8 @@ class ClusterCA:
         return out
 
     def rotation_step(self) -> list[Op]:
-        """On the leader: the write that ends a rotation once every node not down holds a
-        certificate from the new root (none otherwise)."""
+        """On the leader: the write that ends a rotation once every node not down has shown a
+        certificate from the new root in a handshake (none otherwise)."""
         cluster = self.runtime.cluster()
         if cluster is None or not cluster.extra.get("RootRotationInProgress"):
             return []
@@ -173,8 +180,7 @@ class ClusterCA:
         for node in self.runtime.store.find("node"):
             if str((node.status or {}).get("State", "")) == "down":
                 continue
-            info = ((node.extra.get("Description") or {}).get("TLSInfo") or {})
-            if info.get("CertIssuerPublicKey") != wanted:
+            if node.extra.get(PRESENTED_ISSUER_FIELD) != wanted:
                 return []
         extra = dict(cluster.extra)
         stored = dict(extra.get("RootCA") or {})
@@ -190,17 +196,43 @@ class ClusterCA:
 class NodeCAServicer(dispatcher_pb2_grpc.NodeCAServicer):
     """``swarmlet.v1.NodeCA`` on 2377."""
 
-    def __init__(self, runtime: Any, record: Callable[[str, bytes, bytes], Awaitable[None]]) -> None:
-        """``record(node_id, cert, roots)`` writes a new certificate's TLSInfo into its Node (leader)."""
+    def __init__(self, runtime: Any, record: Callable[..., Awaitable[None]]) -> None:
+        """``record(node_id, cert, roots, presented=False)`` writes a certificate's TLSInfo into
+        its Node (leader): one just issued, or (``presented``) one the node showed."""
         self.runtime = runtime
         self._record = record
 
     async def GetRootCACertificate(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """The roots, to anyone."""
+        """The roots, to anyone. A joined node asks every second: on the leader, the certificate
+        it presents says which root it has really moved to (what a rotation waits for)."""
         roots = self.runtime.ca.roots_pem()
         if not roots:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the swarm is still being created; try again")
+        try:
+            await self._note_presented(tls.peer_certificate(context), roots)
+        except Exception as exc:  # the roots are answered anyway; the next call tries again
+            log.debug("recording a presented certificate: %s", exc)
         return dispatcher_pb2.GetRootCACertificateResponse(certificate=roots)
+
+    async def _note_presented(self, cert_pem: bytes | None, roots: bytes) -> None:
+        if cert_pem is None:
+            return
+        peer = tls.identity_of(cert_pem)
+        if peer.role not in ("manager", "worker") or not peer.node_id or peer.node_id == tls.OPERATOR_CN:
+            return
+        shell = self.runtime.shell
+        if shell is not None and not shell.is_leader:
+            return
+        issuer = issued_by(cert_pem, roots)
+        if issuer is None:
+            return
+        try:
+            node = self.runtime.store.get("node", peer.node_id)
+        except Exception:
+            return
+        if node.extra.get(PRESENTED_ISSUER_FIELD) == tls_info(cert_pem, issuer)["CertIssuerPublicKey"]:
+            return
+        await self._record(peer.node_id, cert_pem, roots, presented=True)
 
     async def IssueOperatorCertificate(self, request: Any,
                                        context: grpc.aio.ServicerContext[Any, Any]) -> Any:
