@@ -230,7 +230,9 @@ class NodeCAServicer(dispatcher_pb2_grpc.NodeCAServicer):
             node = self.runtime.store.get("node", peer.node_id)
         except Exception:
             return
-        if node.extra.get(PRESENTED_ISSUER_FIELD) == tls_info(cert_pem, issuer)["CertIssuerPublicKey"]:
+        info = tls_info(cert_pem, roots)
+        recorded = (node.extra.get("Description") or {}).get("TLSInfo")
+        if node.extra.get(PRESENTED_ISSUER_FIELD) == info["CertIssuerPublicKey"] and recorded == info:
             return
         await self._record(peer.node_id, cert_pem, roots, presented=True)
 
