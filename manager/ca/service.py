@@ -189,7 +189,7 @@ class ClusterCA:
         extra["RootCA"] = stored
         extra["RootRotationInProgress"] = False
         extra["TLSInfo"] = tls_info(root.cert_pem, root.cert_pem)
-        log.info("CA rotation complete: every node holds a certificate from the new root")
+        log.info("CA rotation complete: every node up has presented a certificate from the new root")
         return [Update("cluster", cluster.id, cluster.version, extra=extra)]
 
 
