@@ -148,3 +148,73 @@ def test_without_the_cross_signed_root_a_worker_that_has_not_moved_cannot_verify
                                     manager_new.roots_pem)
     assert not _talks(serve(leaf_only), worker_old)
     assert _talks(serve(manager_new), worker_old)
+
+
+class _Context:
+    def __init__(self, cert_pem: bytes) -> None:
+        self._cert = cert_pem
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [self._cert]}
+
+
+class _Leader:
+    is_leader = True
+
+
+class _CAStore:
+    def __init__(self, nodes: dict[str, _Object]) -> None:
+        self.nodes = nodes
+
+    def get(self, kind: str, object_id: str) -> _Object:
+        return self.nodes[object_id]
+
+
+def test_the_leader_records_the_issuer_of_the_certificate_a_node_presents() -> None:
+    """A rotation ends on what nodes present, not on what was issued: the root call of a node
+    (every second) records the issuer of the certificate it showed, once per change."""
+    from manager.ca.service import PRESENTED_ISSUER_FIELD, NodeCAServicer, tls_info
+
+    old = new_root(NOW)
+    runtime = _Runtime({"RootCA": old.to_store()})
+    runtime.ca = ca = ClusterCA(runtime)  # type: ignore[attr-defined]
+    runtime.shell = _Leader()  # type: ignore[attr-defined]
+    worker = _node(ca, "w" * 25, "worker")
+    node = _Object("w" * 25)
+    runtime.store = _CAStore({"w" * 25: node})  # type: ignore[attr-defined]
+    recorded: list[tuple[str, bytes, bool]] = []
+
+    async def record(node_id: str, cert: bytes, roots: bytes, presented: bool = False) -> None:
+        recorded.append((node_id, cert, presented))
+        node.extra = {"Description": {"TLSInfo": tls_info(cert, roots)},
+                      PRESENTED_ISSUER_FIELD: tls_info(cert, roots)["CertIssuerPublicKey"]}
+
+    servicer = NodeCAServicer(runtime, record)
+
+    async def ask(cert: bytes) -> bytes:
+        reply = await servicer.GetRootCACertificate(None, _Context(cert))  # type: ignore[arg-type]
+        return bytes(reply.certificate)
+
+    import asyncio
+
+    assert asyncio.run(ask(worker.cert_pem)) == old.cert_pem
+    assert recorded == [("w" * 25, worker.cert_pem, True)]
+    asyncio.run(ask(worker.cert_pem))
+    assert len(recorded) == 1  # nothing changed: nothing written
+    # During a rotation: the old certificate is what it holds until it presents the new one.
+    runtime._cluster.extra = ClusterCA.rotated(runtime._cluster.extra, NOW)
+    asyncio.run(ask(worker.cert_pem))
+    assert len(recorded) == 1
+    renewed = _node(ca, "w" * 25, "worker")
+    asyncio.run(ask(renewed.cert_pem))
+    assert recorded[-1] == ("w" * 25, renewed.cert_pem, True)
+    # An operator's certificate, a join certificate and a follower record nothing.
+    operator = _node(ca, tls.OPERATOR_CN, "manager")
+    asyncio.run(ask(operator.cert_pem))
+    asyncio.run(ask(tls.join_certificate()[0]))
+    runtime.shell.is_leader = False  # type: ignore[attr-defined]
+    asyncio.run(ask(worker.cert_pem))  # a change, but only the leader writes
+    assert len(recorded) == 2
+    runtime.shell.is_leader = True  # type: ignore[attr-defined]
+    asyncio.run(ask(worker.cert_pem))
+    assert recorded[-1] == ("w" * 25, worker.cert_pem, True)
