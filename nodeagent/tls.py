@@ -38,6 +38,8 @@ from typing import Any
 
 import grpc
 
+from nodeagent.grpc_guard import guarded_handler
+
 __all__ = [
     "BASE36_DIGITS",
     "CERT_DIR",
@@ -55,12 +57,17 @@ __all__ = [
     "ca_digest",
     "channel",
     "credentials",
+    "cross_sign",
+    "current_chain",
     "enabled",
+    "guarded_handler",
     "identity_of",
     "join_certificate",
     "make_csr",
     "new_key",
+    "peer_certificate",
     "peer_identity",
+    "presented_chains",
     "server_credentials",
     "set_credentials",
     "set_enabled",
@@ -262,28 +269,49 @@ def join_certificate() -> tuple[bytes, bytes]:
     return cert, key_pem
 
 
-def cross_sign_for_joiners(root_cert_pem: bytes) -> bytes:
-    """The cluster root re-signed by the public join CA: what a manager appends to its chain so
-    that a joining node (which trusts only the join CA yet) can complete the handshake."""
+def cross_sign(cert_pem: bytes, signer_cert_pem: bytes, signer_key_pem: bytes) -> bytes:
+    """The CA certificate ``cert_pem`` (its subject and key) re-signed by another CA: an
+    intermediate through which certificates its key signs chain up to the signer as well."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
 
-    root = x509.load_pem_x509_certificate(root_cert_pem)
-    join_ca = x509.load_pem_x509_certificate(JOIN_CA_CERT_PEM)
-    join_key = serialization.load_pem_private_key(JOIN_CA_KEY_PEM, None)
+    root = x509.load_pem_x509_certificate(cert_pem)
+    signer = x509.load_pem_x509_certificate(signer_cert_pem)
+    signer_key = serialization.load_pem_private_key(signer_key_pem, None)
     cross = (
         x509.CertificateBuilder()
         .subject_name(root.subject)
-        .issuer_name(join_ca.subject)
+        .issuer_name(signer.subject)
         .public_key(root.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(root.not_valid_before_utc)
-        .not_valid_after(min(root.not_valid_after_utc, join_ca.not_valid_after_utc))
+        .not_valid_after(min(root.not_valid_after_utc, signer.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root.public_key()), critical=False)
-        .sign(join_key, hashes.SHA256())  # type: ignore[arg-type]
+        # Both roots of a rotation are called swarm-ca: the key identifiers tell them apart.
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),  # type: ignore[arg-type]
+                       critical=False)
+        .sign(signer_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return cross.public_bytes(serialization.Encoding.PEM)
+
+
+@functools.lru_cache(maxsize=8)
+def cross_sign_for_joiners(root_cert_pem: bytes) -> bytes:
+    """The cluster root re-signed by the public join CA: what a manager appends to its chain so
+    that a joining node (which trusts only the join CA yet) can complete the handshake."""
+    return cross_sign(root_cert_pem, JOIN_CA_CERT_PEM, JOIN_CA_KEY_PEM)
+
+
+def current_chain(cert_pem: bytes, roots_pem: bytes) -> bytes:
+    """``cert_pem`` (a leaf, perhaps followed by intermediates) without the intermediates that no
+    root in ``roots_pem`` signed: during a CA rotation a certificate of the new root comes with
+    the new root cross-signed by the old one (nodes that trust only the old root yet verify it
+    through that); once the old root is no longer trusted, the cross-signed copy is dropped."""
+    pems = split_pems(cert_pem)
+    if len(pems) <= 1:
+        return cert_pem
+    return b"".join([pems[0], *(p for p in pems[1:] if issued_by(p, roots_pem) is not None)])
 
 
 def split_pems(bundle: bytes) -> list[bytes]:
@@ -327,6 +355,11 @@ class NodeCredentials:
     def identity(self) -> PeerIdentity:
         """Who this certificate says the node is."""
         return identity_of(self.cert_pem)
+
+    def with_roots(self, roots_pem: bytes) -> NodeCredentials:
+        """The same certificate and key trusting ``roots_pem``, without the intermediates no
+        root in them signed (:func:`current_chain`)."""
+        return NodeCredentials(current_chain(self.cert_pem, roots_pem), self.key_pem, roots_pem)
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike[str]) -> NodeCredentials | None:
@@ -376,7 +409,8 @@ class _suppress_missing:
 _lock = threading.Lock()
 _enabled = False
 _credentials: NodeCredentials | None = None
-_server_chain_extra: bytes = b""
+_server_chain: bytes = b""
+_client_chain: bytes = b""
 _generation = 0
 _listeners: list[Callable[[], None]] = []
 
@@ -392,20 +426,26 @@ def enabled() -> bool:
     return _enabled
 
 
+def presented_chains(creds: NodeCredentials) -> tuple[bytes, bytes]:
+    """The chains a node presents as a client and as a server: its certificate with the
+    intermediates its roots still sign (:func:`current_chain`); a manager's server adds the root
+    its chain ends at, cross-signed by the join CA, for joining nodes."""
+    client = current_chain(creds.cert_pem, creds.roots_pem)
+    roots = split_pems(creds.roots_pem)
+    if creds.identity.role != "manager" or not roots:
+        return client, client
+    issuer = issued_by(split_pems(client)[-1], creds.roots_pem) or roots[0]
+    return client, client + cross_sign_for_joiners(issuer)
+
+
 def set_credentials(creds: NodeCredentials | None) -> None:
     """Use ``creds`` from now on: new connections present them, servers' next handshakes too.
 
     Long-lived channels are told (:func:`on_change`) so that they reconnect with them."""
-    global _credentials, _server_chain_extra, _generation
+    global _credentials, _server_chain, _client_chain, _generation
     with _lock:
         _credentials = creds
-        _server_chain_extra = b""
-        if creds is not None and creds.identity.role == "manager":
-            roots = split_pems(creds.roots_pem)
-            if roots:
-                # The root that issued this certificate, cross-signed for joining nodes.
-                issuer = issued_by(creds.cert_pem, creds.roots_pem) or roots[0]
-                _server_chain_extra = cross_sign_for_joiners(issuer)
+        _client_chain, _server_chain = presented_chains(creds) if creds is not None else (b"", b"")
         _generation += 1
         listeners = list(_listeners)
     for listener in listeners:
@@ -431,12 +471,13 @@ def on_change(listener: Callable[[], None]) -> None:
 
 
 def _client_material(for_join: bool, roots: bytes | None) -> tuple[bytes, bytes, bytes]:
-    creds = _credentials
+    with _lock:
+        creds, chain = _credentials, _client_chain
     if creds is None or for_join:
         cert, key = join_certificate()
         trusted = roots or (JOIN_CA_CERT_PEM if creds is None else creds.roots_pem)
         return trusted, key, cert
-    return roots or creds.roots_pem, creds.key_pem, creds.cert_pem
+    return roots or creds.roots_pem, creds.key_pem, chain or creds.cert_pem
 
 
 def channel(target: str, options: Sequence[tuple[str, Any]] = (), *, manager: bool = True,
@@ -463,13 +504,13 @@ def server_credentials() -> grpc.ServerCredentials:
     before the join), and a client certificate is required and checked against the roots."""
 
     def config() -> Any:
-        creds = _credentials
+        with _lock:
+            creds, chain = _credentials, _server_chain
         if creds is None:
             cert, key = join_certificate()
             return grpc.ssl_server_certificate_configuration([(key, cert)], JOIN_CA_CERT_PEM)
-        chain = creds.cert_pem + _server_chain_extra
         roots = creds.roots_pem + JOIN_CA_CERT_PEM
-        return grpc.ssl_server_certificate_configuration([(creds.key_pem, chain)], roots)
+        return grpc.ssl_server_certificate_configuration([(creds.key_pem, chain or creds.cert_pem)], roots)
 
     seen = [_generation]
 
@@ -482,65 +523,28 @@ def server_credentials() -> grpc.ServerCredentials:
     return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)
 
 
-def peer_identity(context: Any) -> PeerIdentity | None:
-    """Who the peer of a server call is (from its verified certificate); None on plaintext."""
+def peer_certificate(context: Any) -> bytes | None:
+    """The verified certificate (PEM) the peer of a server call presented; None on plaintext."""
     try:
         auth = context.auth_context()
     except Exception:
         return None
     pem = (auth or {}).get("x509_pem_cert")
-    if not pem:
+    return bytes(pem[0]) if pem else None
+
+
+def peer_identity(context: Any) -> PeerIdentity | None:
+    """Who the peer of a server call is (from its verified certificate); None on plaintext."""
+    pem = peer_certificate(context)
+    if pem is None:
         return None
     try:
-        return identity_of(bytes(pem[0]))
+        return identity_of(pem)
     except ValueError:
         return None
 
 
 # ---------------------------------------------------------------------- who may call a server
-
-Check = Callable[[Any], "tuple[grpc.StatusCode, str] | None"]
-
-
-def guarded_handler(handler: Any, check: Check) -> Any:
-    """``handler`` (a grpc RpcMethodHandler) behind ``check(context)``: a status and message to
-    abort with, or None to go on. Works for the four kinds of handlers, generators or not."""
-
-    async def gate(context: Any) -> None:
-        refused = check(context)
-        if refused is not None:
-            await context.abort(refused[0], refused[1])
-
-    def unary_response(inner: Any) -> Any:
-        async def run(request: Any, context: Any) -> Any:
-            await gate(context)
-            return await inner(request, context)
-        return run
-
-    def stream_response(inner: Any) -> Any:
-        async def run(request: Any, context: Any) -> Any:
-            await gate(context)
-            result = inner(request, context)
-            if hasattr(result, "__aiter__"):
-                async for message in result:
-                    yield message
-            else:
-                await result
-        return run
-
-    kinds = (
-        ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response),
-        ("unary_stream", grpc.unary_stream_rpc_method_handler, stream_response),
-        ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response),
-        ("stream_stream", grpc.stream_stream_rpc_method_handler, stream_response),
-    )
-    for attr, make, wrap in kinds:
-        inner = getattr(handler, attr)
-        if inner is not None:
-            return make(wrap(inner), request_deserializer=handler.request_deserializer,
-                        response_serializer=handler.response_serializer)
-    return handler
-
 
 class NodeGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """The gossip port's check: only nodes that joined this swarm (a manager's or a worker's

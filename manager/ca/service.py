@@ -35,7 +35,8 @@ from manager.ca.removed import removed_denied
 from manager.state.store.commands import Op, Update
 from nodeagent import tls
 
-__all__ = ["JOIN_METHODS", "WORKER_METHODS", "CertificateGuard", "ClusterCA", "NodeCAServicer", "tls_info"]
+__all__ = ["JOIN_METHODS", "PRESENTED_ISSUER_FIELD", "WORKER_METHODS", "CertificateGuard", "ClusterCA",
+           "NodeCAServicer", "tls_info"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,12 @@ WORKER_METHODS = JOIN_METHODS | {
 }
 """What a worker's certificate may call; a manager's may call everything on 2377."""
 
+
+PRESENTED_ISSUER_FIELD = "PresentedCertIssuerPublicKey"
+"""In a Node's extra: the issuer (its public key, as TLSInfo's CertIssuerPublicKey) of the
+certificate the node last presented to the leader. A rotation ends on this, not on what was
+issued: a certificate whose reply was lost on the way never reached its node, and dropping the
+old root then would lock that node out for good."""
 
 OPERATOR_REFUSED = "A valid manager join token is necessary for an operator certificate"
 
@@ -123,7 +130,16 @@ class ClusterCA:
         cluster_id = cluster.id if cluster is not None else str(getattr(self.runtime, "cluster_id", ""))
         cert = issue_from_csr(root, csr_pem, node_id=node_id, role=role, cluster_id=cluster_id,
                               expiry=self.expiry(), now=datetime.datetime.now(datetime.UTC))
-        return cert, self.roots_pem()
+        return cert + self.cross_signed(), self.roots_pem()
+
+    def cross_signed(self) -> bytes:
+        """While a rotation runs: the new root signed by the previous one, sent with every
+        certificate issued, so that nodes still trusting only the previous root verify it."""
+        cluster = self.runtime.cluster()
+        stored = (cluster.extra.get("RootCA") or {}) if cluster is not None else {}
+        if not stored.get("PreviousCACert"):
+            return b""
+        return str(stored.get("CrossSignedCACert") or "").encode()
 
     # ------------------------------------------------------------------ rotation
 
@@ -144,13 +160,16 @@ class ClusterCA:
         stored = new.to_store()
         if old is not None and old.cert_pem != new.cert_pem:
             stored["PreviousCACert"] = old.cert_pem.decode()
+            # swarmkit's cross-signed root: certificates of the new root chain up to the old one
+            # through it, so a node that has not fetched the new root yet still trusts them.
+            stored["CrossSignedCACert"] = tls.cross_sign(new.cert_pem, old.cert_pem, old.key_pem).decode()
             out["RootRotationInProgress"] = True
         out["RootCA"] = stored
         return out
 
     def rotation_step(self) -> list[Op]:
-        """On the leader: the write that ends a rotation once every node not down holds a
-        certificate from the new root (none otherwise)."""
+        """On the leader: the write that ends a rotation once every node not down has shown a
+        certificate from the new root in a handshake (none otherwise)."""
         cluster = self.runtime.cluster()
         if cluster is None or not cluster.extra.get("RootRotationInProgress"):
             return []
@@ -161,33 +180,61 @@ class ClusterCA:
         for node in self.runtime.store.find("node"):
             if str((node.status or {}).get("State", "")) == "down":
                 continue
-            info = ((node.extra.get("Description") or {}).get("TLSInfo") or {})
-            if info.get("CertIssuerPublicKey") != wanted:
+            if node.extra.get(PRESENTED_ISSUER_FIELD) != wanted:
                 return []
         extra = dict(cluster.extra)
         stored = dict(extra.get("RootCA") or {})
         stored.pop("PreviousCACert", None)
+        stored.pop("CrossSignedCACert", None)
         extra["RootCA"] = stored
         extra["RootRotationInProgress"] = False
         extra["TLSInfo"] = tls_info(root.cert_pem, root.cert_pem)
-        log.info("CA rotation complete: every node holds a certificate from the new root")
+        log.info("CA rotation complete: every node up has presented a certificate from the new root")
         return [Update("cluster", cluster.id, cluster.version, extra=extra)]
 
 
 class NodeCAServicer(dispatcher_pb2_grpc.NodeCAServicer):
     """``swarmlet.v1.NodeCA`` on 2377."""
 
-    def __init__(self, runtime: Any, record: Callable[[str, bytes, bytes], Awaitable[None]]) -> None:
-        """``record(node_id, cert, roots)`` writes a new certificate's TLSInfo into its Node (leader)."""
+    def __init__(self, runtime: Any, record: Callable[..., Awaitable[None]]) -> None:
+        """``record(node_id, cert, roots, presented=False)`` writes a certificate's TLSInfo into
+        its Node (leader): one just issued, or (``presented``) one the node showed."""
         self.runtime = runtime
         self._record = record
 
     async def GetRootCACertificate(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """The roots, to anyone."""
+        """The roots, to anyone. A joined node asks every second: on the leader, the certificate
+        it presents says which root it has really moved to (what a rotation waits for)."""
         roots = self.runtime.ca.roots_pem()
         if not roots:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the swarm is still being created; try again")
+        try:
+            await self._note_presented(tls.peer_certificate(context), roots)
+        except Exception as exc:  # the roots are answered anyway; the next call tries again
+            log.debug("recording a presented certificate: %s", exc)
         return dispatcher_pb2.GetRootCACertificateResponse(certificate=roots)
+
+    async def _note_presented(self, cert_pem: bytes | None, roots: bytes) -> None:
+        if cert_pem is None:
+            return
+        peer = tls.identity_of(cert_pem)
+        if peer.role not in ("manager", "worker") or not peer.node_id or peer.node_id == tls.OPERATOR_CN:
+            return
+        shell = self.runtime.shell
+        if shell is not None and not shell.is_leader:
+            return
+        issuer = issued_by(cert_pem, roots)
+        if issuer is None:
+            return
+        try:
+            node = self.runtime.store.get("node", peer.node_id)
+        except Exception:
+            return
+        info = tls_info(cert_pem, roots)
+        recorded = (node.extra.get("Description") or {}).get("TLSInfo")
+        if node.extra.get(PRESENTED_ISSUER_FIELD) == info["CertIssuerPublicKey"] and recorded == info:
+            return
+        await self._record(peer.node_id, cert_pem, roots, presented=True)
 
     async def IssueOperatorCertificate(self, request: Any,
                                        context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -44,7 +44,7 @@ from swarmlet.v1 import dispatcher_pb2, dispatcher_pb2_grpc
 from manager.allocator.networks import find_ingress, network_to_swarm
 from manager.ca.authority import CertificateRefused
 from manager.ca.removed import CERT_EXPIRY_FIELD, certificate_expiry
-from manager.ca.service import tls_info
+from manager.ca.service import PRESENTED_ISSUER_FIELD, tls_info
 from manager.ca.tokens import InvalidToken, parse_token
 from manager.component import ComponentMetrics, ManagerHarness, StoreView
 from manager.dispatcher.liveness import DEFAULT_HEARTBEAT_PERIOD, NodeLiveness
@@ -404,17 +404,25 @@ class Dispatcher(dispatcher_pb2_grpc.DispatcherServicer):
         if ops:
             await self.runtime.write(ops)
 
-    async def record_certificate(self, node_id: str, certificate: bytes, roots: bytes) -> None:
-        """Keep a renewed certificate's TLSInfo in its Node (``docker node inspect`` shows it)."""
+    async def record_certificate(self, node_id: str, certificate: bytes, roots: bytes,
+                                 presented: bool = False) -> None:
+        """Keep a renewed certificate's TLSInfo in its Node (``docker node inspect`` shows it).
+
+        ``presented``: the node presented ``certificate`` in a handshake (it holds it): also
+        record its issuer as the one a CA rotation waits for (:data:`PRESENTED_ISSUER_FIELD`);
+        the expiry recorded stays the one of the last certificate issued."""
         for _ in range(3):
             node = self._lookup(node_id)
             if node is None:
                 return
             extra = copy.deepcopy(node.extra)
             description = dict(extra.get("Description") or {})
-            description["TLSInfo"] = tls_info(certificate, roots)
+            description["TLSInfo"] = info = tls_info(certificate, roots)
             extra["Description"] = description
-            extra[CERT_EXPIRY_FIELD] = certificate_expiry(certificate)
+            if presented:
+                extra[PRESENTED_ISSUER_FIELD] = info["CertIssuerPublicKey"]
+            else:
+                extra[CERT_EXPIRY_FIELD] = certificate_expiry(certificate)
             try:
                 await self.runtime.write([Update("node", node_id, node.version, extra=extra)])
                 return

@@ -355,9 +355,11 @@ class AgentSession:
                                                             timeout=5.0 * self.time_scale)
                 roots = bytes(reply.certificate)
                 if roots and roots != held.roots_pem and tls.issued_by(held.cert_pem, roots) is not None:
-                    # A rotation started or ended: trust what the managers trust now.
-                    tls.set_credentials(tls.NodeCredentials(held.cert_pem, held.key_pem, roots))
-                    tls.credentials().save(self.options.data_dir)  # type: ignore[union-attr]
+                    # A rotation started or ended: trust what the managers trust now (and drop
+                    # the cross-signed copy of the new root once the old one is gone).
+                    held = held.with_roots(roots)
+                    tls.set_credentials(held)
+                    held.save(self.options.data_dir)
                 due = self._needs_renewal(roots, self._wanted_role) if roots else False
                 # At most one renewal per few seconds: a role that is about to change (a demoted
                 # manager that Raft has not let go yet) must not make a renewal a second.

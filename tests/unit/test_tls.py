@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from manager.ca.authority import CertificateRefused, issue_from_csr, new_root
-from manager.ca.service import CertificateGuard, ClusterCA, tls_info
+from manager.ca.service import PRESENTED_ISSUER_FIELD, CertificateGuard, ClusterCA, tls_info
 from manager.ca.tokens import ClusterCredentials, make_token, parse_token
 from nodeagent import tls
 
@@ -130,8 +130,12 @@ class _Runtime:
         return self._cluster
 
 
-def _node(name: str, cert: bytes, roots: bytes, state: str = "ready") -> _Object:
-    return _Object(name, status={"State": state}, extra={"Description": {"TLSInfo": tls_info(cert, roots)}})
+def _node(name: str, cert: bytes, roots: bytes, state: str = "ready", *,
+          presented: bytes | None = None) -> _Object:
+    """A Node that was issued ``cert`` and last presented ``presented`` (the same by default)."""
+    shown = tls_info(presented or cert, roots)["CertIssuerPublicKey"]
+    return _Object(name, status={"State": state}, extra={"Description": {"TLSInfo": tls_info(cert, roots)},
+                                                         PRESENTED_ISSUER_FIELD: shown})
 
 
 def test_a_rotation_ends_once_every_node_that_is_up_holds_a_certificate_of_the_new_root() -> None:
@@ -155,10 +159,15 @@ def test_a_rotation_ends_once_every_node_that_is_up_holds_a_certificate_of_the_n
     key = tls.new_key()
     cert, _ = ca.issue(tls.make_csr(key, "a" * 25), node_id="a" * 25, role="manager")
     assert tls.issued_by(cert, new_cert) is not None
+    # Issued, but the reply never reached node a: it still presents the old root's certificate,
+    # and dropping the old root now would lock it out. The rotation waits.
+    nodes[0] = _node("a" * 25, cert, roots, presented=on_old.cert_pem)
+    assert ca.rotation_step() == []
     nodes[0] = _node("a" * 25, cert, roots)
     [done] = ca.rotation_step()  # the down node does not hold the rotation up
     assert done.extra["RootRotationInProgress"] is False
     assert "PreviousCACert" not in done.extra["RootCA"]
+    assert "CrossSignedCACert" not in done.extra["RootCA"]
     assert done.extra["TLSInfo"]["TrustRoot"] == new_cert.decode()
 
 
