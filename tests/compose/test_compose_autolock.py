@@ -56,13 +56,23 @@ def _files(ref: str, paths: list[str]) -> dict[str, bytes]:
     return out
 
 
+def _copied(diff: list[str]) -> list[str]:
+    """The paths to copy out of a container to hold every file ``docker diff`` lists added (A) or
+    changed (C), each once: an added folder whole, not its entries again; a changed entry with
+    entries listed under it is a folder that changed by them (``C /usr`` for ``A
+    /usr/sbin/docker-init``), so only they are copied, not the image's whole /usr."""
+    entries = {line[2:]: line[:1] for line in diff if line[:1] in ("A", "C", "D")}
+    wanted = [DATA] + [p for p, kind in entries.items() if kind in ("A", "C")
+                       and not p.startswith(("/proc", "/sys", "/dev"))
+                       and not (kind == "C" and any(q.startswith(p + "/") for q in entries))]  # fmt: skip
+    return sorted({p for p in wanted if not any(p.startswith(q + "/") for q in wanted)})
+
+
 def _written(n: NodeHandle) -> dict[str, bytes]:
     """What a node's container holds of its own: its data directory and every file it added or
     changed on its root file system (docker diff)."""
     diff = subprocess.run(["docker", "diff", n.ref], capture_output=True, text=True, timeout=60, check=False)
-    changed = [line[2:] for line in diff.stdout.splitlines() if line[:1] in ("A", "C")]
-    changed = [p for p in changed if not p.startswith(("/proc", "/sys", "/dev"))]
-    return _files(n.ref, [DATA, *changed])
+    return _files(n.ref, _copied(diff.stdout.splitlines()))
 
 
 def _leaks(files: dict[str, bytes], secret: bytes) -> list[str]:
