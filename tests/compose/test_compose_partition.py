@@ -57,16 +57,35 @@ def injected(node: NodeHandle, kind: str, plane: str) -> float:
     return total
 
 
+def worker1_labels() -> dict[str, str]:
+    """worker1's labels, as manager1 lists them."""
+    addr = nodes()["manager1"].control_addr
+    assert addr
+    return dict(rows_at(addr)["worker1"].labels or {})
+
+
 @pytest.fixture
 def restored(cluster: str) -> Iterator[None]:
     """Each test starts whole and leaves the shared cluster whole: every link healed, five Ready
-    nodes and one leader at every manager."""
+    nodes and one leader at every manager, worker1 labelled as before (the other modules count
+    its labels)."""
     wait_for("5 Ready nodes and one leader", whole, timeout=60, interval=0.5)
+    before = worker1_labels()
     try:
         yield
     finally:
         swarmlet("chaos", "heal", check=False)
         wait_for("the cluster whole again after heal", whole, timeout=60, interval=0.5)
+        added = sorted(set(worker1_labels()) - set(before))
+        if added:
+            manager = nodes()["manager1"]
+            rm = [a for key in added for a in ("--label-rm", key)]
+
+            def removed() -> bool:
+                done = docker(manager, "node", "update", *rm, "worker1")
+                return done.returncode == 0 and worker1_labels() == before
+
+            wait_for(f"worker1's labels {added} removed", removed, timeout=60, interval=0.5)
 
 
 def test_partitioned_leader_is_replaced_refuses_writes_and_rejoins_after_heal(restored: None) -> None:
