@@ -109,31 +109,34 @@ def _control_answers(target: str) -> bool:
 def test_nothing_in_plaintext_on_any_disk(cluster: str) -> None:
     done = docker("manager1", "secret", "create", "at_rest", "-", stdin=SECRET.decode())
     assert done.returncode == 0, done.stderr
-    done = docker("manager1", "node", "update", "--label-add", f"mark={MARKER}", "worker1")
-    assert done.returncode == 0, done.stderr
-    done = docker("manager1", "service", "create", "--detach", "--name", "atrest", "--secret", "at_rest",
-                  "--constraint", "node.role==worker", "--replicas", "2", "nginx:1.25")
-    assert done.returncode == 0, done.stderr
-    wait_for("the label on manager3", lambda: docker("manager3", "node", "inspect", "worker1", "--format",
-                                                     "{{.Spec.Labels.mark}}").stdout.strip() == MARKER,
-             timeout=30)
-    wait_for("atrest running", lambda: docker("manager1", "service", "ps", "atrest", "--format",
-                                              "{{.CurrentState}}").stdout.count("Running") == 2, timeout=60)
-    scanned = 0
-    for n in backend().nodes():
-        files = _written(n)
-        scanned += len(files)
-        assert _leaks(files, SECRET) == [], n.hostname
-        assert _leaks(files, MARKER.encode()) == [], n.hostname
-        if n.role == "manager":
-            segments = [data for name, data in files.items() if re.search(r"/wal-[0-9a-f-]+\.log$", name)]
-            assert segments and all(s.startswith(b"SWLWAL2\n") for s in segments), n.hostname
-    assert scanned > 0
-    assert _leaks({"control": b"x" + base64.b64encode(b"a" + SECRET)}, SECRET)  # the search finds it
-    # The session's cluster as found: later tests count worker1's labels and the secrets.
-    docker("manager1", "service", "rm", "atrest")
-    docker("manager1", "node", "update", "--label-rm", "mark", "worker1")
-    wait_for("atrest gone", lambda: docker("manager1", "secret", "rm", "at_rest").returncode == 0, timeout=30)
+    try:
+        done = docker("manager1", "node", "update", "--label-add", f"mark={MARKER}", "worker1")
+        assert done.returncode == 0, done.stderr
+        done = docker("manager1", "service", "create", "--detach", "--name", "atrest", "--secret", "at_rest",
+                      "--constraint", "node.role==worker", "--replicas", "2", "nginx:1.25")
+        assert done.returncode == 0, done.stderr
+        wait_for("the label on manager3", lambda: docker("manager3", "node", "inspect", "worker1", "--format",
+                                                         "{{.Spec.Labels.mark}}").stdout.strip() == MARKER,
+                 timeout=30)
+        wait_for("atrest running", lambda: docker("manager1", "service", "ps", "atrest", "--format",
+                                                  "{{.CurrentState}}").stdout.count("Running") == 2,
+                 timeout=60)
+        scanned = 0
+        for n in backend().nodes():
+            files = _written(n)
+            scanned += len(files)
+            assert _leaks(files, SECRET) == [], n.hostname
+            assert _leaks(files, MARKER.encode()) == [], n.hostname
+            if n.role == "manager":
+                segments = [data for name, data in files.items() if re.search(r"/wal-[0-9a-f-]+\.log$", name)]
+                assert segments and all(s.startswith(b"SWLWAL2\n") for s in segments), n.hostname
+        assert scanned > 0
+        assert _leaks({"control": b"x" + base64.b64encode(b"a" + SECRET)}, SECRET)  # the search finds it
+    finally:  # the session's cluster as found: later tests count worker1's labels and the secrets
+        docker("manager1", "service", "rm", "atrest")
+        docker("manager1", "node", "update", "--label-rm", "mark", "worker1")
+        wait_for("atrest gone", lambda: docker("manager1", "secret", "rm", "at_rest").returncode == 0,
+                 timeout=60)
 
 
 def test_autolock_restart_manager2(cluster: str) -> None:
