@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any
 
-from tests.compose.helpers import cli_env, node
+from tests.compose.helpers import cli_env, log_wait, node
 
 __all__ = ["DOCKER", "api_json", "docker", "in_node", "node", "sh", "talk"]
 
@@ -38,8 +38,14 @@ happen mid-test): the write did not happen, and a user would run the command aga
 def _run(argv: list[str], env: dict[str, str], stdin: str | None, timeout: float,
          cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
     for _attempt in range(4):
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, input=stdin, timeout=timeout,
-                              cwd=cwd)  # fmt: skip
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True, input=stdin, timeout=timeout,
+                                  cwd=cwd)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            log_wait("docker", " ".join(argv[1:4]), time.monotonic() - started, timeout, False)
+            raise
+        log_wait("docker", " ".join(argv[1:4]), time.monotonic() - started, timeout, True)
         if proc.returncode == 0 or not any(words in proc.stderr for words in _NO_LEADER):
             return proc
         time.sleep(2)

@@ -23,7 +23,7 @@ from deploy.backends.compose import ComposeBackend
 from tests.needs import need
 
 __all__ = ["NODE_CPUS", "NODE_MEMORY", "PROJECT", "STATE", "all_ready", "backend", "cli_env", "docker_cli",
-           "node", "nodes", "start_stopped_nodes", "status_json", "swarmlet", "wait_for"]
+           "log_wait", "node", "nodes", "start_stopped_nodes", "status_json", "swarmlet", "wait_for"]
 
 PROJECT = f"swarmlet-test-{os.getpid()}-{secrets.token_hex(2)}"
 """The compose project of this test session: never the default ``swarmlet``, never reused."""
@@ -58,10 +58,16 @@ def swarmlet(*args: str, timeout: float = 600, check: bool = True) -> subprocess
     """Run the `swarmlet` command as a user would, from this tree, on the tests' project."""
     env = dict(os.environ, SWARMLET_STATE=str(STATE))
     env.pop("SWARMLET_PROJECT", None)  # the flag says which project: the user's choice is not ours
-    proc = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "--project", PROJECT, *args], capture_output=True, text=True,
-        timeout=timeout, check=False, env=env,
-    )
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "--project", PROJECT, *args], capture_output=True, text=True,
+            timeout=timeout, check=False, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        log_wait("swarmlet", " ".join(args[:2]), time.monotonic() - started, timeout, False)
+        raise
+    log_wait("swarmlet", " ".join(args[:2]), time.monotonic() - started, timeout, True)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"swarmlet {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
@@ -69,9 +75,28 @@ def swarmlet(*args: str, timeout: float = 600, check: bool = True) -> subprocess
     return proc
 
 
+WAIT_LOG = "SWARMLET_WAIT_LOG"
+"""When this environment variable names a file, every :func:`wait_for`, :func:`swarmlet` and
+:func:`docker_cli` run appends a JSON line to it (the test, what was awaited, the seconds it took,
+its bound), so that the waits near their deadline on a loaded machine can be found
+(bench/compose_waits.py sums such a log up; docs/bringup.md, "The compose tests on a loaded machine")."""
+
+
+def log_wait(kind: str, what: str, took: float, bound: float, ok: bool) -> None:
+    """One line of the wait log (nothing unless SWARMLET_WAIT_LOG is set)."""
+    path = os.environ.get(WAIT_LOG)
+    if not path:
+        return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    row = {"test": test, "kind": kind, "what": what, "took": round(took, 3), "bound": bound, "ok": ok}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
     """Call ``probe`` until it returns something true; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     last: Any = None
     while True:
         try:
@@ -79,8 +104,10 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: floa
         except Exception as e:  # a manager may refuse while it restarts: keep asking
             last = e
         if last and not isinstance(last, Exception):
+            log_wait("wait", what, time.monotonic() - started, timeout, True)
             return last
         if time.monotonic() >= deadline:
+            log_wait("wait", what, time.monotonic() - started, timeout, False)
             raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
         time.sleep(interval)
 
@@ -125,5 +152,12 @@ def docker_cli(docker_host: str, *args: str, timeout: float = 60, stdin: str | N
     docker = shutil.which("docker")
     need("the docker command is not installed here" if docker is None else None)
     assert docker is not None
-    return subprocess.run([docker, "-H", docker_host, *args], env=cli_env(), capture_output=True, text=True,
-                          input=stdin, timeout=timeout, cwd=cwd, check=False)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run([docker, "-H", docker_host, *args], env=cli_env(), capture_output=True,
+                              text=True, input=stdin, timeout=timeout, cwd=cwd, check=False)
+    except subprocess.TimeoutExpired:
+        log_wait("docker", " ".join(args[:3]), time.monotonic() - started, timeout, False)
+        raise
+    log_wait("docker", " ".join(args[:3]), time.monotonic() - started, timeout, True)
+    return proc

@@ -56,13 +56,23 @@ def _files(ref: str, paths: list[str]) -> dict[str, bytes]:
     return out
 
 
+def _copied(diff: list[str]) -> list[str]:
+    """The paths to copy out of a container to hold every file ``docker diff`` lists added (A) or
+    changed (C), each once: an added folder whole, not its entries again; a changed entry with
+    entries listed under it is a folder that changed by them (``C /usr`` for ``A
+    /usr/sbin/docker-init``), so only they are copied, not the image's whole /usr."""
+    entries = {line[2:]: line[:1] for line in diff if line[:1] in ("A", "C", "D")}
+    wanted = [DATA] + [p for p, kind in entries.items() if kind in ("A", "C")
+                       and not p.startswith(("/proc", "/sys", "/dev"))
+                       and not (kind == "C" and any(q.startswith(p + "/") for q in entries))]  # fmt: skip
+    return sorted({p for p in wanted if not any(p.startswith(q + "/") for q in wanted)})
+
+
 def _written(n: NodeHandle) -> dict[str, bytes]:
     """What a node's container holds of its own: its data directory and every file it added or
     changed on its root file system (docker diff)."""
     diff = subprocess.run(["docker", "diff", n.ref], capture_output=True, text=True, timeout=60, check=False)
-    changed = [line[2:] for line in diff.stdout.splitlines() if line[:1] in ("A", "C")]
-    changed = [p for p in changed if not p.startswith(("/proc", "/sys", "/dev"))]
-    return _files(n.ref, [DATA, *changed])
+    return _files(n.ref, _copied(diff.stdout.splitlines()))
 
 
 def _leaks(files: dict[str, bytes], secret: bytes) -> list[str]:
@@ -99,31 +109,34 @@ def _control_answers(target: str) -> bool:
 def test_nothing_in_plaintext_on_any_disk(cluster: str) -> None:
     done = docker("manager1", "secret", "create", "at_rest", "-", stdin=SECRET.decode())
     assert done.returncode == 0, done.stderr
-    done = docker("manager1", "node", "update", "--label-add", f"mark={MARKER}", "worker1")
-    assert done.returncode == 0, done.stderr
-    done = docker("manager1", "service", "create", "--detach", "--name", "atrest", "--secret", "at_rest",
-                  "--constraint", "node.role==worker", "--replicas", "2", "nginx:1.25")
-    assert done.returncode == 0, done.stderr
-    wait_for("the label on manager3", lambda: docker("manager3", "node", "inspect", "worker1", "--format",
-                                                     "{{.Spec.Labels.mark}}").stdout.strip() == MARKER,
-             timeout=30)
-    wait_for("atrest running", lambda: docker("manager1", "service", "ps", "atrest", "--format",
-                                              "{{.CurrentState}}").stdout.count("Running") == 2, timeout=60)
-    scanned = 0
-    for n in backend().nodes():
-        files = _written(n)
-        scanned += len(files)
-        assert _leaks(files, SECRET) == [], n.hostname
-        assert _leaks(files, MARKER.encode()) == [], n.hostname
-        if n.role == "manager":
-            segments = [data for name, data in files.items() if re.search(r"/wal-[0-9a-f-]+\.log$", name)]
-            assert segments and all(s.startswith(b"SWLWAL2\n") for s in segments), n.hostname
-    assert scanned > 0
-    assert _leaks({"control": b"x" + base64.b64encode(b"a" + SECRET)}, SECRET)  # the search finds it
-    # The session's cluster as found: later tests count worker1's labels and the secrets.
-    docker("manager1", "service", "rm", "atrest")
-    docker("manager1", "node", "update", "--label-rm", "mark", "worker1")
-    wait_for("atrest gone", lambda: docker("manager1", "secret", "rm", "at_rest").returncode == 0, timeout=30)
+    try:
+        done = docker("manager1", "node", "update", "--label-add", f"mark={MARKER}", "worker1")
+        assert done.returncode == 0, done.stderr
+        done = docker("manager1", "service", "create", "--detach", "--name", "atrest", "--secret", "at_rest",
+                      "--constraint", "node.role==worker", "--replicas", "2", "nginx:1.25")
+        assert done.returncode == 0, done.stderr
+        wait_for("the label on manager3", lambda: docker("manager3", "node", "inspect", "worker1", "--format",
+                                                         "{{.Spec.Labels.mark}}").stdout.strip() == MARKER,
+                 timeout=30)
+        wait_for("atrest running", lambda: docker("manager1", "service", "ps", "atrest", "--format",
+                                                  "{{.CurrentState}}").stdout.count("Running") == 2,
+                 timeout=60)
+        scanned = 0
+        for n in backend().nodes():
+            files = _written(n)
+            scanned += len(files)
+            assert _leaks(files, SECRET) == [], n.hostname
+            assert _leaks(files, MARKER.encode()) == [], n.hostname
+            if n.role == "manager":
+                segments = [data for name, data in files.items() if re.search(r"/wal-[0-9a-f-]+\.log$", name)]
+                assert segments and all(s.startswith(b"SWLWAL2\n") for s in segments), n.hostname
+        assert scanned > 0
+        assert _leaks({"control": b"x" + base64.b64encode(b"a" + SECRET)}, SECRET)  # the search finds it
+    finally:  # the session's cluster as found: later tests count worker1's labels and the secrets
+        docker("manager1", "service", "rm", "atrest")
+        docker("manager1", "node", "update", "--label-rm", "mark", "worker1")
+        wait_for("atrest gone", lambda: docker("manager1", "secret", "rm", "at_rest").returncode == 0,
+                 timeout=60)
 
 
 def test_autolock_restart_manager2(cluster: str) -> None:

@@ -41,13 +41,16 @@ def rows_at(manager: str) -> dict[str, NodeRow]:
 def healthy(cluster: str) -> Iterator[None]:
     """Each test starts, and leaves, with every node running and the cluster whole.
 
-    The timeouts of this file's waits (15 to 30 s) are liveness bounds, many times what the
-    awaited thing takes; the one speed claim is the worker's time to Down, bounded below.
+    The timeouts of this file's waits (15 to 60 s) are liveness bounds, many times what the
+    awaited thing takes; the one speed claim is the worker's time to Down, bounded below. A wait
+    that includes a node process starting again (Python's start and imports: 4 to 6 s at load
+    average 15, more on the slower CI machine) or `swarmlet status` runs (2 to 5 s each at that
+    load) is given 60 s.
     """
-    wait_for("5 Ready nodes and a leader", all_ready, timeout=30, interval=0.5)
+    wait_for("5 Ready nodes and a leader", all_ready, timeout=60, interval=0.5)
     yield
     start_stopped_nodes()
-    wait_for("the cluster to heal", all_ready, timeout=30, interval=0.5)
+    wait_for("the cluster to heal", all_ready, timeout=60, interval=0.5)
 
 
 def test_up_prints_five_ready_nodes_and_one_leader(cluster: str) -> None:
@@ -107,7 +110,7 @@ def test_stopped_worker_is_down_within_2s_at_every_live_manager(healthy: None) -
     assert took < 2.0, f"{worker.hostname} shown Down at every manager only after {took:.2f} s"
     swarmlet("chaos", "start", worker.hostname)
     wait_for(f"{worker.hostname} Ready again", lambda: rows_at("manager1")[worker.hostname].status == "Ready",
-             timeout=15)
+             timeout=60)
 
 
 def cli_statuses(manager: str) -> dict[str, tuple[str, str]] | None:
@@ -168,7 +171,7 @@ def test_killed_leader_is_replaced_and_comes_back_as_follower(healthy: None) -> 
     assert leader != old
     swarmlet("chaos", "start", old)
     wait_for(f"{old} Ready and Reachable",
-             lambda: (cli_statuses(leader) or {}).get(old) == ("Ready", "Reachable"), timeout=20)
+             lambda: (cli_statuses(leader) or {}).get(old) == ("Ready", "Reachable"), timeout=60)
 
 
 LOST_LEADER = ("Error response from daemon: rpc error: code = Unknown desc = raft: failed to process the "
@@ -182,8 +185,17 @@ def test_without_quorum_a_label_update_fails_with_swarms_message(healthy: None, 
     against the third fails as a real Swarm's does. A surviving leader still lists itself Leader
     and the stopped two Unreachable (../shared/ref/real-swarm/five-nodes/x-multi.txt) and answers
     "node lost leader status"; a surviving follower answers "The swarm does not have a leader".
-    The label is not there once the managers are back: the refused write changed nothing."""
-    leader = wait_for("a Leader and 2 Reachable", lambda: cli_leader("manager1"), timeout=30)
+    The label is not there once the managers are back: the refused write changed nothing (worker1's
+    labels are as this test found them: another module's test may have left one, which is no
+    business of this one's)."""
+    leader = wait_for("a Leader and 2 Reachable", lambda: cli_leader("manager1"), timeout=60)
+
+    def labels_now() -> tuple[dict[str, str]] | None:
+        got = cli_labels("manager1")
+        return None if got is None else (got,)
+
+    (before,) = wait_for("worker1's labels", labels_now, timeout=30)
+    assert "x" not in before, before
     managers = ["manager1", "manager2", "manager3"]
     survivor = leader if survivor_was == "leader" else next(m for m in managers if m != leader)
     # The leader goes last: stopped first, the two left would elect the survivor (or the other).
@@ -202,7 +214,7 @@ def test_without_quorum_a_label_update_fails_with_swarms_message(healthy: None, 
             return (done.returncode, done.stderr.strip()) == (1, words)
 
         try:
-            wait_for("the write refused in Swarm's words", refused, timeout=20, interval=0.5)
+            wait_for("the write refused in Swarm's words", refused, timeout=60, interval=0.5)
         except AssertionError:
             raise AssertionError(f"docker node update on {survivor} ({survivor_was}): {got}") from None
         listed = cli_statuses(survivor)
@@ -211,13 +223,13 @@ def test_without_quorum_a_label_update_fails_with_swarms_message(healthy: None, 
         if survivor_was == "leader":
             assert listed[survivor] == ("Ready", "Leader")
             assert {listed[m][1] for m in stopped} == {"Unreachable"}
-        assert cli_labels(survivor) == {}
+        assert cli_labels(survivor) == before
     finally:
         for m in stopped:
             swarmlet("chaos", "start", m)
-    wait_for("quorum back: a Leader and 2 Reachable", lambda: cli_leader(survivor), timeout=30)
+    wait_for("quorum back: a Leader and 2 Reachable", lambda: cli_leader(survivor), timeout=60)
     for m in managers:
-        assert wait_for(f"worker1's labels on {m}", lambda m=m: (cli_labels(m),), timeout=30) == ({},), m
+        assert wait_for(f"worker1's labels on {m}", lambda m=m: (cli_labels(m),), timeout=30) == (before,), m
 
 
 def _forget_down_nodes() -> None:
@@ -250,6 +262,6 @@ def test_workers_that_find_managers_by_mdns_join(healthy: None) -> None:
         swarmlet("up", "--timeout", "60", *capacity)  # back to workers that join by name
         wait_for("the five nodes Ready again", all_ready, timeout=60, interval=0.5)
         wait_for("the replaced workers' rows Down", lambda: len(rows := status_json()) > 5 and len(
-            [r for r in rows if r["status"] == "Down"]) == len(rows) - 5, timeout=30, interval=0.5)
+            [r for r in rows if r["status"] == "Down"]) == len(rows) - 5, timeout=60, interval=0.5)
         _forget_down_nodes()
-        wait_for("five rows again", lambda: len(status_json()) == 5, timeout=30, interval=0.5)
+        wait_for("five rows again", lambda: len(status_json()) == 5, timeout=60, interval=0.5)

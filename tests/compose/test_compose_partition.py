@@ -57,16 +57,35 @@ def injected(node: NodeHandle, kind: str, plane: str) -> float:
     return total
 
 
+def worker1_labels() -> dict[str, str]:
+    """worker1's labels, as manager1 lists them."""
+    addr = nodes()["manager1"].control_addr
+    assert addr
+    return dict(rows_at(addr)["worker1"].labels or {})
+
+
 @pytest.fixture
 def restored(cluster: str) -> Iterator[None]:
     """Each test starts whole and leaves the shared cluster whole: every link healed, five Ready
-    nodes and one leader at every manager."""
-    wait_for("5 Ready nodes and one leader", whole, timeout=30, interval=0.5)
+    nodes and one leader at every manager, worker1 labelled as before (the other modules count
+    its labels)."""
+    wait_for("5 Ready nodes and one leader", whole, timeout=60, interval=0.5)
+    before = worker1_labels()
     try:
         yield
     finally:
         swarmlet("chaos", "heal", check=False)
         wait_for("the cluster whole again after heal", whole, timeout=60, interval=0.5)
+        added = sorted(set(worker1_labels()) - set(before))
+        if added:
+            manager = nodes()["manager1"]
+            rm = [a for key in added for a in ("--label-rm", key)]
+
+            def removed() -> bool:
+                done = docker(manager, "node", "update", *rm, "worker1")
+                return done.returncode == 0 and worker1_labels() == before
+
+            wait_for(f"worker1's labels {added} removed", removed, timeout=60, interval=0.5)
 
 
 def test_partitioned_leader_is_replaced_refuses_writes_and_rejoins_after_heal(restored: None) -> None:
@@ -102,7 +121,7 @@ def test_partitioned_leader_is_replaced_refuses_writes_and_rejoins_after_heal(re
         answer = docker(handles[old], "node", "update", "--label-add", "zone=cut", "worker1")
         return answer.stderr if answer.returncode == 1 and LOST_LEADERSHIP in answer.stderr else None
 
-    said = wait_for("the old leader to refuse a write", refused, timeout=15, interval=0.5)
+    said = wait_for("the old leader to refuse a write", refused, timeout=60, interval=0.5)
     assert said.strip() == f"Error response from daemon: rpc error: code = Unknown desc = {LOST_LEADERSHIP}"
 
     # The majority still writes, and `docker node ls` there shows the old leader cut off.
@@ -122,7 +141,7 @@ def test_partitioned_leader_is_replaced_refuses_writes_and_rejoins_after_heal(re
 
     swarmlet("chaos", "heal")
     healed = time.monotonic()
-    wait_for("one leader and every node Ready after heal", whole, timeout=30, interval=0.2)
+    wait_for("one leader and every node Ready after heal", whole, timeout=60, interval=0.2)
     print(f"whole again {time.monotonic() - healed:.3f} s after `swarmlet chaos heal`")
     rows = rows_at(addrs[old] or "")
     assert rows["worker1"].labels and rows["worker1"].labels.get("zone") == "majority"

@@ -105,7 +105,8 @@ def test_global_service_follows_nodes_joining_and_draining(tidy: None) -> None:
                       for r in rows)  # fmt: skip
         return rows if rows and stopped else None
 
-    wait_for("worker2's agent task shut down", drained, timeout=30, interval=0.3)
+    # busybox's sleep ignores SIGTERM: the task stops when its 10 s stop grace period ends.
+    wait_for("worker2's agent task shut down", drained, timeout=60, interval=0.3)
     assert sorted(r["Node"] for r in running_tasks("agent")) == sorted(set(NODES) - {"worker2"})
     wait_for("REPLICAS 4/4", lambda: service_ls()["agent"]["Replicas"] == "4/4", timeout=30, interval=0.5)
     ok("node", "update", "--availability", "active", "worker2")
