@@ -167,7 +167,15 @@ def test_wrong_or_missing_token_is_refused_and_changes_nothing(tmp_path: Any) ->
     try:
         m.start()
         wait_until(lambda: "manager1" in _rows(m), START_S, 0.1, "the first manager registered")
-        before = _rows(m)
+
+        def settled() -> Any:
+            # The leader writes its own Node once more after it registered (the root its
+            # certificate presents, checked about once a second): wait until the rows hold still.
+            first = _rows(m)
+            time.sleep(2.0)
+            return first if _rows(m) == first else None
+
+        before = wait_until(settled, START_S, 0.1, "manager1's row settled")
         # This cluster's CA digest with a secret that is not one of its tokens' (a token of
         # another CA is refused earlier, before it is sent: tests/local/test_mtls_processes.py).
         wrong = c.add_worker("intruder", token=rotate_token(c.credentials.worker_token))
