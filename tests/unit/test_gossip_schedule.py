@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -101,3 +102,35 @@ def test_a_node_ticks_at_its_place_in_the_stagger_on_the_shared_clock(offset: fl
         phase = (when + offset) - slot * cfg.probe_interval
         assert phase == pytest.approx(cfg.probe_interval * (n - 1 - q) / n, abs=1e-5)
         assert target == order.select((q + slot_offset(slot, n)) % n)
+
+
+@pytest.mark.parametrize("late", [0.0, 0.0003, 0.004, 0.03])
+@pytest.mark.parametrize("offset", [0.0, 1_800_000_000.37])
+def test_a_tick_handled_late_keeps_its_slot_grid_and_visits_every_peer(late: float, offset: float) -> None:
+    # A real shell runs each tick a little after it was due (an event loop never wakes on the
+    # dot). Counting the next tick from that moment cost a slot every tick: the node stepped two
+    # slots at a time and, with 5 members (n - 1 = 4 offsets), only ever probed two of its four peers.
+    cfg = GossipConfig.default()
+    meta = NodeMeta(node_id="a", role="worker", addr="a:2377", labels=(), version="t")
+    swim = Swim(cfg, "a", "a:7946", meta, random.Random(3), 0.0, clock_offset=offset)
+    peers = ["b", "c", "d", "e"]
+    for name in peers:
+        swim.handle(0.0, f"{name}:7946", Alive(0, name, f"{name}:7946", meta), False)
+    ticks: list[tuple[float, str]] = []
+    while len(ticks) < 13:
+        due = swim.next_deadline()
+        now = due + late
+        swim.tick(now)
+        for out in swim.take_outbox():
+            parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
+            for part in parts:
+                if isinstance(part, Ping) and not out.reliable:
+                    ticks.append((now, part.target))
+                    swim.handle(now + 0.001, out.to, Ack(part.seq), False)
+        swim.tick(now + 0.001)
+    ticks = ticks[1:]  # the first tick was placed before the peers were known
+    # One probe per interval (give or take the lateness of a tick behind another timer's): no slot sat out.
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(ticks)]
+    assert gaps == pytest.approx([cfg.probe_interval] * len(gaps), abs=late + 1e-5)
+    for i in range(0, len(ticks) - 3, 4):
+        assert sorted(t for _, t in ticks[i:i + 4]) == peers, ticks
