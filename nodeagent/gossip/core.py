@@ -465,6 +465,7 @@ class Swim:
     # Probing ----------------------------------------------------------------------------------------
     def _probe_tick(self, now: float) -> None:
         cfg = self.config
+        due = self._next_probe  # when this tick was due: a real shell calls a little later
         interval = scale_timeout(cfg.probe_interval, self._health)
         end = now + interval
         if self._order is None:
@@ -474,7 +475,14 @@ class Swim:
             slot = self._probe_slot
             target = None if self._left else self._slot_target(slot)
             # A degraded node (health h) sits out h slots; the probe keeps its whole interval.
-            self._probe_slot, self._next_probe = self._slot_time(slot + self._health + 1, end)
+            # The next tick counts from when this one was due, not from when the shell got round
+            # to it: an event loop always wakes a little late, and counted from ``now`` every tick
+            # sat out one slot, so the node stepped two slots at a time and, with n - 1 even,
+            # probed only half its peers; with unlucky phases nobody probed a member at all
+            # (docs/gossip.md, "A late tick cost a slot"). A tick later than the slack still sits
+            # out slots, so that its probe keeps time for the direct and the indirect phase.
+            anchor = due if now - due <= (cfg.probe_interval - cfg.probe_timeout) / 2 else now
+            self._probe_slot, self._next_probe = self._slot_time(slot + self._health + 1, anchor + interval)
             end = min(end, self._next_probe)
         if target is None:
             return
@@ -518,8 +526,9 @@ class Swim:
         if n > 1 and not self._left:
             phase = interval * (n - 1 - order.rank(self._self_key)) / n
         when = slot * interval + phase - self.clock_offset
-        # Tolerance: floating-point noise must not cost a slot when the phase did not move.
-        while when < not_before - 1e-6 * interval:
+        # Tolerance: floating-point noise must not cost a slot when the phase did not move. With a
+        # wall-clock offset (1.8e9 s) the noise is a few 1e-7 s; a phase moves by interval / n.
+        while when < not_before - (1e-5 * interval + 2e-6):
             slot += 1
             when += interval
         return slot, when

@@ -57,10 +57,19 @@ class GossipCluster:
         codec: Codec | None = None,
         trace: bool = False,
         trace_messages: bool = False,
+        wake_delay: float = 0.0,
+        clock_offset: float = 0.0,
     ) -> None:
         if n < 1:
             raise ValueError(f"a gossip cluster needs at least 1 node, got {n}")
+        if not (math.isfinite(wake_delay) and wake_delay >= 0.0):
+            raise ValueError(f"GossipCluster wake_delay must be a finite number >= 0, got {wake_delay}")
         self.config = config
+        # How late each node's loop wakes for a deadline (a real asyncio loop always wakes a
+        # little after it), and the offset of the shared clock the staggered schedule reads
+        # (a real shell's is wall time minus the monotonic clock: about 1.8e9 s).
+        self.wake_delay = wake_delay
+        self.clock_offset = clock_offset
         self.sim = Simulator(seed)
         self.trace_lines: list[str] | None = [] if trace else None
         self._trace_messages = trace_messages and trace
@@ -97,7 +106,8 @@ class GossipCluster:
     def _boot(self, node: _Node, *, seeds: Iterable[str] = (), view: ConvergedView | None = None) -> None:
         now = self.sim.now
         rng = self.sim.fork_rng(f"swim/{node.name}/{node.lives}")
-        swim = Swim(self.config, node.name, node.address, self._meta(node), rng, now, node.incarnation)
+        swim = Swim(self.config, node.name, node.address, self._meta(node), rng, now, node.incarnation,
+                    clock_offset=self.clock_offset)
         node.swim = swim
         node.wake_at = math.inf
         node.host.set_handler(self._handler_for(node))
@@ -151,7 +161,7 @@ class GossipCluster:
         deadline = swim.next_deadline()
         if deadline < node.wake_at:
             node.wake_at = deadline
-            host.call_at(deadline, self._wake, node, deadline)
+            host.call_at(deadline + self.wake_delay, self._wake, node, deadline)
 
     def _name(self, address: str) -> str:
         node = self._by_address.get(address)

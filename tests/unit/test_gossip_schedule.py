@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -101,3 +102,60 @@ def test_a_node_ticks_at_its_place_in_the_stagger_on_the_shared_clock(offset: fl
         phase = (when + offset) - slot * cfg.probe_interval
         assert phase == pytest.approx(cfg.probe_interval * (n - 1 - q) / n, abs=1e-5)
         assert target == order.select((q + slot_offset(slot, n)) % n)
+
+
+@pytest.mark.parametrize("late", [0.0, 0.0003, 0.004, 0.03])
+@pytest.mark.parametrize("offset", [0.0, 1_800_000_000.37])
+def test_a_tick_handled_late_keeps_its_slot_grid_and_visits_every_peer(late: float, offset: float) -> None:
+    # A real shell runs each tick a little after it was due (an event loop never wakes on the
+    # dot). Counting the next tick from that moment cost a slot every tick: the node stepped two
+    # slots at a time and, with 5 members (n - 1 = 4 offsets), only ever probed two of its four peers.
+    cfg = GossipConfig.default()
+    meta = NodeMeta(node_id="a", role="worker", addr="a:2377", labels=(), version="t")
+    swim = Swim(cfg, "a", "a:7946", meta, random.Random(3), 0.0, clock_offset=offset)
+    peers = ["b", "c", "d", "e"]
+    for name in peers:
+        swim.handle(0.0, f"{name}:7946", Alive(0, name, f"{name}:7946", meta), False)
+    ticks: list[tuple[float, str]] = []
+    while len(ticks) < 13:
+        due = swim.next_deadline()
+        now = due + late
+        swim.tick(now)
+        for out in swim.take_outbox():
+            parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
+            for part in parts:
+                if isinstance(part, Ping) and not out.reliable:
+                    ticks.append((now, part.target))
+                    swim.handle(now + 0.001, out.to, Ack(part.seq), False)
+        swim.tick(now + 0.001)
+    ticks = ticks[1:]  # the first tick was placed before the peers were known
+    # One probe per interval (give or take the lateness of a tick behind another timer's): no slot sat out.
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(ticks)]
+    assert gaps == pytest.approx([cfg.probe_interval] * len(gaps), abs=late + 1e-5)
+    for i in range(0, len(ticks) - 3, 4):
+        assert sorted(t for _, t in ticks[i:i + 4]) == peers, ticks
+
+
+def test_a_tick_later_than_the_slack_sits_out_one_slot_so_its_probe_keeps_both_phases() -> None:
+    cfg = GossipConfig.default()  # slack (0.15 - 0.075) / 2 = 37.5 ms
+    meta = NodeMeta(node_id="a", role="worker", addr="a:2377", labels=(), version="t")
+    swim = Swim(cfg, "a", "a:7946", meta, random.Random(3), 0.0, clock_offset=1_800_000_000.37)
+    for name in ["b", "c", "d", "e"]:
+        swim.handle(0.0, f"{name}:7946", Alive(0, name, f"{name}:7946", meta), False)
+    probe_ticks: list[float] = []
+    late_at = 6  # the 7th probe tick runs 50 ms late; every other one on the dot
+    while len(probe_ticks) < 10:
+        due = swim.next_deadline()
+        now = due + (0.05 if len(probe_ticks) == late_at else 0.0)
+        swim.tick(now)
+        for out in swim.take_outbox():
+            parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
+            for part in parts:
+                if isinstance(part, Ping) and not out.reliable:
+                    probe_ticks.append(now)
+                    swim.handle(now + 0.001, out.to, Ack(part.seq), False)
+    # The first tick was placed before the peers were known; then one per slot, 0.05 s late once,
+    # after which the node sits out one slot (0.25 s to its next tick) and is back on its grid.
+    gaps = [round(b - a, 4) for a, b in itertools.pairwise(probe_ticks[1:])]
+    i = late_at - 2
+    assert gaps == [*[0.15] * i, 0.2, 0.25, *[0.15] * (len(gaps) - i - 2)]
