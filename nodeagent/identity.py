@@ -106,15 +106,7 @@ def load_node_id(data_dir: str, first: str | None = None) -> str:
             node_id = f.read().strip()
     except FileNotFoundError:
         node_id = first or new_id()
-        tmp = path + ".tmp"
-        try:
-            with open(tmp, "w") as f:
-                f.write(node_id + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise IdentityError(f"--data-dir {data_dir}: cannot write the node id ({exc.strerror})") from None
+        _write_id(data_dir, path, node_id)
         return node_id
     except OSError as exc:
         raise IdentityError(f"--data-dir {data_dir}: cannot read {path} ({exc.strerror})") from None
@@ -135,6 +127,12 @@ def keep_node_id(data_dir: str, node_id: str) -> str:
                 return node_id
     except OSError:
         pass
+    _write_id(data_dir, path, node_id)
+    return node_id
+
+
+def _write_id(data_dir: str, path: str, node_id: str) -> None:
+    """``node_id`` into ``path`` through a synced temporary file renamed into place."""
     try:
         os.makedirs(data_dir, exist_ok=True)
         tmp = path + ".tmp"
@@ -145,4 +143,3 @@ def keep_node_id(data_dir: str, node_id: str) -> str:
         os.replace(tmp, path)
     except OSError as exc:
         raise IdentityError(f"--data-dir {data_dir}: cannot write the node id ({exc.strerror})") from None
-    return node_id

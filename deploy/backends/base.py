@@ -311,19 +311,6 @@ OPERATOR_KEY_FILE = "operator.key"
 _CA_KEY_FILE = "ca.key"
 
 
-def _write_private(folder: pathlib.Path, files: dict[str, bytes]) -> None:
-    """Each file written beside its final name (mode 0600) and renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        tmp = folder / f".{name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
-
-
 def save_join_tokens(swarm: dict[str, Any], folder: pathlib.Path | None = None) -> bool:
     """Keep the join tokens and the root CA certificate of ``swarm`` (``GET /swarm``) in the
     state folder, where compose's secrets and `swarmlet node add` find them; a CA key file left
@@ -335,7 +322,9 @@ def save_join_tokens(swarm: dict[str, Any], folder: pathlib.Path | None = None) 
     if not manager or not worker:
         return False
     if root:
-        _write_private(folder, {CA_CERT_FILE: root.encode()})
+        from manager.ca.tokens import write_private
+
+        write_private(folder, {CA_CERT_FILE: root.encode()})
     for name, token in ((WORKER_TOKEN_FILE, worker), (MANAGER_TOKEN_FILE, manager)):
         _write_in_place(folder / name, (token + "\n").encode())
     (folder / _CA_KEY_FILE).unlink(missing_ok=True)
@@ -408,7 +397,9 @@ def fetch_operator_certificate(control_addr: str, folder: pathlib.Path | None = 
     except grpc.RpcError as e:
         why = e.details() or e.code()
         raise BackendError(f"{control_addr} gave no operator certificate: {why}") from None
-    _write_private(folder, {OPERATOR_CERT_FILE: bytes(reply.certificate), OPERATOR_KEY_FILE: key,
+    from manager.ca.tokens import write_private
+
+    write_private(folder, {OPERATOR_CERT_FILE: bytes(reply.certificate), OPERATOR_KEY_FILE: key,
                             CA_CERT_FILE: bytes(reply.root_ca)})
     held = tls.credentials()
     if held is None or held.identity.node_id == tls.OPERATOR_CN:

@@ -78,6 +78,20 @@ class JoinToken:
         return _secrets.compare_digest(self.ca_digest, ca_digest(ca_cert_pem))
 
 
+
+def write_private(folder: pathlib.Path, files: dict[str, bytes]) -> None:
+    """Each file written beside its final name (mode 0600), synced and renamed into place, so a
+    crash leaves the old file or the new one, never half of one; ``folder`` made if missing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        tmp = folder / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+
 def _isbase36(text: str) -> bool:
     return all(c in BASE36_DIGITS for c in text)
 
@@ -165,14 +179,7 @@ class ClusterCredentials:
             WORKER_TOKEN_FILE: (self.worker_token + "\n").encode(),
             MANAGER_TOKEN_FILE: (self.manager_token + "\n").encode(),
         }
-        for name, data in files.items():
-            tmp = folder / f".{name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, folder / name)
+        write_private(folder, files)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> ClusterCredentials:
