@@ -343,6 +343,21 @@ def issued_by(cert_pem: bytes, roots_pem: bytes) -> bytes | None:
 # ---------------------------------------------------------------------- what this node holds
 
 
+def write_private(folder: pathlib.Path, files: dict[str, bytes]) -> None:
+    """Each file written beside its final name (mode 0600), synced and renamed into place, so a
+    crash leaves the old file or the new one, never half of one; ``folder`` made if missing
+    (mode 0700)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name, data in files.items():
+        tmp = folder / f".{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / name)
+
+
 @dataclass(frozen=True)
 class NodeCredentials:
     """A node's certificate, its key and the roots it trusts (all PEM)."""
@@ -373,17 +388,8 @@ class NodeCredentials:
 
     def save(self, data_dir: str | os.PathLike[str]) -> None:
         """Write the three files (each aside, fsynced, renamed; only the owner may read them)."""
-        folder = pathlib.Path(data_dir) / CERT_DIR
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files = ((ROOTS_FILE, self.roots_pem), (KEY_FILE, self.key_pem), (CERT_FILE, self.cert_pem))
-        for name, data in files:
-            tmp = folder / f".{name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, folder / name)
+        write_private(pathlib.Path(data_dir) / CERT_DIR,
+                      {ROOTS_FILE: self.roots_pem, KEY_FILE: self.key_pem, CERT_FILE: self.cert_pem})
 
     @staticmethod
     def delete(data_dir: str | os.PathLike[str]) -> None:

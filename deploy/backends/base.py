@@ -322,7 +322,7 @@ def save_join_tokens(swarm: dict[str, Any], folder: pathlib.Path | None = None) 
     if not manager or not worker:
         return False
     if root:
-        from manager.ca.tokens import write_private
+        from nodeagent.tls import write_private
 
         write_private(folder, {CA_CERT_FILE: root.encode()})
     for name, token in ((WORKER_TOKEN_FILE, worker), (MANAGER_TOKEN_FILE, manager)):
@@ -397,7 +397,7 @@ def fetch_operator_certificate(control_addr: str, folder: pathlib.Path | None = 
     except grpc.RpcError as e:
         why = e.details() or e.code()
         raise BackendError(f"{control_addr} gave no operator certificate: {why}") from None
-    from manager.ca.tokens import write_private
+    from nodeagent.tls import write_private
 
     write_private(folder, {OPERATOR_CERT_FILE: bytes(reply.certificate), OPERATOR_KEY_FILE: key,
                             CA_CERT_FILE: bytes(reply.root_ca)})

@@ -19,7 +19,7 @@ import secrets as _secrets
 from dataclasses import dataclass
 
 from manager.ca.authority import new_root
-from nodeagent.tls import BASE36_DIGITS, DIGEST_LENGTH, base36, ca_digest
+from nodeagent.tls import BASE36_DIGITS, DIGEST_LENGTH, base36, ca_digest, write_private
 
 __all__ = [
     "DIGEST_LENGTH",
@@ -79,18 +79,6 @@ class JoinToken:
 
 
 
-def write_private(folder: pathlib.Path, files: dict[str, bytes]) -> None:
-    """Each file written beside its final name (mode 0600), synced and renamed into place, so a
-    crash leaves the old file or the new one, never half of one; ``folder`` made if missing."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        tmp = folder / f".{name}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
 
 def _isbase36(text: str) -> bool:
     return all(c in BASE36_DIGITS for c in text)
