@@ -10,7 +10,9 @@ makes that set in one folder::
     cert.pem  key.pem             a client certificate (DOCKER_CERT_PATH is this folder)
     server-<name>-cert.pem  server-<name>-key.pem     one per node, its addresses as IP SANs
 
-Keys are ECDSA P-256, files mode 0600. The ``cryptography`` library does the work.
+Keys are ECDSA P-256, files mode 0600. The CA is made as the swarm's root is
+(``manager.ca.authority.self_signed_ca``) with its own name, a 10-year lifetime and path length 0.
+The ``cryptography`` library does the work.
 """
 
 from __future__ import annotations
@@ -26,17 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from manager.ca.authority import self_signed_ca
+from nodeagent.tls import write_private
+
 __all__ = ["EngineTls", "engine_tls_env"]
 
 _CA_LIFETIME = datetime.timedelta(days=3650)
 _LEAF_LIFETIME = datetime.timedelta(days=825)
 _BACKDATE = datetime.timedelta(hours=1)  # clocks of the host and the containers may differ a little
-
-
-def _write(path: pathlib.Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -78,31 +77,11 @@ class EngineTls:
     def create(cls, folder: str | os.PathLike[str], now: datetime.datetime | None = None) -> EngineTls:
         """A new CA and client certificate in ``folder`` (made if needed; existing files replaced)."""
         out = cls(pathlib.Path(folder))
-        out.folder.mkdir(parents=True, exist_ok=True)
-        start = (now or datetime.datetime.now(datetime.UTC)) - _BACKDATE
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarmlet engine API CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + _CA_LIFETIME)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        _write(out.ca_cert, ca.public_bytes(serialization.Encoding.PEM))
-        _write(out.folder / "ca-key.pem", _key_pem(key))
-        cert, leaf_key = out._sign("client", [], client=True, now=start + _BACKDATE)
-        _write(out.client_cert, cert)
-        _write(out.client_key, leaf_key)
+        now = now or datetime.datetime.now(datetime.UTC)
+        root = self_signed_ca("swarmlet engine API CA", lifetime=_CA_LIFETIME, path_length=0, now=now)
+        write_private(out.folder, {out.ca_cert.name: root.cert_pem, "ca-key.pem": root.key_pem})
+        cert, leaf_key = out._sign("client", [], client=True, now=now)
+        write_private(out.folder, {out.client_cert.name: cert, out.client_key.name: leaf_key})
         return out
 
     def add_server(self, name: str, addresses: list[str], now: datetime.datetime | None = None
@@ -111,8 +90,7 @@ class EngineTls:
         written beside the CA; returns its (certificate, key) files."""
         cert, key = self._sign(name, addresses, client=False, now=now or datetime.datetime.now(datetime.UTC))
         cert_path, key_path = self.server_files(name)
-        _write(cert_path, cert)
-        _write(key_path, key)
+        write_private(self.folder, {cert_path.name: cert, key_path.name: key})
         return cert_path, key_path
 
     def _sign(self, common_name: str, addresses: list[str], *, client: bool, now: datetime.datetime

@@ -26,6 +26,7 @@ __all__ = [
     "issue_from_csr",
     "issued_by",
     "new_root",
+    "self_signed_ca",
 ]
 
 DEFAULT_CERT_EXPIRY = datetime.timedelta(days=90)
@@ -69,6 +70,14 @@ class RootCA:
 
 def new_root(now: datetime.datetime) -> RootCA:
     """A new root CA: ECDSA P-256, CN ``swarm-ca``, valid 20 years (as Swarm's)."""
+    return self_signed_ca("swarm-ca", lifetime=_ROOT_LIFETIME, path_length=None, now=now)
+
+
+def self_signed_ca(common_name: str, *, lifetime: datetime.timedelta, path_length: int | None,
+                   now: datetime.datetime) -> RootCA:
+    """A new self-signed CA: an ECDSA P-256 key (PKCS#8 PEM), CN ``common_name``, valid from an
+    hour before ``now`` (clocks of containers differ a little) for ``lifetime``. ``path_length``
+    is how many CAs may stand below it (None: any; 0: it signs only leaf certificates)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -76,7 +85,7 @@ def new_root(now: datetime.datetime) -> RootCA:
 
     start = now - datetime.timedelta(hours=1)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm-ca")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -84,8 +93,8 @@ def new_root(now: datetime.datetime) -> RootCA:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(start + _ROOT_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .not_valid_after(start + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                           data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
