@@ -61,7 +61,7 @@ from nodeagent.metrics import (
     node_manager,
 )
 from nodeagent.options import AgentOptions, split_host_port
-from nodeagent.plane import LEAVE_SECONDS, STOP_GRACE_SECONDS, PlaneShared, Running, start_plane, stop_plane
+from nodeagent.plane import PlaneShared, Running, start_plane, stop_data_plane, stop_gossip, stop_plane
 from nodeagent.roles import NodeContext, RoleNotFound, read_role_file
 from nodeagent.transport.faults import LinkFaults
 
@@ -471,29 +471,19 @@ async def _shutdown(running: Running, *, leave: bool) -> None:
     async def steps() -> None:
         for task in running.tasks or []:
             task.cancel()
-        if running.task_runtime is not None:
-            with contextlib.suppress(Exception):
-                await running.task_runtime.stop()
-        for plane in (running.mesh, running.overlay, running.networkdb):
-            if plane is not None:
-                with contextlib.suppress(Exception):
-                    await plane.stop()
+        # stop_plane's two halves, the role stopped between them (a manager holds the gossip member).
+        await stop_data_plane(running)
         if running.swarm is not None:
             try:
                 await running.swarm.stop()
             except Exception:
                 log.exception("the manager role did not stop cleanly")
-        if running.shell is not None and leave:
-            await running.shell.leave(LEAVE_SECONDS)
-        if running.shell is not None:
-            await running.shell.stop()
-        closers: list[Any] = []
+        # The gossip member leaves and its transport stops while the node's other servers close.
+        closers: list[Any] = [stop_gossip(running, leave=leave)]
         if running.announcer is not None:
             closers.append(running.announcer.stop())
         if running.browser is not None:
             closers.append(running.browser.stop())
-        if running.transport is not None:
-            closers.append(running.transport.stop(STOP_GRACE_SECONDS))
         if running.metrics is not None:
             closers.append(running.metrics.stop())
         if running.engine_api is not None:

@@ -32,8 +32,8 @@ from nodeagent.transport.faults import LinkFaults
 from nodeagent.transport.grpc_transport import GrpcTransport
 from nodeagent.transport.planes import FaultGate
 
-__all__ = ["LEAVE_SECONDS", "STOP_GRACE_SECONDS", "PlaneShared", "Running", "start_plane", "stop_plane",
-           "task_host"]
+__all__ = ["LEAVE_SECONDS", "STOP_GRACE_SECONDS", "PlaneShared", "Running", "start_plane",
+           "stop_data_plane", "stop_gossip", "stop_plane", "task_host"]
 
 LEAVE_SECONDS = 0.25
 """How long a leaving gossip member waits for its leave to go out."""
@@ -120,6 +120,17 @@ async def start_plane(options: AgentOptions, node_id: str, running: Running, sha
 
 async def stop_plane(running: Running, shared: PlaneShared) -> None:
     """Stop what :func:`start_plane` started, newest first; the gossip member leaves gracefully."""
+    await stop_data_plane(running)
+    await stop_gossip(running, leave=True)
+    if running.plane_registry is not None:
+        with contextlib.suppress(KeyError):
+            shared.registry.unregister(running.plane_registry)
+    running.plane_registry = None
+
+
+async def stop_data_plane(running: Running) -> None:
+    """The first half of :func:`stop_plane`: the task runtime, the routing mesh, the overlay and
+    the network database, in that order (the node's shutdown stops its role after them)."""
     if running.task_runtime is not None:
         with contextlib.suppress(Exception):
             await running.task_runtime.stop()
@@ -127,17 +138,20 @@ async def stop_plane(running: Running, shared: PlaneShared) -> None:
         if plane is not None:
             with contextlib.suppress(Exception):
                 await plane.stop()
+    running.task_runtime = running.mesh = running.overlay = running.networkdb = None
+
+
+async def stop_gossip(running: Running, *, leave: bool) -> None:
+    """The second half of :func:`stop_plane`: the gossip member (first leaving gracefully, with
+    ``leave``; not when the node failed to start) and then its transport."""
     if running.shell is not None:
-        with contextlib.suppress(Exception):
-            await running.shell.leave(LEAVE_SECONDS)
+        if leave:
+            with contextlib.suppress(Exception):
+                await running.shell.leave(LEAVE_SECONDS)
         await running.shell.stop()
     if running.transport is not None:
         await running.transport.stop(STOP_GRACE_SECONDS)
-    if running.plane_registry is not None:
-        with contextlib.suppress(KeyError):
-            shared.registry.unregister(running.plane_registry)
-    running.task_runtime = running.mesh = running.overlay = running.networkdb = None
-    running.shell, running.transport, running.plane_registry = None, None, None
+    running.shell, running.transport = None, None
 
 
 def task_host(options: AgentOptions) -> str:
