@@ -8,6 +8,7 @@ refuses them with Swarm's no-leader error, or names another manager as the leade
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import itertools
 import threading
@@ -174,13 +175,27 @@ class ServerThread:
         self.thread.join(10)
 
 
+@contextlib.contextmanager
+def _serving(node_id: str, hostname: str, *, leader: str | None = None
+             ) -> Iterator[tuple[FakeRuntime, ServerThread]]:
+    """A seeded manager's control API on a port of its own, closed at the end; with ``leader``, a
+    follower of the manager listening there."""
+    runtime = FakeRuntime(node_id, hostname)
+    runtime.seed()
+    if leader is not None:
+        runtime.shell.mode = "follower"
+        runtime.shell.leader_addr = leader
+    server = ServerThread(runtime)
+    try:
+        yield runtime, server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def manager() -> Iterator[tuple[FakeRuntime, ServerThread]]:
-    runtime = FakeRuntime("a" * 25, "manager1")
-    runtime.seed()
-    server = ServerThread(runtime)
-    yield runtime, server
-    server.close()
+    with _serving("a" * 25, "manager1") as serving:
+        yield serving
 
 
 def test_node_list_uses_swarms_words(manager: tuple[FakeRuntime, ServerThread]) -> None:
@@ -257,19 +272,12 @@ def test_without_a_leader_writes_fail_with_swarms_message_but_reads_work(
 
 def test_follower_forwards_writes_to_the_leader(manager: tuple[FakeRuntime, ServerThread]) -> None:
     leader_runtime, leader = manager
-    follower_runtime = FakeRuntime("b" * 25, "manager2")
-    follower_runtime.seed()
-    follower_runtime.shell.mode = "follower"
-    follower_runtime.shell.leader_addr = leader.target
-    follower = ServerThread(follower_runtime)
-    try:
+    with _serving("b" * 25, "manager2", leader=leader.target) as (_, follower):
         update_node(follower.target, "worker1", labels_add={"via": "follower"})
         assert dict(leader_runtime.store.get("node", "w" * 25).spec["Labels"]) == {"via": "follower"}
         # A linearizable read on the follower is answered by the leader too.
         assert inspect_node(follower.target, "worker1").labels == {"via": "follower"}
         assert inspect_node(follower.target, "worker1", local=True).labels == {}
-    finally:
-        follower.close()
 
 
 def test_follower_whose_leader_is_gone_answers_with_swarms_message(
@@ -361,22 +369,14 @@ def test_a_leader_that_no_longer_leads_is_asked_again_after_the_new_one_is_known
     refuses before proposing; once the follower learns of the new leader, the write goes there."""
     old_runtime, old = manager
     old_runtime.shell.mode = "none"  # stepped down: refuses forwarded writes at once
-    new_runtime = FakeRuntime("c" * 25, "manager3")
-    new_runtime.seed()
-    new = ServerThread(new_runtime)
-    follower_runtime = FakeRuntime("b" * 25, "manager2")
-    follower_runtime.seed()
-    follower_runtime.shell.mode = "follower"
-    follower_runtime.shell.leader_addr = old.target
-    follower = ServerThread(follower_runtime)
-    timer = threading.Timer(0.5, lambda: setattr(follower_runtime.shell, "leader_addr", new.target))
-    timer.start()
-    try:
-        update_node(follower.target, "worker1", labels_add={"via": "new leader"})
-    finally:
-        timer.cancel()
-        follower.close()
-        new.close()
+    with (_serving("c" * 25, "manager3") as (new_runtime, new),
+          _serving("b" * 25, "manager2", leader=old.target) as (follower_runtime, follower)):
+        timer = threading.Timer(0.5, lambda: setattr(follower_runtime.shell, "leader_addr", new.target))
+        timer.start()
+        try:
+            update_node(follower.target, "worker1", labels_add={"via": "new leader"})
+        finally:
+            timer.cancel()
     assert dict(new_runtime.store.get("node", "w" * 25).spec["Labels"]) == {"via": "new leader"}
     assert dict(old_runtime.store.get("node", "w" * 25).spec["Labels"]) == {}
 
@@ -457,15 +457,8 @@ def test_demoting_that_would_lose_quorum_is_refused_and_changes_nothing(
 
 def test_a_follower_forwards_a_role_change_to_the_leader(manager: tuple[FakeRuntime, ServerThread]) -> None:
     leader_runtime, leader = manager
-    follower_runtime = FakeRuntime("b" * 25, "manager2")
-    follower_runtime.seed()
-    follower_runtime.shell.mode = "follower"
-    follower_runtime.shell.leader_addr = leader.target
-    follower = ServerThread(follower_runtime)
-    try:
+    with _serving("b" * 25, "manager2", leader=leader.target) as (follower_runtime, follower):
         _update_role(follower.target, "worker1", "manager")
-    finally:
-        follower.close()
     assert leader_runtime.store.get("node", "w" * 25).spec["Role"] == "manager"
     assert follower_runtime.store.get("node", "w" * 25).spec["Role"] == "worker"
 

@@ -7,9 +7,12 @@ UDP and TCP sockets on two 127.x addresses, one port for both, as 4789 on real n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import random
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -69,21 +72,53 @@ async def _web(host: str, body: bytes) -> asyncio.Server:
     return await asyncio.start_server(answer, host, 0)
 
 
+@dataclass
+class _TwoNodes:
+    """Two started overlays; on node 2 the task w1 of service ``web`` (VIP 10.0.1.2) answers
+    "page of web.1" on port 80, on node 1 the task c1 is its client, both on NET_A."""
+
+    h1: str
+    h2: str
+    port: int
+    ndb1: NetworkDBShell
+    ndb2: NetworkDBShell
+    o1: Overlay
+    o2: Overlay
+    web_net: Any
+    """w1's attachment to NET_A on node 2."""
+    client: Any
+    """c1's attachment to NET_A on node 1."""
+
+
+@contextlib.asynccontextmanager
+async def _web_on_two_nodes() -> AsyncIterator[_TwoNodes]:
+    """:class:`_TwoNodes`, their network databases synced; every socket closed at the end."""
+    h1, h2, port = _hosts()
+    ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
+    ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
+    o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=port)
+    o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=port)
+    await o1.start()
+    await o2.start()
+    web = await _web(h2, b"page of web.1")
+    try:
+        web_task = _task("w1", "web", NET_A, "10.0.1.3/24", "10.0.1.2/24")
+        web_net = o2.join(web_task)
+        o2.publish(web_task, {80: web.sockets[0].getsockname()[1]})
+        client = o1.join(_task("c1", "client", NET_A, "10.0.1.4/24"))
+        _sync(ndb1, ndb2)
+        yield _TwoNodes(h1, h2, port, ndb1, ndb2, o1, o2, web_net, client)
+    finally:
+        web.close()
+        await o1.stop()
+        await o2.stop()
+
+
 def test_tasks_reach_each_other_across_nodes_on_their_network_only() -> None:
     async def main() -> None:
-        h1, h2, port = _hosts()
-        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
-        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
-        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=port)
-        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=port)
-        await o1.start()
-        await o2.start()
-        web = await _web(h2, b"page of web.1")
-        try:
-            web_task = _task("w1", "web", NET_A, "10.0.1.3/24", "10.0.1.2/24")
-            web_net = o2.join(web_task)
-            o2.publish(web_task, {80: web.sockets[0].getsockname()[1]})
-            client = o1.join(_task("c1", "client", NET_A, "10.0.1.4/24"))
+        async with _web_on_two_nodes() as two:
+            h1, h2, port, ndb1, ndb2, o1, o2 = two.h1, two.h2, two.port, two.ndb1, two.ndb2, two.o1, two.o2
+            web_net, client = two.web_net, two.client
             other = o1.join(_task("x1", "other", NET_B, "10.0.2.3/24"))
             _sync(ndb1, ndb2)
             assert set(ndb1.db.peers("neta")) == {"n1", "n2"}
@@ -148,10 +183,6 @@ def test_tasks_reach_each_other_across_nodes_on_their_network_only() -> None:
             _sync(ndb1, ndb2)
             assert client.resolve("web") == []
             assert set(ndb1.db.peers("neta")) == {"n1"}
-        finally:
-            web.close()
-            await o1.stop()
-            await o2.stop()
 
     asyncio.run(main())
 
@@ -238,20 +269,8 @@ def test_tunnels_take_mutual_tls_and_refuse_plaintext_and_nodes_off_the_network(
     ca = new_root(datetime.datetime.now(datetime.UTC))
 
     async def main() -> None:
-        h1, h2, port = _hosts()
-        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
-        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
-        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=port)
-        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=port)
-        await o1.start()
-        await o2.start()
-        web = await _web(h2, b"page of web.1")
-        try:
-            web_task = _task("w1", "web", NET_A, "10.0.1.3/24", "10.0.1.2/24")
-            o2.join(web_task)
-            o2.publish(web_task, {80: web.sockets[0].getsockname()[1]})
-            client = o1.join(_task("c1", "client", NET_A, "10.0.1.4/24"))
-            _sync(ndb1, ndb2)
+        async with _web_on_two_nodes() as two:
+            h2, port, o1, o2, client = two.h2, two.port, two.o1, two.o2, two.client
             # One process holds one node's credentials: both ends present n1's worker certificate.
             tls.set_credentials(_node_credentials(ca, "n1"))
             for _ in range(3):
@@ -280,10 +299,6 @@ def test_tunnels_take_mutual_tls_and_refuse_plaintext_and_nodes_off_the_network(
             with pytest.raises(OSError) as info:
                 await client.connect("web", 80)
             assert info.value.errno == errno.EHOSTUNREACH
-        finally:
-            web.close()
-            await o1.stop()
-            await o2.stop()
 
     tls.set_enabled(True)
     try:
