@@ -2,7 +2,8 @@
 
 ``agents(n, ...)`` starts ``n`` agents (``python -m nodeagent``), each on its own loopback address
 with free ports, its own data directory and a log file under the test's tmp_path. Every agent
-the fixture started is killed when the test ends, whatever happened.
+the fixture started is killed when the test ends, whatever happened. ``blank_engines(*names)``
+starts nodes in no swarm (``--no-swarm``), as Docker engines before ``docker swarm init``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import grpc
 import pytest
+from _docker_cli import docker_info
+from _procs_manager import START_S, Cluster, wait_until
 from swarmlet.v1 import transport_pb2, transport_pb2_grpc
 
 from nodeagent import tls
@@ -226,3 +229,31 @@ def agents(tmp_path: pathlib.Path) -> Iterator[AgentFactory]:
     finally:
         for agent in started:
             agent.close()
+
+
+@pytest.fixture
+def blank_engines(tmp_path: pathlib.Path) -> Iterator[Callable[..., Cluster]]:
+    """``blank_engines(*names, time_scale=1.0)``: a :class:`Cluster` of nodes started with
+    ``--no-swarm`` under those names, returned once each says ``inactive`` to ``docker info``
+    (tests that use it need the docker CLI); every process is killed when the test ends."""
+    started: list[Cluster] = []
+
+    def start(*names: str, time_scale: float = 1.0) -> Cluster:
+        cluster = Cluster(tmp_path, time_scale=time_scale)
+        started.append(cluster)
+        for name in names:
+            cluster.add_blank(name)
+        cluster.start_all()
+        for node in cluster.nodes.values():
+            try:
+                wait_until(lambda n=node: docker_info(tmp_path, n.host, "Swarm.LocalNodeState") == "inactive",  # type: ignore[misc]
+                           timeout=START_S, what=f"{node.name} inactive")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+        return cluster
+
+    try:
+        yield start
+    finally:
+        for cluster in started:
+            cluster.stop_all()

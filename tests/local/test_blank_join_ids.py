@@ -11,10 +11,10 @@ from the CA (the node used to keep its ID and be refused as removed). Skipped wi
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-from _docker_cli import docker, requires_docker
+from _docker_cli import docker, docker_info, node_table, requires_docker
 from _procs_manager import Cluster, NodeProc, wait_until
 
 from nodeagent import tls
@@ -25,29 +25,13 @@ pytestmark = requires_docker
 TIME_SCALE = 0.5
 
 
-@pytest.fixture
-def blanks(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, time_scale=TIME_SCALE)
-    for i in range(3):
-        c.add_blank(f"node{i + 1}")
-    c.start_all()
-    try:
-        yield c
-    finally:
-        c.stop_all()
-
-
 def _info(tmp: pathlib.Path, node: NodeProc, field: str) -> str:
-    done = docker(tmp, node.host, "info", "--format", "{{." + field + "}}")
-    return done.stdout.strip() if done.returncode == 0 else ""
+    return docker_info(tmp, node.host, field)
 
 
-def _listed(tmp: pathlib.Path, manager: NodeProc) -> dict[str, tuple[str, str, str]]:
+def _listed(tmp: pathlib.Path, manager: NodeProc) -> dict[str, tuple[str, ...]]:
     """hostname -> (ID, STATUS, MANAGER STATUS) from ``docker node ls``."""
-    done = docker(tmp, manager.host, "node", "ls", "--format",
-                  "{{.Hostname}}|{{.ID}}|{{.Status}}|{{.ManagerStatus}}")
-    rows = [line.split("|") for line in done.stdout.splitlines()] if done.returncode == 0 else []
-    return {r[0]: (r[1], r[2], r[3]) for r in rows if len(r) == 4}
+    return node_table(tmp, manager.host, "ID", "Status", "ManagerStatus")
 
 
 def _certificate_cn(tmp: pathlib.Path, node: NodeProc) -> str:
@@ -62,13 +46,11 @@ def _node_id_file(tmp: pathlib.Path, node: NodeProc) -> str:
 
 @pytest.mark.slow
 def test_a_blank_node_joins_under_the_id_its_certificate_names_and_a_new_one_after_rm(
-    blanks: Cluster, tmp_path: pathlib.Path
+    blank_engines: Callable[..., Cluster], tmp_path: pathlib.Path
 ) -> None:
+    blanks = blank_engines("node1", "node2", "node3", time_scale=TIME_SCALE)
     n1, n2, n3 = (blanks.nodes[f"node{i}"] for i in range(1, 4))
     try:
-        for node in (n1, n2, n3):
-            wait_until(lambda n=node: _info(tmp_path, n, "Swarm.LocalNodeState") == "inactive", timeout=30,
-                       what=f"{node.name} inactive")
         blank_ids = {node.name: _node_id_file(tmp_path, node) for node in (n2, n3)}
         init = docker(tmp_path, n1.host, "swarm", "init", "--advertise-addr", n1.host)
         assert init.returncode == 0, init.stderr + blanks.logs()
@@ -83,7 +65,7 @@ def test_a_blank_node_joins_under_the_id_its_certificate_names_and_a_new_one_aft
         assert (done.returncode, done.stdout.strip()) == (0, "This node joined a swarm as a manager."), \
             done.stderr + blanks.logs()
 
-        def all_ready() -> dict[str, tuple[str, str, str]] | None:
+        def all_ready() -> dict[str, tuple[str, ...]] | None:
             found = _listed(tmp_path, n1)
             states = {name: row[1:] for name, row in found.items()}
             wanted = {"node1": ("Ready", "Leader"), "node2": ("Ready", ""), "node3": ("Ready", "Reachable")}

@@ -14,10 +14,10 @@ import pathlib
 import re
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-from _docker_cli import docker, requires_docker
+from _docker_cli import docker, docker_info, node_table, requires_docker
 from _procs_manager import Cluster, NodeProc, wait_until
 
 pytestmark = requires_docker
@@ -26,39 +26,21 @@ pytestmark = requires_docker
 TIME_SCALE = 0.5
 
 
-@pytest.fixture
-def blanks(tmp_path: pathlib.Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, time_scale=TIME_SCALE)
-    for i in range(4):
-        c.add_blank(f"node{i + 1}")
-    c.start_all()
-    try:
-        yield c
-    finally:
-        c.stop_all()
-
-
 def _state(tmp: pathlib.Path, node: NodeProc) -> str:
-    done = docker(tmp, node.host, "info", "--format", "{{.Swarm.LocalNodeState}}")
-    return done.stdout.strip() if done.returncode == 0 else ""
+    return docker_info(tmp, node.host, "Swarm.LocalNodeState")
 
 
-def _nodes(tmp: pathlib.Path, manager: NodeProc) -> dict[str, tuple[str, str]]:
+def _nodes(tmp: pathlib.Path, manager: NodeProc) -> dict[str, tuple[str, ...]]:
     """hostname -> (STATUS, MANAGER STATUS) from ``docker node ls``."""
-    done = docker(tmp, manager.host, "node", "ls", "--format", "{{.Hostname}}|{{.Status}}|{{.ManagerStatus}}")
-    if done.returncode != 0:
-        return {}
-    rows = [line.split("|") for line in done.stdout.splitlines()]
-    return {r[0]: (r[1], r[2]) for r in rows if len(r) == 3}
+    return node_table(tmp, manager.host, "Status", "ManagerStatus")
 
 
 @pytest.mark.slow
-def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.Path) -> None:
+def test_docker_swarm_init_join_leave_rotate(blank_engines: Callable[..., Cluster],
+                                             tmp_path: pathlib.Path) -> None:
+    blanks = blank_engines("node1", "node2", "node3", "node4", time_scale=TIME_SCALE)
     n1, n2, n3, n4 = (blanks.nodes[f"node{i}"] for i in range(1, 5))
     try:
-        for node in (n1, n2, n3, n4):
-            wait_until(lambda n=node: _state(tmp_path, n) == "inactive", timeout=30,
-                       what=f"{node.name} inactive")
         refused = docker(tmp_path, n1.host, "node", "ls")
         assert refused.returncode == 1 and "docker swarm init" in refused.stderr
 
@@ -89,7 +71,7 @@ def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.
         assert (done.returncode, done.stdout.strip()) == (0, "This node joined a swarm as a manager."), \
             done.stderr + blanks.logs()
 
-        def four() -> dict[str, tuple[str, str]] | None:
+        def four() -> dict[str, tuple[str, ...]] | None:
             found = _nodes(tmp_path, n1)
             wanted = {"node1": ("Ready", "Leader"), "node2": ("Ready", ""), "node3": ("Ready", ""),
                       "node4": ("Ready", "Reachable")}
@@ -162,14 +144,13 @@ def test_docker_swarm_init_join_leave_rotate(blanks: Cluster, tmp_path: pathlib.
 
 
 @pytest.mark.slow
-def test_the_last_manager_leaves_and_inits_again(tmp_path: pathlib.Path) -> None:
+def test_the_last_manager_leaves_and_inits_again(blank_engines: Callable[..., Cluster],
+                                                 tmp_path: pathlib.Path) -> None:
     """The last manager is refused without --force in Docker's words; with it the node is blank
     again and a second init makes a new cluster, the node under a new ID."""
-    c = Cluster(tmp_path, time_scale=TIME_SCALE)
-    node = c.add_blank("solo")
-    c.start_all()
+    c = blank_engines("solo", time_scale=TIME_SCALE)
+    node = c.nodes["solo"]
     try:
-        wait_until(lambda: _state(tmp_path, node) == "inactive", timeout=30, what="solo inactive")
         done = docker(tmp_path, node.host, "swarm", "leave")
         assert done.stderr.strip() == "Error response from daemon: This node is not part of a swarm"
         assert docker(tmp_path, node.host, "swarm", "init", "--advertise-addr", node.host).returncode == 0
@@ -200,5 +181,3 @@ def test_the_last_manager_leaves_and_inits_again(tmp_path: pathlib.Path) -> None
     except AssertionError:
         print(c.logs())
         raise
-    finally:
-        c.stop_all()

@@ -13,7 +13,7 @@ import datetime
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -176,6 +176,17 @@ class ServerThread:
 
 
 @contextlib.contextmanager
+def _later(seconds: float, change: Callable[[], object]) -> Iterator[None]:
+    """``change()`` called from a timer thread ``seconds`` from now, unless the block ended first."""
+    timer = threading.Timer(seconds, change)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextlib.contextmanager
 def _serving(node_id: str, hostname: str, *, leader: str | None = None
              ) -> Iterator[tuple[FakeRuntime, ServerThread]]:
     """A seeded manager's control API on a port of its own, closed at the end; with ``leader``, a
@@ -295,14 +306,9 @@ def test_follower_whose_leader_is_gone_answers_with_swarms_message(
         runtime.shell.mode = "none"
         runtime.shell.leaderless = 60.0  # and none since, for long
 
-    timer = threading.Timer(0.3, lose_the_leader)
-    timer.start()
     start = time.monotonic()
-    try:
-        with pytest.raises(ControlError) as err:
-            update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
-    finally:
-        timer.cancel()
+    with _later(0.3, lose_the_leader), pytest.raises(ControlError) as err:
+        update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
     assert str(err.value) == NO_LEADER
     assert time.monotonic() - start < 5.0  # answered once no leader was left, not at the deadline
     assert runtime.store.get("node", "w" * 25) == before
@@ -314,24 +320,16 @@ def test_a_write_waits_for_a_leader_elected_meanwhile(manager: tuple[FakeRuntime
     runtime, server = manager
     runtime.shell.mode = "none"
     runtime.shell.leaderless = 0.1
-    timer = threading.Timer(0.5, lambda: setattr(runtime.shell, "mode", "leader"))
-    timer.start()
     start = time.monotonic()
-    try:
+    with _later(0.5, lambda: setattr(runtime.shell, "mode", "leader")):
         update_node(server.target, "worker1", labels_add={"zone": "east"})
-    finally:
-        timer.cancel()
     assert time.monotonic() - start >= 0.5
     assert dict(runtime.store.get("node", "w" * 25).spec["Labels"]) == {"zone": "east"}
     # A linearizable read and a removal wait the same way.
     runtime.shell.mode = "none"
-    timer = threading.Timer(0.5, lambda: setattr(runtime.shell, "mode", "leader"))
-    timer.start()
-    try:
+    with _later(0.5, lambda: setattr(runtime.shell, "mode", "leader")):
         assert inspect_node(server.target, "worker1").labels == {"zone": "east"}
         remove_node(server.target, "worker1", force=True)
-    finally:
-        timer.cancel()
     assert sorted(_hostnames(runtime)) == ["manager1", "manager2"]
 
 
@@ -349,14 +347,9 @@ def test_a_write_is_refused_once_no_leader_came_for_several_elections(
     assert str(err.value) == NO_LEADER
     assert time.monotonic() - start < 2.0
     runtime.shell.leaderless = 0.0
-    timer = threading.Timer(0.5, lambda: setattr(runtime.shell, "leaderless", 60.0))
-    timer.start()
     start = time.monotonic()
-    try:
-        with pytest.raises(ControlError) as err:
-            update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
-    finally:
-        timer.cancel()
+    with _later(0.5, lambda: setattr(runtime.shell, "leaderless", 60.0)), pytest.raises(ControlError) as err:
+        update_node(server.target, "worker1", labels_add={"a": "b"}, timeout=10.0)
     assert str(err.value) == NO_LEADER
     assert 0.5 <= time.monotonic() - start < 3.0
     assert runtime.store.get("node", "w" * 25) == before
@@ -370,13 +363,9 @@ def test_a_leader_that_no_longer_leads_is_asked_again_after_the_new_one_is_known
     old_runtime, old = manager
     old_runtime.shell.mode = "none"  # stepped down: refuses forwarded writes at once
     with (_serving("c" * 25, "manager3") as (new_runtime, new),
-          _serving("b" * 25, "manager2", leader=old.target) as (follower_runtime, follower)):
-        timer = threading.Timer(0.5, lambda: setattr(follower_runtime.shell, "leader_addr", new.target))
-        timer.start()
-        try:
-            update_node(follower.target, "worker1", labels_add={"via": "new leader"})
-        finally:
-            timer.cancel()
+          _serving("b" * 25, "manager2", leader=old.target) as (follower_runtime, follower),
+          _later(0.5, lambda: setattr(follower_runtime.shell, "leader_addr", new.target))):
+        update_node(follower.target, "worker1", labels_add={"via": "new leader"})
     assert dict(new_runtime.store.get("node", "w" * 25).spec["Labels"]) == {"via": "new leader"}
     assert dict(old_runtime.store.get("node", "w" * 25).spec["Labels"]) == {}
 
