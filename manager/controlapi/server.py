@@ -32,6 +32,7 @@ from manager.dispatcher.roles import (
     demote_refusal,
     remove_refusal,
 )
+from manager.orchestrator.common import orphan_tasks
 from manager.state.raft.leaderwait import Unsent, retry_unsent
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError, ProposalDropped
 from manager.state.store.commands import Delete, Op, Update
@@ -399,10 +400,12 @@ class ControlServer(control_pb2_grpc.ControlServicer):
 
     async def _remove(self, node: Any) -> None:
         """Delete the Node and, in the same write, list it in the Cluster object as removed, so
-        that every manager refuses its certificate from then on (manager/ca/removed.py)."""
+        that every manager refuses its certificate from then on (manager/ca/removed.py), and
+        orphan its tasks that had not stopped (swarmkit's orphanNodeTasks)."""
         for attempt in range(3):
             now = datetime.datetime.now(datetime.UTC)
-            ops: list[Op] = [Delete("node", node.id, node.version)]
+            tasks = self.runtime.store.find("task", node_id=node.id)
+            ops: list[Op] = [*orphan_tasks(tasks, now.timestamp()), Delete("node", node.id, node.version)]
             cluster = self.runtime.cluster()
             if cluster is not None:
                 expiry = removal_expiry(node.extra, now, self.runtime.ca.expiry())
@@ -412,8 +415,8 @@ class ControlServer(control_pb2_grpc.ControlServicer):
                 await self.runtime.write(ops, timeout=5.0 * self.runtime.time_scale)
                 return
             except UpdateOutOfSequence:
-                # The Cluster object was written meanwhile (a rotation step, swarm update): the
-                # batch changed nothing; read both again.
+                # The Cluster object or a task was written meanwhile (a rotation step, swarm
+                # update, a task's status): the batch changed nothing; read them all again.
                 if attempt == 2:
                     raise
                 node = find_node(self.runtime.store, node.id)

@@ -8,7 +8,7 @@ simulator), its timestamps from the ``now`` of the reconcile.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from manager.state.store.commands import Create, Op, Update
@@ -19,6 +19,7 @@ __all__ = [
     "COMPLETE",
     "CREATED_MESSAGE",
     "NEW",
+    "ORPHANED_MESSAGE",
     "READY",
     "REMOVE",
     "RUNNING",
@@ -28,6 +29,7 @@ __all__ = [
     "invalid_node",
     "job_iteration",
     "new_task",
+    "orphan_tasks",
     "parse_timestamp",
     "service_mode",
     "set_desired",
@@ -134,6 +136,19 @@ def set_desired(task: StoredObject, desired_state: str) -> Op:
     knows to be JSON already (a deep copy would be walked again, field by field).
     """
     return Update("task", task.id, task.version, extra={**task.extra, "DesiredState": desired_state})
+
+
+ORPHANED_MESSAGE = "Task belonged to a node that has been deleted"
+"""The status message of a task orphaned by ``docker node rm`` (swarmkit's words)."""
+
+
+def orphan_tasks(tasks: Iterable[StoredObject], now: float) -> list[Op]:
+    """The tasks of a node being removed that have not stopped, moved to ``orphaned``, to be
+    written with the node's deletion (swarmkit's ``orphanNodeTasks``): no agent will report on
+    them again, and a task left ``running`` would count in ``docker service ls`` beside its
+    replacement. Their status is replaced whole, as swarmkit's; stopped tasks are left alone."""
+    status = {"Timestamp": format_timestamp(now), "State": "orphaned", "Message": ORPHANED_MESSAGE}
+    return [Update("task", t.id, t.version, status=status) for t in tasks if state(t) < COMPLETE]
 
 
 def parse_timestamp(text: Any) -> float:

@@ -24,6 +24,7 @@ from manager.ca.removed import REMOVED_FIELD, is_removed
 from manager.ca.service import CertificateGuard
 from manager.controlapi import ControlError, cluster_info, inspect_node, list_nodes, remove_node, update_node
 from manager.controlapi.server import ControlServer
+from manager.engineapi.render_services import service_status
 from manager.state.raft.shell import NO_LEADER_MESSAGE, NoLeaderError, NotLeaderError
 from manager.state.store import Create, Store, Update, encode_batch, format_timestamp
 from nodeagent import tls
@@ -516,3 +517,37 @@ def test_demoting_the_last_manager_says_so_in_swarms_words() -> None:
         assert runtime.store.get("node", "a" * 25).spec["Role"] == "manager"
     finally:
         server.close()
+
+
+def test_node_rm_force_orphans_the_nodes_tasks_so_service_ls_no_longer_counts_them(
+    manager: tuple[FakeRuntime, ServerThread],
+) -> None:
+    """As swarmkit's RemoveNode (orphanNodeTasks): in the removing write, every task of the node
+    that had not stopped moves to ``orphaned``, since no agent will report on it again; a
+    stopped one keeps its state. ``docker service ls`` then shows 2/3 until the replacement runs,
+    then 3/3 (it showed 3/3, then 4/3: the removed node's task still counted as running)."""
+    runtime, server = manager
+    service = {"Name": "web", "Mode": {"Replicated": {"Replicas": 3}}, "TaskTemplate": {}}
+    ops: list[Any] = [Create("service", "s" * 25, service, {}, {})]
+    for task_id, node_id, slot, task_state in (
+        ("t1", "a" * 25, 1, "running"),
+        ("t2", "b" * 25, 2, "running"),
+        ("t3", "w" * 25, 3, "running"),
+        ("t4", "w" * 25, 3, "shutdown"),  # an earlier task of the slot, stopped
+    ):
+        extra = {"ServiceID": "s" * 25, "NodeID": node_id, "Slot": slot, "DesiredState": "running"}
+        ops.append(Create("task", task_id * 5, {}, {"State": task_state, "Message": "started"}, extra))
+    asyncio.run(runtime.write(ops))
+
+    def running_tasks() -> int:
+        stored = runtime.store.get("service", "s" * 25)
+        return service_status(stored, runtime.store.find("task", service_id="s" * 25))["RunningTasks"]
+
+    assert running_tasks() == 3
+    remove_node(server.target, "worker1", force=True)
+    assert running_tasks() == 2
+    orphaned = runtime.store.get("task", "t3" * 5)
+    assert (orphaned.status["State"], orphaned.status["Message"]) == (
+        "orphaned", "Task belonged to a node that has been deleted")
+    assert runtime.store.get("task", "t4" * 5).status["State"] == "shutdown"
+    assert [runtime.store.get("task", t * 5).status["State"] for t in ("t1", "t2")] == ["running", "running"]
