@@ -88,7 +88,8 @@ def test_a_service_gets_tasks_created_allocated_and_scheduled_by_the_leader(clus
 def test_the_docker_cli_sees_services_converge_restart_and_reschedule(tmp_path: pathlib.Path) -> None:
     """As the recordings of a real Swarm show (five-nodes/d-reschedule.txt): a worker stopped and
     Down has its tasks replaced on the other worker; the old ones show desired Shutdown, current
-    Running, and ``service ls`` counts them (6/4) while the node cannot report."""
+    Running, and ``service ls`` counts them (6/4) while the node cannot report; once the node is
+    removed they are Orphaned and counted no more (4/4)."""
     from _docker_cli import cli_rows, docker
 
     c = Cluster(tmp_path)
@@ -140,6 +141,15 @@ def test_the_docker_cli_sees_services_converge_restart_and_reschedule(tmp_path: 
         assert len(old) == 2 and all(row[4] == "Shutdown" and row[5].startswith("Running") for row in old)
         listing = {row[1]: row for row in cli_rows(run("service", "ls").stdout)[1:]}
         assert listing["web"][3] == "6/4"
+
+        # Removed (node rm), worker2's tasks are orphaned in the same write, as swarmkit's
+        # RemoveNode does: no agent will report on them, and they no longer count as running.
+        done = run("node", "rm", "worker2")
+        assert done.returncode == 0, done.stderr
+        listing = {row[1]: row for row in cli_rows(run("service", "ls").stdout)[1:]}
+        assert listing["web"][3] == "4/4"
+        gone = [row for row in ps("web") if row[5].startswith("Orphaned")]
+        assert len(gone) == 2 and all(row[4] == "Shutdown" for row in gone), gone
     except BaseException:
         print(c.logs())
         raise
