@@ -177,35 +177,23 @@ def test_bad_configuration_exits_2_naming_the_flag(tmp_path: pathlib.Path) -> No
     assert bad_env.returncode == 2 and "SWARMLET_TIME_SCALE" in bad_env.stderr, bad_env.stderr
 
 
+def _run_worker(tmp_path: pathlib.Path, ip: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    """A worker agent on ``ip`` (a free gossip port; a free metrics port unless ``flags`` name
+    one) with ``flags`` added, run until it exits: these tests expect it to refuse at start."""
+    ports = ["--gossip-port", str(free_port(ip))]
+    if "--metrics-port" not in flags:
+        ports += ["--metrics-port", str(free_port(ip))]
+    argv = [sys.executable, "-m", "nodeagent", "--role", "worker", "--advertise-addr", ip,
+            "--listen-addr", ip, *ports, "--data-dir", str(tmp_path), *flags]
+    return subprocess.run(argv, capture_output=True, text=True, env=agent_env(), timeout=30)
+
+
 def test_a_taken_metrics_port_exits_2_naming_the_flag(tmp_path: pathlib.Path) -> None:
     ip = loopback_block(1)[0]
     with socket.socket() as squatter:
         squatter.bind((ip, 0))
         squatter.listen()
-        taken = squatter.getsockname()[1]
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "nodeagent",
-                "--role",
-                "worker",
-                "--advertise-addr",
-                ip,
-                "--listen-addr",
-                ip,
-                "--gossip-port",
-                str(free_port(ip)),
-                "--metrics-port",
-                str(taken),
-                "--data-dir",
-                str(tmp_path),
-            ],
-            capture_output=True,
-            text=True,
-            env=agent_env(),
-            timeout=30,
-        )
+        run = _run_worker(tmp_path, ip, "--metrics-port", str(squatter.getsockname()[1]))
     assert run.returncode == 2 and "--metrics-port" in run.stderr, run.stderr
 
 
@@ -241,31 +229,7 @@ def test_mdns_browsers_keep_the_managers_of_their_own_cluster_only() -> None:
 
 def test_a_worker_without_a_join_token_exits_3_with_swarms_message(tmp_path: pathlib.Path) -> None:
     ip = loopback_block(1)[0]
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nodeagent",
-            "--role",
-            "worker",
-            "--advertise-addr",
-            ip,
-            "--listen-addr",
-            ip,
-            "--gossip-port",
-            str(free_port(ip)),
-            "--metrics-port",
-            str(free_port(ip)),
-            "--data-dir",
-            str(tmp_path),
-            "--join",
-            f"{ip}:{free_port(ip)}",
-        ],
-        capture_output=True,
-        text=True,
-        env=agent_env(),
-        timeout=30,
-    )
+    run = _run_worker(tmp_path, ip, "--join", f"{ip}:{free_port(ip)}")
     assert run.returncode == 3, run.stderr
     assert "A valid join token is necessary to join this cluster" in run.stderr
 

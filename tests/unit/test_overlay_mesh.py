@@ -9,9 +9,12 @@ is withdrawn gets no new connection, and host-mode ports are served only where t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -198,6 +201,47 @@ async def _web(host: str, name: str, port: bool = False) -> asyncio.Server:
     return await asyncio.start_server(answer, host, 0)
 
 
+@dataclass
+class _TwoMeshes:
+    """Two nodes' overlays and routing meshes, carrying the ingress network, and listeners on n2."""
+
+    h1: str
+    h2: str
+    data_port: int
+    published: int
+    ndb1: NetworkDBShell
+    ndb2: NetworkDBShell
+    o1: Overlay
+    o2: Overlay
+    m1: Mesh
+    m2: Mesh
+    servers: list[asyncio.Server]
+    """One listener on n2 per name given, answering it (see :func:`_web`)."""
+
+
+@contextlib.asynccontextmanager
+async def _two_meshes(*names: str, linger: float, port: bool = False) -> AsyncIterator[_TwoMeshes]:
+    """:class:`_TwoMeshes`, started; the meshes and overlays stopped and the listeners closed at the end."""
+    h1, h2, data_port, published = _hosts()
+    ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
+    ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
+    o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
+    o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
+    m1, m2 = Mesh(o1, linger=linger), Mesh(o2, linger=linger)
+    servers = [await _web(h2, name, port=port) for name in names]
+    for part in (o1, o2, m1, m2):
+        await part.start()
+    try:
+        m1.configure(INGRESS)
+        m2.configure(INGRESS)
+        yield _TwoMeshes(h1, h2, data_port, published, ndb1, ndb2, o1, o2, m1, m2, servers)
+    finally:
+        for part in (m1, m2, o1, o2):
+            await part.stop()
+        for server in servers:
+            server.close()
+
+
 async def _get(host: str, port: int) -> str:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -215,18 +259,9 @@ async def _until(probe: Any, timeout: float = 5.0) -> None:
 
 def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() -> None:
     async def main() -> None:
-        h1, h2, data_port, published = _hosts()
-        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
-        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
-        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
-        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
-        m1, m2 = Mesh(o1, linger=5.0), Mesh(o2, linger=5.0)
-        servers = [await _web(h2, "task-a"), await _web(h2, "task-b")]
-        for part in (o1, o2, m1, m2):
-            await part.start()
-        try:
-            m1.configure(INGRESS)
-            m2.configure(INGRESS)
+        async with _two_meshes("task-a", "task-b", linger=5.0) as two:
+            h1, h2, published, ndb1, ndb2 = two.h1, two.h2, two.published, two.ndb1, two.ndb2
+            o2, m1, m2, servers = two.o2, two.m1, two.m2, two.servers
             ports = _ports((published, 80, "tcp", "ingress"))
             for i, (server, addr) in enumerate(zip(servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
                 task = _task(f"task-{'ab'[i]}", addr, ports)
@@ -265,29 +300,15 @@ def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() 
             await _until(lambda: m1.ports == [] and m2.ports == [], timeout=1.0)
             # The node still carries ingress for itself (the mesh holds it).
             assert "ingressid" in ndb1.db.joined and "ingressid" in ndb2.db.joined
-        finally:
-            for part in (m1, m2, o1, o2):
-                await part.stop()
-            for server in servers:
-                server.close()
 
     asyncio.run(main())
 
 
 def test_host_mode_ports_listen_only_where_the_task_runs() -> None:
     async def main() -> None:
-        h1, h2, data_port, published = _hosts()
-        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
-        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
-        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
-        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
-        m1, m2 = Mesh(o1, linger=0.3), Mesh(o2, linger=0.3)
-        server = await _web(h2, "host-task")
-        for part in (o1, o2, m1, m2):
-            await part.start()
-        try:
-            m1.configure(INGRESS)
-            m2.configure(INGRESS)
+        async with _two_meshes("host-task", linger=0.3) as two:
+            h1, h2, published, ndb1, ndb2 = two.h1, two.h2, two.published, two.ndb1, two.ndb2
+            o2, m1, m2, (server,) = two.o2, two.m1, two.m2, two.servers
             task = _task("h1", "", _ports((published, 80, "tcp", "host")))
             o2.join(task)
             o2.publish(task, {80: server.sockets[0].getsockname()[1]})
@@ -299,10 +320,6 @@ def test_host_mode_ports_listen_only_where_the_task_runs() -> None:
                 await _get(h1, published)
             assert o2.withdraw("h1") is True  # host-mode ports count as a binding to take down first
             await _until(lambda: m2.ports == [])
-        finally:
-            for part in (m1, m2, o1, o2):
-                await part.stop()
-            server.close()
 
     asyncio.run(main())
 
@@ -436,51 +453,41 @@ def test_a_tunnel_hands_its_connection_to_a_listener_of_the_same_process() -> No
     from nodeagent.overlay.splice import register_listener, unregister_listener
 
     async def main() -> None:
-        h1, h2, data_port, published = _hosts()
-        ndb1 = NetworkDBShell("n1", NetworkDBConfig(), random.Random(1))
-        ndb2 = NetworkDBShell("n2", NetworkDBConfig(), random.Random(2))
-        o1 = Overlay(node_id="n1", host=h1, ndb=ndb1, port=data_port)
-        o2 = Overlay(node_id="n2", host=h2, ndb=ndb2, port=data_port)
-        m1, m2 = Mesh(o1, linger=0.3), Mesh(o2, linger=0.3)
-        servers = [await _web(h2, "task-a", port=True), await _web(h2, "task-b", port=True)]
-        for server in servers:
-            register_listener(server)
-        for part in (o1, o2, m1, m2):
-            await part.start()
-        try:
-            m1.configure(INGRESS)
-            m2.configure(INGRESS)
-            ports = _ports((published, 80, "tcp", "ingress"))
-            for i, (server, addr) in enumerate(zip(servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
-                task = _task(f"task-{'ab'[i]}", addr, ports)
-                o2.join(task)
-                o2.publish(task, {80: server.sockets[0].getsockname()[1]})
-            _sync(ndb1, ndb2)
-            await _until(lambda: m1.ports == [f"{published}/tcp"] and m2.ports == [f"{published}/tcp"])
-            # Through a tunnel (n1) and on the tasks' own node (n2): in turn, whole answers.
-            # The task is given the tunnel's own connection, to n2's data path port (dialled, the
-            # connection would reach its listener's port).
-            tunnel = [f"task-a {data_port}", f"task-b {data_port}"]
-            assert [await _get(h1, published) for _ in range(4)] == tunnel * 2
-            assert [(await _get(h2, published)).split()[0] for _ in range(2)] == ["task-a", "task-b"]
-            request, answer = len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), len(b"HTTP/1.1 200 OK\r\n")
-
-            def counted() -> bool:
-                rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
-                tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
-                return bool(rx >= 4 * request and tx >= 4 * answer)
-
-            await _until(counted)
-            # task-a's listener stops serving (its task got SIGTERM) but the tables still name it.
-            servers[0].close()
-            assert [await _get(h1, published) for _ in range(2)] == [f"task-b {data_port}"] * 2
-            # Connections already given to a listener are not the mesh's to close at stop.
-            assert not o2._splices
-        finally:
-            for part in (m1, m2, o1, o2):
-                await part.stop()
+        async with _two_meshes("task-a", "task-b", linger=0.3, port=True) as two:
+            h1, h2, data_port, published = two.h1, two.h2, two.data_port, two.published
+            ndb1, ndb2 = two.ndb1, two.ndb2
+            o2, m1, m2, servers = two.o2, two.m1, two.m2, two.servers
             for server in servers:
-                unregister_listener(server)
-                server.close()
+                register_listener(server)
+            try:
+                ports = _ports((published, 80, "tcp", "ingress"))
+                for i, (server, addr) in enumerate(zip(servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
+                    task = _task(f"task-{'ab'[i]}", addr, ports)
+                    o2.join(task)
+                    o2.publish(task, {80: server.sockets[0].getsockname()[1]})
+                _sync(ndb1, ndb2)
+                await _until(lambda: m1.ports == [f"{published}/tcp"] and m2.ports == [f"{published}/tcp"])
+                # Through a tunnel (n1) and on the tasks' own node (n2): in turn, whole answers.
+                # The task is given the tunnel's own connection, to n2's data path port (dialled, the
+                # connection would reach its listener's port).
+                tunnel = [f"task-a {data_port}", f"task-b {data_port}"]
+                assert [await _get(h1, published) for _ in range(4)] == tunnel * 2
+                assert [(await _get(h2, published)).split()[0] for _ in range(2)] == ["task-a", "task-b"]
+                request, answer = len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), len(b"HTTP/1.1 200 OK\r\n")
+
+                def counted() -> bool:
+                    rx = o2.metrics.bytes.labels(vni="4096", direction="rx")._value.get()
+                    tx = o2.metrics.bytes.labels(vni="4096", direction="tx")._value.get()
+                    return bool(rx >= 4 * request and tx >= 4 * answer)
+
+                await _until(counted)
+                # task-a's listener stops serving (its task got SIGTERM) but the tables still name it.
+                servers[0].close()
+                assert [await _get(h1, published) for _ in range(2)] == [f"task-b {data_port}"] * 2
+                # Connections already given to a listener are not the mesh's to close at stop.
+                assert not o2._splices
+            finally:
+                for server in servers:
+                    unregister_listener(server)
 
     asyncio.run(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 
@@ -40,21 +41,10 @@ def test_round_trip_keeps_every_operation() -> None:
         Delete("secret", "x1"),
         Delete("config", "c1", version=3),
     ]
+    expected = copy.deepcopy(ops)  # what went in, even if encoding changed it in place
     decoded, now = decode_batch(encode_batch(ops, now=T0))
     assert now == T0
-    assert decoded == [
-        Create(
-            "node",
-            "n1",
-            {"Role": "worker", "Availability": "active"},
-            {"State": "ready"},
-            {"Description": {}},
-        ),
-        Update("service", "s1", 7, spec={"Name": "web", "Labels": {"é": "ü"}}),
-        Update("task", "t1", 9, status={"State": "running"}),
-        Delete("secret", "x1"),
-        Delete("config", "c1", version=3),
-    ]
+    assert decoded == expected
 
 
 def test_encoding_is_canonical() -> None:
