@@ -382,16 +382,19 @@ class RaftShell:
                     await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
             now = loop.time()
-            if now >= next_tick:
-                node.tick()
-                # After a long stall (a paused process), tick once rather than fire a burst.
-                next_tick = max(next_tick + tick, now)
+            # What arrived is stepped before the tick: after a stall (a busy or paused process)
+            # the inbox holds the answers peers sent meanwhile, and a tick taken first would count
+            # them as silence (a leader's check-quorum stepping down, a follower campaigning).
             inbox, self._inbox = self._inbox, []
             for message in inbox:
                 try:
                     node.step(message)
                 except Exception:  # a malformed or stale message must not stop the loop
                     log.exception("raft: step failed")
+            if now >= next_tick:
+                node.tick()
+                # After a long stall (a paused process), tick once rather than fire a burst.
+                next_tick = max(next_tick + tick, now)
             refusals, self._refusals = self._refusals, []
             for leader, term in refusals:
                 if node.report_leader_unreachable(leader, term):
