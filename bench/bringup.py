@@ -19,6 +19,9 @@ and, apart, ``cpu``: the most CPU one agent had used when it logged "node agent 
 of CPU, not a time: Python's start, the imports and the agent's start, managers' role included),
 from agents that log it.
 
+and ``term``: the last Raft term any node logged a leader for (2 when the first leader kept its
+place; more when leaders changed during the bring-up);
+
 and, apart, when the cluster's Prometheus container started (``prom``): `up` starts it once the
 nodes are started and does not wait for it, so it is in none of the phases above.
 """
@@ -40,8 +43,10 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "bench-bringup"
-PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit", "prom", "cpu")
+PHASES = ("compose", "started", "imported", "gossip", "leader", "joined", "ready", "exit", "prom", "cpu",
+          "term")
 _READY_CPU = re.compile(r"node agent ready \(([0-9.]+) s of CPU\)")
+_LEADER_TERM = re.compile(r"raft: leader is now \S+ \(term (\d+)\)")
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 
 
@@ -87,7 +92,7 @@ def _log_times(container: str) -> list[tuple[float, str]]:
     return sorted(lines)
 
 
-def one_run(state: pathlib.Path, extra: list[str]) -> dict[str, float]:
+def one_run(state: pathlib.Path, extra: list[str], keep: pathlib.Path | None = None) -> dict[str, float]:
     """One `swarmlet up`, its phases in seconds from the start, then `swarmlet down`."""
     start = time.time()
     up = _swarmlet(state, "up", "--timeout", "60", *extra)
@@ -127,6 +132,15 @@ def one_run(state: pathlib.Path, extra: list[str]) -> dict[str, float]:
         cpu = [float(m.group(1)) for lines in logs.values() for _, line in lines
                if (m := _READY_CPU.search(line))]
         phases["cpu"] = max(cpu) if cpu else float("nan")
+        # The last Raft term any node logged: a cluster that elected once and kept its leader
+        # ends in term 2 (the first manager's campaign); more means leaders changed while coming up.
+        terms = [int(m.group(1)) for lines in logs.values() for _, line in lines
+                 if (m := _LEADER_TERM.search(line))]
+        phases["term"] = max(terms) if terms else float("nan")
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for name, lines in logs.items():
+                (keep / f"{name}.log").write_text("".join(line + "\n" for _, line in lines))
         return phases
     finally:
         _swarmlet(state, "down")
@@ -140,6 +154,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--publish", default=None, help="passed to `swarmlet up --publish` (\"\" for none)")
     parser.add_argument("--project", default=PROJECT, help=f"the compose project (default {PROJECT})")
+    parser.add_argument("--keep-logs", type=pathlib.Path, default=None, metavar="DIR",
+                        help="save each run's node logs under DIR/run-N/ before the project is removed")
     args = parser.parse_args()
     PROJECT = args.project
     extra = [] if args.publish is None else ["--publish", args.publish]
@@ -150,7 +166,8 @@ def main() -> int:
     failed = 0
     for i in range(args.runs):
         try:
-            phases = one_run(state, extra)
+            keep = args.keep_logs / f"run-{i + 1}" if args.keep_logs else None
+            phases = one_run(state, extra, keep)
         except RuntimeError as e:
             # Seen here: Docker's embedded DNS answering "not found" for every other container
             # of the fresh network for over a minute (a known intermittent engine problem).

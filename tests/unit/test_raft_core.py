@@ -599,3 +599,97 @@ def test_a_wrong_report_about_a_live_leader_costs_nothing() -> None:
     net.tick(CFG.heartbeat_ticks, who=["a"])
     assert net.nodes["b"].leader == "a" and net.nodes["b"].term == term
     assert net.nodes["b"].role == Role.FOLLOWER
+
+
+def test_after_a_stall_the_leader_steps_the_answers_that_waited_before_its_tick() -> None:
+    """A leader whose loop stalled finds its peer's answers queued and a tick due at once. The
+    loop's turn steps the answers first, so check-quorum sees the peer and the leader stays; a
+    tick taken first would count the waiting answers as silence and step down (seen in a real
+    bring-up of five nodes on two cores)."""
+    from manager.state.raft.shell import take_turn
+
+    def stalled_leader() -> tuple[RaftNode, list[Message]]:
+        net = Net(["a", "b"])
+        leader = net.elect("a")  # b acknowledged the leader's first entry: heard in this round
+        waiting: list[Message] = []
+
+        def hold(m: Message) -> bool:
+            if m.sender == "b":
+                waiting.append(m)  # b answered, but a's loop has not read it yet
+                return True
+            return False
+
+        net.drop = hold
+        # The first check-quorum round passes on the election's answers; the next tick is the
+        # second round's check, with b's answers since then all waiting.
+        net.tick(2 * CFG.election_ticks - 1, who=["a"])
+        assert leader.role == Role.LEADER and waiting
+        return leader, waiting
+
+    leader, waiting = stalled_leader()
+    due = take_turn(leader, waiting, now=10.0, next_tick=9.0, tick=0.05)
+    assert leader.role == Role.LEADER
+    assert due == 10.0  # one tick after a long stall, not a burst
+
+    ticked_first, waiting = stalled_leader()
+    ticked_first.tick()
+    assert ticked_first.role == Role.FOLLOWER  # the order is what keeps the leader
+
+
+def _one_voter_and_two_learners(c_down: bool) -> tuple[Net, RaftNode]:
+    """A one-manager cluster whose leader has added b and c as learners (c down if asked)."""
+    net = Net(["a"])
+    leader = net.elect("a")
+    for learner in ("b", "c"):
+        net.add(learner)
+        leader.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, learner))
+        net.stabilize()
+    if c_down:
+        net.down.add("c")
+    leader.propose(b"written while c is away")
+    net.stabilize()
+    net.tick(CFG.heartbeat_ticks, who=["a"])
+    return net, leader
+
+
+def test_two_learners_are_promoted_back_to_back_so_two_voters_never_wait_on_a_slow_one() -> None:
+    from manager.state.raft.promotion import Promotions
+
+    net, leader = _one_voter_and_two_learners(c_down=True)
+    promotions = Promotions()
+    promotions.add("b")
+    promotions.add("c")
+    assert leader.progress["b"].match >= leader.commit > leader.progress["c"].match
+    promotions.hold(leader, now=0.0)
+    net.stabilize()
+    assert leader.conf.voters == ("a",)  # b waits for c rather than make two voters
+    net.down.discard("c")
+    net.tick(CFG.heartbeat_ticks, who=["a"])  # c catches up
+    promotions.hold(leader, now=0.3)
+    net.stabilize()
+    promotions.hold(leader, now=0.35)
+    net.stabilize()
+    assert sorted(leader.conf.voters) == ["a", "b", "c"]
+
+
+def test_a_learner_waits_for_its_pair_only_so_long_and_a_lone_one_not_at_all() -> None:
+    from manager.state.raft.promotion import PAIR_S, Promotions
+
+    net, leader = _one_voter_and_two_learners(c_down=True)
+    promotions = Promotions()
+    promotions.add("b")
+    promotions.add("c")
+    promotions.hold(leader, now=0.0)
+    promotions.hold(leader, now=PAIR_S - 0.01)
+    net.stabilize()
+    assert leader.conf.voters == ("a",)
+    promotions.hold(leader, now=PAIR_S)
+    net.stabilize()
+    assert sorted(leader.conf.voters) == ["a", "b"]  # c is still away: b did not wait for ever
+
+    net, leader = _one_voter_and_two_learners(c_down=False)
+    alone = Promotions()
+    alone.add("b")  # c is a learner nobody asked to promote
+    alone.hold(leader, now=0.0)
+    net.stabilize()
+    assert sorted(leader.conf.voters) == ["a", "b"]
