@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
-import importlib.metadata
 import ipaddress
 import logging
 import os
