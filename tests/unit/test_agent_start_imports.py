@@ -28,17 +28,17 @@ def _pyproject() -> dict[str, Any]:
 
 def test_the_built_in_roles_are_the_ones_pyproject_registers() -> None:
     registered = _pyproject()["project"]["entry-points"][roles.ENTRY_POINT_GROUP]
-    assert roles.BUILTIN_ROLES == registered
+    assert registered == roles.BUILTIN_ROLES
     assert roles.load_role("manager") is ManagerRuntime
 
 
 def test_the_version_is_the_one_the_package_is_built_with() -> None:
     assert _pyproject()["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "nodeagent.__version__"}
-    assert VERSION == nodeagent.__version__
+    assert nodeagent.__version__ == VERSION
     assert VERSION.count(".") == 2
 
 
-def test_a_role_that_is_not_built_in_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_role_not_built_in_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     ep = importlib.metadata.EntryPoint("auditor", f"{__name__}:Auditor", roles.ENTRY_POINT_GROUP)
     real = importlib.metadata.entry_points
 
@@ -53,7 +53,8 @@ def test_a_role_that_is_not_built_in_is_found_through_its_entry_point(monkeypatc
 
 def test_a_built_in_role_that_cannot_be_imported_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(roles.BUILTIN_ROLES, "manager", "manager.runtime:NoSuchClass")
-    with pytest.raises(roles.RoleNotFound, match=r"role 'manager' \(manager.runtime:NoSuchClass\) cannot be loaded"):
+    refused = r"role 'manager' \(manager.runtime:NoSuchClass\) cannot be loaded"
+    with pytest.raises(roles.RoleNotFound, match=refused):
         roles.load_role("manager")
 
 
