@@ -1,6 +1,5 @@
 """What a node agent's start imports: the built-in role and the version without the package
-metadata (importlib.metadata cost 0.06 s of CPU per start), and entry points still found for a
-role that is not built in."""
+metadata, no simulator, and entry points still found for a role that is not built in."""
 
 from __future__ import annotations
 
@@ -58,10 +57,10 @@ def test_a_built_in_role_that_cannot_be_imported_says_so(monkeypatch: pytest.Mon
         roles.load_role("manager")
 
 
-def test_a_managers_start_imports_no_package_metadata() -> None:
+def test_a_managers_start_imports_neither_package_metadata_nor_the_simulator() -> None:
     # In a fresh interpreter: what `python -m nodeagent --role=manager` imports before it is ready.
     code = ("import sys, nodeagent.node, nodeagent.roles as r; r.load_role('manager');"
-            "print(sorted(m for m in sys.modules if m.startswith('importlib.metadata')))")
+            "print(sorted(m for m in sys.modules if m.startswith(('importlib.metadata', 'nodeagent.sim'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=ROOT, env={"PYTHONPATH": f"{ROOT}:{ROOT / 'proto'}", "PATH": "/usr/bin:/bin"})
     assert done.stdout.strip() == "[]"
