@@ -10,10 +10,11 @@ the managers' CA and named by its certificate (the CN); ``node_id`` keeps a copy
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import random
 import secrets
+
+from nodeagent import __version__
 
 __all__ = [
     "ID_ALPHABET", "ID_LENGTH", "VERSION", "IdentityError", "founder_id", "founders", "is_id", "keep_node_id",
@@ -23,15 +24,7 @@ __all__ = [
 ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 ID_LENGTH = 25
 
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("swarmlet")
-    except importlib.metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-VERSION = _version()
+VERSION = __version__
 """swarmlet's version: what ``docker node ls`` shows as ENGINE VERSION and /version reports."""
 
 

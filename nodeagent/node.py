@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
-import importlib.metadata
 import ipaddress
 import logging
 import os
@@ -30,7 +29,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
@@ -176,9 +175,11 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None,
     running = Running(tasks=[])
     failure: list[BaseException] = []
     try:
-        await _start(options, running, stop, failure)
+        after_ready = await _start(options, running, stop, failure)
         # The CPU its start took (Python's start and imports included): bench/bringup.py reads it.
         log.info("node agent ready (%.2f s of CPU)", time.process_time())
+        for step in after_ready:
+            await step()
         if on_ready is not None:
             on_ready()
         await stop.wait()
@@ -201,7 +202,8 @@ async def run_agent(options: AgentOptions, *, stop: asyncio.Event | None = None,
 
 
 async def _start(options: AgentOptions, running: Running, stop: asyncio.Event,
-                 failure: list[BaseException]) -> None:
+                 failure: list[BaseException]) -> list[Callable[[], Awaitable[None]]]:
+    """Start everything the node serves; returns what starts once the node is ready."""
     tls.set_enabled(options.tls)
     node_id = await _node_identity(options, stop)
     kept = read_role_file(options.data_dir)
@@ -357,14 +359,23 @@ async def _start(options: AgentOptions, running: Running, stop: asyncio.Event,
         await swarm.start()
     except RoleNotFound as exc:
         raise AgentError(f"--role manager: {exc}", EXIT_FAILED) from None
-    # After the manager role: the announcement (zeroconf's import and sockets) is for workers
-    # that discover managers by mDNS, and must not hold up Raft's start.
-    if options.role == "manager" and mdns_interfaces is not None and running.announcer is None:
-        running.announcer = _announcer(options, running.node_id, mdns_interfaces)
-        await running.announcer.start()
     if running.task_runtime is not None:
         # The task runtime follows whichever session the node has now (none while in no swarm).
         running.task_runtime.start(swarm.connected_to)
+    after_ready: list[Callable[[], Awaitable[None]]] = []
+    if options.role == "manager" and mdns_interfaces is not None:
+        # Once the node is ready: the announcement (zeroconf's import and sockets, 0.03-0.05 s of
+        # CPU) is for workers that discover managers by mDNS, and must not hold up the start of
+        # Raft, the dispatcher and the Engine API, which every other node waits for.
+        interfaces = mdns_interfaces
+
+        async def announce() -> None:
+            if running.announcer is None:
+                running.announcer = _announcer(options, running.node_id, interfaces)
+                await running.announcer.start()
+
+        after_ready.append(announce)
+    return after_ready
 
 
 async def _node_identity(options: AgentOptions, stop: asyncio.Event) -> str:

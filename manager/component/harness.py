@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from manager.component.base import Component
 from manager.component.runner import ComponentMetrics, ComponentRunner, ConflictsExhausted, Writer
@@ -26,7 +26,10 @@ from manager.state.store.commands import Op, encode_batch
 from manager.state.store.errors import StoreError
 from manager.state.store.objects import format_timestamp
 from manager.state.store.store import ApplyResult, Store
-from nodeagent.sim.scheduler import Simulator, Timer
+
+if TYPE_CHECKING:
+    # Only for the simulator's harness: a manager does not import the simulator.
+    from nodeagent.sim.scheduler import Simulator, Timer
 
 __all__ = ["DirectProposer", "ManagerHarness", "SimHarness", "run_now"]
 
