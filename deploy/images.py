@@ -32,6 +32,9 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from deploy.hostengine import HostEngineError, host_engine
 
 __all__ = [
     "BASE_PACKAGES",
@@ -52,10 +55,12 @@ __all__ = [
     "ensure_node_image",
     "ensure_prometheus_image",
     "image_exists",
+    "inspect_image",
     "nginx_image_key",
     "node_image_key",
     "prometheus_image_key",
     "repo_root",
+    "tag_image",
 ]
 
 BASE_REPO = "swarmlet/base"
@@ -144,18 +149,52 @@ def _run(cmd: list[str], log: pathlib.Path, step: str, env: dict[str, str] | Non
         raise BuildError(f"{step} failed (exit {proc.returncode}); log: {log}\n" + "\n".join(tail))
 
 
+def inspect_image(tag: str) -> dict[str, Any] | None:
+    """``docker image inspect TAG``: the image's JSON (Id, Size, ...), None when there is none.
+
+    Asked over the engine's socket (deploy.hostengine); through the docker CLI where that client
+    cannot reach the engine as the CLI would (TLS, ssh://, a docker context)."""
+    engine = host_engine()
+    if engine is not None:
+        try:
+            return engine.image(tag)
+        except HostEngineError as e:
+            raise BuildError(f"docker image inspect {tag}: {e}") from None
+    proc = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return None
+    found = json.loads(proc.stdout or "[]")
+    return dict(found[0]) if found else None
+
+
+def tag_image(source: str, target: str) -> None:
+    """``docker tag SOURCE TARGET`` (over the engine's socket where it can be)."""
+    engine = host_engine()
+    if engine is not None:
+        try:
+            engine.tag(source, target)
+        except HostEngineError as e:
+            raise BuildError(f"docker tag {source} {target}: {e}") from None
+        return
+    subprocess.run(["docker", "tag", source, target], capture_output=True, check=True)
+
+
 def image_exists(tag: str) -> bool:
     """Whether the local engine has an image with this tag."""
-    proc = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, check=False)
-    return proc.returncode == 0
+    return inspect_image(tag) is not None
 
 
 def _image_size(tag: str) -> int:
-    out = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", tag],
-        capture_output=True, text=True, check=False,
-    )
-    return int(out.stdout.strip() or 0)
+    return int((inspect_image(tag) or {}).get("Size") or 0)
+
+
+def _point_latest(tag: str, latest: str, image: dict[str, Any] | None = None) -> None:
+    """Tag ``tag`` as ``latest`` unless ``latest`` already names the same image (``image`` is
+    ``tag``'s inspect, when the caller has it)."""
+    image = image or inspect_image(tag) or {}
+    current = inspect_image(latest)
+    if current is None or not image.get("Id") or current.get("Id") != image.get("Id"):
+        tag_image(tag, latest)
 
 
 def _recipe_key(version: int, packages: tuple[str, ...], dpkg: tuple[str, ...],
@@ -217,8 +256,9 @@ def ensure_base_image(progress: Progress | None = None) -> BuiltImage:
     say = progress or (lambda _msg: None)
     key = base_image_key()
     tag = f"{BASE_REPO}:{key}"
-    if image_exists(tag):
-        return BuiltImage(tag, False, 0.0, _image_size(tag))
+    present = inspect_image(tag)
+    if present is not None:
+        return BuiltImage(tag, False, 0.0, int(present.get("Size") or 0))
     start = time.monotonic()
     changes = (
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -339,9 +379,9 @@ def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltI
     key = node_image_key(base_tag)
     tag = f"{NODE_REPO}:{key}"
     start = time.monotonic()
-    built = False
-    if not image_exists(tag):
-        built = True
+    present = inspect_image(tag)
+    built = present is None
+    if built:
         log = cache_dir() / "node-build.log"
         log.write_text("")
         deps = _download_dependencies(root, log, say)
@@ -372,10 +412,11 @@ def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltI
               "import grpc, cryptography.x509, google.protobuf, zeroconf, prometheus_client, rich, "
               "nodeagent"],
              log, "node image check")
-    subprocess.run(["docker", "tag", tag, NODE_IMAGE], capture_output=True, check=True)
+        present = inspect_image(tag)
+    _point_latest(tag, NODE_IMAGE, present)
     if built:
         _remove_older(NODE_REPO, keep={key, "latest"})
-    return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
+    return BuiltImage(tag, built, time.monotonic() - start, int((present or {}).get("Size") or 0))
 
 
 PROMETHEUS_REPO = "swarmlet/prometheus"
@@ -416,18 +457,19 @@ def ensure_prometheus_image(progress: Progress | None = None) -> BuiltImage:
     key = prometheus_image_key()
     tag = f"{PROMETHEUS_REPO}:{key}"
     start = time.monotonic()
-    built = False
-    if not image_exists(tag):
-        built = True
+    present = inspect_image(tag)
+    built = present is None
+    if built:
         changes = (*_PROMETHEUS_CHANGES, f"LABEL org.swarmlet.prometheus-key={key}")
         log = _debootstrap_image(tag, "prometheus", PROMETHEUS_PACKAGES, _PROMETHEUS_DPKG_EXCLUDES,
                                  changes, say)
         say("checking the Prometheus image")
         _run(["docker", "run", "--rm", "--network", "none", tag, "--version"], log, "prometheus image check")
-    subprocess.run(["docker", "tag", tag, PROMETHEUS_IMAGE], capture_output=True, check=True)
+        present = inspect_image(tag)
+    _point_latest(tag, PROMETHEUS_IMAGE, present)
     if built:
         _remove_older(PROMETHEUS_REPO, keep={key, "latest"})
-    return BuiltImage(tag, built, time.monotonic() - start, _image_size(tag))
+    return BuiltImage(tag, built, time.monotonic() - start, int((present or {}).get("Size") or 0))
 
 
 # The nginx image: a reference reverse proxy for bench/mesh.py, built as the base image is (Debian
