@@ -41,10 +41,9 @@ from deploy.backends.base import (
 )
 from deploy.commands.status import console as make_console
 from deploy.commands.status import error, node_table
-from nodeagent.options import parse_cpus, parse_size
 
 __all__ = [
-    "NodeExited", "add_arguments", "ask_managers", "endpoints_table", "founding_managers",
+    "NodeExited", "add_arguments", "ask_managers", "docker_host_hint", "endpoints_table", "founding_managers",
     "operator_certificate", "read_tokens", "readiness", "require_no_swarm_flag", "run", "wait_engines",
     "wait_ready", "wait_tokens",
 ]
@@ -101,23 +100,24 @@ def read_tokens(nodes: Sequence[NodeHandle]) -> bool:
     return False
 
 
-def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress) -> None:
+def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress) -> list[NodeHandle]:
     """Wait until the manager ``first``, which creates the cluster, shows its join tokens; keep
-    them in the state folder. Raises NodeExited, or BackendError at the timeout."""
+    them in the state folder; returns every node as last looked at (for :func:`wait_ready`).
+    Raises NodeExited, or BackendError at the timeout."""
     task = progress.add_task(f"waiting for {first} to create the swarm", total=None)
     deadline = time.monotonic() + timeout
     nodes: list[NodeHandle] = []
     looked = -1.0
     while True:
         if time.monotonic() - looked >= LOOK or not nodes:
-            nodes = [n for n in backend.nodes() if n.hostname == first]
+            nodes = backend.nodes()
             looked = time.monotonic()
             exited = [n for n in nodes if n.state in ("exited", "dead")]
             if exited:
                 raise NodeExited(backend, exited)
-        if read_tokens(nodes):
+        if read_tokens([n for n in nodes if n.hostname == first]):
             progress.update(task, total=1, completed=1, description=f"{first} created the swarm")
-            return
+            return nodes
         if time.monotonic() >= deadline:
             raise BackendError(f"after {timeout:.0f} s, {first} had not created the swarm; "
                                f"see `swarmlet logs {first}`")
@@ -197,19 +197,21 @@ def ask_managers(nodes: Sequence[NodeHandle], timeout: float = 2.0) -> list[Any]
 
 
 def wait_ready(
-    backend: Backend, expected: int, timeout: float, progress: Progress
+    backend: Backend, expected: int, timeout: float, progress: Progress, nodes: Sequence[NodeHandle] = ()
 ) -> tuple[list[Any], bool]:
-    """Poll the managers until ``expected`` nodes are Ready and a leader exists, or time runs out."""
+    """Poll the managers until ``expected`` nodes are Ready and a leader exists, or time runs out.
+
+    ``nodes``: the backend's nodes if the caller has just looked at them."""
     task = progress.add_task("waiting for the nodes", total=expected)
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
-    nodes: list[NodeHandle] = []
-    looked = -1.0
+    looked = time.monotonic() if nodes else -1.0
+    nodes = list(nodes)
     while True:
         try:
-            # The backend's view (`docker ps` and `docker inspect`: two CLI runs, about 0.1 s of CPU
-            # each under load) is refreshed every LOOK s, to see nodes that exited; the managers
-            # are asked every POLL s, so that the wait ends soon after the cluster is ready.
+            # The backend's view (a container list and inspects over the engine's socket, a few
+            # ms) is refreshed every LOOK s, to see nodes that exited; the managers are asked
+            # every POLL s, so that the wait ends soon after the cluster is ready.
             if time.monotonic() - looked >= LOOK or not nodes:
                 nodes = backend.nodes()
                 looked = time.monotonic()
@@ -235,7 +237,7 @@ def wait_ready(
         time.sleep(POLL)
 
 
-LOOK = 2.0
+LOOK = 1.0
 """Seconds between two looks at the backend's containers or processes while waiting."""
 POLL = 0.05
 """Seconds between two readiness questions to the managers (two Engine API requests, about 2 ms)."""
@@ -281,6 +283,18 @@ def endpoints_table(nodes: Sequence[NodeHandle]) -> Table:
         table.add_row(node.hostname, node.addr or "-", node.docker_host or "-", node.metrics_url or "-",
                       node.web_url or "-")
     return table
+
+
+def docker_host_hint(leader: str, addr: str, no_swarm: bool) -> list[str]:
+    """The last lines `up` prints: where the docker CLI drives the cluster, and for nodes outside
+    any swarm how to start one there. ``docker swarm init`` needs no --advertise-addr: the node
+    advertises its own address (a host name such as ``manager1`` is refused, as Docker refuses
+    it; inside a container the address the host reaches is not the node's either)."""
+    if no_swarm:
+        intro = f"Start a swarm at {leader} with `docker swarm init` (it advertises the node's own address):"
+    else:
+        intro = f"The docker CLI drives the cluster through the leader, {leader}:"
+    return [intro, env_line(addr)]
 
 
 def require_no_swarm_flag(backend: Backend, layout: Layout) -> None:
@@ -330,12 +344,15 @@ def run(args: argparse.Namespace) -> int:
                            no_swarm=args.no_swarm, cpus=args.cpus or "", memory=args.memory or "")
     except AddressError as e:
         return error(str(e))
-    for flag, value, parse in (("--cpus", args.cpus, parse_cpus), ("--memory", args.memory, parse_size)):
-        try:
-            if value:
-                parse(value)
-        except ValueError as e:
-            return error(f"{flag}: {e}")
+    if args.cpus or args.memory:
+        from nodeagent.options import parse_cpus, parse_size
+
+        for flag, value, parse in (("--cpus", args.cpus, parse_cpus), ("--memory", args.memory, parse_size)):
+            try:
+                if value:
+                    parse(value)
+            except ValueError as e:
+                return error(f"{flag}: {e}")
     console = make_console()
     started = time.monotonic()
     try:
@@ -362,16 +379,21 @@ def run(args: argparse.Namespace) -> int:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
             step = progress.add_task("preparing", total=None)
+            preparing = True
 
             def report(message: str) -> None:
-                # Each step stays on screen as a line; the spinner shows the one under way.
+                # Each step stays on screen as a line; the spinner shows the one under way. Once
+                # the images are ready, that task keeps its last words: a non-terminal gets every
+                # task's last words once, at the end, and must not see a step's line again.
                 progress.console.print(f"  {message}")
-                progress.update(step, description=message)
+                if preparing:
+                    progress.update(step, description=message)
 
             layout = dataclasses.replace(layout, image=backend.prepare(report))
             if layout.no_swarm:
                 require_no_swarm_flag(backend, layout)
             progress.update(step, total=1, completed=1, description="images ready")
+            preparing = False
             # Recorded before starting, so that down can clean up even after a failed start;
             # the backend's own details (the local process table) are kept.
             kept = existing.extra if existing is not None and existing.backend == backend.name else {}
@@ -398,15 +420,21 @@ def run(args: argparse.Namespace) -> int:
             )
             backend.start_cluster(layout)
             progress.update(start_task, total=1, completed=1)
+            looked: list[NodeHandle] = []
             if fresh:
-                wait_tokens(backend, first, args.timeout, progress)
+                looked = wait_tokens(backend, first, args.timeout, progress)
                 report(f"{first} created the swarm; join tokens in {credentials_dir()}")
             expected = args.managers + args.workers
             rows: list[Any] = []
             if layout.no_swarm:
                 ok = wait_engines(backend, expected, args.timeout, progress)
             else:
-                rows, ok = wait_ready(backend, expected, args.timeout, progress)
+                rows, ok = wait_ready(backend, expected, args.timeout, progress, looked)
+        # The figure `up` reports ends here, when it saw the cluster ready; the node table is
+        # printed before the operator certificate is fetched (gRPC's import and a TLS handshake).
+        seen = time.monotonic()
+        if rows:
+            console.print(node_table(rows))
         nodes = backend.nodes()
         trouble = operator_certificate(nodes) if ok and not layout.no_swarm else None
     except BackendError as e:
@@ -414,8 +442,6 @@ def run(args: argparse.Namespace) -> int:
     if trouble:
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")
-    if rows:
-        console.print(node_table(rows))
     expected = args.managers + args.workers
     if not ok:
         ready, leader, _ = readiness(rows, expected)
@@ -425,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
             f"{'' if leader or layout.no_swarm else ' and there is no leader'}; see `swarmlet logs NODE` "
             f"(nodes: {', '.join(n.hostname for n in nodes)})"
         )
-    took = f"{time.monotonic() - boot:.1f} s after start, {time.monotonic() - started:.1f} s in all"
+    took = f"{seen - boot:.1f} s after start, {seen - started:.1f} s in all"
     if layout.no_swarm:
         console.print(f"{expected} nodes outside any swarm, their Engine APIs answer: {took}")
         leader = layout.role_names("manager")[0]
@@ -450,9 +476,6 @@ def run(args: argparse.Namespace) -> int:
     if target is not None and target.web_url and not layout.no_swarm:
         console.print(f"Web view: {target.web_url} ({leader}; every manager serves one)")
     if target is not None and target.addr:
-        if layout.no_swarm:
-            console.print(f"Start a swarm there with `docker swarm init --advertise-addr {leader}`:")
-        else:
-            console.print(f"The docker CLI drives the cluster through the leader, {leader}:")
-        console.print(env_line(target.addr))
+        for line in docker_host_hint(leader, target.addr, layout.no_swarm):
+            console.print(line)
     return 0
