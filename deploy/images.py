@@ -293,11 +293,55 @@ def _runtime_dependencies(root: pathlib.Path) -> list[str]:
 def node_image_key(base_tag: str) -> str:
     """The node image's tag: a hash of the base image, the Dockerfile and the tree's sources."""
     root = repo_root()
-    parts = [base_tag.encode()]
-    for path in _source_files(root):
-        parts.append(str(path.relative_to(root)).encode())
-        parts.append(path.read_bytes())
-    return _digest(parts)
+    h = hashlib.sha256()
+    h.update(hashlib.sha256(base_tag.encode()).digest())
+    files = _source_files(root)
+    for path, digest in zip(files, _content_digests(root, files), strict=True):
+        h.update(hashlib.sha256(str(path.relative_to(root)).encode()).digest())
+        h.update(digest)
+    return h.hexdigest()[:_HASH_CHARS]
+
+
+_DIGESTS_FILE = "source-digests.json"
+# A file changed within this many seconds of the last look could change again within the same
+# mtime tick unseen (git's "racy" entries): its digest is not kept.
+_RACY_S = 2.0
+
+
+def _content_digests(root: pathlib.Path, files: list[pathlib.Path]) -> list[bytes]:
+    """The SHA-256 of each file's content, reusing the one kept for a file whose size, mtime and
+    inode are unchanged since (as git's index does): reading and hashing the 2 MB of sources took
+    0.03 to 0.1 s of `swarmlet up`'s CPU, the stat calls a few ms."""
+    kept_path = cache_dir() / _DIGESTS_FILE
+    try:
+        kept = json.loads(kept_path.read_text())
+        if not isinstance(kept, dict):
+            kept = {}
+    except (OSError, ValueError):
+        kept = {}
+    now = time.time()
+    fresh: dict[str, list[object]] = {}
+    digests = []
+    for path in files:
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        name = str(path.relative_to(root))
+        entry = kept.get(name)
+        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
+            digest = bytes.fromhex(str(entry[3]))
+        else:
+            digest = hashlib.sha256(path.read_bytes()).digest()
+        digests.append(digest)
+        if now - st.st_mtime_ns / 1e9 > _RACY_S:
+            fresh[name] = [*stamp, digest.hex()]
+    if fresh != kept:
+        tmp = kept_path.with_name(f".{_DIGESTS_FILE}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(fresh))
+            os.replace(tmp, kept_path)
+        except OSError:
+            pass  # a read-only cache only costs the hashing next time
+    return digests
 
 
 # Every manylinux level that glibc 2.36 (bookworm's) runs, newest first, and pure wheels.

@@ -22,6 +22,7 @@ def tree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Pat
     (tmp_path / "deploy" / "images.py").write_text("# builder\n")
     (tmp_path / "nodeagent" / "agent.py").write_text("x = 1\n")
     monkeypatch.setattr(images, "repo_root", lambda: tmp_path)
+    monkeypatch.setenv("SWARMLET_CACHE", str(tmp_path / ".cache" / "images"))
     return tmp_path
 
 
@@ -37,6 +38,26 @@ def test_node_key_follows_sources_not_bytecode(tree: pathlib.Path) -> None:
     assert images.node_image_key("swarmlet/base:def") != changed
     (tree / "deploy" / "Dockerfile.node").write_text("FROM scratch\nENV A=1\n")
     assert images.node_image_key("swarmlet/base:def") != changed
+
+
+def test_node_key_kept_digests_never_hide_an_edit(tree: pathlib.Path) -> None:
+    import os
+
+    agent = tree / "nodeagent" / "agent.py"
+    hour_ago = agent.stat().st_mtime - 3600
+    for path in (agent, tree / "pyproject.toml", tree / "deploy" / "Dockerfile.node",
+                 tree / "deploy" / "images.py"):
+        os.utime(path, (hour_ago, hour_ago))
+    key = images.node_image_key("swarmlet/base:abc")
+    assert (images.cache_dir() / "source-digests.json").exists()  # old enough to be kept
+    assert images.node_image_key("swarmlet/base:abc") == key
+    agent.write_text("x = 2\n")  # the same size; a later mtime
+    os.utime(agent, (hour_ago + 1, hour_ago + 1))
+    edited = images.node_image_key("swarmlet/base:abc")
+    assert edited != key
+    agent.write_text("x = 1\n")
+    os.utime(agent, (hour_ago + 2, hour_ago + 2))
+    assert images.node_image_key("swarmlet/base:abc") == key  # the content decides, not the stamp
 
 
 def test_base_key_follows_the_package_list(monkeypatch: pytest.MonkeyPatch) -> None:
