@@ -10,13 +10,8 @@ import argparse
 import dataclasses
 import os
 import time
-import urllib.request
 from collections.abc import Collection, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from deploy.addresses import DEFAULT_PUBLISH, MAX_INDEX, AddressError, env_line, format_publish, parse_publish
 from deploy.backends import load_backend
@@ -41,6 +36,10 @@ from deploy.backends.base import (
 )
 from deploy.commands.status import console as make_console
 from deploy.commands.status import error, node_table
+from deploy.progress import Steps
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = [
     "NodeExited", "add_arguments", "ask_managers", "docker_host_hint", "endpoints_table", "founding_managers",
@@ -100,11 +99,11 @@ def read_tokens(nodes: Sequence[NodeHandle]) -> bool:
     return False
 
 
-def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress) -> list[NodeHandle]:
+def wait_tokens(backend: Backend, first: str, timeout: float, progress: Steps) -> list[NodeHandle]:
     """Wait until the manager ``first``, which creates the cluster, shows its join tokens; keep
     them in the state folder; returns every node as last looked at (for :func:`wait_ready`).
     Raises NodeExited, or BackendError at the timeout."""
-    task = progress.add_task(f"waiting for {first} to create the swarm", total=None)
+    task = progress.add_task(f"waiting for {first} to create the swarm")
     deadline = time.monotonic() + timeout
     nodes: list[NodeHandle] = []
     looked = -1.0
@@ -116,7 +115,7 @@ def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress
             if exited:
                 raise NodeExited(backend, exited)
         if read_tokens([n for n in nodes if n.hostname == first]):
-            progress.update(task, total=1, completed=1, description=f"{first} created the swarm")
+            progress.finish(task, f"{first} created the swarm; join tokens in {credentials_dir()}")
             return nodes
         if time.monotonic() >= deadline:
             raise BackendError(f"after {timeout:.0f} s, {first} had not created the swarm; "
@@ -197,12 +196,12 @@ def ask_managers(nodes: Sequence[NodeHandle], timeout: float = 2.0) -> list[Any]
 
 
 def wait_ready(
-    backend: Backend, expected: int, timeout: float, progress: Progress, nodes: Sequence[NodeHandle] = ()
+    backend: Backend, expected: int, timeout: float, progress: Steps, nodes: Sequence[NodeHandle] = ()
 ) -> tuple[list[Any], bool]:
     """Poll the managers until ``expected`` nodes are Ready and a leader exists, or time runs out.
 
     ``nodes``: the backend's nodes if the caller has just looked at them."""
-    task = progress.add_task("waiting for the nodes", total=expected)
+    task = progress.add_task("waiting for the nodes")
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
     looked = time.monotonic() if nodes else -1.0
@@ -223,15 +222,15 @@ def wait_ready(
             live = {n.hostname for n in nodes if n.state == "running"}
             ready, leader, done = readiness(rows, expected, live)
             note = f"leader {leader}" if leader else "no leader yet"
-            progress.update(task, completed=min(ready, expected),
-                            description=f"{ready}/{expected} nodes Ready, {note}")
+            progress.update(task, f"{ready}/{expected} nodes Ready, {note}")
             if done:
+                progress.finish(task)
                 return rows, True
         except NodeExited:
             raise
         except BackendError as e:
             first = str(e).splitlines()[-1].strip()
-            progress.update(task, description=f"waiting for a manager to answer ({first[:100]})")
+            progress.update(task, f"waiting for a manager to answer ({first[:100]})")
         if time.monotonic() >= deadline:
             return rows, False
         time.sleep(POLL)
@@ -244,6 +243,8 @@ POLL = 0.05
 
 
 def _engine_answers(node: NodeHandle) -> bool:
+    import urllib.request
+
     if not node.docker_host:
         return False
     url = node.docker_host.replace("tcp://", "http://", 1) + "/_ping"
@@ -254,9 +255,9 @@ def _engine_answers(node: NodeHandle) -> bool:
         return False
 
 
-def wait_engines(backend: Backend, expected: int, timeout: float, progress: Progress) -> bool:
+def wait_engines(backend: Backend, expected: int, timeout: float, progress: Steps) -> bool:
     """Wait until ``expected`` nodes answer the Engine API's /_ping (nodes outside any swarm)."""
-    task = progress.add_task("waiting for the Engine APIs", total=expected)
+    task = progress.add_task("waiting for the Engine APIs")
     deadline = time.monotonic() + timeout
     while True:
         nodes = backend.nodes()
@@ -264,9 +265,9 @@ def wait_engines(backend: Backend, expected: int, timeout: float, progress: Prog
         if exited:
             raise NodeExited(backend, exited)
         answering = sum(1 for n in nodes if _engine_answers(n))
-        progress.update(task, completed=min(answering, expected),
-                        description=f"{answering}/{expected} Engine APIs answer")
+        progress.update(task, f"{answering}/{expected} Engine APIs answer")
         if answering >= expected:
+            progress.finish(task)
             return True
         if time.monotonic() >= deadline:
             return False
@@ -276,6 +277,8 @@ def wait_engines(backend: Backend, expected: int, timeout: float, progress: Prog
 def endpoints_table(nodes: Sequence[NodeHandle]) -> Table:
     """Each node's address and what answers there: the Engine API (its DOCKER_HOST), metrics, and
     on managers the web view."""
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 3, 0, 0))
     for column in ("NODE", "ADDRESS", "DOCKER_HOST", "METRICS", "WEB VIEW"):
         table.add_column(column, no_wrap=True, overflow="ignore")
@@ -353,7 +356,6 @@ def run(args: argparse.Namespace) -> int:
                     parse(value)
             except ValueError as e:
                 return error(f"{flag}: {e}")
-    console = make_console()
     started = time.monotonic()
     try:
         existing = read_state()
@@ -376,24 +378,21 @@ def run(args: argparse.Namespace) -> int:
                 "with `swarmlet node rm NAME` (a manager is demoted first), or `swarmlet down` first"
             )
         layout = dataclasses.replace(layout, founders=founding_managers(layout, recorded, bool(current)))
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            step = progress.add_task("preparing", total=None)
-            preparing = True
+        # deploy.progress, not rich's Progress: rich is imported once the cluster is ready, for
+        # the tables, rather than before compose starts.
+        with Steps() as progress:
+            step = progress.add_task("preparing")
 
             def report(message: str) -> None:
-                # Each step stays on screen as a line; the spinner shows the one under way. Once
-                # the images are ready, that task keeps its last words: a non-terminal gets every
-                # task's last words once, at the end, and must not see a step's line again.
-                progress.console.print(f"  {message}")
-                if preparing:
-                    progress.update(step, description=message)
+                # Each step stays on screen as a line, printed once; the spinner shows the one
+                # under way.
+                progress.print(f"  {message}")
+                progress.update(step, message)
 
             layout = dataclasses.replace(layout, image=backend.prepare(report))
             if layout.no_swarm:
                 require_no_swarm_flag(backend, layout)
-            progress.update(step, total=1, completed=1, description="images ready")
-            preparing = False
+            progress.finish(step, "images ready")
             # Recorded before starting, so that down can clean up even after a failed start;
             # the backend's own details (the local process table) are kept.
             kept = existing.extra if existing is not None and existing.backend == backend.name else {}
@@ -416,14 +415,13 @@ def run(args: argparse.Namespace) -> int:
                 raise BackendError(f"no manager of the running cluster shows its join tokens, and "
                                    f"{credentials_dir()} holds none: `swarmlet down` first")
             start_task = progress.add_task(
-                f"starting {args.managers} managers and {args.workers} workers ({backend.name})", total=None
+                f"starting {args.managers} managers and {args.workers} workers ({backend.name})"
             )
             backend.start_cluster(layout)
-            progress.update(start_task, total=1, completed=1)
+            progress.finish(start_task)
             looked: list[NodeHandle] = []
             if fresh:
                 looked = wait_tokens(backend, first, args.timeout, progress)
-                report(f"{first} created the swarm; join tokens in {credentials_dir()}")
             expected = args.managers + args.workers
             rows: list[Any] = []
             if layout.no_swarm:
@@ -433,12 +431,15 @@ def run(args: argparse.Namespace) -> int:
         # The figure `up` reports ends here, when it saw the cluster ready; the node table is
         # printed before the operator certificate is fetched (gRPC's import and a TLS handshake).
         seen = time.monotonic()
+        console = make_console()
         if rows:
             console.print(node_table(rows))
         nodes = backend.nodes()
         trouble = operator_certificate(nodes) if ok and not layout.no_swarm else None
     except BackendError as e:
         return error(str(e))
+    from rich.console import Console
+
     if trouble:
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")

@@ -105,3 +105,22 @@ def test_the_no_swarm_hint_is_a_swarm_init_a_node_accepts(
     routes = NodeSwarmRoutes(membership=None, engine=None,  # type: ignore[arg-type]
                              interfaces=lambda name: "172.20.0.2" if name == "eth0" else None)
     routes._addresses(body)  # raises ApiError (HTTP 400) for an address the node refuses
+
+
+def test_on_a_terminal_the_step_under_way_is_redrawn_in_place_and_ends_as_one_line() -> None:
+    import io
+
+    from deploy.progress import Steps
+
+    out = io.StringIO()
+    with Steps(out, live=True) as steps:
+        task = steps.add_task("waiting for the nodes")
+        steps.update(task, "3/5 nodes Ready")
+        assert out.getvalue().rsplit("\r\x1b[2K", 1)[-1].startswith("⠋ 3/5 nodes Ready  0:00:00")
+        steps.print("  a line of its own")
+        steps.update(task, "5/5 nodes Ready")
+        other = steps.add_task("left under way")
+    # What the terminal shows: each erase (\r, then ESC[2K) wipes the line drawn so far.
+    shown = [line.rsplit("\r\x1b[2K", 1)[-1] for line in out.getvalue().split("\n")]
+    assert shown == ["  a line of its own", "  5/5 nodes Ready  0:00:00", "  left under way  0:00:00", ""]
+    assert other == 1
