@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deploy.addresses import DEFAULT_PUBLISH, MAX_INDEX, AddressError, env_line, format_publish, parse_publish
@@ -140,6 +141,31 @@ def operator_certificate(nodes: Sequence[NodeHandle]) -> str | None:
     return "; ".join(reasons) or "no manager is running"
 
 
+class _InThread:
+    """``function(*args)`` run in a thread of its own; :meth:`result` waits for what it returned
+    (or raises what it raised)."""
+
+    def __init__(self, function: Callable[..., str | None], *args: Any) -> None:
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=self._run, args=(function, args), name="up-certificate",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., str | None], args: tuple[Any, ...]) -> None:
+        try:
+            self._outcome[:] = [True, function(*args)]
+        except BaseException as e:  # handed to the caller by result()
+            self._outcome[:] = [False, e]
+
+    def result(self) -> str | None:
+        """What the function returned."""
+        self._thread.join()
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value if value is None else str(value)
+
+
 class NodeExited(BackendError):
     """Nodes stopped by themselves during start-up; the message shows the end of their logs."""
 
@@ -243,16 +269,9 @@ POLL = 0.05
 
 
 def _engine_answers(node: NodeHandle) -> bool:
-    import urllib.request
+    from deploy.engine import ping
 
-    if not node.docker_host:
-        return False
-    url = node.docker_host.replace("tcp://", "http://", 1) + "/_ping"
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    return bool(node.docker_host) and ping(str(node.docker_host), timeout=1.0)
 
 
 def wait_engines(backend: Backend, expected: int, timeout: float, progress: Steps) -> bool:
@@ -429,20 +448,18 @@ def run(args: argparse.Namespace) -> int:
             else:
                 rows, ok = wait_ready(backend, expected, args.timeout, progress, looked)
         # The figure `up` reports ends here, when it saw the cluster ready; the node table is
-        # printed before the operator certificate is fetched (gRPC's import and a TLS handshake).
+        # printed while the operator certificate is fetched (gRPC's import, a key and two TLS
+        # handshakes: 0.1 to 0.4 s), in a thread of its own.
         seen = time.monotonic()
+        nodes = backend.nodes()
+        certificate = _InThread(operator_certificate, nodes) if ok and not layout.no_swarm else None
         console = make_console()
         if rows:
             console.print(node_table(rows))
-        nodes = backend.nodes()
-        trouble = operator_certificate(nodes) if ok and not layout.no_swarm else None
     except BackendError as e:
         return error(str(e))
     from rich.console import Console
 
-    if trouble:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")
     expected = args.managers + args.workers
     if not ok:
         ready, leader, _ = readiness(rows, expected)
@@ -479,4 +496,8 @@ def run(args: argparse.Namespace) -> int:
     if target is not None and target.addr:
         for line in docker_host_hint(leader, target.addr, layout.no_swarm):
             console.print(line)
+    trouble = certificate.result() if certificate is not None else None
+    if trouble:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")
     return 0

@@ -221,3 +221,63 @@ def test_the_cli_is_left_to_what_this_client_cannot_do_as_it_would(
         (tmp_path / "config.json").write_text(json.dumps(config))
     found = hostengine.host_engine()
     assert (found.host if found is not None else None) == wanted
+
+
+class NodeEngine(http.server.BaseHTTPRequestHandler):
+    """A node's Engine API as `swarmlet up` asks it while it waits: a manager (NODES_ANSWER) or,
+    with NOT_MANAGER set, a worker that refuses as Swarm does."""
+
+    protocol_version = "HTTP/1.1"
+    not_manager = False
+
+    def do_GET(self) -> None:
+        if self.path == "/_ping":
+            status, data, kind = 200, b"OK", "text/plain"
+        elif self.not_manager:
+            status, kind = 503, "application/json"
+            data = json.dumps({"message": "This node is not a swarm manager."}).encode()
+        elif self.path == "/info":
+            status, data, kind = 200, json.dumps({"Swarm": {"NodeID": "m1"}}).encode(), "application/json"
+        elif self.path == "/nodes":
+            described = {"Hostname": "manager1", "Engine": {"EngineVersion": "0.1.0"}}
+            nodes = [{"ID": "m1", "Description": described,
+                      "Spec": {"Role": "manager", "Availability": "active"}, "Status": {"State": "ready"},
+                      "ManagerStatus": {"Leader": True, "Reachability": "reachable"}}]
+            status, data, kind = 200, json.dumps(nodes).encode(), "application/json"
+        else:
+            status, data, kind = 404, b'{"message": "page not found"}', "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("not_manager", [False, True])
+def test_a_nodes_engine_api_is_read_as_node_ls_and_refusals_keep_swarms_words(not_manager: bool) -> None:
+    from deploy import engine
+
+    handler = type("Handler", (NodeEngine,), {"not_manager": not_manager})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host = f"tcp://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert engine.ping(host)
+        if not_manager:
+            with pytest.raises(engine.EngineError) as err:
+                engine.node_rows(host)
+            assert (str(err.value), err.value.status) == ("This node is not a swarm manager.", 503)
+        else:
+            [row] = engine.node_rows(host)
+            assert (row.hostname, row.status, row.manager_status, row.is_self) == (
+                "manager1", "Ready", "Leader", True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not engine.ping(host)  # nothing listens there now
+    with pytest.raises(engine.EngineError, match="did not answer"):
+        engine.node_rows(host)
