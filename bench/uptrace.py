@@ -1,0 +1,87 @@
+"""The `swarmlet up` command's own time, from an strace of its process tree (images built).
+
+    .venv/bin/python bench/uptrace.py --runs 2 [--project uptrace]
+
+Each run is ``strace -f -tt -e trace=execve,exit_group`` of `swarmlet --project P up`, then
+`swarmlet down`. From the trace:
+
+  to compose     the interpreter's exec to the exec of `docker compose up` of the nodes
+                 (Python's start, the CLI's imports, the checks, the images, the state)
+  compose        that compose's run, until it exits (the engine creating and starting the nodes)
+  after compose  its exit to `up`'s exit (the wait for 5 Ready and a leader, then the tables)
+  docker runs    how many docker CLI processes `up` started (compose's plugin not counted)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_LINE = re.compile(r"^(\d+)\s+(\d\d):(\d\d):(\d\d\.\d+) (.*)$")
+
+
+def phases(trace: str) -> dict[str, float]:
+    """The phases of one trace (``strace -f -tt`` output), in seconds; docker runs as a count."""
+    events = []
+    for line in trace.splitlines():
+        m = _LINE.match(line)
+        if m:
+            pid, h, mi, s, rest = m.groups()
+            events.append((pid, int(h) * 3600 + int(mi) * 60 + float(s), rest))
+    root, start, _ = events[0]
+    compose_pid, compose_exec = "", float("nan")
+    docker_runs = set()
+    for pid, at, rest in events:
+        if not rest.startswith("execve(") or not rest.endswith("= 0"):
+            continue
+        if rest.startswith('execve("/usr/local/bin/docker"') or re.match(r'execve\("[^"]*/docker"', rest):
+            docker_runs.add(pid)
+        if not compose_pid and '"up", "--detach"' in rest and '"prometheus"' not in rest:
+            compose_pid, compose_exec = pid, at
+    docker_runs.discard(compose_pid)
+    exits = {pid: at for pid, at, rest in events if rest.startswith("+++ exited")}
+    end = exits[root]
+    compose_end = exits.get(compose_pid, float("nan"))
+    return {"to compose": compose_exec - start, "compose": compose_end - compose_exec,
+            "after compose": end - compose_end, "total": end - start, "docker runs": float(len(docker_runs))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--project", default="uptrace")
+    args = parser.parse_args()
+    state = pathlib.Path(tempfile.mkdtemp(prefix=f"{args.project}-"))
+    env = dict(os.environ, SWARMLET_STATE=str(state), PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
+    env.pop("SWARMLET_PROJECT", None)
+    swarmlet = [sys.executable, "-m", "deploy.cli", "--project", args.project]
+    names = ("to compose", "compose", "after compose", "total", "docker runs")
+    print("run  " + "  ".join(f"{n:>13s}" for n in names))
+    for i in range(args.runs):
+        with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
+            try:
+                up = subprocess.run(["strace", "-f", "-tt", "-e", "trace=execve,exit_group", "-o", out.name,
+                                     *swarmlet, "up"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                    check=False)
+                found = phases(out.read())
+            finally:
+                subprocess.run([*swarmlet, "down"], cwd=ROOT, env=env, capture_output=True, check=False)
+        if up.returncode != 0:
+            print(f"{i + 1:3d}  up failed:\n{up.stdout}\n{up.stderr}")
+            return 1
+        print(f"{i + 1:3d}  " + "  ".join(f"{found[n]:13.3f}" if n != "docker runs" else f"{found[n]:13.0f}"
+                                          for n in names), flush=True)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
