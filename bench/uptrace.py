@@ -1,6 +1,8 @@
 """The `swarmlet up` command's own time, from an strace of its process tree (images built).
 
-    .venv/bin/python bench/uptrace.py --runs 2 [--project uptrace]
+    .venv/bin/python bench/uptrace.py --runs 2 [--project uptrace] [--tree PATH]
+
+(``--tree``: another checkout's `swarmlet`, e.g. the main branch's, run the same way.)
 
 Each run is ``strace -f -tt -e trace=execve,exit_group`` of `swarmlet --project P up`, then
 `swarmlet down`. From the trace:
@@ -57,22 +59,24 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--project", default="uptrace")
+    parser.add_argument("--tree", type=pathlib.Path, default=ROOT, help="the checkout whose swarmlet runs")
     args = parser.parse_args()
+    root = args.tree.resolve()
     state = pathlib.Path(tempfile.mkdtemp(prefix=f"{args.project}-"))
-    env = dict(os.environ, SWARMLET_STATE=str(state), PYTHONPATH=f"{ROOT}:{ROOT / 'proto'}")
+    env = dict(os.environ, SWARMLET_STATE=str(state), PYTHONPATH=f"{root}:{root / 'proto'}")
     env.pop("SWARMLET_PROJECT", None)
-    swarmlet = [sys.executable, "-m", "deploy.cli", "--project", args.project]
+    swarmlet = [str(root / ".venv" / "bin" / "python"), "-m", "deploy.cli", "--project", args.project]
     names = ("to compose", "compose", "after compose", "total", "docker runs")
     print("run  " + "  ".join(f"{n:>13s}" for n in names))
     for i in range(args.runs):
         with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
             try:
                 up = subprocess.run(["strace", "-f", "-tt", "-e", "trace=execve,exit_group", "-o", out.name,
-                                     *swarmlet, "up"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                     *swarmlet, "up"], cwd=root, env=env, capture_output=True, text=True,
                                     check=False)
                 found = phases(out.read())
             finally:
-                subprocess.run([*swarmlet, "down"], cwd=ROOT, env=env, capture_output=True, check=False)
+                subprocess.run([*swarmlet, "down"], cwd=root, env=env, capture_output=True, check=False)
         if up.returncode != 0:
             print(f"{i + 1:3d}  up failed:\n{up.stdout}\n{up.stderr}")
             return 1
