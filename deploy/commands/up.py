@@ -187,9 +187,11 @@ class _InThread:
         except BaseException as e:  # handed to the caller by result()
             self._outcome[:] = [False, e]
 
-    def result(self) -> str | None:
-        """What the function returned."""
-        self._thread.join()
+    def result(self, timeout: float | None = None) -> str | None:
+        """What the function returned (None if it is still running after ``timeout`` s)."""
+        self._thread.join(timeout)
+        if not self._outcome:
+            return None
         done, value = self._outcome
         if not done:
             raise value
@@ -471,8 +473,12 @@ def run(args: argparse.Namespace) -> int:
             backend.start_cluster(layout)
             progress.finish(start_task)
             looked: list[NodeHandle] = []
+            early: _InThread | None = None
             if fresh:
                 looked = wait_tokens(backend, first, args.timeout, progress)
+                # The operator certificate, from the manager that just made the cluster, while
+                # the others join (with gRPC imported during compose: a key, two handshakes).
+                early = _InThread(operator_certificate, [n for n in looked if n.hostname == first])
             expected = args.managers + args.workers
             rows: list[Any] = []
             if layout.no_swarm:
@@ -484,7 +490,12 @@ def run(args: argparse.Namespace) -> int:
         # handshakes: 0.1 to 0.4 s), in a thread of its own.
         seen = time.monotonic()
         nodes = backend.nodes()
-        certificate = _InThread(operator_certificate, nodes) if ok and not layout.no_swarm else None
+        certificate = None
+        if ok and not layout.no_swarm:
+            if early is None or early.result() is not None:  # not tried, or failed: any manager now
+                certificate = _InThread(operator_certificate, nodes)
+        elif early is not None:
+            early.result(timeout=5.0)
         console = make_console()
         if rows:
             console.print(node_table(rows))

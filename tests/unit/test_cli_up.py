@@ -124,3 +124,22 @@ def test_on_a_terminal_the_step_under_way_is_redrawn_in_place_and_ends_as_one_li
     shown = [line.rsplit("\r\x1b[2K", 1)[-1] for line in out.getvalue().split("\n")]
     assert shown == ["  a line of its own", "  5/5 nodes Ready  0:00:00", "  left under way  0:00:00", ""]
     assert other == 1
+
+
+@pytest.mark.parametrize("early_refused", [False, True])
+def test_the_operator_certificate_is_asked_of_the_creating_manager_then_of_any(
+    fake: FakeBackend, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    early_refused: bool,
+) -> None:
+    asked: list[list[str]] = []
+
+    def certificate(nodes: list[NodeHandle]) -> str | None:
+        asked.append([n.hostname for n in nodes])
+        refused = early_refused and len(asked) == 1
+        return "manager1:2377 gave no operator certificate: busy" if refused else None
+
+    monkeypatch.setattr(up, "operator_certificate", certificate)
+    assert cli.main(["up"]) == 0
+    everyone = ["manager1", "manager2", "manager3", "worker1", "worker2"]
+    assert asked == ([["manager1"], everyone] if early_refused else [["manager1"]])
+    assert "Warning" not in capsys.readouterr().err  # the second try got it
