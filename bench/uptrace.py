@@ -4,6 +4,11 @@
 
 (``--tree``: another checkout's `swarmlet`, e.g. the main branch's, run the same way.)
 
+    .venv/bin/python bench/uptrace.py --cpu --runs 3 [--tree PATH]
+
+instead stops `up` where it would exec compose and prints the CPU it used until then (its own
+and its children's: the docker CLI runs), the wall time and how many modules it had imported.
+
 Each run is ``strace -f -tt -e trace=execve,exit_group`` of `swarmlet --project P up`, then
 `swarmlet down`. From the trace:
 
@@ -23,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _LINE = re.compile(r"^(\d+)\s+(\d\d):(\d\d):(\d\d\.\d+) (.*)$")
@@ -54,18 +60,53 @@ def phases(trace: str) -> dict[str, float]:
             "after compose": end - compose_end, "total": end - start, "docker runs": float(len(docker_runs))}
 
 
+# Run in the traced tree's interpreter: `up` until compose's exec, then its CPU, and exit.
+_UNTIL_COMPOSE = """
+import os, resource, subprocess, sys, time
+run = subprocess.run
+def stop_at_compose(argv, *args, **kwargs):
+    if "up" in argv and "--detach" in argv:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(f"{me.ru_utime + me.ru_stime:.3f} {kids.ru_utime + kids.ru_stime:.3f} "
+              f"{time.time() - float(os.environ['UPTRACE_START']):.3f} {len(sys.modules)}", file=sys.stderr)
+        os._exit(0)
+    return run(argv, *args, **kwargs)
+subprocess.run = stop_at_compose
+from deploy import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def until_compose(swarmlet: list[str], root: pathlib.Path, env: dict[str, str]) -> list[float]:
+    """CPU of `up` (own, children), wall time and modules imported, until compose's exec."""
+    env = dict(env, UPTRACE_START=repr(time.time()))
+    proc = subprocess.run([swarmlet[0], "-c", _UNTIL_COMPOSE, *swarmlet[3:], "up"], cwd=root, env=env,
+                          capture_output=True, text=True, check=False)
+    return [float(x) for x in proc.stderr.strip().splitlines()[-1].split()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--project", default="uptrace")
     parser.add_argument("--tree", type=pathlib.Path, default=ROOT, help="the checkout whose swarmlet runs")
+    parser.add_argument("--cpu", action="store_true", help="CPU until compose's exec, no strace")
     args = parser.parse_args()
     root = args.tree.resolve()
     state = pathlib.Path(tempfile.mkdtemp(prefix=f"{args.project}-"))
     env = dict(os.environ, SWARMLET_STATE=str(state), PYTHONPATH=f"{root}:{root / 'proto'}")
     env.pop("SWARMLET_PROJECT", None)
     swarmlet = [str(root / ".venv" / "bin" / "python"), "-m", "deploy.cli", "--project", args.project]
+    if args.cpu:
+        print("run      cpu self  cpu children          wall       modules")
+        for i in range(args.runs):
+            try:
+                found = until_compose(swarmlet, root, env)
+            finally:
+                subprocess.run([*swarmlet, "down"], cwd=root, env=env, capture_output=True, check=False)
+            print(f"{i + 1:3d}  " + "  ".join(f"{x:12.3f}" for x in found[:3]) + f"  {found[3]:12.0f}")
+        return 0
     names = ("to compose", "compose", "after compose", "total", "docker runs")
     print("run  " + "  ".join(f"{n:>13s}" for n in names))
     for i in range(args.runs):
