@@ -10,14 +10,15 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deploy.addresses import PortRange, format_publish
 from deploy.backends import load_backend
 from deploy.backends.base import BackendError, NodeHandle, natural_key
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = [
     "COLUMNS",
@@ -64,7 +65,12 @@ class NodeLike(Protocol):
 
 
 def console() -> Console:
-    """Standard output; wide when it is not a terminal, so piped tables keep one line per node."""
+    """Standard output; wide when it is not a terminal, so piped tables keep one line per node.
+
+    rich is imported here, not with this module: `swarmlet up` imports this module on its way to
+    starting compose, and prints with rich only once the cluster is ready."""
+    from rich.console import Console
+
     out = Console(highlight=False, soft_wrap=True)
     if not out.is_terminal:
         out = Console(highlight=False, soft_wrap=True, width=200)
@@ -73,6 +79,8 @@ def console() -> Console:
 
 def error(message: str) -> int:
     """Print ``Error: message`` on stderr and return the exit code 1."""
+    from rich.console import Console
+
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}")
     return 1
 
@@ -84,6 +92,8 @@ def sorted_rows(rows: Sequence[NodeLike]) -> list[NodeLike]:
 
 def node_table(rows: Sequence[NodeLike], title: str | None = None) -> Table:
     """A rich table with ``docker node ls``'s columns; ``*`` follows the answering node's ID."""
+    from rich.table import Table
+
     # Docker prints a tabwriter table: no rules, columns three spaces apart.
     table = Table(box=None, title=title, header_style="bold", pad_edge=False, padding=(0, 3, 0, 0))
     for column in COLUMNS:

@@ -9,14 +9,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import threading
 import time
-import urllib.request
-from collections.abc import Collection, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 from deploy.addresses import DEFAULT_PUBLISH, MAX_INDEX, AddressError, env_line, format_publish, parse_publish
 from deploy.backends import load_backend
@@ -41,10 +37,13 @@ from deploy.backends.base import (
 )
 from deploy.commands.status import console as make_console
 from deploy.commands.status import error, node_table
-from nodeagent.options import parse_cpus, parse_size
+from deploy.progress import Steps
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = [
-    "NodeExited", "add_arguments", "ask_managers", "endpoints_table", "founding_managers",
+    "NodeExited", "add_arguments", "ask_managers", "docker_host_hint", "endpoints_table", "founding_managers",
     "operator_certificate", "read_tokens", "readiness", "require_no_swarm_flag", "run", "wait_engines",
     "wait_ready", "wait_tokens",
 ]
@@ -101,23 +100,24 @@ def read_tokens(nodes: Sequence[NodeHandle]) -> bool:
     return False
 
 
-def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress) -> None:
+def wait_tokens(backend: Backend, first: str, timeout: float, progress: Steps) -> list[NodeHandle]:
     """Wait until the manager ``first``, which creates the cluster, shows its join tokens; keep
-    them in the state folder. Raises NodeExited, or BackendError at the timeout."""
-    task = progress.add_task(f"waiting for {first} to create the swarm", total=None)
+    them in the state folder; returns every node as last looked at (for :func:`wait_ready`).
+    Raises NodeExited, or BackendError at the timeout."""
+    task = progress.add_task(f"waiting for {first} to create the swarm")
     deadline = time.monotonic() + timeout
     nodes: list[NodeHandle] = []
     looked = -1.0
     while True:
         if time.monotonic() - looked >= LOOK or not nodes:
-            nodes = [n for n in backend.nodes() if n.hostname == first]
+            nodes = backend.nodes()
             looked = time.monotonic()
             exited = [n for n in nodes if n.state in ("exited", "dead")]
             if exited:
                 raise NodeExited(backend, exited)
-        if read_tokens(nodes):
-            progress.update(task, total=1, completed=1, description=f"{first} created the swarm")
-            return
+        if read_tokens([n for n in nodes if n.hostname == first]):
+            progress.finish(task, f"{first} created the swarm; join tokens in {credentials_dir()}")
+            return nodes
         if time.monotonic() >= deadline:
             raise BackendError(f"after {timeout:.0f} s, {first} had not created the swarm; "
                                f"see `swarmlet logs {first}`")
@@ -127,7 +127,7 @@ def wait_tokens(backend: Backend, first: str, timeout: float, progress: Progress
 def operator_certificate(nodes: Sequence[NodeHandle]) -> str | None:
     """Ask a running manager for the operator certificate the host's tools present on 2377 and
     7946 (``swarmlet status``, the tests); the reason if none gave one."""
-    if os.environ.get("SWARMLET_NO_TLS", "").strip().lower() in ("1", "true", "yes", "on"):
+    if _no_tls():
         return None
     reasons = []
     for node in nodes:
@@ -139,6 +139,63 @@ def operator_certificate(nodes: Sequence[NodeHandle]) -> str | None:
         except BackendError as e:
             reasons.append(str(e))
     return "; ".join(reasons) or "no manager is running"
+
+
+def _no_tls() -> bool:
+    return os.environ.get("SWARMLET_NO_TLS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _import_in_background(with_grpc: bool) -> None:
+    """Import what `up` needs once the cluster is ready (rich for the tables; gRPC and the TLS
+    module for the operator certificate: about 0.2 s of CPU) in a thread, while compose runs.
+
+    `up` only waits for compose then, and the nodes have not started yet: these are the cheapest
+    seconds of CPU of the whole bring-up. Imported after the cluster was ready, they delayed
+    `up`'s exit by 0.2 to 0.3 s; imported before compose (gRPC, as it was), they delayed the
+    nodes' start."""
+    names = ["rich.console", "rich.table"]
+    if with_grpc:
+        names += ["nodeagent.tls", "swarmlet.v1.dispatcher_pb2_grpc"]
+
+    def load() -> None:
+        import importlib
+
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                return  # imported again where it is needed, which then says what is missing
+
+    # Not a daemon: should `up` end early (compose failed), the interpreter waits for the imports
+    # rather than finalizing under a half-imported extension module.
+    threading.Thread(target=load, name="up-imports").start()
+
+
+class _InThread:
+    """``function(*args)`` run in a thread of its own; :meth:`result` waits for what it returned
+    (or raises what it raised)."""
+
+    def __init__(self, function: Callable[..., str | None], *args: Any) -> None:
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=self._run, args=(function, args), name="up-certificate",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, function: Callable[..., str | None], args: tuple[Any, ...]) -> None:
+        try:
+            self._outcome[:] = [True, function(*args)]
+        except BaseException as e:  # handed to the caller by result()
+            self._outcome[:] = [False, e]
+
+    def result(self, timeout: float | None = None) -> str | None:
+        """What the function returned (None if it is still running after ``timeout`` s)."""
+        self._thread.join(timeout)
+        if not self._outcome:
+            return None
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value if value is None else str(value)
 
 
 class NodeExited(BackendError):
@@ -197,19 +254,21 @@ def ask_managers(nodes: Sequence[NodeHandle], timeout: float = 2.0) -> list[Any]
 
 
 def wait_ready(
-    backend: Backend, expected: int, timeout: float, progress: Progress
+    backend: Backend, expected: int, timeout: float, progress: Steps, nodes: Sequence[NodeHandle] = ()
 ) -> tuple[list[Any], bool]:
-    """Poll the managers until ``expected`` nodes are Ready and a leader exists, or time runs out."""
-    task = progress.add_task("waiting for the nodes", total=expected)
+    """Poll the managers until ``expected`` nodes are Ready and a leader exists, or time runs out.
+
+    ``nodes``: the backend's nodes if the caller has just looked at them."""
+    task = progress.add_task("waiting for the nodes")
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
-    nodes: list[NodeHandle] = []
-    looked = -1.0
+    looked = time.monotonic() if nodes else -1.0
+    nodes = list(nodes)
     while True:
         try:
-            # The backend's view (`docker ps` and `docker inspect`: two CLI runs, about 0.1 s of CPU
-            # each under load) is refreshed every LOOK s, to see nodes that exited; the managers
-            # are asked every POLL s, so that the wait ends soon after the cluster is ready.
+            # The backend's view (a container list and inspects over the engine's socket, a few
+            # ms) is refreshed every LOOK s, to see nodes that exited; the managers are asked
+            # every POLL s, so that the wait ends soon after the cluster is ready.
             if time.monotonic() - looked >= LOOK or not nodes:
                 nodes = backend.nodes()
                 looked = time.monotonic()
@@ -221,40 +280,35 @@ def wait_ready(
             live = {n.hostname for n in nodes if n.state == "running"}
             ready, leader, done = readiness(rows, expected, live)
             note = f"leader {leader}" if leader else "no leader yet"
-            progress.update(task, completed=min(ready, expected),
-                            description=f"{ready}/{expected} nodes Ready, {note}")
+            progress.update(task, f"{ready}/{expected} nodes Ready, {note}")
             if done:
+                progress.finish(task)
                 return rows, True
         except NodeExited:
             raise
         except BackendError as e:
             first = str(e).splitlines()[-1].strip()
-            progress.update(task, description=f"waiting for a manager to answer ({first[:100]})")
+            progress.update(task, f"waiting for a manager to answer ({first[:100]})")
         if time.monotonic() >= deadline:
             return rows, False
         time.sleep(POLL)
 
 
-LOOK = 2.0
+LOOK = 1.0
 """Seconds between two looks at the backend's containers or processes while waiting."""
 POLL = 0.05
 """Seconds between two readiness questions to the managers (two Engine API requests, about 2 ms)."""
 
 
 def _engine_answers(node: NodeHandle) -> bool:
-    if not node.docker_host:
-        return False
-    url = node.docker_host.replace("tcp://", "http://", 1) + "/_ping"
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    from deploy.engine import ping
+
+    return bool(node.docker_host) and ping(str(node.docker_host), timeout=1.0)
 
 
-def wait_engines(backend: Backend, expected: int, timeout: float, progress: Progress) -> bool:
+def wait_engines(backend: Backend, expected: int, timeout: float, progress: Steps) -> bool:
     """Wait until ``expected`` nodes answer the Engine API's /_ping (nodes outside any swarm)."""
-    task = progress.add_task("waiting for the Engine APIs", total=expected)
+    task = progress.add_task("waiting for the Engine APIs")
     deadline = time.monotonic() + timeout
     while True:
         nodes = backend.nodes()
@@ -262,9 +316,9 @@ def wait_engines(backend: Backend, expected: int, timeout: float, progress: Prog
         if exited:
             raise NodeExited(backend, exited)
         answering = sum(1 for n in nodes if _engine_answers(n))
-        progress.update(task, completed=min(answering, expected),
-                        description=f"{answering}/{expected} Engine APIs answer")
+        progress.update(task, f"{answering}/{expected} Engine APIs answer")
         if answering >= expected:
+            progress.finish(task)
             return True
         if time.monotonic() >= deadline:
             return False
@@ -274,6 +328,8 @@ def wait_engines(backend: Backend, expected: int, timeout: float, progress: Prog
 def endpoints_table(nodes: Sequence[NodeHandle]) -> Table:
     """Each node's address and what answers there: the Engine API (its DOCKER_HOST), metrics, and
     on managers the web view."""
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 3, 0, 0))
     for column in ("NODE", "ADDRESS", "DOCKER_HOST", "METRICS", "WEB VIEW"):
         table.add_column(column, no_wrap=True, overflow="ignore")
@@ -281,6 +337,18 @@ def endpoints_table(nodes: Sequence[NodeHandle]) -> Table:
         table.add_row(node.hostname, node.addr or "-", node.docker_host or "-", node.metrics_url or "-",
                       node.web_url or "-")
     return table
+
+
+def docker_host_hint(leader: str, addr: str, no_swarm: bool) -> list[str]:
+    """The last lines `up` prints: where the docker CLI drives the cluster, and for nodes outside
+    any swarm how to start one there. ``docker swarm init`` needs no --advertise-addr: the node
+    advertises its own address (a host name such as ``manager1`` is refused, as Docker refuses
+    it; inside a container the address the host reaches is not the node's either)."""
+    if no_swarm:
+        intro = f"Start a swarm at {leader} with `docker swarm init` (it advertises the node's own address):"
+    else:
+        intro = f"The docker CLI drives the cluster through the leader, {leader}:"
+    return [intro, env_line(addr)]
 
 
 def require_no_swarm_flag(backend: Backend, layout: Layout) -> None:
@@ -330,13 +398,15 @@ def run(args: argparse.Namespace) -> int:
                            no_swarm=args.no_swarm, cpus=args.cpus or "", memory=args.memory or "")
     except AddressError as e:
         return error(str(e))
-    for flag, value, parse in (("--cpus", args.cpus, parse_cpus), ("--memory", args.memory, parse_size)):
-        try:
-            if value:
-                parse(value)
-        except ValueError as e:
-            return error(f"{flag}: {e}")
-    console = make_console()
+    if args.cpus or args.memory:
+        from nodeagent.options import parse_cpus, parse_size
+
+        for flag, value, parse in (("--cpus", args.cpus, parse_cpus), ("--memory", args.memory, parse_size)):
+            try:
+                if value:
+                    parse(value)
+            except ValueError as e:
+                return error(f"{flag}: {e}")
     started = time.monotonic()
     try:
         existing = read_state()
@@ -359,19 +429,21 @@ def run(args: argparse.Namespace) -> int:
                 "with `swarmlet node rm NAME` (a manager is demoted first), or `swarmlet down` first"
             )
         layout = dataclasses.replace(layout, founders=founding_managers(layout, recorded, bool(current)))
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            step = progress.add_task("preparing", total=None)
+        # deploy.progress, not rich's Progress: rich is imported once the cluster is ready, for
+        # the tables, rather than before compose starts.
+        with Steps() as progress:
+            step = progress.add_task("preparing")
 
             def report(message: str) -> None:
-                # Each step stays on screen as a line; the spinner shows the one under way.
-                progress.console.print(f"  {message}")
-                progress.update(step, description=message)
+                # Each step stays on screen as a line, printed once; the spinner shows the one
+                # under way.
+                progress.print(f"  {message}")
+                progress.update(step, message)
 
             layout = dataclasses.replace(layout, image=backend.prepare(report))
             if layout.no_swarm:
                 require_no_swarm_flag(backend, layout)
-            progress.update(step, total=1, completed=1, description="images ready")
+            progress.finish(step, "images ready")
             # Recorded before starting, so that down can clean up even after a failed start;
             # the backend's own details (the local process table) are kept.
             kept = existing.extra if existing is not None and existing.backend == backend.name else {}
@@ -394,28 +466,43 @@ def run(args: argparse.Namespace) -> int:
                 raise BackendError(f"no manager of the running cluster shows its join tokens, and "
                                    f"{credentials_dir()} holds none: `swarmlet down` first")
             start_task = progress.add_task(
-                f"starting {args.managers} managers and {args.workers} workers ({backend.name})", total=None
+                f"starting {args.managers} managers and {args.workers} workers ({backend.name})"
             )
+            if backend.name == "compose":
+                _import_in_background(with_grpc=not layout.no_swarm and not _no_tls())
             backend.start_cluster(layout)
-            progress.update(start_task, total=1, completed=1)
+            progress.finish(start_task)
+            looked: list[NodeHandle] = []
+            early: _InThread | None = None
             if fresh:
-                wait_tokens(backend, first, args.timeout, progress)
-                report(f"{first} created the swarm; join tokens in {credentials_dir()}")
+                looked = wait_tokens(backend, first, args.timeout, progress)
+                # The operator certificate, from the manager that just made the cluster, while
+                # the others join (with gRPC imported during compose: a key, two handshakes).
+                early = _InThread(operator_certificate, [n for n in looked if n.hostname == first])
             expected = args.managers + args.workers
             rows: list[Any] = []
             if layout.no_swarm:
                 ok = wait_engines(backend, expected, args.timeout, progress)
             else:
-                rows, ok = wait_ready(backend, expected, args.timeout, progress)
+                rows, ok = wait_ready(backend, expected, args.timeout, progress, looked)
+        # The figure `up` reports ends here, when it saw the cluster ready; the node table is
+        # printed while the operator certificate is fetched (gRPC's import, a key and two TLS
+        # handshakes: 0.1 to 0.4 s), in a thread of its own.
+        seen = time.monotonic()
         nodes = backend.nodes()
-        trouble = operator_certificate(nodes) if ok and not layout.no_swarm else None
+        certificate = None
+        if ok and not layout.no_swarm:
+            if early is None or early.result() is not None:  # not tried, or failed: any manager now
+                certificate = _InThread(operator_certificate, nodes)
+        elif early is not None:
+            early.result(timeout=5.0)
+        console = make_console()
+        if rows:
+            console.print(node_table(rows))
     except BackendError as e:
         return error(str(e))
-    if trouble:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")
-    if rows:
-        console.print(node_table(rows))
+    from rich.console import Console
+
     expected = args.managers + args.workers
     if not ok:
         ready, leader, _ = readiness(rows, expected)
@@ -425,7 +512,7 @@ def run(args: argparse.Namespace) -> int:
             f"{'' if leader or layout.no_swarm else ' and there is no leader'}; see `swarmlet logs NODE` "
             f"(nodes: {', '.join(n.hostname for n in nodes)})"
         )
-    took = f"{time.monotonic() - boot:.1f} s after start, {time.monotonic() - started:.1f} s in all"
+    took = f"{seen - boot:.1f} s after start, {seen - started:.1f} s in all"
     if layout.no_swarm:
         console.print(f"{expected} nodes outside any swarm, their Engine APIs answer: {took}")
         leader = layout.role_names("manager")[0]
@@ -450,9 +537,10 @@ def run(args: argparse.Namespace) -> int:
     if target is not None and target.web_url and not layout.no_swarm:
         console.print(f"Web view: {target.web_url} ({leader}; every manager serves one)")
     if target is not None and target.addr:
-        if layout.no_swarm:
-            console.print(f"Start a swarm there with `docker swarm init --advertise-addr {leader}`:")
-        else:
-            console.print(f"The docker CLI drives the cluster through the leader, {leader}:")
-        console.print(env_line(target.addr))
+        for line in docker_host_hint(leader, target.addr, layout.no_swarm):
+            console.print(line)
+    trouble = certificate.result() if certificate is not None else None
+    if trouble:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold yellow]Warning:[/] no operator certificate for `swarmlet status`: {trouble}")
     return 0

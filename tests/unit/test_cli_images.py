@@ -22,6 +22,7 @@ def tree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Pat
     (tmp_path / "deploy" / "images.py").write_text("# builder\n")
     (tmp_path / "nodeagent" / "agent.py").write_text("x = 1\n")
     monkeypatch.setattr(images, "repo_root", lambda: tmp_path)
+    monkeypatch.setenv("SWARMLET_CACHE", str(tmp_path / ".cache" / "images"))
     return tmp_path
 
 
@@ -37,6 +38,26 @@ def test_node_key_follows_sources_not_bytecode(tree: pathlib.Path) -> None:
     assert images.node_image_key("swarmlet/base:def") != changed
     (tree / "deploy" / "Dockerfile.node").write_text("FROM scratch\nENV A=1\n")
     assert images.node_image_key("swarmlet/base:def") != changed
+
+
+def test_node_key_kept_digests_never_hide_an_edit(tree: pathlib.Path) -> None:
+    import os
+
+    agent = tree / "nodeagent" / "agent.py"
+    hour_ago = agent.stat().st_mtime - 3600
+    for path in (agent, tree / "pyproject.toml", tree / "deploy" / "Dockerfile.node",
+                 tree / "deploy" / "images.py"):
+        os.utime(path, (hour_ago, hour_ago))
+    key = images.node_image_key("swarmlet/base:abc")
+    assert (images.cache_dir() / "source-digests.json").exists()  # old enough to be kept
+    assert images.node_image_key("swarmlet/base:abc") == key
+    agent.write_text("x = 2\n")  # the same size; a later mtime
+    os.utime(agent, (hour_ago + 1, hour_ago + 1))
+    edited = images.node_image_key("swarmlet/base:abc")
+    assert edited != key
+    agent.write_text("x = 1\n")
+    os.utime(agent, (hour_ago + 2, hour_ago + 2))
+    assert images.node_image_key("swarmlet/base:abc") == key  # the content decides, not the stamp
 
 
 def test_base_key_follows_the_package_list(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,26 +76,45 @@ def test_prometheus_key_follows_its_packages_not_the_tree(monkeypatch: pytest.Mo
     assert images.prometheus_image_key() != key
 
 
-def test_existing_prometheus_image_is_reused_and_tagged_latest(monkeypatch: pytest.MonkeyPatch) -> None:
-    runs: list[list[str]] = []
-    tags: list[list[str]] = []
-    monkeypatch.setattr(images, "image_exists", lambda tag: True)
-    monkeypatch.setattr(images, "_image_size", lambda tag: 165_000_000)
-    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: runs.append(cmd))
-    monkeypatch.setattr(images.subprocess, "run", lambda cmd, **k: tags.append(cmd))
+class FakeImages:
+    """The engine's images as inspect_image and tag_image see them: tag -> image id."""
+
+    def __init__(self, tags: dict[str, str]) -> None:
+        self.tags = dict(tags)
+        self.tagged: list[tuple[str, str]] = []
+
+    def inspect(self, tag: str) -> dict[str, object] | None:
+        return {"Id": self.tags[tag], "Size": 165_000_000} if tag in self.tags else None
+
+    def tag(self, source: str, target: str) -> None:
+        self.tagged.append((source, target))
+        self.tags[target] = self.tags[source]
+
+
+@pytest.fixture
+def engine_images(monkeypatch: pytest.MonkeyPatch) -> FakeImages:
+    fake = FakeImages({})
+    monkeypatch.setattr(images, "inspect_image", fake.inspect)
+    monkeypatch.setattr(images, "tag_image", fake.tag)
+    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: pytest.fail(f"ran {cmd}"))
+    return fake
+
+
+def test_existing_prometheus_image_is_reused_and_tagged_latest(engine_images: FakeImages) -> None:
+    tag = f"swarmlet/prometheus:{images.prometheus_image_key()}"
+    engine_images.tags = {tag: "sha256:new", images.PROMETHEUS_IMAGE: "sha256:old"}
     built = images.ensure_prometheus_image()
-    assert not built.built and built.tag == f"swarmlet/prometheus:{images.prometheus_image_key()}"
-    assert runs == [] and tags == [["docker", "tag", built.tag, "swarmlet/prometheus:latest"]]
+    assert not built.built and built.tag == tag and built.size_bytes == 165_000_000
+    assert engine_images.tagged == [(tag, "swarmlet/prometheus:latest")]
+    images.ensure_prometheus_image()  # latest names it now: no second tag
+    assert engine_images.tagged == [(tag, "swarmlet/prometheus:latest")]
 
 
-def test_existing_base_image_is_reused_without_building(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[list[str]] = []
-    monkeypatch.setattr(images, "image_exists", lambda tag: True)
-    monkeypatch.setattr(images, "_image_size", lambda tag: 156_000_000)
-    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: calls.append(cmd))
+def test_existing_base_image_is_reused_without_building(engine_images: FakeImages) -> None:
+    engine_images.tags = {f"swarmlet/base:{images.base_image_key()}": "sha256:base"}
     built = images.ensure_base_image()
     assert not built.built and built.tag == f"swarmlet/base:{images.base_image_key()}"
-    assert calls == []
+    assert built.size_bytes == 165_000_000 and engine_images.tagged == []
 
 
 def test_missing_mmdebstrap_without_root_is_explained(
