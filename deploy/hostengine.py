@@ -117,6 +117,15 @@ class HostEngine:
             repo, tag = target, "latest"
         self.call("POST", f"/images/{urllib.parse.quote(source, safe='/:@')}/tag", {"repo": repo, "tag": tag})
 
+    def volume(self, name: str) -> dict[str, Any] | None:
+        """``GET /volumes/{name}`` (`docker volume inspect NAME`), None when there is no such volume."""
+        try:
+            return dict(self.call("GET", f"/volumes/{urllib.parse.quote(name)}") or {})
+        except HostEngineError as e:
+            if e.status == 404:
+                return None
+            raise
+
     def containers(self, labels: list[str], all: bool = True) -> list[dict[str, Any]]:
         """``GET /containers/json`` with label filters (`docker ps [-a] --filter label=...`)."""
         query = {"filters": json.dumps({"label": labels})}

@@ -273,7 +273,8 @@ def ensure_base_image(progress: Progress | None = None) -> BuiltImage:
 
 # What goes into the project wheel, hence into the node image.
 _SOURCE_GLOBS = ("nodeagent/**/*", "manager/**/*", "deploy/**/*.py", "proto/swarmlet/**/*")
-_SOURCE_FILES = ("pyproject.toml", "deploy/Dockerfile.node")
+_SOURCE_FILES = ("pyproject.toml", "deploy/Dockerfile.node", "deploy/node-entrypoint.sh",
+                 "deploy/python-copy.sh")
 
 
 def _source_files(root: pathlib.Path) -> list[pathlib.Path]:
@@ -395,6 +396,10 @@ def _remove_older(repo: str, keep: set[str], grace_s: float = 3 * 3600.0) -> Non
             old.append(f"{repo}:{tag}")
     if old:
         subprocess.run(["docker", "image", "rm", *old], capture_output=True, check=False)
+        if repo == NODE_REPO:
+            # Their Python copies go too (a volume a running node still mounts stays).
+            subprocess.run(["docker", "volume", "rm", *(python_volume(tag) for tag in old)],
+                           capture_output=True, check=False)
 
 
 # Packages the node needs from the project wheel; a wheel without one would build an image
@@ -444,11 +449,16 @@ def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltI
                   *_TARGET_FLAGS, "--target", str(context / "site"), "swarmlet"],
                  log, "pip install")
             shutil.rmtree(context / "site" / "bin", ignore_errors=True)  # console scripts: unused
+            # The image's own key, which the node's entry point compares with the KEY of the
+            # Python copy in a volume before it uses that copy (ensure_python_volume).
+            (context / "site" / IMAGE_KEY_FILE).write_text(key + "\n")
             shutil.copy(root / "deploy" / "Dockerfile.node", context / "Dockerfile")
+            for script in ("node-entrypoint.sh", "python-copy.sh"):
+                shutil.copy(root / "deploy" / script, context / script)
             say("building the node image (docker build)")
             env = dict(os.environ, DOCKER_BUILDKIT="0")
             _run(["docker", "build", "--quiet", "--build-arg", f"BASE={base_tag}",
-                  "--label", f"org.swarmlet.node-key={key}", "-t", tag, str(context)],
+                  "--label", f"{NODE_KEY_LABEL}={key}", "-t", tag, str(context)],
                  log, "docker build", env)
         # The wheels' ABI must suit the image's python: importing the compiled ones proves it.
         say("checking the node image")
@@ -458,9 +468,69 @@ def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltI
              log, "node image check")
         present = inspect_image(tag)
     _point_latest(tag, NODE_IMAGE, present)
+    ensure_python_volume(tag, say)
+    ensure_python_volume(tag, say, python_volume(NODE_IMAGE))
     if built:
         _remove_older(NODE_REPO, keep={key, "latest"})
     return BuiltImage(tag, built, time.monotonic() - start, int((present or {}).get("Size") or 0))
+
+
+NODE_KEY_LABEL = "org.swarmlet.node-key"
+"""The node image's label with its key."""
+IMAGE_KEY_FILE = ".swarmlet-image-key"
+"""The node image's key, in its dist-packages (and in every copy of them)."""
+PYTHON_VOLUME_PREFIX = "swarmlet-python-"
+PYTHON_COPY_PATH = "/opt/swarmlet/python"
+"""Where the nodes mount the volume with the node image's Python (deploy/node-entrypoint.sh)."""
+
+
+def python_volume(image: str) -> str:
+    """The named volume holding a copy of node image ``image``'s Python: one per content-keyed
+    tag (``swarmlet-python-<key>``), and ``swarmlet-python-latest`` for ``swarmlet/node:latest``
+    (what a plain `docker compose up` mounts)."""
+    return PYTHON_VOLUME_PREFIX + image.rpartition(":")[2]
+
+
+def python_volume_key(name: str) -> str | None:
+    """The image key a Python volume's copy was made from; None when there is no such volume or
+    no whole copy in it. A volume this process cannot look into (an engine elsewhere, a daemon
+    of another user) counts as whole: the node's entry point checks the key again before it uses
+    the copy, and runs from the image's own files otherwise."""
+    engine = host_engine()
+    if engine is not None:
+        try:
+            volume = engine.volume(name)
+        except HostEngineError as e:
+            raise BuildError(f"docker volume inspect {name}: {e}") from None
+    else:
+        proc = subprocess.run(["docker", "volume", "inspect", name], capture_output=True, text=True,
+                              check=False)
+        found = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+        volume = dict(found[0]) if found else None
+    if volume is None:
+        return None
+    key_file = pathlib.Path(str(volume.get("Mountpoint") or "")) / "KEY"
+    try:
+        return key_file.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "unknown"  # not ours to read: trusted, and checked by the node itself
+
+
+def ensure_python_volume(tag: str, progress: Progress | None = None, name: str | None = None) -> bool:
+    """Fill volume ``name`` (by default ``tag``'s own, :func:`python_volume`) with node image
+    ``tag``'s Python unless it holds that copy already; True when it was filled now (1-4 s, once
+    per image). An image built before the copies existed has no key and gets none."""
+    image = inspect_image(tag) or {}
+    key = str(((image.get("Config") or {}).get("Labels") or {}).get(NODE_KEY_LABEL) or "")
+    name = name or python_volume(tag)
+    if not key or python_volume_key(name) in (key, "unknown"):
+        return False
+    (progress or (lambda _msg: None))(f"copying the node image's Python into volume {name}")
+    _run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/usr/local/bin/swarmlet-python-copy",
+          "-v", f"{name}:{PYTHON_COPY_PATH}", tag], cache_dir() / "node-build.log", f"python volume {name}")
+    return True
 
 
 PROMETHEUS_REPO = "swarmlet/prometheus"

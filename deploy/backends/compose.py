@@ -227,6 +227,7 @@ class ComposeBackend:
         wanted = {"SWARMLET_STATE": str(self._state().resolve())}
         if layout is not None and layout.image:
             wanted["SWARMLET_NODE_IMAGE"] = layout.image
+            wanted["SWARMLET_PYTHON_VOLUME"] = images.python_volume(layout.image)
         if layout is not None:
             wanted.update(layout.capacity_env())
         before = {key: os.environ.get(key) for key in wanted}
@@ -330,6 +331,12 @@ class ComposeBackend:
         """``docker compose up -d --no-deps SERVICES``, called directly rather than through
         python-on-whales: importing that (pydantic and all) took 0.55 s of `swarmlet up` at load
         average 11, on the way to the cluster's start."""
+        if layout.image:
+            # The nodes mount their image's Python copy (compose.yml's external volume `python`).
+            try:
+                images.ensure_python_volume(layout.image)
+            except images.BuildError as e:
+                raise BackendError(str(e)) from None
         argv, env = self._compose_argv(layout, services, remove_orphans)
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:

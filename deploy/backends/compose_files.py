@@ -80,7 +80,8 @@ def override_text(
             lines.append(f"    extends: {json.dumps({'file': compose_file, 'service': template})}")
             lines.append(f"    hostname: {json.dumps(name)}")
             if role == "manager":
-                mounts = [f"{name}-data:/var/lib/swarmlet", "shared-volumes:/var/lib/swarmlet-shared"]
+                mounts = [f"{name}-data:/var/lib/swarmlet", "shared-volumes:/var/lib/swarmlet-shared",
+                          "python:/opt/swarmlet/python:ro"]
                 lines.append(f"    volumes: {json.dumps(mounts)}")
                 volumes.append(f"{name}-data")
         lines.append(f"    ports: !override {json.dumps(port_bindings(addr, publish))}")

@@ -169,6 +169,11 @@ def test_override_for_another_block_more_nodes_mdns_and_no_swarm() -> None:
     # Prometheus moves to the block's own address, which no node has.
     assert ports[3] == ["127.9.3.1:9090:9090"]
     assert lines[-2:] == ["volumes:", "  manager4-data: {}"]
+    # A manager compose.yml does not name gets a data volume of its own, and keeps the node
+    # image's Python copy (its list replaces manager3's).
+    mounts = [json.loads(line.split(": ", 1)[1]) for line in lines if line.startswith("    volumes: ")]
+    assert mounts == [["manager4-data:/var/lib/swarmlet", "shared-volumes:/var/lib/swarmlet-shared",
+                       "python:/opt/swarmlet/python:ro"]]
 
 
 def test_manager1_creates_a_new_cluster_and_the_others_join_with_its_tokens() -> None:

@@ -19,6 +19,8 @@ def tree(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Pat
     (tmp_path / "nodeagent" / "__pycache__").mkdir(parents=True)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["grpcio>=1.60"]\n')
     (tmp_path / "deploy" / "Dockerfile.node").write_text("FROM scratch\n")
+    for script in ("node-entrypoint.sh", "python-copy.sh"):
+        (tmp_path / "deploy" / script).write_text("#!/bin/sh\n")
     (tmp_path / "deploy" / "images.py").write_text("# builder\n")
     (tmp_path / "nodeagent" / "agent.py").write_text("x = 1\n")
     monkeypatch.setattr(images, "repo_root", lambda: tmp_path)
@@ -181,10 +183,54 @@ def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_i
         assert "--bootstrap" not in services[name]["command"], name
         assert not any(c.startswith("--initial-cluster") for c in services[name]["command"]), name
     assert {v["source"] for s in services.values() for v in s.get("volumes", [])} == {
-        "manager1-data", "manager2-data", "manager3-data", "shared-volumes"
+        "manager1-data", "manager2-data", "manager3-data", "shared-volumes", "python"
     }
+    # Every node mounts the node image's Python copy, read-only; compose never makes or removes
+    # that volume (deploy/images.py does), and a plain compose uses swarmlet/node:latest's.
+    for name, svc in services.items():
+        python = [v for v in svc.get("volumes", []) if v["source"] == "python"]
+        assert [(v["target"], v.get("read_only")) for v in python] == [(images.PYTHON_COPY_PATH, True)], name
+    assert project["volumes"]["python"]["external"] is True
+    assert project["volumes"]["python"]["name"] == images.python_volume(images.NODE_IMAGE)
     # The swarmlet/shared volume driver's folder: one compose volume, in every node.
     for name, svc in services.items():
         shared = [v for v in svc.get("volumes", []) if v["source"] == "shared-volumes"]
         assert [v["target"] for v in shared] == ["/var/lib/swarmlet-shared"], name
     assert list(project["networks"]) == ["cluster"]
+
+
+def test_the_python_copy_is_made_once_per_image_and_again_only_when_it_is_not_that_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tag = "swarmlet/node:0123456789ab"
+    assert images.python_volume(tag) == "swarmlet-python-0123456789ab"
+    assert images.python_volume(images.NODE_IMAGE) == "swarmlet-python-latest"
+    labels = {images.NODE_KEY_LABEL: "0123456789ab"}
+    monkeypatch.setattr(images, "inspect_image", lambda t: {"Id": "sha256:x", "Config": {"Labels": labels}})
+    held: dict[str, str | None] = {}
+    monkeypatch.setattr(images, "python_volume_key", lambda name: held.get(name))
+    ran: list[list[str]] = []
+    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: ran.append(cmd))
+    assert images.ensure_python_volume(tag) is True  # no volume yet: copied
+    assert ran[-1][-3:] == ["-v", f"swarmlet-python-0123456789ab:{images.PYTHON_COPY_PATH}", tag]
+    assert "/usr/local/bin/swarmlet-python-copy" in ran[-1]
+    held["swarmlet-python-0123456789ab"] = "0123456789ab"
+    assert images.ensure_python_volume(tag) is False and len(ran) == 1  # it holds this image's copy
+    held["swarmlet-python-latest"] = "fedcba987654"  # latest's copy is of an earlier build
+    assert images.ensure_python_volume(tag, name="swarmlet-python-latest") is True and len(ran) == 2
+    labels.clear()  # an image built before the copies existed gets none
+    assert images.ensure_python_volume(tag, name="swarmlet-python-other") is False and len(ran) == 2
+
+
+def test_a_python_volume_s_key_is_read_from_its_folder(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: pathlib.Path) -> None:
+    class Engine:
+        def volume(self, name: str) -> dict[str, object] | None:
+            return {"Mountpoint": str(tmp_path / name)} if name != "missing" else None
+
+    monkeypatch.setattr(images, "host_engine", lambda: Engine())
+    assert images.python_volume_key("missing") is None
+    (tmp_path / "filled").mkdir()
+    assert images.python_volume_key("filled") is None  # a copy cut short: no KEY
+    (tmp_path / "filled" / "KEY").write_text("0123456789ab\n")
+    assert images.python_volume_key("filled") == "0123456789ab"
