@@ -34,7 +34,9 @@ import tomllib
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from deploy import pythoncopy
 from deploy.hostengine import HostEngineError, host_engine
+from deploy.pythoncopy import NODE_KEY_LABEL, python_volume
 
 __all__ = [
     "BASE_PACKAGES",
@@ -136,7 +138,7 @@ def _digest(parts: Iterable[bytes]) -> str:
     return h.hexdigest()[:_HASH_CHARS]
 
 
-def _run(cmd: list[str], log: pathlib.Path, step: str, env: dict[str, str] | None = None) -> None:
+def run_step(cmd: list[str], log: pathlib.Path, step: str, env: dict[str, str] | None = None) -> None:
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(cmd)}\n".encode())
         out.flush()
@@ -220,8 +222,8 @@ def _ensure_mmdebstrap(log: pathlib.Path, progress: Progress) -> None:
         raise BuildError("mmdebstrap is missing: install it (apt-get install mmdebstrap) or run as root")
     progress("installing mmdebstrap (apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    _run(["apt-get", "update"], log, "apt-get update", env)
-    _run(["apt-get", "install", "-y", "--no-install-recommends", "mmdebstrap"],
+    run_step(["apt-get", "update"], log, "apt-get update", env)
+    run_step(["apt-get", "install", "-y", "--no-install-recommends", "mmdebstrap"],
          log, "installing mmdebstrap", env)
 
 
@@ -242,12 +244,12 @@ def _debootstrap_image(tag: str, name: str, packages: tuple[str, ...], dpkg: tup
         cmd += [f"--dpkgopt={opt}" for opt in dpkg]
         cmd += [f"--hook-dir={hook}" for hook in _HOOKS]
         cmd += ["--quiet", SUITE, str(tarball), *MIRRORS]
-        _run(cmd, log, f"mmdebstrap{label}")
+        run_step(cmd, log, f"mmdebstrap{label}")
         say(f"importing the root file system{contents} (docker import)")
         cmd = ["docker", "import"]
         for change in changes:
             cmd += ["--change", change]
-        _run([*cmd, str(tarball), tag], log, f"docker import{label}")
+        run_step([*cmd, str(tarball), tag], log, f"docker import{label}")
     return log
 
 
@@ -366,7 +368,7 @@ def _download_dependencies(root: pathlib.Path, log: pathlib.Path, say: Progress)
     folder.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--quiet",
            *_TARGET_FLAGS, "--dest", str(folder), *deps]
-    _run(cmd, log, "pip download")
+    run_step(cmd, log, "pip download")
     stamp.touch()
     return folder
 
@@ -439,98 +441,43 @@ def ensure_node_image(base_tag: str, progress: Progress | None = None) -> BuiltI
             context.mkdir()
             project = pathlib.Path(tmp) / "project"
             say("building the swarmlet wheel from the tree")
-            _run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet",
+            run_step([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--quiet",
                   "--no-deps", "--no-build-isolation", "--wheel-dir", str(project), str(root)],
                  log, "pip wheel")
             _check_wheel(project)
             say("installing the wheels offline (pip install --no-index)")
-            _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+            run_step([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
                   "--no-index", "--find-links", str(project), "--find-links", str(deps),
                   *_TARGET_FLAGS, "--target", str(context / "site"), "swarmlet"],
                  log, "pip install")
             shutil.rmtree(context / "site" / "bin", ignore_errors=True)  # console scripts: unused
             # The image's own key, which the node's entry point compares with the KEY of the
             # Python copy in a volume before it uses that copy (ensure_python_volume).
-            (context / "site" / IMAGE_KEY_FILE).write_text(key + "\n")
+            (context / "site" / pythoncopy.IMAGE_KEY_FILE).write_text(key + "\n")
             shutil.copy(root / "deploy" / "Dockerfile.node", context / "Dockerfile")
             for script in ("node-entrypoint.sh", "python-copy.sh"):
                 shutil.copy(root / "deploy" / script, context / script)
             say("building the node image (docker build)")
             env = dict(os.environ, DOCKER_BUILDKIT="0")
-            _run(["docker", "build", "--quiet", "--build-arg", f"BASE={base_tag}",
+            run_step(["docker", "build", "--quiet", "--build-arg", f"BASE={base_tag}",
                   "--label", f"{NODE_KEY_LABEL}={key}", "-t", tag, str(context)],
                  log, "docker build", env)
         # The wheels' ABI must suit the image's python: importing the compiled ones proves it.
         say("checking the node image")
-        _run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", tag, "-c",
+        run_step(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", tag, "-c",
               "import grpc, cryptography.x509, google.protobuf, zeroconf, prometheus_client, rich, "
               "nodeagent"],
              log, "node image check")
         present = inspect_image(tag)
     _point_latest(tag, NODE_IMAGE, present)
-    ensure_python_volume(tag, say)
-    ensure_python_volume(tag, say, python_volume(NODE_IMAGE))
+    try:
+        pythoncopy.ensure_python_volume(tag, say)
+        pythoncopy.ensure_python_volume(tag, say, python_volume(NODE_IMAGE))
+    except pythoncopy.PythonCopyError as e:
+        raise BuildError(str(e)) from None
     if built:
         _remove_older(NODE_REPO, keep={key, "latest"})
     return BuiltImage(tag, built, time.monotonic() - start, int((present or {}).get("Size") or 0))
-
-
-NODE_KEY_LABEL = "org.swarmlet.node-key"
-"""The node image's label with its key."""
-IMAGE_KEY_FILE = ".swarmlet-image-key"
-"""The node image's key, in its dist-packages (and in every copy of them)."""
-PYTHON_VOLUME_PREFIX = "swarmlet-python-"
-PYTHON_COPY_PATH = "/opt/swarmlet/python"
-"""Where the nodes mount the volume with the node image's Python (deploy/node-entrypoint.sh)."""
-
-
-def python_volume(image: str) -> str:
-    """The named volume holding a copy of node image ``image``'s Python: one per content-keyed
-    tag (``swarmlet-python-<key>``), and ``swarmlet-python-latest`` for ``swarmlet/node:latest``
-    (what a plain `docker compose up` mounts)."""
-    return PYTHON_VOLUME_PREFIX + image.rpartition(":")[2]
-
-
-def python_volume_key(name: str) -> str | None:
-    """The image key a Python volume's copy was made from; None when there is no such volume or
-    no whole copy in it. A volume this process cannot look into (an engine elsewhere, a daemon
-    of another user) counts as whole: the node's entry point checks the key again before it uses
-    the copy, and runs from the image's own files otherwise."""
-    engine = host_engine()
-    if engine is not None:
-        try:
-            volume = engine.volume(name)
-        except HostEngineError as e:
-            raise BuildError(f"docker volume inspect {name}: {e}") from None
-    else:
-        proc = subprocess.run(["docker", "volume", "inspect", name], capture_output=True, text=True,
-                              check=False)
-        found = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-        volume = dict(found[0]) if found else None
-    if volume is None:
-        return None
-    key_file = pathlib.Path(str(volume.get("Mountpoint") or "")) / "KEY"
-    try:
-        return key_file.read_text().strip() or None
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "unknown"  # not ours to read: trusted, and checked by the node itself
-
-
-def ensure_python_volume(tag: str, progress: Progress | None = None, name: str | None = None) -> bool:
-    """Fill volume ``name`` (by default ``tag``'s own, :func:`python_volume`) with node image
-    ``tag``'s Python unless it holds that copy already; True when it was filled now (1-4 s, once
-    per image). An image built before the copies existed has no key and gets none."""
-    image = inspect_image(tag) or {}
-    key = str(((image.get("Config") or {}).get("Labels") or {}).get(NODE_KEY_LABEL) or "")
-    name = name or python_volume(tag)
-    if not key or python_volume_key(name) in (key, "unknown"):
-        return False
-    (progress or (lambda _msg: None))(f"copying the node image's Python into volume {name}")
-    _run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/usr/local/bin/swarmlet-python-copy",
-          "-v", f"{name}:{PYTHON_COPY_PATH}", tag], cache_dir() / "node-build.log", f"python volume {name}")
-    return True
 
 
 PROMETHEUS_REPO = "swarmlet/prometheus"
@@ -578,7 +525,8 @@ def ensure_prometheus_image(progress: Progress | None = None) -> BuiltImage:
         log = _debootstrap_image(tag, "prometheus", PROMETHEUS_PACKAGES, _PROMETHEUS_DPKG_EXCLUDES,
                                  changes, say)
         say("checking the Prometheus image")
-        _run(["docker", "run", "--rm", "--network", "none", tag, "--version"], log, "prometheus image check")
+        run_step(["docker", "run", "--rm", "--network", "none", tag, "--version"], log,
+                 "prometheus image check")
         present = inspect_image(tag)
     _point_latest(tag, PROMETHEUS_IMAGE, present)
     if built:

@@ -34,6 +34,7 @@ from deploy.backends.base import (
 )
 from deploy.backends.compose_files import BASE_NODES, PROMETHEUS_SERVICE, override_text
 from deploy.hostengine import HostEngineError, host_engine
+from deploy.pythoncopy import PythonCopyError, ensure_python_volume, python_volume
 
 __all__ = [
     "NETWORK", "NODE_ALIAS", "PROJECT", "ComposeBackend", "compose_missing", "compose_plugin",
@@ -227,7 +228,7 @@ class ComposeBackend:
         wanted = {"SWARMLET_STATE": str(self._state().resolve())}
         if layout is not None and layout.image:
             wanted["SWARMLET_NODE_IMAGE"] = layout.image
-            wanted["SWARMLET_PYTHON_VOLUME"] = images.python_volume(layout.image)
+            wanted["SWARMLET_PYTHON_VOLUME"] = python_volume(layout.image)
         if layout is not None:
             wanted.update(layout.capacity_env())
         before = {key: os.environ.get(key) for key in wanted}
@@ -334,8 +335,8 @@ class ComposeBackend:
         if layout.image:
             # The nodes mount their image's Python copy (compose.yml's external volume `python`).
             try:
-                images.ensure_python_volume(layout.image)
-            except images.BuildError as e:
+                ensure_python_volume(layout.image)
+            except PythonCopyError as e:
                 raise BackendError(str(e)) from None
         argv, env = self._compose_argv(layout, services, remove_orphans)
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from deploy import images
+from deploy import images, pythoncopy
 from tests.needs import need
 
 
@@ -98,7 +98,7 @@ def engine_images(monkeypatch: pytest.MonkeyPatch) -> FakeImages:
     fake = FakeImages({})
     monkeypatch.setattr(images, "inspect_image", fake.inspect)
     monkeypatch.setattr(images, "tag_image", fake.tag)
-    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: pytest.fail(f"ran {cmd}"))
+    monkeypatch.setattr(images, "run_step", lambda cmd, *a, **k: pytest.fail(f"ran {cmd}"))
     return fake
 
 
@@ -131,7 +131,7 @@ def test_missing_mmdebstrap_without_root_is_explained(
 def test_failed_step_names_itself_and_its_log(tmp_path: pathlib.Path) -> None:
     log = tmp_path / "build.log"
     with pytest.raises(images.BuildError) as err:
-        images._run(["sh", "-c", "echo the reason; exit 7"], log, "docker import")
+        images.run_step(["sh", "-c", "echo the reason; exit 7"], log, "docker import")
     text = str(err.value)
     assert text.startswith("docker import failed (exit 7); log: ") and "the reason" in text
 
@@ -189,9 +189,10 @@ def test_compose_file_never_pulls_and_binds_each_node_on_a_loopback_address_of_i
     # that volume (deploy/images.py does), and a plain compose uses swarmlet/node:latest's.
     for name, svc in services.items():
         python = [v for v in svc.get("volumes", []) if v["source"] == "python"]
-        assert [(v["target"], v.get("read_only")) for v in python] == [(images.PYTHON_COPY_PATH, True)], name
+        assert [(v["target"], v.get("read_only")) for v in python] == [
+            (pythoncopy.PYTHON_COPY_PATH, True)], name
     assert project["volumes"]["python"]["external"] is True
-    assert project["volumes"]["python"]["name"] == images.python_volume(images.NODE_IMAGE)
+    assert project["volumes"]["python"]["name"] == pythoncopy.python_volume(images.NODE_IMAGE)
     # The swarmlet/shared volume driver's folder: one compose volume, in every node.
     for name, svc in services.items():
         shared = [v for v in svc.get("volumes", []) if v["source"] == "shared-volumes"]
@@ -203,23 +204,40 @@ def test_the_python_copy_is_made_once_per_image_and_again_only_when_it_is_not_th
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tag = "swarmlet/node:0123456789ab"
-    assert images.python_volume(tag) == "swarmlet-python-0123456789ab"
-    assert images.python_volume(images.NODE_IMAGE) == "swarmlet-python-latest"
-    labels = {images.NODE_KEY_LABEL: "0123456789ab"}
-    monkeypatch.setattr(images, "inspect_image", lambda t: {"Id": "sha256:x", "Config": {"Labels": labels}})
-    held: dict[str, str | None] = {}
-    monkeypatch.setattr(images, "python_volume_key", lambda name: held.get(name))
+    assert pythoncopy.python_volume(tag) == "swarmlet-python-0123456789ab"
+    assert pythoncopy.python_volume(images.NODE_IMAGE) == "swarmlet-python-latest"
+    config: dict[str, object] = {"Labels": {pythoncopy.NODE_KEY_LABEL: "0123456789ab"},
+                                 "Entrypoint": [pythoncopy.ENTRYPOINT]}
+    volumes: dict[str, str | None] = {}  # volume -> the KEY in it
+
+    def inspect(kind: str, name: str) -> dict[str, object] | None:
+        if kind == "image":
+            return {"Id": "sha256:x", "Config": config}
+        return {"Name": name} if name in volumes else None
+
+    monkeypatch.setattr(pythoncopy, "_inspect", inspect)
+    monkeypatch.setattr(pythoncopy, "python_volume_key", lambda name: volumes.get(name))
     ran: list[list[str]] = []
-    monkeypatch.setattr(images, "_run", lambda cmd, *a, **k: ran.append(cmd))
-    assert images.ensure_python_volume(tag) is True  # no volume yet: copied
-    assert ran[-1][-3:] == ["-v", f"swarmlet-python-0123456789ab:{images.PYTHON_COPY_PATH}", tag]
+
+    def docker(args: list[str]) -> subprocess.CompletedProcess[str]:
+        ran.append(args)
+        if args[:2] == ["volume", "create"]:
+            volumes[args[2]] = None
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(pythoncopy, "_docker", docker)
+    assert pythoncopy.ensure_python_volume(tag) is True  # no volume yet: copied
+    assert ran[-1][-3:] == ["-v", f"swarmlet-python-0123456789ab:{pythoncopy.PYTHON_COPY_PATH}", tag]
     assert "/usr/local/bin/swarmlet-python-copy" in ran[-1]
-    held["swarmlet-python-0123456789ab"] = "0123456789ab"
-    assert images.ensure_python_volume(tag) is False and len(ran) == 1  # it holds this image's copy
-    held["swarmlet-python-latest"] = "fedcba987654"  # latest's copy is of an earlier build
-    assert images.ensure_python_volume(tag, name="swarmlet-python-latest") is True and len(ran) == 2
-    labels.clear()  # an image built before the copies existed gets none
-    assert images.ensure_python_volume(tag, name="swarmlet-python-other") is False and len(ran) == 2
+    volumes["swarmlet-python-0123456789ab"] = "0123456789ab"
+    assert pythoncopy.ensure_python_volume(tag) is False and len(ran) == 1  # it holds this image's copy
+    volumes["swarmlet-python-latest"] = "fedcba987654"  # latest's copy is of an earlier build
+    assert pythoncopy.ensure_python_volume(tag, name="swarmlet-python-latest") is True and len(ran) == 2
+    # An image from before the copies (no copy script): an empty volume, so that compose can
+    # mount it, and no copy attempted.
+    config["Entrypoint"] = ["python3", "-m", "nodeagent"]
+    assert pythoncopy.ensure_python_volume(tag, name="swarmlet-python-old") is False
+    assert ran[-1] == ["volume", "create", "swarmlet-python-old"] and len(ran) == 3
 
 
 def test_a_python_volume_s_key_is_read_from_its_folder(monkeypatch: pytest.MonkeyPatch,
@@ -228,9 +246,9 @@ def test_a_python_volume_s_key_is_read_from_its_folder(monkeypatch: pytest.Monke
         def volume(self, name: str) -> dict[str, object] | None:
             return {"Mountpoint": str(tmp_path / name)} if name != "missing" else None
 
-    monkeypatch.setattr(images, "host_engine", lambda: Engine())
-    assert images.python_volume_key("missing") is None
+    monkeypatch.setattr(pythoncopy, "host_engine", lambda: Engine())  # volume inspect over the socket
+    assert pythoncopy.python_volume_key("missing") is None
     (tmp_path / "filled").mkdir()
-    assert images.python_volume_key("filled") is None  # a copy cut short: no KEY
+    assert pythoncopy.python_volume_key("filled") is None  # a copy cut short: no KEY
     (tmp_path / "filled" / "KEY").write_text("0123456789ab\n")
-    assert images.python_volume_key("filled") == "0123456789ab"
+    assert pythoncopy.python_volume_key("filled") == "0123456789ab"
