@@ -67,6 +67,11 @@ def _state(tmp: pathlib.Path, node: NodeProc) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def _control(tmp: pathlib.Path, node: NodeProc) -> bool:
+    done = docker(tmp, node.host, "info", "--format", "{{.Swarm.ControlAvailable}}")
+    return done.returncode == 0 and done.stdout.strip() == "true"
+
+
 def _port_open(node: NodeProc) -> bool:
     try:
         with socket.create_connection((node.host, node.port), timeout=1):
@@ -107,6 +112,10 @@ def test_encrypted_at_rest_and_autolock(tmp_path: pathlib.Path) -> None:
 def _scenario(tmp: pathlib.Path, cluster: Cluster, m1: NodeProc, m2: NodeProc, m3: NodeProc) -> None:
     wait_until(lambda: len(_managers(tmp, m1)) == 4 and "Leader" in _managers(tmp, m1).values(),
                timeout=START_S, what="4 nodes, a leader")
+    # A manager is listed from its join on, before it runs its manager role; the scenario asks
+    # every manager's Engine API and looks at every manager's Raft files, so it waits for that.
+    wait_until(lambda: all(_control(tmp, m) for m in (m1, m2, m3)), timeout=START_S,
+               what="every manager serving the cluster's API")
 
     # ---- at rest: nothing of a secret or of a stored string on any disk
     done = docker(tmp, m1.host, "secret", "create", "s1", "-", stdin=SECRET.decode())
