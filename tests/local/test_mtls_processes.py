@@ -35,6 +35,10 @@ def _ready(m: NodeProc, names: set[str]) -> bool:
 
 
 def _creds(c: Cluster, name: str) -> tls.NodeCredentials:
+    # The manager lists a node Ready once it has registered the join, a moment before the node
+    # has the answer and has written its certificate.
+    wait_until(lambda: tls.NodeCredentials.load(c.workdir / name) is not None, 10, 0.05,
+               f"{name} to hold its certificate")
     held = tls.NodeCredentials.load(c.workdir / name)
     assert held is not None, f"{name} holds no certificate"
     return held
