@@ -97,18 +97,22 @@ class HostEngine:
             raise HostEngineError(message or f"{method} {path}: HTTP {answer.status}", answer.status)
         return json.loads(body) if body.strip() else None
 
+    def _found(self, path: str) -> dict[str, Any] | None:
+        """``GET path`` of one object's JSON; None when the engine has no such object (404)."""
+        try:
+            return dict(self.call("GET", path) or {})
+        except HostEngineError as e:
+            if e.status == 404:
+                return None
+            raise
+
     def version(self) -> dict[str, Any]:
         """``GET /version`` (`docker version`'s Server part)."""
         return dict(self.call("GET", "/version") or {})
 
     def image(self, name: str) -> dict[str, Any] | None:
         """``GET /images/{name}/json`` (`docker image inspect NAME`), None when there is no such image."""
-        try:
-            return dict(self.call("GET", f"/images/{urllib.parse.quote(name, safe='/:@')}/json") or {})
-        except HostEngineError as e:
-            if e.status == 404:
-                return None
-            raise
+        return self._found(f"/images/{urllib.parse.quote(name, safe='/:@')}/json")
 
     def tag(self, source: str, target: str) -> None:
         """``POST /images/{source}/tag?repo=R&tag=T`` (`docker tag SOURCE TARGET`)."""
@@ -119,12 +123,7 @@ class HostEngine:
 
     def volume(self, name: str) -> dict[str, Any] | None:
         """``GET /volumes/{name}`` (`docker volume inspect NAME`), None when there is no such volume."""
-        try:
-            return dict(self.call("GET", f"/volumes/{urllib.parse.quote(name)}") or {})
-        except HostEngineError as e:
-            if e.status == 404:
-                return None
-            raise
+        return self._found(f"/volumes/{urllib.parse.quote(name)}")
 
     def containers(self, labels: list[str], all: bool = True) -> list[dict[str, Any]]:
         """``GET /containers/json`` with label filters (`docker ps [-a] --filter label=...`)."""
@@ -135,12 +134,7 @@ class HostEngine:
 
     def inspect(self, container: str) -> dict[str, Any] | None:
         """``GET /containers/{id}/json`` (`docker inspect ID`), None when it is gone."""
-        try:
-            return dict(self.call("GET", f"/containers/{urllib.parse.quote(container)}/json") or {})
-        except HostEngineError as e:
-            if e.status == 404:
-                return None
-            raise
+        return self._found(f"/containers/{urllib.parse.quote(container)}/json")
 
 
 def _context_is_default() -> bool:
