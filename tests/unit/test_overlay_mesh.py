@@ -257,18 +257,25 @@ async def _until(probe: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _serve_on_n2(two: Any) -> None:
+    """Both web tasks (task-a, task-b) on n2, published through the ingress network, and both
+    nodes' meshes serving the published port."""
+    published = two.published
+    ports = _ports((published, 80, "tcp", "ingress"))
+    for i, (server, addr) in enumerate(zip(two.servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
+        task = _task(f"task-{'ab'[i]}", addr, ports)
+        two.o2.join(task)
+        two.o2.publish(task, {80: server.sockets[0].getsockname()[1]})
+    _sync(two.ndb1, two.ndb2)
+    await _until(lambda: two.m1.ports == [f"{published}/tcp"] and two.m2.ports == [f"{published}/tcp"])
+
+
 def test_a_node_without_a_task_relays_round_robin_through_the_ingress_overlay() -> None:
     async def main() -> None:
         async with _two_meshes("task-a", "task-b", linger=5.0) as two:
             h1, h2, published, ndb1, ndb2 = two.h1, two.h2, two.published, two.ndb1, two.ndb2
             o2, m1, m2, servers = two.o2, two.m1, two.m2, two.servers
-            ports = _ports((published, 80, "tcp", "ingress"))
-            for i, (server, addr) in enumerate(zip(servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
-                task = _task(f"task-{'ab'[i]}", addr, ports)
-                o2.join(task)
-                o2.publish(task, {80: server.sockets[0].getsockname()[1]})
-            _sync(ndb1, ndb2)
-            await _until(lambda: m1.ports == [f"{published}/tcp"] and m2.ports == [f"{published}/tcp"])
+            await _serve_on_n2(two)
             # n1 runs no task: its answers come from n2's tasks through tunnels, in turn.
             answers = [await _get(h1, published) for _ in range(4)]
             assert answers == ["task-a", "task-b", "task-a", "task-b"]
@@ -455,18 +462,11 @@ def test_a_tunnel_hands_its_connection_to_a_listener_of_the_same_process() -> No
     async def main() -> None:
         async with _two_meshes("task-a", "task-b", linger=0.3, port=True) as two:
             h1, h2, data_port, published = two.h1, two.h2, two.data_port, two.published
-            ndb1, ndb2 = two.ndb1, two.ndb2
-            o2, m1, m2, servers = two.o2, two.m1, two.m2, two.servers
+            o2, servers = two.o2, two.servers
             for server in servers:
                 register_listener(server)
             try:
-                ports = _ports((published, 80, "tcp", "ingress"))
-                for i, (server, addr) in enumerate(zip(servers, ("10.0.0.5", "10.0.0.6"), strict=True)):
-                    task = _task(f"task-{'ab'[i]}", addr, ports)
-                    o2.join(task)
-                    o2.publish(task, {80: server.sockets[0].getsockname()[1]})
-                _sync(ndb1, ndb2)
-                await _until(lambda: m1.ports == [f"{published}/tcp"] and m2.ports == [f"{published}/tcp"])
+                await _serve_on_n2(two)
                 # Through a tunnel (n1) and on the tasks' own node (n2): in turn, whole answers.
                 # The task is given the tunnel's own connection, to n2's data path port (dialled, the
                 # connection would reach its listener's port).
