@@ -14,6 +14,18 @@ from nodeagent.gossip.messages import Ack, Alive, Compound, NodeMeta, Ping
 from nodeagent.gossip.schedule import BaseOrder, ProbeOrder, order_key, slot_offset
 
 
+def _acked_probes(swim: Swim, now: float) -> list[str]:
+    """The targets of the probes (unreliable Pings) the node sent, each answered 1 ms later."""
+    targets = []
+    for out in swim.take_outbox():
+        parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
+        for part in parts:
+            if isinstance(part, Ping) and not out.reliable:
+                targets.append(part.target)
+                swim.handle(now + 0.001, out.to, Ack(part.seq), False)
+    return targets
+
+
 def _check(order: ProbeOrder, live: set[str]) -> None:
     expected = sorted(live, key=order_key)
     assert len(order) == len(expected)
@@ -91,12 +103,7 @@ def test_a_node_ticks_at_its_place_in_the_stagger_on_the_shared_clock(offset: fl
     while len(targets) < 9:
         when = swim.next_deadline()
         swim.tick(when)
-        for out in swim.take_outbox():
-            parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
-            for part in parts:
-                if isinstance(part, Ping) and not out.reliable:
-                    targets.append((when, part.target))
-                    swim.handle(when + 0.001, out.to, Ack(part.seq), False)
+        targets.extend((when, target) for target in _acked_probes(swim, when))
     for when, target in targets[1:]:  # the first tick was placed before the peers were known
         slot = math.floor((when + offset) / cfg.probe_interval + 1e-9)
         phase = (when + offset) - slot * cfg.probe_interval
@@ -121,12 +128,7 @@ def test_a_tick_handled_late_keeps_its_slot_grid_and_visits_every_peer(late: flo
         due = swim.next_deadline()
         now = due + late
         swim.tick(now)
-        for out in swim.take_outbox():
-            parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
-            for part in parts:
-                if isinstance(part, Ping) and not out.reliable:
-                    ticks.append((now, part.target))
-                    swim.handle(now + 0.001, out.to, Ack(part.seq), False)
+        ticks.extend((now, target) for target in _acked_probes(swim, now))
         swim.tick(now + 0.001)
     ticks = ticks[1:]  # the first tick was placed before the peers were known
     # One probe per interval (give or take the lateness of a tick behind another timer's): no slot sat out.
@@ -148,12 +150,7 @@ def test_a_tick_later_than_the_slack_sits_out_one_slot_so_its_probe_keeps_both_p
         due = swim.next_deadline()
         now = due + (0.05 if len(probe_ticks) == late_at else 0.0)
         swim.tick(now)
-        for out in swim.take_outbox():
-            parts = out.message.parts if isinstance(out.message, Compound) else (out.message,)
-            for part in parts:
-                if isinstance(part, Ping) and not out.reliable:
-                    probe_ticks.append(now)
-                    swim.handle(now + 0.001, out.to, Ack(part.seq), False)
+        probe_ticks.extend(now for _ in _acked_probes(swim, now))
     # The first tick was placed before the peers were known; then one per slot, 0.05 s late once,
     # after which the node sits out one slot (0.25 s to its next tick) and is back on its grid.
     gaps = [round(b - a, 4) for a, b in itertools.pairwise(probe_ticks[1:])]
