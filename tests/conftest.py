@@ -13,7 +13,8 @@ a changed output fails with a diff, and a missing file fails saying how to creat
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -55,3 +56,23 @@ def _plaintext_until_told() -> Iterator[None]:
     yield
     tls.set_enabled(False)
     tls.set_credentials(None)
+
+
+@pytest.fixture
+def installed_entry_point(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, str], None]:
+    """``install(group, name, value)``: from then on ``importlib.metadata.entry_points(group=...)``
+    lists that entry point too, as if an installed package registered it."""
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+    added: dict[str, list[importlib.metadata.EntryPoint]] = {}
+
+    def entry_points(**kw: Any) -> Any:
+        group = kw.get("group")
+        return added[group] if group in added else real(**kw)
+
+    def install(group: str, name: str, value: str) -> None:
+        added.setdefault(group, []).append(importlib.metadata.EntryPoint(name, value, group))
+        monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+    return install

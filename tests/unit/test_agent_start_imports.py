@@ -3,11 +3,11 @@ metadata, no simulator, and entry points still found for a role that is not buil
 
 from __future__ import annotations
 
-import importlib.metadata
 import pathlib
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,14 +37,10 @@ def test_the_version_is_the_one_the_package_is_built_with() -> None:
     assert VERSION.count(".") == 2
 
 
-def test_a_role_not_built_in_is_found_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
-    ep = importlib.metadata.EntryPoint("auditor", f"{__name__}:Auditor", roles.ENTRY_POINT_GROUP)
-    real = importlib.metadata.entry_points
-
-    def fake(**kw: Any) -> Any:
-        return [ep] if kw.get("group") == roles.ENTRY_POINT_GROUP else real(**kw)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
+def test_a_role_not_built_in_is_found_through_its_entry_point(
+    installed_entry_point: Callable[[str, str, str], None],
+) -> None:
+    installed_entry_point(roles.ENTRY_POINT_GROUP, "auditor", f"{__name__}:Auditor")
     assert roles.load_role("auditor") is Auditor
     with pytest.raises(roles.RoleNotFound, match="no role named 'nobody' is installed"):
         roles.load_role("nobody")

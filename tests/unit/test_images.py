@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,14 +82,10 @@ class EchoImage:
         return WaitingProcess(env)
 
 
-def test_an_image_registered_through_the_entry_point_group_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    ep = importlib.metadata.EntryPoint("echo", f"{__name__}:ECHO", images.ENTRY_POINT_GROUP)
-    real = importlib.metadata.entry_points
-
-    def fake(**kw: Any) -> Any:
-        return [ep] if kw.get("group") == images.ENTRY_POINT_GROUP else real(**kw)
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", fake)
+def test_an_image_registered_through_the_entry_point_group_is_used(
+    installed_entry_point: Callable[[str, str, str], None], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed_entry_point(images.ENTRY_POINT_GROUP, "echo", f"{__name__}:ECHO")
     try:
         images.providers(reload=True)
         assert images.resolve("acme/echo:2")[0] is ECHO
