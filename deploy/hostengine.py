@@ -18,6 +18,7 @@ import json
 import os
 import pathlib
 import socket
+import subprocess
 import urllib.parse
 from typing import Any
 
@@ -162,3 +163,17 @@ def host_engine(timeout: float = 30.0) -> HostEngine | None:
     if not host.startswith(("unix://", "tcp://")):
         return None
     return HostEngine(host, timeout)
+
+
+def inspect_object(kind: str, name: str) -> dict[str, Any] | None:
+    """``docker {image|volume|container} inspect NAME``: over the engine's socket where
+    :func:`host_engine` can reach it, through the docker CLI otherwise; None when there is no
+    such object. Raises HostEngineError when the engine refuses the socket request."""
+    engine = host_engine()
+    if engine is not None:
+        method = {"image": "image", "volume": "volume", "container": "inspect"}[kind]
+        found: dict[str, Any] | None = getattr(engine, method)(name)
+        return found
+    proc = subprocess.run(["docker", kind, "inspect", name], capture_output=True, text=True, check=False)
+    listed = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    return dict(listed[0]) if listed else None

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from deploy import pythoncopy
-from deploy.hostengine import HostEngineError, host_engine
+from deploy.hostengine import HostEngineError, host_engine, inspect_object
 from deploy.pythoncopy import NODE_KEY_LABEL, python_volume
 
 __all__ = [
@@ -152,21 +152,12 @@ def run_step(cmd: list[str], log: pathlib.Path, step: str, env: dict[str, str] |
 
 
 def inspect_image(tag: str) -> dict[str, Any] | None:
-    """``docker image inspect TAG``: the image's JSON (Id, Size, ...), None when there is none.
-
-    Asked over the engine's socket (deploy.hostengine); through the docker CLI where that client
-    cannot reach the engine as the CLI would (TLS, ssh://, a docker context)."""
-    engine = host_engine()
-    if engine is not None:
-        try:
-            return engine.image(tag)
-        except HostEngineError as e:
-            raise BuildError(f"docker image inspect {tag}: {e}") from None
-    proc = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return None
-    found = json.loads(proc.stdout or "[]")
-    return dict(found[0]) if found else None
+    """``docker image inspect TAG``: the image's JSON (Id, Size, ...), None when there is none
+    (deploy.hostengine.inspect_object: over the engine's socket where it can be)."""
+    try:
+        return inspect_object("image", tag)
+    except HostEngineError as e:
+        raise BuildError(f"docker image inspect {tag}: {e}") from None
 
 
 def tag_image(source: str, target: str) -> None:

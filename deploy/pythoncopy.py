@@ -10,13 +10,12 @@ its ``KEY`` is the image's own.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from deploy.hostengine import HostEngineError, host_engine
+from deploy.hostengine import HostEngineError, inspect_object
 
 __all__ = ["ENTRYPOINT", "IMAGE_KEY_FILE", "NODE_KEY_LABEL", "PYTHON_COPY_PATH", "PythonCopyError",
            "ensure_python_volume", "python_volume", "python_volume_key"]
@@ -48,17 +47,10 @@ def _docker(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _inspect(kind: str, name: str) -> dict[str, Any] | None:
-    """``docker {image|volume} inspect NAME`` over the engine's socket where it can be; None when
-    there is none."""
-    engine = host_engine()
-    if engine is not None:
-        try:
-            return engine.image(name) if kind == "image" else engine.volume(name)
-        except HostEngineError as e:
-            raise PythonCopyError(f"docker {kind} inspect {name}: {e}") from None
-    proc = _docker([kind, "inspect", name])
-    found = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-    return dict(found[0]) if found else None
+    try:
+        return inspect_object(kind, name)
+    except HostEngineError as e:
+        raise PythonCopyError(f"docker {kind} inspect {name}: {e}") from None
 
 
 def python_volume_key(name: str) -> str | None:

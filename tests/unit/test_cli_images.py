@@ -246,7 +246,7 @@ def test_a_python_volume_s_key_is_read_from_its_folder(monkeypatch: pytest.Monke
         def volume(self, name: str) -> dict[str, object] | None:
             return {"Mountpoint": str(tmp_path / name)} if name != "missing" else None
 
-    monkeypatch.setattr(pythoncopy, "host_engine", lambda: Engine())  # volume inspect over the socket
+    monkeypatch.setattr("deploy.hostengine.host_engine", lambda: Engine())  # volume inspect over the socket
     assert pythoncopy.python_volume_key("missing") is None
     (tmp_path / "filled").mkdir()
     assert pythoncopy.python_volume_key("filled") is None  # a copy cut short: no KEY
