@@ -395,9 +395,14 @@ class RaftShell:
             # miss it, and the election timeout then tries again as usual.
             node.campaign()
         await self._drain_ready(node)
+        held = False  # proposals wait for a learner's promotion (see .promotion)
         while not self._stopping:
             delay = next_tick - loop.time()
-            if delay > 0 and not self._inbox and not self._pending.has_proposals and not self._refusals:
+            # Held proposals are no work: the loop sleeps until a tick or a message, as otherwise
+            # it would spin without yielding for the whole hold, and the learner's answers, the
+            # peers' heartbeats and every other task of the process would wait for it.
+            placeable = self._pending.has_proposals and not held
+            if delay > 0 and not self._inbox and not placeable and not self._refusals:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
@@ -409,7 +414,8 @@ class RaftShell:
                 if node.report_leader_unreachable(leader, term):
                     log.info("raft: leader %s is gone (its port refuses connections); electing another",
                              leader)
-            if not self._promotions.hold(node, now):
+            held = self._promotions.hold(node, now)
+            if not held:
                 self._pending.place(node, self._book.get)
             try:
                 await self._drain_ready(node)
