@@ -50,6 +50,7 @@ from nodeagent.identity import (
     token_digest,
 )
 from nodeagent.images import RuntimeImages
+from nodeagent.looplag import LoopLag
 from nodeagent.membership import NodeSwarm
 from nodeagent.metrics import (
     FaultMetrics,
@@ -85,6 +86,9 @@ _STOP_BUDGET_SECONDS = 0.8
 # How often a node that knows no live peer tries its seeds again (workers may start before
 # the managers they join through), before the time scale.
 _REJOIN_SECONDS = 1.0
+# A stall of the loop this long, before the time scale, is logged: half of Raft's shortest
+# election timeout, past which peers begin to take the node for gone.
+_STALL_WARNING_SECONDS = 0.2
 
 
 class AgentError(Exception):
@@ -227,6 +231,10 @@ async def _start(options: AgentOptions, running: Running, stop: asyncio.Event,
     registry = new_registry()
     info = node_info(registry, node_id=node_id, hostname=options.hostname, role=options.role, version=version)
     is_manager = node_manager(registry, options.role)
+    # From here on every stall of the loop is measured, and a long one logged (see .looplag).
+    assert running.tasks is not None
+    lag = LoopLag(registry, warn_after=None)  # warnings once the node is ready: its start holds the loop
+    running.tasks.append(loop_task(lag.run(), "loop-lag", stop, failure))
 
     running.metrics = MetricsServer(registry, options.listen_addr, options.metrics_port)
     try:
@@ -362,7 +370,11 @@ async def _start(options: AgentOptions, running: Running, stop: asyncio.Event,
     if running.task_runtime is not None:
         # The task runtime follows whichever session the node has now (none while in no swarm).
         running.task_runtime.start(swarm.connected_to)
-    after_ready: list[Callable[[], Awaitable[None]]] = []
+
+    async def warn_of_stalls() -> None:
+        lag.warn_after = _STALL_WARNING_SECONDS * options.time_scale
+
+    after_ready: list[Callable[[], Awaitable[None]]] = [warn_of_stalls]
     if options.role == "manager" and mdns_interfaces is not None:
         # Once the node is ready: the announcement (zeroconf's import and sockets, 0.03-0.05 s of
         # CPU) is for workers that discover managers by mDNS, and must not hold up the start of

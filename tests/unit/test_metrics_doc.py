@@ -20,6 +20,7 @@ from manager.component.runner import ComponentMetrics
 from manager.state.raft.shell import RaftMetrics
 from manager.state.store import Store
 from manager.swarm_metrics import SwarmManagerMetrics
+from nodeagent.looplag import LoopLag
 from nodeagent.metrics import FaultMetrics, GossipMetrics, node_info, node_manager
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -105,6 +106,7 @@ def test_documented_types_are_what_the_registry_exposes() -> None:
     node_manager(registry, "manager")
     GossipMetrics(registry)
     FaultMetrics(registry)
+    LoopLag(registry)
     RaftMetrics(registry)
     ComponentMetrics(registry)
     registry.register(SwarmManagerMetrics(SimpleNamespace(store=Store(), shell=None)))
