@@ -33,6 +33,33 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 _generated: Any = transport_pb2_grpc
 
 
+_NOTABLE = ("WARNING", "ERROR", "CRITICAL", "leader is now", "---- start", "Traceback")
+"""The lines of a node's log that explain most failures: warnings (a held event loop among them),
+errors, Raft's leader changes and the process's starts."""
+
+
+def notable_lines(log: pathlib.Path, limit: int = 40) -> list[str]:
+    """The last ``limit`` notable lines of one node's log."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line[:300] for line in lines if any(mark in line for mark in _NOTABLE)][-limit:]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed local test's report ends with each node's notable log lines (a CI run shows only
+    its output, and the node logs are gone with the machine)."""
+    report = yield
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp_path, pathlib.Path):
+        parts = [f"== {log.name}\n" + "\n".join(notable_lines(log)) for log in sorted(tmp_path.glob("*.log"))]
+        if parts:
+            report.sections.append(("node logs: warnings, errors, leader changes", "\n".join(parts)))
+    return report
+
+
 def agent_env() -> dict[str, str]:
     """The environment an agent process runs with: the repository and its protos importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMLET_")}
