@@ -8,7 +8,9 @@ and keeps ManagerStatus true (``Leader`` on the leader's own node, ``Reachabilit
 managers; added once a promoted node reports its cluster address, dropped on a demotion). The
 grace comes from the Cluster object: ``Spec.Dispatcher.HeartbeatPeriod`` (nanoseconds, as Docker
 stores it) times :data:`GRACE_MULTIPLIER`, so a store write to the Cluster spec changes it, and
-the period agents are told is the same value.
+the period agents are told is the same value. A new leader first moves the nodes it has not heard
+from to ``unknown`` and gives them twice that grace to find it (:data:`UNKNOWN_GRACE_MULTIPLIER`),
+as swarmkit's dispatcher does, so that a leader change never moves the tasks of healthy nodes.
 
 Every input of the decision comes in as an argument or an observation; :func:`decide` is the
 pure function, :meth:`NodeLiveness.reconcile` only gathers its inputs.
@@ -28,6 +30,7 @@ from manager.state.store.objects import StoredObject
 __all__ = [
     "DEFAULT_HEARTBEAT_PERIOD",
     "GRACE_MULTIPLIER",
+    "UNKNOWN_GRACE_MULTIPLIER",
     "Beat",
     "NodeLiveness",
     "decide",
@@ -44,6 +47,17 @@ grace period multiplier): at the default period, 1.5 s."""
 
 DOWN_MESSAGE = "heartbeat failure"
 """Status.Message of a node marked down, in swarmkit's words."""
+
+UNKNOWN_GRACE_MULTIPLIER = 2 * GRACE_MULTIPLIER
+"""How many heartbeat periods a new leader waits for a node's first heartbeat before marking it
+down (swarmkit's gracePeriodMultiplierUnknown, twice the normal one): the agents' sessions were
+with the old leader, and each must notice and find the new one first. At the default period, 3 s."""
+
+UNKNOWN_MESSAGE = 'Node moved to "unknown" state due to leadership change in cluster'
+"""Status.Message of a node a new leader has not heard from yet, in swarmkit's words."""
+
+UNKNOWN_DOWN_MESSAGE = 'heartbeat failure for node in "unknown" state'
+"""Status.Message of a node that never sent the new leader a heartbeat, in swarmkit's words."""
 
 
 @dataclass(frozen=True)
@@ -87,29 +101,46 @@ def decide(
 ) -> Reconciled:
     """The Node updates liveness calls for at ``now``, and when to look again.
 
-    ``beats``: the last heartbeat of each node; ``leader_since``: when this leader started
-    (sessions move to a new leader, so every node gets a fresh grace from then); ``gone``: nodes
-    gossip declared dead or left; ``contacts``: when each manager last sent a Raft message;
-    ``reach_window``: how long such a message keeps a manager reachable.
+    ``beats``: the last heartbeat of each node; ``leader_since``: when this leader started;
+    ``gone``: nodes gossip declared dead or left; ``contacts``: when each manager last sent a Raft
+    message; ``reach_window``: how long such a message keeps a manager reachable.
+
+    As in swarmkit, a new leader moves every node it has not heard from yet (and that is not
+    down) to ``unknown`` (:data:`UNKNOWN_MESSAGE`): the sessions were with the old leader, and
+    the agents must find this one. A node that beats is ready again; one that has not beaten
+    within :data:`UNKNOWN_GRACE_MULTIPLIER` periods of the leadership's start is down. Tasks stay
+    where they are meanwhile: only a down node's are placed elsewhere.
     """
     ops: list[Op] = []
     wakeups: list[float] = []
+    unknown_until = leader_since + grace * UNKNOWN_GRACE_MULTIPLIER / GRACE_MULTIPLIER
     for node in nodes:
         is_self = node.id == self_id
-        until = _live_until(node.id, beats, leader_since, grace)
-        alive = is_self or (now < until and node.id not in gone)
         state = node.status.get("State")
         status: dict[str, Any] | None = None
         extra: dict[str, Any] | None = None
         beat = beats.get(node.id)
-        if state == "ready" and not alive:
-            status = copy.deepcopy(node.status)
-            status.update({"State": "down", "Message": DOWN_MESSAGE})
-        elif alive and beat is not None and _stale(node, beat):
-            status = copy.deepcopy(node.status)
-            status.update({"State": "ready", "Message": ""})
-            if beat.addr:
-                status["Addr"] = beat.addr
+        if is_self or (beat is not None and beat.at >= leader_since):
+            until = _live_until(node.id, beats, leader_since, grace)
+            alive = is_self or (now < until and node.id not in gone)
+            if state == "ready" and not alive:
+                status = copy.deepcopy(node.status)
+                status.update({"State": "down", "Message": DOWN_MESSAGE})
+            elif alive and beat is not None and _stale(node, beat):
+                status = copy.deepcopy(node.status)
+                status.update({"State": "ready", "Message": ""})
+                if beat.addr:
+                    status["Addr"] = beat.addr
+        else:  # not heard from since this manager leads
+            until = unknown_until
+            alive = state != "down" and now < until and node.id not in gone
+            if state != "down" and not alive:
+                status = copy.deepcopy(node.status)
+                message = DOWN_MESSAGE if node.id in gone else UNKNOWN_DOWN_MESSAGE
+                status.update({"State": "down", "Message": message})
+            elif alive and (state != "unknown" or node.status.get("Message") != UNKNOWN_MESSAGE):
+                status = copy.deepcopy(node.status)
+                status.update({"State": "unknown", "Message": UNKNOWN_MESSAGE})
         if alive and not is_self:
             wakeups.append(until)
         ms = node.extra.get("ManagerStatus")

@@ -104,6 +104,8 @@ class AgentSession:
         self._on_role = on_role
         self._join_role = join_role
         self._learned: list[str] = []
+        self._silent = ""
+        """The manager whose session last ended in silence: tried last next time."""
         self._stopping = asyncio.Event()
         self._call: Any = None
         self.joined = False
@@ -157,11 +159,14 @@ class AgentSession:
         except OSError as exc:
             raise JoinRefused(f"cannot read the join token file {path}: {exc.strerror}") from None
 
-    def _candidates(self, prefer: str = "") -> list[str]:
+    def _candidates(self, prefer: str = "", last: str = "") -> list[str]:
+        """Managers to try in turn: ``prefer`` first, ``last`` (one that went silent) at the end."""
         out: list[str] = []
         for addr in [prefer, *self._learned, *self._managers()]:
-            if addr and addr not in out:
+            if addr and addr not in out and addr != last:
                 out.append(addr)
+        if last:
+            out.append(last)
         return out
 
     def _learn(self, managers: list[str]) -> None:
@@ -392,10 +397,15 @@ class AgentSession:
         prefer = ""
         while not self._stopping.is_set():
             progressed = False
-            for target in self._candidates(prefer):
+            # A manager that went silent (cut off, paused, a leader that lost its quorum) is tried
+            # last: the others know the new leader, and every node must reach it within the
+            # grace a new leader gives them (manager.dispatcher.liveness), or it is marked down
+            # and its tasks move.
+            for target in self._candidates(prefer, last=self._silent):
                 if self._stopping.is_set():
                     return
                 prefer = ""
+                self._silent = ""
                 redirect = await self._session(target)
                 if redirect is None:
                     continue
@@ -461,6 +471,7 @@ class AgentSession:
                         msg = await asyncio.wait_for(call.read(), max(wait, 0.0))
                     except TimeoutError:
                         call.cancel()
+                        self._silent = target
                         return "" if beats else None
                     if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
                         return "" if beats else None

@@ -206,3 +206,50 @@ def test_a_partition_cuts_the_overlay_between_two_workers(restored: None) -> Non
         docker(manager, "service", "rm", "cutclient", "cutweb")
         wait_for("the services gone", lambda: docker(manager, "network", "rm", "cutnet").returncode == 0,
                  timeout=30, interval=1)
+
+
+def test_a_leader_cut_off_from_every_node_moves_only_its_own_tasks(restored: None) -> None:
+    # A new leader hears from no node at first: their sessions were with the old one. As in
+    # Swarm it shows them Unknown until each finds it, and only a node that never does is Down,
+    # so the leader change moves no task of a healthy node. Before, the new leader gave them one
+    # normal grace (1.5 s) while each agent first waited out the silent old leader twice (4 s):
+    # every node went Down and every task was placed again.
+    handles = nodes()
+    old = next(r["hostname"] for r in status_json() if r["manager_status"] == "Leader")
+    others = sorted(h for h in handles if h != old)
+    asker = handles[next(m for m in MANAGERS if m != old)]
+    made = docker(asker, "service", "create", "--detach", "--name", "steady", "--replicas", "5",
+                  "--replicas-max-per-node", "1", "busybox", "sleep", "600")
+    assert made.returncode == 0, made.stderr
+
+    def running() -> dict[str, str] | None:
+        # task ID -> node, for the running tasks; None until all five run
+        table = docker(asker, "service", "ps", "steady", "--filter", "desired-state=running",
+                       "--format", "{{.ID}} {{.Node}} {{.CurrentState}}").stdout.split("\n")
+        rows = [line.split() for line in table if line.strip()]
+        placed = {r[0]: r[1] for r in rows if len(r) > 2 and r[2] == "Running"}
+        return placed if len(placed) == 5 else None
+
+    try:
+        before = wait_for("five steady tasks running", running, timeout=60, interval=0.5)
+        swarmlet("chaos", "partition", old, "--from", ",".join(others))
+        seen: dict[str, set[str]] = {h: set() for h in others}
+        end = time.monotonic() + 8  # the unknown grace is 3 s from the new leader's start
+        while time.monotonic() < end:
+            table = docker(asker, "node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout
+            for line in table.splitlines():
+                host, _, state = line.partition(" ")
+                if host in seen:
+                    seen[host].add(state)
+            time.sleep(0.2)
+        print("states seen after the partition:", seen)
+        assert all("Down" not in states for states in seen.values()), seen
+        assert all("Ready" in states for states in seen.values()), seen
+        kept = {t: n for t, n in before.items() if n != old}
+        table = docker(asker, "service", "ps", "steady", "--format",
+                       "{{.ID}} {{.Node}} {{.DesiredState}}").stdout
+        now = {r[0]: (r[1], r[2]) for r in (line.split() for line in table.splitlines()) if len(r) == 3}
+        assert {t: now.get(t) for t in kept} == {t: (n, "Running") for t, n in kept.items()}, (
+            f"healthy nodes' tasks moved: {before} -> {now}")
+    finally:
+        docker(asker, "service", "rm", "steady")

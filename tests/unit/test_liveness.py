@@ -18,14 +18,14 @@ T0 = "2026-11-29T00:00:00Z"
 
 
 def node(
-    node_id: str, state: str = "ready", *, manager: bool = False, addr: str = "10.0.0.2"
+    node_id: str, state: str = "ready", *, manager: bool = False, addr: str = "10.0.0.2", message: str = ""
 ) -> StoredObject:
     store = Store()
     extra: dict[str, Any] = {}
     if manager:
         extra["ManagerStatus"] = {"Leader": False, "Reachability": "reachable", "Addr": f"{addr}:2377"}
     spec = {"Name": "", "Role": "manager" if manager else "worker", "Availability": "active", "Labels": {}}
-    op = Create("node", node_id, spec, {"State": state, "Message": "", "Addr": addr}, extra)
+    op = Create("node", node_id, spec, {"State": state, "Message": message, "Addr": addr}, extra)
     store.apply(1, encode_batch([op], now=T0))
     return store.get("node", node_id)
 
@@ -57,9 +57,30 @@ def test_a_node_is_down_once_its_grace_has_run_out(now: float, down: bool) -> No
         assert wake == 11.5  # asks to be woken exactly when the grace runs out
 
 
-def test_a_new_leader_gives_every_node_a_fresh_grace() -> None:
+UNKNOWN = {"State": "unknown", "Message": 'Node moved to "unknown" state due to leadership change in cluster',
+           "Addr": "10.0.0.2"}
+
+
+def test_a_new_leader_moves_the_nodes_it_has_not_heard_from_to_unknown() -> None:
+    # swarmkit's markNodesUnknown: the sessions were with the old leader. The node has twice
+    # the usual grace (2 x 1.5 s) from the leadership's start to find the new leader.
     ops, wake = run([node("w1")], 20.0, {"w1": Beat(1.0)}, leader_since=19.0)
-    assert ops == [] and wake == 20.5
+    assert [o.status for o in ops] == [UNKNOWN] and wake == 22.0
+    unknown = node("w1", "unknown", message=UNKNOWN["Message"])
+    assert run([unknown], 21.9, {"w1": Beat(1.0)}, leader_since=19.0) == ([], 22.0)  # nothing more to write
+    ops, _ = run([unknown], 21.0, {"w1": Beat(20.8)}, leader_since=19.0)  # it found the new leader
+    assert [o.status for o in ops] == [{"State": "ready", "Message": "", "Addr": "10.0.0.2"}]
+    ops, wake = run([unknown], 22.0, {"w1": Beat(1.0)}, leader_since=19.0)  # it never did
+    assert [o.status for o in ops] == [
+        {"State": "down", "Message": 'heartbeat failure for node in "unknown" state', "Addr": "10.0.0.2"}]
+    assert wake is None
+
+
+def test_a_new_leader_leaves_down_nodes_down_and_gossip_still_downs_at_once() -> None:
+    ops, wake = run([node("w1", "down")], 20.0, {}, leader_since=19.0)  # never resurrected without a beat
+    assert ops == [] and wake is None
+    ops, _ = run([node("w1")], 20.0, {}, leader_since=19.0, gone=frozenset({"w1"}))
+    assert [o.status["State"] for o in ops] == ["down"] and ops[0].status["Message"] == "heartbeat failure"
 
 
 def test_a_heartbeat_makes_a_node_ready_at_its_new_address() -> None:
