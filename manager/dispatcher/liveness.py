@@ -123,7 +123,7 @@ def decide(
         if is_self or (beat is not None and beat.at >= leader_since):
             until = _live_until(node.id, beats, leader_since, grace)
             alive = is_self or (now < until and node.id not in gone)
-            if state == "ready" and not alive:
+            if state != "down" and not alive:  # unknown too: one beat, then silence
                 status = copy.deepcopy(node.status)
                 status.update({"State": "down", "Message": DOWN_MESSAGE})
             elif alive and beat is not None and _stale(node, beat):

@@ -70,6 +70,8 @@ def test_a_new_leader_moves_the_nodes_it_has_not_heard_from_to_unknown() -> None
     assert run([unknown], 21.9, {"w1": Beat(1.0)}, leader_since=19.0) == ([], 22.0)  # nothing more to write
     ops, _ = run([unknown], 21.0, {"w1": Beat(20.8)}, leader_since=19.0)  # it found the new leader
     assert [o.status for o in ops] == [{"State": "ready", "Message": "", "Addr": "10.0.0.2"}]
+    ops, _ = run([unknown], 23.0, {"w1": Beat(20.8)}, leader_since=19.0)  # it beat once, then fell silent
+    assert [o.status["State"] for o in ops] == ["down"] and ops[0].status["Message"] == "heartbeat failure"
     ops, wake = run([unknown], 22.0, {"w1": Beat(1.0)}, leader_since=19.0)  # it never did
     assert [o.status for o in ops] == [
         {"State": "down", "Message": 'heartbeat failure for node in "unknown" state', "Addr": "10.0.0.2"}]
