@@ -115,11 +115,21 @@ def test_docker_py_lists_nodes(cluster: Cluster) -> None:
         assert swarm["Spec"]["Name"] == "default"
         assert swarm["JoinTokens"]["Worker"].startswith("SWMTKN-1-")
 
-        # A label round trip: Node.update sends the whole Spec with the version read.
-        worker = client.nodes.get("worker1")
-        spec = dict(worker.attrs["Spec"])
-        spec["Labels"] = {**spec.get("Labels", {}), "disk": "ssd"}
-        assert worker.update(spec) is True
+        # A label round trip: Node.update sends the whole Spec with the version read. worker1 has
+        # just joined and the leader may still write its status (Ready, its addresses): then the
+        # version read is stale and the answer is Swarm's "update out of sequence"; read again.
+        def labelled() -> Any:
+            worker = client.nodes.get("worker1")
+            spec = dict(worker.attrs["Spec"])
+            spec["Labels"] = {**spec.get("Labels", {}), "disk": "ssd"}
+            try:
+                return worker if worker.update(spec) is True else None
+            except docker_py.errors.APIError as exc:
+                if "update out of sequence" in str(exc):
+                    return None
+                raise
+
+        worker = wait_until(labelled, timeout=30, what="worker1 labelled through docker-py")
         worker.reload()
         assert worker.attrs["Spec"]["Labels"] == {"disk": "ssd"}
         assert worker.attrs["Spec"]["Availability"] == "active"
