@@ -152,11 +152,17 @@ def test_a_lossy_or_slow_worker_stays_ready(restored: None) -> None:
     leader = next(r["hostname"] for r in status_json() if r["manager_status"] == "Leader")
     addr = handles[leader].control_addr
     assert addr
-    said = swarmlet("chaos", "loss", "worker1", "10%").stdout
-    assert said.strip() == "worker1: loss 10%"
+    # Loss on a stream is TCP's: a lost message comes a retransmission timeout later (0.2 s, then
+    # 0.4, 0.8...) and holds back the ones behind it. At 10% one heartbeat in a thousand is lost
+    # three times in a row, which holds the session 1.4 s against the 1.5 s grace: worker1 was
+    # then shown Down (once in a CI run, about 3% of 15 s runs by that count). At 5% that is one
+    # in 8,000 beats (about 0.4% of runs); twice in a row (0.6 s, one in 400) never reaches the
+    # grace. docs/agent.md, "Link faults", says so for users.
+    said = swarmlet("chaos", "loss", "worker1", "5%").stdout
+    assert said.strip() == "worker1: loss 5%"
     said = swarmlet("chaos", "delay", "worker1", "200ms").stdout
-    assert said.strip() == "worker1: loss 10%; delay 200ms"
-    # Ten dispatcher grace periods (1.5 s each) of 10% loss and 200 ms delay: never shown Down.
+    assert said.strip() == "worker1: loss 5%; delay 200ms"
+    # Ten dispatcher grace periods (1.5 s each) of 5% loss and 200 ms delay: never shown Down.
     seen: set[str] = set()
     leaders: set[str] = set()  # a leader change meanwhile says why, if worker1 is shown Down
     end = time.monotonic() + 15
@@ -166,7 +172,7 @@ def test_a_lossy_or_slow_worker_stays_ready(restored: None) -> None:
             seen.add(rows["worker1"].status)
             leaders.update(h for h, r in rows.items() if r.manager_status == "Leader")
         time.sleep(0.2)
-    assert seen == {"Ready"}, (f"worker1 was shown {seen} with 10% loss and 200 ms delay "
+    assert seen == {"Ready"}, (f"worker1 was shown {seen} with 5% loss and 200 ms delay "
                                f"(leaders seen meanwhile: {sorted(leaders)})")
     worker = handles["worker1"]
     assert injected(worker, "drop", "gossip") > 0
