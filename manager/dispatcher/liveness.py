@@ -80,13 +80,6 @@ def heartbeat_period(cluster: StoredObject | None, default: float) -> float:
     return ns / 1e9
 
 
-def _live_until(node_id: str, beats: Mapping[str, Beat], leader_since: float, grace: float) -> float:
-    """When a node's grace runs out: its last heartbeat (at least the leadership's start) plus grace."""
-    beat = beats.get(node_id)
-    last = leader_since if beat is None else max(beat.at, leader_since)
-    return last + grace
-
-
 def decide(
     nodes: Iterable[StoredObject],
     *,
@@ -113,34 +106,34 @@ def decide(
     """
     ops: list[Op] = []
     wakeups: list[float] = []
-    unknown_until = leader_since + grace * UNKNOWN_GRACE_MULTIPLIER / GRACE_MULTIPLIER
+    unknown_until = leader_since + grace * (UNKNOWN_GRACE_MULTIPLIER / GRACE_MULTIPLIER)
     for node in nodes:
         is_self = node.id == self_id
         state = node.status.get("State")
         status: dict[str, Any] | None = None
         extra: dict[str, Any] | None = None
         beat = beats.get(node.id)
-        if is_self or (beat is not None and beat.at >= leader_since):
-            until = _live_until(node.id, beats, leader_since, grace)
-            alive = is_self or (now < until and node.id not in gone)
-            if state != "down" and not alive:  # unknown too: one beat, then silence
-                status = copy.deepcopy(node.status)
-                status.update({"State": "down", "Message": DOWN_MESSAGE})
-            elif alive and beat is not None and _stale(node, beat):
-                status = copy.deepcopy(node.status)
-                status.update({"State": "ready", "Message": ""})
-                if beat.addr:
-                    status["Addr"] = beat.addr
-        else:  # not heard from since this manager leads
+        heard = is_self or (beat is not None and beat.at >= leader_since)
+        if is_self:
+            until, alive, down_message = now, True, DOWN_MESSAGE
+        elif heard and beat is not None:
+            until, down_message = beat.at + grace, DOWN_MESSAGE
+            alive = now < until and node.id not in gone
+        else:  # not heard from since this manager leads: unknown, then down
             until = unknown_until
             alive = state != "down" and now < until and node.id not in gone
-            if state != "down" and not alive:
-                status = copy.deepcopy(node.status)
-                message = DOWN_MESSAGE if node.id in gone else UNKNOWN_DOWN_MESSAGE
-                status.update({"State": "down", "Message": message})
-            elif alive and (state != "unknown" or node.status.get("Message") != UNKNOWN_MESSAGE):
-                status = copy.deepcopy(node.status)
-                status.update({"State": "unknown", "Message": UNKNOWN_MESSAGE})
+            down_message = DOWN_MESSAGE if node.id in gone else UNKNOWN_DOWN_MESSAGE
+        if state != "down" and not alive:  # unknown too: one beat, then silence
+            status = copy.deepcopy(node.status)
+            status.update({"State": "down", "Message": down_message})
+        elif alive and heard and beat is not None and _stale(node, beat):
+            status = copy.deepcopy(node.status)
+            status.update({"State": "ready", "Message": ""})
+            if beat.addr:
+                status["Addr"] = beat.addr
+        elif alive and not heard and (state != "unknown" or node.status.get("Message") != UNKNOWN_MESSAGE):
+            status = copy.deepcopy(node.status)
+            status.update({"State": "unknown", "Message": UNKNOWN_MESSAGE})
         if alive and not is_self:
             wakeups.append(until)
         ms = node.extra.get("ManagerStatus")
