@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import socket
+from collections.abc import Callable
 
 from manager.state.raft.config import ShellConfig
 from manager.state.raft.messages import ConfChange, ConfChangeType
@@ -36,9 +37,9 @@ def _silent_address() -> str:
         return f"127.0.0.1:{s.getsockname()[1]}"
 
 
-async def _until(check: object, timeout: float = 5.0) -> None:
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {check}"
         await asyncio.sleep(0.01)
 
